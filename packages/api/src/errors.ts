@@ -1,0 +1,97 @@
+/**
+ * Every error lowcloud reports carries a stable `code`. Codes are part of the public contract:
+ * scripts and the agent protocol match on them, so never rename one; add new ones.
+ */
+export const ErrorCode = {
+  // input files and flags
+  INVALID_INPUT: 'INVALID_INPUT',
+  INVALID_SIZE: 'INVALID_SIZE',
+  INVALID_CPU: 'INVALID_CPU',
+  INFRA_INVALID: 'INFRA_INVALID',
+  NOT_WASM: 'NOT_WASM',
+  UNSUPPORTED_WORLD: 'UNSUPPORTED_WORLD',
+  FILE_NOT_FOUND: 'FILE_NOT_FOUND',
+  GIT_REVISION_NOT_FOUND: 'GIT_REVISION_NOT_FOUND',
+  // plans
+  PLAN_STALE: 'PLAN_STALE',
+  PLAN_FORMAT: 'PLAN_FORMAT',
+  // grants and the sandbox
+  GRANT_DENIED: 'GRANT_DENIED',
+  GRANT_UNAVAILABLE: 'GRANT_UNAVAILABLE',
+  GUEST_TRAP: 'GUEST_TRAP',
+  // agent protocol
+  BAD_MESSAGE: 'BAD_MESSAGE',
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  UNKNOWN_KEY: 'UNKNOWN_KEY',
+  BAD_SIGNATURE: 'BAD_SIGNATURE',
+  REPLAYED: 'REPLAYED',
+  EXPIRED: 'EXPIRED',
+  STALE_GENERATION: 'STALE_GENERATION',
+  FRAME_TOO_LARGE: 'FRAME_TOO_LARGE',
+  DIGEST_MISMATCH: 'DIGEST_MISMATCH',
+  BLOB_MISSING: 'BLOB_MISSING',
+  NOT_FOUND: 'NOT_FOUND',
+  AGENT_KEY_MISMATCH: 'AGENT_KEY_MISMATCH',
+  AGENT_UNREACHABLE: 'AGENT_UNREACHABLE',
+  INTERNAL: 'INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** The shape an error takes on the wire and in `--json` output. Never a stack trace. */
+export interface WireError {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export class LowcloudError extends Error {
+  override name = 'LowcloudError';
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options?.details;
+  }
+
+  toWire(): WireError {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** A problem located in an input: which file, where, which field, what is wrong, how to fix it. */
+export interface Diagnostic {
+  file: string;
+  line?: number;
+  column?: number;
+  /** Field path such as `processes.kv.grants.memory`; empty for the whole file. */
+  path: string;
+  message: string;
+  hint?: string;
+}
+
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = d.line === undefined ? d.file : `${d.file}:${d.line}:${d.column ?? 1}`;
+  const field = d.path === '' ? '' : ` ${d.path}:`;
+  return `${where}:${field} ${d.message}${d.hint === undefined ? '' : ` (${d.hint})`}`;
+}
+
+/** Raised with every problem found in one input, so a user sees them all at once. */
+export class InvalidInputError extends LowcloudError {
+  override name = 'InvalidInputError';
+  readonly diagnostics: readonly Diagnostic[];
+
+  constructor(diagnostics: readonly Diagnostic[], code: ErrorCode = ErrorCode.INFRA_INVALID) {
+    super(code, diagnostics.map(formatDiagnostic).join('\n'), { details: { diagnostics } });
+    this.diagnostics = diagnostics;
+  }
+}
+
+/** Turn anything thrown into the wire shape; unknown errors never leak their stack. */
+export function toWireError(err: unknown): WireError {
+  if (err instanceof LowcloudError) return err.toWire();
+  return { code: ErrorCode.INTERNAL, message: err instanceof Error ? err.message : String(err) };
+}
