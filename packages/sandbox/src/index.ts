@@ -1,1 +1,12 @@
-export {};
+export type {
+  Capabilities,
+  DirMount,
+  Enforcement,
+  EnforcementLevel,
+  EnforcementReport,
+  GuestExit,
+  GuestHandle,
+  GuestOptions,
+  GuestUsage,
+  OutputTarget,
+} from './types.js';

@@ -1,0 +1,45 @@
+import { canonicalJson, sha256Hex } from './digest.js';
+
+/**
+ * The normalized, resolved description of one process: what the planner sends in `start` and what
+ * an agent stores as desired state. Sizes are bytes, CPU is cores, files are sha256 digests.
+ * This is the contract between planner and agent; the YAML file is only one way to produce it.
+ */
+export type RestartPolicy = 'always' | 'on-failure' | 'never';
+
+export interface NetworkGrant {
+  /** TCP ports the process may bind and listen on. */
+  listen: number[];
+  /** Targets the process may connect to: `host:port`, `ip:port`, or `cidr:port` (`10.0.0.0/8:5432`). */
+  connect: string[];
+  /** UDP is denied unless granted. */
+  udp?: boolean;
+}
+
+export interface Grants {
+  /** Cores, e.g. 0.5. Absent = not limited beyond the machine. */
+  cpu?: number;
+  /** Bytes of guest linear memory + host overhead. */
+  memory?: number;
+  /** Bytes the process may add to its private writable directory. Absent = no writable directory. */
+  disk?: number;
+  network: NetworkGrant;
+}
+
+export interface ProcessSpec {
+  /** Process name, unique within the infra file. */
+  name: string;
+  /** sha256 hex of the WebAssembly binary. */
+  binary: string;
+  args: string[];
+  env: Record<string, string>;
+  /** Guest path (absolute, e.g. `/etc/kv.toml`) -> sha256 hex of the file's contents. Read-only in the guest. */
+  config: Record<string, string>;
+  grants: Grants;
+  restart: RestartPolicy;
+}
+
+/** Identity of a spec: equal specs have equal digests whatever the key order they came in. */
+export function specDigest(spec: ProcessSpec): string {
+  return sha256Hex(canonicalJson(spec));
+}
