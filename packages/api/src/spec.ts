@@ -21,7 +21,7 @@ export interface Grants {
   cpu?: number;
   /** Bytes of guest linear memory + host overhead. */
   memory?: number;
-  /** Bytes the process may add to its private writable directory. Absent = no writable directory. */
+  /** Bytes the process may add to its private writable directory, which the guest sees at `/data`. Absent = no writable directory. */
   disk?: number;
   network: NetworkGrant;
 }
