@@ -1,0 +1,105 @@
+import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+
+/** What an apply reports as it goes; one event stream feeds both displays and the final summary. */
+export type ApplyEvent =
+  | { type: 'machine-start'; machine: string; total: number }
+  | { type: 'upload'; machine: string; blobs: number; bytes: number }
+  | { type: 'call-start'; machine: string; call: string; process: string }
+  | { type: 'call-done'; machine: string; call: string; process: string; ok: boolean; skipped?: boolean; ms: number; error?: string }
+  | { type: 'machine-done'; machine: string; ok: boolean; ms: number };
+
+export interface ProgressReporter {
+  event(e: ApplyEvent): void;
+  close(): void;
+}
+
+/**
+ * A live display on a terminal (one bar per machine: calls done / total and the current call), plain
+ * timestamped lines otherwise, because CI logs are read after the fact and cannot redraw.
+ */
+export function createReporter(stream: NodeJS.WriteStream = process.stderr, now: () => Date = () => new Date()): ProgressReporter {
+  return stream.isTTY === true && process.env.CI === undefined ? new TtyReporter(stream) : new LineReporter(stream, now);
+}
+
+export class LineReporter implements ProgressReporter {
+  constructor(
+    private readonly out: { write(s: string): unknown },
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  event(e: ApplyEvent): void {
+    const line = describe(e);
+    if (line !== null) this.out.write(`${this.now().toISOString()} ${line}\n`);
+  }
+
+  close(): void {}
+}
+
+class TtyReporter implements ProgressReporter {
+  private readonly multibar: MultiBar;
+  private readonly bars = new Map<string, SingleBar>();
+  private readonly done = new Map<string, number>();
+
+  constructor(stream: NodeJS.WriteStream) {
+    this.multibar = new MultiBar(
+      {
+        stream,
+        clearOnComplete: false,
+        hideCursor: true,
+        format: ' {machine} [{bar}] {value}/{total} {status}',
+        barsize: 20,
+      },
+      Presets.shades_grey,
+    );
+  }
+
+  event(e: ApplyEvent): void {
+    switch (e.type) {
+      case 'machine-start':
+        this.done.set(e.machine, 0);
+        this.bars.set(e.machine, this.multibar.create(e.total, 0, { machine: e.machine.padEnd(12), status: 'connecting' }));
+        return;
+      case 'upload':
+        this.bars.get(e.machine)?.update({ status: `uploading ${e.blobs} blob(s), ${e.bytes} bytes` });
+        return;
+      case 'call-start':
+        this.bars.get(e.machine)?.update({ status: `${e.call} ${e.process}` });
+        return;
+      case 'call-done': {
+        const n = (this.done.get(e.machine) ?? 0) + 1;
+        this.done.set(e.machine, n);
+        this.bars.get(e.machine)?.update(n, { status: e.ok ? `${e.call} ${e.process} ok` : `${e.call} ${e.process} FAILED` });
+        return;
+      }
+      case 'machine-done':
+        this.bars.get(e.machine)?.update({ status: e.ok ? `done in ${formatMs(e.ms)}` : `failed after ${formatMs(e.ms)}` });
+        return;
+    }
+  }
+
+  close(): void {
+    this.multibar.stop();
+  }
+}
+
+function describe(e: ApplyEvent): string | null {
+  switch (e.type) {
+    case 'machine-start':
+      return `${e.machine}: ${e.total} call(s) to make`;
+    case 'upload':
+      return `${e.machine}: uploading ${e.blobs} blob(s), ${e.bytes} bytes`;
+    case 'call-start':
+      return `${e.machine}: ${e.call} ${e.process} ...`;
+    case 'call-done':
+      if (e.skipped === true) return `${e.machine}: ${e.call} ${e.process} already done, skipped`;
+      return e.ok
+        ? `${e.machine}: ${e.call} ${e.process} ok (${formatMs(e.ms)})`
+        : `${e.machine}: ${e.call} ${e.process} FAILED (${formatMs(e.ms)}): ${e.error ?? 'unknown error'}`;
+    case 'machine-done':
+      return `${e.machine}: ${e.ok ? 'done' : 'failed'} in ${formatMs(e.ms)}`;
+  }
+}
+
+export function formatMs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(1)}s`;
+}
