@@ -4,3 +4,24 @@ export { parseSize, formatSize, parseCpu } from './units.js';
 export { sha256Hex, canonicalJson } from './digest.js';
 export { specDigest } from './spec.js';
 export type { ProcessSpec, Grants, NetworkGrant, RestartPolicy } from './spec.js';
+export {
+  infraSchema,
+  parseInfra,
+  loadInfra,
+  resolveInfra,
+  WorkingTreeSource,
+  GitRevisionSource,
+} from './infra/index.js';
+export type {
+  InfraFile,
+  MachineEntry,
+  ProcessEntry,
+  GrantsEntry,
+  NetworkEntry,
+  CapacityEntry,
+  ParsedInfra,
+  ResolvedInfra,
+  ResolvedMachine,
+  ResolvedProcess,
+  FileSource,
+} from './infra/index.js';

@@ -1,4 +1,92 @@
-import type { Command } from 'commander';
+import { writeFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { InvalidInputError, LowcloudError } from '@lowcloud/api';
+import { loadFromGit, loadFromWorkingTree } from './load.js';
+import { buildDocument } from './plan/document.js';
+import { getPlanner, planners } from './plan/registry.js';
+import { colours, renderHuman } from './plan/render-human.js';
 
-/** Adds this package's subcommands to the `lowcloud` program. */
-export function register(_program: Command): void {}
+/** Adds `validate` and `plan` to the `lowcloud` program. */
+export function register(program: Command): void {
+  program
+    .command('validate')
+    .description('Check an infrastructure file: schema, machines, capacity, ports, binaries and config files.')
+    .argument('<infra.yaml>', 'the infrastructure file')
+    .addHelpText('after', '\nPrints every problem at once with file:line:column, field and fix, and exits 1;\nchanges nothing. Exits 0 and prints a one-line summary when the file is valid.\n\nExample:\n  lowcloud validate infra.yaml')
+    .action((file: string) =>
+      run(async () => {
+        const infra = await loadFromWorkingTree(file);
+        process.stdout.write(`${file}: ok (${Object.keys(infra.machines).length} machine(s), ${Object.keys(infra.processes).length} process(es))\n`);
+      }),
+    );
+
+  program
+    .command('plan')
+    .description('Show the calls that turn the base version of an infrastructure file into the target version.')
+    .argument('<files...>', 'BASE.yaml TARGET.yaml, or with --base: the infrastructure file')
+    .option('--base <git-rev>', 'read the base version (and every file it references) from this git revision')
+    .option('--json', 'print the plan document (format_version 1) instead of the human view')
+    .option('--out <plan.json>', 'also write the plan document to this file, for `lowcloud apply`')
+    .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on error')
+    .addOption(new Option('--planner <name>', 'how to order calls').choices(Object.keys(planners)).default('minimal'))
+    .option('--no-color', 'no colour even on a terminal')
+    .addHelpText(
+      'after',
+      `
+Planners:
+${Object.values(planners).map((p) => `  ${p.name.padEnd(11)} ${p.description}`).join('\n')}
+
+Examples:
+  lowcloud plan old.yaml new.yaml
+  lowcloud plan --base origin/main infra.yaml              # in CI: what this branch changes
+  lowcloud plan --base HEAD~1 infra.yaml --out plan.json   # save for lowcloud apply
+  lowcloud plan --base main infra.yaml --json | jq .summary
+
+Identity is content: a binary or config file changed iff its sha256 changed. Config
+contents are never printed, only digests.`,
+    )
+    .action((files: string[], opts: { base?: string; json?: boolean; out?: string; detailedExitcode?: boolean; planner: string; color: boolean }) =>
+      run(async () => {
+        let baseFile: string;
+        let targetFile: string;
+        if (opts.base !== undefined) {
+          if (files.length !== 1) throw new LowcloudError('INVALID_INPUT', `with --base, give exactly one infrastructure file (got ${files.length})`);
+          baseFile = targetFile = files[0] as string;
+        } else {
+          if (files.length !== 2) throw new LowcloudError('INVALID_INPUT', `give BASE.yaml and TARGET.yaml, or --base <git-rev> and one file (got ${files.length} file(s))`);
+          [baseFile, targetFile] = files as [string, string];
+        }
+        const planner = getPlanner(opts.planner);
+        const [a, b] = await Promise.all([
+          opts.base !== undefined ? loadFromGit(baseFile, opts.base) : loadFromWorkingTree(baseFile),
+          loadFromWorkingTree(targetFile),
+        ]);
+        const doc = buildDocument(planner.plan(a, b), a, b);
+        if (opts.out !== undefined) await writeFile(opts.out, `${JSON.stringify(doc, null, 2)}\n`);
+        if (opts.json === true) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+        else process.stdout.write(renderHuman(doc, useColour(opts.color) ? colours : undefined));
+        if (opts.detailedExitcode === true && doc.calls.length > 0) process.exitCode = 2;
+      }),
+    );
+}
+
+export function useColour(flag: boolean): boolean {
+  return flag && process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
+}
+
+/** Runs a command; errors become a clear message on stderr and exit code 1, never a stack trace. */
+export async function run(action: () => Promise<void>): Promise<void> {
+  try {
+    await action();
+  } catch (err) {
+    process.exitCode = 1;
+    if (err instanceof InvalidInputError) {
+      process.stderr.write(`${err.message}\n${err.diagnostics.length} error(s); nothing was changed.\n`);
+    } else if (err instanceof LowcloudError) {
+      process.stderr.write(`error: ${err.message}\n`);
+    } else {
+      process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+    if (process.env.LOWCLOUD_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+  }
+}

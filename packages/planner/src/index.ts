@@ -1,1 +1,3 @@
-export {};
+export * from './plan/index.js';
+export { loadFromGit, loadFromWorkingTree } from './load.js';
+export type { LoadedInfra } from './load.js';

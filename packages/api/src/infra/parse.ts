@@ -1,0 +1,209 @@
+import { Ajv, type ErrorObject } from 'ajv';
+import { LineCounter, parseDocument, type Document } from 'yaml';
+import { InvalidInputError, type Diagnostic } from '../errors.js';
+import { locate } from './locate.js';
+import { infraSchema } from './schema.js';
+import type { InfraFile } from './types.js';
+
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
+const validate = ajv.compile(infraSchema);
+
+/** A parsed infra file that still knows where each field came from, for later diagnostics. */
+export interface ParsedInfra {
+  file: string;
+  value: InfraFile;
+  /** Diagnostic at a field path, positioned in the source. */
+  at(path: readonly (string | number)[], message: string, hint?: string, key?: boolean): Diagnostic;
+}
+
+/**
+ * Parse and schema-check an infra file. Collects every problem (YAML syntax, duplicate keys,
+ * unknown keys, wrong types, bad sizes, unsupported version) and throws them all at once.
+ */
+export function parseInfra(text: string, file: string): ParsedInfra {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const at = (path: readonly (string | number)[], message: string, hint?: string, key = false): Diagnostic => {
+    const pos = locate(doc, lines, path, key);
+    return { file, line: pos.line, column: pos.column, path: path.join('.'), message, ...(hint === undefined ? {} : { hint }) };
+  };
+
+  if (doc.errors.length > 0) {
+    throw new InvalidInputError(
+      doc.errors.map((e) => {
+        const p = lines.linePos(e.pos[0]);
+        const duplicate = e.code === 'DUPLICATE_KEY';
+        return {
+          file,
+          line: p.line,
+          column: p.col,
+          path: '',
+          message: duplicate ? `duplicate key: ${firstLine(e.message)}` : `YAML syntax error: ${firstLine(e.message)}`,
+          hint: duplicate ? 'each key may appear once in a mapping; merge the two entries' : 'check indentation and quoting near here',
+        };
+      }),
+    );
+  }
+
+  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidInputError([{ file, line: 1, column: 1, path: '', message: 'the file must be a mapping with version, machines and processes', hint: 'see schema/infra.schema.json' }]);
+  }
+  const v = value as Record<string, unknown>;
+  if (v.version !== undefined && v.version !== 1) {
+    throw new InvalidInputError([at(['version'], `unsupported version ${JSON.stringify(v.version)}`, 'this lowcloud reads version: 1')]);
+  }
+  if (!validate(value)) throw new InvalidInputError(schemaDiagnostics(validate.errors ?? [], value, doc, at));
+  return { file, value, at };
+}
+
+function schemaDiagnostics(
+  errors: ErrorObject[],
+  value: unknown,
+  _doc: Document,
+  at: ParsedInfra['at'],
+): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    // A failed `propertyNames` also reports the name itself; the name diagnostic is enough.
+    if (e.keyword === 'if') continue;
+    const path = e.instancePath.split('/').slice(1).map(unescape);
+    const d = describe(e, path, value, at);
+    if (d === null) continue;
+    const k = `${d.line}:${d.column}:${d.message}`;
+    if (!seen.has(k)) {
+      seen.add(k);
+      out.push(d);
+    }
+  }
+  return out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
+
+function describe(e: ErrorObject, path: string[], value: unknown, at: ParsedInfra['at']): Diagnostic | null {
+  const field = path[path.length - 1] ?? '';
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const name = String(e.params.additionalProperty);
+      const allowed = Object.keys((e.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      const guess = closest(name, allowed);
+      return at([...path, name], `unknown key "${name}"`, guess !== null ? `did you mean "${guess}"?` : `allowed keys: ${allowed.join(', ')}`, true);
+    }
+    case 'required':
+      return at(path, `missing required key "${String(e.params.missingProperty)}"`, requiredHint(String(e.params.missingProperty)));
+    case 'propertyNames':
+      return null;
+    case 'pattern': {
+      if (field === 'config' && e.propertyName !== undefined) {
+        return at([...path, e.propertyName], `config guest path "${e.propertyName}" is not absolute`, 'write it as the path the guest opens, e.g. /etc/app.toml', true);
+      }
+      if (e.propertyName !== undefined) {
+        return at([...path, e.propertyName], `name "${e.propertyName}" is not allowed`, 'use lowercase letters, digits, ".", "_" and "-", starting with a letter or digit', true);
+      }
+      const actual = getIn(value, path);
+      if (field === 'memory' || field === 'disk') return sizeDiagnostic(path, actual, at);
+      if (field === 'agent') return at(path, `"${String(actual)}" is not an agent address`, 'use wss://host:port, ws://127.0.0.1:port (loopback only) or local');
+      if (field === 'key') return at(path, `"${String(actual)}" is not an agent key`, 'use ed25519: followed by the base64 of the raw 32-byte public key, as printed by `lowcloud agent`');
+      if (path.includes('connect')) return at(path, `"${String(actual)}" is not a connect target`, 'use host:port, ip:port, [v6]:port or cidr:port such as 10.0.0.0/8:5432');
+      return at(path, `"${String(actual)}" does not match ${String(e.params.pattern)}`);
+    }
+    case 'enum':
+      return at(path, `${JSON.stringify(getIn(value, path))} is not allowed`, `use one of: ${(e.params.allowedValues as unknown[]).join(', ')}`);
+    case 'const':
+      return at(path, `unsupported version ${JSON.stringify(getIn(value, path))}`, 'this lowcloud reads version: 1');
+    case 'type':
+      if ((field === 'memory' || field === 'disk') && typeof getIn(value, path) === 'number') return sizeDiagnostic(path, getIn(value, path), at);
+      return at(path, `must be ${article(String(e.params.type))}, got ${typeName(getIn(value, path))}`, typeHint(field));
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+      return at(path, `${JSON.stringify(getIn(value, path))} is out of range (${e.message ?? ''})`, field === 'cpu' ? 'CPU is in cores, e.g. 0.5 or 2' : undefined);
+    case 'uniqueItems':
+      return at(path, 'has duplicate entries', 'list each entry once');
+    default:
+      return at(path, e.message ?? 'is invalid');
+  }
+}
+
+function sizeDiagnostic(path: string[], actual: unknown, at: ParsedInfra['at']): Diagnostic {
+  const s = String(actual).trim();
+  if (/^\d+(\.\d+)?$/.test(s)) return at(path, `${s} has no unit`, `write ${s}MiB, ${s}KiB or ${s}B`);
+  return at(path, `"${s}" is not a size`, 'use a number with B, KB, MB, GB, KiB, MiB or GiB, e.g. 64MiB');
+}
+
+function requiredHint(key: string): string | undefined {
+  switch (key) {
+    case 'version':
+      return 'add "version: 1" at the top';
+    case 'machines':
+      return 'declare at least one machine, e.g. machines: { local: { agent: local } }';
+    case 'machine':
+      return 'name the machine it runs on';
+    case 'binary':
+      return 'give the path of its .wasm file';
+    case 'agent':
+      return 'give wss://host:port or local';
+    default:
+      return undefined;
+  }
+}
+
+function typeHint(field: string): string | undefined {
+  if (field === 'args') return 'write a list of strings, e.g. [--port, "7000"]';
+  if (field === 'cpu') return 'CPU is in cores, e.g. 0.5';
+  return undefined;
+}
+
+function article(t: string): string {
+  return /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`;
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function getIn(value: unknown, path: readonly string[]): unknown {
+  let v = value;
+  for (const seg of path) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[seg] : undefined;
+  return v;
+}
+
+function unescape(seg: string): string {
+  return seg.replace(/~1/g, '/').replace(/~0/g, '~');
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0] ?? s;
+}
+
+/** The allowed key nearest to a misspelling (edit distance ≤ 2), for "did you mean". */
+export function closest(name: string, options: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestD = 3;
+  for (const o of options) {
+    const d = distance(name, o);
+    if (d < bestD) {
+      bestD = d;
+      best = o;
+    }
+  }
+  return best;
+}
+
+function distance(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0] as number;
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j] as number;
+      dp[j] = Math.min((dp[j] as number) + 1, (dp[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return dp[b.length] as number;
+}
+

@@ -1,0 +1,185 @@
+import { sha256Hex } from '../digest.js';
+import { InvalidInputError, type Diagnostic } from '../errors.js';
+import { specDigest, type ProcessSpec } from '../spec.js';
+import { formatSize, parseSize } from '../units.js';
+import type { FileSource } from './file-source.js';
+import { closest, parseInfra, type ParsedInfra } from './parse.js';
+
+export interface ResolvedMachine {
+  name: string;
+  agent: string;
+  key?: string;
+  region?: string;
+  capacity: { cpu?: number; memory?: number; disk?: number };
+}
+
+export interface ResolvedProcess {
+  name: string;
+  machine: string;
+  spec: ProcessSpec;
+  /** specDigest(spec): equal iff nothing about the process changed. */
+  digest: string;
+  /** Where the content came from, for messages and uploads (paths relative to the infra file). */
+  files: { binary: string; config: Record<string, string> };
+}
+
+/** An infra file with units parsed, defaults filled, files hashed and every cross-check passed. */
+export interface ResolvedInfra {
+  file: string;
+  machines: Record<string, ResolvedMachine>;
+  processes: Record<string, ResolvedProcess>;
+  /** sha256 -> path (relative to the infra file) of every binary and config file. */
+  blobs: Record<string, string>;
+}
+
+const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
+
+/** Read, parse, check and resolve an infra file from a source; throws every problem at once. */
+export async function loadInfra(fileLabel: string, relPath: string, source: FileSource): Promise<ResolvedInfra> {
+  const bytes = await source.read(relPath);
+  if (bytes === null) {
+    throw new InvalidInputError([{ file: fileLabel, path: '', message: `not found in the ${source.label}`, hint: 'check the path' }]);
+  }
+  return resolveInfra(parseInfra(Buffer.from(bytes).toString('utf8'), fileLabel), source);
+}
+
+export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Promise<ResolvedInfra> {
+  const { value, at } = parsed;
+  const diags: Diagnostic[] = [];
+  const machines: Record<string, ResolvedMachine> = {};
+
+  for (const [name, m] of Object.entries(value.machines)) {
+    if (m.agent !== 'local' && m.key === undefined) {
+      diags.push(at(['machines', name, 'agent'], `machine ${name} has a remote agent but no key`, 'add key: ed25519:... as printed by `lowcloud agent` on that machine (pinned like ssh known_hosts)'));
+    }
+    if (m.agent.startsWith('ws://') && !/^ws:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?\/?$/.test(m.agent)) {
+      diags.push(at(['machines', name, 'agent'], `plain ws:// is only allowed on loopback (${m.agent})`, 'use wss:// so configs and secrets are encrypted in transit'));
+    }
+    if (m.key !== undefined && Buffer.from(m.key.slice('ed25519:'.length), 'base64').length !== 32) {
+      diags.push(at(['machines', name, 'key'], 'the key is not 32 bytes', 'copy the key exactly as `lowcloud agent` prints it'));
+    }
+    const capacity: ResolvedMachine['capacity'] = {};
+    if (m.capacity?.cpu !== undefined) capacity.cpu = m.capacity.cpu;
+    if (m.capacity?.memory !== undefined) capacity.memory = parseSize(m.capacity.memory);
+    if (m.capacity?.disk !== undefined) capacity.disk = parseSize(m.capacity.disk);
+    machines[name] = {
+      name,
+      agent: m.agent,
+      ...(m.key === undefined ? {} : { key: m.key }),
+      ...(m.region === undefined ? {} : { region: m.region }),
+      capacity,
+    };
+  }
+
+  const hashes = new Map<string, Promise<{ digest: string; bytes: Uint8Array } | null>>();
+  const hash = (p: string) => {
+    let h = hashes.get(p);
+    if (h === undefined) {
+      h = source.read(p).then((b) => (b === null ? null : { digest: sha256Hex(b), bytes: b }));
+      hashes.set(p, h);
+    }
+    return h;
+  };
+
+  const processes: Record<string, ResolvedProcess> = {};
+  const blobs: Record<string, string> = {};
+  const entries = Object.entries(value.processes ?? {});
+  await Promise.all(
+    entries.map(async ([name, p]) => {
+      const base = ['processes', name];
+      if (machines[p.machine] === undefined) {
+        const guess = closest(p.machine, Object.keys(machines));
+        diags.push(at([...base, 'machine'], `unknown machine "${p.machine}"`, guess !== null ? `did you mean "${guess}"?` : `declare it under machines, or use one of: ${Object.keys(machines).join(', ')}`));
+      }
+      const bin = await hash(p.binary);
+      if (bin === null) {
+        diags.push(at([...base, 'binary'], `binary ${p.binary} not found in the ${source.label}`, 'check the path; it is relative to the infra file'));
+      } else if (!WASM_MAGIC.every((b, i) => bin.bytes[i] === b)) {
+        diags.push(at([...base, 'binary'], `${p.binary} is not a WebAssembly binary (no \\0asm header)`, 'point binary at a .wasm module or component'));
+      } else {
+        blobs[bin.digest] = p.binary;
+      }
+      const config: Record<string, string> = {};
+      for (const [guestPath, file] of Object.entries(p.config ?? {})) {
+        const c = await hash(file);
+        if (c === null) {
+          diags.push(at([...base, 'config', guestPath], `config file ${file} not found in the ${source.label}`, 'check the path; it is relative to the infra file'));
+        } else {
+          config[guestPath] = c.digest;
+          blobs[c.digest] = file;
+        }
+      }
+      const g = p.grants ?? {};
+      const spec: ProcessSpec = {
+        name,
+        binary: bin?.digest ?? '',
+        args: p.args ?? [],
+        env: p.env ?? {},
+        config,
+        grants: {
+          ...(g.cpu === undefined ? {} : { cpu: g.cpu }),
+          ...(g.memory === undefined ? {} : { memory: parseSize(g.memory) }),
+          ...(g.disk === undefined ? {} : { disk: parseSize(g.disk) }),
+          network: {
+            listen: [...(g.network?.listen ?? [])].sort((a, b) => a - b),
+            connect: [...(g.network?.connect ?? [])],
+            ...(g.network?.udp === true ? { udp: true } : {}),
+          },
+        },
+        restart: p.restart ?? 'on-failure',
+      };
+      processes[name] = { name, machine: p.machine, spec, digest: specDigest(spec), files: { binary: p.binary, config: { ...(p.config ?? {}) } } };
+    }),
+  );
+
+  checkMachines(parsed, machines, processes, diags);
+  if (diags.length > 0) {
+    throw new InvalidInputError(diags.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)));
+  }
+  return { file: parsed.file, machines, processes: sortRecord(processes), blobs: sortRecord(blobs) };
+}
+
+/** Grants must fit the machine's declared capacity; listen ports must be unique per machine. */
+function checkMachines(
+  parsed: ParsedInfra,
+  machines: Record<string, ResolvedMachine>,
+  processes: Record<string, ResolvedProcess>,
+  diags: Diagnostic[],
+): void {
+  for (const m of Object.values(machines)) {
+    const mine = Object.values(processes).filter((p) => p.machine === m.name).sort((a, b) => a.name.localeCompare(b.name));
+    for (const dim of ['cpu', 'memory', 'disk'] as const) {
+      const cap = m.capacity[dim];
+      if (cap === undefined) continue;
+      const users = mine.filter((p) => p.spec.grants[dim] !== undefined);
+      const total = users.reduce((s, p) => s + (p.spec.grants[dim] ?? 0), 0);
+      if (total > cap + 1e-9) {
+        const show = (n: number) => (dim === 'cpu' ? `${Math.round(n * 1000) / 1000} cores` : formatSize(n));
+        diags.push(
+          parsed.at(
+            ['machines', m.name, 'capacity', dim],
+            `grants over capacity: processes on ${m.name} are granted ${show(total)} of ${dim} but the machine has ${show(cap)} (${users.map((p) => `${p.name} ${show(p.spec.grants[dim] ?? 0)}`).join(', ')})`,
+            `lower the grants, raise capacity.${dim}, or move a process to another machine`,
+          ),
+        );
+      }
+    }
+    const ports = new Map<number, string>();
+    for (const p of mine) {
+      for (const port of p.spec.grants.network.listen) {
+        const other = ports.get(port);
+        if (other !== undefined) {
+          diags.push(
+            parsed.at(['processes', p.name, 'grants', 'network', 'listen'], `port ${port} is already granted to ${other} on machine ${m.name}`, 'give each process on a machine its own listen ports'),
+          );
+        } else {
+          ports.set(port, p.name);
+        }
+      }
+    }
+  }
+}
+
+function sortRecord<T>(r: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}

@@ -1,0 +1,46 @@
+/** The infrastructure file as written (YAML), before units are parsed and files are hashed. */
+export interface InfraFile {
+  version: 1;
+  machines: Record<string, MachineEntry>;
+  processes?: Record<string, ProcessEntry>;
+}
+
+export interface MachineEntry {
+  /** `ws://host:port`, `wss://host:port`, or `local` for an agent `lowcloud up` starts on this machine. */
+  agent: string;
+  /** `ed25519:` + base64 of the agent's raw 32-byte public key; optional only for `local`. */
+  key?: string;
+  region?: string;
+  capacity?: CapacityEntry;
+}
+
+export interface CapacityEntry {
+  cpu?: number;
+  memory?: string;
+  disk?: string;
+}
+
+export interface ProcessEntry {
+  machine: string;
+  /** Path of the .wasm file, relative to the infra file. */
+  binary: string;
+  args?: string[];
+  env?: Record<string, string>;
+  /** Guest path (absolute) -> file path relative to the infra file. Read-only in the guest. */
+  config?: Record<string, string>;
+  grants?: GrantsEntry;
+  restart?: 'always' | 'on-failure' | 'never';
+}
+
+export interface GrantsEntry {
+  cpu?: number;
+  memory?: string;
+  disk?: string;
+  network?: NetworkEntry;
+}
+
+export interface NetworkEntry {
+  listen?: number[];
+  connect?: string[];
+  udp?: boolean;
+}

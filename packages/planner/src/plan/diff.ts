@@ -1,0 +1,83 @@
+import type { ProcessSpec } from '@lowcloud/api';
+import { formatSize } from '@lowcloud/api';
+import type { Change, FieldChange, PlanState } from './types.js';
+
+/**
+ * What changed for each process between two states, by content: a binary or config file counts as
+ * changed iff its digest changed. Processes come out sorted by name so plans are deterministic.
+ */
+export function diffStates(a: PlanState, b: PlanState): Change[] {
+  const names = [...new Set([...Object.keys(a.processes), ...Object.keys(b.processes)])].sort();
+  const changes: Change[] = [];
+  for (const name of names) {
+    const before = a.processes[name];
+    const after = b.processes[name];
+    if (before === undefined && after !== undefined) {
+      changes.push({ process: name, actions: ['start'], reason: 'new', paths: [], fields: [], to: after.machine });
+    } else if (before !== undefined && after === undefined) {
+      changes.push({ process: name, actions: ['stop'], reason: 'removed', paths: [], fields: [], from: before.machine });
+    } else if (before !== undefined && after !== undefined && before.digest !== after.digest) {
+      const fields = specFieldChanges(before.spec, after.spec);
+      const moved = before.machine !== after.machine;
+      if (moved) fields.unshift({ path: 'machine', from: before.machine, to: after.machine });
+      const onlyConfig = !moved && fields.every((f) => f.path.startsWith('config.'));
+      changes.push({
+        process: name,
+        actions: onlyConfig ? ['replace-config'] : moved ? ['start', 'stop'] : ['stop', 'start'],
+        reason: moved ? 'moved' : onlyConfig ? 'config-changed' : 'replaced',
+        paths: fields.map((f) => f.path),
+        fields,
+        from: before.machine,
+        to: after.machine,
+      });
+    } else if (before !== undefined && after !== undefined && before.machine !== after.machine) {
+      changes.push({
+        process: name,
+        actions: ['start', 'stop'],
+        reason: 'moved',
+        paths: ['machine'],
+        fields: [{ path: 'machine', from: before.machine, to: after.machine }],
+        from: before.machine,
+        to: after.machine,
+      });
+    }
+  }
+  return changes;
+}
+
+const short = (digest: string) => `sha256:${digest.slice(0, 12)}`;
+
+/** Field-level differences between two specs, with values safe to print. */
+export function specFieldChanges(a: ProcessSpec, b: ProcessSpec): FieldChange[] {
+  const out: FieldChange[] = [];
+  if (a.binary !== b.binary) out.push({ path: 'binary', from: short(a.binary), to: short(b.binary) });
+  if (JSON.stringify(a.args) !== JSON.stringify(b.args)) out.push({ path: 'args', from: JSON.stringify(a.args), to: JSON.stringify(b.args) });
+  // Env values may be secrets: say which variables changed, never their values.
+  for (const k of [...new Set([...Object.keys(a.env), ...Object.keys(b.env)])].sort()) {
+    const x = a.env[k];
+    const y = b.env[k];
+    if (x !== y) out.push({ path: `env.${k}`, from: x === undefined ? '(unset)' : '(set)', to: y === undefined ? '(unset)' : x === undefined ? '(set)' : '(changed)' });
+  }
+  const ga = a.grants;
+  const gb = b.grants;
+  const num = (v: number | undefined, size: boolean) => (v === undefined ? '(none)' : size ? formatSize(v) : String(v));
+  if (ga.cpu !== gb.cpu) out.push({ path: 'grants.cpu', from: num(ga.cpu, false), to: num(gb.cpu, false) });
+  if (ga.memory !== gb.memory) out.push({ path: 'grants.memory', from: num(ga.memory, true), to: num(gb.memory, true) });
+  if (ga.disk !== gb.disk) out.push({ path: 'grants.disk', from: num(ga.disk, true), to: num(gb.disk, true) });
+  for (const k of ['listen', 'connect'] as const) {
+    if (JSON.stringify(ga.network[k]) !== JSON.stringify(gb.network[k])) {
+      out.push({ path: `grants.network.${k}`, from: JSON.stringify(ga.network[k]), to: JSON.stringify(gb.network[k]) });
+    }
+  }
+  if ((ga.network.udp ?? false) !== (gb.network.udp ?? false)) {
+    out.push({ path: 'grants.network.udp', from: String(ga.network.udp ?? false), to: String(gb.network.udp ?? false) });
+  }
+  if (a.restart !== b.restart) out.push({ path: 'restart', from: a.restart, to: b.restart });
+  // Config files: digests only - contents may hold secrets.
+  for (const p of [...new Set([...Object.keys(a.config), ...Object.keys(b.config)])].sort()) {
+    const x = a.config[p];
+    const y = b.config[p];
+    if (x !== y) out.push({ path: `config.${p}`, from: x === undefined ? '(absent)' : short(x), to: y === undefined ? '(absent)' : short(y) });
+  }
+  return out;
+}

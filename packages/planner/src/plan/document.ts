@@ -1,0 +1,100 @@
+import { canonicalJson, ErrorCode, LowcloudError, sha256Hex } from '@lowcloud/api';
+import type { Change, Plan, PlanCall, PlanState } from './types.js';
+
+/** The major version of the plan document this lowcloud writes and reads. */
+export const PLAN_FORMAT_VERSION = '1';
+
+export interface PlanMachine {
+  agent: string;
+  key?: string;
+  /** The agent's state generation when the plan was made against live state; absent for offline plans. */
+  generation?: number;
+  /** Spec digest of every process on the machine in the base state: apply checks the live state against it. */
+  before: Record<string, string>;
+}
+
+/** The versioned plan document (`plan --json`, `plan --out`); see packages/planner/PLAN-FORMAT.md. */
+export interface PlanDocument {
+  format_version: string;
+  planner: string;
+  base: { label: string; digest: string };
+  target: { label: string; digest: string; file?: string };
+  summary: { start: number; stop: number; replace_config: number };
+  machines: Record<string, PlanMachine>;
+  calls: PlanCall[];
+  changes: Change[];
+  /** sha256 -> path (relative to target.file) of every blob a start or replace-config needs. */
+  files: Record<string, string>;
+}
+
+export function stateDigest(s: PlanState): string {
+  return sha256Hex(
+    canonicalJson({
+      machines: Object.fromEntries(Object.values(s.machines).map((m) => [m.name, { agent: m.agent, key: m.key }])),
+      processes: Object.fromEntries(Object.values(s.processes).map((p) => [p.name, { machine: p.machine, digest: p.digest }])),
+    }),
+  );
+}
+
+export function buildDocument(
+  plan: Plan,
+  a: PlanState & { label: string },
+  b: PlanState & { label: string; file?: string; blobs?: Record<string, string> },
+  generations: Record<string, number> = {},
+): PlanDocument {
+  const machines: Record<string, PlanMachine> = {};
+  for (const name of [...new Set([...Object.keys(a.machines), ...Object.keys(b.machines)])].sort()) {
+    const m = b.machines[name] ?? a.machines[name];
+    if (m === undefined) continue;
+    const before: Record<string, string> = {};
+    for (const p of Object.values(a.processes)) if (p.machine === name) before[p.name] = p.digest;
+    const gen = generations[name];
+    machines[name] = { agent: m.agent, ...(m.key === undefined ? {} : { key: m.key }), ...(gen === undefined ? {} : { generation: gen }), before };
+  }
+  const files: Record<string, string> = {};
+  for (const c of plan.calls) {
+    const digests = c.call === 'start' ? [c.spec?.binary, ...Object.values(c.spec?.config ?? {})] : c.call === 'replace-config' ? Object.values(c.config ?? {}) : [];
+    for (const d of digests) {
+      const p = d === undefined ? undefined : b.blobs?.[d];
+      if (d !== undefined && p !== undefined) files[d] = p;
+    }
+  }
+  const count = (k: PlanCall['call']) => plan.calls.filter((c) => c.call === k).length;
+  return {
+    format_version: PLAN_FORMAT_VERSION,
+    planner: plan.planner,
+    base: { label: a.label, digest: stateDigest(a) },
+    target: { label: b.label, digest: stateDigest(b), ...(b.file === undefined ? {} : { file: b.file }) },
+    summary: { start: count('start'), stop: count('stop'), replace_config: count('replace-config') },
+    machines,
+    calls: plan.calls,
+    changes: plan.changes,
+    files: Object.fromEntries(Object.entries(files).sort(([x], [y]) => (x < y ? -1 : 1))),
+  };
+}
+
+/**
+ * Reads a plan document. Consumers must reject a major version they do not know: a newer lowcloud
+ * may have changed what the calls mean.
+ */
+export function parsePlanDocument(value: unknown, source = 'plan'): PlanDocument {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${source}: not a plan document (expected a JSON object)`);
+  }
+  const v = value as Partial<PlanDocument>;
+  if (typeof v.format_version !== 'string') {
+    throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${source}: format_version is missing; was this written by \`lowcloud plan --out\`?`);
+  }
+  const major = v.format_version.split('.')[0];
+  if (major !== PLAN_FORMAT_VERSION) {
+    throw new LowcloudError(
+      ErrorCode.PLAN_FORMAT,
+      `${source}: plan format_version ${v.format_version} is not supported; this lowcloud reads version ${PLAN_FORMAT_VERSION}.x (re-create the plan with this lowcloud)`,
+    );
+  }
+  for (const k of ['calls', 'changes'] as const) {
+    if (!Array.isArray(v[k])) throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${source}: ${k} must be a list`);
+  }
+  if (v.machines === undefined || typeof v.machines !== 'object') throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${source}: machines must be an object`);
+  return v as PlanDocument;
+}

@@ -1,0 +1,59 @@
+import type { ProcessSpec, ResolvedMachine } from '@lowcloud/api';
+
+/** One side of a diff: a file's resolved contents, or the live state read from agents. */
+export interface PlanState {
+  machines: Record<string, ResolvedMachine>;
+  processes: Record<string, { name: string; machine: string; spec: ProcessSpec; digest: string }>;
+}
+
+export type CallKind = 'start' | 'stop' | 'replace-config';
+
+export interface PlanCall {
+  machine: string;
+  call: CallKind;
+  process: string;
+  /** Calls run phase by phase; within a phase machines are independent, within a machine in list order. */
+  phase: number;
+  /** start: the whole spec. */
+  spec?: ProcessSpec;
+  /** start, replace-config: the spec digest the process has afterwards. */
+  specDigest?: string;
+  /** replace-config: the process's whole new config map (guest path -> sha256). */
+  config?: Record<string, string>;
+}
+
+export type ChangeReason = 'new' | 'removed' | 'config-changed' | 'replaced' | 'moved';
+
+/** One field that forced a change, with old and new values safe to print (never config contents). */
+export interface FieldChange {
+  path: string;
+  from: string;
+  to: string;
+}
+
+export interface Change {
+  process: string;
+  /** The calls this change makes, in order, e.g. ['stop', 'start']. */
+  actions: CallKind[];
+  reason: ChangeReason;
+  /** Field paths that forced it: `grants.memory`, `args`, `config./etc/kv.toml`, `machine`. */
+  paths: string[];
+  fields: FieldChange[];
+  /** Machine before and after (equal unless moved). */
+  from?: string;
+  to?: string;
+  /** Set when a planner could not do what it prefers and fell back (blue-green without room). */
+  note?: string;
+}
+
+export interface Plan {
+  planner: string;
+  calls: PlanCall[];
+  changes: Change[];
+}
+
+export interface Planner {
+  readonly name: string;
+  readonly description: string;
+  plan(a: PlanState, b: PlanState): Plan;
+}
