@@ -37,13 +37,14 @@ export function renderHuman(doc: PlanDocument, style: Style = plain): string {
   if (doc.calls.length === 0) return `${lines.join('\n')}\n`;
   const byProcess = new Map(doc.changes.map((c) => [c.process, c]));
   const machines = [...new Set(doc.calls.map((c) => c.machine))].sort();
+  const width = Math.max(...doc.calls.map((c) => c.process.length));
   for (const m of machines) {
     const info = doc.machines[m];
     lines.push('', style.bold(`machine ${m}`) + style.dim(info === undefined ? '' : ` (${info.agent})`));
     for (const call of doc.calls.filter((c) => c.machine === m)) {
       const change = byProcess.get(call.process);
       const sign = call.call === 'start' ? style.add('+') : call.call === 'stop' ? style.remove('-') : style.change('~');
-      lines.push(`  ${sign} ${call.call.padEnd(14)} ${call.process}  ${style.dim(why(change, call.call))}`);
+      lines.push(`  ${sign} ${call.call.padEnd(14)} ${call.process.padEnd(width)}  ${style.dim(why(change, call.call))}`);
       if (change !== undefined && (change.reason === 'replaced' || change.reason === 'config-changed' || change.reason === 'moved') && call.call !== 'stop') {
         for (const f of change.fields) lines.push(`      ${f.path}: ${f.from} -> ${f.to}`);
       }

@@ -1,0 +1,29 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** A throwaway git repository; `commit` records the working tree and returns the commit id. */
+export function tempGitRepo(): { dir: string; git(...args: string[]): string; commit(message: string): string; remove(): void } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-git-'));
+  const git = (...args: string[]) =>
+    execFileSync('git', args, {
+      cwd: dir,
+      env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.invalid', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.invalid' },
+    })
+      .toString()
+      .trim();
+  git('init', '-q', '-b', 'main');
+  return {
+    dir,
+    git,
+    commit(message: string) {
+      git('add', '-A');
+      git('commit', '-q', '-m', message);
+      return git('rev-parse', 'HEAD');
+    },
+    remove() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
