@@ -146,8 +146,14 @@ function checkMachines(
   processes: Record<string, ResolvedProcess>,
   diags: Diagnostic[],
 ): void {
+  const byMachine = new Map<string, ResolvedProcess[]>();
+  for (const p of Object.values(processes).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    const list = byMachine.get(p.machine);
+    if (list === undefined) byMachine.set(p.machine, [p]);
+    else list.push(p);
+  }
   for (const m of Object.values(machines)) {
-    const mine = Object.values(processes).filter((p) => p.machine === m.name).sort((a, b) => a.name.localeCompare(b.name));
+    const mine = byMachine.get(m.name) ?? [];
     for (const dim of ['cpu', 'memory', 'disk'] as const) {
       const cap = m.capacity[dim];
       if (cap === undefined) continue;
