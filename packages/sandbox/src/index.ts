@@ -10,3 +10,8 @@ export type {
   GuestUsage,
   OutputTarget,
 } from './types.js';
+export { spawnGuest, attachGuest, HOST_OVERHEAD_BYTES } from './host/spawn.js';
+export { probeCapabilities } from './host/capabilities.js';
+export { admit } from './host/admission.js';
+export { binaryKind, rewriteMemoryMax } from './wasm/module.js';
+export { NotWasmError, UnsupportedWorldError } from './errors.js';

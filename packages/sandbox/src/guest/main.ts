@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { GuestExit } from '../types.js';
+import type { GuestBootOptions, WorkerResult } from './options.js';
+
+/**
+ * The guest host process: one per guest. Reads its boot options, runs the guest in a worker
+ * thread, and turns how the guest ended into an exit record (and its own exit status).
+ *
+ * Exit status of this process: the guest's own code for an exit; 134 for a trap (SIGABRT-like,
+ * like a native program that aborts); 143 when stopped on request.
+ */
+const optionsPath = process.argv[2];
+if (optionsPath === undefined) {
+  process.stderr.write('lowcloud guest host: missing options file\n');
+  process.exit(70);
+}
+const opts = JSON.parse(fs.readFileSync(optionsPath, 'utf8')) as GuestBootOptions;
+if (!opts.detached) fs.rmSync(optionsPath, { force: true });
+
+let finished = false;
+function finish(exit: GuestExit, status: number): void {
+  if (finished) return;
+  finished = true;
+  if (opts.runDir !== null) {
+    const tmp = path.join(opts.runDir, `exit.json.${process.pid}`);
+    fs.writeFileSync(tmp, JSON.stringify({ ...exit, at: new Date().toISOString() }));
+    fs.renameSync(tmp, path.join(opts.runDir, 'exit.json'));
+  }
+  if (process.send !== undefined && process.connected) {
+    process.send({ type: 'exit', exit }, () => process.exit(status));
+    setTimeout(() => process.exit(status), 200).unref();
+  } else {
+    process.exit(status);
+  }
+}
+
+const heapMb = opts.grants.memory === undefined ? undefined : Math.max(16, Math.floor(opts.grants.memory / 2 ** 20 / 4));
+const worker = new Worker(new URL('./worker.js', import.meta.url), {
+  workerData: opts,
+  stdin: false,
+  stdout: false,
+  stderr: false,
+  ...(heapMb === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: 8 } }),
+});
+worker.on('message', (r: WorkerResult) => {
+  if (r.kind === 'exit') finish(r, r.code);
+  else if (r.kind === 'trap') {
+    process.stderr.write(`lowcloud: guest trapped: ${r.message}\n`);
+    finish(r, 134);
+  } else finish(r, 137);
+});
+worker.on('error', (err) => {
+  const oom = /heap|memory/i.test(err.message);
+  if (oom) finish({ kind: 'violation', grant: 'memory', detail: err.message }, 137);
+  else finish({ kind: 'trap', message: err.message }, 134);
+});
+worker.on('exit', () => finish({ kind: 'trap', message: 'guest worker ended without a result' }, 134));
+
+const stop = () => {
+  void worker.terminate();
+  finish({ kind: 'stopped' }, 143);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+// Not detached: the guest must not outlive the process that started it.
+if (!opts.detached) process.on('disconnect', stop);

@@ -1,0 +1,61 @@
+import { cpuSeconds } from './proc.js';
+
+/**
+ * The runtime layer of the CPU grant, for machines without cgroups: an adaptive SIGSTOP/SIGCONT
+ * duty cycle. Every tick it compares the CPU the process used with what the grant allows and
+ * pauses it while it is over. Credit for idle time is capped, so a guest cannot bank idle seconds
+ * and then burst far past its grant.
+ */
+export class CpuThrottle {
+  private timer: NodeJS.Timeout | null = null;
+  private last: number | null = null;
+  private lastAt = 0;
+  private credit = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly pid: number,
+    private readonly cores: number,
+    private readonly tickMs = 20,
+    private readonly maxBurstSeconds = 0.05,
+  ) {}
+
+  start(): this {
+    this.last = cpuSeconds(this.pid);
+    this.lastAt = performance.now();
+    this.timer = setInterval(() => this.tick(), this.tickMs);
+    return this;
+  }
+
+  private tick(): void {
+    const used = cpuSeconds(this.pid);
+    if (used === null || this.last === null) return this.stop();
+    const now = performance.now();
+    this.credit = Math.min(this.credit + (this.cores * (now - this.lastAt)) / 1000 - (used - this.last), this.maxBurstSeconds);
+    this.last = used;
+    this.lastAt = now;
+    const over = this.credit < 0;
+    if (over !== this.stopped) {
+      try {
+        process.kill(this.pid, over ? 'SIGSTOP' : 'SIGCONT');
+        this.stopped = over;
+      } catch {
+        this.stop();
+      }
+    }
+  }
+
+  /** Stop throttling and leave the process running. */
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    if (this.stopped) {
+      try {
+        process.kill(this.pid, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+      this.stopped = false;
+    }
+  }
+}
