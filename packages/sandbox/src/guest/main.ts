@@ -64,5 +64,9 @@ const stop = () => {
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
-// Not detached: the guest must not outlive the process that started it.
-if (!opts.detached) process.on('disconnect', stop);
+// Not detached: the guest must not outlive the process that started it - also when that process
+// died before this one got here (then the channel is already gone).
+if (!opts.detached) {
+  process.on('disconnect', stop);
+  if (!process.connected) stop();
+}

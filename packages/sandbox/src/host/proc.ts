@@ -12,7 +12,8 @@ export function cpuSeconds(pid: number): number | null {
 /** The process start time in clock ticks since boot: with the pid, it identifies a process. */
 export function startTime(pid: number): string | null {
   const stat = readStat(pid);
-  return stat === null ? null : (stat[19] ?? null);
+  // A zombie has exited; only its parent's wait() is missing (PID 1 in a container may never reap).
+  return stat === null || stat[0] === 'Z' ? null : (stat[19] ?? null);
 }
 
 /** Resident set size in bytes. */

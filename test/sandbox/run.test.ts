@@ -1,0 +1,122 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { guest } from '../helpers/guests.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-run-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('lowcloud run: the guest sees exactly what it is granted', () => {
+  it('passes args and env, preserves the exit code, streams stdout and stderr', async () => {
+    const r = await runCli(['run', guest('hello'), '--env', 'GREETING=hi', '--', '3', 'two words'], { env: { HOST_SECRET: 'must-not-leak' } });
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe('argc=3\nargv[0]=hello.wasm\nargv[1]=3\nargv[2]=two words\nenv GREETING=hi\n');
+    expect(r.stderr).toBe('to stderr\n');
+  });
+
+  it('reports a trap as a trap, with its message', async () => {
+    const r = await runCli(['run', guest('trap')]);
+    expect(r.code).toBe(134);
+    expect(r.stderr).toBe('lowcloud: guest trapped: RuntimeError: unreachable\n');
+  });
+
+  it('--verbose prints the enforcement report with a level for every grant', async () => {
+    const r = await runCli(['run', guest('hello'), '--memory', '32MiB', '--cpu', '0.5', '--disk', '1MiB', '--dir', `${work}::/data`, '--verbose']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^ {2}memory +runtime +linear memory maximum rewritten to 33554432 bytes/m);
+    expect(r.stderr).toMatch(/^ {2}cpu +(kernel|runtime) +/m);
+    expect(r.stderr).toMatch(/^ {2}disk +runtime +byte quota 1048576 on writable directories/m);
+    expect(r.stderr).toMatch(/^ {2}network +runtime +WASI preview1 has no socket imports/m);
+  });
+});
+
+describe('lowcloud run: memory grant', () => {
+  it('allocation within the grant works', async () => {
+    const r = await runCli(['run', guest('memhog'), '--memory', '32MiB', '--', '16']);
+    expect(r).toMatchObject({ code: 0, stdout: 'allocated 16 MiB (check 16)\n' });
+  });
+
+  it('allocation past the grant fails inside the guest (malloc returns NULL) and the host is fine', async () => {
+    const r = await runCli(['run', guest('memhog'), '--memory', '32MiB']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^allocated (2\d|3[01]) MiB then malloc returned NULL/);
+  });
+});
+
+describe('lowcloud run: disk grant', () => {
+  it('writes within the quota land; the write past it fails in the guest with EDQUOT', async () => {
+    const dir = path.join(work, 'disk');
+    mkdirSync(dir);
+    const ok = await runCli(['run', guest('filewriter'), '--dir', `${dir}::/data`, '--disk', '100KiB', '--', '/data/a', '50000']);
+    expect(ok).toMatchObject({ code: 0, stdout: 'wrote 50000 bytes\n' });
+    expect(statSync(path.join(dir, 'a')).size).toBe(50000);
+    const over = await runCli(['run', guest('filewriter'), '--dir', `${dir}::/data`, '--disk', '100KiB', '--', '/data/b', '200000']);
+    expect(over.code).toBe(1);
+    // 50000 bytes are already used: the second file stops at the 4 KiB write that would pass 102400.
+    expect(over.stdout).toBe('write failed after 49152 bytes: Quota exceeded\n');
+    expect(statSync(path.join(dir, 'b')).size).toBe(49152);
+  });
+
+  it('config files are read-only at their guest paths', async () => {
+    const conf = path.join(work, 'app.conf');
+    writeFileSync(conf, 'port = 7000\n');
+    const r = await runCli(['run', guest('catconf'), '--config', `/etc/app.conf=${conf}`, '--', '/etc/app.conf']);
+    expect(r).toMatchObject({ code: 0, stdout: 'port = 7000\nwrite: Read-only file system\n' });
+    expect(readFileSync(conf, 'utf8')).toBe('port = 7000\n');
+  });
+});
+
+describe('lowcloud run: escapes all fail', () => {
+  it('.., absolute paths, host-planted symlinks, guest symlinks and hard links, ungranted config files', async () => {
+    const dir = path.join(work, 'jail');
+    mkdirSync(dir);
+    symlinkSync('/etc/passwd', path.join(dir, 'planted'));
+    const conf = path.join(work, 'granted.conf');
+    writeFileSync(conf, 'x=1\n');
+    const r = await runCli(['run', guest('escape'), '--dir', `${dir}::/data`, '--config', `/etc/app.conf=${conf}`, '--', '/data']);
+    expect(r.stdout).toBe(
+      [
+        'dotdot: DENIED (Capabilities insufficient)',
+        'absolute: DENIED (No such file or directory)',
+        'host-planted symlink: DENIED (Capabilities insufficient)',
+        'through host-planted dir symlink: DENIED (Capabilities insufficient)',
+        'guest symlink: DENIED (Capabilities insufficient)',
+        'guest hard link: DENIED (Capabilities insufficient)',
+        'ungranted config: DENIED (No such file or directory)',
+        'granted config: readable',
+        '',
+      ].join('\n'),
+    );
+    expect(r.code).toBe(0);
+  });
+});
+
+describe('lowcloud run: clear errors', () => {
+  it('a file that is not WebAssembly', async () => {
+    const f = path.join(work, 'script.wasm');
+    writeFileSync(f, '#!/bin/sh\n');
+    const r = await runCli(['run', f]);
+    expect(r).toMatchObject({ code: 1, stderr: `error: ${f} is not a WebAssembly binary: it does not start with the \\0asm header\n` });
+  });
+
+  it('a WASI 0.2 component (not supported by this build), with the fix', async () => {
+    const f = path.join(work, 'comp.wasm');
+    writeFileSync(f, Uint8Array.from([0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0]));
+    const r = await runCli(['run', f]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('is a WASI 0.2 component; this build of lowcloud runs WASI preview1 command modules');
+  });
+
+  it('a size without unit', async () => {
+    const r = await runCli(['run', guest('hello'), '--memory', '64']);
+    expect(r).toMatchObject({ code: 1, stderr: 'error: --memory: "64" has no unit; write 64MiB, 64KiB or 64B\n' });
+  });
+
+  it('an unknown flag', async () => {
+    const r = await runCli(['run', guest('hello'), '--memroy', '64MiB']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("error: unknown option '--memroy'");
+  });
+});
