@@ -31,7 +31,8 @@ export interface Preview1Options {
 type Entry =
   | { type: 'stdio'; n: 0 | 1 | 2 }
   | { type: 'dir'; mount: Mount; parts: string[]; preopen: string | null }
-  | { type: 'file'; fd: number; mount: Mount; read: boolean; write: boolean; append: boolean; pos: number; hostPath: string };
+    /** `size` is tracked here so a write needs no fstat: only this guest writes its files. */
+  | { type: 'file'; fd: number; mount: Mount; read: boolean; write: boolean; append: boolean; pos: number; size: number; hostPath: string };
 
 const FILETYPE = { unknown: 0, char: 2, dir: 3, file: 4, symlink: 7 } as const;
 const RIGHTS_ALL = 0x1fffffffn;
@@ -120,11 +121,11 @@ export function preview1Imports(opts: Preview1Options): { imports: Record<string
   const writeFile = (e: Extract<Entry, { type: 'file' }>, bufs: Uint8Array[], at: number): number => {
     if (!e.write) throw new WasiError(Errno.BADF);
     const len = bufs.reduce((s, b) => s + b.length, 0);
-    const size = fs.fstatSync(e.fd).size;
-    const start = e.append ? size : at;
-    opts.quota?.charge(Math.max(0, start + len - size));
+    const start = e.append ? e.size : at;
+    opts.quota?.charge(Math.max(0, start + len - e.size));
     let off = start;
     for (const b of bufs) off += fs.writeSync(e.fd, b, 0, b.length, off);
+    e.size = Math.max(e.size, off);
     return off - start;
   };
   const readFile = (e: Extract<Entry, { type: 'file' }>, bufs: Uint8Array[], at: number): number => {
@@ -164,14 +165,20 @@ export function preview1Imports(opts: Preview1Options): { imports: Record<string
         written = writeOut(e.n, bufs);
       } else if (e.type === 'file') {
         written = writeFile(e, bufs, e.pos);
-        e.pos = e.append ? fs.fstatSync(e.fd).size : e.pos + written;
+        e.pos = e.append ? e.size : e.pos + written;
       } else throw new WasiError(Errno.ISDIR);
       mem.view.setUint32(out, written, true);
     }),
     fd_pwrite: sys((fd: number, iovs: number, n: number, offset: bigint, out: number) => {
       const e = entry(fd);
       if (e.type !== 'file') throw new WasiError(e.type === 'dir' ? Errno.ISDIR : Errno.SPIPE);
-      mem.view.setUint32(out, writeFile({ ...e, append: false }, mem.iovecs(iovs, n), Number(offset)), true);
+      const append = e.append;
+      e.append = false;
+      try {
+        mem.view.setUint32(out, writeFile(e, mem.iovecs(iovs, n), Number(offset)), true);
+      } finally {
+        e.append = append;
+      }
     }),
     fd_read: sys((fd: number, iovs: number, n: number, out: number) => {
       const e = entry(fd);
@@ -198,7 +205,7 @@ export function preview1Imports(opts: Preview1Options): { imports: Record<string
     fd_seek: sys((fd: number, offset: bigint, whence: number, out: number) => {
       const e = entry(fd);
       if (e.type !== 'file') throw new WasiError(e.type === 'dir' ? Errno.ISDIR : Errno.SPIPE);
-      const base = whence === 0 ? 0 : whence === 1 ? e.pos : fs.fstatSync(e.fd).size;
+      const base = whence === 0 ? 0 : whence === 1 ? e.pos : e.size;
       const next = base + Number(offset);
       if (next < 0) throw new WasiError(Errno.INVAL);
       e.pos = next;
@@ -226,11 +233,11 @@ export function preview1Imports(opts: Preview1Options): { imports: Record<string
     fd_allocate: sys((fd: number, offset: bigint, len: bigint) => {
       const e = entry(fd);
       if (e.type !== 'file' || !e.write) throw new WasiError(Errno.BADF);
-      const size = fs.fstatSync(e.fd).size;
       const end = Number(offset + len);
-      if (end > size) {
-        opts.quota?.charge(end - size);
+      if (end > e.size) {
+        opts.quota?.charge(end - e.size);
         fs.ftruncateSync(e.fd, end);
+        e.size = end;
       }
     }),
     fd_fdstat_get: sys((fd: number, ptr: number) => {
@@ -260,11 +267,11 @@ export function preview1Imports(opts: Preview1Options): { imports: Record<string
     fd_filestat_set_size: sys((fd: number, size: bigint) => {
       const e = entry(fd);
       if (e.type !== 'file' || !e.write) throw new WasiError(Errno.BADF);
-      const cur = fs.fstatSync(e.fd).size;
       const next = Number(size);
-      if (next > cur) opts.quota?.charge(next - cur);
-      else opts.quota?.credit(cur - next);
+      if (next > e.size) opts.quota?.charge(next - e.size);
+      else opts.quota?.credit(e.size - next);
       fs.ftruncateSync(e.fd, next);
+      e.size = next;
     }),
     fd_filestat_set_times: sys((fd: number, atim: bigint, mtim: bigint, flags: number) => {
       const e = entry(fd);
@@ -358,7 +365,8 @@ export function preview1Imports(opts: Preview1Options): { imports: Record<string
         if ((oflags & OFLAG.excl) !== 0) flags |= fs.constants.O_EXCL;
         if ((oflags & OFLAG.trunc) !== 0) flags |= fs.constants.O_TRUNC;
         const fd = fs.openSync(hostPath, flags, 0o644);
-        fds.set(nextFd, { type: 'file', fd, mount: resolved.mount, read: wantRead || !wantWrite, write: wantWrite, append: (fdflags & FDFLAG_APPEND) !== 0, pos: 0, hostPath });
+        const size = fs.fstatSync(fd).size;
+        fds.set(nextFd, { type: 'file', fd, mount: resolved.mount, read: wantRead || !wantWrite, write: wantWrite, append: (fdflags & FDFLAG_APPEND) !== 0, pos: 0, size, hostPath });
         mem.view.setUint32(out, nextFd++, true);
       },
     ),
