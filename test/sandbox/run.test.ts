@@ -101,12 +101,11 @@ describe('lowcloud run: clear errors', () => {
     expect(r).toMatchObject({ code: 1, stderr: `error: ${f} is not a WebAssembly binary: it does not start with the \\0asm header\n` });
   });
 
-  it('a WASI 0.2 component (not supported by this build), with the fix', async () => {
+  it('a component of an unsupported world (not a wasi:cli command)', async () => {
     const f = path.join(work, 'comp.wasm');
     writeFileSync(f, Uint8Array.from([0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0]));
     const r = await runCli(['run', f]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('is a WASI 0.2 component; this build of lowcloud runs WASI preview1 command modules');
+    expect(r).toMatchObject({ code: 1, stderr: `error: ${f}: does not export wasi:cli/run: only WASI 0.2 command components can run as processes\n` });
   });
 
   it('a size without unit', async () => {

@@ -11,7 +11,7 @@ export function register(program: Command): void {
   program
     .command('run')
     .description('Run one WASI binary in the foreground, sandboxed, with grants; exits with its status (like `wasmtime run`).')
-    .argument('<app.wasm>', 'a WASI preview1 command module')
+    .argument('<app.wasm>', 'a WASI preview1 command module or a WASI 0.2 command component')
     .argument('[args...]', 'arguments for the guest (put them after --)')
     .option('--memory <size>', 'memory grant: linear memory maximum, e.g. 64MiB')
     .option('--cpu <cores>', 'CPU grant in cores, e.g. 0.5')
@@ -19,6 +19,7 @@ export function register(program: Command): void {
     .option('--disk <size>', 'bytes the guest may add across its writable directories, e.g. 100MiB')
     .option('--listen <port>', 'TCP port the guest may listen on (repeatable; WASI 0.2 guests)', collect, [])
     .option('--connect <target>', 'host:port, ip:port or cidr:port the guest may connect to (repeatable; WASI 0.2 guests)', collect, [])
+    .option('--udp', 'allow UDP on the granted ports and targets (WASI 0.2 guests)')
     .option('--env <K=V>', 'environment variable for the guest (repeatable); the host environment is never passed', collect, [])
     .option('--config <GUEST=HOST>', 'a read-only file at an absolute guest path (repeatable)', collect, [])
     .option('--stdin', 'pass standard input through to the guest (default: the guest reads end-of-file)')
@@ -54,6 +55,7 @@ interface RunFlags {
   connect: string[];
   env: string[];
   config: string[];
+  udp?: boolean;
   stdin?: boolean;
   verbose?: boolean;
   kernel: boolean;
@@ -61,7 +63,7 @@ interface RunFlags {
 
 /** Compile the flags into a grant once; every error names the flag and the fix. */
 export function compileRunFlags(o: RunFlags): { grants: Grants; dirs: DirMount[]; env: Record<string, string>; config: { guest: string; host: string }[] } {
-  const grants: Grants = { network: { listen: [], connect: o.connect } };
+  const grants: Grants = { network: { listen: [], connect: o.connect, ...(o.udp === true ? { udp: true } : {}) } };
   if (o.memory !== undefined) grants.memory = parseSize(o.memory, '--memory');
   if (o.cpu !== undefined) grants.cpu = parseCpu(o.cpu, '--cpu');
   if (o.disk !== undefined) grants.disk = parseSize(o.disk, '--disk');

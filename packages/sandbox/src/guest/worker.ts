@@ -4,6 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DiskQuota, usageOf, type Mount } from './core/fs.js';
 import type { GuestBootOptions, WorkerResult } from './options.js';
 import { openOutput } from './output.js';
+import { runComponent } from './component/run.js';
 import { GuestExit, preview1Imports } from './preview1/imports.js';
 
 /**
@@ -40,7 +41,15 @@ function stdinReader(): ((b: Uint8Array) => number) | null {
   };
 }
 
-try {
+async function main(): Promise<void> {
+  if (opts.kind === 'component') {
+    try {
+      report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.grants.network, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2) }) });
+    } catch (err) {
+      report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
+    }
+    return;
+  }
   const writable = opts.dirs.filter((d) => !d.readonly);
   const quota = opts.grants.disk === undefined ? null : new DiskQuota(writable.reduce((s, d) => s + usageOf(d.host), 0), opts.grants.disk);
   const { imports, memory } = preview1Imports({
@@ -67,6 +76,6 @@ try {
       else report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
     }
   }
-} catch (err) {
-  report({ kind: 'trap', message: err instanceof Error ? err.message : String(err) });
 }
+
+main().catch((err: unknown) => report({ kind: 'trap', message: err instanceof Error ? err.message : String(err) }));

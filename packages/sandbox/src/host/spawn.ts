@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { GuestBootOptions } from '../guest/options.js';
 import type { Enforcement, EnforcementReport, GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
 import { usageOf } from '../guest/core/fs.js';
+import { GrantUnavailableError } from '../errors.js';
 import { admit } from './admission.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import { GuestCgroup } from './cgroup.js';
@@ -34,7 +35,10 @@ export interface SpawnTuning {
 
 export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): Promise<GuestHandle & { child: ChildProcess }> {
   const caps = probeCapabilitiesSync();
-  const admitted = admit(opts.wasm, opts.grants.memory, opts.cacheDir);
+  const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
+  if (admitted.kind === 'component' && (opts.dirs.length > 0 || opts.config.length > 0 || opts.grants.disk !== undefined)) {
+    throw new GrantUnavailableError('disk', `${opts.wasm} is a WASI 0.2 component; directories, config files and disk grants are available to preview1 guests only in this version (the component sees no filesystem)`);
+  }
   const useKernel = tuning.kernel !== false && caps.cgroup !== null;
   const detached = opts.detached === true;
   if (detached && opts.runDir === undefined) throw new Error('detached guests need a runDir');
@@ -113,7 +117,15 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       : { mechanism: `byte quota ${opts.grants.disk} on writable directories, charged on every write (EDQUOT)`, level: 'runtime' },
   );
   report.disk.push({ mechanism: 'preopened directories only; no symlink following, no links, no absolute paths or ..', level: 'runtime' });
-  report.network.push({ mechanism: 'WASI preview1 has no socket imports: no network access', level: 'runtime' });
+  if (admitted.kind === 'module') {
+    report.network.push({ mechanism: 'WASI preview1 has no socket imports: no network access', level: 'runtime' });
+  } else {
+    const n = opts.grants.network;
+    report.network.push({
+      mechanism: `wasi:sockets allow-list: listen [${n.listen.join(', ')}], connect [${n.connect.join(', ')}], UDP ${n.udp === true ? 'on granted ports' : 'denied'}, name lookup only for granted hosts`,
+      level: 'runtime',
+    });
+  }
   if (runDir !== null) {
     fs.writeFileSync(path.join(runDir, 'guest.json'), JSON.stringify({ pid, start: startTime(pid), report, dirs: boot.dirs }));
   }

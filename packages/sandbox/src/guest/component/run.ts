@@ -1,0 +1,32 @@
+import { readFile } from 'node:fs/promises';
+import { lookup } from 'node:dns/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { NetworkGrant } from '@lowcloud/api';
+import { GuestExit } from '../preview1/imports.js';
+import { compilePolicy } from '../net/policy.js';
+import { componentImports } from './imports.js';
+
+type Instantiate = (getCoreModule: (p: string) => Promise<WebAssembly.Module>, imports: Record<string, unknown>) => Promise<Record<string, { run?: () => void }>>;
+
+/** Runs an admitted (transpiled) WASI 0.2 command component; resolves with its exit code. */
+export async function runComponent(
+  dir: string,
+  opts: { argv: string[]; env: Record<string, string>; network: NetworkGrant; stdout: (b: Uint8Array) => void; stderr: (b: Uint8Array) => void },
+): Promise<number> {
+  const policy = await compilePolicy(opts.network, async (host) => (await lookup(host, { all: true })).map((a) => a.address));
+  const { instantiate } = (await import(pathToFileURL(path.join(dir, 'guest.js')).href)) as { instantiate: Instantiate };
+  const root = await instantiate(async (p) => WebAssembly.compile(await readFile(path.join(dir, p))), componentImports({ ...opts, policy }));
+  const run = Object.entries(root).find(([k]) => k === 'run' || k.startsWith('wasi:cli/run'))?.[1]?.run;
+  if (run === undefined) throw new Error('the component does not export wasi:cli/run');
+  try {
+    run();
+    return 0;
+  } catch (err) {
+    const exit = err instanceof GuestExit ? err : (err as { payload?: unknown } | null)?.payload;
+    if (exit instanceof GuestExit) return exit.code;
+    // wasi:cli/run returned err: the command failed.
+    if ((err as Error | null)?.constructor?.name === 'ComponentError') return 1;
+    throw err;
+  }
+}

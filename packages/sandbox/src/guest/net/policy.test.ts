@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { allowsConnect, compilePolicy, parseIp } from './policy.js';
+
+const lookup = async (h: string) => (h === 'db.internal' ? ['10.1.2.3'] : []);
+
+describe('network policy', () => {
+  it('allows exactly the granted ip:port, cidr:port and resolved host:port targets', async () => {
+    const p = await compilePolicy({ listen: [7000], connect: ['127.0.0.1:5432', '10.0.0.0/8:6379', 'db.internal:5432', '[::1]:80'] }, lookup);
+    const ip = (s: string) => parseIp(s) as NonNullable<ReturnType<typeof parseIp>>;
+    expect(allowsConnect(p, ip('127.0.0.1'), 5432)).toBe(true);
+    expect(allowsConnect(p, ip('127.0.0.1'), 5433)).toBe(false);
+    expect(allowsConnect(p, ip('127.0.0.2'), 5432)).toBe(false);
+    expect(allowsConnect(p, ip('10.200.0.9'), 6379)).toBe(true);
+    expect(allowsConnect(p, ip('11.0.0.1'), 6379)).toBe(false);
+    expect(allowsConnect(p, ip('10.1.2.3'), 5432)).toBe(true);
+    expect(allowsConnect(p, ip('::1'), 80)).toBe(true);
+    expect(allowsConnect(p, ip('::2'), 80)).toBe(false);
+    expect([...p.names]).toEqual(['db.internal']);
+    expect([...p.listen]).toEqual([7000]);
+    expect(p.udp).toBe(false);
+  });
+});

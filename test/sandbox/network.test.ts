@@ -1,0 +1,103 @@
+import net from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { alive } from '../helpers/guests.js';
+import { spawn } from 'node:child_process';
+import { cliPath } from '../helpers/cli.js';
+
+const netguest = 'test/fixtures/guests/netguest.component.wasm';
+const children: number[] = [];
+afterAll(() => {
+  for (const pid of children) if (alive(pid)) process.kill(pid, 'SIGKILL');
+});
+
+/** A port that was free a moment ago, from the kernel (bind to 0 and read it back). */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function startServer(port: number, connections: number): Promise<{ pid: number; output: () => string }> {
+  const child = spawn(process.execPath, [cliPath, 'run', netguest, '--listen', String(port), '--', 'server', String(port), String(connections)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child.pid as number);
+  let out = '';
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('listening on')) resolve({ pid: child.pid as number, output: () => out });
+    });
+    child.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+  });
+}
+
+function nodeEcho(port: number, msg: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.write(`${msg}\n`));
+    let got = '';
+    sock.on('data', (d) => {
+      got += d.toString();
+      if (got.endsWith('\n')) sock.end();
+    });
+    sock.on('close', () => resolve(got));
+    sock.on('error', reject);
+    sock.setTimeout(5000, () => sock.destroy(new Error('timeout')));
+  });
+}
+
+describe('WASI 0.2 components with network grants', () => {
+  it('a guest listens on its granted port and serves a Node client and a guest client allowed to connect', async () => {
+    const port = await freePort();
+    const server = await startServer(port, 2);
+    expect(await nodeEcho(port, 'from node')).toBe('from node\n');
+    const client = await runCli(['run', netguest, '--connect', `127.0.0.1:${port}`, '--', 'client', '127.0.0.1', String(port), 'from a guest']);
+    expect(client).toMatchObject({ code: 0, stdout: 'reply: from a guest\n' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(alive(server.pid)).toBe(false);
+  });
+
+  it('binding a port it was not granted is denied inside the guest', async () => {
+    const port = await freePort();
+    const r = await runCli(['run', netguest, '--listen', String(port + 1 > 65535 ? port - 1 : port + 1), '--', 'bind', String(port)]);
+    expect(r).toMatchObject({ code: 1, stdout: 'bind: access-denied\n' });
+  });
+
+  it('connecting to a target it was not granted is denied inside the guest, even if something listens there', async () => {
+    const port = await freePort();
+    const listener = net.createServer((s) => s.end());
+    await new Promise<void>((r) => listener.listen(port, '127.0.0.1', r));
+    try {
+      const other = await runCli(['run', netguest, '--connect', `127.0.0.1:${port === 65535 ? 1 : port + 1}`, '--', 'client', '127.0.0.1', String(port), 'x']);
+      expect(other).toMatchObject({ code: 1, stdout: 'connect: access-denied\n' });
+      const cidrMiss = await runCli(['run', netguest, '--connect', `10.0.0.0/8:${port}`, '--', 'client', '127.0.0.1', String(port), 'x']);
+      expect(cidrMiss).toMatchObject({ code: 1, stdout: 'connect: access-denied\n' });
+    } finally {
+      listener.close();
+    }
+  });
+
+  it('name lookup works only for hosts named in the grant', async () => {
+    const denied = await runCli(['run', netguest, '--', 'lookup', 'localhost']);
+    expect(denied).toMatchObject({ code: 1, stdout: 'lookup: access-denied\n' });
+    const allowed = await runCli(['run', netguest, '--connect', 'localhost:80', '--', 'lookup', 'localhost']);
+    expect(allowed.code).toBe(0);
+    expect(allowed.stdout).toContain('address 127.0.0.1\n');
+  });
+
+  it('UDP is denied unless granted', async () => {
+    expect(await runCli(['run', netguest, '--', 'udp'])).toMatchObject({ code: 1, stdout: 'udp: access-denied\n' });
+    expect(await runCli(['run', netguest, '--udp', '--', 'udp'])).toMatchObject({ code: 0, stdout: 'udp: ok\n' });
+  });
+
+  it('reports the allow-list as the network enforcement and rejects filesystem grants for components', async () => {
+    const r = await runCli(['run', netguest, '--listen', '7999', '--connect', '127.0.0.1:5432', '--verbose', '--', 'udp']);
+    expect(r.stderr).toContain('network  runtime  wasi:sockets allow-list: listen [7999], connect [127.0.0.1:5432], UDP denied, name lookup only for granted hosts');
+    const fsGrant = await runCli(['run', netguest, '--disk', '1MiB', '--dir', '/tmp::/tmp', '--', 'udp']);
+    expect(fsGrant.code).toBe(1);
+    expect(fsGrant.stderr).toContain('grants.disk: ');
+    expect(fsGrant.stderr).toContain('is a WASI 0.2 component; directories, config files and disk grants are available to preview1 guests only');
+  });
+});
