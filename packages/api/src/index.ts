@@ -25,3 +25,18 @@ export type {
   ResolvedProcess,
   FileSource,
 } from './infra/index.js';
+export { parseRequest, processSpecSchema, MUTATING } from './protocol/index.js';
+export type { Request, RequestType, Reply, AgentStatus, ProcessStatus, ProcessState, AgentEvent } from './protocol/index.js';
+export {
+  generateKeyPair,
+  formatPublicKey,
+  parsePublicKey,
+  parsePrivateKey,
+  privateKeyPem,
+  signBytes,
+  verifyBytes,
+  signRequest,
+  verifyRequest,
+  bodyDigest,
+} from './signing.js';
+export type { KeyPair, RequestAuth, SignedFields } from './signing.js';

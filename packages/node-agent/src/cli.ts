@@ -1,4 +1,64 @@
+import fs from 'node:fs';
 import type { Command } from 'commander';
+import { generateKeyPair, LowcloudError, privateKeyPem } from '@lowcloud/api';
+import { Agent } from './agent/agent.js';
+import { compileAgentOptions, type RawAgentFlags } from './options.js';
 
-/** Adds this package's subcommands to the `lowcloud` program. */
-export function register(_program: Command): void {}
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** Adds `agent` and `keygen` to the `lowcloud` program. */
+export function register(program: Command): void {
+  program
+    .command('agent')
+    .description('Run the node agent: the daemon that runs this machine\'s processes and serves the signed API.')
+    .option('--listen <host:port>', 'where to listen (port 0 picks a free port)', '0.0.0.0:7443')
+    .option('--state <dir>', 'state directory: keys, desired state, blobs, logs, audit log', '/var/lib/lowcloud')
+    .option('--trust <file-or-key>', 'a public key (file from `lowcloud keygen`, or ed25519:...) allowed to change this machine (repeatable)', collect, [])
+    .option('--insecure-loopback', 'serve plain ws:// instead of wss:// (only on 127.0.0.1 / ::1: tests and `lowcloud up`)')
+    .addHelpText(
+      'after',
+      `
+On first start the agent makes its Ed25519 key pair in the state directory. It prints one line:
+  lowcloud agent listening on wss://0.0.0.0:7443 key ed25519:...
+Put that key in the infra file's machines.<name>.key: clients trust the agent only if it proves it
+holds that key on the TLS connection (no CA needed). Calls that change state must be signed by a
+--trust'ed key. Guests keep running if the agent stops or crashes; the next start re-attaches.
+
+Examples:
+  lowcloud keygen --out ci && lowcloud agent --state /var/lib/lowcloud --trust ci.pub
+  lowcloud agent --listen 127.0.0.1:0 --state ./state --trust ci.pub --insecure-loopback`,
+    )
+    .action(async (flags: RawAgentFlags) => {
+      try {
+        const agent = new Agent(compileAgentOptions(flags));
+        await agent.start();
+        process.stdout.write(`lowcloud agent listening on ${agent.url} key ${agent.identity.publicKey}\n`);
+        const shutdown = () => void agent.close().then(() => process.exit(0));
+        process.once('SIGTERM', shutdown);
+        process.once('SIGINT', shutdown);
+      } catch (err) {
+        process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(1);
+      }
+    });
+
+  program
+    .command('keygen')
+    .description('Make an Ed25519 key pair for an operator or CI: NAME.key (private, 0600) and NAME.pub.')
+    .requiredOption('--out <name>', 'file name prefix, e.g. ci -> ci.key and ci.pub')
+    .addHelpText('after', '\nGive NAME.pub to agents with --trust; give NAME.key to lowcloud apply with --key.\n\nExample:\n  lowcloud keygen --out ci')
+    .action((o: { out: string }) => {
+      try {
+        for (const f of [`${o.out}.key`, `${o.out}.pub`]) {
+          if (fs.existsSync(f)) throw new LowcloudError('INVALID_INPUT', `${f} already exists; refusing to overwrite a key`);
+        }
+        const pair = generateKeyPair();
+        fs.writeFileSync(`${o.out}.key`, privateKeyPem(pair.privateKey), { mode: 0o600 });
+        fs.writeFileSync(`${o.out}.pub`, `${pair.publicKey}\n`);
+        process.stdout.write(`${pair.publicKey}\nwrote ${o.out}.key (keep it secret) and ${o.out}.pub\n`);
+      } catch (err) {
+        process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 1;
+      }
+    });
+}

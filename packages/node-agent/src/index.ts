@@ -1,1 +1,6 @@
-export {};
+export { Agent, SOFT_FRAME_LIMIT } from './agent/agent.js';
+export type { AgentOptions } from './agent/agent.js';
+export { compileAgentOptions } from './options.js';
+export { verifyAuditLog } from './agent/audit-log.js';
+export { ProcessSupervisor, backoffDelay, DEFAULT_BACKOFF } from './agent/supervisor.js';
+export type { BackoffPolicy, GuestRunner } from './agent/supervisor.js';

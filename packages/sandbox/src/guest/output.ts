@@ -8,8 +8,16 @@ import { sleepSync } from './preview1/imports.js';
  */
 export function openOutput(target: OutputTarget, fd: 1 | 2): (b: Uint8Array) => void {
   if (target === 'inherit' || target === 'pipe') return (b) => writeAll(fd, b);
-  return rotatingFile(target.file, target.maxBytes, target.keep);
+  // stdout and stderr often share one log file: one writer, so rotation has one owner.
+  let w = files.get(target.file);
+  if (w === undefined) {
+    w = rotatingFile(target.file, target.maxBytes, target.keep);
+    files.set(target.file, w);
+  }
+  return w;
 }
+
+const files = new Map<string, (b: Uint8Array) => void>();
 
 function writeAll(fd: number, b: Uint8Array): void {
   let off = 0;

@@ -1,0 +1,101 @@
+import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
+import { ErrorCode, LowcloudError } from '../errors.js';
+import type { RequestAuth } from '../signing.js';
+import type { ProcessSpec } from '../spec.js';
+import type { Request } from './messages.js';
+
+const SHA256 = { type: 'string', pattern: '^[0-9a-f]{64}$' } as const;
+const NAME = { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' } as const;
+const ID = { type: 'string', minLength: 1, maxLength: 128 } as const;
+
+const auth: JSONSchemaType<RequestAuth> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['key', 'generation', 'timestamp', 'nonce', 'signature'],
+  properties: {
+    key: { type: 'string', maxLength: 100 },
+    generation: { type: 'integer', minimum: 0 },
+    timestamp: { type: 'integer', minimum: 0 },
+    nonce: { type: 'string', minLength: 16, maxLength: 64 },
+    signature: { type: 'string', maxLength: 200 },
+  },
+};
+
+export const processSpecSchema: JSONSchemaType<ProcessSpec> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'binary', 'args', 'env', 'config', 'grants', 'restart'],
+  properties: {
+    name: NAME,
+    binary: SHA256,
+    args: { type: 'array', items: { type: 'string' }, maxItems: 1000 },
+    env: { type: 'object', additionalProperties: { type: 'string' }, required: [] },
+    config: { type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: SHA256, required: [] },
+    grants: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['network'],
+      properties: {
+        cpu: { type: 'number', exclusiveMinimum: 0, nullable: true },
+        memory: { type: 'integer', minimum: 65536, nullable: true },
+        disk: { type: 'integer', minimum: 0, nullable: true },
+        network: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['listen', 'connect'],
+          properties: {
+            listen: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
+            connect: { type: 'array', items: { type: 'string', maxLength: 300 } },
+            udp: { type: 'boolean', nullable: true },
+          },
+        },
+      },
+    },
+    restart: { type: 'string', enum: ['always', 'on-failure', 'never'] },
+  },
+};
+
+const authProp = { ...auth, nullable: true };
+
+const requestSchema: object = {
+  type: 'object',
+  required: ['type', 'id'],
+  discriminator: { propertyName: 'type' },
+  oneOf: [
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'challenge'], properties: { type: { const: 'hello' }, id: ID, challenge: { type: 'string', minLength: 16, maxLength: 128 } } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'status' }, id: ID } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'spec'], properties: { type: { const: 'start' }, id: ID, spec: processSpecSchema, auth: authProp } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'stop' }, id: ID, process: NAME, graceMs: { type: 'integer', minimum: 0, maximum: 600000 }, auth: authProp } },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['type', 'id', 'process', 'config', 'specDigest'],
+      properties: { type: { const: 'replace-config' }, id: ID, process: NAME, config: { type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: SHA256, required: [] }, specDigest: SHA256, auth: authProp },
+    },
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'digests'], properties: { type: { const: 'blob-status' }, id: ID, digests: { type: 'array', items: SHA256, maxItems: 10000 } } },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['type', 'id', 'digest', 'size', 'offset', 'data'],
+      properties: { type: { const: 'put-blob' }, id: ID, digest: SHA256, size: { type: 'integer', minimum: 0 }, offset: { type: 'integer', minimum: 0 }, data: { type: 'string' }, auth: authProp },
+    },
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'logs' }, id: ID, process: NAME, tail: { type: 'integer', minimum: 0, maximum: 100000 }, follow: { type: 'boolean' } } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'watch' }, id: ID } },
+  ],
+};
+
+const ajv = new Ajv({ allErrors: false, strict: false, discriminator: true });
+const validateRequest = ajv.compile(requestSchema) as unknown as ValidateFunction<Request>;
+
+/** Validate an incoming request; the error names the field (`details.path`). */
+export function parseRequest(value: unknown): Request {
+  if (validateRequest(value)) return value;
+  throw badMessage(validateRequest.errors ?? []);
+}
+
+function badMessage(errors: ErrorObject[]): LowcloudError {
+  const e = errors[0];
+  const path = e === undefined ? '' : `${e.instancePath}${e.keyword === 'additionalProperties' ? `/${String(e.params.additionalProperty)}` : e.keyword === 'required' ? `/${String(e.params.missingProperty)}` : ''}`;
+  const what = e === undefined ? 'invalid' : e.keyword === 'additionalProperties' ? 'unknown field' : e.keyword === 'required' ? 'missing field' : (e.message ?? 'invalid');
+  return new LowcloudError(ErrorCode.BAD_MESSAGE, `invalid request at ${path || '/'}: ${what}`, { details: { path: path.replace(/^\//, '').replace(/\//g, '.') } });
+}

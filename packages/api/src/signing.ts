@@ -1,0 +1,94 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { canonicalJson, sha256Hex } from './digest.js';
+import { ErrorCode, LowcloudError } from './errors.js';
+
+/**
+ * Ed25519 keys and request signatures, ssh-style: no CA. Public keys are written the way the infra
+ * file pins them, `ed25519:` + base64 of the raw 32 bytes.
+ */
+
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+export interface KeyPair {
+  publicKey: string;
+  privateKey: KeyObject;
+}
+
+export function generateKeyPair(): KeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  return { publicKey: formatPublicKey(publicKey), privateKey };
+}
+
+export function formatPublicKey(key: KeyObject): string {
+  return `ed25519:${key.export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length).toString('base64')}`;
+}
+
+export function parsePublicKey(text: string, where = 'key'): KeyObject {
+  const t = text.trim();
+  const raw = t.startsWith('ed25519:') ? Buffer.from(t.slice(8), 'base64') : null;
+  if (raw === null || raw.length !== 32) {
+    throw new LowcloudError(ErrorCode.INVALID_INPUT, `${where}: "${t.slice(0, 60)}" is not an ed25519 public key (expected ed25519: + base64 of 32 bytes)`);
+  }
+  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+/** A private key file: PKCS#8 PEM, as `lowcloud keygen` writes it. */
+export function parsePrivateKey(pem: string, where = 'private key'): KeyPair {
+  try {
+    const privateKey = createPrivateKey(pem);
+    return { privateKey, publicKey: formatPublicKey(createPublicKey(privateKey)) };
+  } catch (err) {
+    throw new LowcloudError(ErrorCode.INVALID_INPUT, `${where}: not an ed25519 private key in PEM form`, { cause: err });
+  }
+}
+
+export function privateKeyPem(key: KeyObject): string {
+  return key.export({ format: 'pem', type: 'pkcs8' }).toString();
+}
+
+export function signBytes(key: KeyObject, data: string | Uint8Array): string {
+  return sign(null, typeof data === 'string' ? Buffer.from(data) : data, key).toString('base64');
+}
+
+export function verifyBytes(publicKey: string, data: string | Uint8Array, signature: string): boolean {
+  try {
+    return verify(null, typeof data === 'string' ? Buffer.from(data) : data, parsePublicKey(publicKey), Buffer.from(signature, 'base64'));
+  } catch {
+    return false;
+  }
+}
+
+/** What a mutating request's signature covers. */
+export interface SignedFields {
+  /** The agent's public key: a signature for one agent is useless at another. */
+  agent: string;
+  /** sha256 of the canonical JSON of the request without its `auth`. */
+  body: string;
+  generation: number;
+  /** Milliseconds since the epoch. */
+  timestamp: number;
+  nonce: string;
+}
+
+export interface RequestAuth {
+  key: string;
+  generation: number;
+  timestamp: number;
+  nonce: string;
+  signature: string;
+}
+
+export function bodyDigest(request: object): string {
+  const { auth: _auth, ...body } = request as { auth?: unknown };
+  return sha256Hex(canonicalJson(body));
+}
+
+export function signRequest(request: object, agent: string, generation: number, key: KeyPair, now = Date.now()): RequestAuth {
+  const fields: SignedFields = { agent, body: bodyDigest(request), generation, timestamp: now, nonce: randomBytes(16).toString('hex') };
+  return { key: key.publicKey, generation, timestamp: fields.timestamp, nonce: fields.nonce, signature: signBytes(key.privateKey, canonicalJson(fields)) };
+}
+
+export function verifyRequest(request: object, agent: string, auth: RequestAuth): boolean {
+  const fields: SignedFields = { agent, body: bodyDigest(request), generation: auth.generation, timestamp: auth.timestamp, nonce: auth.nonce };
+  return verifyBytes(auth.key, canonicalJson(fields), auth.signature);
+}
