@@ -1,0 +1,69 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { generateKeyPair, privateKeyPem, sha256Hex, type KeyPair, type ProcessSpec } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import { cliPath } from './cli.js';
+import { alive } from './guests.js';
+
+export interface RunningAgent {
+  url: string;
+  key: string;
+  pid: number;
+  stateDir: string;
+  child: ChildProcess;
+}
+
+/** A real agent process on 127.0.0.1:0; resolves once it printed its address and key. */
+export function startAgent(stateDir: string, trust: string[], opts: { tls?: boolean; env?: Record<string, string> } = {}): Promise<RunningAgent> {
+  const args = [cliPath, 'agent', '--listen', '127.0.0.1:0', '--state', stateDir, ...trust.flatMap((t) => ['--trust', t])];
+  if (opts.tls !== true) args.push('--insecure-loopback');
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agent did not start: ${out}`)), 20_000);
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (\S+) key (\S+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve({ url: m[1] as string, key: m[2] as string, pid: child.pid as number, stateDir, child });
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`agent exited ${code}: ${out}`));
+    });
+  });
+}
+
+export async function killAgent(a: RunningAgent, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (!alive(a.pid)) return;
+  const gone = new Promise((r) => a.child.once('exit', r));
+  a.child.kill(signal);
+  await gone;
+}
+
+/** A state directory and an operator key the agent trusts. */
+export function agentFixture(): { dir: string; stateDir: string; operator: KeyPair; pubFile: string; remove(): void } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-agent-'));
+  const operator = generateKeyPair();
+  const pubFile = path.join(dir, 'ci.pub');
+  writeFileSync(pubFile, `${operator.publicKey}\n`);
+  writeFileSync(path.join(dir, 'ci.key'), privateKeyPem(operator.privateKey), { mode: 0o600 });
+  return { dir, stateDir: path.join(dir, 'state'), operator, pubFile, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A spec for a committed guest, with its blobs uploaded. */
+export async function uploadSpec(client: AgentClient, name: string, wasmPath: string, extra: Partial<ProcessSpec> = {}, config: Record<string, string> = {}): Promise<ProcessSpec> {
+  const wasm = readFileSync(wasmPath);
+  await client.putBlob(sha256Hex(wasm), wasm);
+  const cfg: Record<string, string> = {};
+  for (const [guest, text] of Object.entries(config)) {
+    await client.putBlob(sha256Hex(text), Buffer.from(text));
+    cfg[guest] = sha256Hex(text);
+  }
+  return { name, binary: sha256Hex(wasm), args: [], env: {}, config: cfg, grants: { network: { listen: [], connect: [] } }, restart: 'always', ...extra };
+}
