@@ -1,0 +1,91 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentEvent } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import { verifyAuditLog } from '@lowcloud/node-agent';
+import { runCli } from '../helpers/cli.js';
+import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { guest, waitFor } from '../helpers/guests.js';
+
+const fx = agentFixture();
+let agent: RunningAgent;
+beforeAll(async () => {
+  // A short backoff base for the one real run of the mechanism (the schedule itself is unit-tested).
+  agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_BACKOFF_BASE_MS: '200' } });
+});
+afterAll(async () => {
+  await killAgent(agent);
+  fx.remove();
+});
+
+describe('supervision, logs, metrics, audit', () => {
+  it('a guest that exits at once is restarted with growing delays and shows crash-loop', async () => {
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const events: AgentEvent[] = [];
+    await c.watch((e) => events.push(e));
+    const spec = await uploadSpec(c, 'crasher', guest('hello'), { args: ['1'] });
+    await c.start(spec);
+    await waitFor(() => events.filter((e) => e.kind === 'restarted').length >= 3, 15_000, 'three restarts');
+    const died = events.filter((e) => e.kind === 'died').map((e) => Date.parse(e.at));
+    const restarted = events.filter((e) => e.kind === 'restarted').map((e) => Date.parse(e.at));
+    const gaps = restarted.slice(0, 3).map((t, i) => t - (died[i] as number));
+    expect(gaps[0]).toBeGreaterThanOrEqual(190);
+    expect(gaps[1]).toBeGreaterThanOrEqual(390);
+    expect(gaps[2]).toBeGreaterThanOrEqual(790);
+    expect(events.some((e) => e.kind === 'crash-loop')).toBe(true);
+    const st = (await c.status()).processes.find((p) => p.name === 'crasher');
+    expect(st?.restarts).toBeGreaterThanOrEqual(3);
+    expect(['crash-loop', 'running', 'starting']).toContain(st?.state);
+    await c.stop('crasher', 500);
+    c.close();
+  });
+
+  it('logs tail and follow; /metrics has per-process and agent metrics', async () => {
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    await c.start(await uploadSpec(c, 'talker', guest('hello'), { args: ['0', 'x'], restart: 'never' }));
+    const lines: string[] = [];
+    await waitFor(async () => {
+      lines.length = 0;
+      await c.logs('talker', { tail: 10 }, (l) => lines.push(l));
+      await new Promise((r) => setTimeout(r, 50));
+      return lines.includes('to stderr');
+    }, 5000, 'the log');
+    // stdout and stderr share the log; libc flushes buffered stdout at exit, after the unbuffered stderr line.
+    expect([...lines].sort()).toEqual(['argc=3', 'argv[0]=talker', 'argv[1]=0', 'argv[2]=x', 'to stderr']);
+    const port = new URL(agent.url).port;
+    const body = await new Promise<string>((resolve, reject) =>
+      http.get(`http://127.0.0.1:${port}/metrics`, (res) => {
+        let b = '';
+        res.on('data', (d: Buffer) => (b += d.toString()));
+        res.on('end', () => resolve(b));
+      }).on('error', reject),
+    );
+    for (const m of ['lowcloud_agent_uptime_seconds', 'lowcloud_agent_calls_total{type="start",result="ok"}', 'lowcloud_process_restarts{process="talker"} 0', 'lowcloud_process_memory_bytes', 'lowcloud_process_grant_violations_total']) {
+      expect(body).toContain(m);
+    }
+    await c.stop('talker', 500);
+    c.close();
+  });
+
+  it('every accepted call is in a hash chain that breaks when a line is edited', async () => {
+    const file = path.join(fx.stateDir, 'audit.log');
+    const result = verifyAuditLog(file);
+    expect(result.ok).toBe(true);
+    if (result.ok) expect(result.entries).toBeGreaterThanOrEqual(5);
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    lines[1] = (lines[1] as string).replace('"type":"start"', '"type":"stop"').replace('"type":"put-blob"', '"type":"stop"');
+    writeFileSync(`${file}.edited`, `${lines.join('\n')}\n`);
+    expect(verifyAuditLog(`${file}.edited`)).toMatchObject({ ok: false, line: 2 });
+  });
+
+  it('refuses plain ws:// off loopback, and a trust file that is not a key', async () => {
+    const r = await runCli(['agent', '--listen', '0.0.0.0:0', '--state', path.join(fx.dir, 's2'), '--insecure-loopback']);
+    expect(r).toMatchObject({ code: 1, stderr: 'error: --insecure-loopback: plain ws:// is only allowed on loopback, not 0.0.0.0; drop the flag to serve wss://\n' });
+    writeFileSync(path.join(fx.dir, 'bad.pub'), 'ssh-rsa AAAA\n');
+    const t = await runCli(['agent', '--listen', '127.0.0.1:0', '--state', path.join(fx.dir, 's3'), '--trust', path.join(fx.dir, 'bad.pub')]);
+    expect(t.code).toBe(1);
+    expect(t.stderr).toContain('is not an ed25519 public key');
+  });
+});
