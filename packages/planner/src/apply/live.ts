@@ -1,0 +1,51 @@
+import { ErrorCode, LowcloudError, parsePrivateKey, type AgentStatus, type KeyPair, type ResolvedMachine } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import fs from 'node:fs';
+import type { PlanState } from '../plan/types.js';
+
+/** How to reach each machine's agent: resolved from the infra file, or from `up`'s local agents. */
+export interface Endpoint {
+  url: string;
+  key?: string;
+}
+
+export type Endpoints = Record<string, Endpoint>;
+
+export function loadSigner(file: string): KeyPair {
+  let pem: string;
+  try {
+    pem = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new LowcloudError(ErrorCode.FILE_NOT_FOUND, `--key ${file}: cannot read it; make one with \`lowcloud keygen --out ci\` and give ci.key`);
+  }
+  return parsePrivateKey(pem, `--key ${file}`);
+}
+
+export async function connectAll(endpoints: Endpoints, machines: string[], signer: KeyPair | undefined, timeoutMs = 15_000): Promise<{ clients: Map<string, AgentClient>; errors: Map<string, Error> }> {
+  const clients = new Map<string, AgentClient>();
+  const errors = new Map<string, Error>();
+  await Promise.all(
+    machines.map(async (m) => {
+      const ep = endpoints[m];
+      if (ep === undefined) {
+        errors.set(m, new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${m}: no agent address (for agent: local, run \`lowcloud up\` first)`));
+        return;
+      }
+      try {
+        clients.set(m, await AgentClient.connect(ep.url, { ...(ep.key === undefined ? {} : { pinnedKey: ep.key }), ...(signer === undefined ? {} : { signer }), timeoutMs }));
+      } catch (err) {
+        errors.set(m, err instanceof Error ? err : new Error(String(err)));
+      }
+    }),
+  );
+  return { clients, errors };
+}
+
+/** The live state of the fleet, as a PlanState the planner can diff against a file. */
+export function liveState(machines: Record<string, ResolvedMachine>, statuses: Map<string, AgentStatus>): PlanState {
+  const processes: PlanState['processes'] = {};
+  for (const [machine, st] of statuses) {
+    for (const p of st.processes) processes[p.name] = { name: p.name, machine, spec: p.spec, digest: p.specDigest };
+  }
+  return { machines, processes };
+}
