@@ -5,9 +5,11 @@ import { loadFromGit, loadFromWorkingTree } from './load.js';
 import { buildDocument } from './plan/document.js';
 import { getPlanner, planners } from './plan/registry.js';
 import { colours, renderHuman } from './plan/render-human.js';
+import { applyBase, applyFile, status, up, type ApplyFlags } from './apply/commands.js';
 
-/** Adds `validate` and `plan` to the `lowcloud` program. */
+/** Adds `validate`, `plan`, `apply`, `up`, `down` and `status` to the `lowcloud` program. */
 export function register(program: Command): void {
+  registerApply(program);
   program
     .command('validate')
     .description('Check an infrastructure file: schema, machines, capacity, ports, binaries and config files.')
@@ -68,6 +70,70 @@ contents are never printed, only digests.`,
         if (opts.detailedExitcode === true && doc.calls.length > 0) process.exitCode = 2;
       }),
     );
+}
+
+const applyOptions = (cmd: Command) =>
+  cmd
+    .option('--key <file>', 'private key that signs the calls (from `lowcloud keygen`); default $LOWCLOUD_KEY, or the local operator key of `up`')
+    .option('--parallelism <n>', 'machines worked on at once', '10')
+    .option('--json', 'print the result as JSON');
+
+function registerApply(program: Command): void {
+  applyOptions(
+    program
+      .command('apply')
+      .description('Execute a saved plan against the agents, or plan and apply in one step with --base.')
+      .argument('<plan.json | infra.yaml>', 'a plan from `lowcloud plan --out`, or with --base the infrastructure file')
+      .option('--base <git-rev>', 'plan from this git revision to the working tree, then apply')
+      .addOption(new Option('--planner <name>', 'how to order calls (with --base)').choices(Object.keys(planners)).default('minimal')),
+  )
+    .addHelpText(
+      'after',
+      `
+Before any call, every agent proves its pinned key and its live state is compared with the plan:
+a stale plan is refused, naming what moved. Missing binaries and configs are uploaded first (only
+what an agent lacks), then calls run in the plan's order, machines in parallel. If some call
+fails, the others' results are still reported and the exit code is 1; running the same command
+again resumes, and re-applying an applied plan does nothing.
+
+Examples:
+  lowcloud plan --base HEAD~1 infra.yaml --out plan.json && lowcloud apply plan.json --key ci.key
+  lowcloud apply --base origin/main infra.yaml --key ci.key`,
+    )
+    .action((file: string, o: ApplyFlags & { base?: string; planner: string }) => run(() => (o.base === undefined ? applyFile(file, o) : applyBase(file, o.base, o))));
+
+  applyOptions(
+    program
+      .command('up')
+      .description('Bring the fleet in an infrastructure file up: local agents are started here, then the live state is planned against the file and applied.')
+      .argument('<infra.yaml>', 'the infrastructure file')
+      .addOption(new Option('--planner <name>', 'how to order calls').choices(Object.keys(planners)).default('minimal')),
+  )
+    .addHelpText(
+      'after',
+      `
+Machines with \`agent: local\` get an agent on this machine (state in .lowcloud/ next to the file,
+keys made on first use). Run it again after editing the file: only the difference is applied.
+
+Example:
+  lowcloud up examples/hello/infra.yaml`,
+    )
+    .action((file: string, o: ApplyFlags & { planner: string }) => run(() => up(file, o)));
+
+  applyOptions(
+    program
+      .command('down')
+      .description('Stop every process of an infrastructure file, then the local agents `up` started.')
+      .argument('<infra.yaml>', 'the infrastructure file')
+      .addOption(new Option('--planner <name>', 'how to order calls').choices(Object.keys(planners)).default('minimal')),
+  ).action((file: string, o: ApplyFlags & { planner: string }) => run(() => up(file, o, true)));
+
+  program
+    .command('status')
+    .description('Ask every agent and show, per process, whether the live state matches the file (missing, extra, different).')
+    .argument('<infra.yaml>', 'the infrastructure file')
+    .option('--json', 'machine-readable output')
+    .action((file: string, o: { json?: boolean }) => run(() => status(file, o.json === true)));
 }
 
 export function useColour(flag: boolean): boolean {

@@ -1,0 +1,148 @@
+import { readFile } from 'node:fs/promises';
+import { ErrorCode, LowcloudError, type AgentStatus, type KeyPair } from '@lowcloud/api';
+import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/document.js';
+import { getPlanner } from '../plan/registry.js';
+import { renderHuman, summaryLine } from '../plan/render-human.js';
+import type { PlanState } from '../plan/types.js';
+import { loadFromGit, loadFromWorkingTree, type LoadedInfra } from '../load.js';
+import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
+import { connectAll, liveState, loadSigner, type Endpoints } from './live.js';
+import { ensureLocalAgents, localDir, localEndpoints, stopLocalAgents } from './local-agents.js';
+import { createReporter, formatMs } from './progress.js';
+
+export interface ApplyFlags {
+  key?: string;
+  parallelism: string;
+  json?: boolean;
+}
+
+function parallelism(flags: ApplyFlags): number {
+  const n = Number(flags.parallelism);
+  if (!Number.isInteger(n) || n < 1) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--parallelism ${flags.parallelism}: give a whole number of machines, 1 or more`);
+  return n;
+}
+
+/** The signing key: --key, $LOWCLOUD_KEY, or the operator key `up` made for local agents. */
+function signer(flags: ApplyFlags, infraFile: string | undefined): KeyPair {
+  const file = flags.key ?? process.env.LOWCLOUD_KEY ?? (infraFile === undefined ? undefined : localDir(infraFile).operatorKey);
+  if (file === undefined) throw new LowcloudError(ErrorCode.UNAUTHENTICATED, 'give the key that signs calls with --key (made by `lowcloud keygen`) or $LOWCLOUD_KEY');
+  return loadSigner(file);
+}
+
+/** Executes a plan document and prints per-call results and a summary with durations. */
+export async function runApply(doc: PlanDocument, flags: ApplyFlags, endpoints: Endpoints, infraFile: string): Promise<ApplyResult> {
+  const result = await applyPlan(doc, {
+    endpoints,
+    signer: signer(flags, infraFile),
+    parallelism: parallelism(flags),
+    readFile: readRelativeTo(infraFile),
+    reporter: flags.json === true ? { event: () => undefined, close: () => undefined } : createReporter(process.stderr),
+  });
+  if (flags.json === true) {
+    process.stdout.write(`${JSON.stringify({ format_version: '1', ...result }, null, 2)}\n`);
+  } else {
+    process.stdout.write(renderResult(result));
+  }
+  if (!result.ok) process.exitCode = 1;
+  return result;
+}
+
+export function renderResult(r: ApplyResult): string {
+  const count = (s: string) => r.calls.filter((c) => c.status === s).length;
+  const lines = [
+    r.ok
+      ? `Apply complete: ${count('ok')} call(s) made, ${count('skipped')} already done, in ${formatMs(r.ms)}.`
+      : `Apply FAILED: ${count('ok')} call(s) made, ${count('skipped')} already done, ${count('failed')} failed, ${count('not-run')} not run, in ${formatMs(r.ms)}.`,
+  ];
+  for (const [m, info] of Object.entries(r.machines).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const n = r.calls.filter((c) => c.machine === m && c.status === 'ok').length;
+    lines.push(`  ${m.padEnd(12)} ${info.ok ? 'ok    ' : 'FAILED'} ${String(n).padStart(3)} call(s) ${formatMs(info.ms).padStart(7)}${info.error === undefined ? '' : `  ${info.error}`}`);
+  }
+  for (const c of r.calls.filter((x) => x.status === 'failed' || (x.status === 'not-run' && x.error !== undefined))) {
+    lines.push(`  ${c.status === 'failed' ? 'failed' : 'not run'}: ${c.call} ${c.process} on ${c.machine}: ${c.error?.message ?? ''}`);
+  }
+  if (!r.ok) lines.push('Re-run the same command to resume: calls already made are skipped.');
+  return `${lines.join('\n')}\n`;
+}
+
+export async function applyFile(planFile: string, flags: ApplyFlags): Promise<void> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(planFile, 'utf8'));
+  } catch (err) {
+    throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${planFile}: not a readable JSON plan (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const doc = parsePlanDocument(value, planFile);
+  const infraFile = doc.target.file ?? planFile;
+  const target = await loadFromWorkingTree(infraFile).catch(() => null);
+  const machines = target?.machines ?? Object.fromEntries(Object.entries(doc.machines).map(([n, m]) => [n, { name: n, agent: m.agent, ...(m.key === undefined ? {} : { key: m.key }), capacity: {} }]));
+  await runApply(doc, flags, localEndpoints(localDir(infraFile), machines), infraFile);
+}
+
+export async function applyBase(infraFile: string, base: string, flags: ApplyFlags & { planner: string }): Promise<void> {
+  const [a, b] = await Promise.all([loadFromGit(infraFile, base), loadFromWorkingTree(infraFile)]);
+  const doc = buildDocument(getPlanner(flags.planner).plan(a, b), a, b);
+  if (flags.json !== true) process.stdout.write(renderHuman(doc));
+  await runApply(doc, flags, localEndpoints(localDir(infraFile), b.machines), infraFile);
+}
+
+/** The live state of every machine in the file; unreachable machines are listed, not fatal. */
+async function readLive(infra: LoadedInfra, endpoints: Endpoints): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
+  const { clients, errors } = await connectAll(endpoints, Object.keys(infra.machines), undefined);
+  const statuses = new Map<string, AgentStatus>();
+  try {
+    for (const [m, c] of clients) statuses.set(m, await c.status());
+  } finally {
+    for (const c of clients.values()) c.close();
+  }
+  return { live: liveState(infra.machines, statuses), statuses, unreachable: errors };
+}
+
+/** `lowcloud up`: start local agents, plan live state -> file, apply. Run again: only the difference. */
+export async function up(infraFile: string, flags: ApplyFlags & { planner: string }, down = false): Promise<void> {
+  const infra = await loadFromWorkingTree(infraFile);
+  const dir = localDir(infraFile);
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  if (!down) await ensureLocalAgents(dir, infra.machines, log);
+  const endpoints = localEndpoints(dir, infra.machines);
+  const { live, statuses, unreachable } = await readLive(infra, endpoints);
+  if (unreachable.size > 0 && !down) {
+    throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, [...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n'));
+  }
+  const target: LoadedInfra = down ? { ...infra, processes: {} } : infra;
+  const generations = Object.fromEntries([...statuses].map(([m, s]) => [m, s.generation]));
+  const doc = buildDocument(getPlanner(flags.planner).plan(live, target), { ...live, label: 'live state' }, target, generations);
+  process.stdout.write(doc.calls.length === 0 ? `${summaryLine(doc).replace('the base', 'the live state')}\n` : renderHuman(doc));
+  if (doc.calls.length > 0) await runApply(doc, flags, endpoints, infraFile);
+  if (down && process.exitCode !== 1) stopLocalAgents(dir, infra.machines, log);
+}
+
+/** `lowcloud status`: per process, whether the live state matches the file. */
+export async function status(infraFile: string, json: boolean): Promise<void> {
+  const infra = await loadFromWorkingTree(infraFile);
+  const { statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines));
+  type Row = { process: string; machine: string; drift: 'ok' | 'missing' | 'extra' | 'different' | 'unreachable'; state: string | null; pid: number | null; restarts: number | null };
+  const rows: Row[] = [];
+  for (const p of Object.values(infra.processes)) {
+    if (unreachable.has(p.machine)) {
+      rows.push({ process: p.name, machine: p.machine, drift: 'unreachable', state: null, pid: null, restarts: null });
+      continue;
+    }
+    const live = statuses.get(p.machine)?.processes.find((x) => x.name === p.name);
+    rows.push({ process: p.name, machine: p.machine, drift: live === undefined ? 'missing' : live.specDigest === p.digest ? 'ok' : 'different', state: live?.state ?? null, pid: live?.pid ?? null, restarts: live?.restarts ?? null });
+  }
+  for (const [m, st] of statuses) {
+    for (const live of st.processes) {
+      if (infra.processes[live.name]?.machine !== m) rows.push({ process: live.name, machine: m, drift: 'extra', state: live.state, pid: live.pid, restarts: live.restarts });
+    }
+  }
+  rows.sort((a, b) => (a.machine + a.process < b.machine + b.process ? -1 : 1));
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ format_version: '1', processes: rows, unreachable: Object.fromEntries([...unreachable].map(([m, e]) => [m, e.message])) }, null, 2)}\n`);
+  } else {
+    const drift = rows.filter((r) => r.drift !== 'ok').length;
+    process.stdout.write(`${drift === 0 ? `In sync: ${rows.length} process(es) match ${infraFile}.` : `Drift: ${drift} of ${rows.length} process(es) differ from ${infraFile}.`}\n`);
+    for (const r of rows) process.stdout.write(`  ${r.machine.padEnd(10)} ${r.process.padEnd(14)} ${r.drift.padEnd(11)} ${r.state ?? '-'}${r.pid === null ? '' : ` pid ${r.pid}`}${r.restarts ? ` restarts ${r.restarts}` : ''}\n`);
+    for (const [m, e] of unreachable) process.stdout.write(`  ${m}: unreachable: ${e.message}\n`);
+  }
+}

@@ -1,0 +1,136 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateKeyPair, privateKeyPem, type ResolvedMachine } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import type { Endpoints } from './live.js';
+
+/**
+ * The embedded default: machines whose agent is `local` get a real agent process on this machine,
+ * listening on loopback, with its state under `.lowcloud/` next to the infra file. The agent is
+ * started through the `lowcloud` command (the planner never imports the node agent).
+ */
+export interface LocalDir {
+  root: string;
+  operatorKey: string;
+  operatorPub: string;
+}
+
+export function localDir(infraFile: string): LocalDir {
+  const root = path.join(path.dirname(path.resolve(infraFile)), '.lowcloud');
+  return { root, operatorKey: path.join(root, 'operator.key'), operatorPub: path.join(root, 'operator.pub') };
+}
+
+/** The operator key `up` signs with, made on first use. */
+export function ensureOperatorKey(dir: LocalDir): void {
+  if (fs.existsSync(dir.operatorKey)) return;
+  fs.mkdirSync(dir.root, { recursive: true, mode: 0o700 });
+  const pair = generateKeyPair();
+  fs.writeFileSync(dir.operatorKey, privateKeyPem(pair.privateKey), { mode: 0o600 });
+  fs.writeFileSync(dir.operatorPub, `${pair.publicKey}\n`);
+}
+
+interface AgentRecord {
+  pid: number;
+  url: string;
+  key: string;
+}
+
+const recordFile = (dir: LocalDir, machine: string) => path.join(dir.root, 'agents', machine, 'agent.json');
+
+function readRecord(dir: LocalDir, machine: string): AgentRecord | null {
+  try {
+    return JSON.parse(fs.readFileSync(recordFile(dir, machine), 'utf8')) as AgentRecord;
+  } catch {
+    return null;
+  }
+}
+
+/** Addresses of the local agents that are running now (for apply and status). */
+export function localEndpoints(dir: LocalDir, machines: Record<string, ResolvedMachine>): Endpoints {
+  const out: Endpoints = {};
+  for (const m of Object.values(machines)) {
+    if (m.agent !== 'local') {
+      out[m.name] = { url: m.agent, ...(m.key === undefined ? {} : { key: m.key }) };
+      continue;
+    }
+    const rec = readRecord(dir, m.name);
+    if (rec !== null) out[m.name] = { url: rec.url, key: rec.key };
+  }
+  return out;
+}
+
+function lowcloudBin(): string {
+  // packages/planner/dist/apply/local-agents.js -> bin/lowcloud.js at the repository root
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../bin/lowcloud.js');
+}
+
+/** Start (or find running) the agent of each local machine. */
+export async function ensureLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, log: (s: string) => void): Promise<void> {
+  ensureOperatorKey(dir);
+  for (const m of Object.values(machines)) {
+    if (m.agent !== 'local') continue;
+    const rec = readRecord(dir, m.name);
+    if (rec !== null && (await reachable(rec))) continue;
+    const stateDir = path.join(dir.root, 'agents', m.name, 'state');
+    fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const logFile = path.join(dir.root, 'agents', m.name, 'agent.log');
+    const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+    const out = fs.openSync(logFile, 'a');
+    const child = spawn(process.execPath, [lowcloudBin(), 'agent', '--listen', '127.0.0.1:0', '--state', stateDir, '--trust', dir.operatorPub, '--insecure-loopback'], {
+      detached: true,
+      stdio: ['ignore', out, out],
+    });
+    child.unref();
+    fs.closeSync(out);
+    const started = await waitForLine(logFile, offset, child.pid as number);
+    fs.writeFileSync(recordFile(dir, m.name), JSON.stringify({ pid: child.pid, ...started }));
+    log(`started local agent for ${m.name} (pid ${child.pid}) on ${started.url}`);
+  }
+}
+
+/** Stop the local agents (their processes were stopped through the API first). */
+export function stopLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, log: (s: string) => void): void {
+  for (const m of Object.values(machines)) {
+    if (m.agent !== 'local') continue;
+    const rec = readRecord(dir, m.name);
+    if (rec === null) continue;
+    try {
+      process.kill(rec.pid, 'SIGTERM');
+      log(`stopped local agent for ${m.name} (pid ${rec.pid})`);
+    } catch {
+      // already gone
+    }
+    fs.rmSync(recordFile(dir, m.name), { force: true });
+  }
+}
+
+async function reachable(rec: AgentRecord): Promise<boolean> {
+  try {
+    process.kill(rec.pid, 0);
+    const c = await AgentClient.connect(rec.url, { pinnedKey: rec.key, timeoutMs: 3000 });
+    c.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitForLine(logFile: string, offset: number, pid: number): Promise<{ url: string; key: string }> {
+  const end = Date.now() + 20_000;
+  let text = '';
+  while (Date.now() < end) {
+    text = fs.readFileSync(logFile).subarray(offset).toString('utf8');
+    const all = [...text.matchAll(/listening on (\S+) key (\S+)/g)];
+    const last = all.at(-1);
+    if (last !== undefined) return { url: last[1] as string, key: last[2] as string };
+    try {
+      process.kill(pid, 0);
+    } catch {
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`the local agent did not start; see ${logFile}:\n${text.split('\n').slice(-5).join('\n')}`);
+}
