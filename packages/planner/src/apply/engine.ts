@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ErrorCode, LowcloudError, sha256Hex, type KeyPair } from '@lowcloud/api';
-import type { AgentClient } from '@lowcloud/api/client';
+import { AgentClient } from '@lowcloud/api/client';
 import type { PlanDocument } from '../plan/document.js';
 import type { PlanCall } from '../plan/types.js';
 import { connectAll, type Endpoints } from './live.js';
@@ -57,7 +57,15 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
     for (const m of machineNames) {
       const client = clients.get(m);
       if (client === undefined) continue;
-      const st = await client.status();
+      let st;
+      try {
+        st = await client.status();
+      } catch (err) {
+        clients.delete(m);
+        client.close();
+        errors.set(m, err instanceof Error ? err : new Error(String(err)));
+        continue;
+      }
       const live = Object.fromEntries(st.processes.map((p) => [p.name, p.specDigest]));
       const mine = doc.calls.filter((c) => c.machine === m);
       const decision = decideResume(mine, doc.machines[m]?.before ?? {}, live);
@@ -93,7 +101,6 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
     });
     for (const phase of phases) {
       await mapLimited([...clients.keys()].filter((m) => !failed.has(m)), opts.parallelism, async (m) => {
-        const client = clients.get(m) as AgentClient;
         const todo = new Set(remaining.get(m) ?? []);
         for (const [i, call] of doc.calls.entries()) {
           if (call.machine !== m || call.phase !== phase || failed.has(m)) continue;
@@ -106,7 +113,7 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
           opts.reporter.event({ type: 'call-start', machine: m, call: call.call, process: call.process });
           const t = performance.now();
           try {
-            await run(client, call);
+            await runWithReconnect(m, call, clients, opts);
             r.status = 'ok';
           } catch (err) {
             r.status = 'failed';
@@ -128,6 +135,39 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
   } finally {
     for (const c of clients.values()) c.close();
     opts.reporter.close();
+  }
+}
+
+const RETRIES = 4;
+
+/**
+ * A call over a link that may drop: on a lost connection, reconnect, look at the live state to see
+ * whether the call took effect before the link went, and retry only if it did not.
+ */
+async function runWithReconnect(machine: string, call: PlanCall, clients: Map<string, AgentClient>, opts: ApplyOptions): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const client = clients.get(machine) as AgentClient;
+    try {
+      await run(client, call);
+      return;
+    } catch (err) {
+      if ((err as LowcloudError).code !== ErrorCode.AGENT_UNREACHABLE || attempt >= RETRIES) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 200 * attempt));
+    let fresh: AgentClient;
+    try {
+      const ep = opts.endpoints[machine];
+      if (ep === undefined) throw new Error(`no endpoint for ${machine}`);
+      fresh = await AgentClient.connect(ep.url, { ...(ep.key === undefined ? {} : { pinnedKey: ep.key }), signer: opts.signer, timeoutMs: opts.timeoutMs ?? 15_000 });
+    } catch (err) {
+      if (attempt + 1 >= RETRIES) throw err;
+      continue;
+    }
+    clients.get(machine)?.close();
+    clients.set(machine, fresh);
+    const live = (await fresh.status()).processes.find((p) => p.name === call.process);
+    const done = call.call === 'stop' ? live === undefined : live?.specDigest === call.specDigest;
+    if (done) return;
   }
 }
 

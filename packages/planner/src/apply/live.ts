@@ -31,10 +31,17 @@ export async function connectAll(endpoints: Endpoints, machines: string[], signe
         errors.set(m, new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${m}: no agent address (for agent: local, run \`lowcloud up\` first)`));
         return;
       }
-      try {
-        clients.set(m, await AgentClient.connect(ep.url, { ...(ep.key === undefined ? {} : { pinnedKey: ep.key }), ...(signer === undefined ? {} : { signer }), timeoutMs }));
-      } catch (err) {
-        errors.set(m, err instanceof Error ? err : new Error(String(err)));
+      // A flaky link gets a few tries; a wrong key does not (it will not get better).
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        try {
+          clients.set(m, await AgentClient.connect(ep.url, { ...(ep.key === undefined ? {} : { pinnedKey: ep.key }), ...(signer === undefined ? {} : { signer }), timeoutMs }));
+          errors.delete(m);
+          return;
+        } catch (err) {
+          errors.set(m, err instanceof Error ? err : new Error(String(err)));
+          if ((err as LowcloudError).code === ErrorCode.AGENT_KEY_MISMATCH) return;
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
       }
     }),
   );
