@@ -1,4 +1,7 @@
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { alive } from '../helpers/guests.js';
@@ -92,12 +95,23 @@ describe('WASI 0.2 components with network grants', () => {
     expect(await runCli(['run', netguest, '--udp', '--', 'udp'])).toMatchObject({ code: 0, stdout: 'udp: ok\n' });
   });
 
+  it('a component reads its config file at its guest path (read-only mount of exactly that file)', async () => {
+    const port = await freePort();
+    const conf = path.join(tmpdir(), `kv-${port}.conf`);
+    writeFileSync(conf, `name=from-config\nport=${port}\n`);
+    const child = spawn(process.execPath, [cliPath, 'run', 'examples/kv-cluster/bin/kv-store.wasm', '--config', `/etc/kv.conf=${conf}`, '--listen', String(port), '--', '/etc/kv.conf'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child.pid as number);
+    const line = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+    expect(line).toBe(`kv-store from-config listening on 127.0.0.1:${port}\n`);
+    child.kill('SIGTERM');
+  });
+
   it('reports the allow-list as the network enforcement and rejects filesystem grants for components', async () => {
     const r = await runCli(['run', netguest, '--listen', '7999', '--connect', '127.0.0.1:5432', '--verbose', '--', 'udp']);
     expect(r.stderr).toContain('network  runtime  wasi:sockets allow-list: listen [7999], connect [127.0.0.1:5432], UDP denied, name lookup only for granted hosts');
     const fsGrant = await runCli(['run', netguest, '--disk', '1MiB', '--dir', '/tmp::/tmp', '--', 'udp']);
     expect(fsGrant.code).toBe(1);
     expect(fsGrant.stderr).toContain('grants.disk: ');
-    expect(fsGrant.stderr).toContain('is a WASI 0.2 component; directories, config files and disk grants are available to preview1 guests only');
+    expect(fsGrant.stderr).toContain('is a WASI 0.2 component; writable directories and the disk grant are available to preview1 guests only in this version (components get read-only config files)');
   });
 });

@@ -44,7 +44,7 @@ function stdinReader(): ((b: Uint8Array) => number) | null {
 async function main(): Promise<void> {
   if (opts.kind === 'component') {
     try {
-      report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.grants.network, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2) }) });
+      report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.grants.network, config: opts.config, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2) }) });
     } catch (err) {
       report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
     }

@@ -36,8 +36,8 @@ export interface SpawnTuning {
 export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): Promise<GuestHandle & { child: ChildProcess }> {
   const caps = probeCapabilitiesSync();
   const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
-  if (admitted.kind === 'component' && (opts.dirs.length > 0 || opts.config.length > 0 || opts.grants.disk !== undefined)) {
-    throw new GrantUnavailableError('disk', `${opts.wasm} is a WASI 0.2 component; directories, config files and disk grants are available to preview1 guests only in this version (the component sees no filesystem)`);
+  if (admitted.kind === 'component' && (opts.dirs.length > 0 || opts.grants.disk !== undefined)) {
+    throw new GrantUnavailableError('disk', `${opts.wasm} is a WASI 0.2 component; writable directories and the disk grant are available to preview1 guests only in this version (components get read-only config files)`);
   }
   const useKernel = tuning.kernel !== false && caps.cgroup !== null;
   const detached = opts.detached === true;

@@ -77,6 +77,8 @@ export function componentImports(opts: {
   argv: string[];
   env: Record<string, string>;
   policy: NetPolicy;
+  /** Read-only config file preopens ([descriptor, guest dir]). */
+  preopens: [unknown, string][];
   stdout: (b: Uint8Array) => void;
   stderr: (b: Uint8Array) => void;
 }): Record<string, unknown> {
@@ -111,8 +113,8 @@ export function componentImports(opts: {
     'wasi:cli/terminal-stderr': cli.terminalStderr,
     'wasi:clocks/wall-clock': clocks.wallClock,
     'wasi:clocks/monotonic-clock': clocks.monotonicClock,
-    // No preopens: a component sees no filesystem (see the README: disk grants are preview1-only).
-    'wasi:filesystem/preopens': { getDirectories: () => [] },
+    // Only read-only config directories: writable directories and the disk grant are preview1-only.
+    'wasi:filesystem/preopens': { getDirectories: () => opts.preopens },
     'wasi:filesystem/types': filesystem.types,
     'wasi:io/error': io.error,
     'wasi:io/streams': io.streams,

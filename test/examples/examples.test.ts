@@ -1,0 +1,94 @@
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { repoRoot, runCli } from '../helpers/cli.js';
+import { tempGitRepo } from '../helpers/git.js';
+import { waitFor } from '../helpers/guests.js';
+
+function ask(port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(`${line}\n`));
+    let got = '';
+    s.on('data', (d) => {
+      got += d.toString();
+      if (got.endsWith('\n')) s.end();
+    });
+    s.on('close', () => resolve(got.trim()));
+    s.on('error', reject);
+    s.setTimeout(5000, () => s.destroy(new Error('timeout')));
+  });
+}
+
+type Row = { process: string; machine: string; drift: string; pid: number | null };
+async function pids(cwd: string): Promise<Record<string, number | null>> {
+  const r = await runCli(['status', 'infra.yaml', '--json'], { cwd });
+  return Object.fromEntries((JSON.parse(r.stdout) as { processes: Row[] }).processes.map((p) => [p.process, p.pid]));
+}
+
+describe('examples/hello: the two-minute tour', () => {
+  const repo = tempGitRepo();
+  afterAll(async () => {
+    await runCli(['down', 'infra.yaml'], { cwd: repo.dir });
+    repo.remove();
+  });
+
+  it('up brings the process up on a local agent; up again changes nothing; down stops it', async () => {
+    cpSync(path.join(repoRoot, 'examples/hello'), repo.dir, { recursive: true });
+    const up = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
+    expect(up.code).toBe(0);
+    expect(up.stdout).toContain('+ start          hello  new process');
+    expect(up.stderr).toMatch(/started local agent for here \(pid \d+\) on ws:\/\/127\.0\.0\.1:\d+/);
+    const log = path.join(repo.dir, '.lowcloud/agents/here/state/logs/hello.log');
+    await waitFor(() => {
+      try {
+        return readFileSync(log, 'utf8').includes('Hello from lowcloud, lowcloud user! (start #1)');
+      } catch {
+        return false;
+      }
+    }, 10_000, 'hello to log its greeting');
+    const again = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
+    expect(again.stdout).toBe('No changes. The target matches the live state.\n');
+    const down = await runCli(['down', 'infra.yaml'], { cwd: repo.dir });
+    expect(down.code).toBe(0);
+    expect(down.stdout).toContain('- stop           hello  removed from the file');
+    expect(down.stderr).toMatch(/stopped local agent for here/);
+  });
+});
+
+describe('examples/kv-cluster: a system of processes across three machines', () => {
+  const repo = tempGitRepo();
+  afterAll(async () => {
+    await runCli(['down', 'infra.yaml'], { cwd: repo.dir });
+    repo.remove();
+  });
+
+  it('answers through the load balancer; a config change restarts exactly that store', async () => {
+    cpSync(path.join(repoRoot, 'examples/kv-cluster'), repo.dir, { recursive: true });
+    repo.commit('start');
+    const up = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
+    expect(up.code).toBe(0);
+    expect(up.stdout).toContain('Plan: 4 to start, 0 to stop, 0 to restart.');
+    await waitFor(async () => /^PONG kv-[ab]$/.test(await ask(7100, 'PING').catch(() => '')), 15_000, 'the load balancer to answer');
+    expect(await ask(7100, 'SET city lisbon')).toBe('OK');
+    const clientLog = path.join(repo.dir, '.lowcloud/agents/ap/state/logs/client.log');
+    await waitFor(() => {
+      try {
+        return /round \d+: set ok, get ok, ping PONG kv-[ab]/.test(readFileSync(clientLog, 'utf8'));
+      } catch {
+        return false;
+      }
+    }, 15_000, 'the client to pass a round');
+
+    const before = await pids(repo.dir);
+    writeFileSync(path.join(repo.dir, 'config/kv-a.conf'), 'name=kv-a-eu\nport=7101\n');
+    repo.commit('rename kv-a');
+    const apply = await runCli(['apply', '--base', 'HEAD~1', 'infra.yaml'], { cwd: repo.dir });
+    expect(apply.code).toBe(0);
+    expect(apply.stdout).toContain('~ replace-config kv-a  config changed (/etc/kv.conf); restarts once');
+    const after = await pids(repo.dir);
+    expect(after['kv-a']).not.toBe(before['kv-a']);
+    expect([after['kv-b'], after.lb, after.client]).toEqual([before['kv-b'], before.lb, before.client]);
+    await waitFor(async () => (await Promise.all([ask(7100, 'PING'), ask(7100, 'PING')])).includes('PONG kv-a-eu'), 15_000, 'the renamed store to answer');
+  });
+});
