@@ -101,7 +101,13 @@ describe('WASI 0.2 components with network grants', () => {
     writeFileSync(conf, `name=from-config\nport=${port}\n`);
     const child = spawn(process.execPath, [cliPath, 'run', 'examples/kv-cluster/bin/kv-store.wasm', '--config', `/etc/kv.conf=${conf}`, '--listen', String(port), '--', '/etc/kv.conf'], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child.pid as number);
-    const line = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+    const line = await new Promise<string>((resolve) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out);
+      });
+    });
     expect(line).toBe(`kv-store from-config listening on 127.0.0.1:${port}\n`);
     child.kill('SIGTERM');
   });
