@@ -44,8 +44,8 @@ describe('the agent rejects every bad request with its own code and keeps servin
 
     expect((await r.send(start('a'))).error?.code).toBe('UNAUTHENTICATED');
     expect((await r.send(signed(start('b'), generateKeyPair()))).error?.code).toBe('UNKNOWN_KEY');
-    const tampered = signed(start('c'));
-    tampered.spec = { ...spec, args: ['--evil'] };
+    // Signed over one spec, sent with another.
+    const tampered = { ...signed(start('c')), spec: { ...spec, args: ['--evil'] } };
     expect((await r.send(tampered)).error?.code).toBe('BAD_SIGNATURE');
     expect((await r.send(signed(start('d'), fx.operator, gen, Date.now() - 10 * 60_000))).error?.code).toBe('EXPIRED');
     expect((await r.send(signed(start('e'), fx.operator, gen + 5))).error).toMatchObject({ code: 'STALE_GENERATION', details: { expected: gen, got: gen + 5 } });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { generateKeyPair, privateKeyPem, sha256Hex, type KeyPair, type ProcessSpec } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
 import { cliPath } from './cli.js';
-import { alive } from './guests.js';
+import { alive, killGuestsUnder } from './guests.js';
 
 export interface RunningAgent {
   url: string;
@@ -53,7 +53,11 @@ export function agentFixture(): { dir: string; stateDir: string; operator: KeyPa
   const pubFile = path.join(dir, 'ci.pub');
   writeFileSync(pubFile, `${operator.publicKey}\n`);
   writeFileSync(path.join(dir, 'ci.key'), privateKeyPem(operator.privateKey), { mode: 0o600 });
-  return { dir, stateDir: path.join(dir, 'state'), operator, pubFile, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return { dir, stateDir: path.join(dir, 'state'), operator, pubFile, remove: () => {
+      killGuestsUnder(dir);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A spec for a committed guest, with its blobs uploaded. */

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { killGuestsUnder } from './guests.js';
 
 /** A throwaway git repository; `commit` records the working tree and returns the commit id. */
 export function tempGitRepo(): { dir: string; git(...args: string[]): string; commit(message: string): string; remove(): void } {
@@ -23,6 +24,8 @@ export function tempGitRepo(): { dir: string; git(...args: string[]): string; co
       return git('rev-parse', 'HEAD');
     },
     remove() {
+      // `lowcloud up` keeps local agents' state (and their guests' records) under .lowcloud/.
+      killGuestsUnder(dir);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './cli.js';
 
@@ -23,4 +23,61 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * SIGKILL every guest host process (and local agent) recorded under `dir` (each detached guest writes
+ * run/<name>/guest.json with its pid and start time). Agents start guests detached so they outlive
+ * the agent; a test that kills its agents must still stop the guests they started. The start time
+ * check makes sure a reused pid of an unrelated process is never touched.
+ */
+export function killGuestsUnder(dir: string): number[] {
+  const killed: number[] = [];
+  for (const file of findFiles(dir, 'guest.json')) {
+    let info: { pid?: unknown; start?: unknown };
+    try {
+      info = JSON.parse(readFileSync(file, 'utf8')) as typeof info;
+    } catch {
+      continue;
+    }
+    if (typeof info.pid !== 'number' || !alive(info.pid) || procStartTime(info.pid) !== info.start) continue;
+    process.kill(info.pid, 'SIGKILL');
+    killed.push(info.pid);
+  }
+  // Local agents that `lowcloud up` started record their pid in agents/<machine>/agent.json; their
+  // command line names their state directory under `dir`.
+  for (const file of findFiles(dir, 'agent.json')) {
+    try {
+      const { pid } = JSON.parse(readFileSync(file, 'utf8')) as { pid?: unknown };
+      if (typeof pid !== 'number' || !alive(pid) || !readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) continue;
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    } catch {
+      continue;
+    }
+  }
+  return killed;
+}
+
+function procStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function findFiles(dir: string, name: string): string[] {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries.flatMap((e) => {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) return findFiles(p, name);
+    return e.isFile() && e.name === name ? [p] : [];
+  });
 }

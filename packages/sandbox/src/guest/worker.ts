@@ -4,7 +4,6 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DiskQuota, usageOf, type Mount } from './core/fs.js';
 import type { GuestBootOptions, WorkerResult } from './options.js';
 import { openOutput } from './output.js';
-import { runComponent } from './component/run.js';
 import { GuestExit, preview1Imports } from './preview1/imports.js';
 
 /**
@@ -44,6 +43,9 @@ function stdinReader(): ((b: Uint8Array) => number) | null {
 async function main(): Promise<void> {
   if (opts.kind === 'component') {
     try {
+      // Loaded only for components: jco's preview2-shim costs ~150 ms of CPU to import, which every
+      // preview1 guest start would otherwise pay.
+      const { runComponent } = await import('./component/run.js');
       report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.grants.network, config: opts.config, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2) }) });
     } catch (err) {
       report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });

@@ -5,7 +5,7 @@ import { binaryKind, pagesFor, rewriteMemoryMax } from './module.js';
 const hello = readFileSync(new URL('../../../../test/fixtures/guests/hello.wasm', import.meta.url));
 
 async function memoryMax(bytes: Uint8Array): Promise<number | undefined> {
-  const mod = await WebAssembly.compile(bytes);
+  const mod = await WebAssembly.compile(new Uint8Array(bytes));
   const stub = new Proxy({}, { get: () => () => 0 });
   const inst = await WebAssembly.instantiate(mod, { wasi_snapshot_preview1: stub });
   const mem = inst.exports.memory as WebAssembly.Memory;
