@@ -20,6 +20,9 @@ function ask(port: number, line: string): Promise<string> {
   });
 }
 
+/** Copy an example as a fresh clone has it: without the .lowcloud/ state of an earlier `up` here. */
+const notLocalState = (src: string) => path.basename(src) !== '.lowcloud';
+
 type Row = { process: string; machine: string; drift: string; pid: number | null };
 async function pids(cwd: string): Promise<Record<string, number | null>> {
   const r = await runCli(['status', 'infra.yaml', '--json'], { cwd });
@@ -34,7 +37,7 @@ describe('examples/hello: the two-minute tour', () => {
   });
 
   it('up brings the process up on a local agent; up again changes nothing; down stops it', async () => {
-    cpSync(path.join(repoRoot, 'examples/hello'), repo.dir, { recursive: true });
+    cpSync(path.join(repoRoot, 'examples/hello'), repo.dir, { recursive: true, filter: notLocalState });
     const up = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
     expect(up.code).toBe(0);
     expect(up.stdout).toContain('+ start          hello  new process');
@@ -47,6 +50,11 @@ describe('examples/hello: the two-minute tour', () => {
         return false;
       }
     }, 10_000, 'hello to log its greeting');
+    const logs = await runCli(['logs', 'infra.yaml', 'hello', '--tail', '5'], { cwd: repo.dir });
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toContain('Hello from lowcloud, lowcloud user! (start #1)');
+    const unknown = await runCli(['logs', 'infra.yaml', 'helo'], { cwd: repo.dir });
+    expect([unknown.code, unknown.stderr]).toEqual([1, 'error: infra.yaml: no process helo (processes: hello)\n']);
     const again = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
     expect(again.stdout).toBe('No changes. The target matches the live state.\n');
     const down = await runCli(['down', 'infra.yaml'], { cwd: repo.dir });
@@ -64,7 +72,7 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
   });
 
   it('answers through the load balancer; a config change restarts exactly that store', async () => {
-    cpSync(path.join(repoRoot, 'examples/kv-cluster'), repo.dir, { recursive: true });
+    cpSync(path.join(repoRoot, 'examples/kv-cluster'), repo.dir, { recursive: true, filter: notLocalState });
     repo.commit('start');
     const up = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
     expect(up.code).toBe(0);
@@ -90,5 +98,47 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
     expect(after['kv-a']).not.toBe(before['kv-a']);
     expect([after['kv-b'], after.lb, after.client]).toEqual([before['kv-b'], before.lb, before.client]);
     await waitFor(async () => (await Promise.all([ask(7100, 'PING'), ask(7100, 'PING')])).includes('PONG kv-a-eu'), 15_000, 'the renamed store to answer');
+  });
+
+  it('walk-through step 2: moving a replica starts it on the new machine and stops it on the old one', async () => {
+    const before = await pids(repo.dir);
+    // The README's: sed -i '/^  kv-b:/,/^  lb:/ s/machine: us/machine: ap/' infra.yaml
+    const file = path.join(repo.dir, 'infra.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/(\n {2}kv-b:\n {4}machine: )us/, '$1ap'));
+    repo.commit('move kv-b to ap');
+    const plan = await runCli(['plan', '--base', 'HEAD~1', 'infra.yaml'], { cwd: repo.dir });
+    expect(plan.stdout).toMatch(/^Plan: 0 to start, 0 to stop, 0 to restart, 1 to move\./);
+    expect(plan.stdout).toMatch(/machine us \(local\)\n {2}- stop +kv-b +moved to ap/);
+    expect(plan.stdout).toMatch(/machine ap \(local\)\n {2}\+ start +kv-b +moved from us/);
+    const blueGreen = await runCli(['plan', '--base', 'HEAD~1', 'infra.yaml', '--planner', 'blue-green', '--json'], { cwd: repo.dir });
+    const calls = (JSON.parse(blueGreen.stdout) as { calls: { machine: string; call: string }[] }).calls.map((c) => `${c.call} on ${c.machine}`);
+    expect(calls).toEqual(['start on ap', 'stop on us']);
+    const apply = await runCli(['apply', '--base', 'HEAD~1', 'infra.yaml'], { cwd: repo.dir });
+    expect(apply.code).toBe(0);
+    const rows = JSON.parse((await runCli(['status', 'infra.yaml', '--json'], { cwd: repo.dir })).stdout) as { processes: Row[] };
+    expect(rows.processes.map((r) => `${r.process}@${r.machine}:${r.drift}`).sort()).toEqual(['client@ap:ok', 'kv-a@eu:ok', 'kv-b@ap:ok', 'lb@eu:ok']);
+    const after = await pids(repo.dir);
+    expect(after['kv-b']).not.toBe(before['kv-b']);
+    expect([after['kv-a'], after.lb, after.client]).toEqual([before['kv-a'], before.lb, before.client]);
+    const pingTwice = () => Promise.all([ask(7100, 'PING'), ask(7100, 'PING')]).catch(() => []);
+    await waitFor(async () => (await pingTwice()).includes('PONG kv-b'), 15_000, 'the moved store to answer');
+  });
+
+  it('walk-through step 3: removing the client is one stop', async () => {
+    const before = await pids(repo.dir);
+    // The README's: sed -i '/^  client:/,$d' infra.yaml
+    const file = path.join(repo.dir, 'infra.yaml');
+    const text = readFileSync(file, 'utf8');
+    writeFileSync(file, text.slice(0, text.indexOf('\n  client:\n') + 1));
+    repo.commit('remove the client');
+    const apply = await runCli(['apply', '--base', 'HEAD~1', 'infra.yaml'], { cwd: repo.dir });
+    expect(apply.code).toBe(0);
+    expect(apply.stdout).toMatch(/^Plan: 0 to start, 1 to stop, 0 to restart\./);
+    expect(apply.stdout).toContain('Apply complete: 1 call(s) made');
+    const after = await pids(repo.dir);
+    expect(after.client).toBeUndefined();
+    expect(after).toEqual({ 'kv-a': before['kv-a'], 'kv-b': before['kv-b'], lb: before.lb });
+    // The load balancer and both stores still answer (round robin: two pings reach both).
+    expect((await Promise.all([ask(7100, 'PING'), ask(7100, 'PING')])).sort()).toEqual(['PONG kv-a-eu', 'PONG kv-b']);
   });
 });

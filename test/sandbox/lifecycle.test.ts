@@ -26,6 +26,24 @@ const base = (wasm: string, extra: Partial<GuestOptions> = {}): GuestOptions => 
   ...extra,
 });
 
+/**
+ * A busy guest's CPU share over 5 s must stay within 10% of its grant. Past the grant is a failure
+ * every time (that is enforcement). Below it can also mean that something else on this 2-core
+ * machine took the CPU during the window (a scheduling matter, not enforcement), so a share below
+ * the band is measured once more, with a fresh guest, before it fails.
+ */
+async function expectCpuWithinGrant(cores: number, kernel: boolean, mechanism: string): Promise<void> {
+  const shares: number[] = [];
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const { share, report } = await cpuShare(cores, kernel);
+    expect(report).toEqual([mechanism]);
+    expect(share).toBeLessThan(cores * 1.1);
+    shares.push(share);
+    if (share > cores * 0.9) return;
+  }
+  expect(Math.max(...shares), `shares measured: ${shares.map((s) => s.toFixed(3)).join(', ')}`).toBeGreaterThan(cores * 0.9);
+}
+
 /** CPU share of a busy guest over a 5 s window, measured from /proc by the sandbox itself. */
 async function cpuShare(cores: number, kernel: boolean): Promise<{ share: number; report: string[] }> {
   const g = await spawnGuest(base('spin', { args: ['7'], grants: { cpu: cores, network: { listen: [], connect: [] } } }), { kernel });
@@ -42,10 +60,7 @@ async function cpuShare(cores: number, kernel: boolean): Promise<{ share: number
 
 describe('cpu grant', () => {
   it('runtime layer (SIGSTOP/SIGCONT duty cycle): a busy guest gets its grant within 10% over 5 s', async () => {
-    const { share, report } = await cpuShare(0.25, false);
-    expect(report).toEqual(['runtime: SIGSTOP/SIGCONT duty cycle at 0.25 cores']);
-    expect(share).toBeGreaterThan(0.25 * 0.9);
-    expect(share).toBeLessThan(0.25 * 1.1);
+    await expectCpuWithinGrant(0.25, false, 'runtime: SIGSTOP/SIGCONT duty cycle at 0.25 cores');
   });
 
   it('kernel layer (cgroup CPU quota) where this machine has it', async (ctx) => {
@@ -54,10 +69,7 @@ describe('cpu grant', () => {
       ctx.skip(`kernel CPU layer unavailable here (root: ${caps.root}, cgroup: ${caps.cgroup ?? 'none'}); the runtime layer is tested above`);
       return;
     }
-    const { share, report } = await cpuShare(0.25, true);
-    expect(report).toEqual([`kernel: cgroup ${caps.cgroup} CPU quota 0.25 cores`]);
-    expect(share).toBeGreaterThan(0.25 * 0.9);
-    expect(share).toBeLessThan(0.25 * 1.1);
+    await expectCpuWithinGrant(0.25, true, `kernel: cgroup ${caps.cgroup} CPU quota 0.25 cores`);
   });
 });
 

@@ -5,7 +5,7 @@ import { loadFromGit, loadFromWorkingTree } from './load.js';
 import { buildDocument } from './plan/document.js';
 import { getPlanner, planners } from './plan/registry.js';
 import { colours, renderHuman } from './plan/render-human.js';
-import { applyBase, applyFile, status, up, type ApplyFlags } from './apply/commands.js';
+import { applyBase, applyFile, logs, status, up, type ApplyFlags } from './apply/commands.js';
 
 /** Adds `validate`, `plan`, `apply`, `up`, `down` and `status` to the `lowcloud` program. */
 export function register(program: Command): void {
@@ -127,6 +127,24 @@ Example:
       .argument('<infra.yaml>', 'the infrastructure file')
       .addOption(new Option('--planner <name>', 'how to order calls').choices(Object.keys(planners)).default('minimal')),
   ).action((file: string, o: ApplyFlags & { planner: string }) => run(() => up(file, o, true)));
+
+  program
+    .command('logs')
+    .description("Print the last lines of a process's log (stdout and stderr), from the agent of its machine; --follow keeps printing.")
+    .argument('<infra.yaml>', 'the infrastructure file')
+    .argument('<process>', 'the process name in the file')
+    .option('-n, --tail <lines>', 'how many of the last lines', '100')
+    .option('-f, --follow', 'keep printing new lines until interrupted')
+    .addHelpText(
+      'after',
+      `
+Logs are kept by each agent in size-capped rotating files (1 MiB x 3 per process).
+
+Examples:
+  lowcloud logs examples/hello/infra.yaml hello
+  lowcloud logs infra.yaml kv-a --tail 20 --follow`,
+    )
+    .action((file: string, proc: string, o: { tail: string; follow?: boolean }) => run(() => logs(file, proc, o)));
 
   program
     .command('status')

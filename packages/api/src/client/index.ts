@@ -141,6 +141,12 @@ export class AgentClient {
     this.ws.close();
   }
 
+  /** Called once when the connection ends (the agent went away, or `close()`). */
+  onClose(listener: () => void): void {
+    if (this.ws.readyState === this.ws.CLOSED) listener();
+    else this.ws.once('close', listener);
+  }
+
   private send(req: Request): Promise<Reply> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -146,3 +146,30 @@ export async function status(infraFile: string, json: boolean): Promise<void> {
     for (const [m, e] of unreachable) process.stdout.write(`  ${m}: unreachable: ${e.message}\n`);
   }
 }
+
+/** `lowcloud logs`: the last lines of a process's log, from the agent of the machine the file names. */
+export async function logs(infraFile: string, processName: string, opts: { tail: string; follow?: boolean }): Promise<void> {
+  const infra = await loadFromWorkingTree(infraFile);
+  const proc = infra.processes[processName];
+  if (proc === undefined) {
+    const known = Object.keys(infra.processes).sort().join(', ');
+    throw new LowcloudError(ErrorCode.NOT_FOUND, `${infraFile}: no process ${processName} (processes: ${known === '' ? 'none' : known})`);
+  }
+  const tail = Number(opts.tail);
+  if (!Number.isInteger(tail) || tail < 0) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--tail ${opts.tail}: give a whole number of lines, 0 or more`);
+  const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), [proc.machine], undefined);
+  const client = clients.get(proc.machine);
+  if (client === undefined) throw errors.get(proc.machine) ?? new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `machine ${proc.machine}: no agent`);
+  await client.logs(processName, { tail, follow: opts.follow === true }, (line) => process.stdout.write(`${line}\n`));
+  if (opts.follow !== true) {
+    client.close();
+    return;
+  }
+  // Following: until interrupted, or until the agent goes away.
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+    client.onClose(resolve);
+  });
+  client.close();
+}
