@@ -120,7 +120,7 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
     const after = await pids(repo.dir);
     expect(after['kv-b']).not.toBe(before['kv-b']);
     expect([after['kv-a'], after.lb, after.client]).toEqual([before['kv-a'], before.lb, before.client]);
-    const pingTwice = () => Promise.all([ask(7100, 'PING'), ask(7100, 'PING')]).catch(() => []);
+    const pingTwice = (): Promise<string[]> => Promise.all([ask(7100, 'PING'), ask(7100, 'PING')]).catch(() => []);
     await waitFor(async () => (await pingTwice()).includes('PONG kv-b'), 15_000, 'the moved store to answer');
   });
 
