@@ -32,6 +32,30 @@ describe('lowcloud run: the guest sees exactly what it is granted', () => {
   });
 });
 
+describe('lowcloud run: binaries from another toolchain (Rust std for wasm32-wasi)', () => {
+  it('runs as built: args, env, files in its directory, exit code; escapes and the grants still hold', async () => {
+    const dir = path.join(work, 'rust');
+    mkdirSync(dir);
+    const r = await runCli(['run', guest('rust-toolchain'), '--memory', '32MiB', '--dir', `${dir}::/data`, '--disk', '1MiB', '--env', 'GREETING=hi', '--', '3', 'two', 'three'], { env: { HOME: '/root' } });
+    expect(r.stdout).toBe(
+      'args: 3 two three\nenv GREETING: hi\nenv HOME: (unset)\nread back: written by rust\ndir /data: rust.txt\nescape: denied (Uncategorized)\nabsolute: denied (Uncategorized)\n',
+    );
+    expect([r.code, r.stderr]).toEqual([3, 'to stderr from rust\n']);
+    expect(readFileSync(path.join(dir, 'rust.txt'), 'utf8')).toBe('written by rust\n');
+  });
+
+  it('past the disk grant its write fails with the quota error; past the memory grant its allocation fails', async () => {
+    const dir = path.join(work, 'rust-quota');
+    mkdirSync(dir);
+    const disk = await runCli(['run', guest('rust-toolchain'), '--dir', `${dir}::/data`, '--disk', '8B', '--', '0']);
+    expect(disk.code).toBe(134);
+    expect(disk.stderr).toContain('message: "Quota exceeded"');
+    const mem = await runCli(['run', guest('rust-toolchain'), '--memory', '32MiB', '--dir', `${dir}::/data`, '--', '0', 'alloc']);
+    expect(mem.code).toBe(134);
+    expect(mem.stderr).toContain('memory allocation of 268435456 bytes failed');
+  });
+});
+
 describe('lowcloud run: memory grant', () => {
   it('allocation within the grant works', async () => {
     const r = await runCli(['run', guest('memhog'), '--memory', '32MiB', '--', '16']);

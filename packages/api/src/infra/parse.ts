@@ -1,5 +1,5 @@
 import { Ajv, type ErrorObject } from 'ajv';
-import { LineCounter, parseDocument, type Document } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import { InvalidInputError, type Diagnostic } from '../errors.js';
 import { locate } from './locate.js';
 import { infraSchema } from './schema.js';
@@ -22,7 +22,9 @@ export interface ParsedInfra {
  */
 export function parseInfra(text: string, file: string): ParsedInfra {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  // yaml's own unique-key check compares every key with every other key of its mapping: for 10,000
+  // processes it took 6 of the 10 s a 2.4 MB file took to parse. The walk below is linear.
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false });
   const at = (path: readonly (string | number)[], message: string, hint?: string, key = false): Diagnostic => {
     const pos = locate(doc, lines, path, key);
     return { file, line: pos.line, column: pos.column, path: path.join('.'), message, ...(hint === undefined ? {} : { hint }) };
@@ -45,6 +47,9 @@ export function parseInfra(text: string, file: string): ParsedInfra {
     );
   }
 
+  const duplicates = duplicateKeys(doc.contents, [], lines, file);
+  if (duplicates.length > 0) throw new InvalidInputError(duplicates);
+
   const value: unknown = doc.toJS({ maxAliasCount: 100 });
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new InvalidInputError([{ file, line: 1, column: 1, path: '', message: 'the file must be a mapping with version, machines and processes', hint: 'see schema/infra.schema.json' }]);
@@ -55,6 +60,35 @@ export function parseInfra(text: string, file: string): ParsedInfra {
   }
   if (!validate(value)) throw new InvalidInputError(schemaDiagnostics(validate.errors ?? [], value, doc, at));
   return { file, value, at };
+}
+
+/** Every key that appears twice in one mapping, at the second appearance, naming the first. */
+function duplicateKeys(node: unknown, path: string[], lines: LineCounter, file: string): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  if (isSeq(node)) node.items.forEach((item, i) => out.push(...duplicateKeys(item, [...path, String(i)], lines, file)));
+  if (!isMap(node)) return out;
+  const seen = new Map<string, number>();
+  for (const pair of node.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+    const offset = isScalar(pair.key) ? (pair.key.range?.[0] ?? 0) : 0;
+    const first = seen.get(key);
+    if (first === undefined) {
+      seen.set(key, offset);
+    } else {
+      const here = lines.linePos(offset);
+      const there = lines.linePos(first);
+      out.push({
+        file,
+        line: here.line,
+        column: here.col,
+        path: [...path, key].join('.'),
+        message: `duplicate key "${key}" (first at line ${there.line}, column ${there.col})`,
+        hint: 'each key may appear once in a mapping; merge the two entries',
+      });
+    }
+    out.push(...duplicateKeys(pair.value, [...path, key], lines, file));
+  }
+  return out;
 }
 
 function schemaDiagnostics(
