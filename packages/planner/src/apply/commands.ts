@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { ErrorCode, LowcloudError, type AgentStatus, type KeyPair } from '@lowcloud/api';
+import { ErrorCode, formatSize, LowcloudError, type AgentStatus, type KeyPair, type ProcessStatus } from '@lowcloud/api';
 import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/document.js';
 import { getPlanner } from '../plan/registry.js';
 import { renderHuman, summaryLine } from '../plan/render-human.js';
@@ -121,7 +121,18 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
 export async function status(infraFile: string, json: boolean): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
   const { statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines));
-  type Row = { process: string; machine: string; drift: 'ok' | 'missing' | 'extra' | 'different' | 'unreachable'; state: string | null; pid: number | null; restarts: number | null };
+  type Row = {
+    process: string;
+    machine: string;
+    drift: 'ok' | 'missing' | 'extra' | 'different' | 'unreachable';
+    state: string | null;
+    pid: number | null;
+    restarts: number | null;
+    usage?: ProcessStatus['usage'];
+    /** Per grant, the strongest level enforcing it (kernel > runtime > advisory). */
+    enforcement?: Record<string, string>;
+  };
+  const details = (live: ProcessStatus) => ({ usage: live.usage, enforcement: strongestLevels(live.enforcement) });
   const rows: Row[] = [];
   for (const p of Object.values(infra.processes)) {
     if (unreachable.has(p.machine)) {
@@ -129,11 +140,19 @@ export async function status(infraFile: string, json: boolean): Promise<void> {
       continue;
     }
     const live = statuses.get(p.machine)?.processes.find((x) => x.name === p.name);
-    rows.push({ process: p.name, machine: p.machine, drift: live === undefined ? 'missing' : live.specDigest === p.digest ? 'ok' : 'different', state: live?.state ?? null, pid: live?.pid ?? null, restarts: live?.restarts ?? null });
+    rows.push({
+      process: p.name,
+      machine: p.machine,
+      drift: live === undefined ? 'missing' : live.specDigest === p.digest ? 'ok' : 'different',
+      state: live?.state ?? null,
+      pid: live?.pid ?? null,
+      restarts: live?.restarts ?? null,
+      ...(live === undefined ? {} : details(live)),
+    });
   }
   for (const [m, st] of statuses) {
     for (const live of st.processes) {
-      if (infra.processes[live.name]?.machine !== m) rows.push({ process: live.name, machine: m, drift: 'extra', state: live.state, pid: live.pid, restarts: live.restarts });
+      if (infra.processes[live.name]?.machine !== m) rows.push({ process: live.name, machine: m, drift: 'extra', state: live.state, pid: live.pid, restarts: live.restarts, ...details(live) });
     }
   }
   rows.sort((a, b) => (a.machine + a.process < b.machine + b.process ? -1 : 1));
@@ -142,9 +161,26 @@ export async function status(infraFile: string, json: boolean): Promise<void> {
   } else {
     const drift = rows.filter((r) => r.drift !== 'ok').length;
     process.stdout.write(`${drift === 0 ? `In sync: ${rows.length} process(es) match ${infraFile}.` : `Drift: ${drift} of ${rows.length} process(es) differ from ${infraFile}.`}\n`);
-    for (const r of rows) process.stdout.write(`  ${r.machine.padEnd(10)} ${r.process.padEnd(14)} ${r.drift.padEnd(11)} ${r.state ?? '-'}${r.pid === null ? '' : ` pid ${r.pid}`}${r.restarts ? ` restarts ${r.restarts}` : ''}\n`);
+    for (const r of rows) {
+      const usage = r.usage === null || r.usage === undefined ? '' : `  mem ${formatSize(r.usage.memoryBytes)} cpu ${r.usage.cpuSeconds.toFixed(1)}s${r.usage.diskBytes > 0 ? ` disk ${formatSize(r.usage.diskBytes)}` : ''}`;
+      const enforced = r.enforcement === undefined ? '' : `  [${Object.entries(r.enforcement).map(([g, l]) => `${g}:${l}`).join(' ')}]`;
+      process.stdout.write(`  ${r.machine.padEnd(10)} ${r.process.padEnd(14)} ${r.drift.padEnd(11)} ${r.state ?? '-'}${r.pid === null ? '' : ` pid ${r.pid}`}${r.restarts ? ` restarts ${r.restarts}` : ''}${usage}${enforced}\n`);
+    }
     for (const [m, e] of unreachable) process.stdout.write(`  ${m}: unreachable: ${e.message}\n`);
   }
+}
+
+const LEVELS = ['kernel', 'runtime', 'advisory'];
+
+/** The strongest enforcement level of each grant, from an agent's enforcement report. */
+function strongestLevels(report: ProcessStatus['enforcement']): Record<string, string> | undefined {
+  if (report === null) return undefined;
+  const out: Record<string, string> = {};
+  for (const [grant, entries] of Object.entries(report)) {
+    const best = entries.map((e) => e.level).sort((x, y) => LEVELS.indexOf(x) - LEVELS.indexOf(y))[0];
+    if (best !== undefined) out[grant] = best;
+  }
+  return out;
 }
 
 /** `lowcloud logs`: the last lines of a process's log, from the agent of the machine the file names. */
