@@ -1,11 +1,12 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { alive } from '../helpers/guests.js';
-import { spawn } from 'node:child_process';
+import { probeCapabilities, spawnGuest } from '@lowcloud/sandbox';
+import { alive, waitFor } from '../helpers/guests.js';
+import { execFileSync, spawn } from 'node:child_process';
 import { cliPath } from '../helpers/cli.js';
 
 const netguest = 'test/fixtures/guests/netguest.component.wasm';
@@ -119,5 +120,85 @@ describe('WASI 0.2 components with network grants', () => {
     expect(fsGrant.code).toBe(1);
     expect(fsGrant.stderr).toContain('grants.disk: ');
     expect(fsGrant.stderr).toContain('is a WASI 0.2 component; writable directories and the disk grant are available to preview1 guests only in this version (components get read-only config files)');
+  });
+});
+
+describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => {
+  /** Connect from this (unconfined) process; resolves with the reply or the error code. */
+  const probe = (port: number) =>
+    new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('data', (d) => {
+        resolve(d.toString().trim());
+        s.destroy();
+      });
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      s.setTimeout(5000, () => s.destroy(new Error('timeout')));
+    });
+
+  it('holds for every socket in the guest cgroup, whatever the runtime layer does: granted connect and listen work, the rest is refused by the kernel', async (ctx) => {
+    const caps = await probeCapabilities();
+    if (!caps.nftables || caps.cgroup === null) {
+      ctx.skip(`kernel network layer unavailable here (root: ${caps.root}, nft + cgroup v2: ${caps.nftables}); the runtime layer is tested above`);
+      return;
+    }
+    const [guestPort, spare, unlisted, granted, ungranted] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    const servers = [granted, ungranted].map((p) => net.createServer((s) => s.end(`hello from ${p}\n`)).listen(p, '127.0.0.1'));
+    const g = await spawnGuest({
+      wasm: path.resolve(netguest),
+      args: ['server', String(guestPort), '5'],
+      env: {},
+      dirs: [],
+      config: [],
+      grants: { network: { listen: [guestPort, spare], connect: [`127.0.0.1:${granted}`] } },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    children.push(g.pid);
+    const intruder = spawn(
+      process.execPath,
+      [
+        '-e',
+        // A process that ignores every runtime rule, placed in the guest's cgroup: only the kernel stops it.
+        `const net = require('node:net');
+         const say = (s) => process.stdout.write(s + '\\n');
+         const dial = (p) => new Promise((r) => { const s = net.connect(p, '127.0.0.1'); s.on('data', (d) => { r(String(d).trim()); s.destroy(); }); s.on('error', (e) => r(e.code)); });
+         process.stdin.once('data', async () => {
+           say('granted: ' + await dial(${granted}));
+           say('ungranted: ' + await dial(${ungranted}));
+           for (const p of [${spare}, ${unlisted}]) await new Promise((r) => net.createServer((s) => s.end('intruder ' + p + '\\n')).listen(p, '127.0.0.1', r));
+           say('listening');
+         });`,
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    children.push(intruder.pid as number);
+    let cgroup: string | undefined;
+    const root = existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup' : '/sys/fs/cgroup/unified';
+    try {
+      let guestOut = '';
+      g.child.stdout?.on('data', (d: Buffer) => (guestOut += d.toString()));
+      await waitFor(() => guestOut.includes('listening on'), 20_000, 'the guest to listen');
+      expect(g.report.network[0]).toEqual({ level: 'kernel', mechanism: `nftables allow-list on the guest's cgroup v2 (listen [${guestPort}, ${spare}], connect [127.0.0.1:${granted}], no UDP)` });
+      cgroup = /^0::(\/lowcloud\/g-\S+)$/m.exec(readFileSync(`/proc/${g.pid}/cgroup`, 'utf8'))?.[1];
+      expect(cgroup).toBeDefined();
+      writeFileSync(path.join(root, cgroup as string, 'cgroup.procs'), String(intruder.pid));
+      let out = '';
+      intruder.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+      intruder.stdin?.write('go\n');
+      await waitFor(() => out.includes('listening'), 10_000, 'the intruder to try');
+      expect(out).toBe(`granted: hello from ${granted}\nungranted: ECONNREFUSED\nlistening\n`);
+      expect(await probe(spare)).toBe(`intruder ${spare}`);
+      expect(await probe(unlisted)).toBe('ECONNREFUSED');
+      expect(await nodeEcho(guestPort, 'the guest itself still serves')).toBe('the guest itself still serves\n');
+    } finally {
+      intruder.kill('SIGKILL');
+      await new Promise((r) => setTimeout(r, 100));
+      await g.stop(1000);
+      servers.forEach((s) => s.close());
+    }
+    // The guest's table and cgroup are gone with it.
+    const table = `lowcloud_${path.basename(cgroup as string).replace(/-/g, '_')}`;
+    await waitFor(() => !execFileSync('nft', ['list', 'tables']).toString().includes(table) && !existsSync(path.join(root, cgroup as string)), 5000, `table ${table} and its cgroup to be removed`);
   });
 });

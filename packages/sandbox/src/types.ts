@@ -99,5 +99,7 @@ export interface Capabilities {
   /** cgroup controllers we may use, e.g. ['cpu', 'memory']. */
   controllers: string[];
   netns: boolean;
+  /** nftables and a cgroup v2 hierarchy: the kernel layer of the network grant. */
+  nftables: boolean;
   landlock: number | null;
 }

@@ -22,7 +22,7 @@ import {
   type Request,
 } from '@lowcloud/api';
 import { helloProofData } from '@lowcloud/api/client';
-import { probeCapabilities } from '@lowcloud/sandbox';
+import { probeCapabilities, sweepStaleFirewalls } from '@lowcloud/sandbox';
 import { AuditLog } from './audit-log.js';
 import { RequestAuthenticator } from './auth.js';
 import { BlobStore } from './blob-store.js';
@@ -110,6 +110,8 @@ export class Agent {
 
   /** Bring every process of the desired state back: re-attach live guests, start the others. */
   private async reconcile(): Promise<void> {
+    // Guests that exited while no agent watched them leave their firewall table behind.
+    sweepStaleFirewalls();
     for (const [name, desired] of Object.entries(this.state.processes)) {
       const sup = this.supervisor(name, desired.spec, desired.specDigest);
       const live = await this.runner.attach(name);

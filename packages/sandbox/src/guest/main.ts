@@ -36,6 +36,22 @@ function finish(exit: GuestExit, status: number): void {
   }
 }
 
+// With the network kernel layer, the host moves this process into the guest's cgroup right after
+// it starts; no guest code (and so no guest socket) runs before that is done.
+if (opts.confine !== null && !(await confinedTo(opts.confine))) {
+  finish({ kind: 'trap', message: `the guest host was not moved into cgroup ${opts.confine} in time; not running the guest outside its network rules` }, 134);
+  await new Promise<never>(() => undefined); // finish() exits the process
+}
+
+async function confinedTo(cgroup: string): Promise<boolean> {
+  const end = Date.now() + 10_000;
+  while (Date.now() < end) {
+    if (fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').includes(`0::${cgroup}`)) return true;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return false;
+}
+
 const heapMb = opts.grants.memory === undefined ? undefined : Math.max(16, Math.floor(opts.grants.memory / 2 ** 20 / 4));
 const worker = new Worker(new URL('./worker.js', import.meta.url), {
   workerData: opts,

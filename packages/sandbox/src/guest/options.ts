@@ -17,6 +17,11 @@ export interface GuestBootOptions {
   /** Agent mode: exit record goes to runDir/exit.json. */
   runDir: string | null;
   detached: boolean;
+  /**
+   * The cgroup v2 path (as in /proc/self/cgroup) the network kernel layer applies to: the guest
+   * host waits until it is in it before it runs the guest. Null without that layer.
+   */
+  confine: string | null;
 }
 
 /** What the guest worker reports when the guest ends. */

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type { Capabilities } from '../types.js';
+import { cgroup2Root, nftBinary } from './firewall.js';
 
 let cached: Capabilities | null = null;
 
@@ -23,6 +24,7 @@ export function probeCapabilitiesSync(): Capabilities {
     cgroup: writable ? cgroup : null,
     controllers: writable ? controllers : [],
     netns: root && fs.existsSync('/proc/self/ns/net'),
+    nftables: root && nftBinary() !== null && canWrite(cgroup2Root() ?? '/nonexistent'),
     landlock: null,
   };
   return cached;

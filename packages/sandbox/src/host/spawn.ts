@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { GrantUnavailableError } from '../errors.js';
 import { admit } from './admission.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import { GuestCgroup } from './cgroup.js';
+import { GuestFirewall, systemNameservers, type FirewallRecord } from './firewall.js';
 import { cpuSeconds, rssBytes, startTime } from './proc.js';
 import { CpuThrottle } from './throttle.js';
 
@@ -48,6 +49,18 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     fs.rmSync(path.join(runDir, 'exit.json'), { force: true });
   }
 
+  // One name for this guest's cgroups and firewall table (unique, and dated for the stale sweep).
+  const cgroupName = `g-${Date.now()}-${randomBytes(4).toString('hex')}`;
+  let firewall: GuestFirewall | null = null;
+  let firewallError: string | null = null;
+  if (useKernel && caps.nftables) {
+    try {
+      firewall = GuestFirewall.create(cgroupName, opts.grants.network, admitted.kind === 'component', systemNameservers());
+    } catch (err) {
+      firewallError = err instanceof Error ? err.message : String(err);
+    }
+  }
+
   const boot: GuestBootOptions = {
     modulePath: admitted.modulePath,
     kind: admitted.kind,
@@ -61,6 +74,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     stderr: opts.stderr ?? 'inherit',
     runDir,
     detached,
+    confine: firewall?.procPath ?? null,
   };
   const optionsPath = runDir !== null ? path.join(runDir, 'options.json') : path.join(os.tmpdir(), `lowcloud-guest-${randomUUID()}.json`);
   fs.writeFileSync(optionsPath, JSON.stringify(boot), { mode: 0o600 });
@@ -73,7 +87,11 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     env: {},
   });
   const pid = child.pid;
-  if (pid === undefined) throw new Error('could not start the guest host process');
+  if (pid === undefined) {
+    firewall?.remove();
+    throw new Error('could not start the guest host process');
+  }
+  firewall?.add(pid);
 
   let cgroup: GuestCgroup | null = null;
   let throttle: CpuThrottle | null = null;
@@ -85,7 +103,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     report.memory.push({ mechanism: 'V8 heap capped (worker resourceLimits, --max-old-space-size)', level: 'runtime' });
   }
   if (useKernel && (opts.grants.memory !== undefined || opts.grants.cpu !== undefined)) {
-    cgroup = GuestCgroup.create(caps.cgroup as 'v1' | 'v2', `g-${pid}-${Date.now()}`, {
+    cgroup = GuestCgroup.create(caps.cgroup as 'v1' | 'v2', cgroupName, {
       ...(limitBytes === undefined ? {} : { memoryBytes: limitBytes }),
       ...(opts.grants.cpu === undefined ? {} : { cpuCores: opts.grants.cpu }),
     });
@@ -126,8 +144,10 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       level: 'runtime',
     });
   }
+  if (firewall !== null) report.network.unshift({ mechanism: firewall.mechanism, level: 'kernel' });
+  else if (firewallError !== null) report.network.push({ mechanism: `kernel layer not used: ${firewallError}`, level: 'advisory' });
   if (runDir !== null) {
-    fs.writeFileSync(path.join(runDir, 'guest.json'), JSON.stringify({ pid, start: startTime(pid), report, dirs: boot.dirs }));
+    fs.writeFileSync(path.join(runDir, 'guest.json'), JSON.stringify({ pid, start: startTime(pid), report, dirs: boot.dirs, firewall: firewall?.record ?? null }));
   }
 
   let ipcExit: GuestExit | null = null;
@@ -141,6 +161,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       if (watchdog !== null) clearInterval(watchdog);
       const oom = cgroup?.oomKilled() === true;
       cgroup?.remove();
+      firewall?.remove();
       if (violation !== null) return resolve(violation);
       if (oom) return resolve({ kind: 'violation', grant: 'memory', detail: `killed by the kernel: past the cgroup memory limit of ${limitBytes} bytes` });
       if (ipcExit !== null) return resolve(ipcExit);
@@ -204,7 +225,7 @@ export function emptyReport(): EnforcementReport {
  * runDir/exit.json).
  */
 export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
-  let info: { pid: number; start: string | null; report: EnforcementReport; dirs: { host: string; readonly: boolean }[] };
+  let info: { pid: number; start: string | null; report: EnforcementReport; dirs: { host: string; readonly: boolean }[]; firewall?: FirewallRecord | null };
   try {
     info = JSON.parse(fs.readFileSync(path.join(runDir, 'guest.json'), 'utf8')) as typeof info;
   } catch {
@@ -218,6 +239,7 @@ export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
     const poll = setInterval(() => {
       if (startTime(pid) === info.start) return;
       clearInterval(poll);
+      if (info.firewall !== undefined && info.firewall !== null) GuestFirewall.removeRecorded(info.firewall);
       resolve(readExit(runDir) ?? (stopRequested ? { kind: 'stopped' } : { kind: 'signal', signal: 'unknown (exited while detached)' }));
     }, 100);
   });

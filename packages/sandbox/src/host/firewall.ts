@@ -1,0 +1,184 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { NetworkGrant } from '@lowcloud/api';
+import { parseIp } from '../guest/net/policy.js';
+
+/**
+ * The kernel layer of the network grant: an nftables allow-list that applies to every socket of
+ * the guest host process, found by its cgroup v2 (`socket cgroupv2`). It holds even if the runtime
+ * layer (the wasi:sockets allow-list in the guest host) had a hole, and it outlives the agent.
+ *
+ * Each guest gets its own cgroup v2 directory `lowcloud/<name>` and its own nftables table with
+ * an input and an output chain; removing the guest removes both. Loopback traffic between guests
+ * on one machine is filtered too, so guests keep reaching each other at 127.0.0.1 as granted.
+ *
+ * Order matters: the table is loaded before the guest host joins the cgroup, and the guest host
+ * waits until it sees itself in that cgroup before it runs the guest, so no socket of the guest
+ * exists outside the rules.
+ */
+export interface FirewallRecord {
+  table: string;
+  /** Absolute path of the cgroup v2 directory. */
+  dir: string;
+}
+
+/** Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup (unified) or /sys/fs/cgroup/unified (hybrid). */
+export function cgroup2Root(): string | null {
+  if (fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) return '/sys/fs/cgroup';
+  if (fs.existsSync('/sys/fs/cgroup/unified/cgroup.controllers')) return '/sys/fs/cgroup/unified';
+  return null;
+}
+
+export function nftBinary(): string | null {
+  for (const dir of ['/usr/sbin', '/sbin', '/usr/bin', '/bin']) {
+    const p = path.join(dir, 'nft');
+    if (fs.existsSync(p)) return p;
+  }
+  return null;
+}
+
+const TABLE_PREFIX = 'lowcloud_';
+
+export class GuestFirewall {
+  private constructor(
+    readonly record: FirewallRecord,
+    /** The path a process in this cgroup sees in /proc/self/cgroup (`0::<path>`). */
+    readonly procPath: string,
+    readonly mechanism: string,
+  ) {}
+
+  /**
+   * Create the cgroup and load the rules. `name` is unique per guest, `g-<ms since epoch>-<hex>`
+   * (the cgroup directory; with `_` for `-`, the table name). Throws when the kernel refuses.
+   */
+  static create(name: string, grant: NetworkGrant, component: boolean, nameservers: string[]): GuestFirewall {
+    const root = cgroup2Root();
+    const nft = nftBinary();
+    if (root === null || nft === null) throw new Error('no cgroup v2 hierarchy or no nft binary');
+    const dir = path.join(root, 'lowcloud', name);
+    fs.mkdirSync(dir, { recursive: true });
+    const table = `${TABLE_PREFIX}${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
+    // nft resolves the path below /sys/fs/cgroup; `level` is the depth in the v2 hierarchy.
+    const nftPath = path.relative('/sys/fs/cgroup', dir);
+    const rules = component ? allowList(grant, nameservers) : { out: [], in: [], summary: 'no sockets: every packet refused' };
+    const ruleset = [
+      `table inet ${table} {`,
+      `  chain guest_out { ct state established,related accept; ${rules.out.map((r) => `${r}; `).join('')}reject; }`,
+      `  chain guest_in { ct state established,related accept; ${rules.in.map((r) => `${r}; `).join('')}reject; }`,
+      `  chain output { type filter hook output priority 0; policy accept; socket cgroupv2 level 2 "${nftPath}" jump guest_out; }`,
+      `  chain input { type filter hook input priority 0; policy accept; socket cgroupv2 level 2 "${nftPath}" jump guest_in; }`,
+      '}',
+    ].join('\n');
+    try {
+      execFileSync(nft, ['-f', '-'], { input: ruleset, stdio: ['pipe', 'ignore', 'pipe'] });
+    } catch (err) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0] ?? String(err);
+      throw new Error(`nft refused the rules: ${stderr}`);
+    }
+    return new GuestFirewall({ table, dir }, `/${path.relative(root, dir)}`, `nftables allow-list on the guest's cgroup v2 (${rules.summary})`);
+  }
+
+  /** Move the guest host process into the cgroup the rules apply to. */
+  add(pid: number): void {
+    fs.writeFileSync(path.join(this.record.dir, 'cgroup.procs'), String(pid));
+  }
+
+  remove(): void {
+    GuestFirewall.removeRecorded(this.record);
+  }
+
+  /** Remove a guest's table and cgroup, from its record (also after an agent restart). */
+  static removeRecorded(rec: FirewallRecord): void {
+    const nft = nftBinary();
+    if (nft !== null) {
+      try {
+        execFileSync(nft, ['delete', 'table', 'inet', rec.table], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    }
+    for (let i = 0; i < 20; i++) {
+      try {
+        fs.rmdirSync(rec.dir);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        // EBUSY until the exited process has left the cgroup.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+      }
+    }
+  }
+}
+
+/** The nameservers of /etc/resolv.conf: a guest granted a host by name needs them to look it up. */
+export function systemNameservers(): string[] {
+  try {
+    return [...fs.readFileSync('/etc/resolv.conf', 'utf8').matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1] as string).filter((ip) => parseIp(ip) !== null);
+  } catch {
+    return [];
+  }
+}
+
+/** nft rules for the grant. Hosts granted by name are matched by port alone: their addresses may change. */
+export function allowList(grant: NetworkGrant, nameservers: string[]): { out: string[]; in: string[]; summary: string } {
+  const protos = grant.udp === true ? ['tcp', 'udp'] : ['tcp'];
+  const out: string[] = [];
+  const named: string[] = [];
+  for (const target of grant.connect) {
+    const m = /^(?:\[([^\]]+)\]|([^:/]+))(?:\/(\d+))?:(\d+)$/.exec(target);
+    if (m === null) continue;
+    const host = (m[1] ?? m[2]) as string;
+    const port = Number(m[4]);
+    const ip = parseIp(host);
+    for (const proto of protos) {
+      if (ip === null) out.push(`${proto} dport ${port} accept`);
+      else out.push(`${ip.family === 4 ? 'ip' : 'ip6'} daddr ${host}${m[3] === undefined ? '' : `/${m[3]}`} ${proto} dport ${port} accept`);
+    }
+    if (ip === null) named.push(target);
+  }
+  if (named.length > 0) {
+    for (const ns of nameservers) {
+      const family = parseIp(ns)?.family === 6 ? 'ip6' : 'ip';
+      out.push(`${family} daddr ${ns} udp dport 53 accept`, `${family} daddr ${ns} tcp dport 53 accept`);
+    }
+  }
+  const input = grant.listen.length === 0 ? [] : protos.map((proto) => `${proto} dport { ${grant.listen.join(', ')} } accept`);
+  const summary = [
+    `listen [${grant.listen.join(', ')}]`,
+    `connect [${grant.connect.join(', ')}]`,
+    ...(named.length > 0 ? [`named hosts by port, DNS to ${nameservers.join(', ') || 'no nameserver'}`] : []),
+    grant.udp === true ? 'UDP on the same' : 'no UDP',
+  ].join(', ');
+  return { out, in: input, summary };
+}
+
+/** Tables of guests that are gone (their cgroup is empty or removed), older than a minute. */
+export function sweepStaleFirewalls(now = Date.now()): number {
+  const nft = nftBinary();
+  const root = cgroup2Root();
+  if (nft === null || root === null) return 0;
+  let tables: string[];
+  try {
+    tables = [...execFileSync(nft, ['list', 'tables'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().matchAll(/^table inet (lowcloud_g_(\d+)_([0-9a-f]+))$/gm)]
+      .filter((m) => now - Number(m[2]) > 60_000)
+      .map((m) => m[1] as string);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const table of tables) {
+    const dir = path.join(root, 'lowcloud', table.slice(TABLE_PREFIX.length).replace(/_/g, '-'));
+    let procs = '';
+    try {
+      procs = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim();
+    } catch {
+      // no cgroup: the guest is gone
+    }
+    if (procs !== '') continue;
+    GuestFirewall.removeRecorded({ table, dir });
+    removed++;
+  }
+  return removed;
+}
