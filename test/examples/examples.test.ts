@@ -51,7 +51,7 @@ describe('examples/hello: the two-minute tour', () => {
       }
     }, 10_000, 'hello to log its greeting');
     const status = await runCli(['status', 'infra.yaml'], { cwd: repo.dir });
-    expect(status.stdout).toMatch(/^In sync: 1 process\(es\) match infra\.yaml\.\n {2}here +hello +ok +running pid \d+ {2}mem [\d.]+MiB cpu [\d.]+s( disk \d+B)? {2}\[memory:(kernel|runtime) cpu:(kernel|runtime) disk:runtime network:runtime\]\n$/);
+    expect(status.stdout).toMatch(/^In sync: 1 process\(es\) match infra\.yaml\.\n {2}here +hello +ok +running pid \d+ {2}mem [\d.]+MiB cpu [\d.]+s( disk \d+B)? {2}\[memory:(kernel|runtime) cpu:(kernel|runtime) disk:runtime network:(kernel|runtime)\]\n$/);
     const logs = await runCli(['logs', 'infra.yaml', 'hello', '--tail', '5'], { cwd: repo.dir });
     expect(logs.code).toBe(0);
     expect(logs.stdout).toContain('Hello from lowcloud, lowcloud user! (start #1)');

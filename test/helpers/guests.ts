@@ -1,5 +1,6 @@
-import { readdirSync, readFileSync, type Dirent } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, type Dirent } from 'node:fs';
 import path from 'node:path';
+import { removeGuestFirewall, type FirewallRecord } from '@lowcloud/sandbox';
 import { repoRoot } from './cli.js';
 
 /** Path of a committed preview1 test guest (test/fixtures/guests/<name>.wasm). */
@@ -34,15 +35,25 @@ export function alive(pid: number): boolean {
 export function killGuestsUnder(dir: string): number[] {
   const killed: number[] = [];
   for (const file of findFiles(dir, 'guest.json')) {
-    let info: { pid?: unknown; start?: unknown };
+    let info: { pid?: unknown; start?: unknown; firewall?: FirewallRecord | null };
     try {
       info = JSON.parse(readFileSync(file, 'utf8')) as typeof info;
     } catch {
       continue;
     }
-    if (typeof info.pid !== 'number' || !alive(info.pid) || procStartTime(info.pid) !== info.start) continue;
+    if (typeof info.pid !== 'number' || !alive(info.pid) || procStartTime(info.pid) !== info.start) {
+      // Gone already; its firewall table may still be there if no agent watched it exit.
+      if (info.firewall) removeGuestFirewall(info.firewall);
+      continue;
+    }
     process.kill(info.pid, 'SIGKILL');
     killed.push(info.pid);
+    const pid = info.pid;
+    const end = Date.now() + 2000;
+    while (alive(pid) && Date.now() < end) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    // Its cgroup can be removed once its parent (init, for a detached guest) has reaped it.
+    const fw = info.firewall;
+    if (fw) for (let i = 0; i < 10 && existsSync(fw.dir); i++) removeGuestFirewall(fw);
   }
   // Local agents that `lowcloud up` started record their pid in agents/<machine>/agent.json; their
   // command line names their state directory under `dir`.

@@ -12,7 +12,7 @@ export type {
 } from './types.js';
 export { spawnGuest, attachGuest, HOST_OVERHEAD_BYTES } from './host/spawn.js';
 export { probeCapabilities } from './host/capabilities.js';
-export { sweepStaleFirewalls } from './host/firewall.js';
+export { sweepStaleFirewalls, removeGuestFirewall, type FirewallRecord } from './host/firewall.js';
 export { admit } from './host/admission.js';
 export { binaryKind, rewriteMemoryMax } from './wasm/module.js';
 export { NotWasmError, UnsupportedWorldError } from './errors.js';

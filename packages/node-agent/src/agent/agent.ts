@@ -86,6 +86,8 @@ export class Agent {
 
   async start(): Promise<void> {
     await this.reconcile();
+    // And those that exit later while no agent watched them (between an agent crash and restart).
+    setInterval(() => sweepStaleFirewalls(), 5 * 60_000).unref();
     const onHttp = (req: http.IncomingMessage, res: http.ServerResponse) => void this.serveHttp(req, res);
     if (this.opts.insecureLoopback) {
       this.server = http.createServer(onHttp);

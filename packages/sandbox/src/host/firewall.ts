@@ -112,6 +112,11 @@ export class GuestFirewall {
   }
 }
 
+/** Remove a guest's table and cgroup from the record its spawn wrote (runDir/guest.json). */
+export function removeGuestFirewall(rec: FirewallRecord): void {
+  GuestFirewall.removeRecorded(rec);
+}
+
 /** The nameservers of /etc/resolv.conf: a guest granted a host by name needs them to look it up. */
 export function systemNameservers(): string[] {
   try {
@@ -154,7 +159,7 @@ export function allowList(grant: NetworkGrant, nameservers: string[]): { out: st
   return { out, in: input, summary };
 }
 
-/** Tables of guests that are gone (their cgroup is empty or removed), older than a minute. */
+/** Remove the tables and cgroups of guests that are gone (empty or removed cgroup), older than a minute. */
 export function sweepStaleFirewalls(now = Date.now()): number {
   const nft = nftBinary();
   const root = cgroup2Root();
@@ -168,6 +173,21 @@ export function sweepStaleFirewalls(now = Date.now()): number {
     return 0;
   }
   let removed = 0;
+  // Cgroups left without a table (the guest's last task left after the removal gave up).
+  try {
+    for (const name of fs.readdirSync(path.join(root, 'lowcloud'))) {
+      const m = /^g-(\d+)-[0-9a-f]+$/.exec(name);
+      if (m === null || now - Number(m[1]) <= 60_000 || tables.includes(`${TABLE_PREFIX}${name.replace(/-/g, '_')}`)) continue;
+      try {
+        fs.rmdirSync(path.join(root, 'lowcloud', name));
+        removed++;
+      } catch {
+        // still in use
+      }
+    }
+  } catch {
+    // no lowcloud cgroups yet
+  }
   for (const table of tables) {
     const dir = path.join(root, 'lowcloud', table.slice(TABLE_PREFIX.length).replace(/_/g, '-'));
     let procs = '';
