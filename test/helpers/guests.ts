@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync, type Dirent } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { removeGuestFirewall, type FirewallRecord } from '@lowcloud/sandbox';
 import { repoRoot } from './cli.js';
@@ -65,6 +66,20 @@ export function killGuestsUnder(dir: string): number[] {
       killed.push(pid);
     } catch {
       continue;
+    }
+  }
+  // Disk images the guests' data directories were mounted from (the disk grant's kernel layer):
+  // unmounted, so that removing `dir` afterwards removes files, not a mounted filesystem.
+  const prefix = `${path.resolve(dir)}/`;
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(prefix));
+  for (const m of mounts.reverse()) {
+    try {
+      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+    } catch {
+      // gone already
     }
   }
   return killed;

@@ -28,6 +28,12 @@ export interface DirMount {
   /** Absolute or relative path the guest sees. */
   guest: string;
   readonly?: boolean;
+  /**
+   * For a writable directory with a disk grant: an ext4 image file to loop-mount over it where the
+   * kernel layer is available (made on first use; it keeps the data). The agent passes one; `run`
+   * does not, since mounting would hide what the directory holds.
+   */
+  image?: string;
 }
 
 export type OutputTarget =
@@ -101,5 +107,7 @@ export interface Capabilities {
   netns: boolean;
   /** nftables and a cgroup v2 hierarchy: the kernel layer of the network grant. */
   nftables: boolean;
+  /** Loop-mounted ext4 images: the kernel layer of the disk grant. */
+  diskImages: boolean;
   landlock: number | null;
 }

@@ -35,7 +35,7 @@ export class SandboxRunner implements GuestRunner {
       argv0: spec.name,
       args: spec.args,
       env: spec.env,
-      dirs: spec.grants.disk === undefined ? [] : [{ host: p.dataDir, guest: '/data' }],
+      dirs: spec.grants.disk === undefined ? [] : [{ host: p.dataDir, guest: '/data', image: `${p.dataDir}.ext4` }],
       config: Object.entries(spec.config).map(([guest, digest]) => ({ guest, host: this.blobs.path(digest) })),
       grants: spec.grants,
       stdout: out,

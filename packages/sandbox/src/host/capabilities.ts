@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type { Capabilities } from '../types.js';
+import { diskImageTools } from './disk-image.js';
 import { cgroup2Root, nftBinary } from './firewall.js';
 
 let cached: Capabilities | null = null;
@@ -25,6 +26,7 @@ export function probeCapabilitiesSync(): Capabilities {
     controllers: writable ? controllers : [],
     netns: root && fs.existsSync('/proc/self/ns/net'),
     nftables: root && nftBinary() !== null && canWrite(cgroup2Root() ?? '/nonexistent'),
+    diskImages: root && diskImageTools(),
     landlock: null,
   };
   return cached;

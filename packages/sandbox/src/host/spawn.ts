@@ -12,6 +12,7 @@ import { admit } from './admission.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import { GuestCgroup } from './cgroup.js';
 import { GuestFirewall, systemNameservers, type FirewallRecord } from './firewall.js';
+import { mountDiskImage, unmountDiskImage } from './disk-image.js';
 import { cpuSeconds, rssBytes, startTime } from './proc.js';
 import { CpuThrottle } from './throttle.js';
 
@@ -61,6 +62,25 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     }
   }
 
+  // The disk grant's kernel layer: an ext4 image mounted over each writable directory that has one.
+  const mounted: string[] = [];
+  const diskKernel: Enforcement[] = [];
+  if (opts.grants.disk !== undefined) {
+    for (const d of opts.dirs.filter((x) => x.image !== undefined && x.readonly !== true)) {
+      if (!useKernel || !caps.diskImages) continue;
+      try {
+        diskKernel.push({ mechanism: mountDiskImage(d.image as string, d.host, opts.grants.disk), level: 'kernel' });
+        mounted.push(d.host);
+      } catch (err) {
+        diskKernel.push({ mechanism: `kernel layer not used: ${err instanceof Error ? err.message : String(err)}`, level: 'advisory' });
+      }
+    }
+  }
+  const releaseKernelResources = () => {
+    firewall?.remove();
+    for (const dir of mounted) unmountDiskImage(dir);
+  };
+
   const boot: GuestBootOptions = {
     modulePath: admitted.modulePath,
     kind: admitted.kind,
@@ -88,7 +108,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   });
   const pid = child.pid;
   if (pid === undefined) {
-    firewall?.remove();
+    releaseKernelResources();
     throw new Error('could not start the guest host process');
   }
   firewall?.add(pid);
@@ -135,6 +155,8 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       : { mechanism: `byte quota ${opts.grants.disk} on writable directories, charged on every write (EDQUOT)`, level: 'runtime' },
   );
   report.disk.push({ mechanism: 'preopened directories only; no symlink following, no links, no absolute paths or ..', level: 'runtime' });
+  report.disk.unshift(...diskKernel.filter((e) => e.level === 'kernel'));
+  report.disk.push(...diskKernel.filter((e) => e.level !== 'kernel'));
   if (admitted.kind === 'module') {
     report.network.push({ mechanism: 'WASI preview1 has no socket imports: no network access', level: 'runtime' });
   } else {
@@ -147,7 +169,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   if (firewall !== null) report.network.unshift({ mechanism: firewall.mechanism, level: 'kernel' });
   else if (firewallError !== null) report.network.push({ mechanism: `kernel layer not used: ${firewallError}`, level: 'advisory' });
   if (runDir !== null) {
-    fs.writeFileSync(path.join(runDir, 'guest.json'), JSON.stringify({ pid, start: startTime(pid), report, dirs: boot.dirs, firewall: firewall?.record ?? null }));
+    fs.writeFileSync(path.join(runDir, 'guest.json'), JSON.stringify({ pid, start: startTime(pid), report, dirs: boot.dirs, firewall: firewall?.record ?? null, mounts: mounted }));
   }
 
   let ipcExit: GuestExit | null = null;
@@ -161,7 +183,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       if (watchdog !== null) clearInterval(watchdog);
       const oom = cgroup?.oomKilled() === true;
       cgroup?.remove();
-      firewall?.remove();
+      releaseKernelResources();
       if (violation !== null) return resolve(violation);
       if (oom) return resolve({ kind: 'violation', grant: 'memory', detail: `killed by the kernel: past the cgroup memory limit of ${limitBytes} bytes` });
       if (ipcExit !== null) return resolve(ipcExit);
@@ -225,7 +247,7 @@ export function emptyReport(): EnforcementReport {
  * runDir/exit.json).
  */
 export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
-  let info: { pid: number; start: string | null; report: EnforcementReport; dirs: { host: string; readonly: boolean }[]; firewall?: FirewallRecord | null };
+  let info: { pid: number; start: string | null; report: EnforcementReport; dirs: { host: string; readonly: boolean }[]; firewall?: FirewallRecord | null; mounts?: string[] };
   try {
     info = JSON.parse(fs.readFileSync(path.join(runDir, 'guest.json'), 'utf8')) as typeof info;
   } catch {
@@ -240,6 +262,7 @@ export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
       if (startTime(pid) === info.start) return;
       clearInterval(poll);
       if (info.firewall !== undefined && info.firewall !== null) GuestFirewall.removeRecorded(info.firewall);
+      for (const dir of info.mounts ?? []) unmountDiskImage(dir);
       resolve(readExit(runDir) ?? (stopRequested ? { kind: 'stopped' } : { kind: 'signal', signal: 'unknown (exited while detached)' }));
     }, 100);
   });

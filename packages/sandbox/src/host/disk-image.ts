@@ -1,0 +1,98 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * The kernel layer of the disk grant: the guest's writable directory is an ext4 filesystem in an
+ * image file of the granted size, loop-mounted over the directory. The runtime layer stops the
+ * guest at exactly the grant (EDQUOT); this is the wall behind it (ENOSPC), which holds whatever
+ * the runtime layer does.
+ *
+ * The image lives next to the directory and keeps the data across restarts and reboots; the mount
+ * exists while the guest runs. A directory that already holds data and has no image is left as it
+ * is (mounting over it would hide that data): the grant then has its runtime layer only.
+ */
+const MiB = 2 ** 20;
+
+function tool(name: string): string | null {
+  for (const dir of ['/usr/sbin', '/sbin', '/usr/bin', '/bin']) {
+    const p = path.join(dir, name);
+    if (fs.existsSync(p)) return p;
+  }
+  return null;
+}
+
+export function diskImageTools(): boolean {
+  return ['mkfs.ext4', 'mount', 'umount', 'resize2fs', 'e2fsck'].every((t) => tool(t) !== null) && fs.existsSync('/dev/loop-control');
+}
+
+/** Image size for a grant: ext4 keeps ~3% and a few blocks for itself; the runtime quota is exact. */
+export function imageBytes(grant: number): number {
+  const bytes = Math.ceil(grant * 1.05) + MiB;
+  return Math.ceil(bytes / 4096) * 4096;
+}
+
+/** True when `dir` is a mount point. */
+export function isMountPoint(dir: string): boolean {
+  const target = path.resolve(dir);
+  try {
+    return fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .some((line) => line.split(' ')[4] === target.replace(/ /g, '\\040'));
+  } catch {
+    return false;
+  }
+}
+
+function run(cmd: string, args: string[]): void {
+  try {
+    execFileSync(tool(cmd) ?? cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0] ?? String(err);
+    throw new Error(`${cmd} ${args.join(' ')}: ${stderr}`);
+  }
+}
+
+/**
+ * Mount the image at `dir`, making (or growing) it first. Returns the enforcement mechanism, or
+ * throws with the reason the kernel layer cannot be used for this directory.
+ */
+export function mountDiskImage(image: string, dir: string, grant: number): string {
+  const size = imageBytes(grant);
+  if (!isMountPoint(dir)) {
+    fs.mkdirSync(dir, { recursive: true });
+    if (!fs.existsSync(image)) {
+      if (fs.readdirSync(dir).length > 0) throw new Error(`${dir} already holds data and has no disk image; not mounting over it`);
+      const tmp = `${image}.new`;
+      fs.writeFileSync(tmp, '');
+      fs.truncateSync(tmp, size);
+      run('mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', 'root_owner=0:0', tmp]);
+      fs.renameSync(tmp, image);
+    } else if (fs.statSync(image).size < size) {
+      // A larger grant: grow the filesystem, keeping the data. (A smaller one keeps the image; the
+      // runtime layer enforces the new grant exactly.)
+      fs.truncateSync(image, size);
+      run('e2fsck', ['-f', '-p', image]);
+      run('resize2fs', [image]);
+    }
+    run('mount', ['-o', 'loop,nosuid,nodev,noexec', image, dir]);
+    fs.rmSync(path.join(dir, 'lost+found'), { recursive: true, force: true });
+  }
+  return `ext4 image of ${fs.statSync(image).size} bytes loop-mounted at the directory (ENOSPC past it)`;
+}
+
+/** Unmount the guest's directory (after the guest is gone); the image keeps the data. */
+export function unmountDiskImage(dir: string): void {
+  if (!isMountPoint(dir)) return;
+  try {
+    run('umount', [dir]);
+  } catch {
+    // Still busy (a process of the guest is exiting): detach it now, it goes when unused.
+    try {
+      run('umount', ['-l', dir]);
+    } catch {
+      // not mounted any more
+    }
+  }
+}
