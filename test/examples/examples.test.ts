@@ -2,6 +2,7 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { probeCapabilities } from '@lowcloud/sandbox';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { tempGitRepo } from '../helpers/git.js';
 import { waitFor } from '../helpers/guests.js';
@@ -22,6 +23,9 @@ function ask(port: number, line: string): Promise<string> {
 
 /** Copy an example as a fresh clone has it: without the .lowcloud/ state of an earlier `up` here. */
 const notLocalState = (src: string) => path.basename(src) !== '.lowcloud';
+
+/** Two pings through the load balancer (round robin: one per store); none while it is restarting. */
+const pingTwice = (): Promise<string[]> => Promise.all([ask(7100, 'PING'), ask(7100, 'PING')]).catch(() => []);
 
 type Row = { process: string; machine: string; drift: string; pid: number | null };
 async function pids(cwd: string): Promise<Record<string, number | null>> {
@@ -51,7 +55,11 @@ describe('examples/hello: the two-minute tour', () => {
       }
     }, 10_000, 'hello to log its greeting');
     const status = await runCli(['status', 'infra.yaml'], { cwd: repo.dir });
-    expect(status.stdout).toMatch(/^In sync: 1 process\(es\) match infra\.yaml\.\n {2}here +hello +ok +running pid \d+ {2}mem [\d.]+MiB cpu [\d.]+s( disk \d+B)? {2}\[memory:(kernel|runtime) cpu:(kernel|runtime) disk:runtime network:(kernel|runtime)\]\n$/);
+    // Each grant at the strongest layer this machine has.
+    const caps = await probeCapabilities();
+    const level = (kernel: boolean) => (kernel ? 'kernel' : 'runtime');
+    const levels = `memory:${level(caps.controllers.includes('memory'))} cpu:${level(caps.controllers.includes('cpu'))} disk:${level(caps.diskImages)} network:${level(caps.nftables)}`;
+    expect(status.stdout).toMatch(new RegExp(`^In sync: 1 process\\(es\\) match infra\\.yaml\\.\\n {2}here +hello +ok +running pid \\d+ {2}mem [\\d.]+MiB cpu [\\d.]+s( disk \\d+B)? {2}\\[${levels}\\]\\n$`));
     const logs = await runCli(['logs', 'infra.yaml', 'hello', '--tail', '5'], { cwd: repo.dir });
     expect(logs.code).toBe(0);
     expect(logs.stdout).toContain('Hello from lowcloud, lowcloud user! (start #1)');
@@ -80,7 +88,7 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
     expect(up.code).toBe(0);
     expect(up.stdout).toContain('Plan: 4 to start, 0 to stop, 0 to restart.');
     await waitFor(async () => /^PONG kv-[ab]$/.test(await ask(7100, 'PING').catch(() => '')), 15_000, 'the load balancer to answer');
-    expect(await ask(7100, 'SET city lisbon')).toBe('OK');
+    await waitFor(async () => (await ask(7100, 'SET city lisbon').catch(() => '')) === 'OK', 15_000, 'a SET through the load balancer');
     const clientLog = path.join(repo.dir, '.lowcloud/agents/ap/state/logs/client.log');
     await waitFor(() => {
       try {
@@ -99,7 +107,7 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
     const after = await pids(repo.dir);
     expect(after['kv-a']).not.toBe(before['kv-a']);
     expect([after['kv-b'], after.lb, after.client]).toEqual([before['kv-b'], before.lb, before.client]);
-    await waitFor(async () => (await Promise.all([ask(7100, 'PING'), ask(7100, 'PING')])).includes('PONG kv-a-eu'), 15_000, 'the renamed store to answer');
+    await waitFor(async () => (await pingTwice()).includes('PONG kv-a-eu'), 15_000, 'the renamed store to answer');
   });
 
   it('walk-through step 2: moving a replica starts it on the new machine and stops it on the old one', async () => {
@@ -122,7 +130,6 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
     const after = await pids(repo.dir);
     expect(after['kv-b']).not.toBe(before['kv-b']);
     expect([after['kv-a'], after.lb, after.client]).toEqual([before['kv-a'], before.lb, before.client]);
-    const pingTwice = (): Promise<string[]> => Promise.all([ask(7100, 'PING'), ask(7100, 'PING')]).catch(() => []);
     await waitFor(async () => (await pingTwice()).includes('PONG kv-b'), 15_000, 'the moved store to answer');
   });
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -23,6 +24,13 @@ let finished = false;
 function finish(exit: GuestExit, status: number): void {
   if (finished) return;
   finished = true;
+  if (opts.firewall !== null) {
+    try {
+      execFileSync(opts.firewall.nft, ['delete', 'table', 'inet', opts.firewall.table], { stdio: 'ignore' });
+    } catch {
+      // the host removed it already
+    }
+  }
   if (opts.runDir !== null) {
     const tmp = path.join(opts.runDir, `exit.json.${process.pid}`);
     fs.writeFileSync(tmp, JSON.stringify({ ...exit, at: new Date().toISOString() }));

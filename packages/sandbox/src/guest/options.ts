@@ -22,6 +22,11 @@ export interface GuestBootOptions {
    * host waits until it is in it before it runs the guest. Null without that layer.
    */
   confine: string | null;
+  /**
+   * The nftables table of the network kernel layer: the guest host deletes it as it exits, so the
+   * rules go with the guest even when the process that started it was killed.
+   */
+  firewall: { nft: string; table: string } | null;
 }
 
 /** What the guest worker reports when the guest ends. */

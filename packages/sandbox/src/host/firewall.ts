@@ -42,6 +42,8 @@ const TABLE_PREFIX = 'lowcloud_';
 
 export class GuestFirewall {
   private constructor(
+    /** The nft binary (the guest host deletes its own table with it as it exits). */
+    readonly nft: string,
     readonly record: FirewallRecord,
     /** The path a process in this cgroup sees in /proc/self/cgroup (`0::<path>`). */
     readonly procPath: string,
@@ -77,7 +79,7 @@ export class GuestFirewall {
       const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0] ?? String(err);
       throw new Error(`nft refused the rules: ${stderr}`);
     }
-    return new GuestFirewall({ table, dir }, `/${path.relative(root, dir)}`, `nftables allow-list on the guest's cgroup v2 (${rules.summary})`);
+    return new GuestFirewall(nft, { table, dir }, `/${path.relative(root, dir)}`, `nftables allow-list on the guest's cgroup v2 (${rules.summary})`);
   }
 
   /** Move the guest host process into the cgroup the rules apply to. */

@@ -11,7 +11,7 @@ import { GrantUnavailableError } from '../errors.js';
 import { admit } from './admission.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import { GuestCgroup } from './cgroup.js';
-import { GuestFirewall, systemNameservers, type FirewallRecord } from './firewall.js';
+import { GuestFirewall, sweepStaleFirewalls, systemNameservers, type FirewallRecord } from './firewall.js';
 import { mountDiskImage, unmountDiskImage } from './disk-image.js';
 import { cpuSeconds, rssBytes, startTime } from './proc.js';
 import { CpuThrottle } from './throttle.js';
@@ -35,6 +35,8 @@ export interface SpawnTuning {
   kernel?: boolean;
 }
 
+let swept = false;
+
 export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): Promise<GuestHandle & { child: ChildProcess }> {
   const caps = probeCapabilitiesSync();
   const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
@@ -55,6 +57,11 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   let firewall: GuestFirewall | null = null;
   let firewallError: string | null = null;
   if (useKernel && caps.nftables) {
+    // Once per process: remove what guests of killed owners left behind.
+    if (!swept) {
+      swept = true;
+      sweepStaleFirewalls();
+    }
     try {
       firewall = GuestFirewall.create(cgroupName, opts.grants.network, admitted.kind === 'component', systemNameservers());
     } catch (err) {
@@ -95,6 +102,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     runDir,
     detached,
     confine: firewall?.procPath ?? null,
+    firewall: firewall === null ? null : { nft: firewall.nft, table: firewall.record.table },
   };
   const optionsPath = runDir !== null ? path.join(runDir, 'options.json') : path.join(os.tmpdir(), `lowcloud-guest-${randomUUID()}.json`);
   fs.writeFileSync(optionsPath, JSON.stringify(boot), { mode: 0o600 });
