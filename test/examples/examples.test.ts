@@ -130,7 +130,21 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
     const after = await pids(repo.dir);
     expect(after['kv-b']).not.toBe(before['kv-b']);
     expect([after['kv-a'], after.lb, after.client]).toEqual([before['kv-a'], before.lb, before.client]);
-    await waitFor(async () => (await pingTwice()).includes('PONG kv-b'), 15_000, 'the moved store to answer');
+    const answers: string[] = [];
+    await waitFor(
+      async () => {
+        const got = await pingTwice();
+        answers.push(got.join(' | ') || '(no answer)');
+        return got.includes('PONG kv-b');
+      },
+      30_000,
+      'the moved store to answer',
+    ).catch(async (err: Error) => {
+      // Say what the system looked like, for whoever has to find out why.
+      const tail = (m: string, p: string) => readFileSync(path.join(repo.dir, `.lowcloud/agents/${m}/state/logs/${p}.log`), 'utf8').split('\n').slice(-5).join('\n');
+      const status = (await runCli(['status', 'infra.yaml'], { cwd: repo.dir })).stdout;
+      throw new Error(`${err.message}\nanswers: ${answers.slice(-5).join('; ')}\n${status}\nlb log:\n${tail('eu', 'lb')}\nkv-b log:\n${tail('ap', 'kv-b')}`);
+    });
   });
 
   it('walk-through step 3: removing the client is one stop', async () => {
