@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/*.component/**', 'examples/**/build/**', '**/.lowcloud/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '**/*.component/**', 'examples/**/build/**', '**/.lowcloud/**', 'test/fixtures/guests/assemblyscript/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -56,6 +56,14 @@ describe('lowcloud run: binaries from another toolchain (Rust std for wasm32-was
   });
 });
 
+describe('lowcloud run: binaries from another toolchain (AssemblyScript with its WASI shim)', () => {
+  it('runs as built: args, env (only the granted one), clock, random, stderr, exit code', async () => {
+    const r = await runCli(['run', guest('as-toolchain'), '--memory', '16MiB', '--env', 'GREETING=hi', '--', '5', 'two', 'three'], { env: { HOME: '/root' } });
+    expect(r.stdout).toBe('args: 5 two three\nenv GREETING: hi\nenv count: 1\nclock: sane\nrandom: in range\n');
+    expect([r.code, r.stderr]).toEqual([5, 'to stderr from assemblyscript\n']);
+  });
+});
+
 describe('lowcloud run: memory grant', () => {
   it('allocation within the grant works', async () => {
     const r = await runCli(['run', guest('memhog'), '--memory', '32MiB', '--', '16']);
