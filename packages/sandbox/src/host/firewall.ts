@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { NetworkGrant } from '@lowcloud/api';
@@ -54,7 +54,7 @@ export class GuestFirewall {
    * Create the cgroup and load the rules. `name` is unique per guest, `g-<ms since epoch>-<hex>`
    * (the cgroup directory; with `_` for `-`, the table name). Throws when the kernel refuses.
    */
-  static create(name: string, grant: NetworkGrant, component: boolean, nameservers: string[]): GuestFirewall {
+  static async create(name: string, grant: NetworkGrant, component: boolean, nameservers: string[]): Promise<GuestFirewall> {
     const root = cgroup2Root();
     const nft = nftBinary();
     if (root === null || nft === null) throw new Error('no cgroup v2 hierarchy or no nft binary');
@@ -73,11 +73,11 @@ export class GuestFirewall {
       '}',
     ].join('\n');
     try {
-      execFileSync(nft, ['-f', '-'], { input: ruleset, stdio: ['pipe', 'ignore', 'pipe'] });
+      // Asynchronously: an agent starting many guests must not stall its event loop on nft.
+      await nftAsync(nft, ['-f', '-'], ruleset);
     } catch (err) {
       fs.rmSync(dir, { recursive: true, force: true });
-      const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0] ?? String(err);
-      throw new Error(`nft refused the rules: ${stderr}`);
+      throw new Error(`nft refused the rules: ${err instanceof Error ? err.message : String(err)}`);
     }
     return new GuestFirewall(nft, { table, dir }, `/${path.relative(root, dir)}`, `nftables allow-list on the guest's cgroup v2 (${rules.summary})`);
   }
@@ -87,8 +87,19 @@ export class GuestFirewall {
     fs.writeFileSync(path.join(this.record.dir, 'cgroup.procs'), String(pid));
   }
 
-  remove(): void {
-    GuestFirewall.removeRecorded(this.record);
+  /** Remove the table and the cgroup without blocking the event loop (the guest has exited). */
+  async remove(): Promise<void> {
+    await nftAsync(this.nft, ['delete', 'table', 'inet', this.record.table]).catch(() => undefined); // the guest host deleted it already
+    for (let i = 0; i < 40; i++) {
+      try {
+        fs.rmdirSync(this.record.dir);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        // EBUSY until the exited process has left the cgroup; the sweep takes what is left.
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
   }
 
   /** Remove a guest's table and cgroup, from its record (also after an agent restart). */
@@ -112,6 +123,16 @@ export class GuestFirewall {
       }
     }
   }
+}
+
+function nftAsync(nft: string, args: string[], input?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(nft, args, (err, _stdout, stderr) => {
+      if (err === null) resolve();
+      else reject(new Error(stderr.trim().split('\n')[0] || err.message));
+    });
+    child.stdin?.end(input ?? '');
+  });
 }
 
 /** Remove a guest's table and cgroup from the record its spawn wrote (runDir/guest.json). */

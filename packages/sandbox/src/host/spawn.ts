@@ -63,7 +63,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       sweepStaleFirewalls();
     }
     try {
-      firewall = GuestFirewall.create(cgroupName, opts.grants.network, admitted.kind === 'component', systemNameservers());
+      firewall = await GuestFirewall.create(cgroupName, opts.grants.network, admitted.kind === 'component', systemNameservers());
     } catch (err) {
       firewallError = err instanceof Error ? err.message : String(err);
     }
@@ -83,9 +83,9 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       }
     }
   }
-  const releaseKernelResources = () => {
-    firewall?.remove();
+  const releaseKernelResources = async (): Promise<void> => {
     for (const dir of mounted) unmountDiskImage(dir);
+    await firewall?.remove();
   };
 
   const boot: GuestBootOptions = {
@@ -116,7 +116,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   });
   const pid = child.pid;
   if (pid === undefined) {
-    releaseKernelResources();
+    await releaseKernelResources();
     throw new Error('could not start the guest host process');
   }
   firewall?.add(pid);
@@ -186,12 +186,12 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   });
   let stopRequested = false;
   const exited = new Promise<GuestExit>((resolve) => {
-    child.on('exit', (code, signal) => {
+    child.on('exit', async (code, signal) => {
       throttle?.stop();
       if (watchdog !== null) clearInterval(watchdog);
       const oom = cgroup?.oomKilled() === true;
       cgroup?.remove();
-      releaseKernelResources();
+      await releaseKernelResources();
       if (violation !== null) return resolve(violation);
       if (oom) return resolve({ kind: 'violation', grant: 'memory', detail: `killed by the kernel: past the cgroup memory limit of ${limitBytes} bytes` });
       if (ipcExit !== null) return resolve(ipcExit);
