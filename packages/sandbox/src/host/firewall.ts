@@ -88,8 +88,10 @@ export class GuestFirewall {
   }
 
   /** Remove the table and the cgroup without blocking the event loop (the guest has exited). */
-  async remove(): Promise<void> {
-    await nftAsync(this.nft, ['delete', 'table', 'inet', this.record.table]).catch(() => undefined); // the guest host deleted it already
+  async remove(opts: { tableGone?: boolean } = {}): Promise<void> {
+    // The guest host deletes its table as it finishes; only a guest host that died without
+    // finishing (killed) leaves it to us.
+    if (opts.tableGone !== true) await nftAsync(this.nft, ['delete', 'table', 'inet', this.record.table]).catch(() => undefined);
     for (let i = 0; i < 40; i++) {
       try {
         fs.rmdirSync(this.record.dir);

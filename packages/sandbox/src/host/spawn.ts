@@ -83,9 +83,9 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       }
     }
   }
-  const releaseKernelResources = async (): Promise<void> => {
+  const releaseKernelResources = async (guestHostFinished = false): Promise<void> => {
     for (const dir of mounted) unmountDiskImage(dir);
-    await firewall?.remove();
+    await firewall?.remove({ tableGone: guestHostFinished });
   };
 
   const boot: GuestBootOptions = {
@@ -191,7 +191,8 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       if (watchdog !== null) clearInterval(watchdog);
       const oom = cgroup?.oomKilled() === true;
       cgroup?.remove();
-      await releaseKernelResources();
+      // A guest host that finished (exit record sent or written) has deleted its firewall table.
+      await releaseKernelResources(ipcExit !== null || (runDir !== null && readExit(runDir) !== null));
       if (violation !== null) return resolve(violation);
       if (oom) return resolve({ kind: 'violation', grant: 'memory', detail: `killed by the kernel: past the cgroup memory limit of ${limitBytes} bytes` });
       if (ipcExit !== null) return resolve(ipcExit);
