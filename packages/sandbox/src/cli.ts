@@ -24,7 +24,7 @@ export function register(program: Command): void {
     .option('--config <GUEST=HOST>', 'a read-only file at an absolute guest path (repeatable)', collect, [])
     .option('--stdin', 'pass standard input through to the guest (default: the guest reads end-of-file)')
     .option('-v, --verbose', 'print the enforcement report (which mechanism enforces each grant, at which level) to stderr')
-    .addOption(new Option('--no-kernel', 'use only the runtime layer of each grant, even where cgroups are available'))
+    .addOption(new Option('--no-kernel', 'use only the runtime layer of each grant, even where the kernel layers (cgroups, nftables) are available'))
     .addHelpText(
       'after',
       `
