@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { probeCapabilities } from '@lowcloud/sandbox';
-import { repoRoot, runCli } from '../helpers/cli.js';
+import { cliPath, repoRoot, runCli } from '../helpers/cli.js';
 import { tempGitRepo } from '../helpers/git.js';
 import { waitFor } from '../helpers/guests.js';
 
@@ -40,7 +41,7 @@ describe('examples/hello: the two-minute tour', () => {
     repo.remove();
   });
 
-  it('up brings the process up on a local agent; up again changes nothing; down stops it', async () => {
+  it('up brings the process up on a local agent; up again changes nothing; an edit restarts it once, as events shows; down stops it and ends the followers', async () => {
     cpSync(path.join(repoRoot, 'examples/hello'), repo.dir, { recursive: true, filter: notLocalState });
     const up = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
     expect(up.code).toBe(0);
@@ -67,10 +68,36 @@ describe('examples/hello: the two-minute tour', () => {
     expect([unknown.code, unknown.stderr]).toEqual([1, 'error: infra.yaml: no process helo (processes: hello)\n']);
     const again = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
     expect(again.stdout).toBe('No changes. The target matches the live state.\n');
-    const down = await runCli(['down', 'infra.yaml'], { cwd: repo.dir });
-    expect(down.code).toBe(0);
-    expect(down.stdout).toContain('- stop           hello  removed from the file');
-    expect(down.stderr).toMatch(/stopped local agent for here/);
+
+    // Edit the config and run up again, with `lowcloud events` following: one replace-config, and
+    // the process is seen to stop and start once.
+    const watcher = spawn(process.execPath, [cliPath, 'events', 'infra.yaml', '--json'], { cwd: repo.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let seen = '';
+    let ready = '';
+    watcher.stdout.on('data', (d: Buffer) => (seen += d.toString()));
+    watcher.stderr.on('data', (d: Buffer) => (ready += d.toString()));
+    try {
+      await waitFor(() => ready.includes('watching here'), 10_000, 'events to start watching');
+      writeFileSync(path.join(repo.dir, 'config/hello.conf'), 'Bonjour from lowcloud\n');
+      const edited = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
+      expect(edited.stdout).toContain('~ replace-config hello  config changed (/etc/hello.conf); restarts once');
+      await waitFor(() => seen.includes('"kind":"started"'), 10_000, 'the started event');
+      const kinds = seen.trim().split('\n').map((l) => JSON.parse(l) as { machine: string; process: string; kind: string });
+      expect(kinds.map((e) => `${e.machine}/${e.process} ${e.kind}`)).toEqual(['here/hello stopped', 'here/hello started']);
+
+      // down stops the process (the follower sees it) and then the agent, which does not wait
+      // for its followers: they are told and exit.
+      const exited = new Promise<number | null>((r) => watcher.once('exit', (code) => r(code)));
+      const down = await runCli(['down', 'infra.yaml'], { cwd: repo.dir });
+      expect(down.code).toBe(0);
+      expect(down.stdout).toContain('- stop           hello  removed from the file');
+      expect(down.stderr).toMatch(/stopped local agent for here/);
+      expect(await exited).toBe(0);
+      expect(ready).toContain('here: connection closed');
+      expect(seen.trim().split('\n').at(-1)).toContain('"kind":"stopped"');
+    } finally {
+      watcher.kill('SIGINT');
+    }
   });
 });
 

@@ -5,7 +5,7 @@ import { loadFromGit, loadFromWorkingTree } from './load.js';
 import { buildDocument } from './plan/document.js';
 import { getPlanner, planners } from './plan/registry.js';
 import { colours, renderHuman } from './plan/render-human.js';
-import { applyBase, applyFile, logs, status, up, type ApplyFlags } from './apply/commands.js';
+import { applyBase, applyFile, events, logs, status, up, type ApplyFlags } from './apply/commands.js';
 
 /** Adds `validate`, `plan`, `apply`, `up`, `down` and `status` to the `lowcloud` program. */
 export function register(program: Command): void {
@@ -145,6 +145,23 @@ Examples:
   lowcloud logs infra.yaml kv-a --tail 20 --follow`,
     )
     .action((file: string, proc: string, o: { tail: string; follow?: boolean }) => run(() => logs(file, proc, o)));
+
+  program
+    .command('events')
+    .description('Follow what happens to processes on the machines of an infrastructure file: started, exited, died, restarted, grant-violated, crash-loop, stopped.')
+    .argument('<infra.yaml>', 'the infrastructure file')
+    .option('--machine <name>', 'only this machine')
+    .option('--json', 'one JSON object per line')
+    .addHelpText(
+      'after',
+      `
+Runs until interrupted, or until every agent has gone away.
+
+Examples:
+  lowcloud events examples/kv-cluster/infra.yaml
+  lowcloud events infra.yaml --machine eu-1 --json | jq .`,
+    )
+    .action((file: string, o: { machine?: string; json?: boolean }) => run(() => events(file, o)));
 
   program
     .command('status')

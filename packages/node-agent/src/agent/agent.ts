@@ -64,6 +64,7 @@ export class Agent {
   private readonly metrics: Metrics = createMetrics();
   private readonly startedAt = new Date().toISOString();
   private server: http.Server | https.Server | null = null;
+  private wss: WebSocketServer | null = null;
   private binding = 'plain';
   /** Mutating calls run one at a time: each is checked against, and moves, the generation. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -97,6 +98,7 @@ export class Agent {
       this.server = https.createServer({ cert: tls.cert, key: tls.key }, onHttp);
     }
     const wss = new WebSocketServer({ server: this.server, maxPayload: HARD_FRAME_LIMIT });
+    this.wss = wss;
     wss.on('connection', (ws) => this.serveConnection(ws));
     await new Promise<void>((resolve, reject) => {
       this.server?.once('error', reject);
@@ -107,7 +109,11 @@ export class Agent {
   /** Stop listening; guests keep running (they are detached) and the next agent re-attaches. */
   async close(): Promise<void> {
     for (const s of this.supervisors.values()) s.handle?.detach();
-    await new Promise((r) => this.server?.close(r));
+    // Followers (logs --follow, events) hold connections open; the server closes only without them.
+    for (const ws of this.wss?.clients ?? []) ws.close(1001, 'agent shutting down');
+    const closed = new Promise((r) => this.server?.close(r));
+    setTimeout(() => this.wss?.clients.forEach((ws) => ws.terminate()), 1000).unref();
+    await closed;
   }
 
   /** Bring every process of the desired state back: re-attach live guests, start the others. */

@@ -209,3 +209,35 @@ export async function logs(infraFile: string, processName: string, opts: { tail:
   });
   client.close();
 }
+
+/** `lowcloud events`: follow what happens to processes on every machine of the file, as it happens. */
+export async function events(infraFile: string, opts: { machine?: string; json?: boolean }): Promise<void> {
+  const infra = await loadFromWorkingTree(infraFile);
+  const names = opts.machine === undefined ? Object.keys(infra.machines).sort() : [opts.machine];
+  if (opts.machine !== undefined && infra.machines[opts.machine] === undefined) {
+    throw new LowcloudError(ErrorCode.NOT_FOUND, `${infraFile}: no machine ${opts.machine} (machines: ${Object.keys(infra.machines).sort().join(', ')})`);
+  }
+  const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), names, undefined);
+  for (const [m, e] of errors) process.stderr.write(`${m}: not watching: ${e.message}\n`);
+  if (clients.size === 0) throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, 'no agent of this file could be reached');
+  const closed = new Promise<void>((resolve) => {
+    let open = clients.size;
+    for (const [m, c] of clients) {
+      c.onClose(() => {
+        process.stderr.write(`${m}: connection closed\n`);
+        if (--open === 0) resolve();
+      });
+    }
+  });
+  for (const [m, c] of clients) {
+    await c.watch((e) => {
+      const line = opts.json === true
+        ? JSON.stringify({ machine: m, ...e })
+        : `${e.at}  ${m.padEnd(10)} ${e.process.padEnd(14)} ${e.kind.padEnd(14)}${e.pid === undefined ? '' : ` pid ${e.pid}`}${e.detail === undefined ? '' : `  ${e.detail}`}`;
+      process.stdout.write(`${line}\n`);
+    });
+  }
+  process.stderr.write(`watching ${[...clients.keys()].join(', ')}; Ctrl-C to stop\n`);
+  await Promise.race([closed, new Promise<void>((resolve) => (process.once('SIGINT', resolve), process.once('SIGTERM', resolve)))]);
+  for (const c of clients.values()) c.close();
+}
