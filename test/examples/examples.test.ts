@@ -78,9 +78,15 @@ describe('examples/hello: the two-minute tour', () => {
     watcher.stderr.on('data', (d: Buffer) => (ready += d.toString()));
     try {
       await waitFor(() => ready.includes('watching here'), 10_000, 'events to start watching');
+      const live = await runCli(['plan', '--live', 'infra.yaml', '--detailed-exitcode'], { cwd: repo.dir });
+      expect([live.code, live.stdout]).toEqual([0, 'No changes. The target matches the live state.\n']);
       writeFileSync(path.join(repo.dir, 'config/hello.conf'), 'Bonjour from lowcloud\n');
-      const edited = await runCli(['up', 'infra.yaml'], { cwd: repo.dir });
-      expect(edited.stdout).toContain('~ replace-config hello  config changed (/etc/hello.conf); restarts once');
+      // Planned against what runs (not a git revision), saved, then applied.
+      const planned = await runCli(['plan', '--live', 'infra.yaml', '--detailed-exitcode', '--out', 'live.json'], { cwd: repo.dir });
+      expect(planned.code).toBe(2);
+      expect(planned.stdout).toContain('~ replace-config hello  config changed (/etc/hello.conf); restarts once');
+      const edited = await runCli(['apply', 'live.json'], { cwd: repo.dir });
+      expect(edited.stdout).toContain('Apply complete: 1 call(s) made, 0 already done');
       await waitFor(() => seen.includes('"kind":"started"'), 10_000, 'the started event');
       const kinds = seen.trim().split('\n').map((l) => JSON.parse(l) as { machine: string; process: string; kind: string });
       expect(kinds.map((e) => `${e.machine}/${e.process} ${e.kind}`)).toEqual(['here/hello stopped', 'here/hello started']);

@@ -2,10 +2,10 @@ import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { InvalidInputError, LowcloudError } from '@lowcloud/api';
 import { loadFromGit, loadFromWorkingTree } from './load.js';
-import { buildDocument } from './plan/document.js';
+import { buildDocument, type PlanDocument } from './plan/document.js';
 import { getPlanner, planners } from './plan/registry.js';
 import { colours, renderHuman } from './plan/render-human.js';
-import { applyBase, applyFile, events, logs, status, up, type ApplyFlags } from './apply/commands.js';
+import { applyBase, applyFile, events, logs, planLive, status, up, type ApplyFlags } from './apply/commands.js';
 
 /** Adds `validate`, `plan`, `apply`, `up`, `down` and `status` to the `lowcloud` program. */
 export function register(program: Command): void {
@@ -27,6 +27,7 @@ export function register(program: Command): void {
     .description('Show the calls that turn the base version of an infrastructure file into the target version.')
     .argument('<files...>', 'BASE.yaml TARGET.yaml, or with --base: the infrastructure file')
     .option('--base <git-rev>', 'read the base version (and every file it references) from this git revision')
+    .option('--live', 'the base is what the agents run now (asks every agent; drift shows up in the plan)')
     .option('--json', 'print the plan document (format_version 1) instead of the human view')
     .option('--out <plan.json>', 'also write the plan document to this file, for `lowcloud apply`')
     .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on error')
@@ -43,12 +44,24 @@ Examples:
   lowcloud plan --base origin/main infra.yaml              # in CI: what this branch changes
   lowcloud plan --base HEAD~1 infra.yaml --out plan.json   # save for lowcloud apply
   lowcloud plan --base main infra.yaml --json | jq .summary
+  lowcloud plan --live infra.yaml --out plan.json          # against the running fleet
 
 Identity is content: a binary or config file changed iff its sha256 changed. Config
 contents are never printed, only digests.`,
     )
-    .action((files: string[], opts: { base?: string; json?: boolean; out?: string; detailedExitcode?: boolean; planner: string; color: boolean }) =>
+    .action((files: string[], opts: { base?: string; live?: boolean; json?: boolean; out?: string; detailedExitcode?: boolean; planner: string; color: boolean }) =>
       run(async () => {
+        const emit = async (doc: PlanDocument) => {
+          if (opts.out !== undefined) await writeFile(opts.out, `${JSON.stringify(doc, null, 2)}\n`);
+          if (opts.json === true) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+          else process.stdout.write(renderHuman(doc, useColour(opts.color) ? colours : undefined).replace('matches the base.', opts.live === true ? 'matches the live state.' : 'matches the base.'));
+          if (opts.detailedExitcode === true && doc.calls.length > 0) process.exitCode = 2;
+        };
+        if (opts.live === true) {
+          if (opts.base !== undefined || files.length !== 1) throw new LowcloudError('INVALID_INPUT', `with --live, give exactly one infrastructure file and no --base (got ${files.length} file(s)${opts.base === undefined ? '' : ' and --base'})`);
+          await emit(await planLive(files[0] as string, opts.planner));
+          return;
+        }
         let baseFile: string;
         let targetFile: string;
         if (opts.base !== undefined) {
@@ -63,11 +76,7 @@ contents are never printed, only digests.`,
           opts.base !== undefined ? loadFromGit(baseFile, opts.base) : loadFromWorkingTree(baseFile),
           loadFromWorkingTree(targetFile),
         ]);
-        const doc = buildDocument(planner.plan(a, b), a, b);
-        if (opts.out !== undefined) await writeFile(opts.out, `${JSON.stringify(doc, null, 2)}\n`);
-        if (opts.json === true) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
-        else process.stdout.write(renderHuman(doc, useColour(opts.color) ? colours : undefined));
-        if (opts.detailedExitcode === true && doc.calls.length > 0) process.exitCode = 2;
+        await emit(buildDocument(planner.plan(a, b), a, b));
       }),
     );
 }

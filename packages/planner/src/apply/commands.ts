@@ -110,11 +110,26 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
     throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, [...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n'));
   }
   const target: LoadedInfra = down ? { ...infra, processes: {} } : infra;
-  const generations = Object.fromEntries([...statuses].map(([m, s]) => [m, s.generation]));
-  const doc = buildDocument(getPlanner(flags.planner).plan(live, target), { ...live, label: 'live state' }, target, generations);
+  const doc = livePlanDocument(live, statuses, target, flags.planner);
   process.stdout.write(doc.calls.length === 0 ? `${summaryLine(doc).replace('the base', 'the live state')}\n` : renderHuman(doc));
   if (doc.calls.length > 0) await runApply(doc, flags, endpoints, infraFile);
   if (down && process.exitCode !== 1) stopLocalAgents(dir, infra.machines, log);
+}
+
+/** The plan from what the agents run now to `target`; it records each agent's generation. */
+function livePlanDocument(live: PlanState, statuses: Map<string, AgentStatus>, target: LoadedInfra, planner: string): PlanDocument {
+  const generations = Object.fromEntries([...statuses].map(([m, s]) => [m, s.generation]));
+  return buildDocument(getPlanner(planner).plan(live, target), { ...live, label: 'live state' }, target, generations);
+}
+
+/** `lowcloud plan --live`: plan against what the agents run now (drift included), not a git revision. */
+export async function planLive(infraFile: string, planner: string): Promise<PlanDocument> {
+  const infra = await loadFromWorkingTree(infraFile);
+  const { live, statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines));
+  if (unreachable.size > 0) {
+    throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `cannot plan against live state without every agent:\n${[...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n')}`);
+  }
+  return livePlanDocument(live, statuses, infra, planner);
 }
 
 /** `lowcloud status`: per process, whether the live state matches the file. */
