@@ -76,7 +76,11 @@ export class GuestFirewall {
       // Asynchronously: an agent starting many guests must not stall its event loop on nft.
       await nftAsync(nft, ['-f', '-'], ruleset);
     } catch (err) {
-      fs.rmSync(dir, { recursive: true, force: true });
+      try {
+        fs.rmdirSync(dir); // a cgroup directory: rmdir, never a recursive delete
+      } catch {
+        // left for the sweep
+      }
       throw new Error(`nft refused the rules: ${err instanceof Error ? err.message : String(err)}`);
     }
     return new GuestFirewall(nft, { table, dir }, `/${path.relative(root, dir)}`, `nftables allow-list on the guest's cgroup v2 (${rules.summary})`);
@@ -89,12 +93,19 @@ export class GuestFirewall {
 
   /** Remove the table and the cgroup without blocking the event loop (the guest has exited). */
   async remove(opts: { tableGone?: boolean } = {}): Promise<void> {
-    // The guest host deletes its table as it finishes; only a guest host that died without
-    // finishing (killed) leaves it to us.
-    if (opts.tableGone !== true) await nftAsync(this.nft, ['delete', 'table', 'inet', this.record.table]).catch(() => undefined);
+    await GuestFirewall.release(this.record, opts.tableGone === true);
+  }
+
+  /**
+   * Remove a guest's table and cgroup from its record, without blocking the event loop. The guest
+   * host deletes its table as it finishes; only one that died without finishing leaves it to us.
+   */
+  static async release(rec: FirewallRecord, tableGone = false): Promise<void> {
+    const nft = nftBinary();
+    if (!tableGone && nft !== null) await nftAsync(nft, ['delete', 'table', 'inet', rec.table]).catch(() => undefined);
     for (let i = 0; i < 40; i++) {
       try {
-        fs.rmdirSync(this.record.dir);
+        fs.rmdirSync(rec.dir);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
@@ -104,7 +115,7 @@ export class GuestFirewall {
     }
   }
 
-  /** Remove a guest's table and cgroup, from its record (also after an agent restart). */
+  /** The same, synchronously (the sweep and test cleanup). */
   static removeRecorded(rec: FirewallRecord): void {
     const nft = nftBinary();
     if (nft !== null) {

@@ -270,9 +270,12 @@ export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
     const poll = setInterval(() => {
       if (startTime(pid) === info.start) return;
       clearInterval(poll);
-      if (info.firewall !== undefined && info.firewall !== null) GuestFirewall.removeRecorded(info.firewall);
       for (const dir of info.mounts ?? []) unmountDiskImage(dir);
-      resolve(readExit(runDir) ?? (stopRequested ? { kind: 'stopped' } : { kind: 'signal', signal: 'unknown (exited while detached)' }));
+      const fw = info.firewall ?? null;
+      const exit = readExit(runDir);
+      // A guest host that wrote its exit record had deleted its table first.
+      const outcome: GuestExit = exit ?? (stopRequested ? { kind: 'stopped' } : { kind: 'signal', signal: 'unknown (exited while detached)' });
+      void (fw === null ? Promise.resolve() : GuestFirewall.release(fw, exit !== null)).then(() => resolve(outcome));
     }, 100);
   });
   const writable = info.dirs.filter((d) => !d.readonly).map((d) => d.host);
