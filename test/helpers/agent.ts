@@ -16,8 +16,8 @@ export interface RunningAgent {
 }
 
 /** A real agent process on 127.0.0.1:0; resolves once it printed its address and key. */
-export function startAgent(stateDir: string, trust: string[], opts: { tls?: boolean; env?: Record<string, string>; port?: number } = {}): Promise<RunningAgent> {
-  const args = [cliPath, 'agent', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--state', stateDir, ...trust.flatMap((t) => ['--trust', t])];
+export function startAgent(stateDir: string, trust: string[], opts: { tls?: boolean; env?: Record<string, string>; port?: number; args?: string[] } = {}): Promise<RunningAgent> {
+  const args = [cliPath, 'agent', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--state', stateDir, ...trust.flatMap((t) => ['--trust', t]), ...(opts.args ?? [])];
   if (opts.tls !== true) args.push('--insecure-loopback');
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let out = '';

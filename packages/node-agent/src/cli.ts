@@ -15,6 +15,9 @@ export function register(program: Command): void {
     .option('--state <dir>', 'state directory: keys, desired state, blobs, logs, audit log', '/var/lib/lowcloud')
     .option('--trust <file-or-key>', 'a public key (file from `lowcloud keygen`, or ed25519:...) allowed to change this machine (repeatable)', collect, [])
     .option('--insecure-loopback', 'serve plain ws:// instead of wss:// (only on 127.0.0.1 / ::1: tests and `lowcloud up`)')
+    .option('--log-max-bytes <size>', 'a process\'s log file is rotated at this size', '1MiB')
+    .option('--log-keep <n>', 'rotated log files kept per process', '3')
+    .option('--log-total <size>', 'cap on all log files of the agent together; the oldest go first', '256MiB')
     .addHelpText(
       'after',
       `

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
-import { ErrorCode, LowcloudError, parsePublicKey } from '@lowcloud/api';
+import { ErrorCode, LowcloudError, parsePublicKey, parseSize } from '@lowcloud/api';
 import type { AgentOptions } from './agent/agent.js';
+import { DEFAULT_LOG_LIMITS, type LogLimits } from './agent/logs.js';
 import { DEFAULT_BACKOFF } from './agent/supervisor.js';
 
 export interface RawAgentFlags {
@@ -8,6 +9,9 @@ export interface RawAgentFlags {
   state: string;
   trust: string[];
   insecureLoopback?: boolean;
+  logMaxBytes?: string;
+  logKeep?: string;
+  logTotal?: string;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
@@ -30,6 +34,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
       trusted.push(line);
     }
   }
+  const logs = compileLogLimits(raw);
   const base = env.LOWCLOUD_BACKOFF_BASE_MS === undefined ? undefined : Number(env.LOWCLOUD_BACKOFF_BASE_MS);
   return {
     host,
@@ -37,8 +42,19 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     stateDir: raw.state,
     trusted,
     insecureLoopback: raw.insecureLoopback === true,
+    logs,
     ...(base === undefined || !Number.isFinite(base) ? {} : { backoff: { ...DEFAULT_BACKOFF, baseMs: base, maxMs: Math.max(base, base * 30) } }),
   };
+}
+
+function compileLogLimits(raw: RawAgentFlags): LogLimits {
+  const maxBytes = raw.logMaxBytes === undefined ? DEFAULT_LOG_LIMITS.maxBytes : parseSize(raw.logMaxBytes, '--log-max-bytes');
+  const keep = raw.logKeep === undefined ? DEFAULT_LOG_LIMITS.keep : Number(raw.logKeep);
+  const totalBytes = raw.logTotal === undefined ? DEFAULT_LOG_LIMITS.totalBytes : parseSize(raw.logTotal, '--log-total');
+  if (maxBytes < 1) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--log-max-bytes ${raw.logMaxBytes}: must be at least 1B`);
+  if (!Number.isInteger(keep) || keep < 0 || keep > 100) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--log-keep ${raw.logKeep}: write a whole number of rotated files from 0 to 100`);
+  if (totalBytes < maxBytes) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--log-total ${raw.logTotal}: must be at least --log-max-bytes (${maxBytes} bytes)`);
+  return { maxBytes, keep, totalBytes };
 }
 
 function readTrustFile(file: string): string {

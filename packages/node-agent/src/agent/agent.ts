@@ -33,7 +33,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { processPaths, SandboxRunner } from './runner.js';
 import { StateStore } from './state-store.js';
 import { DEFAULT_BACKOFF, ProcessSupervisor, type BackoffPolicy } from './supervisor.js';
-import { followLog, tailLog } from './logs.js';
+import { DEFAULT_LOG_LIMITS, LogBudget, streamLog, type LogLimits } from './logs.js';
 
 export interface AgentOptions {
   host: string;
@@ -46,6 +46,7 @@ export interface AgentOptions {
   backoff?: BackoffPolicy;
   clock?: Clock;
   defaultGraceMs?: number;
+  logs?: LogLimits;
 }
 
 /** A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it. */
@@ -59,6 +60,7 @@ export class Agent {
   private readonly audit: AuditLog;
   private readonly auth: RequestAuthenticator;
   private readonly runner: SandboxRunner;
+  private readonly logBudget: LogBudget;
   private readonly supervisors = new Map<string, ProcessSupervisor>();
   private readonly watchers = new Set<(e: AgentEvent) => void>();
   private readonly metrics: Metrics = createMetrics();
@@ -76,7 +78,9 @@ export class Agent {
     this.blobs = new BlobStore(opts.stateDir);
     this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'));
     this.auth = new RequestAuthenticator(this.identity.publicKey, new Set(opts.trusted), () => (opts.clock ?? systemClock).now());
-    this.runner = new SandboxRunner(opts.stateDir, this.blobs);
+    const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
+    this.runner = new SandboxRunner(opts.stateDir, this.blobs, logs);
+    this.logBudget = new LogBudget(path.join(opts.stateDir, 'logs'), logs.totalBytes);
   }
 
   get url(): string {
@@ -87,6 +91,7 @@ export class Agent {
 
   async start(): Promise<void> {
     await this.reconcile();
+    this.logBudget.start();
     // And those that exit later while no agent watched them (between an agent crash and restart).
     setInterval(() => sweepStaleFirewalls(), 5 * 60_000).unref();
     const onHttp = (req: http.IncomingMessage, res: http.ServerResponse) => void this.serveHttp(req, res);
@@ -109,6 +114,7 @@ export class Agent {
   /** Stop listening; guests keep running (they are detached) and the next agent re-attaches. */
   async close(): Promise<void> {
     for (const s of this.supervisors.values()) s.handle?.detach();
+    this.logBudget.stop();
     // Followers (logs --follow, events) hold connections open; the server closes only without them.
     for (const ws of this.wss?.clients ?? []) ws.close(1001, 'agent shutting down');
     const closed = new Promise((r) => this.server?.close(r));
@@ -216,8 +222,15 @@ export class Agent {
       case 'logs': {
         if (this.supervisors.get(req.process) === undefined) throw new LowcloudError(ErrorCode.NOT_FOUND, `no process ${req.process} on this agent`);
         const file = processPaths(this.opts.stateDir, req.process).log;
-        for (const line of tailLog(file, req.tail ?? 100)) send({ type: 'log', id: req.id, line });
-        if (req.follow === true) streams.push(followLog(file, (line) => send({ type: 'log', id: req.id, line })));
+        // The connection may close while the tail is read: stop the follower then too.
+        let stop: (() => void) | null = null;
+        let closed = false;
+        streams.push(() => {
+          closed = true;
+          stop?.();
+        });
+        stop = await streamLog(file, { tail: req.tail ?? 100, follow: req.follow === true }, (line) => send({ type: 'log', id: req.id, line }));
+        if (closed) stop();
         return this.result(req.id, {});
       }
       case 'watch': {

@@ -4,10 +4,8 @@ import type { ProcessSpec } from '@lowcloud/api';
 import { attachGuest, spawnGuest, type GuestExit, type GuestHandle } from '@lowcloud/sandbox';
 import type { BlobStore } from './blob-store.js';
 import { writeFileDurable } from './durable.js';
+import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
 import type { GuestRunner } from './supervisor.js';
-
-export const LOG_MAX_BYTES = 1 << 20;
-export const LOG_KEEP = 3;
 
 /** Where a process lives in the state directory. */
 export function processPaths(stateDir: string, name: string) {
@@ -23,13 +21,14 @@ export class SandboxRunner implements GuestRunner {
   constructor(
     private readonly stateDir: string,
     private readonly blobs: BlobStore,
+    private readonly logLimits: LogLimits = DEFAULT_LOG_LIMITS,
   ) {}
 
   async spawn(spec: ProcessSpec, specDigest: string): Promise<GuestHandle> {
     const p = processPaths(this.stateDir, spec.name);
     fs.mkdirSync(path.dirname(p.log), { recursive: true });
     if (spec.grants.disk !== undefined) fs.mkdirSync(p.dataDir, { recursive: true });
-    const out = { file: p.log, maxBytes: LOG_MAX_BYTES, keep: LOG_KEEP };
+    const out = { file: p.log, maxBytes: this.logLimits.maxBytes, keep: this.logLimits.keep };
     const handle = await spawnGuest({
       wasm: this.blobs.path(spec.binary),
       argv0: spec.name,

@@ -33,26 +33,44 @@ function writeAll(fd: number, b: Uint8Array): void {
   }
 }
 
-/** `file`, rotated to `file.1` .. `file.<keep>` when it would pass `maxBytes`. */
+/**
+ * `file`, rotated to `file.1` .. `file.<keep>` when it would pass `maxBytes`. The cap counts bytes,
+ * not writes: a write larger than `maxBytes` is split at the cap (rotating between the pieces), and
+ * of a write larger than everything kept only its last `maxBytes * (keep + 1)` bytes are written
+ * (the rest would be rotated away at once), so no file ever holds more than `maxBytes`.
+ */
 function rotatingFile(file: string, maxBytes: number, keep: number): (b: Uint8Array) => void {
   let fd = fs.openSync(file, 'a', 0o640);
   let size = fs.fstatSync(fd).size;
-  return (b) => {
-    if (size > 0 && size + b.length > maxBytes) {
-      fs.closeSync(fd);
-      for (let i = keep - 1; i >= 1; i--) {
-        try {
-          fs.renameSync(`${file}.${i}`, `${file}.${i + 1}`);
-        } catch {
-          // an older file that does not exist yet
-        }
+  const rotate = () => {
+    fs.closeSync(fd);
+    for (let i = keep - 1; i >= 1; i--) {
+      try {
+        fs.renameSync(`${file}.${i}`, `${file}.${i + 1}`);
+      } catch {
+        // an older file that does not exist yet
       }
+    }
+    try {
       if (keep >= 1) fs.renameSync(file, `${file}.1`);
       else fs.truncateSync(file, 0);
-      fd = fs.openSync(file, 'a', 0o640);
-      size = 0;
+    } catch (err) {
+      // Removed under us (an operator, or the agent's total log cap): the reopen below makes it anew.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    writeAll(fd, b);
-    size += b.length;
+    fd = fs.openSync(file, 'a', 0o640);
+    size = 0;
+  };
+  return (whole) => {
+    const kept = maxBytes * (keep + 1);
+    let b = whole.length > kept ? whole.subarray(whole.length - kept) : whole;
+    while (b.length > 0) {
+      // A write that fits in one file starts a new file rather than being split (lines stay whole).
+      if (size >= maxBytes || (size > 0 && b.length <= maxBytes && size + b.length > maxBytes)) rotate();
+      const piece = b.subarray(0, maxBytes - size);
+      writeAll(fd, piece);
+      size += piece.length;
+      b = b.subarray(piece.length);
+    }
   };
 }
