@@ -177,6 +177,17 @@ Examples:
     .description('Ask every agent and show, per process, whether the live state matches the file (missing, extra, different).')
     .argument('<infra.yaml>', 'the infrastructure file')
     .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 in sync; 2 drift (a process missing, extra or different); 1 when any agent could not
+be checked (unreachable, wrong key: it did not prove it holds the key the file pins, or it refused
+the call) or on error. Each agent that could not be checked is named with the reason.
+
+Examples:
+  lowcloud status infra.yaml
+  lowcloud status infra.yaml --json | jq '.processes[] | select(.drift != "ok")'`,
+    )
     .action((file: string, o: { json?: boolean }) => run(() => status(file, o.json === true)));
 }
 

@@ -86,12 +86,23 @@ export async function applyBase(infraFile: string, base: string, flags: ApplyFla
   await runApply(doc, flags, localEndpoints(localDir(infraFile), b.machines), infraFile);
 }
 
-/** The live state of every machine in the file; unreachable machines are listed, not fatal. */
+/**
+ * The live state of every machine in the file; machines whose agent could not be reached, failed
+ * its key check or refused `status` are listed with their error, not fatal.
+ */
 async function readLive(infra: LoadedInfra, endpoints: Endpoints): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
   const { clients, errors } = await connectAll(endpoints, Object.keys(infra.machines), undefined);
   const statuses = new Map<string, AgentStatus>();
   try {
-    for (const [m, c] of clients) statuses.set(m, await c.status());
+    await Promise.all(
+      [...clients].map(async ([m, c]) => {
+        try {
+          statuses.set(m, await c.status());
+        } catch (err) {
+          errors.set(m, err instanceof Error ? err : new Error(String(err)));
+        }
+      }),
+    );
   } finally {
     for (const c of clients.values()) c.close();
   }
@@ -132,14 +143,30 @@ export async function planLive(infraFile: string, planner: string): Promise<Plan
   return livePlanDocument(live, statuses, infra, planner);
 }
 
-/** `lowcloud status`: per process, whether the live state matches the file. */
+/** Why an agent could not be checked: its pinned key did not check out, or it was not reached, or it refused. */
+export type AgentProblem = 'wrong-key' | 'unreachable' | 'refused';
+
+function agentProblem(err: Error): AgentProblem {
+  const code = (err as LowcloudError).code;
+  if (code === ErrorCode.AGENT_KEY_MISMATCH) return 'wrong-key';
+  if (code === ErrorCode.AGENT_UNREACHABLE || !(err instanceof LowcloudError)) return 'unreachable';
+  return 'refused';
+}
+
+const PROBLEM_TEXT: Record<AgentProblem, string> = { 'wrong-key': 'wrong key', unreachable: 'unreachable', refused: 'refused status' };
+
+/**
+ * `lowcloud status`: per process, whether the live state matches the file. Exit code: 0 in sync,
+ * 2 drift, 1 when any agent could not be checked (unreachable, wrong key, refused) or on error.
+ */
 export async function status(infraFile: string, json: boolean): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
   const { statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines));
+  const problems = new Map([...unreachable].map(([m, e]) => [m, { problem: agentProblem(e), code: (e as LowcloudError).code ?? ErrorCode.AGENT_UNREACHABLE, message: e.message }] as const));
   type Row = {
     process: string;
     machine: string;
-    drift: 'ok' | 'missing' | 'extra' | 'different' | 'unreachable';
+    drift: 'ok' | 'missing' | 'extra' | 'different' | AgentProblem;
     state: string | null;
     pid: number | null;
     restarts: number | null;
@@ -150,8 +177,9 @@ export async function status(infraFile: string, json: boolean): Promise<void> {
   const details = (live: ProcessStatus) => ({ usage: live.usage, enforcement: strongestLevels(live.enforcement) });
   const rows: Row[] = [];
   for (const p of Object.values(infra.processes)) {
-    if (unreachable.has(p.machine)) {
-      rows.push({ process: p.name, machine: p.machine, drift: 'unreachable', state: null, pid: null, restarts: null });
+    const problem = problems.get(p.machine);
+    if (problem !== undefined) {
+      rows.push({ process: p.name, machine: p.machine, drift: problem.problem, state: null, pid: null, restarts: null });
       continue;
     }
     const live = statuses.get(p.machine)?.processes.find((x) => x.name === p.name);
@@ -171,17 +199,25 @@ export async function status(infraFile: string, json: boolean): Promise<void> {
     }
   }
   rows.sort((a, b) => (a.machine + a.process < b.machine + b.process ? -1 : 1));
+  const drift = rows.filter((r) => r.drift !== 'ok').length;
+  process.exitCode = problems.size > 0 ? 1 : drift > 0 ? 2 : 0;
   if (json) {
-    process.stdout.write(`${JSON.stringify({ format_version: '1', processes: rows, unreachable: Object.fromEntries([...unreachable].map(([m, e]) => [m, e.message])) }, null, 2)}\n`);
+    const agents = Object.fromEntries([...problems].map(([m, p]) => [m, p]));
+    process.stdout.write(`${JSON.stringify({ format_version: '1', processes: rows, agents, unreachable: Object.fromEntries([...unreachable].map(([m, e]) => [m, e.message])) }, null, 2)}\n`);
   } else {
-    const drift = rows.filter((r) => r.drift !== 'ok').length;
-    process.stdout.write(`${drift === 0 ? `In sync: ${rows.length} process(es) match ${infraFile}.` : `Drift: ${drift} of ${rows.length} process(es) differ from ${infraFile}.`}\n`);
+    const headline =
+      problems.size > 0
+        ? `Not checked: ${[...problems].map(([m, p]) => `${m} (${PROBLEM_TEXT[p.problem]})`).join(', ')}; ${drift} of ${rows.length} process(es) differ or are unknown.`
+        : drift === 0
+          ? `In sync: ${rows.length} process(es) match ${infraFile}.`
+          : `Drift: ${drift} of ${rows.length} process(es) differ from ${infraFile}.`;
+    process.stdout.write(`${headline}\n`);
     for (const r of rows) {
       const usage = r.usage === null || r.usage === undefined ? '' : `  mem ${formatSize(r.usage.memoryBytes)} cpu ${r.usage.cpuSeconds.toFixed(1)}s${r.usage.diskBytes > 0 ? ` disk ${formatSize(r.usage.diskBytes)}` : ''}`;
       const enforced = r.enforcement === undefined ? '' : `  [${Object.entries(r.enforcement).map(([g, l]) => `${g}:${l}`).join(' ')}]`;
       process.stdout.write(`  ${r.machine.padEnd(10)} ${r.process.padEnd(14)} ${r.drift.padEnd(11)} ${r.state ?? '-'}${r.pid === null ? '' : ` pid ${r.pid}`}${r.restarts ? ` restarts ${r.restarts}` : ''}${usage}${enforced}\n`);
     }
-    for (const [m, e] of unreachable) process.stdout.write(`  ${m}: unreachable: ${e.message}\n`);
+    for (const [m, p] of problems) process.stdout.write(`  ${m}: ${PROBLEM_TEXT[p.problem]}: ${p.message}\n`);
   }
 }
 
