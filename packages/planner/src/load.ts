@@ -6,7 +6,7 @@ export type LoadedInfra = ResolvedInfra & { label: string; file: string };
 /** An infra file from the working tree; files it references are relative to its directory. */
 export async function loadFromWorkingTree(file: string): Promise<LoadedInfra> {
   const abs = path.resolve(file);
-  const r = await loadInfra(file, path.basename(abs), new WorkingTreeSource(path.dirname(abs)));
+  const r = await loadInfra(file, path.basename(abs), await WorkingTreeSource.open(path.dirname(abs)));
   return { ...r, label: file, file };
 }
 

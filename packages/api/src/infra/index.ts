@@ -5,4 +5,4 @@ export type { ParsedInfra } from './parse.js';
 export { loadInfra, resolveInfra } from './resolve.js';
 export type { ResolvedInfra, ResolvedMachine, ResolvedProcess } from './resolve.js';
 export { WorkingTreeSource, GitRevisionSource } from './file-source.js';
-export type { FileSource } from './file-source.js';
+export type { FileSource, FileRead } from './file-source.js';

@@ -2,7 +2,7 @@ import { sha256Hex } from '../digest.js';
 import { InvalidInputError, type Diagnostic } from '../errors.js';
 import { specDigest, type ProcessSpec } from '../spec.js';
 import { formatSize, parseSize } from '../units.js';
-import type { FileSource } from './file-source.js';
+import type { FileRead, FileSource } from './file-source.js';
 import { closest, parseInfra, type ParsedInfra } from './parse.js';
 
 export interface ResolvedMachine {
@@ -33,14 +33,14 @@ export interface ResolvedInfra {
 }
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
+const REPO_HINT = 'keep binary and config paths relative to the infra file and inside the repository';
 
 /** Read, parse, check and resolve an infra file from a source; throws every problem at once. */
 export async function loadInfra(fileLabel: string, relPath: string, source: FileSource): Promise<ResolvedInfra> {
-  const bytes = await source.read(relPath);
-  if (bytes === null) {
-    throw new InvalidInputError([{ file: fileLabel, path: '', message: `not found in the ${source.label}`, hint: 'check the path' }]);
-  }
-  return resolveInfra(parseInfra(Buffer.from(bytes).toString('utf8'), fileLabel), source);
+  const r = await source.read(relPath);
+  if (r.kind === 'refused') throw new InvalidInputError([{ file: fileLabel, path: '', message: `${r.reason} (in the ${source.label})`, hint: REPO_HINT }]);
+  if (r.kind === 'missing') throw new InvalidInputError([{ file: fileLabel, path: '', message: `not found in the ${source.label}`, hint: 'check the path' }]);
+  return resolveInfra(parseInfra(Buffer.from(r.bytes).toString('utf8'), fileLabel), source);
 }
 
 export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Promise<ResolvedInfra> {
@@ -71,11 +71,11 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     };
   }
 
-  const hashes = new Map<string, Promise<{ digest: string; bytes: Uint8Array } | null>>();
+  const hashes = new Map<string, Promise<FileRead & { digest?: string }>>();
   const hash = (p: string) => {
     let h = hashes.get(p);
     if (h === undefined) {
-      h = source.read(p).then((b) => (b === null ? null : { digest: sha256Hex(b), bytes: b }));
+      h = source.read(p).then((r) => (r.kind === 'file' ? { ...r, digest: sha256Hex(r.bytes) } : r));
       hashes.set(p, h);
     }
     return h;
@@ -92,17 +92,23 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
         diags.push(at([...base, 'machine'], `unknown machine "${p.machine}"`, guess !== null ? `did you mean "${guess}"?` : `declare it under machines, or use one of: ${Object.keys(machines).join(', ')}`));
       }
       const bin = await hash(p.binary);
-      if (bin === null) {
+      let binary = '';
+      if (bin.kind === 'refused') {
+        diags.push(at([...base, 'binary'], `binary: ${bin.reason} (in the ${source.label})`, REPO_HINT));
+      } else if (bin.kind === 'missing') {
         diags.push(at([...base, 'binary'], `binary ${p.binary} not found in the ${source.label}`, 'check the path; it is relative to the infra file'));
       } else if (!WASM_MAGIC.every((b, i) => bin.bytes[i] === b)) {
         diags.push(at([...base, 'binary'], `${p.binary} is not a WebAssembly binary (no \\0asm header)`, 'point binary at a .wasm module or component'));
       } else {
-        blobs[bin.digest] = p.binary;
+        binary = bin.digest ?? '';
+        blobs[binary] = p.binary;
       }
       const config: Record<string, string> = {};
       for (const [guestPath, file] of Object.entries(p.config ?? {})) {
         const c = await hash(file);
-        if (c === null) {
+        if (c.kind === 'refused') {
+          diags.push(at([...base, 'config', guestPath], `config ${guestPath}: ${c.reason} (in the ${source.label})`, REPO_HINT));
+        } else if (c.kind === 'missing' || c.digest === undefined) {
           diags.push(at([...base, 'config', guestPath], `config file ${file} not found in the ${source.label}`, 'check the path; it is relative to the infra file'));
         } else {
           config[guestPath] = c.digest;
@@ -112,7 +118,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       const g = p.grants ?? {};
       const spec: ProcessSpec = {
         name,
-        binary: bin?.digest ?? '',
+        binary,
         args: p.args ?? [],
         env: p.env ?? {},
         config,

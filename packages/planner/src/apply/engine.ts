@@ -1,6 +1,5 @@
-import fs from 'node:fs';
 import path from 'node:path';
-import { ErrorCode, LowcloudError, sha256Hex, type KeyPair } from '@lowcloud/api';
+import { ErrorCode, LowcloudError, sha256Hex, WorkingTreeSource, type KeyPair } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
 import type { PlanDocument } from '../plan/document.js';
 import type { PlanCall } from '../plan/types.js';
@@ -210,13 +209,11 @@ async function uploadBlobs(client: AgentClient, machine: string, calls: PlanCall
   for (const [d, data] of blobs) await client.putBlob(d, data);
 }
 
+/** Files the plan names, read by the same repository rule as when it was planned (nothing outside). */
 export function readRelativeTo(file: string): (rel: string) => Promise<Uint8Array | null> {
-  const base = path.dirname(path.resolve(file));
+  const source = WorkingTreeSource.open(path.dirname(path.resolve(file)));
   return async (rel) => {
-    try {
-      return await fs.promises.readFile(path.resolve(base, rel));
-    } catch {
-      return null;
-    }
+    const r = await (await source).read(rel);
+    return r.kind === 'file' ? r.bytes : null;
   };
 }
