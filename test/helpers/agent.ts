@@ -13,6 +13,8 @@ export interface RunningAgent {
   pid: number;
   stateDir: string;
   child: ChildProcess;
+  /** Everything the agent printed so far (stdout and stderr). */
+  output(): string;
 }
 
 /** A real agent process on 127.0.0.1:0; resolves once it printed its address and key. */
@@ -29,7 +31,7 @@ export function startAgent(stateDir: string, trust: string[], opts: { tls?: bool
       const m = /listening on (\S+) key (\S+)/.exec(out);
       if (m !== null) {
         clearTimeout(timer);
-        resolve({ url: m[1] as string, key: m[2] as string, pid: child.pid as number, stateDir, child });
+        resolve({ url: m[1] as string, key: m[2] as string, pid: child.pid as number, stateDir, child, output: () => out });
       }
     });
     child.on('exit', (code) => {

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import { generateKeyPair, LowcloudError, privateKeyPem } from '@lowcloud/api';
 import { Agent } from './agent/agent.js';
+import { verifyAuditCommand } from './agent/audit-log.js';
 import { compileAgentOptions, type RawAgentFlags } from './options.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -18,6 +19,7 @@ export function register(program: Command): void {
     .option('--log-max-bytes <size>', 'a process\'s log file is rotated at this size', '1MiB')
     .option('--log-keep <n>', 'rotated log files kept per process', '3')
     .option('--log-total <size>', 'cap on all log files of the agent together; the oldest go first', '256MiB')
+    .option('--verify-audit', 'check the audit log of --state offline and exit: 0 intact, 1 broken (names the first bad line)')
     .addHelpText(
       'after',
       `
@@ -29,9 +31,14 @@ holds that key on the TLS connection (no CA needed). Calls that change state mus
 
 Examples:
   lowcloud keygen --out ci && lowcloud agent --state /var/lib/lowcloud --trust ci.pub
-  lowcloud agent --listen 127.0.0.1:0 --state ./state --trust ci.pub --insecure-loopback`,
+  lowcloud agent --listen 127.0.0.1:0 --state ./state --trust ci.pub --insecure-loopback
+  lowcloud agent --state /var/lib/lowcloud --verify-audit      # exit 0 intact, 1 broken`,
     )
-    .action(async (flags: RawAgentFlags) => {
+    .action(async (flags: RawAgentFlags & { verifyAudit?: boolean }) => {
+      if (flags.verifyAudit === true) {
+        process.exitCode = verifyAuditCommand(flags.state, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+        return;
+      }
       try {
         const agent = new Agent(compileAgentOptions(flags));
         await agent.start();

@@ -76,7 +76,7 @@ export class Agent {
     this.identity = loadOrCreateIdentity(opts.stateDir);
     this.state = new StateStore(opts.stateDir);
     this.blobs = new BlobStore(opts.stateDir);
-    this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'));
+    this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'), this.identity, (m) => process.stderr.write(`${m}\n`));
     this.auth = new RequestAuthenticator(this.identity.publicKey, new Set(opts.trusted), () => (opts.clock ?? systemClock).now());
     const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
     this.runner = new SandboxRunner(opts.stateDir, this.blobs, logs);
@@ -252,12 +252,14 @@ export class Agent {
 
   private async mutate(req: Request): Promise<Reply> {
     const auth = this.auth.check(req, this.state.generation);
-    const record = (process?: string) =>
-      this.audit.append({ key: auth.key, type: req.type, body: bodyDigest(req), generation: this.state.generation, ...(process === undefined ? {} : { process }) });
+    const record = (process?: string, blob?: { digest: string; offset: number; bytes: number; complete: boolean }) =>
+      this.audit.append({ key: auth.key, type: req.type, body: bodyDigest(req), generation: this.state.generation, ...(process === undefined ? {} : { process }), ...(blob === undefined ? {} : { blob }) });
     switch (req.type) {
       case 'put-blob': {
-        const complete = this.blobs.put(req.digest, req.size, req.offset, Buffer.from(req.data, 'base64'));
-        if (complete) record();
+        const data = Buffer.from(req.data, 'base64');
+        const complete = this.blobs.put(req.digest, req.size, req.offset, data);
+        // Every accepted chunk, not only the last: a partial upload leaves a trace too.
+        record(undefined, { digest: req.digest, offset: req.offset, bytes: data.length, complete });
         return this.result(req.id, { complete });
       }
       case 'start': {

@@ -1,0 +1,125 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canonicalJson, sha256Hex } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import { runCli } from '../helpers/cli.js';
+import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { guest } from '../helpers/guests.js';
+
+/**
+ * The audit log is tamper-evident against anyone without the agent's key: each line is chained and
+ * signed, and a signed head records how long the log is. Each attack below is detected both by
+ * `lowcloud agent --verify-audit` (offline) and by the agent when it starts, which keeps the broken
+ * log aside and starts a new segment instead of appending to it.
+ */
+const fx = agentFixture();
+let lines: string[] = [];
+
+type Entry = Record<string, unknown> & { seq: number; prev: string; hash: string; sig: string };
+const rehash = (e: Entry): Entry => {
+  const { hash: _h, sig: _s, ...rest } = e;
+  return { ...e, hash: createHash('sha256').update(canonicalJson(rest)).digest('hex') };
+};
+
+/** A copy of the agent's state directory with its audit log replaced by `text`. */
+function tampered(name: string, text: string): string {
+  const dir = path.join(fx.dir, name);
+  cpSync(fx.stateDir, dir, { recursive: true });
+  writeFileSync(path.join(dir, 'audit.log'), text);
+  return dir;
+}
+
+const verify = (stateDir: string) => runCli(['agent', '--state', stateDir, '--verify-audit']);
+
+beforeAll(async () => {
+  const agent = await startAgent(fx.stateDir, [fx.pubFile]);
+  const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+  await c.start(await uploadSpec(c, 'a', guest('sleeper')));
+  await c.stop('a', 500);
+  // A partial upload: the first of three chunks only.
+  const blob = Buffer.alloc(3000, 7);
+  await c.call({ type: 'put-blob', id: randomUUID(), digest: sha256Hex(blob), size: blob.length, offset: 0, data: blob.subarray(0, 1000).toString('base64') });
+  await c.start(await uploadSpec(c, 'b', guest('sleeper'), { args: ['x'] }));
+  await c.stop('b', 500);
+  c.close();
+  await killAgent(agent, 'SIGTERM');
+  lines = readFileSync(path.join(fx.stateDir, 'audit.log'), 'utf8').trimEnd().split('\n');
+});
+afterAll(() => fx.remove());
+
+describe('audit log: signed chain and head, checked offline and at start', () => {
+  it('an intact log verifies; every put-blob chunk is in it, partial ones too', async () => {
+    const r = await verify(fx.stateDir);
+    expect(r.stdout).toContain(`audit log ok: ${lines.length} entries`);
+    expect(r.code).toBe(0);
+    const entries = lines.map((l) => JSON.parse(l) as Entry);
+    expect(entries[0]).toMatchObject({ seq: 1, type: 'segment' });
+    expect(entries.filter((e) => e.type === 'start').map((e) => e.process)).toEqual(['a', 'b']);
+    expect(entries.some((e) => e.type === 'put-blob' && (e.blob as { complete: boolean; offset: number; bytes: number }).complete === false)).toBe(true);
+    expect(entries.find((e) => e.type === 'put-blob' && (e.blob as { complete: boolean }).complete === false)?.blob).toMatchObject({ offset: 0, bytes: 1000 });
+  });
+
+  const attacks: Record<string, { text: () => string; line: (n: number) => number; says: string }> = {
+    // Change what a start recorded, then recompute that hash and every later one: a valid chain.
+    'an edited line, re-hashed with the whole chain after it': {
+      text: () => {
+        const es = lines.map((l) => JSON.parse(l) as Entry);
+        const i = es.findIndex((e) => e.type === 'start');
+        (es[i] as Entry).process = 'someone-else';
+        for (let k = i; k < es.length; k++) {
+          if (k > i) (es[k] as Entry).prev = (es[k - 1] as Entry).hash;
+          es[k] = rehash(es[k] as Entry);
+        }
+        return `${es.map((e) => JSON.stringify(e)).join('\n')}\n`;
+      },
+      line: () => lines.findIndex((l) => l.includes('"type":"start"')) + 1,
+      says: 'signature does not verify',
+    },
+    'a truncated tail (the last two lines removed)': {
+      text: () => `${lines.slice(0, -2).join('\n')}\n`,
+      line: (n) => n - 1,
+      says: `truncated: the signed head records`,
+    },
+    'a removed first line': {
+      text: () => `${lines.slice(1).join('\n')}\n`,
+      line: () => 1,
+      says: 'lines were removed from the start',
+    },
+  };
+
+  for (const [name, attack] of Object.entries(attacks)) {
+    it(`${name}: --verify-audit exits 1 naming the line; the agent reports it at start and starts a new segment`, async () => {
+      const dir = tampered(name.replace(/\W+/g, '-'), attack.text());
+      const line = attack.line(lines.length);
+      const v = await verify(dir);
+      expect(v.code).toBe(1);
+      expect(v.stderr).toContain(`audit.log:${line}: `);
+      expect(v.stderr).toContain(attack.says);
+
+      let agent: RunningAgent | null = null;
+      try {
+        agent = await startAgent(dir, [fx.pubFile]);
+        expect(agent.output()).toContain('AUDIT LOG BROKEN');
+        expect(agent.output()).toContain(`line ${line}: `);
+        const kept = readdirSync(dir).filter((f) => f.startsWith('audit.log.broken-') && !f.endsWith('.head'));
+        expect(kept).toHaveLength(1);
+        expect(readFileSync(path.join(dir, kept[0] as string), 'utf8')).toBe(attack.text());
+        // The new segment says why it exists, and the agent goes on recording in it.
+        const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+        await c.putBlob(sha256Hex('after'), Buffer.from('after'));
+        c.close();
+        const fresh = readFileSync(path.join(dir, 'audit.log'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Entry);
+        expect(fresh[0]).toMatchObject({ seq: 1, type: 'segment', previous: kept[0] });
+        expect(String(fresh[0]?.reason)).toContain(attack.says);
+        expect(fresh.at(-1)).toMatchObject({ type: 'put-blob' });
+      } finally {
+        if (agent !== null) await killAgent(agent);
+      }
+      const after = await verify(dir);
+      expect(after.code).toBe(0);
+      expect(after.stdout).toContain('earlier segments that did not verify, kept for inspection: audit.log.broken-');
+    });
+  }
+});
