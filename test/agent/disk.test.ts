@@ -2,9 +2,9 @@ import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } fr
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '@lowcloud/api/client';
-import { probeCapabilities } from '@lowcloud/sandbox';
 import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest } from '../helpers/guests.js';
+import { machineFacts } from '../helpers/machine-facts.js';
 
 const fx = agentFixture();
 let agent: RunningAgent;
@@ -35,9 +35,9 @@ function fill(file: string, limit: number): { bytes: number; code: string | null
 
 describe('disk grant, kernel layer (an ext4 image loop-mounted over the data directory)', () => {
   it('holds for any writer, keeps the data across restarts, and is unmounted when the process stops', async (ctx) => {
-    const caps = await probeCapabilities();
-    if (!caps.diskImages) {
-      ctx.skip(`kernel disk layer unavailable here (root: ${caps.root}; needs mkfs.ext4, mount and loop devices); the runtime layer is tested in test/sandbox`);
+    const facts = machineFacts();
+    if (!facts.diskImages) {
+      ctx.skip(`kernel disk layer unavailable here: ${facts.why.diskImages}; the runtime layer is tested in test/sandbox`);
       return;
     }
     const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });

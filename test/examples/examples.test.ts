@@ -3,10 +3,10 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { probeCapabilities } from '@lowcloud/sandbox';
 import { cliPath, repoRoot, runCli } from '../helpers/cli.js';
 import { tempGitRepo } from '../helpers/git.js';
 import { waitFor } from '../helpers/guests.js';
+import { expectedLevels, machineFacts } from '../helpers/machine-facts.js';
 
 function ask(port: number, line: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -56,10 +56,9 @@ describe('examples/hello: the two-minute tour', () => {
       }
     }, 10_000, 'hello to log its greeting');
     const status = await runCli(['status', 'infra.yaml'], { cwd: repo.dir });
-    // Each grant at the strongest layer this machine has.
-    const caps = await probeCapabilities();
-    const level = (kernel: boolean) => (kernel ? 'kernel' : 'runtime');
-    const levels = `memory:${level(caps.controllers.includes('memory'))} cpu:${level(caps.controllers.includes('cpu'))} disk:${level(caps.diskImages)} network:${level(caps.nftables)}`;
+    // Each grant at the level this machine's own facts (root, cgroup writes, nft, loop devices) call for.
+    const want = expectedLevels(machineFacts());
+    const levels = `memory:${want.memory} cpu:${want.cpu} disk:${want.disk} network:${want.network}`;
     expect(status.stdout).toMatch(new RegExp(`^In sync: 1 process\\(es\\) match infra\\.yaml\\.\\n {2}here +hello +ok +running pid \\d+ {2}mem [\\d.]+MiB cpu [\\d.]+s( disk \\d+B)? {2}\\[${levels}\\]\\n$`));
     const logs = await runCli(['logs', 'infra.yaml', 'hello', '--tail', '5'], { cwd: repo.dir });
     expect(logs.code).toBe(0);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateKeyPair, privateKeyPem, sha256Hex, type KeyPair, type ProcessSpec } from '@lowcloud/api';
@@ -18,10 +18,22 @@ export interface RunningAgent {
 }
 
 /** A real agent process on 127.0.0.1:0; resolves once it printed its address and key. */
-export function startAgent(stateDir: string, trust: string[], opts: { tls?: boolean; env?: Record<string, string>; port?: number; args?: string[] } = {}): Promise<RunningAgent> {
+/**
+ * `uid`: run the agent as that user (with setpriv, which execs: same pid), e.g. 65534 for a machine
+ * where the agent has no root and so no kernel layer; its state directory is made and given to it.
+ */
+export function startAgent(stateDir: string, trust: string[], opts: { tls?: boolean; env?: Record<string, string>; port?: number; args?: string[]; uid?: number } = {}): Promise<RunningAgent> {
   const args = [cliPath, 'agent', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--state', stateDir, ...trust.flatMap((t) => ['--trust', t]), ...(opts.args ?? [])];
   if (opts.tls !== true) args.push('--insecure-loopback');
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  let command = process.execPath;
+  if (opts.uid !== undefined) {
+    mkdirSync(stateDir, { recursive: true });
+    chownSync(stateDir, opts.uid, opts.uid);
+    chmodSync(path.dirname(stateDir), 0o755); // a test's temporary directory: the agent reads its trust file there
+    args.unshift(`--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups', process.execPath);
+    command = 'setpriv';
+  }
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`agent did not start: ${out}`)), 20_000);

@@ -1,9 +1,10 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { guest } from '../helpers/guests.js';
+import { machineFacts } from '../helpers/machine-facts.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-run-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -26,7 +27,11 @@ describe('lowcloud run: the guest sees exactly what it is granted', () => {
     const r = await runCli(['run', guest('hello'), '--memory', '32MiB', '--cpu', '0.5', '--disk', '1MiB', '--dir', `${work}::/data`, '--verbose']);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/^ {2}memory +runtime +linear memory maximum rewritten to 33554432 bytes/m);
-    expect(r.stderr).toMatch(/^ {2}cpu +(kernel|runtime) +/m);
+    // The CPU layer this machine's facts call for: the cgroup quota where a quota can be written, else the duty cycle.
+    const cgroup = existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'v2' : 'v1';
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('  cpu '))).toEqual(
+      machineFacts().cpuCgroup ? [`  cpu      kernel   cgroup ${cgroup} CPU quota 0.5 cores`] : ['  cpu      runtime  SIGSTOP/SIGCONT duty cycle at 0.5 cores'],
+    );
     expect(r.stderr).toMatch(/^ {2}disk +runtime +byte quota 1048576 on writable directories/m);
     expect(r.stderr).toMatch(/^ {2}network +runtime +WASI preview1 has no socket imports/m);
   });

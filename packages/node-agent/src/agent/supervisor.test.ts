@@ -113,7 +113,9 @@ describe('restart backoff', () => {
     expect(never.events.map((e) => e.kind)).toEqual(['started', 'died']);
   });
 
-  it('a grant violation is reported as such, distinct from a crash', async () => {
+  // The supervisor's half only: a violation exit becomes grant-violated + died. That a real guest past
+  // its grant is killed and reported so (cgroup OOM kill and RSS watchdog) is test/agent/memory-violation.test.ts.
+  it('maps a violation exit to grant-violated before died (not a plain crash)', async () => {
     const v = setup('never', () => ({ kind: 'violation', grant: 'memory', detail: 'past 64MiB' }));
     await v.sup.start();
     await settle();

@@ -1,0 +1,104 @@
+import http from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentEvent, ProcessStatus } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import { runCli } from '../helpers/cli.js';
+import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { waitFor } from '../helpers/guests.js';
+import { machineFacts } from '../helpers/machine-facts.js';
+import { writeMemoryHogModule } from '../helpers/wasm.js';
+
+// A real guest goes past its memory grant under a real agent, on both layers: the kernel's (the
+// cgroup memory limit: an OOM kill) and the runtime's (the RSS watchdog, on an agent without root,
+// so without cgroups). The grant is 16 MiB: limit = grant + 96 MiB host overhead = 117440512 bytes.
+const GRANT = 16 * 2 ** 20;
+const LIMIT = GRANT + 96 * 2 ** 20;
+const facts = machineFacts();
+const fx = agentFixture();
+const hog = path.join(fx.dir, 'hog.wasm');
+writeMemoryHogModule(hog, 64);
+afterAll(() => fx.remove());
+
+if (!facts.memoryCgroup) console.warn(`memory-violation: the kernel layer is not tested here: ${facts.why.memoryCgroup}`);
+
+function metrics(url: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    http
+      .get(`http://127.0.0.1:${new URL(url).port}/metrics`, (res) => {
+        let b = '';
+        res.on('data', (d: Buffer) => (b += d.toString()));
+        res.on('end', () => resolve(b));
+      })
+      .on('error', reject),
+  );
+}
+
+async function violate(agent: RunningAgent, name: string, detail: RegExp, mechanism: RegExp, kernel: boolean): Promise<void> {
+  const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+  const events: AgentEvent[] = [];
+  await c.watch((e) => events.push(e));
+  const spec = await uploadSpec(c, name, hog, { grants: { memory: GRANT, network: { listen: [], connect: [] } }, restart: 'on-failure' });
+  await c.start(spec);
+  // The enforcement report of the running guest (status shows it while a guest host is up).
+  let enforcement: ProcessStatus['enforcement'] = null;
+  await waitFor(async () => {
+    enforcement = (await c.status()).processes.find((p) => p.name === name)?.enforcement ?? null;
+    return enforcement !== null;
+  }, 20_000, 'the running guest\'s enforcement report');
+  // Restarted per policy (on-failure: a violation is a failure) and killed again.
+  await waitFor(() => events.filter((e) => e.kind === 'grant-violated').length >= 2, 40_000, 'two memory violations');
+  const mine = events.filter((e) => e.process === name && e.kind !== 'crash-loop');
+  expect(mine.slice(0, 6).map((e) => e.kind)).toEqual(['started', 'grant-violated', 'died', 'started', 'restarted', 'grant-violated']);
+  const first = mine[1] as AgentEvent;
+  expect(first.detail).toMatch(detail);
+  expect(JSON.parse(mine[2]?.detail ?? 'null')).toMatchObject({ kind: 'violation', grant: 'memory' });
+  expect(mine[4]?.pid).not.toBe(mine[0]?.pid);
+  const st = (await c.status()).processes.find((p) => p.name === name);
+  expect(st?.lastExit).toMatchObject({ kind: 'violation', grant: 'memory' });
+  expect(st?.restarts).toBeGreaterThanOrEqual(1);
+  const memory = (enforcement as ProcessStatus['enforcement'])?.memory ?? [];
+  expect(memory.map((e) => `${e.level} ${e.mechanism}`)).toEqual(expect.arrayContaining([expect.stringMatching(mechanism)]));
+  expect(memory.some((e) => e.level === 'kernel')).toBe(kernel);
+  expect(await metrics(agent.url)).toMatch(new RegExp(`lowcloud_process_grant_violations_total\\{process="${name}",grant="memory"\\} [2-9]`));
+  await c.stop(name, 500);
+  c.close();
+}
+
+describe('a guest past its memory grant', () => {
+  describe.skipIf(!facts.memoryCgroup)('kernel layer: the cgroup memory limit', () => {
+    let agent: RunningAgent;
+    beforeAll(async () => {
+      agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_BACKOFF_BASE_MS: '300' } });
+    });
+    afterAll(() => killAgent(agent));
+
+    it('lowcloud run: killed by the kernel, exit 137, reported as a violation', async () => {
+      const r = await runCli(['run', hog, '--memory', '16MiB']);
+      expect(r).toMatchObject({ code: 137, stderr: `lowcloud: guest stopped: went past its memory grant (killed by the kernel: past the cgroup memory limit of ${LIMIT} bytes)\n` });
+    });
+
+    it('agent: grant-violated naming the grant, status lastExit, restart per policy, counted in /metrics', async () => {
+      await violate(agent, 'hog-kernel', new RegExp(`^memory: killed by the kernel: past the cgroup memory limit of ${LIMIT} bytes$`), new RegExp(`^kernel cgroup v[12] memory limit ${LIMIT} bytes`), true);
+    });
+  });
+
+  describe('runtime layer: the RSS watchdog (no cgroup)', () => {
+    let agent: RunningAgent;
+    beforeAll(async () => {
+      // An agent without root has no cgroups: its guests get the runtime layer only.
+      agent = await startAgent(path.join(fx.dir, 'state-nobody'), [fx.pubFile], { env: { LOWCLOUD_BACKOFF_BASE_MS: '300' }, ...(facts.root ? { uid: 65534 } : {}) });
+    });
+    afterAll(() => killAgent(agent));
+
+    it('lowcloud run --no-kernel: killed by the watchdog, exit 137, reported as a violation', async () => {
+      const r = await runCli(['run', hog, '--memory', '16MiB', '--no-kernel']);
+      expect(r.code).toBe(137);
+      expect(r.stderr).toMatch(new RegExp(`^lowcloud: guest stopped: went past its memory grant \\(resident memory \\d+ bytes passed ${LIMIT}\\)\\n$`));
+    });
+
+    it('agent without root: grant-violated naming the grant, status lastExit, restart per policy, counted in /metrics', async () => {
+      await violate(agent, 'hog-runtime', new RegExp(`^memory: resident memory \\d+ bytes passed ${LIMIT}$`), new RegExp(`^runtime RSS watchdog kills past ${LIMIT} bytes`), false);
+    });
+  });
+});

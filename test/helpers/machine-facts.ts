@@ -1,0 +1,119 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * What this machine can do, found out by trying it here, not by asking the sandbox (whose
+ * `probeCapabilities` produced the reports the tests check). Each kernel layer's fact is "the
+ * operation that layer needs succeeds": writing a limit into a new cgroup, running `nft`, having
+ * loop devices and `mkfs.ext4`.
+ */
+export interface MachineFacts {
+  root: boolean;
+  /** A memory limit written into a new cgroup (v1 memory controller, or v2 with memory enabled). */
+  memoryCgroup: boolean;
+  /** A CPU quota written into a new cgroup. */
+  cpuCgroup: boolean;
+  /** `nft list tables` runs and a cgroup v2 hierarchy takes a new cgroup (the network layer matches on it). */
+  nftables: boolean;
+  /** /dev/loop-control, `mkfs.ext4` and `mount` present (the disk layer's ext4 image). */
+  diskImages: boolean;
+  /** Why each fact is false, to print when a layer is not tested. */
+  why: Record<'memoryCgroup' | 'cpuCgroup' | 'nftables' | 'diskImages', string>;
+}
+
+export type Level = 'kernel' | 'runtime';
+
+/** The level each grant must get on this machine when all four are granted to an agent guest. */
+export function expectedLevels(f: MachineFacts): Record<'memory' | 'cpu' | 'disk' | 'network', Level> {
+  return { memory: f.memoryCgroup ? 'kernel' : 'runtime', cpu: f.cpuCgroup ? 'kernel' : 'runtime', disk: f.diskImages ? 'kernel' : 'runtime', network: f.nftables ? 'kernel' : 'runtime' };
+}
+
+/** The strongest level in one grant's part of an enforcement report. */
+export function strongest(entries: { level: string }[] | undefined): string {
+  const levels = (entries ?? []).map((e) => e.level);
+  return levels.includes('kernel') ? 'kernel' : levels.includes('runtime') ? 'runtime' : levels.includes('advisory') ? 'advisory' : 'none';
+}
+
+function tryCgroup(dir: string, file: string, value: string): string | null {
+  const probe = path.join(dir, `lowcloud-facts-${process.pid}`);
+  try {
+    mkdirSync(probe);
+  } catch (err) {
+    return `cannot make a cgroup under ${dir}: ${(err as Error).message}`;
+  }
+  try {
+    writeFileSync(path.join(probe, file), value);
+    return null;
+  } catch (err) {
+    return `cannot write ${file} in a new cgroup under ${dir}: ${(err as Error).message}`;
+  } finally {
+    rmdirSync(probe);
+  }
+}
+
+function runs(cmd: string, args: string[]): boolean {
+  try {
+    execFileSync(cmd, args, { stdio: 'ignore', timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let cached: MachineFacts | null = null;
+
+export function machineFacts(): MachineFacts {
+  if (cached !== null) return cached;
+  const root = process.getuid?.() === 0;
+  const notRoot = `not root (uid ${process.getuid?.()})`;
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const v2Controllers = v2 ? readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8') : '';
+  const memWhy = !root
+    ? notRoot
+    : v2
+      ? v2Controllers.includes('memory')
+        ? tryCgroup('/sys/fs/cgroup', 'cgroup.max.depth', 'max') // v2: the limit file needs the controller enabled below the root first
+        : 'cgroup v2 without the memory controller'
+      : existsSync('/sys/fs/cgroup/memory')
+        ? tryCgroup('/sys/fs/cgroup/memory', 'memory.limit_in_bytes', String(256 * 2 ** 20))
+        : 'no memory cgroup controller mounted';
+  const cpuWhy = !root
+    ? notRoot
+    : v2
+      ? v2Controllers.includes('cpu')
+        ? tryCgroup('/sys/fs/cgroup', 'cgroup.max.depth', 'max')
+        : 'cgroup v2 without the cpu controller'
+      : existsSync('/sys/fs/cgroup/cpu')
+        ? tryCgroup('/sys/fs/cgroup/cpu', 'cpu.cfs_quota_us', '50000')
+        : 'no cpu cgroup controller mounted';
+  const cgroup2 = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .find((f) => f[2] === 'cgroup2')?.[1];
+  const nftWhy = !root
+    ? notRoot
+    : !runs('nft', ['list', 'tables'])
+      ? '`nft list tables` does not run'
+      : cgroup2 === undefined
+        ? 'no cgroup v2 hierarchy mounted (the network layer matches sockets on it)'
+        : tryCgroup(cgroup2, 'cgroup.max.depth', 'max');
+  const diskWhy = !root
+    ? notRoot
+    : !existsSync('/dev/loop-control')
+      ? 'no /dev/loop-control'
+      : !runs('mkfs.ext4', ['-V'])
+        ? 'mkfs.ext4 does not run'
+        : !runs('mount', ['--version'])
+          ? 'mount does not run'
+          : null;
+  cached = {
+    root,
+    memoryCgroup: memWhy === null,
+    cpuCgroup: cpuWhy === null,
+    nftables: nftWhy === null,
+    diskImages: diskWhy === null,
+    why: { memoryCgroup: memWhy ?? '', cpuCgroup: cpuWhy ?? '', nftables: nftWhy ?? '', diskImages: diskWhy ?? '' },
+  };
+  return cached;
+}
