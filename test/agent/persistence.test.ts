@@ -49,55 +49,72 @@ describe('the agent never loses state', () => {
     c2.close();
   });
 
-  it('killed in the middle of a put-blob: the blob is absent or partial, never corrupt, and the upload resumes', async () => {
+  /** Restart the agent so it dies at one crash point (packages/node-agent/src/agent/test-hooks.ts). */
+  async function restartWithCrash(crash: string): Promise<void> {
+    await killAgent(agent, 'SIGKILL');
+    agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_TEST_HOOKS: '1', LOWCLOUD_TEST_CRASH: crash } });
+  }
+  /** The agent died at its crash point; start it again without one. */
+  async function afterCrash(): Promise<AgentClient> {
+    await waitFor(() => agent.child.exitCode !== null || agent.child.signalCode !== null, 10_000, 'the agent to die at its crash point');
+    expect(agent.child.signalCode).toBe('SIGKILL');
+    agent = await startAgent(fx.stateDir, [fx.pubFile]);
+    return connect(agent);
+  }
+
+  it('killed in the middle of a put-blob (after its second chunk is written, before the reply): the blob is partial, never corrupt, and the upload resumes there', async () => {
+    await restartWithCrash('after-save:put-blob:2');
     const c = await connect(agent);
     const big = Buffer.alloc(3 * 2 ** 20, 7);
     const digest = sha256Hex(big);
     const chunk = 256 * 1024;
     await c.call({ type: 'put-blob', id: 'p1', digest, size: big.length, offset: 0, data: big.subarray(0, chunk).toString('base64') });
-    // The next chunk is on the wire when the agent dies.
-    void c.call({ type: 'put-blob', id: 'p2', digest, size: big.length, offset: chunk, data: big.subarray(chunk, 2 * chunk).toString('base64') }).catch(() => undefined);
-    await killAgent(agent, 'SIGKILL');
-    agent = await startAgent(fx.stateDir, [fx.pubFile]);
-    const c2 = await connect(agent);
+    await expect(c.call({ type: 'put-blob', id: 'p2', digest, size: big.length, offset: chunk, data: big.subarray(chunk, 2 * chunk).toString('base64') })).rejects.toThrow();
+    const c2 = await afterCrash();
     const st = await c2.blobStatus([digest]);
-    expect(st.present).toEqual([]);
-    expect([chunk, 2 * chunk]).toContain(st.partial[digest]);
-    await c2.putBlob(digest, big, chunk);
+    expect(st).toEqual({ present: [], partial: { [digest]: 2 * chunk } });
+    await c2.putBlob(digest, big, 2 * chunk);
     expect(await c2.blobStatus([digest])).toEqual({ present: [digest], partial: {} });
     expect(sha256Hex(readFileSync(path.join(fx.stateDir, 'blobs', digest)))).toBe(digest);
     c2.close();
   });
 
-  it('killed in the middle of a replace-config: afterwards the old or the new config, never a mix', async () => {
-    const c = await connect(agent);
-    const spec = await uploadSpec(c, 'cfg', hello, { args: ['/etc/hello.conf', '1'], grants: { disk: 1 << 20, network: { listen: [], connect: [] } } }, { '/etc/hello.conf': 'Old\n' });
-    await c.start(spec);
-    await c.putBlob(sha256Hex('New\n'), Buffer.from('New\n'));
-    const next = { ...spec, config: { '/etc/hello.conf': sha256Hex('New\n') } };
-    void c.replaceConfig('cfg', next.config, specDigest(next)).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 30));
-    await killAgent(agent, 'SIGKILL');
-    agent = await startAgent(fx.stateDir, [fx.pubFile]);
-    const c2 = await connect(agent);
-    const p = (await c2.status()).processes.find((x) => x.name === 'cfg');
-    expect([specDigest(spec), specDigest(next)]).toContain(p?.specDigest);
-    // The guest that runs is the one the desired state names.
-    await waitFor(async () => (await c2.status()).processes.find((x) => x.name === 'cfg')?.state === 'running', 10_000, 'cfg running');
-    const running = readFileSync(path.join(fx.stateDir, 'run/cfg/spec-digest'), 'utf8');
-    expect(running).toBe(p?.specDigest);
-    const expected = p?.specDigest === specDigest(next) ? 'New' : 'Old';
-    await waitFor(
-      async () => {
-        const lines: string[] = [];
-        await c2.logs('cfg', { tail: 1 }, (l) => lines.push(l));
-        await new Promise((r) => setTimeout(r, 50));
-        return lines.at(-1)?.startsWith(expected) === true;
-      },
-      8000,
-      `the guest to log with the ${expected} config`,
-    );
-    await c2.stop('cfg', 1000);
-    c2.close();
-  });
+  // Killed at each point of a replace-config: the config the desired state names is the one running
+  // afterwards, never a mix. Before the save: the old one; once the state is written (the old guest
+  // still runs): the agent replaces it when it comes back; after the save: the new one.
+  for (const [point, expected] of [
+    ['before-save', 'Old'],
+    ['state-written', 'New'],
+    ['after-save', 'New'],
+  ] as const) {
+    it(`killed in a replace-config at ${point}: afterwards the ${expected} config runs, and only it`, async () => {
+      const name = `cfg-${point}`;
+      const c = await connect(agent);
+      const spec = await uploadSpec(c, name, hello, { args: ['/etc/hello.conf', '1'], grants: { disk: 1 << 20, network: { listen: [], connect: [] } } }, { '/etc/hello.conf': 'Old\n' });
+      await c.start(spec);
+      await c.putBlob(sha256Hex('New\n'), Buffer.from('New\n'));
+      c.close();
+      await restartWithCrash(`${point}:replace-config`);
+      const c1 = await connect(agent);
+      const next = { ...spec, config: { '/etc/hello.conf': sha256Hex('New\n') } };
+      await expect(c1.replaceConfig(name, next.config, specDigest(next))).rejects.toThrow();
+      const c2 = await afterCrash();
+      const want = expected === 'New' ? specDigest(next) : specDigest(spec);
+      expect((await c2.status()).processes.find((x) => x.name === name)?.specDigest).toBe(want);
+      // The guest that runs is the one the desired state names, with that config in its log.
+      await waitFor(async () => (await c2.status()).processes.find((x) => x.name === name)?.state === 'running' && readFileSync(path.join(fx.stateDir, `run/${name}/spec-digest`), 'utf8') === want, 10_000, `${name} running the ${expected} spec`);
+      await waitFor(
+        async () => {
+          const lines: string[] = [];
+          await c2.logs(name, { tail: 1 }, (l) => lines.push(l));
+          await new Promise((r) => setTimeout(r, 50));
+          return lines.at(-1)?.startsWith(expected) === true;
+        },
+        8000,
+        `the guest to log with the ${expected} config`,
+      );
+      await c2.stop(name, 1000);
+      c2.close();
+    });
+  }
 });

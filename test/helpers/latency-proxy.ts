@@ -2,7 +2,7 @@ import net from 'node:net';
 
 export interface LatencyProxy {
   port: number;
-  stats: { connections: number; dropped: number };
+  stats: { connections: number; dropped: number; repliesDropped: number };
   close(): Promise<void>;
 }
 
@@ -10,15 +10,31 @@ export interface LatencyProxy {
  * A TCP proxy that adds latency in each direction (uniform in [min, max] ms per chunk, order kept)
  * and can drop every n-th connection after it carried some bytes: geography and flaky links for
  * tests, since this kernel has no netem.
+ *
+ * `dropReplies`: the worst moment for a link to fail: the first `count` chunks from the target
+ * matching `match` (e.g. the reply to a call that changed something) are not delivered; the
+ * connection is cut instead, so the client never learns that its call was made.
  */
-export async function startLatencyProxy(opts: { target: { host: string; port: number }; delayMs: [number, number]; dropEvery?: number }): Promise<LatencyProxy> {
-  const stats = { connections: 0, dropped: 0 };
+export async function startLatencyProxy(opts: {
+  target: { host: string; port: number };
+  delayMs: [number, number];
+  dropEvery?: number;
+  dropReplies?: { match: RegExp; count: number };
+}): Promise<LatencyProxy> {
+  const stats = { connections: 0, dropped: 0, repliesDropped: 0 };
   const sockets = new Set<net.Socket>();
   const delay = () => opts.delayMs[0] + Math.random() * (opts.delayMs[1] - opts.delayMs[0]);
   /** Forward with delay, preserving order: each chunk leaves no earlier than the one before it. */
-  const pipe = (from: net.Socket, to: net.Socket, onBytes: () => void) => {
+  const pipe = (from: net.Socket, to: net.Socket, onBytes: () => void, fromTarget = false) => {
     let last = 0;
-    from.on('data', (chunk) => {
+    from.on('data', (chunk: Buffer) => {
+      const cut = opts.dropReplies;
+      if (fromTarget && cut !== undefined && stats.repliesDropped < cut.count && cut.match.test(chunk.toString('latin1'))) {
+        stats.repliesDropped++;
+        from.destroy();
+        to.destroy();
+        return;
+      }
       const at = Math.max(Date.now() + delay(), last);
       last = at;
       setTimeout(() => {
@@ -44,7 +60,7 @@ export async function startLatencyProxy(opts: { target: { host: string; port: nu
       }
     };
     pipe(client, upstream, maybeDrop);
-    pipe(upstream, client, maybeDrop);
+    pipe(upstream, client, maybeDrop, true);
     const cleanup = () => {
       client.destroy();
       upstream.destroy();

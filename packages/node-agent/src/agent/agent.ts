@@ -24,6 +24,7 @@ import {
 import { helloProofData } from '@lowcloud/api/client';
 import { probeCapabilities, sweepStaleFirewalls } from '@lowcloud/sandbox';
 import { AuditLog } from './audit-log.js';
+import { withCrashPoints } from './test-hooks.js';
 import { RequestAuthenticator } from './auth.js';
 import { BlobStore } from './blob-store.js';
 import { systemClock, type Clock } from './clock.js';
@@ -240,7 +241,7 @@ export class Agent {
         return this.result(req.id, {});
       }
       default:
-        return this.serialized(() => this.mutate(req));
+        return this.serialized(() => withCrashPoints(req.type, () => this.mutate(req)));
     }
   }
 

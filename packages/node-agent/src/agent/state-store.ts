@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { specDigest, type ProcessSpec } from '@lowcloud/api';
 import { writeFileDurable } from './durable.js';
+import { crashPoint } from './test-hooks.js';
 
 export interface DesiredState {
   generation: number;
@@ -32,6 +33,7 @@ export class StateStore {
     change(next.processes);
     next.generation += 1;
     writeFileDurable(this.file, JSON.stringify(next, null, 2));
+    crashPoint('state-written');
     this.state = next;
     return next.generation;
   }
