@@ -150,7 +150,7 @@ describe('apply: from committed files to running agents', () => {
     repo.commit('sixth: through proxies');
     writeInfra({ p1: 'one v6\n', p2: 'two v6\n', p3: 'three v6\n' }, (m) => `ws://127.0.0.1:${ports.get(`${m}-proxy`)}`);
     repo.commit('seventh');
-    const audited = () => MACHINES.map((m) => readFileSync(path.join(fx.dir, `state-${m}`, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; process?: string }).filter((e) => e.type !== 'put-blob'));
+    const audited = () => MACHINES.map((m) => readFileSync(path.join(fx.dir, `state-${m}`, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; process?: string }).filter((e) => ['start', 'stop', 'replace-config'].includes(e.type)));
     const before = audited().map((a) => a.length);
     const r = await runCli(['up', 'infra.yaml', ...key()], { cwd: repo.dir, timeoutMs: 90_000 });
     expect(r.stdout).toContain('Apply complete: 3 call(s) made');

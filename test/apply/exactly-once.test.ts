@@ -26,7 +26,10 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Accepted state-changing calls in an agent's audit log, as `<type> <process>` (put-blob, content-addressed, is left out). */
+/** The calls a plan is made of; the audit log also has put-blob chunks and segment starts. */
+const CALLS = ['start', 'stop', 'replace-config'];
+
+/** Accepted state-changing calls in an agent's audit log, as `<type> <process>`. */
 function accepted(stateDir: string): string[] {
   const file = path.join(stateDir, 'audit.log');
   if (!existsSync(file)) return [];
@@ -34,7 +37,7 @@ function accepted(stateDir: string): string[] {
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as { type: string; process?: string })
-    .filter((e) => e.type !== 'put-blob')
+    .filter((e) => CALLS.includes(e.type))
     .map((e) => `${e.type} ${e.process}`);
 }
 

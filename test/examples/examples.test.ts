@@ -71,6 +71,10 @@ describe('examples/hello: the two-minute tour', () => {
     // Edit the config and run up again, with `lowcloud events` following: one replace-config, and
     // the process is seen to stop and start once.
     const watcher = spawn(process.execPath, [cliPath, 'events', 'infra.yaml', '--json'], { cwd: repo.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    // And `logs --follow`, started before the edit: it must print the line the restarted process writes.
+    const follower = spawn(process.execPath, [cliPath, 'logs', 'infra.yaml', 'hello', '--follow', '--tail', '1'], { cwd: repo.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let followed = '';
+    follower.stdout.on('data', (d: Buffer) => (followed += d.toString()));
     let seen = '';
     let ready = '';
     watcher.stdout.on('data', (d: Buffer) => (seen += d.toString()));
@@ -89,6 +93,8 @@ describe('examples/hello: the two-minute tour', () => {
       await waitFor(() => seen.includes('"kind":"started"'), 10_000, 'the started event');
       const kinds = seen.trim().split('\n').map((l) => JSON.parse(l) as { machine: string; process: string; kind: string });
       expect(kinds.map((e) => `${e.machine}/${e.process} ${e.kind}`)).toEqual(['here/hello stopped', 'here/hello started']);
+      await waitFor(() => followed.includes('Bonjour from lowcloud, lowcloud user! (start #2)'), 10_000, 'logs --follow to print the restarted process\'s first line');
+      expect(followed.split('\n')[0]).toMatch(/^Hello from lowcloud(, lowcloud user! \(start #1\)| \(tick \d+\))$/);
 
       // down stops the process (the follower sees it) and then the agent, which does not wait
       // for its followers: they are told and exit.
@@ -102,6 +108,7 @@ describe('examples/hello: the two-minute tour', () => {
       expect(seen.trim().split('\n').at(-1)).toContain('"kind":"stopped"');
     } finally {
       watcher.kill('SIGINT');
+      follower.kill('SIGINT');
     }
   });
 });

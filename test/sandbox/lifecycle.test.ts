@@ -88,13 +88,13 @@ describe('memory grant layers', () => {
 });
 
 describe('lifecycle', () => {
-  it('a guest that never exits is stopped on request within the grace period', async () => {
+  it('a guest that never exits is stopped on request by SIGTERM, without needing the kill after the grace period', async () => {
     const g = await spawnGuest(base('sleeper'));
     started.push(g.pid);
-    await new Promise((r) => setTimeout(r, 300));
-    const t0 = performance.now();
-    expect(await g.stop(1000)).toEqual({ kind: 'stopped' });
-    expect(performance.now() - t0).toBeLessThan(1500);
+    await waitFor(() => alive(g.pid), 5000, 'the guest host to run');
+    // A grace period far longer than the deadline: only the SIGTERM path can meet it.
+    const outcome = await Promise.race([g.stop(60_000), new Promise((r) => setTimeout(() => r('still running 10 s after SIGTERM'), 10_000))]);
+    expect(outcome).toEqual({ kind: 'stopped' });
     expect(alive(g.pid)).toBe(false);
   });
 
