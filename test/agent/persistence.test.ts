@@ -49,6 +49,32 @@ describe('the agent never loses state', () => {
     c2.close();
   });
 
+  it('after a reboot (agent and guests gone) the agent starts every process of its desired state again', async () => {
+    const c = await connect(agent);
+    await c.start(await uploadSpec(c, 'boot-a', guest('sleeper')));
+    await c.start(await uploadSpec(c, 'boot-b', guest('sleeper'), { restart: 'never' }));
+    const before = (await c.status()).processes.filter((p) => p.name.startsWith('boot-'));
+    c.close();
+    // A reboot: the agent dies and so does every guest (by pid, each checked to be that guest).
+    await killAgent(agent, 'SIGKILL');
+    for (const p of before) process.kill(p.pid as number, 'SIGKILL');
+    await waitFor(() => before.every((p) => !alive(p.pid as number)), 5000, 'the guests to be gone');
+    agent = await startAgent(fx.stateDir, [fx.pubFile]);
+    const c2 = await connect(agent);
+    let after: typeof before = [];
+    await waitFor(async () => {
+      after = (await c2.status()).processes.filter((p) => p.name.startsWith('boot-'));
+      return after.length === 2 && after.every((p) => p.state === 'running' && p.pid !== null && alive(p.pid));
+    }, 15_000, 'both processes running again');
+    guestPids.push(...after.map((p) => p.pid as number));
+    // Started again from the desired state (whatever their restart policy), as new guests.
+    expect(after.map((p) => [p.name, p.specDigest])).toEqual(before.map((p) => [p.name, p.specDigest]));
+    expect(after.filter((p) => before.some((b) => b.pid === p.pid))).toEqual([]);
+    await c2.stop('boot-a', 1000);
+    await c2.stop('boot-b', 1000);
+    c2.close();
+  });
+
   /** Restart the agent so it dies at one crash point (packages/node-agent/src/agent/test-hooks.ts). */
   async function restartWithCrash(crash: string): Promise<void> {
     await killAgent(agent, 'SIGKILL');

@@ -6,6 +6,8 @@ import { repoRoot, runCli } from '../helpers/cli.js';
 import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { alive, waitFor } from '../helpers/guests.js';
 import { startLatencyProxy, type LatencyProxy } from '../helpers/latency-proxy.js';
+import { withPadding } from '../helpers/wasm.js';
+import { sha256Hex } from '@lowcloud/api';
 
 // "A call is never made twice", counted where it counts: in each agent's audit log, which gets one
 // line per accepted state-changing call. After every apply, the lines added on each machine must be
@@ -24,6 +26,16 @@ async function freePort(): Promise<number> {
   const port = (s.address() as net.AddressInfo).port;
   await new Promise((r) => s.close(r));
   return port;
+}
+
+/** The put-blob chunks an agent accepted for one blob, as their offsets in order. */
+function chunks(stateDir: string, digest: string): number[] {
+  return readFileSync(path.join(stateDir, 'audit.log'), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as { type: string; blob?: { digest: string; offset: number } })
+    .filter((e) => e.type === 'put-blob' && e.blob?.digest === digest)
+    .map((e) => e.blob?.offset as number);
 }
 
 /** The calls a plan is made of; the audit log also has put-blob chunks and segment starts. */
@@ -71,11 +83,11 @@ class Fleet {
   }
 
   /** Step n of the fleet: which process runs where, with which config (its file's text). */
-  write(n: number, processes: Record<string, { machine: Machine; config: string; memory?: string }>): string {
+  write(n: number, processes: Record<string, { machine: Machine; config: string; memory?: string; binary?: string }>): string {
     const machines = MACHINES.map((m) => `  ${m}:\n    agent: ws://127.0.0.1:${this.via.get(m) ?? this.ports.get(m)}\n    key: ${this.agents.get(m)?.key}\n    capacity: { cpu: 2, memory: 1GiB }`).join('\n');
     const procs = Object.entries(processes).map(([name, p]) => {
       writeFileSync(path.join(this.dir, 'config', `${name}-${n}.conf`), p.config);
-      return `  ${name}:\n    machine: ${p.machine}\n    binary: bin/hello.wasm\n    args: [/etc/hello.conf, "60"]\n    config: { /etc/hello.conf: config/${name}-${n}.conf }\n    grants: { memory: ${p.memory ?? '32MiB'} }\n    restart: always`;
+      return `  ${name}:\n    machine: ${p.machine}\n    binary: bin/${p.binary ?? 'hello.wasm'}\n    args: [/etc/hello.conf, "60"]\n    config: { /etc/hello.conf: config/${name}-${n}.conf }\n    grants: { memory: ${p.memory ?? '32MiB'} }\n    restart: always`;
     });
     const file = `infra-${n}.yaml`;
     writeFileSync(path.join(this.dir, file), `version: 1\nmachines:\n${machines}\nprocesses:${procs.length === 0 ? ' {}' : `\n${procs.join('\n')}`}\n`);
@@ -182,6 +194,32 @@ describe('exactly one accepted call per planned call', () => {
         expect(fleet.added()).toEqual(planned);
         expect(await fleet.status(files[i] as string)).toMatch(/^In sync: \d process\(es\) match infra-\d\.yaml\.$/);
       }
+    } finally {
+      await fleet.stopAll();
+    }
+  });
+
+  it('an upload cut by the agent dying after its second chunk resumes at its offset: every chunk is accepted once', async () => {
+    const fleet = new Fleet('upload');
+    try {
+      // hello with 1.5 MiB of padding: four 512 KiB chunks.
+      const big = withPadding(readFileSync(path.join(fleet.dir, 'bin/hello.wasm')), 1.5 * 2 ** 20);
+      writeFileSync(path.join(fleet.dir, 'bin/big.wasm'), big);
+      await fleet.start('m1', 'after-save:put-blob:2');
+      await fleet.start('m2');
+      await fleet.start('m3');
+      const files = [fleet.write(0, {}), fleet.write(1, { p1: { machine: 'm1', config: 'one\n', binary: 'big.wasm' } })];
+      const planned = await fleet.plan(files[0] as string, files[1] as string);
+      expect((await fleet.apply()).code).toBe(1);
+      const a = fleet.agents.get('m1') as RunningAgent;
+      await waitFor(() => a.child.signalCode !== null, 10_000, 'the m1 agent to die after the second chunk');
+      expect(chunks(fleet.stateDir('m1'), sha256Hex(big))).toEqual([0, 524288]);
+      await fleet.start('m1');
+      const rerun = await fleet.apply();
+      expect(rerun.code, `${rerun.stdout}\n${rerun.stderr}`).toBe(0);
+      expect(chunks(fleet.stateDir('m1'), sha256Hex(big))).toEqual([0, 524288, 1048576, 1572864]);
+      expect(fleet.added()).toEqual(planned);
+      expect(await fleet.status(files[1] as string)).toBe('In sync: 1 process(es) match infra-1.yaml.');
     } finally {
       await fleet.stopAll();
     }

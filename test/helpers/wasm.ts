@@ -34,3 +34,12 @@ export function writeMemoryHogModule(file: string, mib: number): void {
   const segment = [1, 1, ...leb(size)]; // one segment, passive, `size` bytes
   writeFileSync(file, Buffer.concat([Buffer.from(head), Buffer.from([11, ...leb(segment.length + size), ...segment]), Buffer.alloc(size, 7)]));
 }
+
+/**
+ * `wasm` with a custom section of `bytes` bytes appended (ignored by every runtime): the same program
+ * in a binary big enough to be uploaded in several chunks.
+ */
+export function withPadding(wasm: Buffer, bytes: number): Buffer {
+  const body = [...name('lowcloud-test-padding')];
+  return Buffer.concat([wasm, Buffer.from([0, ...leb(body.length + bytes), ...body]), Buffer.alloc(bytes, 0x5a)]);
+}

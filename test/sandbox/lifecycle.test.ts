@@ -98,6 +98,20 @@ describe('lifecycle', () => {
     expect(alive(g.pid)).toBe(false);
   });
 
+  it('a guest host that does not end on SIGTERM is killed once the grace period is over', async () => {
+    const g = await spawnGuest(base('sleeper'));
+    started.push(g.pid);
+    await waitFor(() => alive(g.pid), 5000, 'the guest host to run');
+    // Stopped (SIGSTOP), it cannot act on SIGTERM; only the kill after the grace period ends it.
+    process.kill(g.pid, 'SIGSTOP');
+    const t0 = performance.now();
+    const outcome = await Promise.race([g.stop(500), new Promise((r) => setTimeout(() => r('still running 10 s after the grace period'), 10_500))]);
+    expect(outcome).toEqual({ kind: 'stopped' });
+    // The grace period was waited out first (a floor, whatever the load).
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(490);
+    expect(alive(g.pid)).toBe(false);
+  });
+
   it('a guest flooding stdout does not grow host memory without bound', async () => {
     const g = await spawnGuest(base('flood'));
     started.push(g.pid);
