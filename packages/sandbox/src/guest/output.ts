@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import type { OutputTarget } from '../types.js';
-import { sleepSync } from './preview1/imports.js';
+import { sleepSync } from './sleep.js';
 
 /**
  * A synchronous sink for the guest's stdout/stderr. Synchronous writes back-pressure a guest that

@@ -6,8 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GuestBootOptions } from '../guest/options.js';
 import type { Enforcement, EnforcementReport, GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
-import { usageOf } from '../guest/core/fs.js';
-import { GrantUnavailableError } from '../errors.js';
+import { usageOf } from '../common/usage.js';
 import { admit } from './admission.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import { GuestCgroup } from './cgroup.js';
@@ -40,9 +39,6 @@ let swept = false;
 export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): Promise<GuestHandle & { child: ChildProcess }> {
   const caps = probeCapabilitiesSync();
   const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
-  if (admitted.kind === 'component' && (opts.dirs.length > 0 || opts.grants.disk !== undefined)) {
-    throw new GrantUnavailableError('disk', `${opts.wasm} is a WASI 0.2 component; writable directories and the disk grant are available to preview1 guests only in this version (components get read-only config files)`);
-  }
   const useKernel = tuning.kernel !== false && caps.cgroup !== null;
   const detached = opts.detached === true;
   if (detached && opts.runDir === undefined) throw new Error('detached guests need a runDir');

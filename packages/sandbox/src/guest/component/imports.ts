@@ -1,11 +1,12 @@
 import * as cli from '@bytecodealliance/preview2-shim/cli';
 import * as clocks from '@bytecodealliance/preview2-shim/clocks';
-import * as filesystem from '@bytecodealliance/preview2-shim/filesystem';
 import * as io from '@bytecodealliance/preview2-shim/io';
 import * as random from '@bytecodealliance/preview2-shim/random';
 import * as sockets from '@bytecodealliance/preview2-shim/sockets';
-import { GuestExit } from '../preview1/imports.js';
+import type { GuestDir } from '../core/dir.js';
+import { GuestExit } from '../exit.js';
 import { allowsConnect, type IpAddr, type NetPolicy } from '../net/policy.js';
+import { filesystemImports, setReadyPollable } from './filesystem.js';
 
 /** The WASI 0.2 interfaces a component may import; anything else is refused at admission. */
 export const SUPPORTED_INTERFACES = [
@@ -77,14 +78,16 @@ export function componentImports(opts: {
   argv: string[];
   env: Record<string, string>;
   policy: NetPolicy;
-  /** Read-only config file preopens ([descriptor, guest dir]). */
-  preopens: [unknown, string][];
+  /** The guest's directories (granted dirs and config mounts), as [guest path, directory]. */
+  preopens: [string, GuestDir][];
   stdout: (b: Uint8Array) => void;
   stderr: (b: Uint8Array) => void;
 }): Record<string, unknown> {
   const shimStdout = (cli.stdout as unknown as { getStdout(): { subscribe(): unknown } }).getStdout();
   const stdout = syncOutputStream(opts.stdout, shimStdout);
   const stderr = syncOutputStream(opts.stderr, shimStdout);
+  setReadyPollable(() => shimStdout.subscribe());
+  const filesystem = filesystemImports(opts.preopens);
   patchSockets();
   // The browser typings are what TypeScript sees; at run time Node loads the nodejs build, which has createSockets.
   const local = (sockets as unknown as { createSockets(c: object): unknown }).createSockets({}) as { instanceNetwork: { instanceNetwork(): Network } } & Record<string, unknown>;
@@ -113,8 +116,8 @@ export function componentImports(opts: {
     'wasi:cli/terminal-stderr': cli.terminalStderr,
     'wasi:clocks/wall-clock': clocks.wallClock,
     'wasi:clocks/monotonic-clock': clocks.monotonicClock,
-    // Only read-only config directories: writable directories and the disk grant are preview1-only.
-    'wasi:filesystem/preopens': { getDirectories: () => opts.preopens },
+    // The same enforcement core as preview1: paths, links and the disk quota (filesystem.ts).
+    'wasi:filesystem/preopens': filesystem.preopens,
     'wasi:filesystem/types': filesystem.types,
     'wasi:io/error': io.error,
     'wasi:io/streams': io.streams,

@@ -3,9 +3,9 @@ import { lookup } from 'node:dns/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { NetworkGrant } from '@lowcloud/api';
-import { GuestExit } from '../preview1/imports.js';
+import type { GuestDir } from '../core/dir.js';
+import { GuestExit } from '../exit.js';
 import { compilePolicy } from '../net/policy.js';
-import { configPreopens } from './config-fs.js';
 import { componentImports } from './imports.js';
 
 type Instantiate = (getCoreModule: (p: string) => Promise<WebAssembly.Module>, imports: Record<string, unknown>) => Promise<Record<string, { run?: () => void }>>;
@@ -17,16 +17,14 @@ export async function runComponent(
     argv: string[];
     env: Record<string, string>;
     network: NetworkGrant;
-    config: { guest: string; host: string }[];
+    preopens: [string, GuestDir][];
     stdout: (b: Uint8Array) => void;
     stderr: (b: Uint8Array) => void;
   },
 ): Promise<number> {
-  const cfg = configPreopens(opts.config);
-  process.on('exit', cfg.cleanup);
   const policy = await compilePolicy(opts.network, async (host) => (await lookup(host, { all: true })).map((a) => a.address));
   const { instantiate } = (await import(pathToFileURL(path.join(dir, 'guest.js')).href)) as { instantiate: Instantiate };
-  const root = await instantiate(async (p) => WebAssembly.compile(await readFile(path.join(dir, p))), componentImports({ ...opts, policy, preopens: cfg.entries }));
+  const root = await instantiate(async (p) => WebAssembly.compile(await readFile(path.join(dir, p))), componentImports({ ...opts, policy }));
   const run = Object.entries(root).find(([k]) => k === 'run' || k.startsWith('wasi:cli/run'))?.[1]?.run;
   if (run === undefined) throw new Error('the component does not export wasi:cli/run');
   try {

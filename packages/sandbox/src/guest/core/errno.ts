@@ -7,14 +7,17 @@ export const Errno = {
   DQUOT: 19,
   EXIST: 20,
   FBIG: 22,
+  ILSEQ: 25,
   INVAL: 28,
   IO: 29,
   ISDIR: 31,
   LOOP: 32,
+  MLINK: 34,
   NAMETOOLONG: 37,
   NOENT: 44,
   NOSPC: 51,
   NOSYS: 52,
+  NOTSOCK: 57,
   NOTDIR: 54,
   NOTEMPTY: 55,
   NOTSUP: 58,
@@ -53,6 +56,9 @@ const FROM_NODE: Record<string, number> = {
   ENAMETOOLONG: Errno.NAMETOOLONG,
   EFBIG: Errno.FBIG,
   EAGAIN: Errno.AGAIN,
+  EMLINK: Errno.MLINK,
+  ENOTSOCK: Errno.NOTSOCK,
+  EILSEQ: Errno.ILSEQ,
 };
 
 /** Map a host error to a WASI errno; anything unexpected is EIO, never a host crash. */
