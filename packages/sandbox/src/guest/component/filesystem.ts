@@ -164,11 +164,15 @@ export class Descriptor {
   #node: Opened;
   #flags: Flags;
 
-  /** Only lowcloud makes descriptors (the guest gets them from preopens and openAt). */
-  constructor(node: Opened, flags: Flags) {
+  /**
+   * Only lowcloud makes descriptors (the guest gets them from preopens and openAt). A preopen is
+   * never closed by a drop: the preview1 adapter asks for the preopens again (each time handing
+   * over and dropping the same objects), so it lives as long as the guest.
+   */
+  constructor(node: Opened, flags: Flags, preopen = false) {
     this.#node = node;
     this.#flags = flags;
-    dispose(this, () => node.close());
+    dispose(this, preopen ? () => undefined : () => node.close());
   }
 
   #file(): HostFile {
@@ -368,7 +372,7 @@ const hash = (st: Stat) => ({ lower: BigInt.asUintN(64, st.ino ^ (st.mtimeNs << 
 
 /** wasi:filesystem/types and wasi:filesystem/preopens for one component instance. */
 export function filesystemImports(preopens: [string, GuestDir][]): { types: object; preopens: object } {
-  const dirs: [Descriptor, string][] = preopens.map(([guest, dir]) => [new Descriptor(dir, { read: true, mutateDirectory: !dir.readonly }), guest]);
+  const dirs: [Descriptor, string][] = preopens.map(([guest, dir]) => [new Descriptor(dir, { read: true, mutateDirectory: !dir.readonly }, true), guest]);
   return {
     types: {
       Descriptor,
