@@ -156,9 +156,9 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   report.disk.push(
     opts.grants.disk === undefined
       ? { mechanism: opts.dirs.some((d) => d.readonly !== true) ? 'writable directories without a byte quota' : 'no writable directory', level: opts.dirs.some((d) => d.readonly !== true) ? 'advisory' : 'runtime' }
-      : { mechanism: `byte quota ${opts.grants.disk} on writable directories, charged on every write (EDQUOT)`, level: 'runtime' },
+      : { mechanism: `byte quota ${opts.grants.disk} on writable directories: each file's size once plus 4096 per directory entry, charged before the bytes land (EDQUOT)`, level: 'runtime' },
   );
-  report.disk.push({ mechanism: 'preopened directories only; no symlink following, no links, no absolute paths or ..', level: 'runtime' });
+  report.disk.push({ mechanism: 'preopened directories only, walked one component at a time; links followed only inside them, never to an absolute path or above them', level: 'runtime' });
   report.disk.unshift(...diskKernel.filter((e) => e.level === 'kernel'));
   report.disk.push(...diskKernel.filter((e) => e.level !== 'kernel'));
   if (admitted.kind === 'module') {
