@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { generateKeyPair, sha256Hex, specDigest } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
+import { startLocalAgent } from './local-agent.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
@@ -33,17 +34,7 @@ const pss = (pid) => {
   }
 };
 
-// The agent must not outlive the benchmark, whatever happens.
-process.on('exit', () => agentProc.kill('SIGKILL'));
-const agentProc = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, 'state'), '--trust', path.join(dir, 'ci.pub'), '--insecure-loopback'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const [url, key] = await new Promise((resolve) => {
-  let out = '';
-  agentProc.stdout.on('data', (d) => {
-    out += d;
-    const m = /listening on (\S+) key (\S+)/.exec(out);
-    if (m) resolve([m[1], m[2]]);
-  });
-});
+const { proc: agentProc, url, key } = await startLocalAgent(dir);
 const c = await AgentClient.connect(url, { pinnedKey: key, signer: operator, timeoutMs: 120_000 });
 const wasm = readFileSync(path.join(root, 'test/fixtures/guests/sleeper.wasm'));
 await c.putBlob(sha256Hex(wasm), wasm);

@@ -12,6 +12,7 @@ export type {
 } from './types.js';
 export { spawnGuest, attachGuest, HOST_OVERHEAD_BYTES } from './host/spawn.js';
 export { probeCapabilities } from './host/capabilities.js';
+export { cpuSeconds, rssBytes } from './host/proc.js';
 export { sweepStaleFirewalls, removeGuestFirewall, type FirewallRecord } from './host/firewall.js';
 export { admit } from './host/admission.js';
 export { binaryKind, rewriteMemoryMax } from './wasm/module.js';

@@ -32,7 +32,12 @@ export interface ProcessStatus {
   restarts: number;
   lastExit: Record<string, unknown> | null;
   enforcement: Record<string, { mechanism: string; level: string }[]> | null;
-  usage: { cpuSeconds: number; memoryBytes: number; diskBytes: number } | null;
+  /**
+   * CPU and memory are read at the call; disk use comes from the agent's background measurement:
+   * `diskMeasuredAt` says when (null: not measured yet, diskBytes 0), `diskMeasuring` that a walk of
+   * this process's data directory is under way now.
+   */
+  usage: { cpuSeconds: number; memoryBytes: number; diskBytes: number; diskMeasuredAt: string | null; diskMeasuring: boolean } | null;
   /** When the next restart is due (backoff / crash-loop), ISO time. */
   nextRestart: string | null;
 }

@@ -33,6 +33,7 @@ import { loadOrCreateCertificate, loadOrCreateIdentity } from './identity.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { processPaths, SandboxRunner } from './runner.js';
 import { StateStore } from './state-store.js';
+import { UsageMonitor } from './usage.js';
 import { DEFAULT_BACKOFF, ProcessSupervisor, type BackoffPolicy } from './supervisor.js';
 import { DEFAULT_LOG_LIMITS, LogBudget, streamLog, type LogLimits } from './logs.js';
 
@@ -48,6 +49,8 @@ export interface AgentOptions {
   clock?: Clock;
   defaultGraceMs?: number;
   logs?: LogLimits;
+  /** How often the guests' data directories are walked for `status` (default 10 s). */
+  diskIntervalMs?: number;
 }
 
 /** A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it. */
@@ -62,6 +65,7 @@ export class Agent {
   private readonly auth: RequestAuthenticator;
   private readonly runner: SandboxRunner;
   private readonly logBudget: LogBudget;
+  private readonly usage: UsageMonitor;
   private readonly supervisors = new Map<string, ProcessSupervisor>();
   private readonly watchers = new Set<(e: AgentEvent) => void>();
   private readonly metrics: Metrics = createMetrics();
@@ -82,6 +86,7 @@ export class Agent {
     const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
     this.runner = new SandboxRunner(opts.stateDir, this.blobs, logs);
     this.logBudget = new LogBudget(path.join(opts.stateDir, 'logs'), logs.totalBytes);
+    this.usage = new UsageMonitor(() => this.diskTargets(), opts.diskIntervalMs);
   }
 
   get url(): string {
@@ -93,6 +98,7 @@ export class Agent {
   async start(): Promise<void> {
     await this.reconcile();
     this.logBudget.start();
+    this.usage.start();
     // And those that exit later while no agent watched them (between an agent crash and restart).
     setInterval(() => sweepStaleFirewalls(), 5 * 60_000).unref();
     const onHttp = (req: http.IncomingMessage, res: http.ServerResponse) => void this.serveHttp(req, res);
@@ -116,6 +122,7 @@ export class Agent {
   async close(): Promise<void> {
     for (const s of this.supervisors.values()) s.handle?.detach();
     this.logBudget.stop();
+    this.usage.stop();
     // Followers (logs --follow, events) hold connections open; the server closes only without them.
     for (const ws of this.wss?.clients ?? []) ws.close(1001, 'agent shutting down');
     const closed = new Promise((r) => this.server?.close(r));
@@ -314,7 +321,7 @@ export class Agent {
     const processes: ProcessStatus[] = [];
     for (const [name, desired] of Object.entries(this.state.processes)) {
       const s = this.supervisors.get(name);
-      const usage = s?.handle !== null && s?.handle !== undefined ? await s.handle.usage() : null;
+      const usage = s?.handle !== null && s?.handle !== undefined ? this.usage.of(name, s.handle.pid) : null;
       if (usage !== null) {
         this.metrics.cpu.set({ process: name }, usage.cpuSeconds);
         this.metrics.memory.set({ process: name }, usage.memoryBytes);
@@ -335,6 +342,13 @@ export class Agent {
       });
     }
     return { agent: this.identity.publicKey, generation: this.state.generation, startedAt: this.startedAt, capabilities: { ...(await probeCapabilities()) }, processes };
+  }
+
+  /** The data directory of every running guest with a disk grant (what the usage monitor walks). */
+  private diskTargets(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [name, s] of this.supervisors) if (s.handle !== null && s.spec.grants.disk !== undefined) out.set(name, processPaths(this.opts.stateDir, name).dataDir);
+    return out;
   }
 
   private async serveHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -1,0 +1,72 @@
+import { readFileSync, symlinkSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ProcessStatus } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { guest, waitFor } from '../helpers/guests.js';
+
+const FILES = 50_000;
+const fx = agentFixture();
+let agent: RunningAgent;
+let c: AgentClient;
+beforeAll(async () => {
+  // Walk the data directories every second here (10 s by default), so a walk is seen soon.
+  agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_DISK_INTERVAL_MS: '1000' } });
+  c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+});
+afterAll(async () => {
+  c.close();
+  await killAgent(agent);
+  fx.remove();
+});
+
+const usageOf = async (name: string): Promise<NonNullable<ProcessStatus['usage']>> => {
+  const p = (await c.status()).processes.find((x) => x.name === name);
+  if (p?.usage === null || p?.usage === undefined) throw new Error(`${name} has no usage: ${JSON.stringify(p)}`);
+  return p.usage;
+};
+
+describe('status: disk use is measured off the event loop and cached, with its time', () => {
+  it(`a guest with ${FILES} files in /data: status answers while its directory is being walked, and the figure is right`, async () => {
+    // The guest itself makes the files (one byte each) through its WASI filesystem.
+    await c.start(await uploadSpec(c, 'many', guest('manyfiles'), { args: ['/data', String(FILES), '1'], grants: { disk: 1024 * 2 ** 20, network: { listen: [], connect: [] } } }));
+    const log = path.join(fx.stateDir, 'logs/many.log');
+    await waitFor(() => {
+      try {
+        return readFileSync(log, 'utf8').includes(`made ${FILES}`);
+      } catch {
+        return false;
+      }
+    }, 180_000, `the guest to make ${FILES} files`);
+    await waitFor(async () => (await usageOf('many')).diskBytes === FILES, 30_000, `a disk figure of ${FILES} bytes`);
+
+    // The signal that status is not blocked by the walk: replies that say a walk of this very
+    // directory is under way (a synchronous walk could never be observed in progress), several of
+    // them during one walk (the same last measurement time in each).
+    const during: string[] = [];
+    await waitFor(async () => {
+      const u = await usageOf('many');
+      if (!u.diskMeasuring) {
+        during.length = 0;
+        return false;
+      }
+      during.push(String(u.diskMeasuredAt));
+      return during.length >= 3 && new Set(during).size === 1;
+    }, 60_000, 'three status replies answered during one walk of the 50,000 files');
+
+    const u = await usageOf('many');
+    expect(u.diskMeasuredAt).not.toBeNull();
+    expect(Date.now() - Date.parse(u.diskMeasuredAt as string)).toBeLessThan(60_000);
+  });
+
+  it('the walk never follows a symlink (a link to / counts as nothing)', async () => {
+    const before = (await usageOf('many')).diskMeasuredAt as string;
+    symlinkSync('/', path.join(fx.stateDir, 'data/many/root-link'));
+    // The next complete measurement after the link appeared.
+    await waitFor(async () => Date.parse((await usageOf('many')).diskMeasuredAt ?? '0') > Date.parse(before) + 1, 30_000, 'a new measurement');
+    await waitFor(async () => !(await usageOf('many')).diskMeasuring, 30_000, 'the walk to finish');
+    expect((await usageOf('many')).diskBytes).toBe(FILES);
+    await c.stop('many', 500);
+  });
+});
