@@ -1,4 +1,3 @@
-import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentEvent, ProcessStatus } from '@lowcloud/api';
@@ -8,6 +7,7 @@ import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } fr
 import { waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 import { writeMemoryHogModule } from '../helpers/wasm.js';
+import { httpGet } from '../helpers/net.js';
 
 // A real guest goes past its memory grant under a real agent, on both layers: the kernel's (the
 // cgroup memory limit: an OOM kill) and the runtime's (the RSS watchdog, on an agent without root,
@@ -21,18 +21,6 @@ writeMemoryHogModule(hog, 64);
 afterAll(() => fx.remove());
 
 if (!facts.memoryCgroup) console.warn(`memory-violation: the kernel layer is not tested here: ${facts.why.memoryCgroup}`);
-
-function metrics(url: string): Promise<string> {
-  return new Promise((resolve, reject) =>
-    http
-      .get(`http://127.0.0.1:${new URL(url).port}/metrics`, (res) => {
-        let b = '';
-        res.on('data', (d: Buffer) => (b += d.toString()));
-        res.on('end', () => resolve(b));
-      })
-      .on('error', reject),
-  );
-}
 
 async function violate(agent: RunningAgent, name: string, detail: RegExp, mechanism: RegExp, kernel: boolean): Promise<void> {
   const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
@@ -60,7 +48,7 @@ async function violate(agent: RunningAgent, name: string, detail: RegExp, mechan
   const memory = (enforcement as ProcessStatus['enforcement'])?.memory ?? [];
   expect(memory.map((e) => `${e.level} ${e.mechanism}`)).toEqual(expect.arrayContaining([expect.stringMatching(mechanism)]));
   expect(memory.some((e) => e.level === 'kernel')).toBe(kernel);
-  expect(await metrics(agent.url)).toMatch(new RegExp(`lowcloud_process_grant_violations_total\\{process="${name}",grant="memory"\\} [2-9]`));
+  expect(await httpGet((agent as RunningAgent & { metricsUrl?: string | null }).metricsUrl ?? `http://127.0.0.1:${new URL(agent.url).port}/metrics`)).toMatch(new RegExp(`lowcloud_process_grant_violations_total\\{process="${name}",grant="memory"\\} [2-9]`));
   await c.stop(name, 500);
   c.close();
 }

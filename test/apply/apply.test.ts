@@ -1,5 +1,4 @@
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '@lowcloud/api';
@@ -9,6 +8,7 @@ import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpe
 import { tempGitRepo } from '../helpers/git.js';
 import { alive } from '../helpers/guests.js';
 import { startLatencyProxy, type LatencyProxy } from '../helpers/latency-proxy.js';
+import { freePort } from '../helpers/net.js';
 
 const fx = agentFixture();
 const repo = tempGitRepo();
@@ -17,14 +17,6 @@ const agents = new Map<string, RunningAgent>();
 const ports = new Map<string, number>();
 const proxies: LatencyProxy[] = [];
 const guestPids = new Set<number>();
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function start(m: string): Promise<void> {
   agents.set(m, await startAgent(path.join(fx.dir, `state-${m}`), [fx.pubFile], { port: ports.get(m) as number }));

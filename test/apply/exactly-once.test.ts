@@ -1,5 +1,4 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { repoRoot, runCli } from '../helpers/cli.js';
@@ -8,6 +7,7 @@ import { alive, waitFor } from '../helpers/guests.js';
 import { startLatencyProxy, type LatencyProxy } from '../helpers/latency-proxy.js';
 import { withPadding } from '../helpers/wasm.js';
 import { sha256Hex } from '@lowcloud/api';
+import { freePort } from '../helpers/net.js';
 
 // "A call is never made twice", counted where it counts: in each agent's audit log, which gets one
 // line per accepted state-changing call. After every apply, the lines added on each machine must be
@@ -19,14 +19,6 @@ type Machine = (typeof MACHINES)[number];
 const fx = agentFixture();
 const key = ['--key', path.join(fx.dir, 'ci.key')];
 afterAll(() => fx.remove());
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** The put-blob chunks an agent accepted for one blob, as their offsets in order. */
 function chunks(stateDir: string, digest: string): number[] {
@@ -120,7 +112,8 @@ class Fleet {
   }
 
   async status(to: string): Promise<string> {
-    return (await runCli(['status', to], { cwd: this.dir, timeoutMs: 60_000 })).stdout.split('\n')[0] as string;
+    // $LOWCLOUD_KEY: the key that signs calls, for a status that signs its reads too.
+    return (await runCli(['status', to], { cwd: this.dir, timeoutMs: 60_000, env: { LOWCLOUD_KEY: key[1] as string } })).stdout.split('\n')[0] as string;
   }
 }
 

@@ -9,21 +9,13 @@ import { alive, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { cliPath } from '../helpers/cli.js';
+import { freePort } from '../helpers/net.js';
 
 const netguest = 'test/fixtures/guests/netguest.component.wasm';
 const children: number[] = [];
 afterAll(() => {
   for (const pid of children) if (alive(pid)) process.kill(pid, 'SIGKILL');
 });
-
-/** A port that was free a moment ago, from the kernel (bind to 0 and read it back). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function startServer(port: number, connections: number): Promise<{ pid: number; output: () => string }> {
   const child = spawn(process.execPath, [cliPath, 'run', netguest, '--listen', String(port), '--', 'server', String(port), String(connections)], { stdio: ['ignore', 'pipe', 'pipe'] });
