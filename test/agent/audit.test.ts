@@ -16,6 +16,8 @@ import { guest } from '../helpers/guests.js';
  */
 const fx = agentFixture();
 let lines: string[] = [];
+/** audit.head as it was before the last call: the head a crash between a line and its head leaves. */
+let olderHead = '';
 
 type Entry = Record<string, unknown> & { seq: number; prev: string; hash: string; sig: string };
 const rehash = (e: Entry): Entry => {
@@ -42,6 +44,7 @@ beforeAll(async () => {
   const blob = Buffer.alloc(3000, 7);
   await c.call({ type: 'put-blob', id: randomUUID(), digest: sha256Hex(blob), size: blob.length, offset: 0, data: blob.subarray(0, 1000).toString('base64') });
   await c.start(await uploadSpec(c, 'b', guest('sleeper'), { args: ['x'] }));
+  olderHead = readFileSync(path.join(fx.stateDir, 'audit.head'), 'utf8');
   await c.stop('b', 500);
   c.close();
   await killAgent(agent, 'SIGTERM');
@@ -122,4 +125,28 @@ describe('audit log: signed chain and head, checked offline and at start', () =>
       expect(after.stdout).toContain('earlier segments that did not verify, kept for inspection: audit.log.broken-');
     });
   }
+
+  it('a crash between a line and its head: the signed line past the head is accepted and sealed at start; a forged one is not', async () => {
+    const dir = tampered('crash', `${lines.join('\n')}\n`);
+    writeFileSync(path.join(dir, 'audit.head'), olderHead);
+    const v = await verify(dir);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toContain('1 line(s) past the head');
+    const agent = await startAgent(dir, [fx.pubFile]);
+    try {
+      expect(agent.output()).toContain('past the signed head');
+      expect(agent.output()).not.toContain('AUDIT LOG BROKEN');
+    } finally {
+      await killAgent(agent);
+    }
+    expect((await verify(dir)).stdout).toContain(`audit log ok: ${lines.length} entries`);
+
+    // The same position, but a line someone appended: chained and hashed right, not signed by the agent.
+    const last = JSON.parse(lines.at(-1) as string) as Entry;
+    const forged = rehash({ ...last, seq: last.seq + 1, prev: last.hash, process: 'forged' });
+    const f = tampered('forged', `${[...lines, JSON.stringify(forged)].join('\n')}\n`);
+    const fv = await verify(f);
+    expect(fv.code).toBe(1);
+    expect(fv.stderr).toContain(`audit.log:${lines.length + 1}: its signature does not verify`);
+  });
 });

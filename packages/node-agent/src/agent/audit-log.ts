@@ -45,19 +45,23 @@ export type AuditVerdict =
 const headFileOf = (file: string) => path.join(path.dirname(file), 'audit.head');
 
 /**
- * Check an audit log offline: every line chains to the one before (from a segment start), its hash
- * matches its contents, and the agent's key signed it; the signed head matches, so a removed tail
- * shows. `agentKey` defaults to `agent.pub` in the same directory (compare it with the key the infra
- * file pins). Lines past the head are allowed only if signed (a crash between the line and the head).
+ * Check an audit log: every line chains to the one before (from a segment start) and its hash
+ * matches its contents; the signed head (`audit.head`) matches, so a removed tail or a rewritten
+ * chain shows. The head pins the whole chain up to it, so at start (`signatures: 'unsealed'`) only
+ * lines past the head have their own signature checked (a crash between a line and its head);
+ * offline every line's is (`'all'`, the default), and a failure names the first bad line.
+ * `agentKey` defaults to `agent.pub` in the same directory (compare it with the key the file pins).
  */
-export function verifyAuditLog(file: string, agentKey?: string): AuditVerdict {
+export function verifyAuditLog(file: string, agentKey?: string, opts: { signatures: 'all' | 'unsealed' } = { signatures: 'all' }): AuditVerdict {
   const key = agentKey ?? readText(path.join(path.dirname(file), 'agent.pub'))?.trim();
   const text = readText(file) ?? '';
   const lines = text.split('\n');
   if (lines.at(-1) === '') lines.pop();
   const bad = (line: number, reason: string): AuditVerdict => ({ ok: false, line, reason, entries: lines.length });
   if (key === undefined) return bad(0, 'no agent key to check signatures with (agent.pub is missing)');
-  if (text !== '' && !text.endsWith('\n')) return bad(lines.length, 'the last line is cut short (no newline)');
+  const head = readHead(headFileOf(file), key);
+  // Without a valid head nothing pins the chain: every line's own signature is checked.
+  const sealed = opts.signatures === 'unsealed' && typeof head === 'object' ? head.seq : 0;
   let prev = ZERO;
   const hashes: string[] = [];
   for (let i = 0; i < lines.length; i++) {
@@ -65,28 +69,42 @@ export function verifyAuditLog(file: string, agentKey?: string): AuditVerdict {
     try {
       e = JSON.parse(lines[i] as string) as AuditEntry;
     } catch {
-      return bad(i + 1, 'not a JSON line');
+      return bad(i + 1, i === lines.length - 1 && !text.endsWith('\n') ? 'the last line is cut short' : 'not a JSON line');
     }
     if (e === null || typeof e !== 'object') return bad(i + 1, 'not an audit entry');
     const { hash, sig, ...rest } = e;
     if (e.seq !== i + 1 || e.prev !== prev) return bad(i + 1, i === 0 ? 'the log does not start with its first entry (seq 1, chained to nothing): lines were removed from the start' : 'does not chain to the line before (a line was removed or reordered)');
     if (hashOf(rest) !== hash) return bad(i + 1, 'its hash does not match its contents (the line was edited)');
-    if (typeof sig !== 'string' || !verifyBytes(key, lineProof(hash), sig)) return bad(i + 1, `its signature does not verify with the agent key ${key} (the line was re-hashed or forged)`);
+    if (i >= sealed && (typeof sig !== 'string' || !verifyBytes(key, lineProof(hash), sig))) return bad(i + 1, `its signature does not verify with the agent key ${key} (the line was re-hashed or forged)`);
     prev = hash;
     hashes.push(hash);
   }
-  const headText = readText(headFileOf(file));
-  if (headText === null) return lines.length === 0 ? { ok: true, entries: 0, agent: key, unsealed: 0 } : bad(lines.length, 'audit.head (the signed head) is missing');
+  if (text !== '' && !text.endsWith('\n')) return bad(lines.length, 'the last line is cut short (no newline)');
+  if (head === 'missing') return lines.length === 0 ? { ok: true, entries: 0, agent: key, unsealed: 0 } : bad(lines.length, 'audit.head (the signed head) is missing');
+  if (typeof head === 'string') return bad(lines.length, head);
+  if (head.seq > lines.length) return bad(lines.length + 1, `truncated: the signed head records ${head.seq} entries, the file has ${lines.length}`);
+  if (head.seq > 0 && hashes[head.seq - 1] !== head.hash) {
+    // The chain was rewritten: find the first line whose own signature fails, to name it.
+    const full = opts.signatures === 'unsealed' ? verifyAuditLog(file, key) : null;
+    return full !== null && !full.ok ? full : bad(head.seq, 'the signed head does not match this line (the log was rewritten)');
+  }
+  return { ok: true, entries: lines.length, agent: key, unsealed: lines.length - head.seq };
+}
+
+/** The signed head, 'missing', or why it is not valid. */
+function readHead(file: string, key: string): AuditHead | 'missing' | string {
+  const text = readText(file);
+  if (text === null) return 'missing';
   let head: AuditHead;
   try {
-    head = JSON.parse(headText) as AuditHead;
+    head = JSON.parse(text) as AuditHead;
   } catch {
-    return bad(lines.length, 'audit.head is not JSON');
+    return 'audit.head is not JSON';
   }
-  if (head.agent !== key || !verifyBytes(key, headProof({ agent: head.agent, seq: head.seq, hash: head.hash }), head.sig)) return bad(lines.length, 'audit.head is not signed by the agent key');
-  if (head.seq > lines.length) return bad(lines.length + 1, `truncated: the signed head records ${head.seq} entries, the file has ${lines.length}`);
-  if (head.seq > 0 && hashes[head.seq - 1] !== head.hash) return bad(head.seq, 'the signed head does not match this line (the log was rewritten)');
-  return { ok: true, entries: lines.length, agent: key, unsealed: lines.length - head.seq };
+  if (head === null || typeof head !== 'object' || typeof head.seq !== 'number' || head.agent !== key || !verifyBytes(key, headProof({ agent: head.agent, seq: head.seq, hash: head.hash }), head.sig)) {
+    return 'audit.head is not signed by the agent key';
+  }
+  return head;
 }
 
 /**
@@ -106,7 +124,7 @@ export class AuditLog {
     report: (message: string) => void,
   ) {
     this.headFile = headFileOf(file);
-    const v = verifyAuditLog(file, identity.publicKey);
+    const v = verifyAuditLog(file, identity.publicKey, { signatures: 'unsealed' });
     if (v.ok && v.entries > 0) {
       const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
       const last = JSON.parse(lines.at(-1) as string) as AuditEntry;
