@@ -94,12 +94,19 @@ export class UsageMonitor {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.round = this.measureAll().finally(() => {
-        this.round = null;
-        // A guest that started during the round is measured at once, not a whole interval later.
-        const missing = [...this.targets().keys()].some((n) => !this.disk.has(n));
-        this.schedule(missing ? 0 : this.intervalMs);
-      });
+      this.round = this.measureAll().then(
+        () => {
+          this.round = null;
+          // A guest that started during the round is measured at once, not a whole interval later.
+          const missing = [...this.targets().keys()].some((n) => !this.disk.has(n));
+          this.schedule(missing ? 0 : this.intervalMs);
+        },
+        (err: unknown) => {
+          this.round = null;
+          process.stderr.write(`disk usage: ${err instanceof Error ? err.message : String(err)}\n`);
+          this.schedule(this.intervalMs);
+        },
+      );
     }, delay);
     this.timer.unref();
   }
