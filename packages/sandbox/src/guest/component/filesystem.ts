@@ -1,6 +1,6 @@
 import * as io from '@bytecodealliance/preview2-shim/io';
 import type { GuestDir, Opened } from '../core/dir.js';
-import { Errno, errnoOf } from '../core/errno.js';
+import { Errno, errnoOf, WasiError } from '../core/errno.js';
 import type { HostFile } from '../core/file.js';
 import type { FileType, Stat } from '../core/stat.js';
 import type { NewTime } from '../core/times.js';
@@ -125,13 +125,21 @@ function outputStream(file: HostFile, offset: number | 'append'): object {
       // An append stream writes at the file's true end each time, whatever other descriptors did.
       const at = offset === 'append' ? file.size : pos;
       let done = 0;
-      while (done < b.length) done += file.write([done === 0 ? b : b.subarray(done)], at + done);
+      while (done < b.length) {
+        const n = file.write([done === 0 ? b : b.subarray(done)], at + done);
+        if (n === 0) throw new WasiError(Errno.IO, 'no progress writing a file');
+        done += n;
+      }
       pos = at + done;
     } catch (err) {
       throw streamFailure(err);
     }
   };
-  const zeroes = (n: bigint) => write(new Uint8Array(Number(n)));
+  // In pieces: the length is the guest's, up to 2^64.
+  const zeroes = (n: bigint) => {
+    const piece = new Uint8Array(65536);
+    for (let left = n; left > 0n; left -= 65536n) write(left >= 65536n ? piece : piece.subarray(0, Number(left)));
+  };
   const s = Object.create(OutputStream.prototype) as Record<string, unknown>;
   Object.assign(s, {
     checkWrite: () => 1_048_576n,
