@@ -2,7 +2,7 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, s
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnGuest } from '@lowcloud/sandbox';
+import { spawnGuest, type GuestOptions } from '@lowcloud/sandbox';
 import { runCli } from '../helpers/cli.js';
 import { guest } from '../helpers/guests.js';
 
@@ -32,11 +32,26 @@ function held(dir: string): number {
   return total;
 }
 
+/** One run of a real guest host (the runtime layer: the kernel disk layer is tested in test/agent). */
+async function run(wasm: string, args: string[], dirs: GuestOptions['dirs'], disk?: number): Promise<{ stdout: string; stderr: string; code: number | string }> {
+  const g = await spawnGuest(
+    { wasm: guest(wasm), args, env: {}, dirs, config: [], grants: { network: { listen: [], connect: [] }, ...(disk === undefined ? {} : { disk }) }, stdout: 'pipe', stderr: 'pipe' },
+    { kernel: false },
+  );
+  let stdout = '';
+  let stderr = '';
+  g.child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  g.child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exit = await g.exited;
+  await new Promise((r) => setImmediate(r));
+  return { stdout, stderr, code: exit.kind === 'exit' ? exit.code : exit.kind };
+}
+
 let n = 0;
-async function attack(wasm: string, cmd: string): Promise<{ dir: string; stdout: string; code: number | null }> {
+async function attack(wasm: string, cmd: string): Promise<{ dir: string; stdout: string; code: number | string }> {
   const dir = path.join(work, `${cmd}-${n++}`);
   mkdirSync(dir);
-  const r = await runCli(['run', guest(wasm), '--dir', `${dir}::/data`, '--disk', '1MiB', '--', cmd, '/data']);
+  const r = await run(wasm, [cmd, '/data'], [{ host: dir, guest: '/data' }], MiB);
   expect(r.stderr).toBe('');
   return { dir, stdout: r.stdout, code: r.code };
 }
@@ -107,16 +122,10 @@ for (const wasm of ['fsattack', 'fsattack.component']) {
       mkdirSync(dir);
       writeFileSync(path.join(dir, 'f'), 'x');
       utimesSync(path.join(dir, 'f'), 1_600_000_000, 1_600_000_000);
-      const run = async (...args: string[]) => {
-        const g = await spawnGuest({ wasm: guest(wasm), args, env: {}, dirs: [{ host: dir, guest: '/ro', readonly: true }], config: [], grants: { network: { listen: [], connect: [] } }, stdout: 'pipe', stderr: 'pipe' }, { kernel: false });
-        let out = '';
-        g.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-        await g.exited;
-        return out;
-      };
-      expect(await run('settimes', '/ro/f')).toBe('settimes: Read-only file system\nsettimes by path: Read-only file system\n');
-      expect(await run('append', '/ro')).toMatch(/^append: wrote -1\+-1\+-1, /);
-      expect(await run('entries', '/ro')).toBe('entries: 0 empty files (Read-only file system)\nentries: 0 directories (Read-only file system)\n');
+      const ro = async (...args: string[]) => (await run(wasm, args, [{ host: dir, guest: '/ro', readonly: true }])).stdout;
+      expect(await ro('settimes', '/ro/f')).toBe('settimes: Read-only file system\nsettimes by path: Read-only file system\n');
+      expect(await ro('append', '/ro')).toMatch(/^append: wrote -1\+-1\+-1, /);
+      expect(await ro('entries', '/ro')).toBe('entries: 0 empty files (Read-only file system)\nentries: 0 directories (Read-only file system)\n');
       expect(statSync(path.join(dir, 'f')).mtimeMs).toBe(1_600_000_000_000);
       expect(readdirSync(dir)).toEqual(['f']);
     });
