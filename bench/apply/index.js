@@ -29,7 +29,7 @@ process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
 
 const agents = await Promise.all(
   Array.from({ length: AGENTS }, (_, i) => {
-    const c = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, `a${i}`), '--trust', path.join(dir, 'ci.pub'), '--insecure-loopback'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, `a${i}`), '--trust', path.join(dir, 'ci.pub'), '--insecure-loopback', '--metrics-listen', 'off'], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(c);
     return new Promise((resolve) => {
       let out = '';

@@ -1,15 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
-import { generateKeyPair, sha256Hex, signRequest } from '@lowcloud/api';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
 import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest } from '../helpers/guests.js';
+import { rawConnect, type RawWs } from '../helpers/raw-ws.js';
 
 const fx = agentFixture();
+const reader = generateKeyPair();
 let agent: RunningAgent;
 let tlsAgent: RunningAgent;
 beforeAll(async () => {
-  agent = await startAgent(fx.stateDir, [fx.pubFile]);
+  agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--trust-read', reader.publicKey, '--allow-origin', 'https://ops.example'] });
   tlsAgent = await startAgent(`${fx.stateDir}-tls`, [fx.pubFile], { tls: true });
 });
 afterAll(async () => {
@@ -19,37 +21,36 @@ afterAll(async () => {
 });
 
 /** A raw connection: send anything, read the next reply. */
-async function raw(url: string): Promise<{ send(x: unknown): Promise<{ type: string; error?: { code: string; message: string; details?: Record<string, unknown> }; result?: unknown; generation?: number }>; ws: WebSocket }> {
-  const ws = new WebSocket(url, { rejectUnauthorized: false });
-  await new Promise((r) => ws.once('open', r));
-  return {
-    ws,
-    send(x) {
-      return new Promise((resolve) => {
-        ws.once('message', (d) => resolve(JSON.parse(String(d))));
-        ws.send(typeof x === 'string' || Buffer.isBuffer(x) ? x : JSON.stringify(x));
-      });
+async function raw(url = agent.url): Promise<RawWs & { send(x: unknown): ReturnType<RawWs['next']> }> {
+  const ws = await rawConnect(url);
+  onTestFinished(() => void ws.socket.destroy());
+  return Object.assign(ws, {
+    send(x: unknown) {
+      ws.sendText(typeof x === 'string' ? x : JSON.stringify(x));
+      return ws.next();
     },
-  };
+  });
 }
+
+const signed = (req: object, key: KeyPair = fx.operator, generation = 0, now = Date.now()) => ({ ...req, auth: signRequest(req, agent.key, generation, key, now) });
 
 describe('the agent rejects every bad request with its own code and keeps serving', () => {
   it('each attack gets its error code; the same connection and other clients keep working', async () => {
     const good = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
     const spec = await uploadSpec(good, 'sleeper', guest('sleeper'));
     const gen = good.generation;
-    const r = await raw(agent.url);
+    const r = await raw();
     const start = (id: string) => ({ type: 'start', id, spec });
-    const signed = (req: object, key = fx.operator, generation = gen, now = Date.now()) => ({ ...req, auth: signRequest(req, agent.key, generation, key, now) });
 
     expect((await r.send(start('a'))).error?.code).toBe('UNAUTHENTICATED');
     expect((await r.send(signed(start('b'), generateKeyPair()))).error?.code).toBe('UNKNOWN_KEY');
+    expect((await r.send(signed({ type: 'authenticate', id: 'auth' }))).result).toEqual({ key: fx.operator.publicKey, role: 'write' });
     // Signed over one spec, sent with another.
-    const tampered = { ...signed(start('c')), spec: { ...spec, args: ['--evil'] } };
+    const tampered = { ...signed(start('c'), fx.operator, gen), spec: { ...spec, args: ['--evil'] } };
     expect((await r.send(tampered)).error?.code).toBe('BAD_SIGNATURE');
     expect((await r.send(signed(start('d'), fx.operator, gen, Date.now() - 10 * 60_000))).error?.code).toBe('EXPIRED');
     expect((await r.send(signed(start('e'), fx.operator, gen + 5))).error).toMatchObject({ code: 'STALE_GENERATION', details: { expected: gen, got: gen + 5 } });
-    const once = signed(start('f'));
+    const once = signed(start('f'), fx.operator, gen);
     expect((await r.send(once)).type).toBe('result');
     expect((await r.send(once)).error?.code).toBe('REPLAYED');
     expect((await r.send('{"type": "status", "id": ')).error?.code).toBe('BAD_MESSAGE');
@@ -61,11 +62,10 @@ describe('the agent rejects every bad request with its own code and keeps servin
     expect((await r.send(signed({ type: 'start', id: 'm', spec: { ...spec, name: 'other', binary: sha256Hex('missing') } }, fx.operator, gen + 1))).error?.code).toBe('BLOB_MISSING');
 
     // Still serving: this connection and the other client.
-    expect((await r.send({ type: 'status', id: 's' })).type).toBe('result');
+    expect((await r.send(signed({ type: 'status', id: 's' }))).type).toBe('result');
     const st = await good.status();
     expect(st.processes.map((p) => p.name)).toEqual(['sleeper']);
     await good.stop('sleeper', 1000);
-    r.ws.close();
     good.close();
   });
 
@@ -83,9 +83,92 @@ describe('the agent rejects every bad request with its own code and keeps servin
 
   it('over TLS the client trusts only the pinned key, proven on this connection', async () => {
     expect(tlsAgent.url.startsWith('wss://')).toBe(true);
-    const ok = await AgentClient.connect(tlsAgent.url, { pinnedKey: tlsAgent.key });
+    const ok = await AgentClient.connect(tlsAgent.url, { pinnedKey: tlsAgent.key, signer: fx.operator });
     expect((await ok.status()).agent).toBe(tlsAgent.key);
     ok.close();
     await expect(AgentClient.connect(tlsAgent.url, { pinnedKey: generateKeyPair().publicKey })).rejects.toMatchObject({ code: 'AGENT_KEY_MISMATCH' });
+  });
+});
+
+describe('nothing is read without a trusted key (issue 10 findings)', () => {
+  it('status, logs, blob-status and watch need a signature; anonymous callers get only the hello proof', async () => {
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const spec = await uploadSpec(c, 'secretive', guest('sleeper'), { env: { DB_PASSWORD: 'hunter2-secret' } });
+    await c.start(spec);
+    onTestFinished(async () => void (await c.stop('secretive', 1000), c.close()));
+    const r = await raw();
+    expect((await r.send({ type: 'hello', id: 'h', challenge: 'c'.repeat(32) })).type).toBe('hello');
+    for (const req of [{ type: 'status', id: '1' }, { type: 'logs', id: '2', process: 'secretive' }, { type: 'blob-status', id: '3', digests: [spec.binary] }, { type: 'watch', id: '4' }]) {
+      const reply = await r.send(req);
+      expect(reply.error?.code, req.type).toBe('UNAUTHENTICATED');
+    }
+    expect((await r.send(signed({ type: 'status', id: '5' }, generateKeyPair()))).error?.code).toBe('UNKNOWN_KEY');
+    // The anonymous client without a signer gets a clear error from the client itself.
+    const anon = await AgentClient.connect(agent.url, { pinnedKey: agent.key });
+    await expect(anon.status()).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+    anon.close();
+  });
+
+  it('a --trust-read key reads but cannot change anything (FORBIDDEN)', async () => {
+    const ro = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: reader });
+    onTestFinished(() => ro.close());
+    expect(ro.role).toBe('read');
+    expect((await ro.status()).agent).toBe(agent.key);
+    await expect(ro.stop('anything')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(ro.putBlob(sha256Hex('x'), Buffer.from('x'))).rejects.toMatchObject({ code: 'FORBIDDEN' });
+  });
+
+  it('status never carries env values: keys and a sha256 per value', async () => {
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    onTestFinished(() => c.close());
+    const spec = await uploadSpec(c, 'envy', guest('sleeper'), { env: { DB_PASSWORD: 'hunter2-secret', LOG: 'info' } });
+    await c.start(spec);
+    onTestFinished(async () => void (await c.stop('envy', 1000)));
+    const r = await raw();
+    const reply = await r.send(signed({ type: 'status', id: 'st' }, reader));
+    expect(JSON.stringify(reply)).not.toContain('hunter2-secret');
+    const p = (reply.result as { processes: { name: string; spec: Record<string, unknown> }[] }).processes.find((x) => x.name === 'envy');
+    expect(p?.spec.env).toBeUndefined();
+    expect(p?.spec.envDigests).toEqual({ DB_PASSWORD: sha256Hex('hunter2-secret'), LOG: sha256Hex('info') });
+  });
+
+  it('/metrics is not on the API port; it is on its own loopback listener', async () => {
+    const get = (url: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) =>
+        http.get(url, (res) => {
+          let b = '';
+          res.on('data', (d: Buffer) => (b += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        }).on('error', reject),
+      );
+    const onApi = await get(`http://127.0.0.1:${new URL(agent.url).port}/metrics`);
+    expect(onApi.status).toBe(404);
+    expect(onApi.body).not.toContain('lowcloud_');
+    expect(agent.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    expect((await get(agent.metricsUrl as string)).body).toContain('lowcloud_agent_uptime_seconds');
+  });
+});
+
+describe('browsers and signatures (issue 10 findings)', () => {
+  it('a WebSocket upgrade with an Origin header is refused (403) unless --allow-origin allows it', async () => {
+    await expect(rawConnect(agent.url, { Origin: 'https://evil.example' })).rejects.toThrow(/^HTTP\/1\.1 403/);
+    await expect(AgentClient.connect(agent.url, { origin: 'https://evil.example', signer: fx.operator })).rejects.toMatchObject({ code: 'AGENT_UNREACHABLE', message: expect.stringContaining('403') });
+    const allowed = await AgentClient.connect(agent.url, { origin: 'https://ops.example', pinnedKey: agent.key, signer: fx.operator });
+    expect((await allowed.status()).agent).toBe(agent.key);
+    allowed.close();
+  });
+
+  it('a signed start with an extra __proto__ env key is refused at the schema; nothing is stored', async () => {
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    onTestFinished(() => c.close());
+    const spec = await uploadSpec(c, 'protokey', guest('sleeper'), { env: { A: '1' } });
+    const body = signed({ type: 'start', id: 'p', spec }, fx.operator, c.generation);
+    // The attacker adds a key the canonical form used to drop; JSON.parse keeps it as an own key.
+    const text = JSON.stringify(body).replace('"env":{"A":"1"}', '"env":{"A":"1","__proto__":"x"}');
+    expect(text).toContain('__proto__');
+    const r = await raw();
+    expect((await r.send(signed({ type: 'authenticate', id: 'a' }))).type).toBe('result');
+    expect((await r.send(text)).error).toMatchObject({ code: 'BAD_MESSAGE', details: { path: 'spec.env.__proto__' } });
+    expect((await c.status()).processes.map((p) => p.name)).not.toContain('protokey');
   });
 });

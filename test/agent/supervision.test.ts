@@ -82,10 +82,8 @@ describe('supervision, logs, metrics, audit', () => {
     expect(followed).toEqual(written.slice(from, from + followed.length));
     expect(followed.filter((l) => !before.includes(l)).every((l) => /^Tick \(tick \d+\)$/.test(l))).toBe(true);
     await c.stop('ticker', 500);
-
-    const port = new URL(agent.url).port;
     const body = await new Promise<string>((resolve, reject) =>
-      http.get(`http://127.0.0.1:${port}/metrics`, (res) => {
+      http.get(agent.metricsUrl ?? 'http://127.0.0.1:1/metrics', (res) => {
         let b = '';
         res.on('data', (d: Buffer) => (b += d.toString()));
         res.on('end', () => resolve(b));

@@ -35,7 +35,7 @@ function writeInfra(configs: Record<string, string>, via: (m: string) => string 
 async function pids(): Promise<Record<string, number | null>> {
   const out: Record<string, number | null> = {};
   for (const [m, a] of agents) {
-    const c = await AgentClient.connect(a.url, { pinnedKey: a.key });
+    const c = await AgentClient.connect(a.url, { pinnedKey: a.key, signer: fx.operator });
     const st: AgentStatus = await c.status();
     c.close();
     for (const p of st.processes) {
@@ -86,7 +86,7 @@ describe('apply: from committed files to running agents', () => {
     expect(after['m2/p2']).not.toBe(before['m2/p2']);
     expect(after['m1/p1']).toBe(before['m1/p1']);
     expect(after['m3/p3']).toBe(before['m3/p3']);
-    const status = await runCli(['status', 'infra.yaml'], { cwd: repo.dir });
+    const status = await runCli(['status', 'infra.yaml', ...key()], { cwd: repo.dir });
     expect(status.stdout.split('\n')[0]).toBe('In sync: 3 process(es) match infra.yaml.');
   });
 
@@ -151,7 +151,7 @@ describe('apply: from committed files to running agents', () => {
     expect(r.stdout).toMatch(/ {2}m1 +ok +1 call\(s\) +\d/);
     expect(r.stdout).toMatch(/ {2}m2 +ok +1 call\(s\) +\d/);
     expect(r.code).toBe(0);
-    const status = await runCli(['status', 'infra.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+    const status = await runCli(['status', 'infra.yaml', ...key()], { cwd: repo.dir, timeoutMs: 60_000 });
     expect(status.stdout.split('\n')[0]).toBe('In sync: 3 process(es) match infra.yaml.');
     // The flaky link really dropped connections on the way.
     expect(proxies[1]?.stats.dropped).toBeGreaterThan(0);

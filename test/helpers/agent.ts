@@ -9,6 +9,8 @@ import { alive, killGuestsUnder } from './guests.js';
 
 export interface RunningAgent {
   url: string;
+  /** http://127.0.0.1:PORT/metrics (each test agent on its own port). */
+  metricsUrl: string | null;
   key: string;
   pid: number;
   stateDir: string;
@@ -23,7 +25,7 @@ export interface RunningAgent {
  * where the agent has no root and so no kernel layer; its state directory is made and given to it.
  */
 export function startAgent(stateDir: string, trust: string[], opts: { tls?: boolean; env?: Record<string, string>; port?: number; args?: string[]; uid?: number } = {}): Promise<RunningAgent> {
-  const args = [cliPath, 'agent', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--state', stateDir, ...trust.flatMap((t) => ['--trust', t]), ...(opts.args ?? [])];
+  const args = [cliPath, 'agent', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--state', stateDir, '--metrics-listen', '127.0.0.1:0', ...trust.flatMap((t) => ['--trust', t]), ...(opts.args ?? [])];
   if (opts.tls !== true) args.push('--insecure-loopback');
   let command = process.execPath;
   if (opts.uid !== undefined) {
@@ -43,7 +45,7 @@ export function startAgent(stateDir: string, trust: string[], opts: { tls?: bool
       const m = /listening on (\S+) key (\S+)/.exec(out);
       if (m !== null) {
         clearTimeout(timer);
-        resolve({ url: m[1] as string, key: m[2] as string, pid: child.pid as number, stateDir, child, output: () => out });
+        resolve({ url: m[1] as string, key: m[2] as string, metricsUrl: /metrics on (\S+)/.exec(out)?.[1] ?? null, pid: child.pid as number, stateDir, child, output: () => out });
       }
     });
     child.on('exit', (code) => {

@@ -23,6 +23,8 @@ export const ErrorCode = {
   BAD_MESSAGE: 'BAD_MESSAGE',
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   UNKNOWN_KEY: 'UNKNOWN_KEY',
+  /** The key is trusted, but only to read (`--trust-read`) and the call changes state. */
+  FORBIDDEN: 'FORBIDDEN',
   BAD_SIGNATURE: 'BAD_SIGNATURE',
   REPLAYED: 'REPLAYED',
   EXPIRED: 'EXPIRED',
@@ -33,6 +35,8 @@ export const ErrorCode = {
   NOT_FOUND: 'NOT_FOUND',
   AGENT_KEY_MISMATCH: 'AGENT_KEY_MISMATCH',
   AGENT_UNREACHABLE: 'AGENT_UNREACHABLE',
+  /** The agent's reply does not match the protocol (the client refuses to act on it). */
+  BAD_REPLY: 'BAD_REPLY',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

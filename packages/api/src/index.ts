@@ -2,7 +2,7 @@ export { ErrorCode, LowcloudError, InvalidInputError, formatDiagnostic, toWireEr
 export type { Diagnostic, WireError } from './errors.js';
 export { parseSize, formatSize, parseCpu } from './units.js';
 export { sha256Hex, canonicalJson } from './digest.js';
-export { specDigest } from './spec.js';
+export { specDigest, envDigests, publicSpec } from './spec.js';
 export type { ProcessSpec, Grants, NetworkGrant, RestartPolicy } from './spec.js';
 export {
   infraSchema,
@@ -25,8 +25,43 @@ export type {
   ResolvedProcess,
   FileSource,
 } from './infra/index.js';
-export { parseRequest, processSpecSchema, MUTATING } from './protocol/index.js';
-export type { Request, RequestType, Reply, AgentStatus, ProcessStatus, ProcessState, AgentEvent } from './protocol/index.js';
+export {
+  parseRequest,
+  parseReply,
+  parseResult,
+  processSpecSchema,
+  findForbiddenKey,
+  FORBIDDEN_KEYS,
+  MUTATING,
+  READ_CALLS,
+  requiredRole,
+  ENFORCEMENT_LEVELS,
+  GRANTS,
+} from './protocol/index.js';
+export type {
+  Request,
+  RequestType,
+  RequestOf,
+  Reply,
+  Results,
+  ResultType,
+  Role,
+  ChannelBinding,
+  AgentStatus,
+  ProcessStatus,
+  ProcessState,
+  ProcessUsage,
+  PublicSpec,
+  AgentEvent,
+  AgentEventKind,
+  Capabilities,
+  Enforcement,
+  EnforcementLevel,
+  EnforcementReport,
+  ExitKind,
+  Grant,
+  GuestExit,
+} from './protocol/index.js';
 export {
   generateKeyPair,
   formatPublicKey,

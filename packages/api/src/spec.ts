@@ -43,3 +43,16 @@ export interface ProcessSpec {
 export function specDigest(spec: ProcessSpec): string {
   return sha256Hex(canonicalJson(spec));
 }
+
+/** Each env variable's value as a sha256 digest: what leaves an agent instead of the value. */
+export function envDigests(env: Record<string, string>): Record<string, string> {
+  const out = Object.create(null) as Record<string, string>;
+  for (const [k, v] of Object.entries(env)) out[k] = sha256Hex(v);
+  return out;
+}
+
+/** A spec as `status` shows it: everything but env values, which become digests. */
+export function publicSpec(spec: ProcessSpec): Omit<ProcessSpec, 'env'> & { envDigests: Record<string, string> } {
+  const { env, ...rest } = spec;
+  return { ...rest, envDigests: { ...envDigests(env) } };
+}

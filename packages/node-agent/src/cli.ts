@@ -14,7 +14,10 @@ export function register(program: Command): void {
     .description('Run the node agent: the daemon that runs this machine\'s processes and serves the signed API.')
     .option('--listen <host:port>', 'where to listen (port 0 picks a free port)', '0.0.0.0:7443')
     .option('--state <dir>', 'state directory: keys, desired state, blobs, logs, audit log', '/var/lib/lowcloud')
-    .option('--trust <file-or-key>', 'a public key (file from `lowcloud keygen`, or ed25519:...) allowed to change this machine (repeatable)', collect, [])
+    .option('--trust <file-or-key>', 'a public key (file from `lowcloud keygen`, or ed25519:...) allowed to read and change this machine (repeatable)', collect, [])
+    .option('--trust-read <file-or-key>', 'a public key allowed only to read: status, logs, events, blob-status (repeatable)', collect, [])
+    .option('--metrics-listen <host:port>', 'where /metrics (Prometheus text) is served, over plain HTTP; "off" for nowhere', '127.0.0.1:9464')
+    .option('--allow-origin <origin>', 'a web page origin (https://host[:port]) whose WebSocket connections are accepted; any other request with an Origin header is refused (repeatable)', collect, [])
     .option('--insecure-loopback', 'serve plain ws:// instead of wss:// (only on 127.0.0.1 / ::1: tests and `lowcloud up`)')
     .option('--log-max-bytes <size>', 'a process\'s log file is rotated at this size', '1MiB')
     .option('--log-keep <n>', 'rotated log files kept per process', '3')
@@ -26,12 +29,16 @@ export function register(program: Command): void {
 On first start the agent makes its Ed25519 key pair in the state directory. It prints one line:
   lowcloud agent listening on wss://0.0.0.0:7443 key ed25519:...
 Put that key in the infra file's machines.<name>.key: clients trust the agent only if it proves it
-holds that key on the TLS connection (no CA needed). Calls that change state must be signed by a
---trust'ed key. Guests keep running if the agent stops or crashes; the next start re-attaches.
+holds that key on this TLS session (no CA needed). Every call but that proof is signed: by a
+--trust'ed key (read and change) or a --trust-read one (status, logs, events only). Before a
+connection has authenticated it may send only small messages; connections are limited per client
+address. /metrics is served apart, on --metrics-listen (loopback by default: scrape it locally or
+through a tunnel). Guests keep running if the agent stops or crashes; the next start re-attaches.
 
 Examples:
   lowcloud keygen --out ci && lowcloud agent --state /var/lib/lowcloud --trust ci.pub
-  lowcloud agent --listen 127.0.0.1:0 --state ./state --trust ci.pub --insecure-loopback
+  lowcloud agent --state /var/lib/lowcloud --trust ci.pub --trust-read ops.pub --metrics-listen 127.0.0.1:9464
+  lowcloud agent --listen 127.0.0.1:0 --state ./state --trust ci.pub --insecure-loopback --metrics-listen off
   lowcloud agent --state /var/lib/lowcloud --verify-audit      # exit 0 intact, 1 broken`,
     )
     .action(async (flags: RawAgentFlags & { verifyAudit?: boolean }) => {
@@ -42,7 +49,8 @@ Examples:
       try {
         const agent = new Agent(compileAgentOptions(flags));
         await agent.start();
-        process.stdout.write(`lowcloud agent listening on ${agent.url} key ${agent.identity.publicKey}\n`);
+        // One write, so a reader waiting for the first line gets the metrics line with it.
+        process.stdout.write(`lowcloud agent listening on ${agent.url} key ${agent.identity.publicKey}\n${agent.metricsUrl === null ? '' : `lowcloud agent metrics on ${agent.metricsUrl}\n`}`);
         const shutdown = () => void agent.close().then(() => process.exit(0));
         process.once('SIGTERM', shutdown);
         process.once('SIGINT', shutdown);

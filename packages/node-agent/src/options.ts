@@ -8,6 +8,9 @@ export interface RawAgentFlags {
   listen: string;
   state: string;
   trust: string[];
+  trustRead: string[];
+  allowOrigin: string[];
+  metricsListen: string;
   insecureLoopback?: boolean;
   logMaxBytes?: string;
   logKeep?: string;
@@ -18,21 +21,15 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
 
 /** Validate the flags once, fill defaults; every error names the flag and the fix. */
 export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv = process.env): AgentOptions {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(raw.listen);
-  if (m === null) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--listen ${raw.listen}: write HOST:PORT, e.g. 0.0.0.0:7443 or 127.0.0.1:0`);
-  const host = (m[1] as string).replace(/^\[|\]$/g, '');
-  const port = Number(m[2]);
-  if (port > 65535) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--listen ${raw.listen}: port ${port} is out of range`);
+  const { host, port } = hostPort('--listen', raw.listen);
   if (raw.insecureLoopback === true && !LOOPBACK.test(host)) {
     throw new LowcloudError(ErrorCode.INVALID_INPUT, `--insecure-loopback: plain ws:// is only allowed on loopback, not ${host}; drop the flag to serve wss://`);
   }
-  const trusted: string[] = [];
-  for (const t of raw.trust) {
-    const text = t.startsWith('ed25519:') ? t : readTrustFile(t);
-    for (const line of text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))) {
-      parsePublicKey(line, `--trust ${t}`);
-      trusted.push(line);
-    }
+  const trusted = readKeys('--trust', raw.trust);
+  const trustedRead = readKeys('--trust-read', raw.trustRead).filter((k) => !trusted.includes(k));
+  const metrics = raw.metricsListen === 'off' ? null : hostPort('--metrics-listen', raw.metricsListen);
+  for (const o of raw.allowOrigin) {
+    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--allow-origin ${o}: give an origin as a browser sends it, scheme://host[:port] with no path, e.g. https://ops.example.com`);
   }
   const logs = compileLogLimits(raw);
   const diskMs = env.LOWCLOUD_DISK_INTERVAL_MS === undefined ? undefined : Number(env.LOWCLOUD_DISK_INTERVAL_MS);
@@ -42,6 +39,9 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     port,
     stateDir: raw.state,
     trusted,
+    trustedRead,
+    allowedOrigins: raw.allowOrigin,
+    metrics,
     insecureLoopback: raw.insecureLoopback === true,
     logs,
     ...(diskMs === undefined || !Number.isFinite(diskMs) || diskMs < 0 ? {} : { diskIntervalMs: diskMs }),
@@ -59,10 +59,31 @@ function compileLogLimits(raw: RawAgentFlags): LogLimits {
   return { maxBytes, keep, totalBytes };
 }
 
-function readTrustFile(file: string): string {
+function hostPort(flag: string, value: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value);
+  if (m === null) throw new LowcloudError(ErrorCode.INVALID_INPUT, `${flag} ${value}: write HOST:PORT, e.g. 0.0.0.0:7443 or 127.0.0.1:0`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new LowcloudError(ErrorCode.INVALID_INPUT, `${flag} ${value}: port ${port} is out of range`);
+  return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port };
+}
+
+/** Public keys from flags: each an ed25519:... key or a file of them, one a line (# comments). */
+function readKeys(flag: string, values: string[]): string[] {
+  const keys: string[] = [];
+  for (const t of values) {
+    const text = t.startsWith('ed25519:') ? t : readTrustFile(flag, t);
+    for (const line of text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))) {
+      parsePublicKey(line, `${flag} ${t}`);
+      keys.push(line);
+    }
+  }
+  return keys;
+}
+
+function readTrustFile(flag: string, file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch {
-    throw new LowcloudError(ErrorCode.FILE_NOT_FOUND, `--trust ${file}: cannot read it; give a .pub file made by \`lowcloud keygen\` or an ed25519:... key`);
+    throw new LowcloudError(ErrorCode.FILE_NOT_FOUND, `${flag} ${file}: cannot read it; give a .pub file made by \`lowcloud keygen\` or an ed25519:... key`);
   }
 }

@@ -28,6 +28,7 @@ export function register(program: Command): void {
     .argument('<files...>', 'BASE.yaml TARGET.yaml, or with --base: the infrastructure file')
     .option('--base <git-rev>', 'read the base version (and every file it references) from this git revision')
     .option('--live', 'the base is what the agents run now (asks every agent; drift shows up in the plan)')
+    .option('--key <file>', 'private key that signs the status calls of --live (every call is signed, reads too); default $LOWCLOUD_KEY, or the local operator key of `up`')
     .option('--json', 'print the plan document (format_version 1) instead of the human view')
     .option('--out <plan.json>', 'also write the plan document to this file, for `lowcloud apply`')
     .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on error')
@@ -49,7 +50,7 @@ Examples:
 Identity is content: a binary or config file changed iff its sha256 changed. Config
 contents are never printed, only digests.`,
     )
-    .action((files: string[], opts: { base?: string; live?: boolean; json?: boolean; out?: string; detailedExitcode?: boolean; planner: string; color: boolean }) =>
+    .action((files: string[], opts: { base?: string; live?: boolean; key?: string; json?: boolean; out?: string; detailedExitcode?: boolean; planner: string; color: boolean }) =>
       run(async () => {
         const emit = async (doc: PlanDocument) => {
           if (opts.out !== undefined) await writeFile(opts.out, `${JSON.stringify(doc, null, 2)}\n`);
@@ -59,7 +60,7 @@ contents are never printed, only digests.`,
         };
         if (opts.live === true) {
           if (opts.base !== undefined || files.length !== 1) throw new LowcloudError('INVALID_INPUT', `with --live, give exactly one infrastructure file and no --base (got ${files.length} file(s)${opts.base === undefined ? '' : ' and --base'})`);
-          await emit(await planLive(files[0] as string, opts.planner));
+          await emit(await planLive(files[0] as string, opts.planner, opts.key));
           return;
         }
         let baseFile: string;
@@ -144,6 +145,7 @@ Example:
     .argument('<process>', 'the process name in the file')
     .option('-n, --tail <lines>', 'how many of the last lines', '100')
     .option('-f, --follow', 'keep printing new lines until interrupted')
+    .option('--key <file>', 'private key that signs the calls (every call is signed, reads too); default $LOWCLOUD_KEY, or the local operator key of `up`')
     .addHelpText(
       'after',
       `
@@ -153,7 +155,7 @@ Examples:
   lowcloud logs examples/hello/infra.yaml hello
   lowcloud logs infra.yaml kv-a --tail 20 --follow`,
     )
-    .action((file: string, proc: string, o: { tail: string; follow?: boolean }) => run(() => logs(file, proc, o)));
+    .action((file: string, proc: string, o: { tail: string; follow?: boolean; key?: string }) => run(() => logs(file, proc, o)));
 
   program
     .command('events')
@@ -161,6 +163,7 @@ Examples:
     .argument('<infra.yaml>', 'the infrastructure file')
     .option('--machine <name>', 'only this machine')
     .option('--json', 'one JSON object per line')
+    .option('--key <file>', 'private key that signs the calls (every call is signed, reads too); default $LOWCLOUD_KEY, or the local operator key of `up`')
     .addHelpText(
       'after',
       `
@@ -170,7 +173,7 @@ Examples:
   lowcloud events examples/kv-cluster/infra.yaml
   lowcloud events infra.yaml --machine eu-1 --json | jq .`,
     )
-    .action((file: string, o: { machine?: string; json?: boolean }) => run(() => events(file, o)));
+    .action((file: string, o: { machine?: string; json?: boolean; key?: string }) => run(() => events(file, o)));
 
   program
     .command('status')
@@ -188,7 +191,8 @@ Examples:
   lowcloud status infra.yaml
   lowcloud status infra.yaml --json | jq '.processes[] | select(.drift != "ok")'`,
     )
-    .action((file: string, o: { json?: boolean }) => run(() => status(file, o.json === true)));
+    .option('--key <file>', 'private key that signs the calls (every call is signed, reads too); default $LOWCLOUD_KEY, or the local operator key of `up`')
+    .action((file: string, o: { json?: boolean; key?: string }) => run(() => status(file, o.json === true, o.key)));
 }
 
 export function useColour(flag: boolean): boolean {

@@ -1,26 +1,13 @@
-import type { Grants } from '@lowcloud/api';
+import type { EnforcementReport, GuestExit, Grants } from '@lowcloud/api';
+
+// Defined once in @lowcloud/api (they cross the wire in status); re-exported for the sandbox's users.
+export type { Capabilities, Enforcement, EnforcementLevel, EnforcementReport, ExitKind, Grant, GuestExit } from '@lowcloud/api';
 
 /**
  * The sandbox's host-side contract: what `lowcloud run` and the node agent use to run one guest.
  * A guest runs in its own child process ("guest host"); this side starts, watches, throttles and
  * stops it.
  */
-
-export type EnforcementLevel = 'kernel' | 'runtime' | 'advisory';
-
-export interface Enforcement {
-  /** What enforces it, e.g. `cgroup v2 memory.max`, `memory maximum rewritten`, `SIGSTOP/SIGCONT duty cycle`. */
-  mechanism: string;
-  level: EnforcementLevel;
-}
-
-/** Per grant, every layer that enforces it, strongest first. */
-export interface EnforcementReport {
-  memory: Enforcement[];
-  cpu: Enforcement[];
-  disk: Enforcement[];
-  network: Enforcement[];
-}
 
 export interface DirMount {
   /** Directory on the host. */
@@ -68,16 +55,6 @@ export interface GuestOptions {
   cacheDir?: string;
 }
 
-export type GuestExit =
-  | { kind: 'exit'; code: number }
-  | { kind: 'trap'; message: string }
-  /** Killed by a signal we did not attribute to a grant (e.g. an operator's kill -9). */
-  | { kind: 'signal'; signal: string }
-  /** Stopped because it went past a grant (e.g. memory cgroup OOM kill, RSS watchdog). */
-  | { kind: 'violation'; grant: 'memory' | 'cpu' | 'disk' | 'network'; detail: string }
-  /** Stopped on request through `stop()`. */
-  | { kind: 'stopped' };
-
 export interface GuestUsage {
   /** CPU seconds used since start. */
   cpuSeconds: number;
@@ -97,17 +74,4 @@ export interface GuestHandle {
   stop(graceMs?: number): Promise<GuestExit>;
   /** Stop watching without stopping the guest (agent shutdown; a detached guest keeps running). */
   detach(): void;
-}
-
-export interface Capabilities {
-  root: boolean;
-  cgroup: 'v2' | 'v1' | null;
-  /** cgroup controllers we may use, e.g. ['cpu', 'memory']. */
-  controllers: string[];
-  netns: boolean;
-  /** nftables and a cgroup v2 hierarchy: the kernel layer of the network grant. */
-  nftables: boolean;
-  /** Loop-mounted ext4 images: the kernel layer of the disk grant. */
-  diskImages: boolean;
-  landlock: number | null;
 }

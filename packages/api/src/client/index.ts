@@ -1,37 +1,62 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import { canonicalJson } from '../digest.js';
 import { ErrorCode, LowcloudError } from '../errors.js';
-import type { AgentEvent, AgentStatus, Reply, Request } from '../protocol/messages.js';
+import type { AgentEvent, AgentStatus, ChannelBinding, Reply, Request, RequestOf, RequestType, Results, Role } from '../protocol/messages.js';
+import { parseReply, parseResult } from '../protocol/replies.js';
 import { signRequest, verifyBytes, type KeyPair } from '../signing.js';
 import type { ProcessSpec } from '../spec.js';
 
 export interface ConnectOptions {
   /** The agent's pinned public key (`ed25519:...`). Without it the agent's identity is not checked. */
   pinnedKey?: string;
-  /** The operator or CI key that signs mutating calls. */
+  /** The operator or CI key that signs every call (`hello` aside). Without it only `hello` works. */
   signer?: KeyPair;
   timeoutMs?: number;
+  /** Sent as the `Origin` header (tests of the agent's browser check). */
+  origin?: string;
 }
 
-/** What the agent's handshake proof covers: the client's challenge and the TLS certificate it sees. */
+/** RFC 9266 `tls-exporter`: 32 bytes of keying material of this TLS session, under this label. */
+export const TLS_EXPORTER_LABEL = 'EXPORTER-Channel-Binding';
+
+/**
+ * What binds the agent's hello proof to one connection, as each side computes it from its own
+ * socket. TLS: the session's exported keying material, which differs on each side of a relay that
+ * terminates TLS, whatever certificate and key the relay holds. Plain ws:// (loopback only) has
+ * nothing to bind to: `none` (a byte relay on loopback is a local process, which could as well read
+ * the agent's state directory; port forwards such as `ssh -L` keep working).
+ */
+export function channelBinding(socket: Socket): { kind: ChannelBinding; value: string } {
+  if (socket instanceof TLSSocket) return { kind: 'tls-exporter', value: `tls-exporter:${socket.exportKeyingMaterial(32, TLS_EXPORTER_LABEL, Buffer.alloc(0)).toString('hex')}` };
+  return { kind: 'none', value: 'none' };
+}
+
+/** What the agent's handshake proof covers: the client's challenge and the channel binding. */
 export function helloProofData(challenge: string, binding: string): string {
   return canonicalJson({ purpose: 'lowcloud-agent-hello', challenge, binding });
 }
 
-type Pending = { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
+type Pending = { type: RequestType; resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
 
 /**
  * The reference client of the agent protocol, used by `lowcloud apply` and the tests. It trusts an
- * agent only after the agent signs the client's random challenge, bound to the TLS certificate of
- * this very connection, with the pinned key: a self-signed certificate is fine, a stolen one is not.
+ * agent only after the agent signs the client's random challenge, bound to this very connection
+ * (see `channelBinding`), with the pinned key: a self-signed certificate is fine, a relay is not.
+ * With a signer it then authenticates the connection (the agent accepts only small frames before)
+ * and signs every call. Every reply is checked against the protocol's schema before it is used.
  */
 export class AgentClient {
   agent = '';
   generation = 0;
+  /** What the signer may do on this agent (after connect with a signer). */
+  role: Role | null = null;
   private readonly pending = new Map<string, Pending>();
   private readonly streams = new Map<string, (r: Reply) => void>();
+  private closedBy: string | null = null;
 
   private constructor(
     private readonly ws: WebSocket,
@@ -39,57 +64,70 @@ export class AgentClient {
     private readonly opts: ConnectOptions,
   ) {
     ws.on('message', (data) => this.onMessage(String(data)));
-    ws.on('close', () => this.failAll(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: connection closed`)));
+    ws.on('close', (code, reason) => {
+      this.closedBy = code === 1005 || code === 1000 ? 'connection closed' : `connection closed by the agent (${code}${reason.length > 0 ? `: ${String(reason)}` : ''})`;
+      this.failAll(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: ${this.closedBy}`));
+    });
     ws.on('error', (err) => this.failAll(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: ${err.message}`, { cause: err })));
   }
 
   static async connect(url: string, opts: ConnectOptions = {}): Promise<AgentClient> {
     const timeoutMs = opts.timeoutMs ?? 15_000;
-    const ws = new WebSocket(url, { rejectUnauthorized: false, handshakeTimeout: timeoutMs, maxPayload: 64 * 2 ** 20 });
+    // TLS 1.3 only: its exporter is bound to the whole handshake (TLS 1.2's needs extended master secret).
+    const ws = new WebSocket(url, { rejectUnauthorized: false, minVersion: 'TLSv1.3', handshakeTimeout: timeoutMs, maxPayload: 64 * 2 ** 20, ...(opts.origin === undefined ? {} : { origin: opts.origin }) });
+    let socket: Socket | null = null;
+    ws.once('upgrade', (res: IncomingMessage) => (socket = res.socket));
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', (err) => reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: ${err.message}`, { cause: err })));
+      ws.once('unexpected-response', (_req, res) => {
+        ws.terminate();
+        reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: the agent refused the connection (HTTP ${res.statusCode ?? '?'} ${res.statusMessage ?? ''})`.trimEnd()));
+      });
     });
     const client = new AgentClient(ws, url, opts);
-    const challenge = randomBytes(24).toString('hex');
-    const hello = (await client.send({ type: 'hello', id: randomUUID(), challenge })) as Extract<Reply, { type: 'hello' }>;
-    const socket = (ws as unknown as { _socket?: TLSSocket })._socket;
-    const cert = socket !== undefined && 'getPeerCertificate' in socket ? socket.getPeerCertificate(false) : null;
-    const binding = cert?.raw !== undefined ? createHash('sha256').update(cert.raw).digest('hex') : 'plain';
-    if (hello.binding !== binding || !verifyBytes(hello.agent, helloProofData(challenge, binding), hello.proof)) {
+    try {
+      if (socket === null) throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: no socket after the upgrade`);
+      const challenge = randomBytes(24).toString('hex');
+      const hello = (await client.send({ type: 'hello', id: randomUUID(), challenge })) as Extract<Reply, { type: 'hello' }>;
+      const expected = channelBinding(socket);
+      if (hello.binding !== expected.kind || !verifyBytes(hello.agent, helloProofData(challenge, expected.value), hello.proof)) {
+        throw new LowcloudError(ErrorCode.AGENT_KEY_MISMATCH, `${url}: the agent could not prove it holds its key on this connection (${expected.kind} binding); something between you and the agent terminates the connection`);
+      }
+      if (opts.pinnedKey !== undefined && hello.agent !== opts.pinnedKey) {
+        throw new LowcloudError(ErrorCode.AGENT_KEY_MISMATCH, `${url}: the agent's key is ${hello.agent}, but the infra file pins ${opts.pinnedKey}`, {
+          details: { expected: opts.pinnedKey, actual: hello.agent },
+        });
+      }
+      client.agent = hello.agent;
+      client.generation = hello.generation;
+      if (opts.signer !== undefined) client.role = (await client.call({ type: 'authenticate', id: randomUUID() })).role;
+    } catch (err) {
       client.close();
-      throw new LowcloudError(ErrorCode.AGENT_KEY_MISMATCH, `${url}: the agent could not prove it holds its key for this connection`);
+      throw err;
     }
-    if (opts.pinnedKey !== undefined && hello.agent !== opts.pinnedKey) {
-      client.close();
-      throw new LowcloudError(ErrorCode.AGENT_KEY_MISMATCH, `${url}: the agent's key is ${hello.agent}, but the infra file pins ${opts.pinnedKey}`, {
-        details: { expected: opts.pinnedKey, actual: hello.agent },
-      });
-    }
-    client.agent = hello.agent;
-    client.generation = hello.generation;
     return client;
   }
 
-  async status(): Promise<AgentStatus> {
-    return (await this.call({ type: 'status', id: randomUUID() })) as unknown as AgentStatus;
+  status(): Promise<AgentStatus> {
+    return this.call({ type: 'status', id: randomUUID() });
   }
 
-  start(spec: ProcessSpec): Promise<Record<string, unknown>> {
+  start(spec: ProcessSpec): Promise<Results['start']> {
     return this.call({ type: 'start', id: randomUUID(), spec });
   }
 
-  stop(process: string, graceMs?: number): Promise<Record<string, unknown>> {
+  stop(process: string, graceMs?: number): Promise<Results['stop']> {
     return this.call({ type: 'stop', id: randomUUID(), process, ...(graceMs === undefined ? {} : { graceMs }) });
   }
 
-  replaceConfig(process: string, config: Record<string, string>, specDigest: string): Promise<Record<string, unknown>> {
+  replaceConfig(process: string, config: Record<string, string>, specDigest: string): Promise<Results['replace-config']> {
     return this.call({ type: 'replace-config', id: randomUUID(), process, config, specDigest });
   }
 
   /** Which of these blobs the agent has, and how far partial uploads got. */
-  async blobStatus(digests: string[]): Promise<{ present: string[]; partial: Record<string, number> }> {
-    return (await this.call({ type: 'blob-status', id: randomUUID(), digests })) as { present: string[]; partial: Record<string, number> };
+  blobStatus(digests: string[]): Promise<Results['blob-status']> {
+    return this.call({ type: 'blob-status', id: randomUUID(), digests });
   }
 
   /** Upload a blob in chunks, resuming where an earlier attempt stopped. */
@@ -119,17 +157,16 @@ export class AgentClient {
     return () => this.streams.delete(id);
   }
 
-  /** Send a request, signing it when it mutates state; resolves with the result or throws its error. */
-  async call(req: Request): Promise<Record<string, unknown>> {
-    const mutating = req.type === 'start' || req.type === 'stop' || req.type === 'replace-config' || req.type === 'put-blob';
-    if (mutating) {
-      if (this.opts.signer === undefined) throw new LowcloudError(ErrorCode.UNAUTHENTICATED, `${req.type} needs a signing key (--key)`);
-      (req as { auth?: unknown }).auth = signRequest(req, this.agent, this.generation, this.opts.signer);
-    }
-    const reply = await this.send(req);
-    if (reply.type !== 'result') throw new LowcloudError(ErrorCode.INTERNAL, `unexpected reply ${reply.type}`);
+  /** Sign and send a request; resolves with its result, checked against the protocol, or throws its error. */
+  async call<T extends Exclude<RequestType, 'hello'>>(req: RequestOf<T>): Promise<Results[T]> {
+    const type = (req as Request).type as T;
+    if (this.opts.signer === undefined) throw new LowcloudError(ErrorCode.UNAUTHENTICATED, `${type} needs a signing key (--key): every call but hello is signed`);
+    (req as { auth?: unknown }).auth = signRequest(req, this.agent, this.generation, this.opts.signer);
+    const reply = await this.send(req as Request);
+    if (reply.type !== 'result') throw new LowcloudError(ErrorCode.BAD_REPLY, `${this.url}: ${type} got a ${reply.type} reply`);
+    const result = parseResult(type, reply.result);
     this.generation = reply.generation;
-    return reply.result;
+    return result;
   }
 
   /** Send raw text (tests of malformed input use this). */
@@ -148,12 +185,13 @@ export class AgentClient {
   }
 
   private send(req: Request): Promise<Reply> {
+    if (this.closedBy !== null) return Promise.reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: ${this.closedBy}`));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(req.id);
         reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: no answer to ${req.type} within ${this.opts.timeoutMs ?? 15_000} ms`));
       }, this.opts.timeoutMs ?? 15_000);
-      this.pending.set(req.id, { resolve, reject, timer });
+      this.pending.set(req.id, { type: req.type, resolve, reject, timer });
       this.ws.send(JSON.stringify(req), (err) => {
         if (err !== undefined && err !== null) this.fail(req.id, new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: ${err.message}`));
       });
@@ -163,8 +201,12 @@ export class AgentClient {
   private onMessage(text: string): void {
     let reply: Reply;
     try {
-      reply = JSON.parse(text) as Reply;
-    } catch {
+      reply = parseReply(text);
+    } catch (err) {
+      // A reply that breaks the protocol fails what it answers (when its id can be read) or everything.
+      const id = /"id":"([^"]{1,128})"/.exec(text)?.[1];
+      if (id !== undefined && this.pending.has(id)) this.fail(id, err as Error);
+      else this.failAll(err as Error);
       return;
     }
     if (reply.type === 'event' || reply.type === 'log') {

@@ -1,43 +1,74 @@
 import type { WireError } from '../errors.js';
 import type { RequestAuth } from '../signing.js';
 import type { ProcessSpec } from '../spec.js';
+import type { Capabilities, EnforcementReport, GuestExit, Grant } from './report.js';
 
 /**
  * The agent protocol: JSON over one WebSocket. Requests carry an `id` that their replies echo.
- * Mutating requests (start, stop, replace-config, put-blob) carry `auth`, a signature by a key the
- * agent trusts. Defined once here; both the agent and the client validate with these schemas.
+ * Every request but `hello` carries `auth`, a signature by a key the agent trusts: `read` keys may
+ * make the read calls, `write` keys every call. Defined once here; the agent validates requests
+ * and the client validates replies with the schemas in `schema.ts` and `replies.ts`.
  */
 export type Request =
   | { type: 'hello'; id: string; challenge: string }
-  | { type: 'status'; id: string }
+  | { type: 'authenticate'; id: string; auth?: RequestAuth }
+  | { type: 'status'; id: string; auth?: RequestAuth }
   | { type: 'start'; id: string; spec: ProcessSpec; auth?: RequestAuth }
   | { type: 'stop'; id: string; process: string; graceMs?: number; auth?: RequestAuth }
   | { type: 'replace-config'; id: string; process: string; config: Record<string, string>; specDigest: string; auth?: RequestAuth }
-  | { type: 'blob-status'; id: string; digests: string[] }
+  | { type: 'blob-status'; id: string; digests: string[]; auth?: RequestAuth }
   | { type: 'put-blob'; id: string; digest: string; size: number; offset: number; data: string; auth?: RequestAuth }
-  | { type: 'logs'; id: string; process: string; tail?: number; follow?: boolean }
-  | { type: 'watch'; id: string };
+  | { type: 'logs'; id: string; process: string; tail?: number; follow?: boolean; auth?: RequestAuth }
+  | { type: 'watch'; id: string; auth?: RequestAuth };
 
 export type RequestType = Request['type'];
+export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
+
+/** What a trusted key may do: `read` the state, or also `write` (change it). `write` implies `read`. */
+export type Role = 'read' | 'write';
+
+/** Calls a `read` key may make. Every other call but `hello` needs `write`. */
+export const READ_CALLS: readonly RequestType[] = ['authenticate', 'status', 'blob-status', 'logs', 'watch'];
+/** Calls that change the agent's state (signed by a `write` key, recorded in the audit log). */
 export const MUTATING: readonly RequestType[] = ['start', 'stop', 'replace-config', 'put-blob'];
+
+/** The role a call needs; `null` for the one anonymous exchange, `hello`. */
+export function requiredRole(type: RequestType): Role | null {
+  return type === 'hello' ? null : READ_CALLS.includes(type) ? 'read' : 'write';
+}
 
 export type ProcessState = 'starting' | 'running' | 'backoff' | 'crash-loop' | 'exited' | 'stopped';
 
+/**
+ * A process spec as `status` shows it: env values never leave the agent. `envDigests` maps each
+ * variable to the sha256 (hex) of its value, so a planner can tell which ones differ from a file.
+ */
+export type PublicSpec = Omit<ProcessSpec, 'env'> & { envDigests: Record<string, string> };
+
+/**
+ * CPU and memory are read at the call; disk use comes from the agent's background measurement:
+ * `diskMeasuredAt` says when (null: not measured yet, diskBytes 0), `diskMeasuring` that a walk of
+ * this process's data directory is under way now.
+ */
+export interface ProcessUsage {
+  cpuSeconds: number;
+  memoryBytes: number;
+  diskBytes: number;
+  diskMeasuredAt: string | null;
+  diskMeasuring: boolean;
+}
+
 export interface ProcessStatus {
   name: string;
-  spec: ProcessSpec;
+  spec: PublicSpec;
+  /** Digest of the whole spec, env values included (equal specs, equal digests). */
   specDigest: string;
   state: ProcessState;
   pid: number | null;
   restarts: number;
-  lastExit: Record<string, unknown> | null;
-  enforcement: Record<string, { mechanism: string; level: string }[]> | null;
-  /**
-   * CPU and memory are read at the call; disk use comes from the agent's background measurement:
-   * `diskMeasuredAt` says when (null: not measured yet, diskBytes 0), `diskMeasuring` that a walk of
-   * this process's data directory is under way now.
-   */
-  usage: { cpuSeconds: number; memoryBytes: number; diskBytes: number; diskMeasuredAt: string | null; diskMeasuring: boolean } | null;
+  lastExit: GuestExit | null;
+  enforcement: EnforcementReport | null;
+  usage: ProcessUsage | null;
   /** When the next restart is due (backoff / crash-loop), ISO time. */
   nextRestart: string | null;
 }
@@ -46,21 +77,46 @@ export interface AgentStatus {
   agent: string;
   generation: number;
   startedAt: string;
-  capabilities: Record<string, unknown>;
+  capabilities: Capabilities;
   processes: ProcessStatus[];
 }
 
-export type AgentEvent = {
-  kind: 'started' | 'exited' | 'died' | 'restarted' | 'grant-violated' | 'crash-loop' | 'stopped';
+export type AgentEventKind = 'started' | 'exited' | 'died' | 'restarted' | 'grant-violated' | 'crash-loop' | 'stopped';
+
+export interface AgentEvent {
+  kind: AgentEventKind;
   process: string;
   at: string;
   pid?: number;
+  /** grant-violated: which grant the process went past. */
+  grant?: Grant;
+  /** Human-readable detail (the exit, the violation, the backoff). */
   detail?: string;
-};
+}
+
+/** The result of each call, by request type. */
+export interface Results {
+  authenticate: { key: string; role: Role };
+  status: AgentStatus;
+  start: { changed: boolean; pid?: number | null };
+  stop: { changed: boolean };
+  'replace-config': { changed: boolean; pid?: number | null };
+  'blob-status': { present: string[]; partial: Record<string, number> };
+  'put-blob': { complete: boolean };
+  logs: Record<string, never>;
+  watch: Record<string, never>;
+}
+export type ResultType = keyof Results;
+
+/**
+ * How the agent bound its hello proof to this connection: `tls-exporter` is RFC 9266 keying
+ * material of the TLS session; `none` for plain ws:// on loopback (no TLS: nothing to bind to).
+ */
+export type ChannelBinding = 'tls-exporter' | 'none';
 
 export type Reply =
-  | { type: 'hello'; id: string; agent: string; generation: number; proof: string; binding: string }
-  | { type: 'result'; id: string; generation: number; result: Record<string, unknown> }
+  | { type: 'hello'; id: string; agent: string; generation: number; proof: string; binding: ChannelBinding }
+  | { type: 'result'; id: string; generation: number; result: Results[ResultType] }
   | { type: 'error'; id: string | null; error: WireError }
   | { type: 'event'; id: string; event: AgentEvent }
   | { type: 'log'; id: string; line: string };

@@ -5,6 +5,13 @@ import type { ProcessSpec } from '../spec.js';
 import type { Request } from './messages.js';
 
 const SHA256 = { type: 'string', pattern: '^[0-9a-f]{64}$' } as const;
+/**
+ * Keys that change what a JavaScript object is rather than what it holds. JSON.parse makes them
+ * ordinary own properties, but spreading, assigning or canonicalizing such an object can drop or
+ * reinterpret them, so a signature over the canonical form would not cover them: refused anywhere.
+ */
+export const FORBIDDEN_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
+const MAP_KEY = { not: { enum: FORBIDDEN_KEYS } } as const;
 const NAME = { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' } as const;
 const ID = { type: 'string', minLength: 1, maxLength: 128 } as const;
 
@@ -29,7 +36,7 @@ export const processSpecSchema: JSONSchemaType<ProcessSpec> = {
     name: NAME,
     binary: SHA256,
     args: { type: 'array', items: { type: 'string' }, maxItems: 1000 },
-    env: { type: 'object', additionalProperties: { type: 'string' }, required: [] },
+    env: { type: 'object', propertyNames: MAP_KEY, additionalProperties: { type: 'string' }, required: [] },
     config: { type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: SHA256, required: [] },
     grants: {
       type: 'object',
@@ -63,7 +70,8 @@ const requestSchema: object = {
   discriminator: { propertyName: 'type' },
   oneOf: [
     { type: 'object', additionalProperties: false, required: ['type', 'id', 'challenge'], properties: { type: { const: 'hello' }, id: ID, challenge: { type: 'string', minLength: 16, maxLength: 128 } } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'status' }, id: ID } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'authenticate' }, id: ID, auth: authProp } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'status' }, id: ID, auth: authProp } },
     { type: 'object', additionalProperties: false, required: ['type', 'id', 'spec'], properties: { type: { const: 'start' }, id: ID, spec: processSpecSchema, auth: authProp } },
     { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'stop' }, id: ID, process: NAME, graceMs: { type: 'integer', minimum: 0, maximum: 600000 }, auth: authProp } },
     {
@@ -72,15 +80,15 @@ const requestSchema: object = {
       required: ['type', 'id', 'process', 'config', 'specDigest'],
       properties: { type: { const: 'replace-config' }, id: ID, process: NAME, config: { type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: SHA256, required: [] }, specDigest: SHA256, auth: authProp },
     },
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'digests'], properties: { type: { const: 'blob-status' }, id: ID, digests: { type: 'array', items: SHA256, maxItems: 10000 } } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'digests'], properties: { type: { const: 'blob-status' }, id: ID, digests: { type: 'array', items: SHA256, maxItems: 10000 }, auth: authProp } },
     {
       type: 'object',
       additionalProperties: false,
       required: ['type', 'id', 'digest', 'size', 'offset', 'data'],
       properties: { type: { const: 'put-blob' }, id: ID, digest: SHA256, size: { type: 'integer', minimum: 0 }, offset: { type: 'integer', minimum: 0 }, data: { type: 'string' }, auth: authProp },
     },
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'logs' }, id: ID, process: NAME, tail: { type: 'integer', minimum: 0, maximum: 100000 }, follow: { type: 'boolean' } } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'watch' }, id: ID } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'logs' }, id: ID, process: NAME, tail: { type: 'integer', minimum: 0, maximum: 100000 }, follow: { type: 'boolean' }, auth: authProp } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'watch' }, id: ID, auth: authProp } },
   ],
 };
 
@@ -89,8 +97,34 @@ const validateRequest = ajv.compile(requestSchema) as unknown as ValidateFunctio
 
 /** Validate an incoming request; the error names the field (`details.path`). */
 export function parseRequest(value: unknown): Request {
+  const forbidden = findForbiddenKey(value);
+  if (forbidden !== null) {
+    throw new LowcloudError(ErrorCode.BAD_MESSAGE, `invalid request at /${forbidden.join('/')}: the key "${forbidden.at(-1) ?? ''}" is not allowed anywhere in a request`, {
+      details: { path: forbidden.join('.') },
+    });
+  }
   if (validateRequest(value)) return value;
   throw badMessage(validateRequest.errors ?? []);
+}
+
+/** The path of the first forbidden key anywhere in a parsed JSON value (iterative, linear: any depth). */
+export function findForbiddenKey(value: unknown): string[] | null {
+  type Node = { v: unknown; key: string; parent: Node | null };
+  const stack: Node[] = [{ v: value, key: '', parent: null }];
+  while (stack.length > 0) {
+    const node = stack.pop() as Node;
+    const v = node.v;
+    if (v === null || typeof v !== 'object') continue;
+    for (const k of Object.keys(v)) {
+      if (FORBIDDEN_KEYS.includes(k)) {
+        const path = [k];
+        for (let n: Node | null = node; n !== null && n.parent !== null; n = n.parent) path.push(n.key);
+        return path.reverse();
+      }
+      stack.push({ v: (v as Record<string, unknown>)[k], key: k, parent: node });
+    }
+  }
+  return null;
 }
 
 function badMessage(errors: ErrorObject[]): LowcloudError {

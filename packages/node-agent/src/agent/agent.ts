@@ -1,18 +1,14 @@
-import { createHash, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { WebSocketServer, type WebSocket } from 'ws';
 import {
   bodyDigest,
   ErrorCode,
   LowcloudError,
-  parseRequest,
+  publicSpec,
   signBytes,
   specDigest,
-  toWireError,
   type AgentEvent,
   type AgentStatus,
   type KeyPair,
@@ -20,6 +16,9 @@ import {
   type ProcessStatus,
   type Reply,
   type Request,
+  type Results,
+  type ResultType,
+  type Role,
 } from '@lowcloud/api';
 import { helloProofData } from '@lowcloud/api/client';
 import { probeCapabilities, sweepStaleFirewalls } from '@lowcloud/sandbox';
@@ -28,10 +27,12 @@ import { withCrashPoints } from './test-hooks.js';
 import { RequestAuthenticator } from './auth.js';
 import { BlobStore } from './blob-store.js';
 import { systemClock, type Clock } from './clock.js';
+import type { Caller, Connection, ConnectionHost } from './connection.js';
 import { writeFileDurable } from './durable.js';
 import { loadOrCreateCertificate, loadOrCreateIdentity } from './identity.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { processPaths, SandboxRunner } from './runner.js';
+import { AgentListener, DEFAULT_LIMITS, type NetworkLimits } from './server.js';
 import { StateStore } from './state-store.js';
 import { UsageMonitor } from './usage.js';
 import { DEFAULT_BACKOFF, ProcessSupervisor, type BackoffPolicy } from './supervisor.js';
@@ -41,8 +42,15 @@ export interface AgentOptions {
   host: string;
   port: number;
   stateDir: string;
-  /** Public keys (`ed25519:...`) allowed to make mutating calls. */
+  /** Public keys (`ed25519:...`) allowed every call (role `write`). */
   trusted: string[];
+  /** Public keys allowed the read calls only (role `read`). */
+  trustedRead?: string[];
+  /** Web page origins allowed to open a WebSocket (a request with any other Origin gets 403). */
+  allowedOrigins?: string[];
+  /** Where /metrics is served (plain HTTP); null: nowhere. */
+  metrics?: { host: string; port: number } | null;
+  limits?: Partial<NetworkLimits>;
   /** Plain ws:// (loopback only); otherwise wss:// with a self-signed certificate. */
   insecureLoopback: boolean;
   backoff?: BackoffPolicy;
@@ -53,11 +61,7 @@ export interface AgentOptions {
   diskIntervalMs?: number;
 }
 
-/** A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it. */
-export const SOFT_FRAME_LIMIT = 2 * 2 ** 20;
-const HARD_FRAME_LIMIT = 16 * 2 ** 20;
-
-export class Agent {
+export class Agent implements ConnectionHost {
   readonly identity: KeyPair;
   private readonly state: StateStore;
   private readonly blobs: BlobStore;
@@ -70,9 +74,8 @@ export class Agent {
   private readonly watchers = new Set<(e: AgentEvent) => void>();
   private readonly metrics: Metrics = createMetrics();
   private readonly startedAt = new Date().toISOString();
-  private server: http.Server | https.Server | null = null;
-  private wss: WebSocketServer | null = null;
-  private binding = 'plain';
+  private listener: AgentListener | null = null;
+  private metricsServer: http.Server | null = null;
   /** Mutating calls run one at a time: each is checked against, and moves, the generation. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -82,7 +85,8 @@ export class Agent {
     this.state = new StateStore(opts.stateDir);
     this.blobs = new BlobStore(opts.stateDir);
     this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'), this.identity, (m) => process.stderr.write(`${m}\n`));
-    this.auth = new RequestAuthenticator(this.identity.publicKey, new Set(opts.trusted), () => (opts.clock ?? systemClock).now());
+    const roles = new Map<string, Role>([...(opts.trustedRead ?? []).map((k): [string, Role] => [k, 'read']), ...opts.trusted.map((k): [string, Role] => [k, 'write'])]);
+    this.auth = new RequestAuthenticator(this.identity.publicKey, roles, () => (opts.clock ?? systemClock).now());
     const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
     this.runner = new SandboxRunner(opts.stateDir, this.blobs, logs);
     this.logBudget = new LogBudget(path.join(opts.stateDir, 'logs'), logs.totalBytes);
@@ -90,9 +94,14 @@ export class Agent {
   }
 
   get url(): string {
-    const addr = this.server?.address() as AddressInfo | null;
     const host = this.opts.host.includes(':') ? `[${this.opts.host}]` : this.opts.host;
-    return `${this.opts.insecureLoopback ? 'ws' : 'wss'}://${host}:${addr?.port ?? this.opts.port}`;
+    return `${this.opts.insecureLoopback ? 'ws' : 'wss'}://${host}:${this.listener?.port ?? this.opts.port}`;
+  }
+
+  get metricsUrl(): string | null {
+    const addr = this.metricsServer?.address() as AddressInfo | null | undefined;
+    if (addr === null || addr === undefined) return null;
+    return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}/metrics`;
   }
 
   async start(): Promise<void> {
@@ -101,21 +110,18 @@ export class Agent {
     this.usage.start();
     // And those that exit later while no agent watched them (between an agent crash and restart).
     setInterval(() => sweepStaleFirewalls(), 5 * 60_000).unref();
-    const onHttp = (req: http.IncomingMessage, res: http.ServerResponse) => void this.serveHttp(req, res);
-    if (this.opts.insecureLoopback) {
-      this.server = http.createServer(onHttp);
-    } else {
-      const tls = loadOrCreateCertificate(this.opts.stateDir);
-      this.binding = createHash('sha256').update(new X509Certificate(tls.cert).raw).digest('hex');
-      this.server = https.createServer({ cert: tls.cert, key: tls.key }, onHttp);
-    }
-    const wss = new WebSocketServer({ server: this.server, maxPayload: HARD_FRAME_LIMIT });
-    this.wss = wss;
-    wss.on('connection', (ws) => this.serveConnection(ws));
-    await new Promise<void>((resolve, reject) => {
-      this.server?.once('error', reject);
-      this.server?.listen(this.opts.port, this.opts.host, () => resolve());
+    this.listener = new AgentListener({
+      host: this.opts.host,
+      port: this.opts.port,
+      tls: this.opts.insecureLoopback ? null : loadOrCreateCertificate(this.opts.stateDir),
+      limits: { ...DEFAULT_LIMITS, ...this.opts.limits },
+      allowedOrigins: this.opts.allowedOrigins ?? [],
+      connectionHost: this,
+      log: (line) => process.stderr.write(`${line}\n`),
     });
+    await this.listener.listen();
+    this.listener.startHeartbeat();
+    if (this.opts.metrics !== null && this.opts.metrics !== undefined) await this.serveMetrics(this.opts.metrics);
   }
 
   /** Stop listening; guests keep running (they are detached) and the next agent re-attaches. */
@@ -123,11 +129,8 @@ export class Agent {
     for (const s of this.supervisors.values()) s.handle?.detach();
     this.logBudget.stop();
     this.usage.stop();
-    // Followers (logs --follow, events) hold connections open; the server closes only without them.
-    for (const ws of this.wss?.clients ?? []) ws.close(1001, 'agent shutting down');
-    const closed = new Promise((r) => this.server?.close(r));
-    setTimeout(() => this.wss?.clients.forEach((ws) => ws.terminate()), 1000).unref();
-    await closed;
+    // Followers (logs --follow, events) hold connections open; the listener closes them.
+    await Promise.all([this.listener?.close(), new Promise((r) => (this.metricsServer === null ? r(null) : this.metricsServer.close(r)))]);
   }
 
   /** Bring every process of the desired state back: re-attach live guests, start the others. */
@@ -166,66 +169,40 @@ export class Agent {
   }
 
   private emit(e: AgentEvent): void {
-    if (e.kind === 'grant-violated') this.metrics.violations.inc({ process: e.process, grant: (e.detail ?? '').split(':')[0] ?? 'unknown' });
+    if (e.kind === 'grant-violated') this.metrics.violations.inc({ process: e.process, grant: e.grant ?? 'unknown' });
     for (const w of this.watchers) w(e);
   }
 
-  private serveConnection(ws: WebSocket): void {
-    const streams: (() => void)[] = [];
-    const send = (r: Reply) => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(r));
-    };
-    ws.on('close', () => streams.forEach((s) => s()));
-    ws.on('message', (data, isBinary) => {
-      const size = (data as Buffer).length;
-      if (isBinary || size > SOFT_FRAME_LIMIT) {
-        this.metrics.calls.inc({ type: 'unknown', result: isBinary ? ErrorCode.BAD_MESSAGE : ErrorCode.FRAME_TOO_LARGE });
-        send({ type: 'error', id: null, error: isBinary ? { code: ErrorCode.BAD_MESSAGE, message: 'binary frames are not part of the protocol' } : { code: ErrorCode.FRAME_TOO_LARGE, message: `a message may be at most ${SOFT_FRAME_LIMIT} bytes (got ${size}); upload blobs in chunks` } });
-        return;
-      }
-      let req: Request;
-      let id: string | null = null;
-      try {
-        const value: unknown = JSON.parse(String(data));
-        if (value !== null && typeof value === 'object' && typeof (value as { id?: unknown }).id === 'string') id = (value as { id: string }).id;
-        req = parseRequest(value);
-      } catch (err) {
-        const e = err instanceof SyntaxError ? { code: ErrorCode.BAD_MESSAGE, message: `malformed JSON: ${err.message}` } : toWireError(err);
-        this.metrics.calls.inc({ type: 'unknown', result: e.code });
-        send({ type: 'error', id, error: e });
-        return;
-      }
-      void this.dispatch(req, send, streams).then(
-        (reply) => {
-          this.metrics.calls.inc({ type: req.type, result: 'ok' });
-          if (reply !== null) send(reply);
-        },
-        (err: unknown) => {
-          const e = toWireError(err);
-          this.metrics.calls.inc({ type: req.type, result: e.code });
-          send({ type: 'error', id: req.id, error: e });
-        },
-      );
-    });
+  hello(req: Extract<Request, { type: 'hello' }>, binding: { kind: 'tls-exporter' | 'none'; value: string }): Reply {
+    return { type: 'hello', id: req.id, agent: this.identity.publicKey, generation: this.state.generation, binding: binding.kind, proof: signBytes(this.identity.privateKey, helloProofData(req.challenge, binding.value)) };
   }
 
-  private result(id: string, result: Record<string, unknown>): Reply {
+  verify(req: Exclude<Request, { type: 'hello' }>): Caller {
+    return this.auth.check(req);
+  }
+
+  count(type: string, result: string): void {
+    this.metrics.calls.inc({ type, result });
+  }
+
+  private result<T extends ResultType>(id: string, result: Results[T]): Reply {
     return { type: 'result', id, generation: this.state.generation, result };
   }
 
-  private async dispatch(req: Request, send: (r: Reply) => void, streams: (() => void)[]): Promise<Reply | null> {
+  async dispatch(req: Exclude<Request, { type: 'hello' }>, caller: Caller, conn: Connection): Promise<Reply | null> {
+    const send = (r: Reply) => conn.send(r);
     switch (req.type) {
-      case 'hello':
-        return { type: 'hello', id: req.id, agent: this.identity.publicKey, generation: this.state.generation, binding: this.binding, proof: signBytes(this.identity.privateKey, helloProofData(req.challenge, this.binding)) };
+      case 'authenticate':
+        return this.result<'authenticate'>(req.id, { key: caller.key, role: caller.role });
       case 'status':
-        return this.result(req.id, (await this.status()) as unknown as Record<string, unknown>);
+        return this.result<'status'>(req.id, await this.status());
       case 'blob-status': {
         const partial: Record<string, number> = {};
         for (const d of req.digests) {
           const n = this.blobs.partialSize(d);
           if (n !== undefined) partial[d] = n;
         }
-        return this.result(req.id, { present: req.digests.filter((d) => this.blobs.has(d)), partial });
+        return this.result<'blob-status'>(req.id, { present: req.digests.filter((d) => this.blobs.has(d)), partial });
       }
       case 'logs': {
         if (this.supervisors.get(req.process) === undefined) throw new LowcloudError(ErrorCode.NOT_FOUND, `no process ${req.process} on this agent`);
@@ -233,22 +210,22 @@ export class Agent {
         // The connection may close while the tail is read: stop the follower then too.
         let stop: (() => void) | null = null;
         let closed = false;
-        streams.push(() => {
+        conn.follow(() => {
           closed = true;
           stop?.();
         });
         stop = await streamLog(file, { tail: req.tail ?? 100, follow: req.follow === true }, (line) => send({ type: 'log', id: req.id, line }));
         if (closed) stop();
-        return this.result(req.id, {});
+        return this.result<'logs'>(req.id, {});
       }
       case 'watch': {
         const w = (event: AgentEvent) => send({ type: 'event', id: req.id, event });
         this.watchers.add(w);
-        streams.push(() => this.watchers.delete(w));
-        return this.result(req.id, {});
+        conn.follow(() => this.watchers.delete(w));
+        return this.result<'watch'>(req.id, {});
       }
       default:
-        return this.serialized(() => withCrashPoints(req.type, () => this.mutate(req)));
+        return this.serialized(() => withCrashPoints(req.type, () => this.mutate(req, caller)));
     }
   }
 
@@ -258,23 +235,23 @@ export class Agent {
     return run;
   }
 
-  private async mutate(req: Request): Promise<Reply> {
-    const auth = this.auth.check(req, this.state.generation);
+  private async mutate(req: Request, caller: Caller): Promise<Reply> {
+    RequestAuthenticator.checkGeneration(req, caller.auth, this.state.generation);
     const record = (process?: string, blob?: { digest: string; offset: number; bytes: number; complete: boolean }) =>
-      this.audit.append({ key: auth.key, type: req.type, body: bodyDigest(req), generation: this.state.generation, ...(process === undefined ? {} : { process }), ...(blob === undefined ? {} : { blob }) });
+      this.audit.append({ key: caller.key, type: req.type, body: bodyDigest(req), generation: this.state.generation, ...(process === undefined ? {} : { process }), ...(blob === undefined ? {} : { blob }) });
     switch (req.type) {
       case 'put-blob': {
         const data = Buffer.from(req.data, 'base64');
         const complete = this.blobs.put(req.digest, req.size, req.offset, data);
         // Every accepted chunk, not only the last: a partial upload leaves a trace too.
         record(undefined, { digest: req.digest, offset: req.offset, bytes: data.length, complete });
-        return this.result(req.id, { complete });
+        return this.result<'put-blob'>(req.id, { complete });
       }
       case 'start': {
         const digest = specDigest(req.spec);
         const cur = this.state.processes[req.spec.name];
         const sup = this.supervisors.get(req.spec.name);
-        if (cur !== undefined && cur.specDigest === digest && sup !== undefined && sup.state !== 'stopped') return this.result(req.id, { changed: false });
+        if (cur !== undefined && cur.specDigest === digest && sup !== undefined && sup.state !== 'stopped') return this.result<'stop'>(req.id, { changed: false });
         if (cur !== undefined && cur.specDigest !== digest) {
           throw new LowcloudError(ErrorCode.INVALID_INPUT, `process ${req.spec.name} runs with another spec (${cur.specDigest.slice(0, 12)}); stop it first, or use replace-config for config changes`);
         }
@@ -284,16 +261,16 @@ export class Agent {
         this.state.set(req.spec);
         const s = this.supervisor(req.spec.name, req.spec, digest);
         await s.start();
-        return this.result(req.id, { changed: true, pid: s.handle?.pid ?? null });
+        return this.result<'start'>(req.id, { changed: true, pid: s.handle?.pid ?? null });
       }
       case 'stop': {
         const sup = this.supervisors.get(req.process);
-        if (this.state.processes[req.process] === undefined && sup === undefined) return this.result(req.id, { changed: false });
+        if (this.state.processes[req.process] === undefined && sup === undefined) return this.result<'stop'>(req.id, { changed: false });
         record(req.process);
         this.state.remove(req.process);
         await sup?.stop(req.graceMs ?? this.opts.defaultGraceMs ?? 5000);
         this.supervisors.delete(req.process);
-        return this.result(req.id, { changed: true });
+        return this.result<'stop'>(req.id, { changed: true });
       }
       case 'replace-config': {
         const cur = this.state.processes[req.process];
@@ -304,13 +281,13 @@ export class Agent {
         if (digest !== req.specDigest) {
           throw new LowcloudError(ErrorCode.INVALID_INPUT, `replace-config ${req.process}: the new config gives spec ${digest.slice(0, 12)}, the call expects ${req.specDigest.slice(0, 12)}; only config may change this way`);
         }
-        if (digest === cur.specDigest) return this.result(req.id, { changed: false });
+        if (digest === cur.specDigest) return this.result<'stop'>(req.id, { changed: false });
         const missing = Object.values(req.config).filter((d) => !this.blobs.has(d));
         if (missing.length > 0) throw new LowcloudError(ErrorCode.BLOB_MISSING, `upload these blobs first: ${missing.join(', ')}`, { details: { missing } });
         record(req.process);
         this.state.set(spec);
         await sup.replace(spec, digest, this.opts.defaultGraceMs ?? 5000);
-        return this.result(req.id, { changed: true, pid: sup.handle?.pid ?? null });
+        return this.result<'replace-config'>(req.id, { changed: true, pid: sup.handle?.pid ?? null });
       }
       default:
         throw new LowcloudError(ErrorCode.BAD_MESSAGE, `unexpected ${req.type}`);
@@ -330,18 +307,18 @@ export class Agent {
       this.metrics.restarts.set({ process: name }, s?.restarts ?? 0);
       processes.push({
         name,
-        spec: desired.spec,
+        spec: publicSpec(desired.spec),
         specDigest: desired.specDigest,
         state: s?.state ?? 'stopped',
         pid: s?.handle?.pid ?? null,
         restarts: s?.restarts ?? 0,
-        lastExit: (s?.lastExit as Record<string, unknown> | null) ?? null,
-        enforcement: (s?.handle?.report as unknown as ProcessStatus['enforcement']) ?? null,
+        lastExit: s?.lastExit ?? null,
+        enforcement: s?.handle?.report ?? null,
         usage,
         nextRestart: s?.nextRestartAt === null || s?.nextRestartAt === undefined ? null : new Date(s.nextRestartAt).toISOString(),
       });
     }
-    return { agent: this.identity.publicKey, generation: this.state.generation, startedAt: this.startedAt, capabilities: { ...(await probeCapabilities()) }, processes };
+    return { agent: this.identity.publicKey, generation: this.state.generation, startedAt: this.startedAt, capabilities: await probeCapabilities(), processes };
   }
 
   /** The data directory of every running guest with a disk grant (what the usage monitor walks). */
@@ -351,15 +328,36 @@ export class Agent {
     return out;
   }
 
-  private async serveHttp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (req.url === '/metrics') {
-      await this.status();
-      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
-      res.end(await this.metrics.registry.metrics());
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('lowcloud agent: connect with a WebSocket client (lowcloud apply / status); metrics at /metrics\n');
+  /** /metrics on its own listener (loopback by default): process names and usage are for the operator. */
+  private async serveMetrics(at: { host: string; port: number }): Promise<void> {
+    const server = http.createServer((req, res) => {
+      if (req.url !== '/metrics' || req.method !== 'GET') {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('lowcloud agent: metrics at /metrics\n');
+        return;
+      }
+      void this.status()
+        .then(() => this.metrics.registry.metrics())
+        .then(
+          (text) => {
+            res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+            res.end(text);
+          },
+          (err: unknown) => {
+            res.writeHead(500, { 'content-type': 'text/plain' });
+            res.end(`metrics failed: ${err instanceof Error ? err.message : String(err)}\n`);
+          },
+        );
+    });
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 10_000;
+    server.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new LowcloudError(ErrorCode.INVALID_INPUT, `--metrics-listen ${at.host}:${at.port}: ${err.message} (give another address, or off)`)));
+      server.listen(at.port, at.host, () => resolve());
+    });
+    server.on('error', (err) => process.stderr.write(`metrics listener error: ${err.message}\n`));
+    this.metricsServer = server;
   }
 }
 

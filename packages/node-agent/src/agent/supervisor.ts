@@ -91,7 +91,7 @@ export class ProcessSupervisor {
       return;
     }
     const failed = !(exit.kind === 'exit' && exit.code === 0);
-    if (exit.kind === 'violation') this.deps.emit({ kind: 'grant-violated', process: this.name, at, detail: `${exit.grant}: ${exit.detail}` });
+    if (exit.kind === 'violation') this.deps.emit({ kind: 'grant-violated', process: this.name, at, grant: exit.grant, detail: exit.detail });
     this.deps.emit({ kind: failed ? 'died' : 'exited', process: this.name, at, detail: JSON.stringify(exit) });
     const restart = this.spec.restart === 'always' || (this.spec.restart === 'on-failure' && failed);
     if (!restart) {

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { ErrorCode, formatSize, LowcloudError, type AgentStatus, type KeyPair, type ProcessStatus } from '@lowcloud/api';
+import { ENFORCEMENT_LEVELS, ErrorCode, formatSize, LowcloudError, type AgentStatus, type Enforcement, type KeyPair, type ProcessStatus } from '@lowcloud/api';
 import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/document.js';
 import { getPlanner } from '../plan/registry.js';
 import { renderHuman, summaryLine } from '../plan/render-human.js';
@@ -22,8 +22,8 @@ function parallelism(flags: ApplyFlags): number {
   return n;
 }
 
-/** The signing key: --key, $LOWCLOUD_KEY, or the operator key `up` made for local agents. */
-function signer(flags: ApplyFlags, infraFile: string | undefined): KeyPair {
+/** The signing key (every call is signed, reads too): --key, $LOWCLOUD_KEY, or the operator key `up` made for local agents. */
+function signer(flags: { key?: string | undefined }, infraFile: string | undefined): KeyPair {
   const file = flags.key ?? process.env.LOWCLOUD_KEY ?? (infraFile === undefined ? undefined : localDir(infraFile).operatorKey);
   if (file === undefined) throw new LowcloudError(ErrorCode.UNAUTHENTICATED, 'give the key that signs calls with --key (made by `lowcloud keygen`) or $LOWCLOUD_KEY');
   return loadSigner(file);
@@ -90,8 +90,8 @@ export async function applyBase(infraFile: string, base: string, flags: ApplyFla
  * The live state of every machine in the file; machines whose agent could not be reached, failed
  * its key check or refused `status` are listed with their error, not fatal.
  */
-async function readLive(infra: LoadedInfra, endpoints: Endpoints): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
-  const { clients, errors } = await connectAll(endpoints, Object.keys(infra.machines), undefined);
+async function readLive(infra: LoadedInfra, endpoints: Endpoints, key: KeyPair): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
+  const { clients, errors } = await connectAll(endpoints, Object.keys(infra.machines), key);
   const statuses = new Map<string, AgentStatus>();
   try {
     await Promise.all(
@@ -116,7 +116,7 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
   const log = (s: string) => process.stderr.write(`${s}\n`);
   if (!down) await ensureLocalAgents(dir, infra.machines, log);
   const endpoints = localEndpoints(dir, infra.machines);
-  const { live, statuses, unreachable } = await readLive(infra, endpoints);
+  const { live, statuses, unreachable } = await readLive(infra, endpoints, signer(flags, infraFile));
   if (unreachable.size > 0 && !down) {
     throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, [...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n'));
   }
@@ -134,9 +134,9 @@ function livePlanDocument(live: PlanState, statuses: Map<string, AgentStatus>, t
 }
 
 /** `lowcloud plan --live`: plan against what the agents run now (drift included), not a git revision. */
-export async function planLive(infraFile: string, planner: string): Promise<PlanDocument> {
+export async function planLive(infraFile: string, planner: string, key?: string): Promise<PlanDocument> {
   const infra = await loadFromWorkingTree(infraFile);
-  const { live, statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines));
+  const { live, statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines), signer({ key }, infraFile));
   if (unreachable.size > 0) {
     throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `cannot plan against live state without every agent:\n${[...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n')}`);
   }
@@ -159,9 +159,9 @@ const PROBLEM_TEXT: Record<AgentProblem, string> = { 'wrong-key': 'wrong key', u
  * `lowcloud status`: per process, whether the live state matches the file. Exit code: 0 in sync,
  * 2 drift, 1 when any agent could not be checked (unreachable, wrong key, refused) or on error.
  */
-export async function status(infraFile: string, json: boolean): Promise<void> {
+export async function status(infraFile: string, json: boolean, key?: string): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
-  const { statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines));
+  const { statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines), signer({ key }, infraFile));
   const problems = new Map([...unreachable].map(([m, e]) => [m, { problem: agentProblem(e), code: (e as LowcloudError).code ?? ErrorCode.AGENT_UNREACHABLE, message: e.message }] as const));
   type Row = {
     process: string;
@@ -221,21 +221,19 @@ export async function status(infraFile: string, json: boolean): Promise<void> {
   }
 }
 
-const LEVELS = ['kernel', 'runtime', 'advisory'];
-
 /** The strongest enforcement level of each grant, from an agent's enforcement report. */
 function strongestLevels(report: ProcessStatus['enforcement']): Record<string, string> | undefined {
   if (report === null) return undefined;
   const out: Record<string, string> = {};
-  for (const [grant, entries] of Object.entries(report)) {
-    const best = entries.map((e) => e.level).sort((x, y) => LEVELS.indexOf(x) - LEVELS.indexOf(y))[0];
+  for (const [grant, entries] of Object.entries(report) as [string, Enforcement[]][]) {
+    const best = entries.map((e) => e.level).sort((x, y) => ENFORCEMENT_LEVELS.indexOf(x) - ENFORCEMENT_LEVELS.indexOf(y))[0];
     if (best !== undefined) out[grant] = best;
   }
   return out;
 }
 
 /** `lowcloud logs`: the last lines of a process's log, from the agent of the machine the file names. */
-export async function logs(infraFile: string, processName: string, opts: { tail: string; follow?: boolean }): Promise<void> {
+export async function logs(infraFile: string, processName: string, opts: { tail: string; follow?: boolean; key?: string }): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
   const proc = infra.processes[processName];
   if (proc === undefined) {
@@ -244,7 +242,7 @@ export async function logs(infraFile: string, processName: string, opts: { tail:
   }
   const tail = Number(opts.tail);
   if (!Number.isInteger(tail) || tail < 0) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--tail ${opts.tail}: give a whole number of lines, 0 or more`);
-  const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), [proc.machine], undefined);
+  const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), [proc.machine], signer(opts, infraFile));
   const client = clients.get(proc.machine);
   if (client === undefined) throw errors.get(proc.machine) ?? new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `machine ${proc.machine}: no agent`);
   await client.logs(processName, { tail, follow: opts.follow === true }, (line) => process.stdout.write(`${line}\n`));
@@ -262,13 +260,13 @@ export async function logs(infraFile: string, processName: string, opts: { tail:
 }
 
 /** `lowcloud events`: follow what happens to processes on every machine of the file, as it happens. */
-export async function events(infraFile: string, opts: { machine?: string; json?: boolean }): Promise<void> {
+export async function events(infraFile: string, opts: { machine?: string; json?: boolean; key?: string }): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
   const names = opts.machine === undefined ? Object.keys(infra.machines).sort() : [opts.machine];
   if (opts.machine !== undefined && infra.machines[opts.machine] === undefined) {
     throw new LowcloudError(ErrorCode.NOT_FOUND, `${infraFile}: no machine ${opts.machine} (machines: ${Object.keys(infra.machines).sort().join(', ')})`);
   }
-  const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), names, undefined);
+  const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), names, signer(opts, infraFile));
   for (const [m, e] of errors) process.stderr.write(`${m}: not watching: ${e.message}\n`);
   if (clients.size === 0) throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, 'no agent of this file could be reached');
   const closed = new Promise<void>((resolve) => {

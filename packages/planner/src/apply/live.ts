@@ -39,7 +39,9 @@ export async function connectAll(endpoints: Endpoints, machines: string[], signe
           return;
         } catch (err) {
           errors.set(m, err instanceof Error ? err : new Error(String(err)));
-          if ((err as LowcloudError).code === ErrorCode.AGENT_KEY_MISMATCH) return;
+          // A wrong key, or a key the agent does not trust, will not get better on retry.
+          const code = (err as LowcloudError).code;
+          if (code === ErrorCode.AGENT_KEY_MISMATCH || code === ErrorCode.UNKNOWN_KEY || code === ErrorCode.FORBIDDEN || code === ErrorCode.BAD_SIGNATURE) return;
           await new Promise((r) => setTimeout(r, 200 * attempt));
         }
       }
@@ -52,7 +54,10 @@ export async function connectAll(endpoints: Endpoints, machines: string[], signe
 export function liveState(machines: Record<string, ResolvedMachine>, statuses: Map<string, AgentStatus>): PlanState {
   const processes: PlanState['processes'] = {};
   for (const [machine, st] of statuses) {
-    for (const p of st.processes) processes[p.name] = { name: p.name, machine, spec: p.spec, digest: p.specDigest };
+    for (const p of st.processes) {
+      const { envDigests, ...spec } = p.spec;
+      processes[p.name] = { name: p.name, machine, spec: { ...spec, env: {} }, digest: p.specDigest, envDigests };
+    }
   }
   return { machines, processes };
 }

@@ -78,7 +78,7 @@ export async function ensureLocalAgents(dir: LocalDir, machines: Record<string, 
     const logFile = path.join(dir.root, 'agents', m.name, 'agent.log');
     const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
     const out = fs.openSync(logFile, 'a');
-    const child = spawn(process.execPath, [lowcloudBin(), 'agent', '--listen', '127.0.0.1:0', '--state', stateDir, '--trust', dir.operatorPub, '--insecure-loopback'], {
+    const child = spawn(process.execPath, [lowcloudBin(), 'agent', '--listen', '127.0.0.1:0', '--state', stateDir, '--trust', dir.operatorPub, '--insecure-loopback', '--metrics-listen', '127.0.0.1:0'], {
       detached: true,
       stdio: ['ignore', out, out],
     });

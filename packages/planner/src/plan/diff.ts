@@ -1,6 +1,6 @@
 import type { ProcessSpec } from '@lowcloud/api';
-import { formatSize } from '@lowcloud/api';
-import type { Change, FieldChange, PlanState } from './types.js';
+import { envDigests, formatSize } from '@lowcloud/api';
+import type { Change, FieldChange, PlanProcess, PlanState } from './types.js';
 
 /**
  * What changed for each process between two states, by content: a binary or config file counts as
@@ -17,7 +17,7 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
     } else if (before !== undefined && after === undefined) {
       changes.push({ process: name, actions: ['stop'], reason: 'removed', paths: [], fields: [], from: before.machine });
     } else if (before !== undefined && after !== undefined && before.digest !== after.digest) {
-      const fields = specFieldChanges(before.spec, after.spec);
+      const fields = specFieldChanges(before.spec, after.spec, envOf(before), envOf(after));
       const moved = before.machine !== after.machine;
       if (moved) fields.unshift({ path: 'machine', from: before.machine, to: after.machine });
       const onlyConfig = !moved && fields.every((f) => f.path.startsWith('config.'));
@@ -47,15 +47,23 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
 
 const short = (digest: string) => `sha256:${digest.slice(0, 12)}`;
 
-/** Field-level differences between two specs, with values safe to print. */
-export function specFieldChanges(a: ProcessSpec, b: ProcessSpec): FieldChange[] {
+/** A process's env as value digests: live state carries only those, so both sides compare them. */
+function envOf(p: PlanProcess): Record<string, string> {
+  return p.envDigests ?? envDigests(p.spec.env);
+}
+
+/**
+ * Field-level differences between two specs, with values safe to print. Env is compared by the
+ * digests of its values (`envA`/`envB`, computed from the specs when not given).
+ */
+export function specFieldChanges(a: ProcessSpec, b: ProcessSpec, envA = envDigests(a.env), envB = envDigests(b.env)): FieldChange[] {
   const out: FieldChange[] = [];
   if (a.binary !== b.binary) out.push({ path: 'binary', from: short(a.binary), to: short(b.binary) });
   if (JSON.stringify(a.args) !== JSON.stringify(b.args)) out.push({ path: 'args', from: JSON.stringify(a.args), to: JSON.stringify(b.args) });
   // Env values may be secrets: say which variables changed, never their values.
-  for (const k of [...new Set([...Object.keys(a.env), ...Object.keys(b.env)])].sort()) {
-    const x = a.env[k];
-    const y = b.env[k];
+  for (const k of [...new Set([...Object.keys(envA), ...Object.keys(envB)])].sort()) {
+    const x = envA[k];
+    const y = envB[k];
     if (x !== y) out.push({ path: `env.${k}`, from: x === undefined ? '(unset)' : '(set)', to: y === undefined ? '(unset)' : x === undefined ? '(set)' : '(changed)' });
   }
   const ga = a.grants;

@@ -3,7 +3,18 @@ import type { ProcessSpec, ResolvedMachine } from '@lowcloud/api';
 /** One side of a diff: a file's resolved contents, or the live state read from agents. */
 export interface PlanState {
   machines: Record<string, ResolvedMachine>;
-  processes: Record<string, { name: string; machine: string; spec: ProcessSpec; digest: string }>;
+  processes: Record<string, PlanProcess>;
+}
+
+export interface PlanProcess {
+  name: string;
+  machine: string;
+  /** From a file: the whole spec. From live state: env is empty, its values are in `envDigests`. */
+  spec: ProcessSpec;
+  /** Digest of the whole spec, env values included. */
+  digest: string;
+  /** Live state only: sha256 of each env value (agents never send the values). */
+  envDigests?: Record<string, string>;
 }
 
 export type CallKind = 'start' | 'stop' | 'replace-config';

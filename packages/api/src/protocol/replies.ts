@@ -1,0 +1,138 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { ErrorCode, LowcloudError } from '../errors.js';
+import { ENFORCEMENT_LEVELS, GRANTS } from './report.js';
+import type { Reply, Results, ResultType } from './messages.js';
+
+/**
+ * Schemas of the agent's replies, checked by the client before it believes one. They require every
+ * field the client reads, with its type; unknown fields (a newer agent) are allowed and ignored.
+ */
+
+const STR = { type: 'string' } as const;
+const INT = { type: 'integer' } as const;
+const NUM = { type: 'number' } as const;
+const BOOL = { type: 'boolean' } as const;
+const SHA256 = { type: 'string', pattern: '^[0-9a-f]{64}$' } as const;
+const nullable = (s: object) => ({ anyOf: [s, { type: 'null' }] });
+const obj = (properties: Record<string, object>, required = Object.keys(properties)) => ({ type: 'object', required, properties });
+const mapOf = (values: object) => ({ type: 'object', additionalProperties: values });
+
+const enforcement = { type: 'array', items: obj({ mechanism: STR, level: { enum: ENFORCEMENT_LEVELS } }) };
+const report = obj(Object.fromEntries(GRANTS.map((g) => [g, enforcement])));
+const exit = {
+  oneOf: [
+    obj({ kind: { const: 'exit' }, code: INT }),
+    obj({ kind: { const: 'trap' }, message: STR }),
+    obj({ kind: { const: 'signal' }, signal: STR }),
+    obj({ kind: { const: 'violation' }, grant: { enum: GRANTS }, detail: STR }),
+    obj({ kind: { const: 'stopped' } }),
+  ],
+};
+const grants = obj(
+  {
+    cpu: NUM,
+    memory: INT,
+    disk: INT,
+    network: obj({ listen: { type: 'array', items: INT }, connect: { type: 'array', items: STR }, udp: BOOL }, ['listen', 'connect']),
+  },
+  ['network'],
+);
+const publicSpec = obj({
+  name: STR,
+  binary: SHA256,
+  args: { type: 'array', items: STR },
+  envDigests: mapOf(SHA256),
+  config: mapOf(SHA256),
+  grants,
+  restart: { enum: ['always', 'on-failure', 'never'] },
+});
+const processStatus = obj({
+  name: STR,
+  spec: publicSpec,
+  specDigest: SHA256,
+  state: { enum: ['starting', 'running', 'backoff', 'crash-loop', 'exited', 'stopped'] },
+  pid: nullable(INT),
+  restarts: INT,
+  lastExit: nullable(exit),
+  enforcement: nullable(report),
+  usage: nullable(obj({ cpuSeconds: NUM, memoryBytes: NUM, diskBytes: NUM, diskMeasuredAt: nullable(STR), diskMeasuring: BOOL })),
+  nextRestart: nullable(STR),
+});
+const capabilities = obj({
+  root: BOOL,
+  cgroup: nullable({ enum: ['v1', 'v2'] }),
+  controllers: { type: 'array', items: STR },
+  netns: BOOL,
+  nftables: BOOL,
+  diskImages: BOOL,
+  landlock: nullable(INT),
+});
+const changed = (withPid: boolean) => obj({ changed: BOOL, ...(withPid ? { pid: nullable(INT) } : {}) }, ['changed']);
+const empty = { type: 'object' };
+
+const resultSchemas: { [T in ResultType]: object } = {
+  authenticate: obj({ key: STR, role: { enum: ['read', 'write'] } }),
+  status: obj({ agent: STR, generation: INT, startedAt: STR, capabilities, processes: { type: 'array', items: processStatus } }),
+  start: changed(true),
+  stop: changed(false),
+  'replace-config': changed(true),
+  'blob-status': obj({ present: { type: 'array', items: SHA256 }, partial: mapOf(INT) }),
+  'put-blob': obj({ complete: BOOL }),
+  logs: empty,
+  watch: empty,
+};
+
+const event = obj(
+  {
+    kind: { enum: ['started', 'exited', 'died', 'restarted', 'grant-violated', 'crash-loop', 'stopped'] },
+    process: STR,
+    at: STR,
+    pid: INT,
+    grant: { enum: GRANTS },
+    detail: STR,
+  },
+  ['kind', 'process', 'at'],
+);
+const replySchema = {
+  type: 'object',
+  required: ['type'],
+  discriminator: { propertyName: 'type' },
+  oneOf: [
+    obj({ type: { const: 'hello' }, id: STR, agent: STR, generation: INT, proof: STR, binding: { enum: ['tls-exporter', 'none'] } }),
+    obj({ type: { const: 'result' }, id: STR, generation: INT, result: { type: 'object' } }),
+    obj({ type: { const: 'error' }, id: nullable(STR), error: obj({ code: STR, message: STR, details: { type: 'object' } }, ['code', 'message']) }),
+    obj({ type: { const: 'event' }, id: STR, event }),
+    obj({ type: { const: 'log' }, id: STR, line: STR }),
+  ],
+};
+
+const ajv = new Ajv({ allErrors: false, strict: false, discriminator: true });
+const validateReply = ajv.compile(replySchema) as unknown as ValidateFunction<Reply>;
+const validateResult = Object.fromEntries(Object.entries(resultSchemas).map(([t, s]) => [t, ajv.compile(s)])) as { [T in ResultType]: ValidateFunction<Results[T]> };
+
+/** Parse one reply frame from an agent; an invalid one is an error naming the field. */
+export function parseReply(text: string): Reply {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new LowcloudError(ErrorCode.BAD_REPLY, `the agent sent malformed JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (validateReply(value)) return value;
+  throw badReply('reply', validateReply.errors ?? []);
+}
+
+/** Check the result of a call against what that call returns. */
+export function parseResult<T extends ResultType>(type: T, result: unknown): Results[T] {
+  const validate = validateResult[type] as ValidateFunction<Results[T]>;
+  if (validate(result)) return result;
+  throw badReply(`${type} result`, validate.errors ?? []);
+}
+
+function badReply(what: string, errors: ErrorObject[]): LowcloudError {
+  const e = errors[0];
+  const path = e === undefined ? '' : `${e.instancePath}${e.keyword === 'required' ? `/${String(e.params.missingProperty)}` : ''}`;
+  return new LowcloudError(ErrorCode.BAD_REPLY, `the agent sent an invalid ${what} at ${path || '/'}: ${e?.keyword === 'required' ? 'missing field' : (e?.message ?? 'invalid')}`, {
+    details: { path: path.replace(/^\//, '').replace(/\//g, '.') },
+  });
+}

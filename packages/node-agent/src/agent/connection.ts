@@ -1,0 +1,188 @@
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import { ErrorCode, parseRequest, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { channelBinding } from '@lowcloud/api/client';
+import type { AgentListener, NetworkLimits, Peer } from './server.js';
+
+/** A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it. */
+export const SOFT_FRAME_LIMIT = 2 * 2 ** 20;
+
+/** A verified caller: its key and what that key may do here. */
+export interface Caller {
+  key: string;
+  role: Role;
+  auth: RequestAuth;
+}
+
+/** What a connection needs from the agent: the hello proof, request verification, the calls. */
+export interface ConnectionHost {
+  hello(req: Extract<Request, { type: 'hello' }>, binding: { kind: 'tls-exporter' | 'none'; value: string }): Reply;
+  /** Throws the error to send (UNAUTHENTICATED, UNKNOWN_KEY, FORBIDDEN, BAD_SIGNATURE, ...). */
+  verify(req: Exclude<Request, { type: 'hello' }>): Caller;
+  dispatch(req: Exclude<Request, { type: 'hello' }>, caller: Caller, conn: Connection): Promise<Reply | null>;
+  count(type: string, result: string): void;
+}
+
+/** Bytes a client frame of `n` payload bytes takes on the wire: header, length, mask. */
+function frameBytes(n: number): number {
+  return 6 + (n < 126 ? 0 : n < 65536 ? 2 : 8);
+}
+
+/**
+ * One WebSocket connection. It counts the bytes received that are not yet part of a finished
+ * message (a listener runs before ws reads a chunk, another after ws emitted what it finished), so
+ * an unauthenticated peer can hold at most `preAuthMessageBytes`, an authenticated one one message,
+ * and all of them together `bufferedBytes`; past that the connection is closed with the reason.
+ */
+export class Connection {
+  private readonly streams: (() => void)[] = [];
+  private messages = 0;
+  private inFlight = 0;
+  private lastMessage = Date.now();
+  private awaitingPong = false;
+  private closing = false;
+
+  constructor(
+    readonly ws: WebSocket,
+    private readonly socket: Socket,
+    private readonly peer: Peer,
+    private readonly listener: AgentListener,
+    private readonly limits: NetworkLimits,
+    private readonly host: ConnectionHost,
+  ) {
+    socket.prependListener('data', (chunk: Buffer) => this.received(chunk.length));
+    socket.on('data', () => this.check());
+    // ws closes the connection itself on a protocol error (1002), a frame past maxPayload (1009) or
+    // invalid UTF-8 (1007); the error event only reports it, and 'close' cleans up.
+    ws.on('error', () => undefined);
+    ws.on('close', () => {
+      this.streams.forEach((stop) => stop());
+      this.streams.length = 0;
+    });
+    ws.on('ping', (data) => this.consumed(data.length));
+    ws.on('pong', (data) => {
+      this.awaitingPong = false;
+      this.consumed(data.length);
+    });
+    ws.on('message', (data, isBinary) => {
+      const buf = data as Buffer;
+      this.consumed(buf.length);
+      this.onMessage(buf, isBinary);
+    });
+  }
+
+  /** Stop something this connection follows (a log, events) when it closes. */
+  follow(stop: () => void): void {
+    if (this.ws.readyState === this.ws.CLOSED || this.ws.readyState === this.ws.CLOSING) stop();
+    else this.streams.push(stop);
+  }
+
+  send(reply: Reply): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (this.ws.bufferedAmount > this.limits.sendBufferBytes) {
+      this.refuse(1008, 'the client does not read its replies');
+      return;
+    }
+    this.ws.send(JSON.stringify(reply));
+  }
+
+  /** Close with a code and reason; stop reading at once, so nothing more is buffered meanwhile. */
+  refuse(code: number, reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.socket.pause();
+    this.ws.close(code, reason);
+    setTimeout(() => this.ws.terminate(), 1000).unref();
+  }
+
+  /** Heartbeat: drop a peer that missed the last ping, close one idle for too long, ping. */
+  beat(limits: NetworkLimits): void {
+    if (this.awaitingPong) {
+      this.ws.terminate();
+      return;
+    }
+    if (this.peer.authenticated && this.streams.length === 0 && this.inFlight === 0 && Date.now() - this.lastMessage > limits.idleMs) {
+      this.refuse(1000, `idle for ${Math.round(limits.idleMs / 1000)} s`);
+      return;
+    }
+    this.awaitingPong = true;
+    this.ws.ping();
+  }
+
+  private received(n: number): void {
+    this.peer.buffered += n;
+    this.listener.buffered += n;
+  }
+
+  private consumed(payload: number): void {
+    const n = Math.min(this.peer.buffered, payload + frameBytes(payload));
+    this.peer.buffered -= n;
+    this.listener.buffered -= n;
+  }
+
+  private check(): void {
+    if (this.closing) return;
+    const limit = (this.peer.authenticated ? this.limits.messageBytes : this.limits.preAuthMessageBytes) + frameBytes(2 ** 20);
+    if (this.peer.buffered > limit) {
+      this.refuse(1009, this.peer.authenticated ? `a message may be at most ${this.limits.messageBytes} bytes` : `before authenticating, a message may be at most ${this.limits.preAuthMessageBytes} bytes`);
+    } else if (this.listener.buffered > this.limits.bufferedBytes) {
+      this.refuse(1013, 'the agent holds too many unfinished messages; retry later');
+    }
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.closing) return;
+    this.lastMessage = Date.now();
+    if (!this.peer.authenticated && ++this.messages > this.limits.preAuthMessages) {
+      this.refuse(1008, 'authenticate first (too many messages before authentication)');
+      return;
+    }
+    if (isBinary || data.length > SOFT_FRAME_LIMIT) {
+      const code = isBinary ? ErrorCode.BAD_MESSAGE : ErrorCode.FRAME_TOO_LARGE;
+      this.host.count('unknown', code);
+      this.send({ type: 'error', id: null, error: isBinary ? { code, message: 'binary frames are not part of the protocol' } : { code, message: `a message may be at most ${SOFT_FRAME_LIMIT} bytes (got ${data.length}); upload blobs in chunks` } });
+      return;
+    }
+    let req: Request;
+    let id: string | null = null;
+    try {
+      const value: unknown = JSON.parse(data.toString('utf8'));
+      if (value !== null && typeof value === 'object' && typeof (value as { id?: unknown }).id === 'string') id = ((value as { id: string }).id).slice(0, 128);
+      req = parseRequest(value);
+    } catch (err) {
+      const e = err instanceof SyntaxError ? { code: ErrorCode.BAD_MESSAGE, message: `malformed JSON: ${err.message}` } : toWireError(err);
+      this.host.count('unknown', e.code);
+      this.send({ type: 'error', id, error: e });
+      return;
+    }
+    if (req.type === 'hello') {
+      this.host.count('hello', 'ok');
+      this.send(this.host.hello(req, channelBinding(this.socket)));
+      return;
+    }
+    let caller: Caller;
+    try {
+      caller = this.host.verify(req);
+    } catch (err) {
+      const e = toWireError(err);
+      this.host.count(req.type, e.code);
+      this.send({ type: 'error', id: req.id, error: e });
+      return;
+    }
+    this.listener.authenticated(this.peer);
+    this.inFlight++;
+    void this.host.dispatch(req, caller, this).then(
+      (reply) => {
+        this.inFlight--;
+        this.host.count(req.type, 'ok');
+        if (reply !== null) this.send(reply);
+      },
+      (err: unknown) => {
+        this.inFlight--;
+        const e = toWireError(err);
+        this.host.count(req.type, e.code);
+        this.send({ type: 'error', id: req.id, error: e });
+      },
+    );
+  }
+}

@@ -1,0 +1,219 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import ipaddr from 'ipaddr.js';
+import { WebSocketServer } from 'ws';
+import { Connection, type ConnectionHost } from './connection.js';
+
+/**
+ * Every bound on what the network may make the agent hold. Nothing a peer sends is kept beyond
+ * these; what would pass one is refused (the connection closed with a code saying which).
+ */
+export interface NetworkLimits {
+  /** Largest message before the connection has authenticated (hello and authenticate are < 1 KiB). */
+  preAuthMessageBytes: number;
+  /** Largest message after; ws closes the connection (1009) at a frame header announcing more. */
+  messageBytes: number;
+  /** Bytes held in unfinished messages, summed over every connection. */
+  bufferedBytes: number;
+  /** Bytes queued to send to one peer that does not read them. */
+  sendBufferBytes: number;
+  connections: number;
+  /** Per client address (IPv6: per /64, which one host usually holds whole). */
+  connectionsPerAddress: number;
+  unauthenticatedPerAddress: number;
+  unauthenticated: number;
+  /** Messages an unauthenticated connection may send (hello, authenticate, a few errors). */
+  preAuthMessages: number;
+  /** From TCP accept to an authenticated connection: TLS, the HTTP upgrade, hello, authenticate. */
+  handshakeMs: number;
+  /** An authenticated connection with no message and nothing followed is closed after this. */
+  idleMs: number;
+  /** The agent pings every connection this often; one that missed the last pong is dropped. */
+  heartbeatMs: number;
+}
+
+export const DEFAULT_LIMITS: NetworkLimits = {
+  preAuthMessageBytes: 8 * 1024,
+  messageBytes: 16 * 2 ** 20,
+  bufferedBytes: 64 * 2 ** 20,
+  sendBufferBytes: 64 * 2 ** 20,
+  connections: 1024,
+  connectionsPerAddress: 64,
+  unauthenticatedPerAddress: 16,
+  unauthenticated: 256,
+  preAuthMessages: 8,
+  handshakeMs: 10_000,
+  idleMs: 10 * 60_000,
+  heartbeatMs: 30_000,
+};
+
+/** One TCP connection, from accept on; a WebSocket `Connection` once upgraded. */
+export interface Peer {
+  readonly group: string;
+  authenticated: boolean;
+  /** Bytes received and not yet part of a finished message. */
+  buffered: number;
+  connection: Connection | null;
+}
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  tls: { cert: Buffer; key: Buffer } | null;
+  limits: NetworkLimits;
+  /** Origins whose browser pages may connect; any other request with an Origin header gets 403. */
+  allowedOrigins: readonly string[];
+  connectionHost: ConnectionHost;
+  log(line: string): void;
+}
+
+/** The address group a limit counts against: the IPv4 address, or the IPv6 /64. */
+export function addressGroup(address: string | undefined): string {
+  if (address === undefined || !ipaddr.isValid(address)) return 'unknown';
+  const a = ipaddr.process(address);
+  if (a.kind() === 'ipv4') return a.toString();
+  return `${(a as ipaddr.IPv6).toNormalizedString().split(':').slice(0, 4).join(':')}::/64`;
+}
+
+/**
+ * The agent's public listener: a TCP (TLS) server whose upgrades to WebSocket it handles itself,
+ * so that it can count and refuse connections per address before any byte reaches ws, refuse
+ * browser origins, and give each connection its own message limit (small until it authenticates).
+ */
+export class AgentListener {
+  private readonly server: http.Server | https.Server;
+  private readonly wss: WebSocketServer;
+  private readonly peers = new Map<string, Peer>();
+  private readonly groups = new Map<string, { all: number; unauthenticated: number }>();
+  private unauthenticated = 0;
+  /** Bytes in unfinished messages across all connections. */
+  buffered = 0;
+  private heartbeat: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: ListenerOptions) {
+    const limits = opts.limits;
+    const onRequest = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' });
+      res.end('lowcloud agent: connect with a WebSocket client (lowcloud apply / status)\n');
+    };
+    this.server = opts.tls === null
+      ? http.createServer(onRequest)
+      : https.createServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.3', handshakeTimeout: limits.handshakeMs }, onRequest);
+    this.server.headersTimeout = limits.handshakeMs;
+    this.server.requestTimeout = limits.handshakeMs;
+    this.server.maxHeadersCount = 64;
+    this.server.maxConnections = limits.connections;
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: limits.messageBytes, perMessageDeflate: false, clientTracking: false });
+    this.server.on('connection', (socket: Socket) => this.accept(socket));
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    // A malformed request or TLS hello: the socket is closed; the agent has nothing to do with it.
+    this.server.on('clientError', (_err, socket: Duplex) => socket.destroy());
+    this.server.on('tlsClientError', (_err, socket: Duplex) => socket.destroy());
+    this.wss.on('error', (err) => opts.log(`websocket server error: ${err.message}`));
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo | null)?.port ?? this.opts.port;
+  }
+
+  listen(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.opts.port, this.opts.host, () => {
+        this.server.off('error', reject);
+        // After listening, an accept error (EMFILE, ...) is reported; it must not end the agent.
+        this.server.on('error', (err) => this.opts.log(`listener error: ${err.message}`));
+        resolve();
+      });
+    });
+    }
+
+  startHeartbeat(): void {
+    this.heartbeat = setInterval(() => {
+      for (const p of this.peers.values()) p.connection?.beat(this.opts.limits);
+    }, this.opts.limits.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** Close every connection (1001) and stop listening; after a second, drop what is left. */
+  async close(): Promise<void> {
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    const closed = new Promise((r) => this.server.close(r));
+    for (const p of this.peers.values()) p.connection?.ws.close(1001, 'agent shutting down');
+    setTimeout(() => this.peers.forEach((p) => p.connection?.ws.terminate()), 1000).unref();
+    this.server.closeIdleConnections?.();
+    await closed;
+  }
+
+  /** A connection stops counting as unauthenticated (its message limit rises). */
+  authenticated(peer: Peer): void {
+    if (peer.authenticated) return;
+    peer.authenticated = true;
+    this.unauthenticated--;
+    const g = this.groups.get(peer.group);
+    if (g !== undefined) g.unauthenticated--;
+  }
+
+  private accept(socket: Socket): void {
+    // Socket errors (resets, timeouts) end the socket; 'close' below cleans up after it.
+    socket.on('error', () => undefined);
+    const group = addressGroup(socket.remoteAddress);
+    const key = peerKey(socket);
+    const limits = this.opts.limits;
+    const g = this.groups.get(group) ?? { all: 0, unauthenticated: 0 };
+    if (key === null || g.all >= limits.connectionsPerAddress || g.unauthenticated >= limits.unauthenticatedPerAddress || this.unauthenticated >= limits.unauthenticated) {
+      socket.destroy();
+      return;
+    }
+    g.all++;
+    g.unauthenticated++;
+    this.groups.set(group, g);
+    this.unauthenticated++;
+    const peer: Peer = { group, authenticated: false, buffered: 0, connection: null };
+    this.peers.set(key, peer);
+    const deadline = setTimeout(() => {
+      if (!peer.authenticated) {
+        if (peer.connection !== null) peer.connection.refuse(1008, 'not authenticated in time');
+        else socket.destroy();
+      }
+    }, limits.handshakeMs);
+    deadline.unref();
+    socket.once('close', () => {
+      clearTimeout(deadline);
+      this.peers.delete(key);
+      this.buffered -= peer.buffered;
+      peer.buffered = 0;
+      g.all--;
+      if (!peer.authenticated) {
+        g.unauthenticated--;
+        this.unauthenticated--;
+      }
+      if (g.all === 0) this.groups.delete(group);
+    });
+  }
+
+  private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined); // as in accept: the close handler cleans up
+    const key = peerKey(socket as Socket);
+    const peer = key === null ? undefined : this.peers.get(key);
+    if (peer === undefined || peer.connection !== null) {
+      socket.destroy();
+      return;
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.opts.allowedOrigins.includes(origin)) {
+      const body = `lowcloud agent: WebSocket connections from web pages are refused (Origin ${origin.slice(0, 200)}); allow an origin with --allow-origin\n`;
+      socket.end(`HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      peer.connection = new Connection(ws, socket as Socket, peer, this, this.opts.limits, this.opts.connectionHost);
+    });
+  }
+}
+
+function peerKey(socket: Socket): string | null {
+  return socket.remoteAddress === undefined ? null : `${socket.remoteAddress}|${socket.remotePort ?? 0}`;
+}
