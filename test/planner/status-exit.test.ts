@@ -24,7 +24,9 @@ function writeInfra(opts: { args?: string; url?: Partial<Record<'m1' | 'm2', str
   );
 }
 
-const status = () => runCli(['status', 'infra.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+// Reads are signed too: the operator key the agents trust.
+const key = () => ['--key', path.join(fx.dir, 'ci.key')];
+const status = () => runCli(['status', 'infra.yaml', ...key()], { cwd: repo.dir, timeoutMs: 60_000 });
 
 beforeAll(async () => {
   m1 = await startAgent(path.join(fx.dir, 'state-m1'), [fx.pubFile]);
@@ -71,7 +73,7 @@ describe('lowcloud status: exit codes say in sync, drift, or an agent that could
     expect(r.stdout).toMatch(/m2 +p2 +wrong-key/);
     expect(r.stdout).toContain("m2: wrong key: ");
     expect(r.stdout).not.toContain('unreachable');
-    const j = await runCli(['status', 'infra.yaml', '--json'], { cwd: repo.dir, timeoutMs: 60_000 });
+    const j = await runCli(['status', 'infra.yaml', '--json', ...key()], { cwd: repo.dir, timeoutMs: 60_000 });
     expect(j.code).toBe(1);
     expect((JSON.parse(j.stdout) as { agents: Record<string, { problem: string; code: string }> }).agents).toEqual({ m2: expect.objectContaining({ problem: 'wrong-key', code: 'AGENT_KEY_MISMATCH' }) });
   });
