@@ -97,6 +97,8 @@ export class Connection {
 
   /** Heartbeat: drop a peer that missed the last ping, close one idle for too long, ping. */
   beat(limits: NetworkLimits): void {
+    // ping() throws unless the connection is open (closing ones are ended by refuse's timer).
+    if (this.closing || this.ws.readyState !== this.ws.OPEN) return;
     if (this.awaitingPong) {
       this.ws.terminate();
       return;

@@ -128,7 +128,7 @@ export class AgentListener {
         resolve();
       });
     });
-    }
+  }
 
   startHeartbeat(): void {
     this.heartbeat = setInterval(() => {

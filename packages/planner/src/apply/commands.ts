@@ -282,7 +282,7 @@ export async function events(infraFile: string, opts: { machine?: string; json?:
     await c.watch((e) => {
       const line = opts.json === true
         ? JSON.stringify({ machine: m, ...e })
-        : `${e.at}  ${m.padEnd(10)} ${e.process.padEnd(14)} ${e.kind.padEnd(14)}${e.pid === undefined ? '' : ` pid ${e.pid}`}${e.detail === undefined ? '' : `  ${e.detail}`}`;
+        : `${e.at}  ${m.padEnd(10)} ${e.process.padEnd(14)} ${e.kind.padEnd(14)}${e.pid === undefined ? '' : ` pid ${e.pid}`}${e.grant === undefined ? '' : `  ${e.grant}:`}${e.detail === undefined ? '' : `${e.grant === undefined ? '  ' : ' '}${e.detail}`}`;
       process.stdout.write(`${line}\n`);
     });
   }

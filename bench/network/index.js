@@ -1,0 +1,104 @@
+// bench/network: what an unauthenticated peer can make one real agent hold, and what signing every
+// call (reads too) costs.
+//   (1) agent RSS while 64 connections (16 from each of four loopback addresses, the per-address
+//       limit) each send a frame header announcing 15 MiB and then 15 MiB of payload, never
+//       finishing it; baseline: the same agent's RSS just before. (Before issue 10: +960 MiB.)
+//   (2) signed status round trip (median of 500, no guests) against an unsigned raw WebSocket
+//       round trip to the same agent (a hello: parse, sign, reply), the floor of any call.
+import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateKeyPair } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import { WebSocket } from 'ws';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '../..');
+const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-bench-network-'));
+const operator = generateKeyPair();
+writeFileSync(path.join(dir, 'ci.pub'), operator.publicKey);
+const rss = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+const mib = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+process.on('exit', () => agentProc.kill('SIGKILL'));
+const agentProc = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, 'state'), '--trust', path.join(dir, 'ci.pub'), '--insecure-loopback', '--metrics-listen', 'off'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const [url, key] = await new Promise((resolve) => {
+  let out = '';
+  agentProc.stdout.on('data', (d) => {
+    out += d;
+    const m = /listening on (\S+) key (\S+)/.exec(out);
+    if (m) resolve([m[1], m[2]]);
+  });
+});
+const port = Number(new URL(url).port);
+
+// (1)
+function upgrade(localAddress) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress }, () =>
+      s.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`),
+    );
+    s.on('error', () => undefined);
+    s.once('data', () => resolve(s));
+    s.once('close', () => resolve(s));
+  });
+}
+await new Promise((r) => setTimeout(r, 500));
+const before = rss(agentProc.pid);
+let peak = before;
+const sampler = setInterval(() => (peak = Math.max(peak, rss(agentProc.pid))), 20);
+const socks = await Promise.all(Array.from({ length: 64 }, (_, i) => upgrade(`127.0.0.${1 + (i % 4)}`)));
+const head = Buffer.alloc(14);
+head[0] = 0x81;
+head[1] = 0x80 | 127;
+head.writeBigUInt64BE(BigInt(15 * 2 ** 20), 2);
+const chunk = Buffer.alloc(2 ** 20, 0x61);
+let written = 0;
+await Promise.all(
+  socks.map(async (s) => {
+    s.write(head);
+    for (let i = 0; i < 15 && !s.destroyed; i++) {
+      const part = i === 14 ? chunk.subarray(1) : chunk;
+      written += part.length;
+      if (!s.write(part)) await new Promise((r) => (s.once('drain', r), s.once('close', r)));
+    }
+  }),
+);
+await new Promise((r) => setTimeout(r, 1000));
+clearInterval(sampler);
+const closed = socks.filter((s) => s.destroyed || s.readyState === 'closed').length;
+socks.forEach((s) => s.destroy());
+console.log(`64 x unfinished 15 MiB frames: agent RSS ${mib(before)} -> peak ${mib(peak)} (+${mib(peak - before)}; ${closed}/64 connections closed by the agent; ${mib(written)} accepted by the kernel)`);
+
+// (2)
+const c = await AgentClient.connect(url, { pinnedKey: key, signer: operator });
+const hello = (w) => new Promise((r) => (w.once('message', r), w.send(JSON.stringify({ type: 'hello', id: randomUUID(), challenge: randomBytes(16).toString('hex') }))));
+const signed = [];
+const raw = [];
+for (let i = 0; i < 500; i++) {
+  const t = performance.now();
+  await c.status();
+  signed.push(performance.now() - t);
+}
+// An unauthenticated connection may send 8 messages: a fresh one every 5 hellos.
+for (let i = 0; i < 100; i++) {
+  const w = new WebSocket(url);
+  await new Promise((r) => w.once('open', r));
+  for (let j = 0; j < 5; j++) {
+    const t = performance.now();
+    await hello(w);
+    raw.push(performance.now() - t);
+  }
+  w.close();
+}
+const s = median(signed);
+const r = median(raw);
+console.log(`signed status (no guests), median of 500: ${s.toFixed(2)} ms; unsigned hello round trip (the floor: parse, one signature, reply) ${r.toFixed(2)} ms; ratio ${(s / r).toFixed(2)}x`);
+c.close();
+agentProc.kill('SIGKILL');
+rmSync(dir, { recursive: true, force: true });
