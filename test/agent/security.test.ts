@@ -146,6 +146,9 @@ describe('nothing is read without a trusted key (issue 10 findings)', () => {
     expect(onApi.body).not.toContain('lowcloud_');
     expect(agent.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     expect((await get(agent.metricsUrl as string)).body).toContain('lowcloud_agent_uptime_seconds');
+    // A page that rebinds its name to 127.0.0.1 sends its own name as Host: refused.
+    const rebound = await new Promise<number>((resolve, reject) => http.get(agent.metricsUrl as string, { headers: { host: 'evil.example:9464' } }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject));
+    expect(rebound).toBe(403);
   });
 });
 

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import {
   bodyDigest,
@@ -330,7 +330,15 @@ export class Agent implements ConnectionHost {
 
   /** /metrics on its own listener (loopback by default): process names and usage are for the operator. */
   private async serveMetrics(at: { host: string; port: number }): Promise<void> {
+    const loopback = /^(127\.|::1$|localhost$)/.test(at.host);
     const server = http.createServer((req, res) => {
+      // On loopback, a Host that is a name is a web page that rebound its DNS name to 127.0.0.1.
+      const host = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+      if (loopback && net.isIP(host) === 0 && host !== 'localhost') {
+        res.writeHead(403, { 'content-type': 'text/plain' });
+        res.end('lowcloud agent: metrics on loopback answer only requests for an IP address or localhost\n');
+        return;
+      }
       if (req.url !== '/metrics' || req.method !== 'GET') {
         res.writeHead(404, { 'content-type': 'text/plain' });
         res.end('lowcloud agent: metrics at /metrics\n');
