@@ -16,14 +16,15 @@ console.log(`machine facts: root ${facts.root}; ${(['memoryCgroup', 'cpuCgroup',
 
 const allGrants = { memory: 32 * 2 ** 20, cpu: 0.5, disk: 2 ** 20, network: { listen: [], connect: [] } };
 
-async function reportedLevels(agent: RunningAgent, name: string): Promise<Record<string, string>> {
+/** The strongest level per grant of a guest started with every grant, and the report it came from (for the failure message). */
+async function reportedLevels(agent: RunningAgent, name: string): Promise<{ levels: Record<string, string>; report: string }> {
   const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
   await c.start(await uploadSpec(c, name, guest('sleeper'), { grants: allGrants }));
   const st = (await c.status()).processes.find((p) => p.name === name);
   await c.stop(name, 500);
   c.close();
   const e = st?.enforcement;
-  return { memory: strongest(e?.memory), cpu: strongest(e?.cpu), disk: strongest(e?.disk), network: strongest(e?.network) };
+  return { levels: { memory: strongest(e?.memory), cpu: strongest(e?.cpu), disk: strongest(e?.disk), network: strongest(e?.network) }, report: JSON.stringify(e, null, 1) };
 }
 
 describe('enforcement levels match what the machine can do', () => {
@@ -35,7 +36,8 @@ describe('enforcement levels match what the machine can do', () => {
     afterAll(() => killAgent(agent));
 
     it('reports, for every grant, the level the machine facts call for', async () => {
-      expect(await reportedLevels(agent, 'levels')).toEqual(expectedLevels(facts));
+      const { levels, report } = await reportedLevels(agent, 'levels');
+      expect(levels, report).toEqual(expectedLevels(facts));
     });
   });
 
@@ -48,7 +50,8 @@ describe('enforcement levels match what the machine can do', () => {
 
     it('reports the runtime layer for every grant: without root no kernel layer can be set up', async () => {
       const runtime: Record<string, Level> = { memory: 'runtime', cpu: 'runtime', disk: 'runtime', network: 'runtime' };
-      expect(await reportedLevels(agent, 'levels-nobody')).toEqual(runtime);
+      const { levels, report } = await reportedLevels(agent, 'levels-nobody');
+      expect(levels, report).toEqual(runtime);
     });
   });
 
