@@ -135,7 +135,8 @@ describe('exactly one accepted call per planned call', () => {
         proxies.push(p);
         fleet.via.set(m, p.port);
       }
-      const files = [fleet.write(0, {}), fleet.write(1, step1), fleet.write(2, step2), fleet.write(3, step3)];
+      // Starts, then a step with every kind of call (stop, replace: stop + start, replace-config, start).
+      const files = [fleet.write(0, {}), fleet.write(1, step1), fleet.write(3, step3)];
       for (let i = 1; i < files.length; i++) {
         const planned = await fleet.plan(files[i - 1] as string, files[i] as string);
         const r = await fleet.apply();
@@ -185,8 +186,8 @@ describe('exactly one accepted call per planned call', () => {
         const rerun = await fleet.apply();
         expect(rerun.code, `${rerun.stdout}\n${rerun.stderr}`).toBe(0);
         expect(fleet.added()).toEqual(planned);
-        expect(await fleet.status(files[i] as string)).toMatch(/^In sync: \d process\(es\) match infra-\d\.yaml\.$/);
       }
+      expect(await fleet.status(files[3] as string)).toBe('In sync: 3 process(es) match infra-3.yaml.');
     } finally {
       await fleet.stopAll();
     }

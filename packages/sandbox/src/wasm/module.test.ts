@@ -36,6 +36,18 @@ describe('rewriteMemoryMax', () => {
     expect(await memoryMax(rewriteMemoryMax(hello, pages))).toBe(pages);
   });
 
+  it('rewrites a module of 160 MiB (past V8\'s array length limit, which used to abort the process)', async () => {
+    // hello plus a 160 MiB custom section: id 0, size, name, bytes.
+    const pad = 160 * 2 ** 20;
+    const name = Buffer.from('pad');
+    const size = pad + 1 + name.length;
+    const leb = [size & 0x7f | 0x80, (size >> 7) & 0x7f | 0x80, (size >> 14) & 0x7f | 0x80, (size >> 21) & 0x7f | 0x80, size >> 28];
+    const big = Buffer.concat([hello, Buffer.from([0, ...leb, name.length]), name, Buffer.alloc(pad, 1)]);
+    const out = rewriteMemoryMax(big, pagesFor(8 * 2 ** 20));
+    expect(out.length).toBeGreaterThan(pad);
+    expect(await memoryMax(out)).toBe(pagesFor(8 * 2 ** 20));
+  });
+
   it('refuses a grant below the module minimum instead of clamping silently', () => {
     expect(() => rewriteMemoryMax(hello, 1, 'hello.wasm')).toThrow(/needs at least \d+ pages .* raise grants.memory/);
   });

@@ -38,7 +38,9 @@ interface Limits {
  */
 export function rewriteMemoryMax(bytes: Uint8Array, maxPages: number, file = 'binary'): Uint8Array {
   if (binaryKind(bytes, file) !== 'module') throw new NotWasmError(file, 'memory rewriting applies to core modules');
-  const out: number[] = Array.from(bytes.subarray(0, 8));
+  // Sections are copied as byte slices: a module of 128 MiB or more as one JS number array passes
+  // V8's array length limit, a fatal error that takes the whole process (the agent) down.
+  const out: Uint8Array[] = [bytes.subarray(0, 8)];
   let pos = 8;
   while (pos < bytes.length) {
     const id = bytes[pos] as number;
@@ -48,11 +50,10 @@ export function rewriteMemoryMax(bytes: Uint8Array, maxPages: number, file = 'bi
     let newBody: Uint8Array = body;
     if (id === 5) newBody = rewriteMemorySection(body, maxPages, file);
     else if (id === 2) newBody = rewriteImportSection(body, maxPages, file);
-    out.push(id, ...writeU32(newBody.length));
-    for (const b of newBody) out.push(b);
+    out.push(Uint8Array.from([id, ...writeU32(newBody.length)]), newBody);
     pos = bodyStart + size;
   }
-  return Uint8Array.from(out);
+  return new Uint8Array(Buffer.concat(out));
 }
 
 function rewriteMemorySection(body: Uint8Array, maxPages: number, file: string): Uint8Array {
