@@ -45,6 +45,10 @@ export class HostFile {
 
   /** Write at `pos`, or at the end when the file is in append mode; returns bytes written. */
   write(bufs: Uint8Array[], pos: number): number {
+    if (bufs.length === 1) {
+      const b = bufs[0] as Uint8Array;
+      return this.writeFrom(b, 0, b.length, pos);
+    }
     if (!this.writable) throw new WasiError(Errno.BADF);
     let len = 0;
     for (const b of bufs) len += b.length;
@@ -58,6 +62,25 @@ export class HostFile {
     try {
       const position = this.appendMode ? null : pos;
       n = bufs.length === 1 ? fs.writeSync(this.fd, bufs[0] as Uint8Array, 0, len, position) : fs.writevSync(this.fd, bufs, position ?? undefined);
+    } catch (err) {
+      if (end > before) this.ledger.resize(this.rec, before);
+      throw err;
+    }
+    if (n < len) this.ledger.resize(this.rec, Math.max(before, (this.appendMode ? before : pos) + n));
+    return n;
+  }
+
+  /** `len` bytes of `buf` from `off`: one buffer, no view of it made per call (the hot path). */
+  writeFrom(buf: Uint8Array, off: number, len: number, pos: number): number {
+    if (!this.writable) throw new WasiError(Errno.BADF);
+    if (len === 0) return 0;
+    const before = this.rec.size;
+    const end = this.appendMode ? before + len : pos + len;
+    if (end > Number.MAX_SAFE_INTEGER) throw new WasiError(Errno.FBIG);
+    if (end > before) this.ledger.resize(this.rec, end);
+    let n: number;
+    try {
+      n = fs.writeSync(this.fd, buf, off, len, this.appendMode ? null : pos);
     } catch (err) {
       if (end > before) this.ledger.resize(this.rec, before);
       throw err;

@@ -22,6 +22,17 @@ export function fdImports(ctx: Preview1Context): Record<string, Syscall> {
   return {
     fd_write: sys((fd: number, iovs: number, n: number, out: number) => {
       const e = ctx.entry(fd);
+      if (e.type === 'file') {
+        const one = mem.single(iovs, n);
+        if (one !== null) {
+          // One non-empty iovec (most writes; wasi-libc's stdio adds an empty one): straight from
+          // memory, nothing allocated per call.
+          const written = e.file.writeFrom(mem.all, one.ptr, one.len, e.pos);
+          e.pos = e.file.append ? e.file.size : e.pos + written;
+          mem.view.setUint32(out, written, true);
+          return;
+        }
+      }
       const bufs = mem.iovecs(iovs, n);
       let written: number;
       if (e.type === 'stdio') {

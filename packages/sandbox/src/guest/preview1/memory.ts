@@ -6,6 +6,7 @@ export class GuestMemory {
   memory: WebAssembly.Memory | undefined;
   private buffer: ArrayBuffer | null = null;
   private dv: DataView | null = null;
+  private u8: Uint8Array | null = null;
 
   private current(): ArrayBuffer {
     if (this.memory === undefined) throw new Error('guest memory not bound yet');
@@ -17,8 +18,15 @@ export class GuestMemory {
     if (b !== this.buffer || this.dv === null) {
       this.buffer = b;
       this.dv = new DataView(b);
+      this.u8 = new Uint8Array(b);
     }
     return this.dv;
+  }
+
+  /** All of memory as bytes (for a write of one iovec without a view per call). */
+  get all(): Uint8Array {
+    if (this.view.buffer !== this.u8?.buffer) throw new Error('guest memory views out of step');
+    return this.u8;
   }
 
   bytes(ptr: number, len: number): Uint8Array {
@@ -27,6 +35,23 @@ export class GuestMemory {
 
   string(ptr: number, len: number): string {
     return Buffer.from(this.current(), ptr, len).toString('utf8');
+  }
+
+  private readonly one = { ptr: 0, len: 0 };
+
+  /** The only non-empty buffer of an iovec array, or null when there are more (or none). Reused object. */
+  single(ptr: number, count: number): { ptr: number; len: number } | null {
+    const v = this.view;
+    let found = false;
+    for (let i = 0; i < count; i++) {
+      const len = v.getUint32(ptr + i * 8 + 4, true);
+      if (len === 0) continue;
+      if (found) return null;
+      found = true;
+      this.one.ptr = v.getUint32(ptr + i * 8, true);
+      this.one.len = len;
+    }
+    return found ? this.one : null;
   }
 
   /** The non-empty scatter/gather buffers of an iovec array. */
