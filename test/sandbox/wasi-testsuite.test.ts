@@ -12,7 +12,14 @@ import { repoRoot } from '../helpers/cli.js';
  * beside the repository (../shared/wasi-testsuite), never copied into it; LOWCLOUD_WASI_TESTSUITE
  * points elsewhere.
  */
-const suite = process.env.LOWCLOUD_WASI_TESTSUITE ?? path.join(repoRoot, '..', 'shared', 'wasi-testsuite');
+/** `shared/wasi-testsuite` beside the repository or beside one of its parents (a worktree's). */
+function findSuite(): string {
+  for (let dir = repoRoot; ; dir = path.dirname(dir)) {
+    const candidate = path.join(path.dirname(dir), 'shared', 'wasi-testsuite');
+    if (existsSync(candidate) || path.dirname(dir) === dir) return existsSync(candidate) ? candidate : path.join(repoRoot, '..', 'shared', 'wasi-testsuite');
+  }
+}
+const suite = process.env.LOWCLOUD_WASI_TESTSUITE ?? findSuite();
 const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-wasi-testsuite-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -25,7 +32,7 @@ interface Spec {
 }
 
 const folders = ['assemblyscript', 'c', 'rust'].map((lang) => ({ lang, dir: path.join(suite, 'tests', lang, 'testsuite', 'wasm32-wasip1') }));
-const cases = existsSync(suite)
+const cases = suite !== 'none' && existsSync(suite)
   ? folders.flatMap(({ lang, dir }) =>
       readdirSync(dir)
         .filter((f) => f.endsWith('.wasm'))
@@ -83,7 +90,9 @@ async function run(c: (typeof cases)[number]): Promise<{ code: number | string; 
 }
 
 describe('the WASI conformance suite (wasm32-wasip1) through lowcloud', () => {
-  it('is present beside the repository', () => {
+  // LOWCLOUD_WASI_TESTSUITE=none: declared absent (.ci/run sets it, saying so loudly, only when no
+  // shared/ folder stands beside the clone); any other absence is a failure.
+  it.skipIf(suite === 'none')('is present beside the repository', () => {
     if (!existsSync(suite)) throw new Error(`the WASI test suite is absent: expected it at ${suite} (the shared/ folder beside the repository), or set LOWCLOUD_WASI_TESTSUITE`);
     expect(cases.length).toBe(72);
   });
