@@ -11,6 +11,7 @@ export type {
   OutputTarget,
 } from './types.js';
 export { spawnGuest, attachGuest, HOST_OVERHEAD_BYTES } from './host/spawn.js';
+export { readExitRecord } from './host/exit-record.js';
 export { probeCapabilities } from './host/capabilities.js';
 export { cpuSeconds, rssBytes } from './host/proc.js';
 export { sweepStaleFirewalls, removeGuestFirewall, type FirewallRecord } from './host/firewall.js';

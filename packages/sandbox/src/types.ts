@@ -51,6 +51,11 @@ export interface GuestOptions {
   detached?: boolean;
   /** Required when detached: pid, enforcement report, exit record and control socket live here. */
   runDir?: string;
+  /**
+   * As root: the guest host's own uid (and gid) inside its wall, distinct per guest (the agent
+   * allocates and keeps one per process). Without it `lowcloud run` keeps the caller's uid.
+   */
+  uid?: number;
   /** Where admission results (compiled/transpiled forms) are cached by the binary's sha256. */
   cacheDir?: string;
 }

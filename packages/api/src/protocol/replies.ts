@@ -18,7 +18,8 @@ const obj = (properties: Record<string, object>, required = Object.keys(properti
 const mapOf = (values: object) => ({ type: 'object', additionalProperties: values });
 
 const enforcement = { type: 'array', items: obj({ mechanism: STR, level: { enum: ENFORCEMENT_LEVELS } }) };
-const report = obj(Object.fromEntries(GRANTS.map((g) => [g, enforcement])));
+// isolation: not required (an agent from before it, or a guest re-attached from before it).
+const report = obj(Object.fromEntries([...GRANTS, 'isolation'].map((g) => [g, enforcement])), [...GRANTS]);
 const exit = {
   oneOf: [
     obj({ kind: { const: 'exit' }, code: INT }),
@@ -62,10 +63,10 @@ const capabilities = obj({
   root: BOOL,
   cgroup: nullable({ enum: ['v1', 'v2'] }),
   controllers: { type: 'array', items: STR },
-  netns: BOOL,
   nftables: BOOL,
   diskImages: BOOL,
-  landlock: nullable(INT),
+  wall: nullable({ enum: ['root', 'userns'] }),
+  unavailable: mapOf(STR),
 });
 const changed = (withPid: boolean) => obj({ changed: BOOL, ...(withPid ? { pid: nullable(INT) } : {}) }, ['changed']);
 const empty = { type: 'object' };

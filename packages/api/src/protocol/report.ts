@@ -23,6 +23,11 @@ export interface EnforcementReport {
   cpu: Enforcement[];
   disk: Enforcement[];
   network: Enforcement[];
+  /**
+   * The wall around the guest host process: `kernel` (its own uid, no capabilities, no_new_privs,
+   * seccomp, namespaces) or only the `runtime` (JavaScript WASI) layer. Not a grant.
+   */
+  isolation: Enforcement[];
 }
 
 export type ExitKind = 'exit' | 'trap' | 'signal' | 'violation' | 'stopped';
@@ -37,16 +42,18 @@ export type GuestExit =
   /** Stopped on request through `stop()`. */
   | { kind: 'stopped' };
 
-/** What the machine lets the sandbox use (probed once by the agent). */
+/** What the machine lets the sandbox use (each probed once by trying it). */
 export interface Capabilities {
   root: boolean;
   cgroup: 'v2' | 'v1' | null;
   /** cgroup controllers we may use, e.g. ['cpu', 'memory']. */
   controllers: string[];
-  netns: boolean;
   /** nftables and a cgroup v2 hierarchy: the kernel layer of the network grant. */
   nftables: boolean;
   /** Loop-mounted ext4 images: the kernel layer of the disk grant. */
   diskImages: boolean;
-  landlock: number | null;
+  /** The kernel wall around each guest host (bubblewrap + setpriv + seccomp), as probed by running it. */
+  wall: 'root' | 'userns' | null;
+  /** Why a kernel layer is not available, per layer (only for those that are not). */
+  unavailable: Record<string, string>;
 }

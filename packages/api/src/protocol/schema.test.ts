@@ -55,7 +55,7 @@ describe('replies are checked before the client uses them', () => {
 
   it('a status reply must carry env digests, not values, and typed exits and reports', () => {
     const p = { name: 'p', spec: { ...spec, env: undefined, envDigests: { A: 'b'.repeat(64) } }, specDigest: 'c'.repeat(64), state: 'running', pid: 1, restarts: 0, lastExit: { kind: 'violation', grant: 'memory', detail: 'oom' }, enforcement: { memory: [{ mechanism: 'm', level: 'kernel' }], cpu: [], disk: [], network: [] }, usage: null, nextRestart: null };
-    const st = { agent: 'k', generation: 1, startedAt: 'now', capabilities: { root: true, cgroup: 'v2', controllers: [], netns: false, nftables: false, diskImages: false, landlock: null }, processes: [p] };
+    const st = { agent: 'k', generation: 1, startedAt: 'now', capabilities: { root: true, cgroup: 'v2', controllers: [], nftables: false, diskImages: false, wall: null, unavailable: { wall: 'bwrap is not installed' } }, processes: [p] };
     expect(parseResult('status', st).processes[0]?.lastExit).toEqual({ kind: 'violation', grant: 'memory', detail: 'oom' });
     expect(() => parseResult('status', { ...st, processes: [{ ...p, spec: { ...p.spec, envDigests: { A: 'secret' } } }] })).toThrow(/envDigests\/A/);
     expect(() => parseResult('status', { ...st, processes: [{ ...p, lastExit: { kind: 'violation', grant: 'gpu', detail: '' } }] })).toThrow(/lastExit/);

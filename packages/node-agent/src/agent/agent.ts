@@ -33,6 +33,7 @@ import { loadOrCreateCertificate, loadOrCreateIdentity } from './identity.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { processPaths, SandboxRunner } from './runner.js';
 import { AgentListener, DEFAULT_LIMITS, type NetworkLimits } from './server.js';
+import { secureStateDir } from './state-dir.js';
 import { StateStore } from './state-store.js';
 import { UsageMonitor } from './usage.js';
 import { DEFAULT_BACKOFF, ProcessSupervisor, type BackoffPolicy } from './supervisor.js';
@@ -80,7 +81,7 @@ export class Agent implements ConnectionHost {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: AgentOptions) {
-    fs.mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+    secureStateDir(opts.stateDir, (line) => process.stderr.write(`${line}\n`));
     this.identity = loadOrCreateIdentity(opts.stateDir);
     this.state = new StateStore(opts.stateDir);
     this.blobs = new BlobStore(opts.stateDir);

@@ -16,7 +16,7 @@ export class BlobStore {
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, 'blobs');
     this.partialDir = path.join(this.dir, 'partial');
-    fs.mkdirSync(this.partialDir, { recursive: true });
+    fs.mkdirSync(this.partialDir, { recursive: true, mode: 0o700 });
   }
 
   path(digest: string): string {

@@ -3,9 +3,10 @@ import path from 'node:path';
 
 /**
  * Write a file so that after a crash it holds either the old or the new contents, never a mix:
- * write a temporary file, fsync it, rename it over the target, fsync the directory.
+ * write a temporary file, fsync it, rename it over the target, fsync the directory. Private (0600)
+ * unless asked otherwise.
  */
-export function writeFileDurable(file: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileDurable(file: string, data: string | Uint8Array, mode = 0o600): void {
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'w', mode);
   try {

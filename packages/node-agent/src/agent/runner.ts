@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ProcessSpec } from '@lowcloud/api';
-import { attachGuest, spawnGuest, type GuestExit, type GuestHandle } from '@lowcloud/sandbox';
+import { attachGuest, readExitRecord, spawnGuest, type GuestExit, type GuestHandle } from '@lowcloud/sandbox';
 import type { BlobStore } from './blob-store.js';
 import { writeFileDurable } from './durable.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
 import type { GuestRunner } from './supervisor.js';
+import { UidTable } from './uids.js';
 
 /** Where a process lives in the state directory. */
 export function processPaths(stateDir: string, name: string) {
@@ -18,16 +19,22 @@ export function processPaths(stateDir: string, name: string) {
 
 /** Runs guests with the sandbox: detached, so they outlive the agent and can be re-attached. */
 export class SandboxRunner implements GuestRunner {
+  private readonly uids: UidTable;
+
   constructor(
     private readonly stateDir: string,
     private readonly blobs: BlobStore,
     private readonly logLimits: LogLimits = DEFAULT_LOG_LIMITS,
-  ) {}
+  ) {
+    this.uids = new UidTable(stateDir);
+  }
 
   async spawn(spec: ProcessSpec, specDigest: string): Promise<GuestHandle> {
     const p = processPaths(this.stateDir, spec.name);
-    fs.mkdirSync(path.dirname(p.log), { recursive: true });
-    if (spec.grants.disk !== undefined) fs.mkdirSync(p.dataDir, { recursive: true });
+    for (const d of [path.dirname(p.log), path.dirname(p.runDir), p.runDir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    // As root each process's guest host runs as its own uid (the sandbox ignores it otherwise).
+    const uid = process.getuid?.() === 0 ? this.uids.uidFor(spec.name) : undefined;
+    if (spec.grants.disk !== undefined) fs.mkdirSync(p.dataDir, { recursive: true, mode: 0o700 });
     const out = { file: p.log, maxBytes: this.logLimits.maxBytes, keep: this.logLimits.keep };
     const handle = await spawnGuest({
       wasm: this.blobs.path(spec.binary),
@@ -42,6 +49,7 @@ export class SandboxRunner implements GuestRunner {
       detached: true,
       runDir: p.runDir,
       cacheDir: path.join(this.stateDir, 'cache'),
+      ...(uid === undefined ? {} : { uid }),
     });
     // Which spec this guest runs: after a crash mid replace-config the agent compares it with the
     // desired state and converges (old or new, never a mix).
@@ -59,10 +67,7 @@ export class SandboxRunner implements GuestRunner {
 
   /** How the guest ended while the agent was down, if it recorded it. */
   exitRecord(name: string): GuestExit | null {
-    const text = readText(path.join(processPaths(this.stateDir, name).runDir, 'exit.json'));
-    if (text === null) return null;
-    const { at: _at, ...exit } = JSON.parse(text) as GuestExit & { at?: string };
-    return exit as GuestExit;
+    return readExitRecord(processPaths(this.stateDir, name).runDir);
   }
 }
 

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -18,24 +17,16 @@ if (optionsPath === undefined) {
   process.exit(70);
 }
 const opts = JSON.parse(fs.readFileSync(optionsPath, 'utf8')) as GuestBootOptions;
-if (!opts.detached) fs.rmSync(optionsPath, { force: true });
+// Inside the wall the options file is a read-only bind mount; the host removes it.
+if (!opts.detached && !opts.walled) fs.rmSync(optionsPath, { force: true });
 
 let finished = false;
 function finish(exit: GuestExit, status: number): void {
   if (finished) return;
   finished = true;
-  if (opts.firewall !== null) {
-    try {
-      execFileSync(opts.firewall.nft, ['delete', 'table', 'inet', opts.firewall.table], { stdio: 'ignore' });
-    } catch {
-      // the host removed it already
-    }
-  }
-  if (opts.runDir !== null) {
-    const tmp = path.join(opts.runDir, `exit.json.${process.pid}`);
-    fs.writeFileSync(tmp, JSON.stringify({ ...exit, at: new Date().toISOString() }));
-    fs.renameSync(tmp, path.join(opts.runDir, 'exit.json'));
-  }
+  // The host made exit.json for this process (inside the wall: a bind mount, written in place);
+  // it reads it only after this process is gone. The launcher removes the firewall table.
+  if (opts.runDir !== null) fs.writeFileSync(path.join(opts.runDir, 'exit.json'), JSON.stringify({ ...exit, at: new Date().toISOString() }));
   if (process.send !== undefined && process.connected) {
     process.send({ type: 'exit', exit }, () => process.exit(status));
     setTimeout(() => process.exit(status), 200).unref();
@@ -44,21 +35,8 @@ function finish(exit: GuestExit, status: number): void {
   }
 }
 
-// With the network kernel layer, the host moves this process into the guest's cgroup right after
-// it starts; no guest code (and so no guest socket) runs before that is done.
-if (opts.confine !== null && !(await confinedTo(opts.confine))) {
-  finish({ kind: 'trap', message: `the guest host was not moved into cgroup ${opts.confine} in time; not running the guest outside its network rules` }, 134);
-  await new Promise<never>(() => undefined); // finish() exits the process
-}
-
-async function confinedTo(cgroup: string): Promise<boolean> {
-  const end = Date.now() + 10_000;
-  while (Date.now() < end) {
-    if (fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').includes(`0::${cgroup}`)) return true;
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  return false;
-}
+// Kernel objects (cgroups, the firewall's cgroup v2) were joined by the launcher before it started
+// this process: nothing here runs outside them, and there is nothing to wait for.
 
 const heapMb = opts.grants.memory === undefined ? undefined : Math.max(16, Math.floor(opts.grants.memory / 2 ** 20 / 4));
 const worker = new Worker(new URL('./worker.js', import.meta.url), {

@@ -17,16 +17,8 @@ export interface GuestBootOptions {
   /** Agent mode: exit record goes to runDir/exit.json. */
   runDir: string | null;
   detached: boolean;
-  /**
-   * The cgroup v2 path (as in /proc/self/cgroup) the network kernel layer applies to: the guest
-   * host waits until it is in it before it runs the guest. Null without that layer.
-   */
-  confine: string | null;
-  /**
-   * The nftables table of the network kernel layer: the guest host deletes it as it exits, so the
-   * rules go with the guest even when the process that started it was killed.
-   */
-  firewall: { nft: string; table: string } | null;
+  /** Inside the kernel wall: the files the host made for it are bind mounts (written in place, never renamed). */
+  walled: boolean;
 }
 
 /** What the guest worker reports when the guest ends. */

@@ -38,27 +38,33 @@ function writeAll(fd: number, b: Uint8Array): void {
  * not writes: a write larger than `maxBytes` is split at the cap (rotating between the pieces), and
  * of a write larger than everything kept only its last `maxBytes * (keep + 1)` bytes are written
  * (the rest would be rotated away at once), so no file ever holds more than `maxBytes`.
+ *
+ * Rotation copies and truncates rather than renaming: inside the wall each of these files is a
+ * bind mount the host made (a rename would fail), and the host's readers keep the same file.
  */
 function rotatingFile(file: string, maxBytes: number, keep: number): (b: Uint8Array) => void {
-  let fd = fs.openSync(file, 'a', 0o640);
+  let fd = fs.openSync(file, 'a', 0o600);
   let size = fs.fstatSync(fd).size;
   const rotate = () => {
-    fs.closeSync(fd);
-    for (let i = keep - 1; i >= 1; i--) {
+    for (let i = keep; i >= 1; i--) {
       try {
-        fs.renameSync(`${file}.${i}`, `${file}.${i + 1}`);
+        fs.copyFileSync(i === 1 ? file : `${file}.${i - 1}`, `${file}.${i}`);
       } catch {
-        // an older file that does not exist yet
+        // an older file that does not exist yet, or one the agent's total log cap removed
       }
     }
-    try {
-      if (keep >= 1) fs.renameSync(file, `${file}.1`);
-      else fs.truncateSync(file, 0);
-    } catch (err) {
-      // Removed under us (an operator, or the agent's total log cap): the reopen below makes it anew.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    fs.ftruncateSync(fd, 0);
+    // Removed under us (an operator, or the agent's total log cap): make it anew where that is
+    // possible (inside the wall it is not, and the bytes go to the unlinked file).
+    if (fs.fstatSync(fd).nlink === 0) {
+      try {
+        const again = fs.openSync(file, 'a', 0o600);
+        fs.closeSync(fd);
+        fd = again;
+      } catch {
+        // keep the open file
+      }
     }
-    fd = fs.openSync(file, 'a', 0o640);
     size = 0;
   };
   return (whole) => {

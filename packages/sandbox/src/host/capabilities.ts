@@ -1,46 +1,44 @@
-import fs from 'node:fs';
 import type { Capabilities } from '../types.js';
-import { diskImageTools } from './disk-image.js';
-import { cgroup2Root, nftBinary } from './firewall.js';
+import { probeCgroups } from './cgroup.js';
+import { probeDiskImages } from './disk-image.js';
+import { probeNftables } from './firewall.js';
+import { probeWall } from './isolation.js';
 
 let cached: Capabilities | null = null;
 
-/** What this machine lets the sandbox use for the kernel layer of each grant. Probed once. */
+/**
+ * What this machine lets the sandbox use for the kernel layer of each grant and for the wall.
+ * Each is probed once per process by trying it (a limit written to a test cgroup, a ruleset
+ * checked by nft against a test cgroup, the wall run around a tiny program, an ext4 image mounted),
+ * never assumed from a file being there.
+ */
 export function probeCapabilitiesSync(): Capabilities {
   if (cached !== null) return cached;
   const root = process.getuid?.() === 0;
-  let cgroup: Capabilities['cgroup'] = null;
-  const controllers: string[] = [];
-  if (fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) {
-    cgroup = 'v2';
-    controllers.push(...fs.readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').trim().split(/\s+/).filter((c) => c === 'cpu' || c === 'memory'));
-  } else if (fs.existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes') || fs.existsSync('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')) {
-    cgroup = 'v1';
-    if (fs.existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes')) controllers.push('memory');
-    if (fs.existsSync('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')) controllers.push('cpu');
-  }
-  const writable = root && cgroup !== null && canWrite(cgroup === 'v2' ? '/sys/fs/cgroup' : '/sys/fs/cgroup/memory');
+  const unavailable: Record<string, string> = {};
+  const cg = root ? probeCgroups() : { version: null, controllers: [], reason: 'not root' };
+  if (cg.version === null) unavailable.cgroup = cg.reason;
+  const nft = root ? probeNftables() : 'not root';
+  if (nft !== null) unavailable.nftables = nft;
+  const wall = probeWall();
+  if (wall.wall === null) unavailable.wall = wall.reason;
   cached = {
     root,
-    cgroup: writable ? cgroup : null,
-    controllers: writable ? controllers : [],
-    netns: root && fs.existsSync('/proc/self/ns/net'),
-    nftables: root && nftBinary() !== null && canWrite(cgroup2Root() ?? '/nonexistent'),
-    diskImages: root && diskImageTools(),
-    landlock: null,
+    cgroup: cg.version,
+    controllers: cg.controllers,
+    nftables: nft === null,
+    diskImages: false,
+    wall: wall.wall?.mode ?? null,
+    unavailable,
   };
+  // Mounting a test image takes ~0.1 s: probed when first asked (a guest with a disk image, status).
+  let disk: string | null | undefined;
+  const diskProbe = () => (disk ??= root ? probeDiskImages() : 'not root');
+  Object.defineProperty(cached, 'diskImages', { enumerable: true, get: () => diskProbe() === null });
+  Object.defineProperty(unavailable, 'diskImages', { enumerable: true, get: () => diskProbe() ?? undefined });
   return cached;
 }
 
 export async function probeCapabilities(): Promise<Capabilities> {
   return probeCapabilitiesSync();
-}
-
-function canWrite(dir: string): boolean {
-  try {
-    fs.accessSync(dir, fs.constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }

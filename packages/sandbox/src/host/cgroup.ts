@@ -3,49 +3,75 @@ import path from 'node:path';
 
 /**
  * A per-guest cgroup (v1: one directory per controller; v2: one directory). Created before the
- * guest runs, removed after it is gone.
+ * guest host is started and joined by its launcher before any guest code runs (see launch.ts);
+ * removed after it is gone. Every directory it made is in `dirs`, so a re-attaching agent (and the
+ * launcher itself) can remove them.
  */
+export const V1_ROOT = '/sys/fs/cgroup';
+
+/** The directory under each hierarchy that holds the guests' cgroups (`LOWCLOUD_CGROUP_PARENT`, default `lowcloud`). */
+export function cgroupParent(): string {
+  const p = process.env.LOWCLOUD_CGROUP_PARENT ?? 'lowcloud';
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(p)) throw new Error(`LOWCLOUD_CGROUP_PARENT: "${p}" is not a plain directory name`);
+  return p;
+}
+
+/** Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup (unified) or /sys/fs/cgroup/unified (hybrid). */
+export function cgroup2Root(): string | null {
+  if (fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) return '/sys/fs/cgroup';
+  if (fs.existsSync('/sys/fs/cgroup/unified/cgroup.controllers')) return '/sys/fs/cgroup/unified';
+  return null;
+}
+
+const PERIOD = 100_000;
+
 export class GuestCgroup {
   private constructor(
     readonly version: 'v1' | 'v2',
     readonly dirs: { memory?: string; cpu?: string },
   ) {}
 
-  static create(version: 'v1' | 'v2', name: string, limits: { memoryBytes?: number; cpuCores?: number }): GuestCgroup {
-    const period = 100_000;
-    if (version === 'v2') {
-      const parent = '/sys/fs/cgroup/lowcloud';
-      fs.mkdirSync(parent, { recursive: true });
-      // Controllers must be enabled for children of every level we create.
-      tryWrite('/sys/fs/cgroup/cgroup.subtree_control', '+cpu +memory');
-      tryWrite(path.join(parent, 'cgroup.subtree_control'), '+cpu +memory');
-      const dir = path.join(parent, name);
-      fs.mkdirSync(dir, { recursive: true });
-      if (limits.memoryBytes !== undefined) {
-        fs.writeFileSync(path.join(dir, 'memory.max'), String(limits.memoryBytes));
-        tryWrite(path.join(dir, 'memory.swap.max'), '0');
-      }
-      if (limits.cpuCores !== undefined) fs.writeFileSync(path.join(dir, 'cpu.max'), `${Math.round(limits.cpuCores * period)} ${period}`);
-      return new GuestCgroup('v2', { memory: dir, cpu: dir });
-    }
-    const dirs: { memory?: string; cpu?: string } = {};
-    if (limits.memoryBytes !== undefined) {
-      dirs.memory = path.join('/sys/fs/cgroup/memory/lowcloud', name);
-      fs.mkdirSync(dirs.memory, { recursive: true });
-      fs.writeFileSync(path.join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
-      tryWrite(path.join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
-    }
-    if (limits.cpuCores !== undefined) {
-      dirs.cpu = path.join('/sys/fs/cgroup/cpu/lowcloud', name);
-      fs.mkdirSync(dirs.cpu, { recursive: true });
-      fs.writeFileSync(path.join(dirs.cpu, 'cpu.cfs_period_us'), String(period));
-      fs.writeFileSync(path.join(dirs.cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpuCores * period)));
-    }
-    return new GuestCgroup('v1', dirs);
+  /** Every directory of this cgroup (each gets the guest host's pid in its cgroup.procs). */
+  get all(): string[] {
+    return [...new Set([this.dirs.memory, this.dirs.cpu].filter((d): d is string => d !== undefined))];
   }
 
-  add(pid: number): void {
-    for (const d of new Set([this.dirs.memory, this.dirs.cpu])) if (d !== undefined) fs.writeFileSync(path.join(d, 'cgroup.procs'), String(pid));
+  /**
+   * Make the directories and write the limits. Throws (having removed what it made) when the
+   * kernel refuses any of it: the guest must then not run.
+   */
+  static create(version: 'v1' | 'v2', name: string, limits: { memoryBytes?: number; cpuCores?: number }, controllers: string[]): GuestCgroup {
+    const made: string[] = [];
+    try {
+      if (version === 'v2') {
+        const root = cgroup2Root() ?? '/sys/fs/cgroup';
+        const dir = mkGuestDir(root, name, made, true);
+        if (limits.memoryBytes !== undefined && controllers.includes('memory')) {
+          fs.writeFileSync(path.join(dir, 'memory.max'), String(limits.memoryBytes));
+          tryWrite(path.join(dir, 'memory.swap.max'), '0');
+        }
+        if (limits.cpuCores !== undefined && controllers.includes('cpu')) fs.writeFileSync(path.join(dir, 'cpu.max'), `${Math.round(limits.cpuCores * PERIOD)} ${PERIOD}`);
+        return new GuestCgroup('v2', {
+          ...(limits.memoryBytes !== undefined && controllers.includes('memory') ? { memory: dir } : {}),
+          ...(limits.cpuCores !== undefined && controllers.includes('cpu') ? { cpu: dir } : {}),
+        });
+      }
+      const dirs: { memory?: string; cpu?: string } = {};
+      if (limits.memoryBytes !== undefined && controllers.includes('memory')) {
+        dirs.memory = mkGuestDir(path.join(V1_ROOT, 'memory'), name, made, false);
+        fs.writeFileSync(path.join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+        tryWrite(path.join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
+      }
+      if (limits.cpuCores !== undefined && controllers.includes('cpu')) {
+        dirs.cpu = mkGuestDir(path.join(V1_ROOT, 'cpu'), name, made, false);
+        fs.writeFileSync(path.join(dirs.cpu, 'cpu.cfs_period_us'), String(PERIOD));
+        fs.writeFileSync(path.join(dirs.cpu, 'cpu.cfs_quota_us'), String(Math.round(limits.cpuCores * PERIOD)));
+      }
+      return new GuestCgroup('v1', dirs);
+    } catch (err) {
+      for (const d of made.reverse()) removeCgroupDir(d);
+      throw new Error(`cgroup ${version}: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** True when the kernel killed a process of this cgroup for going past memory.max. */
@@ -57,30 +83,119 @@ export class GuestCgroup {
       const m = /oom_kill (\d+)/.exec(fs.readFileSync(file, 'utf8'));
       return m !== null && Number(m[1]) > 0;
     } catch {
-      return false;
+      return false; // no such counter on this kernel: the exit is reported as it is
     }
   }
 
   remove(): void {
-    for (const d of new Set([this.dirs.memory, this.dirs.cpu])) {
-      if (d === undefined) continue;
-      for (let i = 0; i < 20; i++) {
-        try {
-          fs.rmdirSync(d);
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
-        }
-      }
+    for (const d of this.all) removeCgroupDir(d);
+  }
+}
+
+/** mkdir `<hierarchy>/<parent>/<name>`; the guest's directory itself must be new. */
+function mkGuestDir(hierarchy: string, name: string, made: string[], v2: boolean): string {
+  const parent = path.join(hierarchy, cgroupParent());
+  if (!fs.existsSync(parent)) {
+    fs.mkdirSync(parent);
+    made.push(parent);
+  }
+  if (v2) {
+    // Controllers must be enabled for the children of every level we create.
+    tryWrite(path.join(hierarchy, 'cgroup.subtree_control'), '+cpu +memory');
+    tryWrite(path.join(parent, 'cgroup.subtree_control'), '+cpu +memory');
+  }
+  const dir = path.join(parent, name);
+  fs.mkdirSync(dir);
+  made.push(dir);
+  return dir;
+}
+
+/** rmdir a cgroup directory (never a recursive delete), retrying while its last task leaves. */
+export function removeCgroupDir(dir: string): void {
+  for (let i = 0; i < 20; i++) {
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTEMPTY') return; // gone, or a parent that still has guests
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
     }
   }
 }
 
-function tryWrite(file: string, value: string): void {
+/**
+ * Which cgroup controllers this process can really use: each is tried by making a test cgroup and
+ * writing a limit to it (existing files alone prove nothing: a read-only mount, a delegated
+ * subtree, a container).
+ */
+export function probeCgroups(): { version: 'v1' | 'v2' | null; controllers: string[]; reason: string } {
+  const name = `probe-${process.pid}-${Date.now()}`;
+  const tried: string[] = [];
+  if (fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+    const made: string[] = [];
+    const controllers: string[] = [];
+    try {
+      const dir = mkGuestDir('/sys/fs/cgroup', name, made, true);
+      if (tryWrite(path.join(dir, 'memory.max'), String(2 ** 30))) controllers.push('memory');
+      if (tryWrite(path.join(dir, 'cpu.max'), `${PERIOD} ${PERIOD}`)) controllers.push('cpu');
+    } catch (err) {
+      tried.push(`cgroup v2: ${(err as Error).message}`);
+    } finally {
+      for (const d of made.reverse()) removeCgroupDir(d);
+    }
+    return { version: controllers.length > 0 ? 'v2' : null, controllers, reason: tried.join('; ') || 'no cgroup v2 controller accepted a limit' };
+  }
+  const controllers: string[] = [];
+  for (const [controller, file, value] of [
+    ['memory', 'memory.limit_in_bytes', String(2 ** 30)],
+    ['cpu', 'cpu.cfs_quota_us', String(PERIOD)],
+  ] as const) {
+    const made: string[] = [];
+    try {
+      const dir = mkGuestDir(path.join(V1_ROOT, controller), name, made, false);
+      fs.writeFileSync(path.join(dir, file), value);
+      controllers.push(controller);
+    } catch (err) {
+      tried.push(`cgroup v1 ${controller}: ${(err as Error).message}`);
+    } finally {
+      for (const d of made.reverse()) removeCgroupDir(d);
+    }
+  }
+  return { version: controllers.length > 0 ? 'v1' : null, controllers, reason: tried.join('; ') };
+}
+
+/** Remove guest cgroups (`g-<ms>-<hex>`) older than a minute that no process uses, in every hierarchy. */
+export function sweepStaleCgroups(now = Date.now(), keep: (name: string) => boolean = () => false): number {
+  let removed = 0;
+  const roots = [path.join(V1_ROOT, 'memory'), path.join(V1_ROOT, 'cpu'), cgroup2Root()].filter((r): r is string => r !== null);
+  for (const root of new Set(roots)) {
+    const parent = path.join(root, cgroupParent());
+    let names: string[];
+    try {
+      names = fs.readdirSync(parent);
+    } catch {
+      continue; // no guests in this hierarchy yet
+    }
+    for (const name of names) {
+      const m = /^g-(\d+)-[0-9a-f]+$/.exec(name);
+      if (m === null || now - Number(m[1]) <= 60_000 || keep(name)) continue;
+      try {
+        fs.rmdirSync(path.join(parent, name)); // refused while a process is in it
+        removed++;
+      } catch {
+        // still in use
+      }
+    }
+  }
+  return removed;
+}
+
+function tryWrite(file: string, value: string): boolean {
   try {
     fs.writeFileSync(file, value);
+    return true;
   } catch {
-    // best effort: not every kernel has every knob
+    return false; // best effort: not every kernel has every knob; callers that need it check
   }
 }

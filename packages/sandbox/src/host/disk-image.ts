@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /**
@@ -32,6 +33,24 @@ export function imageBytes(grant: number): number {
   return Math.ceil(bytes / 4096) * 4096;
 }
 
+/** The image file loop-mounted at `dir` (ext4), or null when something else (or nothing) is mounted there. */
+export function mountedImage(dir: string): string | null {
+  const target = path.resolve(dir).replace(/ /g, '\\040');
+  try {
+    for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      if (f[4] !== target) continue;
+      const rest = f.slice(f.indexOf('-') + 1);
+      const m = /^\/dev\/(loop\d+)$/.exec(rest[1] ?? '');
+      if (rest[0] !== 'ext4' || m === null) return null;
+      return fs.readFileSync(`/sys/block/${m[1]}/loop/backing_file`, 'utf8').trim();
+    }
+  } catch {
+    return null; // no mountinfo or no such loop device: not our image
+  }
+  return null;
+}
+
 /** True when `dir` is a mount point. */
 export function isMountPoint(dir: string): boolean {
   const target = path.resolve(dir);
@@ -60,7 +79,10 @@ function run(cmd: string, args: string[]): void {
  */
 export function mountDiskImage(image: string, dir: string, grant: number): string {
   const size = imageBytes(grant);
-  if (!isMountPoint(dir)) {
+  if (isMountPoint(dir)) {
+    // Only our own image counts as the kernel layer; any other mount there proves nothing.
+    if (mountedImage(dir) !== fs.realpathSync(image)) throw new Error(`${dir} is a mount point of something other than its disk image ${image}`);
+  } else {
     fs.mkdirSync(dir, { recursive: true });
     if (!fs.existsSync(image)) {
       if (fs.readdirSync(dir).length > 0) throw new Error(`${dir} already holds data and has no disk image; not mounting over it`);
@@ -94,5 +116,31 @@ export function unmountDiskImage(dir: string): void {
     } catch {
       // not mounted any more
     }
+  }
+}
+
+/**
+ * Can this machine loop-mount an ext4 image? Tried once with a 2 MiB image in a temporary
+ * directory (made, mounted, unmounted, removed). Null when it can, else the reason.
+ */
+export function probeDiskImages(): string | null {
+  if (!diskImageTools()) return 'needs mkfs.ext4, mount, umount, resize2fs, e2fsck and /dev/loop-control';
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-probe-'));
+  const image = path.join(dir, 'probe.ext4');
+  const mnt = path.join(dir, 'mnt');
+  try {
+    fs.mkdirSync(mnt);
+    fs.writeFileSync(image, '');
+    fs.truncateSync(image, 2 * MiB);
+    run('mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', image]);
+    run('mount', ['-o', 'loop,nosuid,nodev,noexec', image, mnt]);
+    const ok = mountedImage(mnt) === fs.realpathSync(image);
+    run('umount', [mnt]);
+    return ok ? null : 'the test image did not show up as a loop mount';
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    if (isMountPoint(mnt)) unmountDiskImage(mnt);
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -3,6 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { NetworkGrant } from '@lowcloud/api';
 import { parseIp } from '../guest/net/policy.js';
+import { cgroup2Root, cgroupParent, removeCgroupDir, sweepStaleCgroups } from './cgroup.js';
+
+export { cgroup2Root } from './cgroup.js';
 
 /**
  * The kernel layer of the network grant: an nftables allow-list that applies to every socket of
@@ -21,13 +24,6 @@ export interface FirewallRecord {
   table: string;
   /** Absolute path of the cgroup v2 directory. */
   dir: string;
-}
-
-/** Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup (unified) or /sys/fs/cgroup/unified (hybrid). */
-export function cgroup2Root(): string | null {
-  if (fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) return '/sys/fs/cgroup';
-  if (fs.existsSync('/sys/fs/cgroup/unified/cgroup.controllers')) return '/sys/fs/cgroup/unified';
-  return null;
 }
 
 export function nftBinary(): string | null {
@@ -58,7 +54,9 @@ export class GuestFirewall {
     const root = cgroup2Root();
     const nft = nftBinary();
     if (root === null || nft === null) throw new Error('no cgroup v2 hierarchy or no nft binary');
-    const dir = path.join(root, 'lowcloud', name);
+    const dir = path.join(root, cgroupParent(), name);
+    // On a pure cgroup v2 machine the guest's limits cgroup is this same directory (made first).
+    const existed = fs.existsSync(dir);
     fs.mkdirSync(dir, { recursive: true });
     const table = `${TABLE_PREFIX}${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
     // nft resolves the path below /sys/fs/cgroup; `level` is the depth in the v2 hierarchy.
@@ -76,19 +74,10 @@ export class GuestFirewall {
       // Asynchronously: an agent starting many guests must not stall its event loop on nft.
       await nftAsync(nft, ['-f', '-'], ruleset);
     } catch (err) {
-      try {
-        fs.rmdirSync(dir); // a cgroup directory: rmdir, never a recursive delete
-      } catch {
-        // left for the sweep
-      }
+      if (!existed) removeCgroupDir(dir);
       throw new Error(`nft refused the rules: ${err instanceof Error ? err.message : String(err)}`);
     }
     return new GuestFirewall(nft, { table, dir }, `/${path.relative(root, dir)}`, `nftables allow-list on the guest's cgroup v2 (${rules.summary})`);
-  }
-
-  /** Move the guest host process into the cgroup the rules apply to. */
-  add(pid: number): void {
-    fs.writeFileSync(path.join(this.record.dir, 'cgroup.procs'), String(pid));
   }
 
   /** Remove the table and the cgroup without blocking the event loop (the guest has exited). */
@@ -209,23 +198,10 @@ export function sweepStaleFirewalls(now = Date.now()): number {
     return 0;
   }
   let removed = 0;
-  // Cgroups left without a table (the guest's last task left after the removal gave up).
-  try {
-    for (const name of fs.readdirSync(path.join(root, 'lowcloud'))) {
-      const m = /^g-(\d+)-[0-9a-f]+$/.exec(name);
-      if (m === null || now - Number(m[1]) <= 60_000 || tables.includes(`${TABLE_PREFIX}${name.replace(/-/g, '_')}`)) continue;
-      try {
-        fs.rmdirSync(path.join(root, 'lowcloud', name));
-        removed++;
-      } catch {
-        // still in use
-      }
-    }
-  } catch {
-    // no lowcloud cgroups yet
-  }
+  // Cgroups (v1 and v2) left without a table and without a process.
+  removed += sweepStaleCgroups(now, (name) => tables.includes(`${TABLE_PREFIX}${name.replace(/-/g, '_')}`));
   for (const table of tables) {
-    const dir = path.join(root, 'lowcloud', table.slice(TABLE_PREFIX.length).replace(/_/g, '-'));
+    const dir = path.join(root, cgroupParent(), table.slice(TABLE_PREFIX.length).replace(/_/g, '-'));
     let procs = '';
     try {
       procs = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim();
@@ -237,4 +213,31 @@ export function sweepStaleFirewalls(now = Date.now()): number {
     removed++;
   }
   return removed;
+}
+
+/**
+ * Can nft load a `socket cgroupv2` rule here? Checked (`nft -c`, nothing is loaded) against a test
+ * cgroup made for it. Null when it can, else the reason.
+ */
+export function probeNftables(): string | null {
+  const nft = nftBinary();
+  const root = cgroup2Root();
+  if (nft === null) return 'nft is not installed';
+  if (root === null) return 'no cgroup v2 hierarchy';
+  const parent = path.join(root, cgroupParent());
+  const dir = path.join(parent, `probe-${process.pid}-${Date.now()}`);
+  const madeParent = !fs.existsSync(parent);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const table = `${TABLE_PREFIX}probe_${process.pid}`;
+    const ruleset = `table inet ${table} {\n  chain output { type filter hook output priority 0; policy accept; socket cgroupv2 level 2 "${path.relative('/sys/fs/cgroup', dir)}" reject; }\n}\n`;
+    execFileSync(nft, ['-c', '-f', '-'], { input: ruleset, stdio: ['pipe', 'ignore', 'pipe'] });
+    return null;
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0];
+    return `nft refused a cgroup v2 rule: ${stderr || (err as Error).message}`;
+  } finally {
+    removeCgroupDir(dir);
+    if (madeParent) removeCgroupDir(parent);
+  }
 }

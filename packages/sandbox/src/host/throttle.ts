@@ -6,6 +6,10 @@ import { cpuSeconds } from './proc.js';
  * pauses it while it is over. Credit for idle time is capped, so a guest cannot bank idle seconds
  * and then burst far past its grant.
  */
+/** Throttles running in this process: resumed if it exits while one holds its guest stopped. */
+const active = new Set<CpuThrottle>();
+let exitHook = false;
+
 export class CpuThrottle {
   private timer: NodeJS.Timeout | null = null;
   private last: number | null = null;
@@ -21,6 +25,15 @@ export class CpuThrottle {
   ) {}
 
   start(): this {
+    active.add(this);
+    if (!exitHook) {
+      exitHook = true;
+      // A normal exit, process.exit() or an uncaught error: never leave a guest SIGSTOPped. (A
+      // SIGKILLed owner cannot run this; the re-attaching host sends SIGCONT first thing.)
+      process.on('exit', () => {
+        for (const t of active) t.stop();
+      });
+    }
     this.last = cpuSeconds(this.pid);
     this.lastAt = performance.now();
     this.timer = setInterval(() => this.tick(), this.tickMs);
@@ -47,6 +60,7 @@ export class CpuThrottle {
 
   /** Stop throttling and leave the process running. */
   stop(): void {
+    active.delete(this);
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     if (this.stopped) {

@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeFileDurable } from './durable.js';
+
+/**
+ * Each process's own uid for its guest host, as systemd's DynamicUser= does: from a reserved range
+ * (systemd's own, 61184-65519), distinct per process, recorded in `uids.json` and reused across
+ * restarts so a process's data stays its own. A uid stays with its name (also after a stop), so
+ * data left behind never becomes another process's.
+ */
+export const UID_MIN = 61184;
+export const UID_MAX = 65519;
+
+export class UidTable {
+  private readonly file: string;
+  private table: Record<string, number>;
+
+  constructor(private readonly stateDir: string) {
+    this.file = path.join(stateDir, 'uids.json');
+    this.table = readTable(this.file);
+  }
+
+  /** The uid of a process, allocated on first use. */
+  uidFor(name: string): number {
+    const known = this.table[name];
+    if (known !== undefined) return known;
+    const taken = new Set(Object.values(this.table));
+    const inUse = systemUids();
+    const span = UID_MAX - UID_MIN + 1;
+    // Agents on one machine start their search at different places (by state directory), and skip
+    // uids of accounts and of running processes, so two agents rarely meet.
+    const start = createHash('sha256').update(path.resolve(this.stateDir)).digest().readUInt32BE(0) % span;
+    for (let i = 0; i < span; i++) {
+      const uid = UID_MIN + ((start + i) % span);
+      if (taken.has(uid) || inUse.has(uid)) continue;
+      this.table = { ...this.table, [name]: uid };
+      writeFileDurable(this.file, JSON.stringify(this.table, null, 2), 0o600);
+      return uid;
+    }
+    throw new Error(`no free uid left in ${UID_MIN}-${UID_MAX} for process ${name}`);
+  }
+}
+
+function readTable(file: string): Record<string, number> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new Error(`${file}: not a uid table (${(err as Error).message}); fix or remove it`);
+  }
+  const out: Record<string, number> = {};
+  for (const [name, uid] of Object.entries(raw as Record<string, unknown>)) {
+    if (!Number.isInteger(uid) || (uid as number) < UID_MIN || (uid as number) > UID_MAX) throw new Error(`${file}: ${name}: ${String(uid)} is not a uid in ${UID_MIN}-${UID_MAX}`);
+    out[name] = uid as number;
+  }
+  return out;
+}
+
+/** uids of accounts (/etc/passwd) and of running processes. */
+function systemUids(): Set<number> {
+  const out = new Set<number>();
+  try {
+    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const uid = Number(line.split(':')[2]);
+      if (Number.isInteger(uid)) out.add(uid);
+    }
+  } catch {
+    // no passwd file: nothing to avoid there
+  }
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const m = /^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (m !== null) out.add(Number(m[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
