@@ -124,7 +124,7 @@ export function exitStatus(exit: GuestExit): number {
 export function formatReport(r: EnforcementReport): string {
   const lines = ['enforcement:'];
   for (const grant of ['memory', 'cpu', 'disk', 'network', 'isolation'] as const) {
-    for (const e of r[grant]) lines.push(`  ${grant.padEnd(9)} ${e.level.padEnd(8)} ${e.mechanism}`);
+    for (const e of r[grant]) lines.push(`  ${grant.padEnd(8)} ${e.level.padEnd(8)} ${e.mechanism}`);
   }
   return `${lines.join('\n')}\n`;
 }

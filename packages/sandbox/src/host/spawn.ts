@@ -296,6 +296,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       detach(): void {
         throttle?.stop();
         if (watchdog !== null) clearInterval(watchdog);
+        (child.stdio[4 as number] as Readable | null | undefined)?.destroy();
         child.unref();
         if (child.connected) child.disconnect();
       },
@@ -318,22 +319,28 @@ function signalName(n: number): string {
   return Object.entries(os.constants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
 }
 
-/** The guest host's pid as bubblewrap (`--info-fd`) or the launcher reports it on fd 4. */
+/**
+ * The guest host's pid as bubblewrap (`--info-fd`) or the launcher reports it on fd 4. The pipe is
+ * drained to its end, never closed early: bubblewrap writes its report in pieces and dies of
+ * SIGPIPE (leaving its half-made child waiting) if the reader goes away between them.
+ */
 function childPid(child: ChildProcess): Promise<number> {
   const info = child.stdio[4] as Readable;
   return new Promise((resolve, reject) => {
     let text = '';
+    let settled = false;
     const timer = setTimeout(() => done(new Error('no pid reported within 10 s')), 10_000);
     const done = (r: number | Error) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      info.removeAllListeners('data');
-      info.destroy();
       if (r instanceof Error) reject(r);
       else resolve(r);
     };
     info.on('data', (b: Buffer) => {
+      if (settled) return;
       text += b.toString();
-      const m = /"child-pid":\s*(\d+)/.exec(text);
+      const m = /"child-pid":\s*(\d+)\s*[,}]/.exec(text);
       if (m !== null) done(Number(m[1]));
       else if (text.length > 4096) done(new Error('unreadable start report'));
     });
