@@ -12,6 +12,9 @@ export type {
 } from './types.js';
 export { spawnGuest, attachGuest, HOST_OVERHEAD_BYTES } from './host/spawn.js';
 export { readExitRecord } from './host/exit-record.js';
+/** The wall itself, so a plain program can be run inside the same confinement as a guest host (tests, operators). */
+export { probeWall, wallArgs, codeView, DYNAMIC_UID_MIN, DYNAMIC_UID_MAX, type Wall, type WallSpec } from './host/isolation.js';
+export { seccompProgram, DENIED_SYSCALLS } from './host/seccomp.js';
 export { probeCapabilities } from './host/capabilities.js';
 export { cpuSeconds, rssBytes } from './host/proc.js';
 export { sweepStaleFirewalls, removeGuestFirewall, type FirewallRecord } from './host/firewall.js';

@@ -166,6 +166,8 @@ export function wallArgs(w: Wall, s: WallSpec): string[] {
     if (st.isSymbolicLink()) a.push('--symlink', fs.readlinkSync(p), p);
     else a.push('--ro-bind', p, p);
   }
+  // Only name resolution and the time zone of /etc (bubblewrap would make /etc 0700 otherwise).
+  a.push('--perms', '0755', '--dir', '/etc');
   for (const p of ETC) a.push('--ro-bind-try', p, p);
   a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
   const binds = [...s.ro.map((p) => ({ p, rw: false })), ...s.rw.map((p) => ({ p, rw: true }))].sort((x, y) => x.p.length - y.p.length);
