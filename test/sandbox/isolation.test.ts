@@ -22,7 +22,6 @@ afterAll(() => {
 const { wall, reason } = probeWall();
 const root = process.getuid?.() === 0;
 const UID_A = 65001;
-const UID_B = 65002;
 
 const base = (wasm: string, extra: Partial<GuestOptions> = {}): GuestOptions => ({
   wasm: guest(wasm),

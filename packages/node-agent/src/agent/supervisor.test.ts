@@ -50,7 +50,7 @@ class ScriptedRunner implements GuestRunner {
         resolve(exit);
       }),
     );
-    return { pid: 1000 + this.spawned, report: { memory: [], cpu: [], disk: [], network: [] }, exited, usage: async () => ({ cpuSeconds: 0, memoryBytes: 0, diskBytes: 0 }), stop: async () => exit, detach: () => undefined };
+    return { pid: 1000 + this.spawned, report: { memory: [], cpu: [], disk: [], network: [], isolation: [] }, exited, usage: async () => ({ cpuSeconds: 0, memoryBytes: 0, diskBytes: 0 }), stop: async () => exit, detach: () => undefined };
   }
 }
 

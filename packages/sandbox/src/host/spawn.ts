@@ -15,7 +15,7 @@ import { GuestCgroup, removeCgroupDir } from './cgroup.js';
 import { prepareGuestFile, readExitRecord } from './exit-record.js';
 import { GuestFirewall, sweepStaleFirewalls, systemNameservers, type FirewallRecord } from './firewall.js';
 import { mountDiskImage, unmountDiskImage } from './disk-image.js';
-import { codeView, isolationReport, launcherArgs, probeWall, wallArgs, type Wall } from './isolation.js';
+import { codeView, isolationReport, launcherArgs, probeWall, wallArgs } from './isolation.js';
 import { cpuSeconds, rssBytes, startTime } from './proc.js';
 import { seccompProgram } from './seccomp.js';
 import { CpuThrottle } from './throttle.js';
