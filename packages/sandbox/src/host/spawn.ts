@@ -195,7 +195,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     } catch (err) {
       child.kill('SIGKILL');
       if (runDir === null) fs.rmSync(optionsPath, { force: true });
-      throw new GrantUnavailableError('memory', `the guest host did not start inside its confinement: ${err instanceof Error ? err.message : String(err)}; no guest code ran`);
+      throw new Error(`the guest host did not start inside its confinement: ${err instanceof Error ? err.message : String(err)}; no guest code ran`);
     }
 
     let throttle: CpuThrottle | null = null;
