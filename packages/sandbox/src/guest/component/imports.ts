@@ -6,6 +6,7 @@ import * as sockets from '@bytecodealliance/preview2-shim/sockets';
 import type { GuestDir } from '../core/dir.js';
 import { GuestExit } from '../exit.js';
 import { allowsConnect, type IpAddr, type NetPolicy } from '../net/policy.js';
+import { guardUdpSends } from '../net/udp.js';
 import { filesystemImports, setReadyPollable } from './filesystem.js';
 
 /** The WASI 0.2 interfaces a component may import; anything else is refused at admission. */
@@ -49,6 +50,7 @@ function patchSockets(): void {
   wrap(TcpSocket.prototype, 'startBind', (p, a) => p.listen.has(a.val.port));
   wrap(TcpSocket.prototype, 'startConnect', (p, a) => allowsConnect(p, toIp(a), a.val.port));
   wrap(UdpSocket.prototype, 'startBind', (p, a) => p.udp && p.listen.has(a.val.port));
+  guardUdpSends(sockets.udp as unknown as Parameters<typeof guardUdpSends>[0], (n) => policies.get(n));
 }
 
 /**
