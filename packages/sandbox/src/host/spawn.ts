@@ -287,11 +287,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       async stop(graceMs = 5000): Promise<GuestExit> {
         stopRequested = true;
         throttle?.stop();
-        signal(pid, 'SIGTERM');
-        const timer = setTimeout(() => signal(pid, 'SIGKILL'), graceMs);
-        const r = await exited;
-        clearTimeout(timer);
-        return r;
+        return terminate(pid, graceMs, exited);
       },
       detach(): void {
         throttle?.stop();
@@ -313,6 +309,25 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   } catch {
     // already gone
   }
+}
+
+/**
+ * SIGTERM, then SIGKILL after the grace period. Inside the wall the guest host is pid 1 of its pid
+ * namespace, and the kernel drops a signal pid 1 has no handler for yet (while Node.js boots), so
+ * SIGTERM is repeated until the guest host ends or the grace period is over (its handler is
+ * idempotent).
+ */
+async function terminate(pid: number, graceMs: number, exited: Promise<GuestExit>): Promise<GuestExit> {
+  signal(pid, 'SIGTERM');
+  const again = setInterval(() => signal(pid, 'SIGTERM'), 100);
+  const kill = setTimeout(() => {
+    clearInterval(again);
+    signal(pid, 'SIGKILL');
+  }, graceMs);
+  const r = await exited;
+  clearInterval(again);
+  clearTimeout(kill);
+  return r;
 }
 
 function signalName(n: number): string {
@@ -428,11 +443,7 @@ export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
     async stop(graceMs = 5000) {
       stopRequested = true;
       throttle?.stop();
-      signal(pid, 'SIGTERM');
-      const t = setTimeout(() => signal(pid, 'SIGKILL'), graceMs);
-      const r = await exited;
-      clearTimeout(t);
-      return r;
+      return terminate(pid, graceMs, exited);
     },
     detach() {
       throttle?.stop();
