@@ -200,11 +200,16 @@ export function wallArgs(w: Wall, s: WallSpec): string[] {
  * never part of the script.
  */
 const LAUNCHER = [
+  // Not exported: the guest host gets no environment. SIGPIPE ignored: the report pipe's reader
+  // (the agent) may be gone, and the cleanup below must still run.
+  "PATH=/usr/sbin:/usr/bin:/sbin:/bin; trap '' PIPE",
   'n=$1; nft=$2; table=$3; shift 3',
   'dirs=""; i=0; while [ "$i" -lt "$n" ]; do dirs="$dirs $1"; shift; i=$((i+1)); done',
   // The inner shell joins and execs; without the wall it reports its own pid (bubblewrap does otherwise).
   'sh -c \'for d in $1; do echo $$ 2>/dev/null >"$d/cgroup.procs" || { echo "the kernel refused to move the guest host into $d" >&4; exit 125; }; done; shift; [ "$1" = --pid ] && { shift; echo "{\\"child-pid\\": $$}" >&4; exec "$@" 4>&-; }; exec "$@"\' sh "$dirs" "$@"',
   'rc=$?',
+  // The kernel's OOM kill is read before the cgroup goes, and told to whoever still listens.
+  'for d in $dirs; do if grep -qsE "^oom_kill [1-9]" "$d/memory.events" "$d/memory.oom_control"; then echo oom-killed >&4; break; fi; done',
   '[ "$table" = - ] || "$nft" delete table inet "$table" 2>/dev/null',
   'for d in $dirs; do k=0; while [ -d "$d" ] && [ $k -lt 40 ] && ! rmdir "$d" 2>/dev/null; do sleep 0.05; k=$((k+1)); done; done',
   'exit $rc',

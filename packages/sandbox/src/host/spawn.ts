@@ -186,11 +186,20 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     });
     // Listened to from the start: a guest host can end before its pid is known.
     const childExit = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once('exit', (code, sig) => r([code, sig])));
+    // The launcher's last words (an OOM kill) arrive on the report pipe just before it exits.
+    const reportDone = !(launcher || wall !== null)
+      ? Promise.resolve()
+      : new Promise<void>((r) => {
+          (child.stdio[4 as number] as Readable).once('close', () => r());
+          void childExit.then(() => setTimeout(r, 1000).unref());
+        });
     if (wall !== null) (child.stdio[5 as number] as unknown as Writable).end(seccompProgram());
     let pid: number;
+    // After the pid, the launcher reports an OOM kill of the guest's cgroup here as it ends.
+    let launcherReport = '';
     try {
       // The report pipe ends (with or without a pid) at the latest when the launcher does.
-      pid = reportsPid ? await childPid(child) : (child.pid ?? -1);
+      pid = reportsPid ? await childPid(child, (t) => (launcherReport += t)) : (child.pid ?? -1);
       if (pid <= 0) throw new Error('could not start the guest host process');
     } catch (err) {
       child.kill('SIGKILL');
@@ -256,9 +265,10 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     const wrapped = child.pid !== pid;
     const exited = new Promise<GuestExit>((resolve) => {
       void childExit.then(async ([code, signal]) => {
+        await reportDone;
         throttle?.stop();
         if (watchdog !== null) clearInterval(watchdog);
-        const oom = cgroup?.oomKilled() === true;
+        const oom = launcherReport.includes('oom-killed') || cgroup?.oomKilled() === true;
         if (runDir === null) fs.rmSync(optionsPath, { force: true });
         // The launcher deletes the table as the guest host ends, unless it was killed itself.
         await releaseKernelResources(launcher && signal === null);
@@ -339,10 +349,11 @@ function signalName(n: number): string {
  * drained to its end, never closed early: bubblewrap writes its report in pieces and dies of
  * SIGPIPE (leaving its half-made child waiting) if the reader goes away between them.
  */
-function childPid(child: ChildProcess): Promise<number> {
+function childPid(child: ChildProcess, onText: (text: string) => void = () => undefined): Promise<number> {
   const info = child.stdio[4] as Readable;
   return new Promise((resolve, reject) => {
     let text = '';
+    info.on('data', (b: Buffer) => onText(b.toString()));
     let settled = false;
     const timer = setTimeout(() => done(new Error('no pid reported within 10 s')), 10_000);
     const done = (r: number | Error) => {
