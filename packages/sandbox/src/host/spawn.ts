@@ -193,7 +193,12 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
           (child.stdio[4 as number] as Readable).once('close', () => r());
           void childExit.then(() => setTimeout(r, 1000).unref());
         });
-    if (wall !== null) (child.stdio[5 as number] as unknown as Writable).end(seccompProgram());
+    if (wall !== null) {
+      const filter = child.stdio[5 as number] as unknown as Writable;
+      // A wall that failed to start closes its end early; its failure is reported through the pid pipe.
+      filter.on('error', () => undefined);
+      filter.end(seccompProgram());
+    }
     let pid: number;
     // After the pid, the launcher reports an OOM kill of the guest's cgroup here as it ends.
     let launcherReport = '';
