@@ -421,6 +421,7 @@ export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
   // A pid alone could have been reused by an unrelated process after a reboot.
   if (startTime(info.pid) === null || startTime(info.pid) !== info.start) return null;
   const pid = info.pid;
+  info.report.isolation ??= []; // recorded by a version from before the wall
   // A throttle killed between its SIGSTOP and SIGCONT (the agent died) left the guest stopped.
   signal(pid, 'SIGCONT');
   const throttle = info.runtime?.throttleCores === undefined ? null : new CpuThrottle(pid, info.runtime.throttleCores).start();
