@@ -19,6 +19,7 @@ const CODES: Record<number, ErrorCode> = {
   [Errno.ACCES]: 'access',
   [Errno.AGAIN]: 'would-block',
   [Errno.BADF]: 'bad-descriptor',
+  [Errno.BUSY]: 'busy',
   [Errno.DQUOT]: 'quota',
   [Errno.EXIST]: 'exist',
   [Errno.FBIG]: 'file-too-large',

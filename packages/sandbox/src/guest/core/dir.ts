@@ -4,7 +4,7 @@ import { HostFile } from './file.js';
 import type { Ledger } from './ledger.js';
 import { toStat, typeOf, VIRTUAL_DIR, type FileType, type Stat } from './stat.js';
 import { setTimes, type NewTime } from './times.js';
-import { at, checkProc, locate, type Located } from './walk.js';
+import { at, checkPathLength, checkProc, locate, type Located } from './walk.js';
 
 /**
  * Directories as every WASI layer sees them: a host directory held by a descriptor (paths resolve
@@ -59,9 +59,13 @@ export class HostDir {
   open(rel: string, r: OpenRequest): Opened {
     if (this.readonly && (r.write || r.create || r.truncate)) throw new WasiError(Errno.ROFS);
     return this.within(rel, r.follow, (loc) => {
-      const p = at(loc.dir, loc.name);
+      // A trailing slash would make the kernel follow a symlink swapped in after the walk checked
+      // the name: open the bare name as a directory instead (with O_CREAT the slash is kept: the
+      // kernel then fails EISDIR before any lookup that could follow).
+      const dirOnly = loc.name.endsWith('/') && !r.create;
+      const p = dirOnly ? at(loc.dir, loc.name.slice(0, -1)) : at(loc.dir, loc.name);
       const access = r.write ? (r.read ? fs.constants.O_RDWR : fs.constants.O_WRONLY) : fs.constants.O_RDONLY;
-      const flags = access | O_NOFOLLOW | O_NONBLOCK | (r.directory ? fs.constants.O_DIRECTORY : 0) | (r.append ? fs.constants.O_APPEND : 0) | (r.sync === 'full' ? fs.constants.O_SYNC : r.sync === 'data' ? fs.constants.O_DSYNC : 0);
+      const flags = access | O_NOFOLLOW | O_NONBLOCK | (r.directory || dirOnly ? fs.constants.O_DIRECTORY : 0) | (r.append ? fs.constants.O_APPEND : 0) | (r.sync === 'full' ? fs.constants.O_SYNC : r.sync === 'data' ? fs.constants.O_DSYNC : 0);
       let fd: number;
       let created = false;
       if (r.create) {
@@ -150,6 +154,7 @@ export class HostDir {
 
   symlink(target: string, rel: string): void {
     this.writable();
+    checkPathLength(target);
     if (target.includes('\0')) throw new WasiError(Errno.INVAL);
     // As wasmtime: a link to an absolute path could only ever be refused when followed; refuse it now.
     if (target.startsWith('/')) throw new WasiError(Errno.PERM, 'a symlink to an absolute path');
@@ -167,12 +172,15 @@ export class HostDir {
   }
 
   stat(rel: string, follow: boolean): Stat {
-    return this.within(rel, follow, (loc) => toStat(fs.lstatSync(at(loc.dir, loc.name), { bigint: true })));
+    return this.within(rel, follow, (loc) => toStat(lstatBare(loc)));
   }
 
   setTimes(rel: string, follow: boolean, atime: NewTime, mtime: NewTime): void {
     this.writable();
-    this.within(rel, follow, (loc) => setTimes({ path: at(loc.dir, loc.name), follow: false }, atime, mtime));
+    this.within(rel, follow, (loc) => {
+      lstatBare(loc);
+      setTimes({ path: at(loc.dir, bare(loc.name)), follow: false }, atime, mtime);
+    });
   }
 
   statSelf(): Stat {
@@ -238,6 +246,20 @@ function writableHost(d: GuestDir): HostDir {
   return d;
 }
 
+/** `name` without the trailing slash the guest may have written (`./` stays `.`). */
+const bare = (name: string) => (name.endsWith('/') ? name.slice(0, -1) : name);
+
+/**
+ * lstat of the located name, never through a trailing slash: `x/` would make the kernel follow
+ * `x` if a concurrent guest swapped a symlink in after the walk read it (out of the directory).
+ * The slash's own meaning is kept: it must name a directory.
+ */
+function lstatBare(loc: Located): fs.BigIntStats {
+  const st = fs.lstatSync(at(loc.dir, bare(loc.name)), { bigint: true });
+  if (loc.name.endsWith('/') && !st.isDirectory()) throw new WasiError(Errno.NOTDIR);
+  return st;
+}
+
 function lstatOrNull(p: string): fs.Stats | null {
   try {
     return fs.lstatSync(p);
@@ -261,6 +283,7 @@ export class ConfigDir {
   ) {}
 
   private name(rel: string): string | null {
+    checkPathLength(rel);
     if (rel.includes('\0')) throw new WasiError(Errno.INVAL);
     if (rel.startsWith('/')) throw new WasiError(Errno.NOTCAPABLE, 'absolute paths are not allowed');
     const parts: string[] = [];

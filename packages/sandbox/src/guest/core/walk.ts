@@ -24,6 +24,17 @@ import { Errno, WasiError } from './errno.js';
 const O_DIR = fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW;
 /** Linux's own limit (MAXSYMLINKS). */
 const MAX_LINKS = 40;
+/**
+ * The longest path a guest may pass, in bytes: Linux's PATH_MAX. Without it a guest's path of many
+ * MiB was split into millions of components on the host heap (a V8 fatal error in the guest host).
+ */
+export const PATH_MAX = 4096;
+
+/** ENAMETOOLONG for a guest path (or its byte length) past PATH_MAX, before anything is made of it. */
+export function checkPathLength(rel: string | number): void {
+  const len = typeof rel === 'number' ? rel : rel.length;
+  if (len > PATH_MAX) throw new WasiError(Errno.NAMETOOLONG, 'path longer than PATH_MAX');
+}
 
 /** The host path of `name` inside the directory held by descriptor `dirFd`. */
 export const at = (dirFd: number, name = ''): string => (name === '' ? `/proc/self/fd/${dirFd}` : `/proc/self/fd/${dirFd}/${name}`);
@@ -63,6 +74,7 @@ function errCode(err: unknown): string | undefined {
  * component too (a trailing slash always does, as in POSIX).
  */
 export function locate(root: number, rel: string, follow: boolean): Located {
+  checkPathLength(rel);
   if (rel.includes('\0')) throw new WasiError(Errno.INVAL, 'NUL in a path');
   if (rel === '') throw new WasiError(Errno.NOENT);
   if (rel.startsWith('/')) throw new WasiError(Errno.NOTCAPABLE, 'absolute paths are not allowed');

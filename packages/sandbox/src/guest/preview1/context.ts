@@ -2,6 +2,7 @@ import type { GuestDir } from '../core/dir.js';
 import { Errno, errnoOf, WasiError } from '../core/errno.js';
 import type { HostFile } from '../core/file.js';
 import type { Stat } from '../core/stat.js';
+import { checkPathLength } from '../core/walk.js';
 import { GuestExit } from '../exit.js';
 import type { GuestMemory } from './memory.js';
 
@@ -66,6 +67,7 @@ export class Preview1Context {
   }
 
   path(ptr: number, len: number): string {
+    checkPathLength(len);
     return this.mem.string(ptr, len);
   }
 

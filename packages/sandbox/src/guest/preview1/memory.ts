@@ -1,3 +1,12 @@
+import { Errno, WasiError } from '../core/errno.js';
+
+/**
+ * Linux's IOV_MAX: readv/writev refuse more buffers (EINVAL), and so does lowcloud. Without it a
+ * guest's call with millions of one-byte iovecs made a view per buffer on the host heap until the
+ * guest host ran out of it.
+ */
+export const IOV_MAX = 1024;
+
 /**
  * Views over the guest's linear memory. memory.grow replaces (detaches) the buffer, so a view is
  * re-made when the buffer changed, and only then (a new DataView per call showed in profiles).
@@ -41,6 +50,7 @@ export class GuestMemory {
 
   /** The only non-empty buffer of an iovec array, or null when there are more (or none). Reused object. */
   single(ptr: number, count: number): { ptr: number; len: number } | null {
+    if (count > IOV_MAX) throw new WasiError(Errno.INVAL, 'more than IOV_MAX iovecs');
     const v = this.view;
     let found = false;
     for (let i = 0; i < count; i++) {
@@ -56,6 +66,7 @@ export class GuestMemory {
 
   /** The non-empty scatter/gather buffers of an iovec array. */
   iovecs(ptr: number, count: number): Uint8Array[] {
+    if (count > IOV_MAX) throw new WasiError(Errno.INVAL, 'more than IOV_MAX iovecs');
     const v = this.view;
     const out: Uint8Array[] = [];
     for (let i = 0; i < count; i++) {
