@@ -86,6 +86,11 @@ export class Connection {
     this.ws.send(JSON.stringify(reply));
   }
 
+  /** Closed or being closed (what it holds is about to be released). */
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
   /** Close with a code and reason; stop reading at once, so nothing more is buffered meanwhile. */
   refuse(code: number, reason: string): void {
     if (this.closing) return;
@@ -128,7 +133,7 @@ export class Connection {
     if (this.peer.buffered > limit) {
       this.refuse(1009, this.peer.authenticated ? `a message may be at most ${this.limits.messageBytes} bytes` : `before authenticating, a message may be at most ${this.limits.preAuthMessageBytes} bytes`);
     } else if (this.listener.buffered > this.limits.bufferedBytes) {
-      this.refuse(1013, 'the agent holds too many unfinished messages; retry later');
+      this.listener.shed();
     }
   }
 

@@ -156,6 +156,21 @@ export class AgentListener {
     if (g !== undefined) g.unauthenticated--;
   }
 
+  /**
+   * Over the shared budget for unfinished messages: close the connections holding the most until
+   * the others fit. Not the one whose bytes happened to arrive last: that would let one peer that
+   * holds the budget refuse every other client's multi-chunk message (a read key shutting out uploads).
+   */
+  shed(): void {
+    const open = [...this.peers.values()].filter((p) => p.connection !== null && !p.connection.isClosing).sort((a, b) => b.buffered - a.buffered);
+    let held = open.reduce((sum, p) => sum + p.buffered, 0);
+    for (const p of open) {
+      if (held <= this.opts.limits.bufferedBytes) break;
+      held -= p.buffered;
+      p.connection?.refuse(1013, 'the agent holds too many unfinished messages; this connection held the most; retry later');
+    }
+  }
+
   private accept(socket: Socket): void {
     // Socket errors (resets, timeouts) end the socket; 'close' below cleans up after it.
     socket.on('error', () => undefined);

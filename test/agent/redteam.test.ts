@@ -1,0 +1,72 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
+import { AgentClient } from '@lowcloud/api/client';
+import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { alive, waitFor } from '../helpers/guests.js';
+import { frame, rawConnect, type RawWs } from '../helpers/raw-ws.js';
+
+// Red team of issue 10's hardened agent: a real agent process attacked by an anonymous client and
+// by one holding only a `read` key. Each test ends by asking the same agent for a signed status.
+
+const fx = agentFixture();
+const reader: KeyPair = generateKeyPair();
+let agent: RunningAgent;
+beforeAll(async () => {
+  const readPub = path.join(fx.dir, 'ops.pub');
+  writeFileSync(readPub, `${reader.publicKey}\n`);
+  agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--trust-read', readPub] });
+});
+afterAll(async () => {
+  await killAgent(agent);
+  fx.remove();
+});
+
+async function stillServes(): Promise<void> {
+  expect(alive(agent.pid)).toBe(true);
+  const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+  expect((await c.status()).agent).toBe(agent.key);
+  c.close();
+}
+
+/** A raw connection authenticated with `key`. */
+async function authenticated(key: KeyPair, role: 'read' | 'write'): Promise<RawWs> {
+  const ws = await rawConnect(agent.url);
+  onTestFinished(() => void ws.socket.destroy());
+  const req = { type: 'authenticate', id: randomUUID() };
+  ws.sendText(JSON.stringify({ ...req, auth: signRequest(req, agent.key, 0, key) }));
+  expect((await ws.next()).result).toMatchObject({ role });
+  return ws;
+}
+
+describe('red team: a read key or no key', () => {
+  it('a read key holding the shared unfinished-message budget does not shut out the operator: the biggest holder is closed (1013)', async () => {
+    // Four connections each hold an unfinished message just under the per-message limit (16 MiB):
+    // together just under the 64 MiB budget, so any other client's multi-chunk message passes it.
+    const hogs: RawWs[] = [];
+    const size = 16 * 2 ** 20 - 4096;
+    for (let i = 0; i < 4; i++) {
+      const ws = await authenticated(reader, 'read');
+      ws.socket.write(frame(1, Buffer.alloc(0), { announce: size }).subarray(0, 14));
+      let left = size - 1;
+      while (left > 0 && !ws.isClosed()) {
+        const n = Math.min(left, 2 ** 20);
+        left -= n;
+        if (!ws.socket.write(Buffer.alloc(n, 0x61))) await Promise.race([new Promise((r) => ws.socket.once('drain', r)), ws.closed]);
+      }
+      hogs.push(ws);
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(hogs.every((ws) => !ws.isClosed())).toBe(true);
+    // The operator uploads a 1.5 MiB blob (512 KiB chunks: each message spans several TCP reads).
+    const blob = randomBytes(3 * 2 ** 19);
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    onTestFinished(() => c.close());
+    await c.putBlob(sha256Hex(blob), blob);
+    expect(await c.blobStatus([sha256Hex(blob)])).toMatchObject({ present: [sha256Hex(blob)] });
+    await waitFor(() => hogs.some((ws) => ws.closeCode === 1013), 10_000, 'a hog closed for the budget');
+    await stillServes();
+  }, 60_000);
+});
