@@ -4,9 +4,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
-import { alive, waitFor } from '../helpers/guests.js';
-import { frame, rawConnect, type RawWs } from '../helpers/raw-ws.js';
+import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { alive, guest, waitFor } from '../helpers/guests.js';
+import { frame, rawConnect, rssBytes, type RawWs } from '../helpers/raw-ws.js';
 
 // Red team of issue 10's hardened agent: a real agent process attacked by an anonymous client and
 // by one holding only a `read` key. Each test ends by asking the same agent for a signed status.
@@ -67,6 +67,40 @@ describe('red team: a read key or no key', () => {
     await c.putBlob(sha256Hex(blob), blob);
     expect(await c.blobStatus([sha256Hex(blob)])).toMatchObject({ present: [sha256Hex(blob)] });
     await waitFor(() => hogs.some((ws) => ws.closeCode === 1013), 10_000, 'a hog closed for the budget');
+    await stillServes();
+  }, 60_000);
+
+  it('followers of a flooding log that never read: the agent closes the longest queues past 128 MiB queued in total', async () => {
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    onTestFinished(() => c.close());
+    await c.start(await uploadSpec(c, 'flood', guest('flood'), { grants: { cpu: 0.5, network: { listen: [], connect: [] } } }));
+    onTestFinished(async () => void (await c.stop('flood', 500)));
+    const n = 16;
+    const before = rssBytes(agent.pid);
+    const followers: RawWs[] = [];
+    for (let i = 0; i < n; i++) {
+      const ws = await authenticated(reader, 'read');
+      const req = { type: 'logs', id: randomUUID(), process: 'flood', tail: 100000, follow: true };
+      ws.sendText(JSON.stringify({ ...req, auth: signRequest(req, agent.key, 0, reader) }));
+      ws.socket.pause();
+      followers.push(ws);
+    }
+    // Each follower is sent up to 5 MiB/s; loopback's socket buffers take ~36 MiB of it, the rest is
+    // queued in the agent: 16 x 64 MiB (the per-connection limit) without a total budget.
+    let peak = before;
+    const t0 = Date.now();
+    while (Date.now() - t0 < 10_000) {
+      peak = Math.max(peak, rssBytes(agent.pid));
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // Read what was sent: the followers the agent dropped end (their close frame may be cut off by
+    // the termination a second later), the others keep receiving.
+    for (const w of followers) w.socket.resume();
+    await waitFor(() => followers.some((w) => w.isClosed()), 10_000, 'a follower dropped');
+    const dropped = followers.filter((w) => w.isClosed()).length;
+    console.log(`agent rss ${before >> 20} -> peak ${peak >> 20} MiB over 10 s; ${dropped}/${n} followers dropped`);
+    expect(dropped).toBeLessThan(n);
+    for (const w of followers) w.socket.destroy();
     await stillServes();
   }, 60_000);
 });

@@ -6,6 +6,8 @@ import type { AgentListener, NetworkLimits, Peer } from './server.js';
 
 /** A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it. */
 export const SOFT_FRAME_LIMIT = 2 * 2 ** 20;
+/** Past this many bytes queued to one peer, each send checks the total queued for every peer. */
+const SEND_QUEUE_CHECK_BYTES = 2 ** 20;
 
 /** A verified caller: its key and what that key may do here. */
 export interface Caller {
@@ -79,9 +81,15 @@ export class Connection {
 
   send(reply: Reply): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
-    if (this.ws.bufferedAmount > this.limits.sendBufferBytes) {
+    const queued = this.ws.bufferedAmount;
+    if (queued > this.limits.sendBufferBytes) {
       this.refuse(1008, 'the client does not read its replies');
       return;
+    }
+    // A backed-up peer: check the total queued for all peers (a sum over them, so only then).
+    if (queued > SEND_QUEUE_CHECK_BYTES) {
+      this.listener.shedSendQueues();
+      if (this.closing) return;
     }
     this.ws.send(JSON.stringify(reply));
   }

@@ -19,6 +19,8 @@ export interface NetworkLimits {
   bufferedBytes: number;
   /** Bytes queued to send to one peer that does not read them. */
   sendBufferBytes: number;
+  /** Bytes queued to send, summed over every connection (followers of a busy log that never read). */
+  sendBufferTotalBytes: number;
   connections: number;
   /** Per client address (IPv6: per /64, which one host usually holds whole). */
   connectionsPerAddress: number;
@@ -39,6 +41,7 @@ export const DEFAULT_LIMITS: NetworkLimits = {
   messageBytes: 16 * 2 ** 20,
   bufferedBytes: 64 * 2 ** 20,
   sendBufferBytes: 64 * 2 ** 20,
+  sendBufferTotalBytes: 128 * 2 ** 20,
   connections: 1024,
   connectionsPerAddress: 64,
   unauthenticatedPerAddress: 16,
@@ -168,6 +171,20 @@ export class AgentListener {
       if (held <= this.opts.limits.bufferedBytes) break;
       held -= p.buffered;
       p.connection?.refuse(1013, 'the agent holds too many unfinished messages; this connection held the most; retry later');
+    }
+  }
+
+  /**
+   * Bytes queued to send over all connections past their total budget: close the connections
+   * with the longest queues (peers that do not read) until the others fit.
+   */
+  shedSendQueues(): void {
+    const open = [...this.peers.values()].filter((p) => p.connection !== null && !p.connection.isClosing).sort((a, b) => (b.connection?.ws.bufferedAmount ?? 0) - (a.connection?.ws.bufferedAmount ?? 0));
+    let queued = open.reduce((sum, p) => sum + (p.connection?.ws.bufferedAmount ?? 0), 0);
+    for (const p of open) {
+      if (queued <= this.opts.limits.sendBufferTotalBytes) break;
+      queued -= p.connection?.ws.bufferedAmount ?? 0;
+      p.connection?.refuse(1008, 'the client does not read what the agent sends (the agent holds too much queued for its clients)');
     }
   }
 
