@@ -103,4 +103,15 @@ describe('red team: a read key or no key', () => {
     for (const w of followers) w.socket.destroy();
     await stillServes();
   }, 60_000);
+
+  it('a read key signing a timestamp past what a Date holds gets BAD_MESSAGE naming auth.timestamp (was INTERNAL "Invalid time value")', async () => {
+    for (const ts of [1e300, 8.7e15]) {
+      const ws = await rawConnect(agent.url);
+      onTestFinished(() => void ws.socket.destroy());
+      const req = { type: 'status', id: randomUUID() };
+      ws.sendText(JSON.stringify({ ...req, auth: signRequest(req, agent.key, 0, reader, ts) }));
+      expect((await ws.next()).error).toMatchObject({ code: 'BAD_MESSAGE', details: { path: 'auth.timestamp' } });
+    }
+    await stillServes();
+  });
 });

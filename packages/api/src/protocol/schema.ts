@@ -21,8 +21,9 @@ const auth: JSONSchemaType<RequestAuth> = {
   required: ['key', 'generation', 'timestamp', 'nonce', 'signature'],
   properties: {
     key: { type: 'string', maxLength: 100 },
-    generation: { type: 'integer', minimum: 0 },
-    timestamp: { type: 'integer', minimum: 0 },
+    generation: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    // The last millisecond a Date can hold: past it the agent could not even name the time.
+    timestamp: { type: 'integer', minimum: 0, maximum: 8.64e15 },
     nonce: { type: 'string', minLength: 16, maxLength: 64 },
     signature: { type: 'string', maxLength: 200 },
   },
