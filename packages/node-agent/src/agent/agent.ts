@@ -73,7 +73,7 @@ export class Agent implements ConnectionHost {
   private readonly usage: UsageMonitor;
   private readonly supervisors = new Map<string, ProcessSupervisor>();
   private readonly watchers = new Set<(e: AgentEvent) => void>();
-  private readonly metrics: Metrics = createMetrics();
+  private readonly metrics: Metrics = createMetrics(() => this.listener?.usage() ?? null);
   private readonly startedAt = new Date().toISOString();
   private listener: AgentListener | null = null;
   private metricsServer: http.Server | null = null;

@@ -108,6 +108,12 @@ export class Connection {
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
 
+  /** End the connection now, dropping what is queued for it (a peer that does not read). */
+  drop(): void {
+    this.closing = true;
+    this.ws.terminate();
+  }
+
   /** Heartbeat: drop a peer that missed the last ping, close one idle for too long, ping. */
   beat(limits: NetworkLimits): void {
     // ping() throws unless the connection is open (closing ones are ended by refuse's timer).

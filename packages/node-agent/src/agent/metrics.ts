@@ -1,12 +1,22 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 
+/** What the network holds of the agent now (see `NetworkLimits`). */
+export interface NetworkUsage {
+  connections: number;
+  unfinishedBytes: number;
+  sendQueuedBytes: number;
+}
+
 /** The agent's Prometheus metrics, served at /metrics. */
-export function createMetrics() {
+export function createMetrics(network: () => NetworkUsage | null = () => null) {
   const registry = new Registry();
   const startedAt = Date.now();
   return {
     registry,
     uptime: new Gauge({ name: 'lowcloud_agent_uptime_seconds', help: 'Seconds since the agent started', registers: [registry], collect() { this.set((Date.now() - startedAt) / 1000); } }),
+    connections: new Gauge({ name: 'lowcloud_agent_connections', help: 'Open connections to the agent API', registers: [registry], collect() { this.set(network()?.connections ?? 0); } }),
+    unfinished: new Gauge({ name: 'lowcloud_agent_unfinished_message_bytes', help: 'Bytes received in messages not yet complete, all connections', registers: [registry], collect() { this.set(network()?.unfinishedBytes ?? 0); } }),
+    sendQueued: new Gauge({ name: 'lowcloud_agent_send_queued_bytes', help: 'Bytes queued to send to clients, all connections', registers: [registry], collect() { this.set(network()?.sendQueuedBytes ?? 0); } }),
     calls: new Counter({ name: 'lowcloud_agent_calls_total', help: 'API calls by type and result', labelNames: ['type', 'result'], registers: [registry] }),
     cpu: new Gauge({ name: 'lowcloud_process_cpu_seconds', help: 'CPU seconds used by the process since it started', labelNames: ['process'], registers: [registry] }),
     memory: new Gauge({ name: 'lowcloud_process_memory_bytes', help: 'Resident memory of the process', labelNames: ['process'], registers: [registry] }),

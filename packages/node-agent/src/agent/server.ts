@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import ipaddr from 'ipaddr.js';
 import { WebSocketServer } from 'ws';
 import { Connection, type ConnectionHost } from './connection.js';
+import type { NetworkUsage } from './metrics.js';
 
 /**
  * Every bound on what the network may make the agent hold. Nothing a peer sends is kept beyond
@@ -174,9 +175,16 @@ export class AgentListener {
     }
   }
 
+  /** For /metrics: connections, bytes held in unfinished messages, bytes queued to send. */
+  usage(): NetworkUsage {
+    let sendQueuedBytes = 0;
+    for (const p of this.peers.values()) sendQueuedBytes += p.connection?.ws.bufferedAmount ?? 0;
+    return { connections: this.peers.size, unfinishedBytes: this.buffered, sendQueuedBytes };
+  }
+
   /**
-   * Bytes queued to send over all connections past their total budget: close the connections
-   * with the longest queues (peers that do not read) until the others fit.
+   * Bytes queued to send over all connections past their total budget: end the connections with
+   * the longest queues (peers that do not read) until the others fit.
    */
   shedSendQueues(): void {
     const open = [...this.peers.values()].filter((p) => p.connection !== null && !p.connection.isClosing).sort((a, b) => (b.connection?.ws.bufferedAmount ?? 0) - (a.connection?.ws.bufferedAmount ?? 0));
@@ -184,7 +192,8 @@ export class AgentListener {
     for (const p of open) {
       if (queued <= this.opts.limits.sendBufferTotalBytes) break;
       queued -= p.connection?.ws.bufferedAmount ?? 0;
-      p.connection?.refuse(1008, 'the client does not read what the agent sends (the agent holds too much queued for its clients)');
+      // Ended at once: a close frame would queue behind what the peer does not read anyway.
+      p.connection?.drop();
     }
   }
 
