@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -118,4 +119,27 @@ describe('red team: a read key or no key', () => {
     }
     await stillServes();
   });
+
+  it('slowloris: 256 silent TCP connections from 16 loopback addresses (every unauthenticated slot) do not lock out an operator on another address', async () => {
+    const port = Number(new URL(agent.url).port);
+    const socks: net.Socket[] = [];
+    onTestFinished(() => socks.forEach((s) => s.destroy()));
+    for (let a = 2; a < 18; a++) {
+      for (let i = 0; i < 16; i++) {
+        const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${a}` });
+        s.on('error', () => undefined);
+        socks.push(s);
+      }
+    }
+    await waitFor(() => socks.every((s) => s.readyState === 'open'), 10_000, 'the 256 connections accepted');
+    // Before: the 257th unauthenticated connection was refused, whichever address it came from.
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator, timeoutMs: 3000 });
+    onTestFinished(() => c.close());
+    expect((await c.status()).agent).toBe(agent.key);
+    // Room was made by closing one connection of a crowded address; the other 255 are held.
+    await waitFor(() => socks.some((s) => s.destroyed), 5000, 'an attacking connection evicted');
+    expect(socks.filter((s) => s.destroyed).length).toBe(1);
+    socks.forEach((s) => s.destroy());
+    await stillServes();
+  }, 30_000);
 });

@@ -60,6 +60,9 @@ export interface Peer {
   /** Bytes received and not yet part of a finished message. */
   buffered: number;
   connection: Connection | null;
+  /** Closed to make room for a peer from a less crowded address (its 'close' is still to come). */
+  evicted: boolean;
+  socket: Socket;
 }
 
 export interface ListenerOptions {
@@ -90,8 +93,10 @@ export class AgentListener {
   private readonly server: http.Server | https.Server;
   private readonly wss: WebSocketServer;
   private readonly peers = new Map<string, Peer>();
-  private readonly groups = new Map<string, { all: number; unauthenticated: number }>();
+  private readonly groups = new Map<string, Group>();
   private unauthenticated = 0;
+  /** Unauthenticated peers evicted whose 'close' has not run yet (their counts still include them). */
+  private evicting = 0;
   /** Bytes in unfinished messages across all connections. */
   buffered = 0;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -203,8 +208,12 @@ export class AgentListener {
     const group = addressGroup(socket.remoteAddress);
     const key = peerKey(socket);
     const limits = this.opts.limits;
-    const g = this.groups.get(group) ?? { all: 0, unauthenticated: 0 };
-    if (key === null || g.all >= limits.connectionsPerAddress || g.unauthenticated >= limits.unauthenticatedPerAddress || this.unauthenticated >= limits.unauthenticated) {
+    const g = this.groups.get(group) ?? { all: 0, unauthenticated: 0, evicting: 0 };
+    if (key === null || g.all >= limits.connectionsPerAddress || g.unauthenticated >= limits.unauthenticatedPerAddress) {
+      socket.destroy();
+      return;
+    }
+    if (this.unauthenticated - this.evicting >= limits.unauthenticated && !this.evictFor(g)) {
       socket.destroy();
       return;
     }
@@ -212,7 +221,7 @@ export class AgentListener {
     g.unauthenticated++;
     this.groups.set(group, g);
     this.unauthenticated++;
-    const peer: Peer = { group, authenticated: false, buffered: 0, connection: null };
+    const peer: Peer = { group, authenticated: false, buffered: 0, connection: null, evicted: false, socket };
     this.peers.set(key, peer);
     const deadline = setTimeout(() => {
       if (!peer.authenticated) {
@@ -227,12 +236,43 @@ export class AgentListener {
       this.buffered -= peer.buffered;
       peer.buffered = 0;
       g.all--;
+      if (peer.evicted) {
+        g.evicting--;
+        this.evicting--;
+      }
       if (!peer.authenticated) {
         g.unauthenticated--;
         this.unauthenticated--;
       }
       if (g.all === 0) this.groups.delete(group);
     });
+  }
+
+  /**
+   * Every unauthenticated slot is taken: make room for a peer whose address holds fewer of them
+   * than the most crowded address, by closing that address's oldest unauthenticated connection.
+   * So half-open connections from a few addresses (slowloris) cannot lock out an operator
+   * connecting from another one; only as many attacking addresses as slots could.
+   */
+  private evictFor(g: Group): boolean {
+    let victim: Group | null = null;
+    let victimKey = '';
+    for (const [k, other] of this.groups) {
+      if (victim === null || other.unauthenticated - other.evicting > victim.unauthenticated - victim.evicting) {
+        victim = other;
+        victimKey = k;
+      }
+    }
+    if (victim === null || victim === g || victim.unauthenticated - victim.evicting <= g.unauthenticated + 1) return false;
+    for (const p of this.peers.values()) {
+      if (p.group !== victimKey || p.authenticated || p.evicted) continue;
+      p.evicted = true;
+      victim.evicting++;
+      this.evicting++;
+      p.socket.destroy();
+      return true;
+    }
+    return false;
   }
 
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -253,6 +293,12 @@ export class AgentListener {
       peer.connection = new Connection(ws, socket as Socket, peer, this, this.opts.limits, this.opts.connectionHost);
     });
   }
+}
+
+interface Group {
+  all: number;
+  unauthenticated: number;
+  evicting: number;
 }
 
 function peerKey(socket: Socket): string | null {
