@@ -107,6 +107,18 @@ describe('a trailing slash never lets the kernel follow a symlink the walk did n
   }, 60_000);
 });
 
+describe('a component stream kept past the drop of its descriptor', () => {
+  it('writes nothing more: the file it reached by a reused host descriptor number stays empty, the grant holds', async () => {
+    // fsstream.component (test/fixtures/guests/p2/fsstream.c): 768 KiB to `a` through one stream,
+    // drop `a`'s descriptor, open `b`, then 768 KiB through a second stream of `a` made before the drop.
+    const dir = fresh();
+    const r = await run({ ...opts([], [{ host: dir, guest: '/data' }]), wasm: guest('fsstream.component') });
+    expect(r.exit, r.stderr).toEqual({ kind: 'exit', code: 0 });
+    expect(statSync(path.join(dir, 'a')).size).toBe(768 * 1024);
+    expect(statSync(path.join(dir, 'b')).size).toBe(0);
+  });
+});
+
 describe('what held: escapes, read-only config, renumbering and quota edges', () => {
   it('each probe gets the refusal it should', async () => {
     const cfg = path.join(work, 'app.conf');

@@ -35,7 +35,7 @@ export class HostFile {
   }
 
   read(bufs: Uint8Array[], pos: number): number {
-    if (!this.readable) throw new WasiError(Errno.BADF);
+    if (!this.readable || this.closed) throw new WasiError(Errno.BADF);
     if (bufs.length === 1) {
       const b = bufs[0] as Uint8Array;
       return fs.readSync(this.fd, b, 0, b.length, pos);
@@ -49,7 +49,7 @@ export class HostFile {
       const b = bufs[0] as Uint8Array;
       return this.writeFrom(b, 0, b.length, pos);
     }
-    if (!this.writable) throw new WasiError(Errno.BADF);
+    if (!this.writable || this.closed) throw new WasiError(Errno.BADF);
     let len = 0;
     for (const b of bufs) len += b.length;
     if (len === 0) return 0;
@@ -72,7 +72,7 @@ export class HostFile {
 
   /** `len` bytes of `buf` from `off`: one buffer, no view of it made per call (the hot path). */
   writeFrom(buf: Uint8Array, off: number, len: number, pos: number): number {
-    if (!this.writable) throw new WasiError(Errno.BADF);
+    if (!this.writable || this.closed) throw new WasiError(Errno.BADF);
     if (len === 0) return 0;
     const before = this.rec.size;
     const end = this.appendMode ? before + len : pos + len;
@@ -111,6 +111,7 @@ export class HostFile {
 
   /** Turn append mode on or off: reopens the same file (through its descriptor) with the new flags. */
   setAppend(on: boolean): void {
+    this.open();
     if (on === this.appendMode) return;
     const access = this.readable && this.writable ? fs.constants.O_RDWR : this.writable ? fs.constants.O_WRONLY : fs.constants.O_RDONLY;
     const fd = fs.openSync(at(this.fd), access | (on ? fs.constants.O_APPEND : 0));
@@ -120,6 +121,7 @@ export class HostFile {
   }
 
   stat(): Stat {
+    this.open();
     return toStat(fs.fstatSync(this.fd, { bigint: true }));
   }
 
@@ -129,6 +131,7 @@ export class HostFile {
   }
 
   sync(dataOnly: boolean): void {
+    this.open();
     if (dataOnly) fs.fdatasyncSync(this.fd);
     else fs.fsyncSync(this.fd);
   }
@@ -140,7 +143,17 @@ export class HostFile {
     this.ledger.close(this.rec);
   }
 
+  /**
+   * A closed file's host descriptor number is free for the next open: a component's stream kept
+   * past its descriptor's drop would otherwise read or write whatever file got that number
+   * (uncharged, through this file's record).
+   */
+  private open(): void {
+    if (this.closed) throw new WasiError(Errno.BADF, 'the file is closed');
+  }
+
   private mutable(): void {
+    this.open();
     if (this.readonly) throw new WasiError(Errno.ROFS, 'read-only file');
   }
 }
