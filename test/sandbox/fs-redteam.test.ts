@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -116,6 +117,26 @@ describe('a component stream kept past the drop of its descriptor', () => {
     expect(r.exit, r.stderr).toEqual({ kind: 'exit', code: 0 });
     expect(statSync(path.join(dir, 'a')).size).toBe(768 * 1024);
     expect(statSync(path.join(dir, 'b')).size).toBe(0);
+  });
+});
+
+describe('a FIFO the host left in the directory', () => {
+  it('switching on append (fcntl F_SETFL O_APPEND) does not block the guest in open(2) with no writer', async () => {
+    const dir = fresh();
+    execFileSync('mkfifo', [path.join(dir, 'fifo')]);
+    const g = await spawnGuest(opts(['fifo', '/data'], [{ host: dir, guest: '/data' }]), { kernel: false });
+    let stdout = '';
+    g.child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    let exit: unknown = null;
+    void g.exited.then((e) => (exit = e));
+    try {
+      await waitFor(() => exit !== null, 10_000, 'the guest to exit (it blocked in the reopen before the fix)');
+    } finally {
+      if (exit === null) await g.stop(2000);
+    }
+    expect(exit).toEqual({ kind: 'exit', code: 0 });
+    await waitFor(() => stdout.includes('\n'), 5000, 'its output');
+    expect(stdout).toBe('fifo: setfl errno 0\n');
   });
 });
 

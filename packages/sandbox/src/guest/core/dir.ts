@@ -119,7 +119,8 @@ export class HostDir {
     this.writable();
     this.within(rel, false, (loc) => {
       const p = at(loc.dir, loc.name);
-      const st = lstatOrNull(p);
+      // The ledger's view of what goes: through the bare name, never a swapped-in link (see lstatBare).
+      const st = lstatOrNull(at(loc.dir, bare(loc.name)));
       fs.rmdirSync(p);
       if (st !== null) this.ledger.removed(st);
     });
@@ -129,7 +130,7 @@ export class HostDir {
     this.writable();
     this.within(rel, false, (loc) => {
       const p = at(loc.dir, loc.name);
-      const st = fs.lstatSync(p);
+      const st = fs.lstatSync(at(loc.dir, bare(loc.name)));
       if (st.isDirectory()) throw new WasiError(Errno.ISDIR);
       fs.unlinkSync(p);
       this.ledger.removed(st);
@@ -143,8 +144,8 @@ export class HostDir {
       dest.within(toRel, false, (dst) => {
         const from = at(src.dir, src.name);
         const into = at(dst.dir, dst.name);
-        const a = fs.lstatSync(from);
-        const b = lstatOrNull(into);
+        const a = fs.lstatSync(at(src.dir, bare(src.name)));
+        const b = lstatOrNull(at(dst.dir, bare(dst.name)));
         fs.renameSync(from, into);
         // What the rename replaced is gone (a rename onto another name of the same file changes nothing).
         if (b !== null && !(a.dev === b.dev && a.ino === b.ino)) this.ledger.removed(b);

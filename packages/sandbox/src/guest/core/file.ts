@@ -114,7 +114,8 @@ export class HostFile {
     this.open();
     if (on === this.appendMode) return;
     const access = this.readable && this.writable ? fs.constants.O_RDWR : this.writable ? fs.constants.O_WRONLY : fs.constants.O_RDONLY;
-    const fd = fs.openSync(at(this.fd), access | (on ? fs.constants.O_APPEND : 0));
+    // O_NONBLOCK as every open of the walk: a host-planted FIFO with no writer blocked here forever.
+    const fd = fs.openSync(at(this.fd), access | fs.constants.O_NONBLOCK | (on ? fs.constants.O_APPEND : 0));
     fs.closeSync(this.fd);
     this.fd = fd;
     this.appendMode = on;
