@@ -1,10 +1,12 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { AgentEvent, ProcessStatus } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
 import { runCli } from '../helpers/cli.js';
 import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
-import { waitFor } from '../helpers/guests.js';
+import { guest, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 import { writeMemoryHogModule } from '../helpers/wasm.js';
 import { httpGet } from '../helpers/net.js';
@@ -21,6 +23,16 @@ writeMemoryHogModule(hog, 64);
 afterAll(() => fx.remove());
 
 if (!facts.memoryCgroup) console.warn(`memory-violation: the kernel layer is not tested here: ${facts.why.memoryCgroup}`);
+
+/** The memory cgroup directory of `pid` (v1 memory controller, or the v2 unified tree). */
+function memoryCgroupOf(pid: number): string {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+  const v1 = lines.map((l) => /^\d+:([^:]*):(.*)$/.exec(l)).find((m) => m?.[1]?.split(',').includes('memory'));
+  if (v1 !== undefined && v1 !== null) return path.join('/sys/fs/cgroup/memory', v1[2] as string);
+  const v2 = lines.map((l) => /^0::(.*)$/.exec(l)).find((m) => m !== null);
+  const root = readFileSync('/proc/self/mounts', 'utf8').includes(' /sys/fs/cgroup/unified cgroup2 ') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
+  return path.join(root, v2?.[1] ?? '/');
+}
 
 async function violate(agent: RunningAgent, name: string, detail: RegExp, mechanism: RegExp, kernel: boolean): Promise<void> {
   const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
@@ -74,6 +86,35 @@ describe('a guest past its memory grant', () => {
 
     it('agent: grant-violated naming the grant, status lastExit, restart per policy, counted in /metrics', async () => {
       await violate(agent, 'hog-kernel', new RegExp(`^killed by the kernel: past the cgroup memory limit of ${LIMIT} bytes$`), new RegExp(`^kernel cgroup v[12] memory limit ${LIMIT} bytes`), true);
+    });
+
+    it('an OOM kill after the agent was SIGKILLed and re-attached is still a memory violation (was: signal "unknown")', async () => {
+      let c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+      const spec = await uploadSpec(c, 'oom-late', guest('sleeper'), { args: ['120'], grants: { memory: GRANT, network: { listen: [], connect: [] } }, restart: 'never' });
+      await c.start(spec);
+      const running = async () => (await c.status()).processes.find((p) => p.name === 'oom-late');
+      await waitFor(async () => (await running())?.state === 'running', 20_000, 'the sleeper running');
+      const pid = (await running())?.pid as number;
+      c.close();
+      await killAgent(agent);
+      agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_BACKOFF_BASE_MS: '300' } });
+      c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+      expect((await running())?.pid).toBe(pid); // re-attached, not restarted
+      const events: AgentEvent[] = [];
+      await c.watch((e) => events.push(e));
+      // A writer placed in the guest's memory cgroup fills a tmpfs file, charged to that cgroup
+      // (and to no process's resident set): past the limit the kernel kills the largest process
+      // of the cgroup, the guest host.
+      const cg = memoryCgroupOf(pid);
+      const shm = `/dev/shm/lowcloud-oom-${process.pid}`;
+      onTestFinished(() => rmSync(shm, { force: true }));
+      spawnSync('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec dd if=/dev/zero of="$2" bs=1M count=256 2>/dev/null', 'sh', cg, shm]);
+      await waitFor(() => events.some((e) => e.process === 'oom-late' && (e.kind === 'exited' || e.kind === 'died')), 20_000, 'the guest to end');
+      rmSync(shm, { force: true });
+      const ended = events.filter((e) => e.process === 'oom-late').map((e) => [e.kind, e.grant ?? null]);
+      expect(ended).toEqual([['grant-violated', 'memory'], ['died', null]]);
+      expect((await running())?.lastExit).toEqual({ kind: 'violation', grant: 'memory', detail: `killed by the kernel: past the cgroup memory limit of ${LIMIT} bytes` });
+      c.close();
     });
   });
 

@@ -76,15 +76,7 @@ export class GuestCgroup {
 
   /** True when the kernel killed a process of this cgroup for going past memory.max. */
   oomKilled(): boolean {
-    const d = this.dirs.memory;
-    if (d === undefined) return false;
-    const file = this.version === 'v2' ? path.join(d, 'memory.events') : path.join(d, 'memory.oom_control');
-    try {
-      const m = /oom_kill (\d+)/.exec(fs.readFileSync(file, 'utf8'));
-      return m !== null && Number(m[1]) > 0;
-    } catch {
-      return false; // no such counter on this kernel: the exit is reported as it is
-    }
+    return this.dirs.memory !== undefined && cgroupOomKilled(this.dirs.memory);
   }
 
   remove(): void {
@@ -111,6 +103,19 @@ function mkGuestDir(hierarchy: string, name: string, made: string[], v2: boolean
 }
 
 /** rmdir a cgroup directory (never a recursive delete), retrying while its last task leaves. */
+/** True when the kernel OOM-killed a process of the cgroup directory `dir` (v2 or v1 memory). */
+export function cgroupOomKilled(dir: string): boolean {
+  for (const file of ['memory.events', 'memory.oom_control']) {
+    try {
+      const m = /^oom_kill (\d+)/m.exec(fs.readFileSync(path.join(dir, file), 'utf8'));
+      if (m !== null) return Number(m[1]) > 0;
+    } catch {
+      // not this version's file, or no such counter on this kernel: the exit is reported as it is
+    }
+  }
+  return false;
+}
+
 export function removeCgroupDir(dir: string): void {
   for (let i = 0; i < 20; i++) {
     try {

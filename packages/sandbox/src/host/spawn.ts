@@ -11,7 +11,7 @@ import { usageOf } from '../common/usage.js';
 import { GrantUnavailableError } from '../errors.js';
 import { admit } from './admission.js';
 import { probeCapabilitiesSync } from './capabilities.js';
-import { GuestCgroup, removeCgroupDir } from './cgroup.js';
+import { cgroupOomKilled, GuestCgroup, removeCgroupDir } from './cgroup.js';
 import { prepareGuestFile, readExitRecord } from './exit-record.js';
 import { GuestFirewall, sweepStaleFirewalls, systemNameservers, type FirewallRecord } from './firewall.js';
 import { mountDiskImage, unmountDiskImage } from './disk-image.js';
@@ -53,7 +53,13 @@ interface GuestRecord {
   cgroups?: string[];
   /** Runtime layers the report claims, restored on re-attach. */
   runtime?: { throttleCores?: number; watchdogBytes?: number };
+  /** The kernel memory limit (bytes), when a memory cgroup enforces the grant. */
+  memoryLimit?: number;
 }
+
+/** Written by the root launcher when the kernel OOM-killed the guest's cgroup (run directory). */
+const OOM_FILE = 'oom-killed';
+const oomViolation = (limitBytes: number | undefined): GuestExit => ({ kind: 'violation', grant: 'memory', detail: `killed by the kernel: past the cgroup memory limit${limitBytes === undefined ? '' : ` of ${limitBytes} bytes`}` });
 
 let swept = false;
 
@@ -141,6 +147,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     // Every file the guest host writes is made here, owned by its uid; it sees no directory to add to.
     const writableFiles: string[] = [];
     if (runDir !== null) {
+      fs.rmSync(path.join(runDir, OOM_FILE), { force: true }); // a previous run's
       prepareGuestFile(path.join(runDir, 'exit.json'), chownTo, true);
       writableFiles.push(path.join(runDir, 'exit.json'));
     }
@@ -169,7 +176,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       dieWithParent: !detached,
       command: node,
     })];
-    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(cgroupDirs, firewall === null ? null : { nft: firewall.nft, table: firewall.record.table }, wall === null, command)] : command;
+    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(cgroupDirs, firewall === null ? null : { nft: firewall.nft, table: firewall.record.table }, wall === null, runDir === null ? null : path.join(runDir, OOM_FILE), command)] : command;
     const reportsPid = launcher || wall !== null;
     const child = spawn(file as string, args, {
       stdio: [
@@ -258,7 +265,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     if (firewall !== null) report.network.unshift({ mechanism: firewall.mechanism, level: 'kernel' });
     else if (firewallError !== null) report.network.push({ mechanism: `kernel layer not used: ${firewallError}`, level: 'advisory' });
     if (runDir !== null) {
-      const record: GuestRecord = { pid, start: startTime(pid), report, dirs: boot.dirs, firewall: firewall?.record ?? null, mounts: mounted, cgroups: cgroupDirs, runtime };
+      const record: GuestRecord = { pid, start: startTime(pid), report, dirs: boot.dirs, firewall: firewall?.record ?? null, mounts: mounted, cgroups: cgroupDirs, runtime, ...(cgroup?.dirs.memory === undefined ? {} : { memoryLimit: limitBytes }) };
       fs.writeFileSync(path.join(runDir, 'guest.json'), JSON.stringify(record), { mode: 0o600 });
     }
 
@@ -278,7 +285,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
         // The launcher deletes the table as the guest host ends, unless it was killed itself.
         await releaseKernelResources(launcher && signal === null);
         if (violation !== null) return resolve(violation);
-        if (oom) return resolve({ kind: 'violation', grant: 'memory', detail: `killed by the kernel: past the cgroup memory limit of ${limitBytes} bytes` });
+        if (oom) return resolve(oomViolation(limitBytes));
         if (ipcExit !== null) return resolve(ipcExit);
         const recorded = runDir === null ? null : readExitRecord(runDir);
         if (recorded !== null) return resolve(recorded);
@@ -441,12 +448,18 @@ export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
       if (watchdog !== null) clearInterval(watchdog);
       for (const dir of info.mounts ?? []) unmountDiskImage(dir);
       const fw = info.firewall ?? null;
-      const exit = readExitRecord(runDir);
-      const outcome: GuestExit = violation ?? exit ?? (stopRequested ? { kind: 'stopped' } : { kind: 'signal', signal: 'unknown (exited while detached)' });
-      void (fw === null ? Promise.resolve() : GuestFirewall.release(fw, false)).then(() => {
-        for (const d of info.cgroups ?? []) removeCgroupDir(d);
+      void (async () => {
+        // The launcher, still the guest host's parent, records an OOM kill and then removes the
+        // cgroups: wait for it (2 s at most); if it was killed itself, read the cgroups directly.
+        const cgroups = info.cgroups ?? [];
+        for (let i = 0; i < 40 && cgroups.some((d) => fs.existsSync(d)); i++) await new Promise((r) => setTimeout(r, 50));
+        const oom = info.memoryLimit !== undefined && (fs.existsSync(path.join(runDir, OOM_FILE)) || cgroups.some((d) => fs.existsSync(d) && cgroupOomKilled(d)));
+        const exit = readExitRecord(runDir);
+        const outcome: GuestExit = violation ?? (oom ? oomViolation(info.memoryLimit) : null) ?? exit ?? (stopRequested ? { kind: 'stopped' } : { kind: 'signal', signal: 'unknown (exited while detached)' });
+        await (fw === null ? Promise.resolve() : GuestFirewall.release(fw, false));
+        for (const d of cgroups) removeCgroupDir(d);
         resolve(outcome);
-      });
+      })();
     }, 100);
   });
   const writable = info.dirs.filter((d) => !d.readonly).map((d) => d.host);
