@@ -26,43 +26,6 @@ export type {
   FileSource,
 } from './infra/index.js';
 export {
-  parseRequest,
-  parseReply,
-  parseResult,
-  processSpecSchema,
-  findForbiddenKey,
-  FORBIDDEN_KEYS,
-  MUTATING,
-  READ_CALLS,
-  requiredRole,
-  ENFORCEMENT_LEVELS,
-  GRANTS,
-} from './protocol/index.js';
-export type {
-  Request,
-  RequestType,
-  RequestOf,
-  Reply,
-  Results,
-  ResultType,
-  Role,
-  ChannelBinding,
-  AgentStatus,
-  ProcessStatus,
-  ProcessState,
-  ProcessUsage,
-  PublicSpec,
-  AgentEvent,
-  AgentEventKind,
-  Capabilities,
-  Enforcement,
-  EnforcementLevel,
-  EnforcementReport,
-  ExitKind,
-  Grant,
-  GuestExit,
-} from './protocol/index.js';
-export {
   generateKeyPair,
   formatPublicKey,
   parsePublicKey,
@@ -75,3 +38,4 @@ export {
   bodyDigest,
 } from './signing.js';
 export type { KeyPair, RequestAuth, SignedFields } from './signing.js';
+export * from './protocol/index.js';

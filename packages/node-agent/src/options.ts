@@ -15,6 +15,7 @@ export interface RawAgentFlags {
   logMaxBytes?: string;
   logKeep?: string;
   logTotal?: string;
+  maxBlobSize?: string;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
@@ -32,6 +33,8 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--allow-origin ${o}: give an origin as a browser sends it, scheme://host[:port] with no path, e.g. https://ops.example.com`);
   }
   const logs = compileLogLimits(raw);
+  const maxBlobBytes = raw.maxBlobSize === undefined ? undefined : parseSize(raw.maxBlobSize, '--max-blob-size');
+  if (maxBlobBytes !== undefined && maxBlobBytes < 1) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--max-blob-size ${raw.maxBlobSize}: must be at least 1B`);
   const diskMs = env.LOWCLOUD_DISK_INTERVAL_MS === undefined ? undefined : Number(env.LOWCLOUD_DISK_INTERVAL_MS);
   const base = env.LOWCLOUD_BACKOFF_BASE_MS === undefined ? undefined : Number(env.LOWCLOUD_BACKOFF_BASE_MS);
   return {
@@ -44,6 +47,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     metrics,
     insecureLoopback: raw.insecureLoopback === true,
     logs,
+    ...(maxBlobBytes === undefined ? {} : { maxBlobBytes }),
     ...(diskMs === undefined || !Number.isFinite(diskMs) || diskMs < 0 ? {} : { diskIntervalMs: diskMs }),
     ...(base === undefined || !Number.isFinite(base) ? {} : { backoff: { ...DEFAULT_BACKOFF, baseMs: base, maxMs: Math.max(base, base * 30) } }),
   };

@@ -60,6 +60,8 @@ export interface AgentOptions {
   logs?: LogLimits;
   /** How often the guests' data directories are walked for `status` (default 10 s). */
   diskIntervalMs?: number;
+  /** The largest blob `put-blob` accepts (default 1 GiB). */
+  maxBlobBytes?: number;
 }
 
 export class Agent implements ConnectionHost {
@@ -84,7 +86,7 @@ export class Agent implements ConnectionHost {
     secureStateDir(opts.stateDir, (line) => process.stderr.write(`${line}\n`));
     this.identity = loadOrCreateIdentity(opts.stateDir);
     this.state = new StateStore(opts.stateDir);
-    this.blobs = new BlobStore(opts.stateDir);
+    this.blobs = new BlobStore(opts.stateDir, opts.maxBlobBytes);
     this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'), this.identity, (m) => process.stderr.write(`${m}\n`));
     const roles = new Map<string, Role>([...(opts.trustedRead ?? []).map((k): [string, Role] => [k, 'read']), ...opts.trusted.map((k): [string, Role] => [k, 'write'])]);
     this.auth = new RequestAuthenticator(this.identity.publicKey, roles, () => (opts.clock ?? systemClock).now());
@@ -198,12 +200,14 @@ export class Agent implements ConnectionHost {
       case 'status':
         return this.result<'status'>(req.id, await this.status());
       case 'blob-status': {
+        // Each digest once (a read key repeating one present digest 10,000 times makes one check).
+        const digests = [...new Set(req.digests)];
         const partial: Record<string, number> = {};
-        for (const d of req.digests) {
+        for (const d of digests) {
           const n = this.blobs.partialSize(d);
           if (n !== undefined) partial[d] = n;
         }
-        return this.result<'blob-status'>(req.id, { present: req.digests.filter((d) => this.blobs.has(d)), partial });
+        return this.result<'blob-status'>(req.id, { present: digests.filter((d) => this.blobs.has(d)), partial });
       }
       case 'logs': {
         if (this.supervisors.get(req.process) === undefined) throw new LowcloudError(ErrorCode.NOT_FOUND, `no process ${req.process} on this agent`);
@@ -243,7 +247,7 @@ export class Agent implements ConnectionHost {
     switch (req.type) {
       case 'put-blob': {
         const data = Buffer.from(req.data, 'base64');
-        const complete = this.blobs.put(req.digest, req.size, req.offset, data);
+        const complete = await this.blobs.put(req.digest, req.size, req.offset, data);
         // Every accepted chunk, not only the last: a partial upload leaves a trace too.
         record(undefined, { digest: req.digest, offset: req.offset, bytes: data.length, complete });
         return this.result<'put-blob'>(req.id, { complete });

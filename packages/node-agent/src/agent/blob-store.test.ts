@@ -8,9 +8,9 @@ import { BlobStore } from './blob-store.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const dirs: string[] = [];
-function store(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-blobs-'))): { s: BlobStore; dir: string } {
+function store(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-blobs-')), maxBytes?: number): { s: BlobStore; dir: string } {
   dirs.push(dir);
-  return { s: new BlobStore(dir), dir };
+  return { s: new BlobStore(dir, maxBytes), dir };
 }
 afterEach(() => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
@@ -20,64 +20,79 @@ const data = Buffer.from('0123456789abcdefghij'.repeat(100)); // 2000 bytes
 const digest = sha(data);
 
 describe('BlobStore', () => {
-  it('takes a blob in chunks; it becomes visible only when the last chunk makes it hash to its name', () => {
+  it('takes a blob in chunks; it becomes visible only when the last chunk makes it hash to its name', async () => {
     const { s } = store();
-    expect(s.put(digest, data.length, 0, data.subarray(0, 700))).toBe(false);
+    expect(await s.put(digest, data.length, 0, data.subarray(0, 700))).toBe(false);
     expect([s.has(digest), s.partialSize(digest)]).toEqual([false, 700]);
     expect(fs.existsSync(s.path(digest))).toBe(false);
-    expect(s.put(digest, data.length, 700, data.subarray(700, 1400))).toBe(false);
-    expect(s.put(digest, data.length, 1400, data.subarray(1400))).toBe(true);
+    expect(await s.put(digest, data.length, 700, data.subarray(700, 1400))).toBe(false);
+    expect(await s.put(digest, data.length, 1400, data.subarray(1400))).toBe(true);
     expect([s.has(digest), s.partialSize(digest)]).toEqual([true, undefined]);
     expect(fs.readFileSync(s.path(digest))).toEqual(data);
   });
 
-  it('resumes an interrupted upload at its offset, also in a new store on the same directory (an agent restart)', () => {
+  it('resumes an interrupted upload at its offset, also in a new store on the same directory (an agent restart)', async () => {
     const { s, dir } = store();
-    s.put(digest, data.length, 0, data.subarray(0, 1000));
+    await s.put(digest, data.length, 0, data.subarray(0, 1000));
     const again = new BlobStore(dir);
     expect(again.partialSize(digest)).toBe(1000);
-    expect(again.put(digest, data.length, 1000, data.subarray(1000))).toBe(true);
+    expect(await again.put(digest, data.length, 1000, data.subarray(1000))).toBe(true);
     expect(fs.readFileSync(again.path(digest))).toEqual(data);
+    expect(new BlobStore(dir).has(digest)).toBe(true);
   });
 
-  it('refuses a chunk at another offset than the bytes it has, saying where to resume, and keeps what it has', () => {
+  it('refuses a chunk at another offset than the bytes it has, saying where to resume, and keeps what it has', async () => {
     const { s } = store();
-    s.put(digest, data.length, 0, data.subarray(0, 500));
+    await s.put(digest, data.length, 0, data.subarray(0, 500));
     for (const offset of [0, 400, 600]) {
-      let err: unknown;
-      try {
-        s.put(digest, data.length, offset, data.subarray(offset, offset + 100));
-      } catch (e) {
-        err = e;
-      }
+      const err: unknown = await s.put(digest, data.length, offset, data.subarray(offset, offset + 100)).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: ErrorCode.INVALID_INPUT, details: { expectedOffset: 500 } });
       expect(String((err as Error).message)).toContain('resume from 500');
     }
     expect(s.partialSize(digest)).toBe(500);
   });
 
-  it('refuses more bytes than the declared size, writing none of them', () => {
+  it('refuses more bytes than the declared size, writing none of them', async () => {
     const { s } = store();
-    expect(() => s.put(digest, 10, 0, data.subarray(0, 11))).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_INPUT, message: expect.stringContaining('more bytes than the declared size 10') }));
+    await expect(s.put(digest, 10, 0, data.subarray(0, 11))).rejects.toMatchObject({ code: ErrorCode.INVALID_INPUT, message: expect.stringContaining('more bytes than the declared size 10') });
     expect(s.partialSize(digest)).toBeUndefined();
   });
 
-  it('bytes that hash to something else: DIGEST_MISMATCH naming both digests; nothing stored, the partial file dropped', () => {
+  it('refuses a declared size past its cap before writing anything, naming the flag that raises it', async () => {
+    const { s, dir } = store(undefined, 1000);
+    await expect(s.put(digest, data.length, 0, data.subarray(0, 100))).rejects.toMatchObject({
+      code: ErrorCode.INVALID_INPUT,
+      message: expect.stringContaining('--max-blob-size'),
+      details: { size: 2000, maxBytes: 1000 },
+    });
+    expect(fs.readdirSync(path.join(dir, 'blobs', 'partial'))).toEqual([]);
+  });
+
+  it('bytes that hash to something else: DIGEST_MISMATCH naming both digests; nothing stored, the partial file dropped', async () => {
     const { s } = store();
     const wrong = Buffer.from(data);
     wrong[5] = 0;
-    expect(() => s.put(digest, wrong.length, 0, wrong)).toThrow(expect.objectContaining({ code: ErrorCode.DIGEST_MISMATCH, details: { expected: digest, actual: sha(wrong) } }));
+    await expect(s.put(digest, wrong.length, 0, wrong)).rejects.toMatchObject({ code: ErrorCode.DIGEST_MISMATCH, details: { expected: digest, actual: sha(wrong) } });
     expect([s.has(digest), s.partialSize(digest)]).toEqual([false, undefined]);
     // A correct upload afterwards starts from 0 and succeeds.
-    expect(s.put(digest, data.length, 0, data)).toBe(true);
+    expect(await s.put(digest, data.length, 0, data)).toBe(true);
   });
 
-  it('a blob it already has is complete at once; its bytes are not touched', () => {
+  it('a blob it already has is complete at once; its bytes are not touched', async () => {
     const { s } = store();
-    s.put(digest, data.length, 0, data);
+    await s.put(digest, data.length, 0, data);
     const before = fs.statSync(s.path(digest)).mtimeMs;
-    expect(s.put(digest, data.length, 0, Buffer.from('ignored'))).toBe(true);
+    expect(await s.put(digest, data.length, 0, Buffer.from('ignored'))).toBe(true);
     expect(fs.readFileSync(s.path(digest))).toEqual(data);
     expect(fs.statSync(s.path(digest)).mtimeMs).toBe(before);
+  });
+
+  it('a blob removed from disk by hand is missing again (it is uploaded anew, never handed to a guest host)', async () => {
+    const { s } = store();
+    await s.put(digest, data.length, 0, data);
+    fs.rmSync(s.path(digest));
+    expect(s.has(digest)).toBe(false);
+    expect(await s.put(digest, data.length, 0, data)).toBe(true);
+    expect(s.has(digest)).toBe(true);
   });
 });

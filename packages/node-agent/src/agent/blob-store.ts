@@ -4,19 +4,35 @@ import path from 'node:path';
 import { ErrorCode, LowcloudError } from '@lowcloud/api';
 import { fsyncDir } from './durable.js';
 
+/** Default cap on one blob's declared size (`lowcloud agent --max-blob-size`). */
+export const DEFAULT_MAX_BLOB_BYTES = 1024 ** 3;
+const DIGEST = /^[0-9a-f]{64}$/;
+const HASH_CHUNK = 1024 * 1024;
+
 /**
  * Content-addressed blobs (binaries and config files) by sha256. Uploads arrive in chunks into a
  * partial file, so an interrupted upload resumes at its offset; a blob becomes visible only after
  * its bytes hash to its name (then fsync + atomic rename).
+ *
+ * Which blobs and partial files exist is kept in memory (read from the directory once), so a
+ * `blob-status` of thousands of digests costs no syscall per unknown digest; a blob the index
+ * holds is checked on disk once per question, so one removed by hand is reported missing (and
+ * uploaded again) rather than handed to a guest host.
  */
 export class BlobStore {
   readonly dir: string;
   private readonly partialDir: string;
+  private readonly present = new Set<string>();
+  private readonly partials = new Map<string, number>();
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, readonly maxBytes = DEFAULT_MAX_BLOB_BYTES) {
     this.dir = path.join(stateDir, 'blobs');
     this.partialDir = path.join(this.dir, 'partial');
     fs.mkdirSync(this.partialDir, { recursive: true, mode: 0o700 });
+    for (const e of fs.readdirSync(this.dir, { withFileTypes: true })) if (e.isFile() && DIGEST.test(e.name)) this.present.add(e.name);
+    for (const e of fs.readdirSync(this.partialDir, { withFileTypes: true })) {
+      if (e.isFile() && DIGEST.test(e.name)) this.partials.set(e.name, fs.statSync(path.join(this.partialDir, e.name)).size);
+    }
   }
 
   path(digest: string): string {
@@ -24,43 +40,73 @@ export class BlobStore {
   }
 
   has(digest: string): boolean {
-    return fs.existsSync(this.path(digest));
+    if (!this.present.has(digest)) return false;
+    if (fs.existsSync(this.path(digest))) return true;
+    this.present.delete(digest);
+    return false;
   }
 
   partialSize(digest: string): number | undefined {
-    try {
-      return fs.statSync(path.join(this.partialDir, digest)).size;
-    } catch {
-      return undefined;
-    }
+    return this.partials.get(digest);
   }
 
-  /** Append one chunk at `offset`; on the last chunk verify and publish. Returns true when complete. */
-  put(digest: string, size: number, offset: number, data: Buffer): boolean {
+  /**
+   * Append one chunk at `offset`; on the last chunk verify and publish. Returns true when complete.
+   * Calls for one store must not overlap (the agent serializes mutating calls). The last chunk's
+   * hash is read back asynchronously, so a large blob does not stall the agent's event loop.
+   */
+  async put(digest: string, size: number, offset: number, data: Buffer): Promise<boolean> {
     if (this.has(digest)) return true;
+    if (size > this.maxBytes) {
+      throw new LowcloudError(ErrorCode.INVALID_INPUT, `put-blob ${digest.slice(0, 12)}: ${size} bytes is more than this agent takes in one blob (${this.maxBytes}); raise it with lowcloud agent --max-blob-size`, {
+        details: { size, maxBytes: this.maxBytes },
+      });
+    }
     const partial = path.join(this.partialDir, digest);
-    const have = this.partialSize(digest) ?? 0;
+    const have = this.partials.get(digest) ?? 0;
     if (offset !== have) {
       throw new LowcloudError(ErrorCode.INVALID_INPUT, `put-blob ${digest.slice(0, 12)}: offset ${offset}, but the agent has ${have} bytes; resume from ${have}`, {
         details: { expectedOffset: have },
       });
     }
     if (offset + data.length > size) throw new LowcloudError(ErrorCode.INVALID_INPUT, `put-blob ${digest.slice(0, 12)}: more bytes than the declared size ${size}`);
-    const fd = fs.openSync(partial, 'a');
+    const fd = fs.openSync(partial, 'a', 0o600);
+    let now: number;
     try {
       fs.writeSync(fd, data);
       if (offset + data.length === size) fs.fsyncSync(fd);
     } finally {
+      // What is on disk, also after a short or failed write (ENOSPC): the next chunk resumes there.
+      now = fs.fstatSync(fd).size;
+      this.partials.set(digest, now);
       fs.closeSync(fd);
     }
-    if (offset + data.length < size) return false;
-    const actual = createHash('sha256').update(fs.readFileSync(partial)).digest('hex');
+    if (now < size) return false;
+    const actual = await hashFile(partial);
+    this.partials.delete(digest);
     if (actual !== digest) {
       fs.rmSync(partial, { force: true });
       throw new LowcloudError(ErrorCode.DIGEST_MISMATCH, `put-blob: the bytes hash to ${actual}, not ${digest}; nothing was stored`, { details: { expected: digest, actual } });
     }
     fs.renameSync(partial, this.path(digest));
     fsyncDir(this.dir);
+    this.present.add(digest);
     return true;
   }
+}
+
+async function hashFile(file: string): Promise<string> {
+  const h = createHash('sha256');
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(HASH_CHUNK);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, HASH_CHUNK, null);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
+  return h.digest('hex');
 }
