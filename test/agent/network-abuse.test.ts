@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { signRequest } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { agentFixture, expectServes, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { alive, waitFor } from '../helpers/guests.js';
 import { frame, rawConnect, rssBytes, type RawWs } from '../helpers/raw-ws.js';
 
@@ -21,12 +21,7 @@ afterAll(async () => {
   fx.remove();
 });
 
-async function stillServes(): Promise<void> {
-  expect(alive(agent.pid)).toBe(true);
-  const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
-  expect((await c.status()).agent).toBe(agent.key);
-  c.close();
-}
+const stillServes = () => expectServes(agent, fx.operator);
 
 /** A raw connection that has authenticated with the operator key (its message limit is the normal one). */
 async function authenticated(): Promise<RawWs> {

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
-import { alive, guest, waitFor } from '../helpers/guests.js';
+import { agentFixture, expectServes, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { guest, waitFor } from '../helpers/guests.js';
 import { frame, rawConnect, rssBytes, type RawWs } from '../helpers/raw-ws.js';
 
 // Red team of issue 10's hardened agent: a real agent process attacked by an anonymous client and
@@ -18,19 +18,14 @@ let agent: RunningAgent;
 beforeAll(async () => {
   const readPub = path.join(fx.dir, 'ops.pub');
   writeFileSync(readPub, `${reader.publicKey}\n`);
-  agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--trust-read', readPub] });
+  agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--trust-read', readPub, '--max-blob-size', '2MiB'] });
 });
 afterAll(async () => {
   await killAgent(agent);
   fx.remove();
 });
 
-async function stillServes(): Promise<void> {
-  expect(alive(agent.pid)).toBe(true);
-  const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
-  expect((await c.status()).agent).toBe(agent.key);
-  c.close();
-}
+const stillServes = () => expectServes(agent, fx.operator);
 
 /** A raw connection authenticated with `key`. */
 async function authenticated(key: KeyPair, role: 'read' | 'write'): Promise<RawWs> {
@@ -117,6 +112,21 @@ describe('red team: a read key or no key', () => {
       ws.sendText(JSON.stringify({ ...req, auth: signRequest(req, agent.key, 0, reader, ts) }));
       expect((await ws.next()).error).toMatchObject({ code: 'BAD_MESSAGE', details: { path: 'auth.timestamp' } });
     }
+    await stillServes();
+  });
+
+  it('blob-status answers each digest once (10,000 copies of a present one: one entry); put-blob past --max-blob-size is refused before a byte is kept', async () => {
+    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    onTestFinished(() => c.close());
+    const small = randomBytes(1000);
+    await c.putBlob(sha256Hex(small), small);
+    const r = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: reader });
+    onTestFinished(() => r.close());
+    expect(await r.blobStatus(Array.from({ length: 10_000 }, () => sha256Hex(small)))).toEqual({ present: [sha256Hex(small)], partial: {} });
+    // 3 MiB declared against a 2 MiB cap: the first chunk is refused, so nothing of it is stored.
+    const big = randomBytes(3 * 2 ** 20);
+    await expect(c.putBlob(sha256Hex(big), big)).rejects.toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining('--max-blob-size') });
+    expect(await c.blobStatus([sha256Hex(big)])).toEqual({ present: [], partial: {} });
     await stillServes();
   });
 

@@ -62,6 +62,18 @@ export async function killAgent(a: RunningAgent, signal: NodeJS.Signals = 'SIGKI
   await gone;
 }
 
+/** Fails unless the agent process still runs and answers a signed `status` with its own key. */
+export async function expectServes(a: RunningAgent, signer: KeyPair): Promise<void> {
+  if (!alive(a.pid)) throw new Error(`the agent (pid ${a.pid}) is no longer running`);
+  const c = await AgentClient.connect(a.url, { pinnedKey: a.key, signer });
+  try {
+    const { agent } = await c.status();
+    if (agent !== a.key) throw new Error(`status came from ${agent}, not ${a.key}`);
+  } finally {
+    c.close();
+  }
+}
+
 /** A state directory and an operator key the agent trusts. */
 export function agentFixture(): { dir: string; stateDir: string; operator: KeyPair; pubFile: string; remove(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-agent-'));

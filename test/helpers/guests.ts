@@ -1,11 +1,24 @@
 import { existsSync, readdirSync, readFileSync, type Dirent } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { removeGuestFirewall, type FirewallRecord } from '@lowcloud/sandbox';
+import { removeGuestFirewall, type FirewallRecord, type GuestOptions } from '@lowcloud/sandbox';
 import { repoRoot } from './cli.js';
 
 /** Path of a committed preview1 test guest (test/fixtures/guests/<name>.wasm). */
 export const guest = (name: string) => path.join(repoRoot, 'test/fixtures/guests', `${name}.wasm`);
+
+/** Options for spawning the committed test guest `name` with nothing granted but what `extra` adds. */
+export const guestOptions = (name: string, extra: Partial<GuestOptions> = {}): GuestOptions => ({
+  wasm: guest(name),
+  args: [],
+  env: {},
+  dirs: [],
+  config: [],
+  grants: { network: { listen: [], connect: [] } },
+  stdout: 'pipe',
+  stderr: 'pipe',
+  ...extra,
+});
 
 /** Wait until `check` is true, polling; fails after `timeoutMs`. */
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {

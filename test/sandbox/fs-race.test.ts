@@ -2,8 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnGuest, type GuestOptions } from '@lowcloud/sandbox';
-import { guest, waitFor } from '../helpers/guests.js';
+import { spawnGuest } from '@lowcloud/sandbox';
+import { guestOptions, waitFor } from '../helpers/guests.js';
 
 /**
  * The rename race of issue 9, in the JavaScript layer alone (no kernel wall): two real guests share
@@ -18,16 +18,7 @@ afterAll(() => {
   rmSync(path.join('/tmp', mark), { force: true });
 });
 
-const opts = (args: string[]): GuestOptions => ({
-  wasm: guest('fsattack'),
-  args,
-  env: {},
-  dirs: [{ host: work, guest: '/data' }],
-  config: [],
-  grants: { network: { listen: [], connect: [] } },
-  stdout: 'pipe',
-  stderr: 'pipe',
-});
+const opts = (args: string[]) => guestOptions('fsattack', { args, dirs: [{ host: work, guest: '/data' }] });
 
 describe('the two-guest rename race (a host-made symlink swapped in and out of the path)', () => {
   it('reads and creates nothing outside the shared directory', async () => {

@@ -3,9 +3,9 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { attachGuest, probeCapabilities, probeWall, seccompProgram, spawnGuest, wallArgs, type GuestOptions } from '@lowcloud/sandbox';
+import { attachGuest, probeCapabilities, probeWall, seccompProgram, spawnGuest, wallArgs } from '@lowcloud/sandbox';
 import { repoRoot } from '../helpers/cli.js';
-import { alive, guest, waitFor } from '../helpers/guests.js';
+import { alive, guest, guestOptions, waitFor } from '../helpers/guests.js';
 
 /**
  * The kernel wall around guest hosts (issue 9), end to end: what a program inside it can do, the
@@ -23,17 +23,7 @@ const { wall, reason } = probeWall();
 const root = process.getuid?.() === 0;
 const UID_A = 65001;
 
-const base = (wasm: string, extra: Partial<GuestOptions> = {}): GuestOptions => ({
-  wasm: guest(wasm),
-  args: [],
-  env: {},
-  dirs: [],
-  config: [],
-  grants: { network: { listen: [], connect: [] } },
-  stdout: 'pipe',
-  stderr: 'pipe',
-  ...extra,
-});
+const base = guestOptions;
 
 /** Run `command` inside the same wall a guest host gets (uid, capabilities, seccomp, view); bwrap reads the filter on fd 3. */
 const filterFile = path.join(work, 'filter.bpf');

@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { attachGuest, spawnGuest, type GuestOptions } from '@lowcloud/sandbox';
+import { attachGuest, spawnGuest } from '@lowcloud/sandbox';
 import { repoRoot } from '../helpers/cli.js';
-import { alive, guest, waitFor } from '../helpers/guests.js';
+import { alive, guest, guestOptions, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-life-'));
@@ -15,17 +15,7 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const base = (wasm: string, extra: Partial<GuestOptions> = {}): GuestOptions => ({
-  wasm: guest(wasm),
-  args: [],
-  env: {},
-  dirs: [],
-  config: [],
-  grants: { network: { listen: [], connect: [] } },
-  stdout: 'pipe',
-  stderr: 'pipe',
-  ...extra,
-});
+const base = guestOptions;
 
 /**
  * A busy guest's CPU share over 5 s must stay within 10% of its grant. Past the grant is a failure
