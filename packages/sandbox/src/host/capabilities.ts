@@ -32,8 +32,9 @@ export function probeCapabilitiesSync(): Capabilities {
     unavailable,
   };
   // Mounting a test image takes ~0.1 s: probed when first asked (a guest with a disk image, status).
-  let disk: string | null | undefined;
-  const diskProbe = () => (disk ??= root ? probeDiskImages() : 'not root');
+  // Once: `null` is the probe's answer for "works", so `??=` would probe again on every read.
+  let disk: { why: string | null } | undefined;
+  const diskProbe = () => (disk ??= { why: root ? probeDiskImages() : 'not root' }).why;
   Object.defineProperty(cached, 'diskImages', { enumerable: true, get: () => diskProbe() === null });
   Object.defineProperty(unavailable, 'diskImages', { enumerable: true, get: () => diskProbe() ?? undefined });
   return cached;
