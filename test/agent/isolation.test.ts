@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '@lowcloud/api/client';
@@ -67,6 +67,16 @@ describe('agent guests run inside the kernel wall', () => {
     const st = await c.status();
     const pid = (n: string) => st.processes.find((p) => p.name === n)?.pid as number;
     const [one, two] = [pid('one'), pid('two')];
+    // `start` answers once the guest host's pid is known; it may still be on its way through
+    // bubblewrap and setpriv (root) to the Node.js guest host.
+    const hosting = (p: number) => {
+      try {
+        return readlinkSync(`/proc/${p}/exe`) === realpathSync(process.execPath);
+      } catch {
+        return false;
+      }
+    };
+    await waitFor(() => hosting(one) && hosting(two), 10_000, 'both guest hosts running');
     const uids = [one, two].map((p) => Number(field(status(p), 'Uid')[0]));
     for (const p of [one, two]) {
       const s = status(p);
@@ -112,7 +122,7 @@ describe('agent guests run inside the kernel wall', () => {
     let again = 0;
     await waitFor(async () => {
       again = (await c2.status()).processes.find((p) => p.name === 'one')?.pid ?? 0;
-      return again > 0 && again !== one;
+      return again > 0 && again !== one && hosting(again);
     }, 10_000, 'guest one to run again');
     expect(Number(field(status(again), 'Uid')[0])).toBe(uids[0]);
     await c2.stop('one', 1000);

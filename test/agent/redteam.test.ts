@@ -130,6 +130,21 @@ describe('red team: a read key or no key', () => {
     await stillServes();
   });
 
+  it('a read key following without end: at most 64 logs and event streams per connection; tails that ended do not count', async () => {
+    const op = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    onTestFinished(() => op.close());
+    await op.start(await uploadSpec(op, 'said-hello', guest('hello'), { restart: 'never' }));
+    const r = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: reader });
+    onTestFinished(() => r.close());
+    // 100 tails one after another: each ends, so none is still followed.
+    for (let i = 0; i < 100; i++) await r.logs('said-hello', { tail: 1 }, () => undefined);
+    for (let i = 0; i < 64; i++) await r.watch(() => undefined);
+    await expect(r.watch(() => undefined)).rejects.toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining('at most 64') });
+    await expect(r.logs('said-hello', { tail: 1, follow: true }, () => undefined)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    expect((await r.status()).agent).toBe(agent.key); // the same connection still answers
+    await stillServes();
+  });
+
   it('slowloris: 256 silent TCP connections from 16 loopback addresses (every unauthenticated slot) do not lock out an operator on another address', async () => {
     const port = Number(new URL(agent.url).port);
     const socks: net.Socket[] = [];

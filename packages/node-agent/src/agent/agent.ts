@@ -215,18 +215,25 @@ export class Agent implements ConnectionHost {
         // The connection may close while the tail is read: stop the follower then too.
         let stop: (() => void) | null = null;
         let closed = false;
-        conn.follow(() => {
+        const forget = conn.follow(() => {
           closed = true;
           stop?.();
         });
         stop = await streamLog(file, { tail: req.tail ?? 100, follow: req.follow === true }, (line) => send({ type: 'log', id: req.id, line }));
         if (closed) stop();
+        else if (req.follow !== true) forget(); // a tail has ended: nothing is followed
         return this.result<'logs'>(req.id, {});
       }
       case 'watch': {
         const w = (event: AgentEvent) => send({ type: 'event', id: req.id, event });
+        // Past the connection's limit follow throws: the watcher goes again (as on a closed connection).
         this.watchers.add(w);
-        conn.follow(() => this.watchers.delete(w));
+        try {
+          conn.follow(() => this.watchers.delete(w));
+        } catch (err) {
+          this.watchers.delete(w);
+          throw err;
+        }
         return this.result<'watch'>(req.id, {});
       }
       default:

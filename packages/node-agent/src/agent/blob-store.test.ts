@@ -87,6 +87,18 @@ describe('BlobStore', () => {
     expect(fs.statSync(s.path(digest)).mtimeMs).toBe(before);
   });
 
+  it('a blob is 0644 whatever the umask (a guest host reads its config blob as its own uid, through a bind mount)', async () => {
+    const { s } = store();
+    const old = process.umask(0o077);
+    try {
+      await s.put(digest, data.length, 0, data);
+    } finally {
+      process.umask(old);
+    }
+    expect(fs.statSync(s.path(digest)).mode & 0o777).toBe(0o644);
+    expect(fs.statSync(s.dir).mode & 0o777).toBe(0o700);
+  });
+
   it('a blob removed from disk by hand is missing again (it is uploaded anew, never handed to a guest host)', async () => {
     const { s } = store();
     await s.put(digest, data.length, 0, data);

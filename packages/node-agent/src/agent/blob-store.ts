@@ -70,9 +70,12 @@ export class BlobStore {
       });
     }
     if (offset + data.length > size) throw new LowcloudError(ErrorCode.INVALID_INPUT, `put-blob ${digest.slice(0, 12)}: more bytes than the declared size ${size}`);
-    const fd = fs.openSync(partial, 'a', 0o600);
+    // 0644 inside 0700 directories: a guest host, as its own uid, reads its config blobs through
+    // a bind mount of just that file; nothing else can reach them.
+    const fd = fs.openSync(partial, 'a', 0o644);
     let now: number;
     try {
+      fs.fchmodSync(fd, 0o644); // whatever the agent's umask
       fs.writeSync(fd, data);
       if (offset + data.length === size) fs.fsyncSync(fd);
     } finally {

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { ErrorCode, parseRequest, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { ErrorCode, LowcloudError, parseRequest, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
 import { channelBinding } from '@lowcloud/api/client';
 import type { AgentListener, NetworkLimits, Peer } from './server.js';
 
@@ -8,6 +8,8 @@ import type { AgentListener, NetworkLimits, Peer } from './server.js';
 export const SOFT_FRAME_LIMIT = 2 * 2 ** 20;
 /** Past this many bytes queued to one peer, each send checks the total queued for every peer. */
 const SEND_QUEUE_CHECK_BYTES = 2 ** 20;
+/** Logs and event streams one connection may follow at once. */
+export const MAX_FOLLOWED = 64;
 
 /** A verified caller: its key and what that key may do here. */
 export interface Caller {
@@ -73,10 +75,24 @@ export class Connection {
     });
   }
 
-  /** Stop something this connection follows (a log, events) when it closes. */
-  follow(stop: () => void): void {
-    if (this.ws.readyState === this.ws.CLOSED || this.ws.readyState === this.ws.CLOSING) stop();
-    else this.streams.push(stop);
+  /**
+   * Stop something this connection follows (a log, events) when it closes; returns the function
+   * that forgets it sooner (a tail that ended). At most MAX_FOLLOWED at once: each is a closure the
+   * agent keeps and a copy of every line or event it sends.
+   */
+  follow(stop: () => void): () => void {
+    if (this.ws.readyState === this.ws.CLOSED || this.ws.readyState === this.ws.CLOSING) {
+      stop();
+      return () => undefined;
+    }
+    if (this.streams.length >= MAX_FOLLOWED) {
+      throw new LowcloudError(ErrorCode.INVALID_INPUT, `a connection may follow at most ${MAX_FOLLOWED} logs and event streams at once; close one first`);
+    }
+    this.streams.push(stop);
+    return () => {
+      const i = this.streams.indexOf(stop);
+      if (i >= 0) this.streams.splice(i, 1);
+    };
   }
 
   send(reply: Reply): void {
