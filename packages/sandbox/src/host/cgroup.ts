@@ -102,7 +102,6 @@ function mkGuestDir(hierarchy: string, name: string, made: string[], v2: boolean
   return dir;
 }
 
-/** rmdir a cgroup directory (never a recursive delete), retrying while its last task leaves. */
 /** True when the kernel OOM-killed a process of the cgroup directory `dir` (v2 or v1 memory). */
 export function cgroupOomKilled(dir: string): boolean {
   for (const file of ['memory.events', 'memory.oom_control']) {
@@ -116,6 +115,7 @@ export function cgroupOomKilled(dir: string): boolean {
   return false;
 }
 
+/** rmdir a cgroup directory (never a recursive delete), retrying while its last task leaves. */
 export function removeCgroupDir(dir: string): void {
   for (let i = 0; i < 20; i++) {
     try {
