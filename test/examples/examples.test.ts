@@ -61,7 +61,7 @@ describe('examples/hello: the two-minute tour', () => {
     // The wall around the guest host stands where bubblewrap can make a pid namespace here.
     const wall = spawnSync('bwrap', ['--unshare-pid', '--ro-bind', '/', '/', '--', '/bin/true']).status === 0;
     const levels = `memory:${want.memory} cpu:${want.cpu} disk:${want.disk} network:${want.network} isolation:${wall ? 'kernel' : 'runtime'}`;
-    expect(status.stdout).toMatch(new RegExp(`^In sync: 1 process\\(es\\) match infra\\.yaml\\.\\n {2}here +hello +ok +running pid \\d+ {2}mem [\\d.]+MiB cpu [\\d.]+s( disk [\\d.]+(B|KiB|MiB))? {2}\\[${levels}\\]\\n$`));
+    expect(status.stdout).toMatch(new RegExp(`^In sync: 1 process\\(es\\) match infra\\.yaml\\.\\n {2}here +hello +ok +running pid \\d+ {2}mem [\\d.]+MiB cpu [\\d.]+s( disk [\\d.]+(B|KiB|MiB) \\(\\d+s ago\\))? {2}\\[${levels}\\]\\n$`));
     const logs = await runCli(['logs', 'infra.yaml', 'hello', '--tail', '5'], { cwd: repo.dir });
     expect(logs.code).toBe(0);
     expect(logs.stdout).toContain('Hello from lowcloud, lowcloud user! (start #1)');

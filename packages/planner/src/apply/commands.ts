@@ -213,12 +213,20 @@ export async function status(infraFile: string, json: boolean, key?: string): Pr
           : `Drift: ${drift} of ${rows.length} process(es) differ from ${infraFile}.`;
     process.stdout.write(`${headline}\n`);
     for (const r of rows) {
-      const usage = r.usage === null || r.usage === undefined ? '' : `  mem ${formatSize(r.usage.memoryBytes)} cpu ${r.usage.cpuSeconds.toFixed(1)}s${r.usage.diskBytes > 0 ? ` disk ${formatSize(r.usage.diskBytes)}` : ''}`;
+      const usage = r.usage === null || r.usage === undefined ? '' : `  mem ${formatSize(r.usage.memoryBytes)} cpu ${r.usage.cpuSeconds.toFixed(1)}s${diskText(r.usage)}`;
       const enforced = r.enforcement === undefined ? '' : `  [${Object.entries(r.enforcement).map(([g, l]) => `${g}:${l}`).join(' ')}]`;
       process.stdout.write(`  ${r.machine.padEnd(10)} ${r.process.padEnd(14)} ${r.drift.padEnd(11)} ${r.state ?? '-'}${r.pid === null ? '' : ` pid ${r.pid}`}${r.restarts ? ` restarts ${r.restarts}` : ''}${usage}${enforced}\n`);
     }
     for (const [m, p] of problems) process.stdout.write(`  ${m}: ${PROBLEM_TEXT[p.problem]}: ${p.message}\n`);
   }
+}
+
+/** The disk figure with its age: it comes from the agent's background walk, not from this call. */
+export function diskText(u: NonNullable<ProcessStatus['usage']>, now = Date.now()): string {
+  const at = u.diskMeasuredAt === null ? NaN : Date.parse(u.diskMeasuredAt);
+  if (!Number.isFinite(at)) return ''; // not measured yet (or a figure this client cannot date)
+  const s = Math.max(0, Math.round((now - at) / 1000));
+  return ` disk ${formatSize(u.diskBytes)} (${s < 120 ? `${s}s` : `${Math.round(s / 60)}m`} ago)`;
 }
 
 /** The strongest enforcement level of each grant, from an agent's enforcement report. */
