@@ -17,6 +17,12 @@ describe('lowcloud run: the guest sees exactly what it is granted', () => {
     expect(r.stderr).toBe('to stderr\n');
   });
 
+  it('standard input reaches the guest only with --stdin (without it the guest reads end-of-file)', async () => {
+    const input = 'piped secret\nsecond line\n';
+    expect(await runCli(['run', guest('stdin')], { input })).toMatchObject({ code: 0, stdout: 'stdin: 0 bytes: []\n' });
+    expect(await runCli(['run', guest('stdin'), '--stdin'], { input })).toMatchObject({ code: 0, stdout: `stdin: ${input.length} bytes: [piped secret]\n` });
+  });
+
   it('reports a trap as a trap, with its message', async () => {
     const r = await runCli(['run', guest('trap')]);
     expect(r.code).toBe(134);
