@@ -3,15 +3,19 @@
 //   (1) agent RSS while 64 connections (16 from each of four loopback addresses, the per-address
 //       limit) each send a frame header announcing 15 MiB and then 15 MiB of payload, never
 //       finishing it; baseline: the same agent's RSS just before. (Before issue 10: +960 MiB.)
-//   (2) signed status round trip (median of 500, no guests) against an unsigned raw WebSocket
+//   (2) signed status round trip (median of 500, no guests; this agent allows any connection rate,
+//       as (2) opens 100 connections in a row) against an unsigned raw WebSocket
 //       round trip to the same agent (a hello: parse, sign, reply), the floor of any call.
 //   (3) blob-status of 10,000 digests the agent does not have (what a read key may ask at most in
 //       one call; median of 20) against the signed status of (2). (Before: ~223 ms, a stat and an
 //       existence check per digest on the event loop.)
+//   (4) a TLS reconnect flood from one address (4 clients in a loop, 3 s): the agent's CPU time
+//       with --connect-rate 100000 (no limit in effect) against the default (20/s, burst 40).
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +33,7 @@ const mib = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 process.on('exit', () => agentProc.kill('SIGKILL'));
-const agentProc = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, 'state'), '--trust', path.join(dir, 'ci.pub'), '--insecure-loopback', '--metrics-listen', 'off'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const agentProc = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, 'state'), '--trust', path.join(dir, 'ci.pub'), '--insecure-loopback', '--metrics-listen', 'off', '--connect-rate', '100000'], { stdio: ['ignore', 'pipe', 'inherit'] });
 const [url, key] = await new Promise((resolve) => {
   let out = '';
   agentProc.stdout.on('data', (d) => {
@@ -115,4 +119,44 @@ const b = median(bs);
 console.log(`blob-status of 10,000 unknown digests, median of 20: ${b.toFixed(2)} ms; signed status ${s.toFixed(2)} ms; ratio ${(b / s).toFixed(1)}x`);
 c.close();
 agentProc.kill('SIGKILL');
+
+// (4)
+const cpu = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+async function flood(rate) {
+  const p = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, `tls-${rate}`), '--trust', path.join(dir, 'ci.pub'), '--metrics-listen', 'off', '--connect-rate', String(rate)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const tlsPort = await new Promise((resolve) => {
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on wss:\/\/[^:]+:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const cpu0 = cpu(p.pid);
+  const end = Date.now() + 3000;
+  let handshakes = 0;
+  let attempts = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (Date.now() < end) {
+        attempts++;
+        await new Promise((resolve) => {
+          const s = tls.connect({ port: tlsPort, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => (handshakes++, s.destroy()));
+          s.on('error', () => undefined);
+          s.on('close', resolve);
+        });
+      }
+    }),
+  );
+  const used = cpu(p.pid) - cpu0;
+  p.kill('SIGKILL');
+  return { used, handshakes, attempts };
+}
+const open = await flood(100000);
+const limited = await flood(20);
+console.log(`TLS reconnect flood from one address, 4 clients, 3 s: no rate limit in effect: ${open.handshakes} handshakes of ${open.attempts} connections, agent CPU ${open.used.toFixed(2)} s | default --connect-rate 20: ${limited.handshakes} handshakes of ${limited.attempts} connections (the rest closed at accept), agent CPU ${limited.used.toFixed(2)} s -> ${(open.used / Math.max(limited.used, 0.01)).toFixed(1)}x less CPU, ${(open.used / open.handshakes * 1000).toFixed(2)} vs ${(limited.used / limited.attempts * 1000).toFixed(3)} ms a connection`);
 rmSync(dir, { recursive: true, force: true });

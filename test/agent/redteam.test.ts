@@ -7,6 +7,7 @@ import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud
 import { AgentClient } from '@lowcloud/api/client';
 import { agentFixture, expectServes, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest, waitFor } from '../helpers/guests.js';
+import { httpGet } from '../helpers/net.js';
 import { frame, rawConnect, rssBytes, type RawWs } from '../helpers/raw-ws.js';
 
 // Red team of issue 10's hardened agent: a real agent process attacked by an anonymous client and
@@ -143,6 +144,29 @@ describe('red team: a read key or no key', () => {
     await expect(r.logs('said-hello', { tail: 1, follow: true }, () => undefined)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     expect((await r.status()).agent).toBe(agent.key); // the same connection still answers
     await stillServes();
+  });
+
+  it('a reconnect flood from one address: past 20 new connections a second (burst 40) each is closed at accept, before any TLS; other addresses are served; /metrics counts it', async () => {
+    const port = Number(new URL(agent.url).port);
+    const refused = async () => Number(/lowcloud_agent_refused_connections_total\{reason="rate"\} (\d+)/.exec(await httpGet(agent.metricsUrl ?? ''))?.[1] ?? 0);
+    const before = await refused();
+    const t0 = Date.now();
+    // One after another, each closed by us once connected: the per-address connection caps never fill.
+    for (let i = 0; i < 200; i++) {
+      await new Promise<void>((resolve) => {
+        const s = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.60' }, () => s.destroy());
+        s.on('error', () => undefined);
+        s.on('close', () => resolve());
+      });
+    }
+    const seconds = (Date.now() - t0) / 1000;
+    await waitFor(async () => (await refused()) > before, 5000, 'the refusals counted');
+    // The bucket holds 40 and refills at 20/s: all but those were refused for their rate.
+    expect((await refused()) - before).toBeGreaterThanOrEqual(Math.floor(200 - 40 - 20 * seconds - 1));
+    await stillServes(); // from 127.0.0.1: another address
+    await new Promise((r) => setTimeout(r, 1000)); // refilled: the flooding address may connect again
+    const ws = await rawConnect(agent.url, {}, '127.0.0.60');
+    ws.socket.destroy();
   });
 
   it('slowloris: 256 silent TCP connections from 16 loopback addresses (every unauthenticated slot) do not lock out an operator on another address', async () => {

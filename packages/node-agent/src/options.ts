@@ -16,6 +16,7 @@ export interface RawAgentFlags {
   logKeep?: string;
   logTotal?: string;
   maxBlobSize?: string;
+  connectRate?: string;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
@@ -33,6 +34,10 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--allow-origin ${o}: give an origin as a browser sends it, scheme://host[:port] with no path, e.g. https://ops.example.com`);
   }
   const logs = compileLogLimits(raw);
+  const connectRate = raw.connectRate === undefined ? undefined : Number(raw.connectRate);
+  if (connectRate !== undefined && (!Number.isInteger(connectRate) || connectRate < 1 || connectRate > 100_000)) {
+    throw new LowcloudError(ErrorCode.INVALID_INPUT, `--connect-rate ${raw.connectRate}: write a whole number of new connections per second per client address, from 1 to 100000`);
+  }
   const maxBlobBytes = raw.maxBlobSize === undefined ? undefined : parseSize(raw.maxBlobSize, '--max-blob-size');
   if (maxBlobBytes !== undefined && maxBlobBytes < 1) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--max-blob-size ${raw.maxBlobSize}: must be at least 1B`);
   const diskMs = env.LOWCLOUD_DISK_INTERVAL_MS === undefined ? undefined : Number(env.LOWCLOUD_DISK_INTERVAL_MS);
@@ -48,6 +53,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     insecureLoopback: raw.insecureLoopback === true,
     logs,
     ...(maxBlobBytes === undefined ? {} : { maxBlobBytes }),
+    ...(connectRate === undefined ? {} : { limits: { connectsPerSecondPerAddress: connectRate } }),
     ...(diskMs === undefined || !Number.isFinite(diskMs) || diskMs < 0 ? {} : { diskIntervalMs: diskMs }),
     ...(base === undefined || !Number.isFinite(base) ? {} : { backoff: { ...DEFAULT_BACKOFF, baseMs: base, maxMs: Math.max(base, base * 30) } }),
   };

@@ -121,6 +121,7 @@ export class Agent implements ConnectionHost {
       allowedOrigins: this.opts.allowedOrigins ?? [],
       connectionHost: this,
       log: (line) => process.stderr.write(`${line}\n`),
+      refused: (reason) => this.metrics.refused.inc({ reason }),
     });
     await this.listener.listen();
     this.listener.startHeartbeat();

@@ -17,6 +17,7 @@ export function createMetrics(network: () => NetworkUsage | null = () => null) {
     connections: new Gauge({ name: 'lowcloud_agent_connections', help: 'Open connections to the agent API', registers: [registry], collect() { this.set(network()?.connections ?? 0); } }),
     unfinished: new Gauge({ name: 'lowcloud_agent_unfinished_message_bytes', help: 'Bytes received in messages not yet complete, all connections', registers: [registry], collect() { this.set(network()?.unfinishedBytes ?? 0); } }),
     sendQueued: new Gauge({ name: 'lowcloud_agent_send_queued_bytes', help: 'Bytes queued to send to clients, all connections', registers: [registry], collect() { this.set(network()?.sendQueuedBytes ?? 0); } }),
+    refused: new Counter({ name: 'lowcloud_agent_refused_connections_total', help: 'Connections closed at accept, by reason: rate (new connections per second from one address), address (its address holds its share), full (every unauthenticated slot taken)', labelNames: ['reason'], registers: [registry] }),
     calls: new Counter({ name: 'lowcloud_agent_calls_total', help: 'API calls by type and result', labelNames: ['type', 'result'], registers: [registry] }),
     cpu: new Gauge({ name: 'lowcloud_process_cpu_seconds', help: 'CPU seconds used by the process since it started', labelNames: ['process'], registers: [registry] }),
     memory: new Gauge({ name: 'lowcloud_process_memory_bytes', help: 'Resident memory of the process', labelNames: ['process'], registers: [registry] }),
