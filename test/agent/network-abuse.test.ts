@@ -14,7 +14,9 @@ import { frame, rawConnect, rssBytes, type RawWs } from '../helpers/raw-ws.js';
 const fx = agentFixture();
 let agent: RunningAgent;
 beforeAll(async () => {
-  agent = await startAgent(fx.stateDir, [fx.pubFile]);
+  // Any connection rate: these tests open connections quickly from one address on purpose, to
+  // reach the other limits (the rate limit is tested in redteam.test.ts).
+  agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--connect-rate', '100000'] });
 });
 afterAll(async () => {
   await killAgent(agent);

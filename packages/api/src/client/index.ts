@@ -79,7 +79,11 @@ export class AgentClient {
     ws.once('upgrade', (res: IncomingMessage) => (socket = res.socket));
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
-      ws.once('error', (err) => reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: ${err.message}`, { cause: err })));
+      ws.once('error', (err) => {
+        // Closed before any handshake: most often the agent's per-address limits (connection rate, count).
+        const hint = (err as NodeJS.ErrnoException).code === 'ECONNRESET' ? ' (the agent closed the connection at once: it may be limiting new connections from this address, see lowcloud agent --connect-rate; retry in a few seconds)' : '';
+        reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: ${err.message}${hint}`, { cause: err }));
+      });
       ws.once('unexpected-response', (_req, res) => {
         ws.terminate();
         reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${url}: the agent refused the connection (HTTP ${res.statusCode ?? '?'} ${res.statusMessage ?? ''})`.trimEnd()));
