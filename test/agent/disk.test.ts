@@ -48,6 +48,9 @@ describe('disk grant, kernel layer (an ext4 image loop-mounted over the data dir
     const st = (await c.status()).processes.find((p) => p.name === 'keeper');
     expect(st?.enforcement?.disk?.[0]).toEqual({ level: 'kernel', mechanism: `ext4 image of ${statSync(image).size} bytes loop-mounted at the directory (ENOSPC past it)` });
     expect(mounted(dir)).toBe(true);
+    // Mount options (field 6 of mountinfo): a guest can plant no setuid binary, device or executable in it.
+    const opts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === dir)?.split(' ')[5]?.split(',') ?? [];
+    expect(opts).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'noexec']));
 
     // A writer that knows nothing of the runtime quota (this test process) still stops at the image.
     const r = fill(path.join(dir, 'big'), 8 * 2 ** 20);

@@ -109,6 +109,7 @@ describe('agent guests run inside the kernel wall', () => {
       expect(host.code, `${target} on the host: ${host.out}`).not.toBe(0);
     }
     expect(readFileSync(path.join(fx.stateDir, 'uids.json'), 'utf8')).toContain(`"one": ${uids[0]}`);
+    expect(statSync(path.join(fx.stateDir, 'uids.json')).mode & 0o777).toBe(0o600);
 
     // The agent dies and comes back: same pids (re-attached), and a restarted process keeps its uid.
     await killAgent(a, 'SIGKILL');
@@ -125,7 +126,18 @@ describe('agent guests run inside the kernel wall', () => {
       return again > 0 && again !== one && hosting(again);
     }, 10_000, 'guest one to run again');
     expect(Number(field(status(again), 'Uid')[0])).toBe(uids[0]);
+    // A new name never gets another process's uid, not even one that is stopped (its data stays its own).
     await c2.stop('one', 1000);
+    await c2.start(await uploadSpec(c2, 'three', guest('sleeper'), { args: ['60'], grants }));
+    let third = 0;
+    await waitFor(async () => {
+      third = (await c2.status()).processes.find((p) => p.name === 'three')?.pid ?? 0;
+      return third > 0 && hosting(third);
+    }, 10_000, 'guest three running');
+    const uid3 = Number(field(status(third), 'Uid')[0]);
+    expect(uid3).toBeGreaterThanOrEqual(61184);
+    expect([uids[0], uids[1]]).not.toContain(uid3);
+    await c2.stop('three', 1000);
     await c2.stop('two', 1000);
     c.close();
     c2.close();

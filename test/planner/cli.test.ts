@@ -88,6 +88,11 @@ describe('lowcloud plan on two files', () => {
       expect(doc.base.digest).toMatch(/^[0-9a-f]{64}$/);
       expect(doc.target.digest).not.toBe(doc.base.digest);
       expect(Object.values(doc.files).sort()).toEqual(['bin/kv-v2.wasm', 'bin/kv.wasm', 'bin/lb.wasm', 'config/kv-a-v2.toml', 'config/kv-b.toml']);
+      // A plan of another major format version is refused by apply before it contacts anyone.
+      writeFileSync(out, JSON.stringify({ ...JSON.parse(readFileSync(out, 'utf8')), format_version: '2.0' }));
+      const refused = await runCli(['apply', out]);
+      expect(refused).toMatchObject({ code: 1, stdout: '' });
+      expect(refused.stderr).toContain(`${out}: plan format_version 2.0 is not supported; this lowcloud reads version 1.x (re-create the plan with this lowcloud)`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -119,7 +124,9 @@ describe('lowcloud plan --base <git-rev>', () => {
     expect(byId.code).toBe(2);
   });
 
-  it('names a revision that does not exist', async () => {
+  it('names a revision that does not exist (exit 1, also with --detailed-exitcode, where 2 means changes)', async () => {
+    const detailed = await runCli(['plan', '--detailed-exitcode', '--base', 'no-such-branch', 'infra/infra.yaml'], { cwd: repo.dir });
+    expect(detailed.code).toBe(1);
     const r = await runCli(['plan', '--base', 'no-such-branch', 'infra/infra.yaml'], { cwd: repo.dir });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
@@ -150,6 +157,8 @@ describe('bad input: every problem named with file, line, column, field and fix;
     ['a binary that is not WebAssembly', `${machine}processes:\n  a: { machine: m1, binary: bin/not-wasm.wasm }\n`, 'infra.yaml:5:29: processes.a.binary: bin/not-wasm.wasm is not a WebAssembly binary (no \\0asm header) (point binary at a .wasm module or component)'],
     ['an unknown version', 'version: 2\nmachines: {}\n', 'infra.yaml:1:10: version: unsupported version 2 (this lowcloud reads version: 1)'],
     ['a remote agent without a pinned key', 'version: 1\nmachines:\n  m1: { agent: "wss://10.0.0.5:7443" }\n', 'infra.yaml:3:16: machines.m1.agent: machine m1 has a remote agent but no key (add key: ed25519:... as printed by `lowcloud agent` on that machine (pinned like ssh known_hosts))'],
+    ['plain ws:// to an agent off loopback', 'version: 1\nmachines:\n  m1: { agent: "ws://10.0.0.5:7443", key: "ed25519:6inJdnNMIdyh6ZAkgOb5Od6QwfkmxSeEtA7LmmewhV4=" }\n', 'infra.yaml:3:16: machines.m1.agent: plain ws:// is only allowed on loopback (ws://10.0.0.5:7443) (use wss:// so configs and secrets are encrypted in transit)'],
+    ['a key that is not 32 bytes', 'version: 1\nmachines:\n  m1: { agent: "wss://10.0.0.5:7443", key: "ed25519:AAAA" }\n', 'infra.yaml:3:44: machines.m1.key: "ed25519:AAAA" is not an agent key (use ed25519: followed by the base64 of the raw 32-byte public key, as printed by `lowcloud agent`)'],
     ['a listen port granted twice on one machine', `${machine}processes:\n  a: { machine: m1, binary: bin/kv.wasm, grants: { network: { listen: [80] } } }\n  b: { machine: m1, binary: bin/kv.wasm, grants: { network: { listen: [80] } } }\n`, 'infra.yaml:6:71: processes.b.grants.network.listen: port 80 is already granted to a on machine m1 (give each process on a machine its own listen ports)'],
   ])('%s', async (_what, yaml, expected) => {
     const r = await validate(yaml);
