@@ -1,8 +1,8 @@
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateKeyPair } from '@lowcloud/api';
+import { generateKeyPair, privateKeyPem } from '@lowcloud/api';
 import { runCli } from '../helpers/cli.js';
 import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { tempGitRepo } from '../helpers/git.js';
@@ -85,6 +85,31 @@ describe('lowcloud status: exit codes say in sync, drift, or an agent that could
     expect(r.stdout.split('\n')[0]).toContain('m1 (unreachable), m2 (wrong key)');
     expect(r.stdout).toMatch(/m1 +p1 +unreachable/);
     expect(r.stdout).toMatch(/m2 +p2 +wrong-key/);
+  });
+
+  it('exits 2 for a process in the file that does not run (missing) and one that runs but is not in the file (extra)', async () => {
+    writeInfra();
+    const file = path.join(repo.dir, 'infra.yaml');
+    // p2 leaves the file (it still runs on m2: extra); p3 joins it (nothing runs it: missing).
+    const text = readFileSync(file, 'utf8').replace(/ {2}p2:[\s\S]*$/, '  p3:\n    machine: m1\n    binary: bin/sleeper.wasm\n    args: [c]\n    restart: always\n');
+    writeFileSync(file, text);
+    const r = await status();
+    expect(r.stdout.split('\n')[0]).toBe('Drift: 2 of 3 process(es) differ from infra.yaml.');
+    expect(r.stdout).toMatch(/m1 +p3 +missing/);
+    expect(r.stdout).toMatch(/m2 +p2 +extra +running pid \d+/);
+    expect(r.code).toBe(2);
+  });
+
+  it('exits 1 when the agents refuse the key (not one they trust), naming each', async () => {
+    writeInfra();
+    const stranger = path.join(fx.dir, 'stranger.key');
+    writeFileSync(stranger, privateKeyPem(generateKeyPair().privateKey), { mode: 0o600 });
+    const r = await runCli(['status', 'infra.yaml', '--key', stranger], { cwd: repo.dir, timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stdout.split('\n')[0]).toMatch(/^Not checked: m1 \(refused status\), m2 \(refused status\); /);
+    expect(r.stdout).toMatch(/m1 +p1 +refused/);
+    expect(r.stdout).toContain('m2: refused status: key ed25519:');
+    expect(r.stdout).toContain('is not trusted by this agent (add it with --trust, or --trust-read for reads only)');
   });
 
   it('--help documents the exit codes', async () => {
