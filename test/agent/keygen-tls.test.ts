@@ -8,7 +8,7 @@ import { AgentClient } from '@lowcloud/api/client';
 import { runCli } from '../helpers/cli.js';
 import { killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
 
-// `lowcloud keygen` as the README's first step gives it, and the agent's TLS listener.
+// `lowcloud keygen` as docs/agents.md's first step gives it, and the agent's TLS listener.
 const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-keygen-'));
 const agents: RunningAgent[] = [];
 afterAll(async () => {

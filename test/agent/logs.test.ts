@@ -84,7 +84,7 @@ describe('logs --follow across rotation, and a log file that disappears', () => 
     // agent fails. Without the kernel wall the writer makes a new one at its next rotation and the
     // follower moves on to it; inside the wall the guest host sees only the file the agent made for
     // it (a bind mount), so its output goes to the removed file until the process starts again,
-    // like any daemon writing to a log that was deleted (README "The wall's limits").
+    // like any daemon writing to a log that was deleted (docs/security.md, "The wall's limits").
     const walled = (await c.status()).processes.find((p) => p.name === 'flood')?.enforcement?.isolation?.[0]?.level === 'kernel';
     const before = received;
     rmSync(path.join(fx.stateDir, 'logs', 'flood.log'), { force: true });

@@ -43,7 +43,7 @@ describe('RequestAuthenticator', () => {
     expect(codeOf(() => a.check(other))).toBe('BAD_SIGNATURE');
     expect(codeOf(() => a.check(signed({ type: 'status', id: 'old' }, writer, 0, now - MAX_SKEW_MS - 1)))).toBe('EXPIRED');
     expect(codeOf(() => a.check(signed({ type: 'status', id: 'new' }, writer, 0, now + MAX_SKEW_MS + 1)))).toBe('EXPIRED');
-    // The README's figure: clocks 4 minutes apart work, 6 minutes apart do not.
+    // The figure in docs/security.md: clocks 4 minutes apart work, 6 minutes apart do not.
     expect(MAX_SKEW_MS).toBe(5 * 60_000);
     for (const [id, off, code] of [['m4', -4, 'ok'], ['p4', 4, 'ok'], ['m6', -6, 'EXPIRED'], ['p6', 6, 'EXPIRED']] as const) {
       expect(codeOf(() => a.check(signed({ type: 'status', id }, writer, 0, now + off * 60_000))), id).toBe(code);

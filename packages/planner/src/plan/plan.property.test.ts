@@ -94,7 +94,7 @@ function lowerBound(a: PlanState, b: PlanState): number {
 }
 
 const pair = fc.tuple(stateArb, stateArb);
-/** Generated cases per property and planner: the README states this number. */
+/** Generated cases per property and planner: docs/cli.md states this number. */
 const RUNS = 400;
 
 describe.each<[string, Planner]>([
