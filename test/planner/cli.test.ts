@@ -99,6 +99,30 @@ describe('lowcloud plan on two files', () => {
   });
 });
 
+describe('a connect list means the same in any order and spelling', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-connect-'));
+  beforeAll(() => cpSync(fixtures, dir, { recursive: true }));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, connect: string) => {
+    writeFileSync(path.join(dir, name), `version: 1\nmachines:\n  m1: { agent: local }\nprocesses:\n  a: { machine: m1, binary: bin/kv.wasm, grants: { network: { connect: ${connect} } } }\n`);
+    return name;
+  };
+
+  it('reordered, repeated or written another way, the targets plan as no change; a new target replaces the process', async () => {
+    const base = file('base.yaml', '[db.internal:5432, "10.0.0.6:5432", "10.0.0.0/8:6379", "[fd00::6]:80"]');
+    const reordered = file('reordered.yaml', '["[FD00:0::6]:80", "10.1.2.3/8:6379", DB.internal:5432, "10.0.0.6/32:5432", "10.0.0.6:5432"]');
+    const same = await runCli(['plan', '--detailed-exitcode', base, reordered], { cwd: dir });
+    expect(same).toEqual({ code: 0, stdout: 'No changes. The target matches the base.\n', stderr: '' });
+    const added = file('added.yaml', '[db.internal:5432, "10.0.0.6:5432", "10.0.0.0/8:6379", "[fd00::6]:80", "10.0.0.7:5432"]');
+    const changed = await runCli(['plan', '--json', '--detailed-exitcode', base, added], { cwd: dir });
+    expect(changed.code).toBe(2);
+    const doc = parsePlanDocument(JSON.parse(changed.stdout));
+    expect(doc.changes).toMatchObject([{ process: 'a', reason: 'replaced', paths: ['grants.network.connect'] }]);
+    // The plan carries the canonical list: sorted, each target once, in its one spelling.
+    expect(doc.calls.find((c) => c.call === 'start')?.spec?.grants.network.connect).toEqual(['10.0.0.0/8:6379', '10.0.0.6:5432', '10.0.0.7:5432', '[fd00::6]:80', 'db.internal:5432']);
+  });
+});
+
 describe('lowcloud plan --base <git-rev>', () => {
   const repo = tempGitRepo();
   let first = '';
@@ -159,6 +183,7 @@ describe('bad input: every problem named with file, line, column, field and fix;
     ['a remote agent without a pinned key', 'version: 1\nmachines:\n  m1: { agent: "wss://10.0.0.5:7443" }\n', 'infra.yaml:3:16: machines.m1.agent: machine m1 has a remote agent but no key (add key: ed25519:... as printed by `lowcloud agent` on that machine (pinned like ssh known_hosts))'],
     ['plain ws:// to an agent off loopback', 'version: 1\nmachines:\n  m1: { agent: "ws://10.0.0.5:7443", key: "ed25519:6inJdnNMIdyh6ZAkgOb5Od6QwfkmxSeEtA7LmmewhV4=" }\n', 'infra.yaml:3:16: machines.m1.agent: plain ws:// is only allowed on loopback (ws://10.0.0.5:7443) (use wss:// so configs and secrets are encrypted in transit)'],
     ['a key that is not 32 bytes', 'version: 1\nmachines:\n  m1: { agent: "wss://10.0.0.5:7443", key: "ed25519:AAAA" }\n', 'infra.yaml:3:44: machines.m1.key: "ed25519:AAAA" is not an agent key (use ed25519: followed by the base64 of the raw 32-byte public key, as printed by `lowcloud agent`)'],
+    ['a connect target that is not one', `${machine}processes:\n  a: { machine: m1, binary: bin/kv.wasm, grants: { network: { connect: [db:5432, 10.0.0.300:5432] } } }\n`, 'infra.yaml:5:82: processes.a.grants.network.connect.1: "10.0.0.300:5432" has "10.0.0.300", which is not an IPv4 address (use ip:port (10.0.0.6:5432), [ipv6]:port ([fd00::6]:5432), cidr:port (10.0.0.0/8:5432) or host:port (db.internal:5432))'],
     ['a listen port granted twice on one machine', `${machine}processes:\n  a: { machine: m1, binary: bin/kv.wasm, grants: { network: { listen: [80] } } }\n  b: { machine: m1, binary: bin/kv.wasm, grants: { network: { listen: [80] } } }\n`, 'infra.yaml:6:71: processes.b.grants.network.listen: port 80 is already granted to a on machine m1 (give each process on a machine its own listen ports)'],
   ])('%s', async (_what, yaml, expected) => {
     const r = await validate(yaml);

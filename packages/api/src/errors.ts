@@ -7,6 +7,8 @@ export const ErrorCode = {
   INVALID_INPUT: 'INVALID_INPUT',
   INVALID_SIZE: 'INVALID_SIZE',
   INVALID_CPU: 'INVALID_CPU',
+  /** A network grant's connect target that is not ip:port, [ipv6]:port, cidr:port or host:port. */
+  INVALID_CONNECT: 'INVALID_CONNECT',
   INFRA_INVALID: 'INFRA_INVALID',
   NOT_WASM: 'NOT_WASM',
   UNSUPPORTED_WORLD: 'UNSUPPORTED_WORLD',
@@ -63,6 +65,31 @@ export class LowcloudError extends Error {
     return this.details === undefined
       ? { code: this.code, message: this.message }
       : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/**
+ * A command line that cannot mean anything (a flag value of the wrong form): a CLI exits with
+ * status 2 for it, as shells and Unix tools do for usage errors, without starting anything.
+ */
+export class UsageError extends LowcloudError {
+  override name = 'UsageError';
+}
+
+/** A network grant's connect target that cannot be parsed: which field, the text, why, and the forms that work. */
+export class InvalidConnectTargetError extends LowcloudError {
+  override name = 'InvalidConnectTargetError';
+  readonly field: string;
+  readonly value: string;
+  readonly reason: string;
+  readonly hint: string;
+
+  constructor(field: string, value: string, reason: string, hint: string) {
+    super(ErrorCode.INVALID_CONNECT, `${field}: "${value}" ${reason}; ${hint}`, { details: { field, value } });
+    this.field = field;
+    this.value = value;
+    this.reason = reason;
+    this.hint = hint;
   }
 }
 

@@ -1,6 +1,16 @@
-export { ErrorCode, LowcloudError, InvalidInputError, formatDiagnostic, toWireError } from './errors.js';
+export { ErrorCode, LowcloudError, InvalidInputError, InvalidConnectTargetError, UsageError, formatDiagnostic, toWireError } from './errors.js';
 export type { Diagnostic, WireError } from './errors.js';
 export { parseSize, formatSize, parseCpu } from './units.js';
+export {
+  CONNECT_FORMS,
+  parseConnectTarget,
+  parseConnectTargets,
+  formatConnectTarget,
+  normalizeConnect,
+  parseNetworkGrant,
+  unresolvedProcessTarget,
+} from './grants/network.js';
+export type { ConnectTarget, ConnectTargetKind, NetworkAccess } from './grants/network.js';
 export { sha256Hex, canonicalJson } from './digest.js';
 export { specDigest, envDigests, publicSpec } from './spec.js';
 export type { ProcessSpec, Grants, NetworkGrant, RestartPolicy } from './spec.js';

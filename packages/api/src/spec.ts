@@ -10,7 +10,11 @@ export type RestartPolicy = 'always' | 'on-failure' | 'never';
 export interface NetworkGrant {
   /** TCP ports the process may bind and listen on. */
   listen: number[];
-  /** Targets the process may connect to: `host:port`, `ip:port`, or `cidr:port` (`10.0.0.0/8:5432`). */
+  /**
+   * Targets the process may connect to, each in its canonical text (`10.0.0.6:5432`, `[fd00::6]:5432`,
+   * `10.0.0.0/8:5432`, `db.internal:5432`), sorted and distinct: see `normalizeConnect`, and
+   * `parseNetworkGrant` for the typed form a sandbox enforces.
+   */
   connect: string[];
   /** UDP is denied unless granted. */
   udp?: boolean;

@@ -1,5 +1,6 @@
 import { sha256Hex } from '../digest.js';
-import { InvalidInputError, type Diagnostic } from '../errors.js';
+import { InvalidConnectTargetError, InvalidInputError, type Diagnostic } from '../errors.js';
+import { formatConnectTarget, parseConnectTarget, type ConnectTarget } from '../grants/network.js';
 import { specDigest, type ProcessSpec } from '../spec.js';
 import { formatSize, parseSize } from '../units.js';
 import type { FileRead, FileSource } from './file-source.js';
@@ -128,7 +129,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
           ...(g.disk === undefined ? {} : { disk: parseSize(g.disk) }),
           network: {
             listen: [...(g.network?.listen ?? [])].sort((a, b) => a - b),
-            connect: [...(g.network?.connect ?? [])],
+            connect: connectTargets(g.network?.connect ?? [], [...base, 'grants', 'network', 'connect'], parsed, diags),
             ...(g.network?.udp === true ? { udp: true } : {}),
           },
         },
@@ -190,6 +191,23 @@ function checkMachines(
       }
     }
   }
+}
+
+/** A grant's connect list in its canonical spelling (sorted, each once); a bad target is a diagnostic at it. */
+function connectTargets(texts: readonly string[], path: string[], parsed: ParsedInfra, diags: Diagnostic[]): string[] {
+  const targets = new Set<string>();
+  texts.forEach((text, i) => {
+    let t: ConnectTarget;
+    try {
+      t = parseConnectTarget(text, [...path, i].join('.'));
+    } catch (err) {
+      if (!(err instanceof InvalidConnectTargetError)) throw err;
+      diags.push(parsed.at([...path, i], `"${text}" ${err.reason}`, err.hint));
+      return;
+    }
+    targets.add(formatConnectTarget(t));
+  });
+  return [...targets].sort();
 }
 
 function sortRecord<T>(r: Record<string, T>): Record<string, T> {

@@ -1,4 +1,5 @@
 import type { JSONSchemaType } from 'ajv';
+import { CONNECT_PATTERN } from '../grants/network.js';
 import type { CapacityEntry, GrantsEntry, InfraFile, MachineEntry, NetworkEntry, ProcessEntry } from './types.js';
 
 /** `64MiB`, `1GiB`, `500KB`, `100B`. Parsed by `parseSize`, which gives the precise error. */
@@ -6,8 +7,6 @@ export const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?\\s*([KMGT]i?B|B)$';
 const NAME_PATTERN = '^[a-z0-9]([a-z0-9._-]{0,62})$';
 const AGENT_PATTERN = '^(local|wss?://[^\\s/]+(:[0-9]+)?/?)$';
 const KEY_PATTERN = '^ed25519:[A-Za-z0-9+/]{43}=$';
-/** `host:port`, `1.2.3.4:port`, `[::1]:port`, `10.0.0.0/8:port`. */
-const CONNECT_PATTERN = '^(\\[[0-9a-fA-F:.]+\\](/[0-9]{1,3})?|[A-Za-z0-9.-]+(/[0-9]{1,2})?):[0-9]{1,5}$';
 
 const size = (description: string) => ({ type: 'string', pattern: SIZE_PATTERN, description, nullable: true }) as const;
 
@@ -58,7 +57,7 @@ const network: JSONSchemaType<NetworkEntry> = {
     connect: {
       type: 'array',
       items: { type: 'string', pattern: CONNECT_PATTERN },
-      description: 'Targets it may connect to: host:port, ip:port, [v6]:port or cidr:port.',
+      description: 'Targets it may connect to: host:port, ip:port, [v6]:port or cidr:port. Order and repeats do not matter.',
       nullable: true,
     },
     udp: { type: 'boolean', description: 'UDP is denied unless true.', nullable: true },

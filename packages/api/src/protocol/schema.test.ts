@@ -35,6 +35,23 @@ describe('parseRequest', () => {
     expect(codeAndPath(() => parseRequest(top))).toEqual({ code: 'BAD_MESSAGE', path: '__proto__' });
   });
 
+  it('a start carries connect targets in canonical form, sorted and distinct, or it is refused naming the entry', () => {
+    const withConnect = (connect: string[]) => ({ type: 'start', id: '1', spec: { ...spec, grants: { network: { listen: [], connect } } } });
+    expect(parseRequest(withConnect(['10.0.0.0/8:6379', '[::1]:80', 'db.internal:5432'])).type).toBe('start');
+    for (const [connect, path] of [
+      [['bogus'], 'spec.grants.network.connect.0'],
+      [['10.0.0.6:5432', 'DB:5432'], 'spec.grants.network.connect.1'],
+      [['10.1.2.3/8:80'], 'spec.grants.network.connect.0'],
+      [['[0::1]:80'], 'spec.grants.network.connect.0'],
+      [['db:1', '10.0.0.6:5432'], 'spec.grants.network.connect'],
+      [['db:1', 'db:1'], 'spec.grants.network.connect'],
+    ] as const) {
+      expect(codeAndPath(() => parseRequest(withConnect([...connect]))), connect.join(' ')).toEqual({ code: 'BAD_MESSAGE', path });
+    }
+    expect(() => parseRequest(withConnect(['bogus']))).toThrow('invalid request at /spec/grants/network/connect/0: not a connect target in canonical form');
+    expect(() => parseRequest(withConnect(['db:1', '10.0.0.6:5432']))).toThrow('invalid request at /spec/grants/network/connect: connect targets must be sorted and distinct');
+  });
+
   it('findForbiddenKey walks any depth without recursion', () => {
     let deep: unknown = JSON.parse('{"__proto__":1}');
     for (let i = 0; i < 100_000; i++) deep = { a: deep };

@@ -1,5 +1,6 @@
 import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
 import { ErrorCode, LowcloudError } from '../errors.js';
+import { CONNECT_FORMS, isCanonicalConnectTarget, isSortedDistinct } from '../grants/network.js';
 import type { RequestAuth } from '../signing.js';
 import type { ProcessSpec } from '../spec.js';
 import type { Request } from './messages.js';
@@ -14,6 +15,7 @@ export const FORBIDDEN_KEYS: readonly string[] = ['__proto__', 'constructor', 'p
 const MAP_KEY = { not: { enum: FORBIDDEN_KEYS } } as const;
 const NAME = { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' } as const;
 const ID = { type: 'string', minLength: 1, maxLength: 128 } as const;
+const CONNECT_FORMAT = 'connect-target';
 
 const auth: JSONSchemaType<RequestAuth> = {
   type: 'object',
@@ -53,7 +55,8 @@ export const processSpecSchema: JSONSchemaType<ProcessSpec> = {
           required: ['listen', 'connect'],
           properties: {
             listen: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
-            connect: { type: 'array', items: { type: 'string', maxLength: 300 } },
+            // Canonical targets, sorted, each once (normalizeConnect): one grant, one spelling, one digest.
+            connect: { type: 'array', items: { type: 'string', maxLength: 300, format: CONNECT_FORMAT }, sortedDistinct: true },
             udp: { type: 'boolean', nullable: true },
           },
         },
@@ -94,6 +97,8 @@ const requestSchema: object = {
 };
 
 const ajv = new Ajv({ allErrors: false, strict: false, discriminator: true });
+ajv.addFormat(CONNECT_FORMAT, { type: 'string', validate: isCanonicalConnectTarget });
+ajv.addKeyword({ keyword: 'sortedDistinct', type: 'array', schemaType: 'boolean', validate: (on: boolean, data: string[]) => !on || isSortedDistinct(data), errors: false });
 const validateRequest = ajv.compile(requestSchema) as unknown as ValidateFunction<Request>;
 
 /** Validate an incoming request; the error names the field (`details.path`). */
@@ -131,6 +136,17 @@ export function findForbiddenKey(value: unknown): string[] | null {
 function badMessage(errors: ErrorObject[]): LowcloudError {
   const e = errors[0];
   const path = e === undefined ? '' : `${e.instancePath}${e.keyword === 'additionalProperties' ? `/${String(e.params.additionalProperty)}` : e.keyword === 'required' ? `/${String(e.params.missingProperty)}` : ''}`;
-  const what = e === undefined ? 'invalid' : e.keyword === 'additionalProperties' ? 'unknown field' : e.keyword === 'required' ? 'missing field' : (e.message ?? 'invalid');
+  const what =
+    e === undefined
+      ? 'invalid'
+      : e.keyword === 'additionalProperties'
+        ? 'unknown field'
+        : e.keyword === 'required'
+          ? 'missing field'
+          : e.keyword === 'format' && e.params.format === CONNECT_FORMAT
+            ? `not a connect target in canonical form (${CONNECT_FORMS}; normalizeConnect in @lowcloud/api writes it)`
+            : e.keyword === 'sortedDistinct'
+              ? 'connect targets must be sorted and distinct (normalizeConnect in @lowcloud/api)'
+              : (e.message ?? 'invalid');
   return new LowcloudError(ErrorCode.BAD_MESSAGE, `invalid request at ${path || '/'}: ${what}`, { details: { path: path.replace(/^\//, '').replace(/\//g, '.') } });
 }
