@@ -192,3 +192,15 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
     await waitFor(() => !execFileSync('nft', ['list', 'tables']).toString().includes(table) && !existsSync(path.join(root, cgroup as string)), 5000, `table ${table} and its cgroup to be removed`);
   });
 });
+
+describe('network grant: the targets as parsed', () => {
+  it('--connect targets are enforced and reported in their one spelling: sorted, each once', async () => {
+    const r = await runCli(['run', netguest, '--connect', 'LocalHost:80', '--connect', '127.0.0.1/32:5432', '--connect', 'localhost:80', '--verbose', '--', 'udp']);
+    expect(r.stderr).toContain('network  runtime  wasi:sockets allow-list: listen [], connect [127.0.0.1:5432, localhost:80], UDP denied');
+  });
+
+  it('a granted name that does not resolve is said on stderr, not left as a silent empty allow-list', async () => {
+    const r = await runCli(['run', netguest, '--connect', 'no-such-host.invalid:80', '--', 'lookup', 'no-such-host.invalid']);
+    expect(r.stderr).toMatch(/^lowcloud: connect grant no-such-host\.invalid:80: the name did not resolve \([A-Z_]+\); the guest cannot connect to it until it restarts\n/);
+  });
+});

@@ -164,6 +164,21 @@ describe('lowcloud run: clear errors', () => {
     expect(r).toMatchObject({ code: 1, stderr: 'error: --memory: "64" has no unit; write 64MiB, 64KiB or 64B\n' });
   });
 
+  it('a connect target that is not one is a usage error (exit 2) naming the flag and the accepted forms; nothing starts', async () => {
+    for (const [target, reason] of [
+      ['bogus', 'has no port'],
+      ['10.0.0.300:80', 'has "10.0.0.300", which is not an IPv4 address'],
+      ['db:99999', 'has port 99999, outside 1-65535'],
+    ]) {
+      const r = await runCli(['run', guest('hello'), '--connect', '127.0.0.1:80', '--connect', target as string, '--', 'never']);
+      expect(r).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: `error: --connect: "${target}" ${reason}; use ip:port (10.0.0.6:5432), [ipv6]:port ([fd00::6]:5432), cidr:port (10.0.0.0/8:5432) or host:port (db.internal:5432)\n`,
+      });
+    }
+  });
+
   it('an unknown flag', async () => {
     const r = await runCli(['run', guest('hello'), '--memroy', '64MiB']);
     expect(r.code).toBe(1);

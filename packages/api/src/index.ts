@@ -7,6 +7,7 @@ export {
   parseConnectTargets,
   formatConnectTarget,
   normalizeConnect,
+  connectList,
   parseNetworkGrant,
   unresolvedProcessTarget,
 } from './grants/network.js';

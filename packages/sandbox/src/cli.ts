@@ -1,6 +1,6 @@
 import { constants } from 'node:os';
 import { Command, Option } from 'commander';
-import { ErrorCode, LowcloudError, parseCpu, parseSize, type Grants } from '@lowcloud/api';
+import { CONNECT_FORMS, connectList, ErrorCode, InvalidConnectTargetError, LowcloudError, parseConnectTarget, parseCpu, parseSize, UsageError, type Grants } from '@lowcloud/api';
 import { spawnGuest } from './host/spawn.js';
 import type { DirMount, EnforcementReport, GuestExit } from './types.js';
 
@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .option('--dir <HOST[::GUEST]>', 'give the guest a directory (repeatable); without ::GUEST it sees HOST as written', collect, [])
     .option('--disk <size>', 'bytes the guest may add across its writable directories, e.g. 100MiB')
     .option('--listen <port>', 'TCP port the guest may listen on (repeatable; WASI 0.2 guests)', collect, [])
-    .option('--connect <target>', 'host:port, ip:port or cidr:port the guest may connect to (repeatable; WASI 0.2 guests)', collect, [])
+    .option('--connect <target>', `a target the guest may connect to (repeatable; WASI 0.2 guests): ${CONNECT_FORMS}`, collect, [])
     .option('--udp', 'allow UDP on the granted ports and targets (WASI 0.2 guests)')
     .option('--env <K=V>', 'environment variable for the guest (repeatable); the host environment is never passed', collect, [])
     .option('--config <GUEST=HOST>', 'a read-only file at an absolute guest path (repeatable)', collect, [])
@@ -34,14 +34,15 @@ Examples:
   lowcloud run tool.wasm --config /etc/app.toml=./app.toml --env LOG=debug --verbose
 
 Exit status: the guest's own; 134 when it traps (the message goes to stderr); 137 when it is
-stopped for going past its memory grant; 143 when stopped by a signal to lowcloud.`,
+stopped for going past its memory grant; 143 when stopped by a signal to lowcloud; 2 when a
+flag's value cannot mean anything (--connect bogus) and nothing was started.`,
     )
     .action(async (wasm: string, args: string[], o: RunFlags) => {
       try {
         process.exitCode = await runOnce(wasm, args, o);
       } catch (err) {
         process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
-        process.exitCode = 1;
+        process.exitCode = err instanceof UsageError ? 2 : 1;
       }
     });
 }
@@ -63,7 +64,7 @@ interface RunFlags {
 
 /** Compile the flags into a grant once; every error names the flag and the fix. */
 export function compileRunFlags(o: RunFlags): { grants: Grants; dirs: DirMount[]; env: Record<string, string>; config: { guest: string; host: string }[] } {
-  const grants: Grants = { network: { listen: [], connect: o.connect, ...(o.udp === true ? { udp: true } : {}) } };
+  const grants: Grants = { network: { listen: [], connect: connectTargets(o.connect), ...(o.udp === true ? { udp: true } : {}) } };
   if (o.memory !== undefined) grants.memory = parseSize(o.memory, '--memory');
   if (o.cpu !== undefined) grants.cpu = parseCpu(o.cpu, '--cpu');
   if (o.disk !== undefined) grants.disk = parseSize(o.disk, '--disk');
@@ -90,6 +91,20 @@ export function compileRunFlags(o: RunFlags): { grants: Grants; dirs: DirMount[]
     return { guest, host: c.slice(i + 1) };
   });
   return { grants, dirs, env, config };
+}
+
+/** Each --connect parsed into its target: a bad one is a usage error naming the flag and the accepted forms. */
+function connectTargets(flags: readonly string[]): string[] {
+  const targets = flags.map((text) => {
+    try {
+      return parseConnectTarget(text, '--connect');
+    } catch (err) {
+      if (err instanceof InvalidConnectTargetError) throw new UsageError(err.code, err.message, { cause: err, details: { flag: '--connect', value: text } });
+      throw err;
+    }
+  });
+  // The grant's one spelling: sorted, each once (as a planner sends it to an agent).
+  return connectList(targets);
 }
 
 async function runOnce(wasm: string, args: string[], o: RunFlags): Promise<number> {

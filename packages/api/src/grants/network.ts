@@ -130,17 +130,21 @@ export function unresolvedProcessTarget(t: Extract<ConnectTarget, { kind: 'proce
 
 /** Parse a grant's list: each target once, sorted by its canonical text, so order never matters. */
 export function parseConnectTargets(texts: readonly string[], field = 'connect'): ConnectTarget[] {
-  const byText = new Map<string, ConnectTarget>();
-  texts.forEach((text, i) => {
+  const byText = new Map(texts.map((text, i) => {
     const t = parseConnectTarget(text, `${field}.${i}`);
-    byText.set(formatConnectTarget(t), t);
-  });
+    return [formatConnectTarget(t), t] as const;
+  }));
   return [...byText.keys()].sort(compareText).map((k) => byText.get(k) as ConnectTarget);
+}
+
+/** Targets in the list form the wire, agents' state and plans carry: canonical texts, sorted, each once. */
+export function connectList(targets: readonly ConnectTarget[]): string[] {
+  return [...new Set(targets.map(formatConnectTarget))].sort(compareText);
 }
 
 /** A grant's list in its one canonical spelling: canonical texts, sorted, each once. */
 export function normalizeConnect(texts: readonly string[], field = 'connect'): string[] {
-  return parseConnectTargets(texts, field).map(formatConnectTarget);
+  return connectList(parseConnectTargets(texts, field));
 }
 
 /** True when `text` is a target in its canonical spelling (what the wire accepts). */

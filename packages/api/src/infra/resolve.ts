@@ -1,6 +1,6 @@
 import { sha256Hex } from '../digest.js';
 import { InvalidConnectTargetError, InvalidInputError, type Diagnostic } from '../errors.js';
-import { formatConnectTarget, parseConnectTarget, type ConnectTarget } from '../grants/network.js';
+import { connectList, parseConnectTarget, type ConnectTarget } from '../grants/network.js';
 import { specDigest, type ProcessSpec } from '../spec.js';
 import { formatSize, parseSize } from '../units.js';
 import type { FileRead, FileSource } from './file-source.js';
@@ -195,19 +195,16 @@ function checkMachines(
 
 /** A grant's connect list in its canonical spelling (sorted, each once); a bad target is a diagnostic at it. */
 function connectTargets(texts: readonly string[], path: string[], parsed: ParsedInfra, diags: Diagnostic[]): string[] {
-  const targets = new Set<string>();
+  const targets: ConnectTarget[] = [];
   texts.forEach((text, i) => {
-    let t: ConnectTarget;
     try {
-      t = parseConnectTarget(text, [...path, i].join('.'));
+      targets.push(parseConnectTarget(text, [...path, i].join('.')));
     } catch (err) {
       if (!(err instanceof InvalidConnectTargetError)) throw err;
       diags.push(parsed.at([...path, i], `"${text}" ${err.reason}`, err.hint));
-      return;
     }
-    targets.add(formatConnectTarget(t));
   });
-  return [...targets].sort();
+  return connectList(targets);
 }
 
 function sortRecord<T>(r: Record<string, T>): Record<string, T> {

@@ -1,4 +1,4 @@
-import type { Grants } from '@lowcloud/api';
+import type { Grants, NetworkAccess } from '@lowcloud/api';
 import type { OutputTarget } from '../types.js';
 
 /** What the host hands the guest host process (as a 0600 JSON file, never through the guest's env). */
@@ -11,6 +11,8 @@ export interface GuestBootOptions {
   dirs: { host: string; guest: string; readonly: boolean }[];
   config: { guest: string; host: string }[];
   grants: Grants;
+  /** The network grant with its connect targets parsed (by the host, once). */
+  network: NetworkAccess;
   stdin: boolean;
   stdout: OutputTarget;
   stderr: OutputTarget;

@@ -33,7 +33,7 @@ async function main(): Promise<void> {
       // preview1 guest start would otherwise pay.
       const { runComponent } = await import('./component/run.js');
       const { preopens } = openMounts(opts.dirs, opts.config, opts.grants.disk);
-      report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.grants.network, preopens, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2) }) });
+      report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.network, preopens, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2) }) });
     } catch (err) {
       report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
     }

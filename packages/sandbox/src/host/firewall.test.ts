@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { allowList } from './firewall.js';
+import { parseConnectTarget, type NetworkGrant } from '@lowcloud/api';
+import { allowList as allowListOf } from './firewall.js';
+
+// In the order written (not sorted), so each rule is easy to read against its target.
+const allowList = (g: NetworkGrant, nameservers: string[]) => allowListOf({ listen: g.listen, connect: g.connect.map((t) => parseConnectTarget(t)), udp: g.udp === true }, nameservers);
 
 describe('allowList: the nftables rules of a network grant', () => {
   it('addresses, CIDRs and IPv6 by address and port; listen ports inbound; TCP only without udp', () => {
@@ -25,5 +29,9 @@ describe('allowList: the nftables rules of a network grant', () => {
 
   it('no grant: no rule, so everything is refused', () => {
     expect(allowList({ listen: [], connect: [] }, ['1.1.1.1'])).toMatchObject({ out: [], in: [] });
+  });
+
+  it('a process target (resolved by the planner, never sent to an agent) is refused, not skipped', () => {
+    expect(() => allowListOf({ listen: [], connect: [{ kind: 'process', name: 'kv-a', port: 7101 }], udp: false }, [])).toThrow('connect target process kv-a:7101 was not resolved to an address');
   });
 });

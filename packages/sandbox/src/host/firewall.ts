@@ -1,7 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { NetworkGrant } from '@lowcloud/api';
+import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api';
 import { parseIp } from '../guest/net/policy.js';
 import { cgroup2Root, cgroupParent, removeCgroupDir, sweepStaleCgroups } from './cgroup.js';
 
@@ -50,7 +50,7 @@ export class GuestFirewall {
    * Create the cgroup and load the rules. `name` is unique per guest, `g-<ms since epoch>-<hex>`
    * (the cgroup directory; with `_` for `-`, the table name). Throws when the kernel refuses.
    */
-  static async create(name: string, grant: NetworkGrant, component: boolean, nameservers: string[]): Promise<GuestFirewall> {
+  static async create(name: string, grant: NetworkAccess, component: boolean, nameservers: string[]): Promise<GuestFirewall> {
     const root = cgroup2Root();
     const nft = nftBinary();
     if (root === null || nft === null) throw new Error('no cgroup v2 hierarchy or no nft binary');
@@ -152,23 +152,29 @@ export function systemNameservers(): string[] {
 }
 
 /** nft rules for the grant. Hosts granted by name are matched by port alone: their addresses may change. */
-export function allowList(grant: NetworkGrant, nameservers: string[]): { out: string[]; in: string[]; summary: string } {
-  const protos = grant.udp === true ? ['tcp', 'udp'] : ['tcp'];
+export function allowList(grant: NetworkAccess, nameservers: string[]): { out: string[]; in: string[]; summary: string } {
+  const protos = grant.udp ? ['tcp', 'udp'] : ['tcp'];
   const out: string[] = [];
-  const named: string[] = [];
+  let named = false;
   for (const target of grant.connect) {
-    const m = /^(?:\[([^\]]+)\]|([^:/]+))(?:\/(\d+))?:(\d+)$/.exec(target);
-    if (m === null) continue;
-    const host = (m[1] ?? m[2]) as string;
-    const port = Number(m[4]);
-    const ip = parseIp(host);
     for (const proto of protos) {
-      if (ip === null) out.push(`${proto} dport ${port} accept`);
-      else out.push(`${ip.family === 4 ? 'ip' : 'ip6'} daddr ${host}${m[3] === undefined ? '' : `/${m[3]}`} ${proto} dport ${port} accept`);
+      switch (target.kind) {
+        case 'address':
+        case 'cidr': {
+          const net = target.kind === 'cidr' ? `${target.ip}/${target.prefix}` : target.ip;
+          out.push(`${target.family === 4 ? 'ip' : 'ip6'} daddr ${net} ${proto} dport ${target.port} accept`);
+          break;
+        }
+        case 'host':
+          named = true;
+          out.push(`${proto} dport ${target.port} accept`);
+          break;
+        case 'process':
+          throw unresolvedProcessTarget(target);
+      }
     }
-    if (ip === null) named.push(target);
   }
-  if (named.length > 0) {
+  if (named) {
     for (const ns of nameservers) {
       const family = parseIp(ns)?.family === 6 ? 'ip6' : 'ip';
       out.push(`${family} daddr ${ns} udp dport 53 accept`, `${family} daddr ${ns} tcp dport 53 accept`);
@@ -177,9 +183,9 @@ export function allowList(grant: NetworkGrant, nameservers: string[]): { out: st
   const input = grant.listen.length === 0 ? [] : protos.map((proto) => `${proto} dport { ${grant.listen.join(', ')} } accept`);
   const summary = [
     `listen [${grant.listen.join(', ')}]`,
-    `connect [${grant.connect.join(', ')}]`,
-    ...(named.length > 0 ? [`named hosts by port, DNS to ${nameservers.join(', ') || 'no nameserver'}`] : []),
-    grant.udp === true ? 'UDP on the same' : 'no UDP',
+    `connect [${grant.connect.map(formatConnectTarget).join(', ')}]`,
+    ...(named ? [`named hosts by port, DNS to ${nameservers.join(', ') || 'no nameserver'}`] : []),
+    grant.udp ? 'UDP on the same' : 'no UDP',
   ].join(', ');
   return { out, in: input, summary };
 }

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { formatConnectTarget, parseNetworkGrant } from '@lowcloud/api';
 import type { GuestBootOptions } from '../guest/options.js';
 import type { Enforcement, EnforcementReport, GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
 import { usageOf } from '../common/usage.js';
@@ -64,6 +65,8 @@ const oomViolation = (limitBytes: number | undefined): GuestExit => ({ kind: 'vi
 let swept = false;
 
 export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): Promise<GuestHandle & { child: ChildProcess }> {
+  // The grant's targets are parsed here, once, before anything is made: both layers get typed values.
+  const network = parseNetworkGrant(opts.grants.network);
   const caps = probeCapabilitiesSync();
   const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
   const useKernel = tuning.kernel !== false && caps.root;
@@ -98,7 +101,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       sweepStaleFirewalls();
     }
     try {
-      firewall = await GuestFirewall.create(cgroupName, opts.grants.network, admitted.kind === 'component', systemNameservers());
+      firewall = await GuestFirewall.create(cgroupName, network, admitted.kind === 'component', systemNameservers());
     } catch (err) {
       firewallError = err instanceof Error ? err.message : String(err);
     }
@@ -137,6 +140,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       dirs,
       config: opts.config.map((c) => ({ guest: c.guest, host: path.resolve(c.host) })),
       grants: opts.grants,
+      network,
       stdin: opts.stdin === 'inherit',
       stdout: opts.stdout ?? 'inherit',
       stderr: opts.stderr ?? 'inherit',
@@ -256,9 +260,9 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     if (admitted.kind === 'module') {
       report.network.push({ mechanism: 'WASI preview1 has no socket imports: no network access', level: 'runtime' });
     } else {
-      const n = opts.grants.network;
+      const n = network;
       report.network.push({
-        mechanism: `wasi:sockets allow-list: listen [${n.listen.join(', ')}], connect [${n.connect.join(', ')}], UDP ${n.udp === true ? 'on granted ports, to granted targets' : 'denied'}, name lookup only for granted hosts`,
+        mechanism: `wasi:sockets allow-list: listen [${n.listen.join(', ')}], connect [${n.connect.map(formatConnectTarget).join(', ')}], UDP ${n.udp ? 'on granted ports, to granted targets' : 'denied'}, name lookup only for granted hosts`,
         level: 'runtime',
       });
     }

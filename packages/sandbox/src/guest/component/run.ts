@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { lookup } from 'node:dns/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { NetworkGrant } from '@lowcloud/api';
+import type { NetworkAccess } from '@lowcloud/api';
 import type { GuestDir } from '../core/dir.js';
 import { GuestExit } from '../exit.js';
 import { compilePolicy } from '../net/policy.js';
@@ -16,7 +16,7 @@ export async function runComponent(
   opts: {
     argv: string[];
     env: Record<string, string>;
-    network: NetworkGrant;
+    network: NetworkAccess;
     preopens: [string, GuestDir][];
     stdout: (b: Uint8Array) => void;
     stderr: (b: Uint8Array) => void;
@@ -27,6 +27,10 @@ export async function runComponent(
   // the guest never sees the host's environment: a plain copy makes that read cheap.
   process.env = { ...process.env };
   const policy = await compilePolicy(opts.network, async (host) => (await lookup(host, { all: true })).map((a) => a.address));
+  // Said where the guest's own output goes (the terminal, or the process's log on an agent).
+  for (const u of policy.unresolved) {
+    opts.stderr(new TextEncoder().encode(`lowcloud: connect grant ${u.target}: the name did not resolve (${u.reason}); the guest cannot connect to it until it restarts\n`));
+  }
   const { instantiate } = (await import(pathToFileURL(path.join(dir, 'guest.js')).href)) as { instantiate: Instantiate };
   const root = await instantiate(async (p) => WebAssembly.compile(await readFile(path.join(dir, p))), componentImports({ ...opts, policy }));
   const run = Object.entries(root).find(([k]) => k === 'run' || k.startsWith('wasi:cli/run'))?.[1]?.run;

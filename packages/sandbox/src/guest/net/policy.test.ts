@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { parseConnectTarget } from '@lowcloud/api';
 import { allowsConnect, compilePolicy, parseIp } from './policy.js';
 
 const lookup = async (h: string) => (h === 'db.internal' ? ['10.1.2.3'] : []);
 
 describe('network policy', () => {
   it('allows exactly the granted ip:port, cidr:port and resolved host:port targets', async () => {
-    const p = await compilePolicy({ listen: [7000], connect: ['127.0.0.1:5432', '10.0.0.0/8:6379', 'db.internal:5432', '[::1]:80'] }, lookup);
+    const p = await compilePolicy({ listen: [7000], connect: ['127.0.0.1:5432', '10.0.0.0/8:6379', 'db.internal:5432', '[::1]:80'].map((t) => parseConnectTarget(t)), udp: false }, lookup);
     const ip = (s: string) => parseIp(s) as NonNullable<ReturnType<typeof parseIp>>;
     expect(allowsConnect(p, ip('127.0.0.1'), 5432)).toBe(true);
     expect(allowsConnect(p, ip('127.0.0.1'), 5433)).toBe(false);
@@ -18,5 +19,19 @@ describe('network policy', () => {
     expect([...p.names]).toEqual(['db.internal']);
     expect([...p.listen]).toEqual([7000]);
     expect(p.udp).toBe(false);
+    expect(p.unresolved).toEqual([]);
+  });
+
+  it('a granted name that does not resolve is reported, with the reason, not left as a silent empty allow-list', async () => {
+    const failing = async (h: string) => {
+      if (h === 'gone.invalid') throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${h}`), { code: 'ENOTFOUND' });
+      return h === 'empty.internal' ? [] : ['10.1.2.3'];
+    };
+    const p = await compilePolicy({ listen: [], connect: ['db.internal:5432', 'empty.internal:80', 'gone.invalid:80'].map((t) => parseConnectTarget(t)), udp: false }, failing);
+    expect(p.unresolved).toEqual([
+      { target: 'empty.internal:80', reason: 'no address' },
+      { target: 'gone.invalid:80', reason: 'ENOTFOUND' },
+    ]);
+    expect(p.connect).toHaveLength(1);
   });
 });

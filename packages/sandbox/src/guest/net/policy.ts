@@ -1,36 +1,46 @@
 import net from 'node:net';
-import type { NetworkGrant } from '@lowcloud/api';
+import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api';
 
 /**
- * A network grant compiled for fast checks. Connect targets are `host:port`, `ip:port`, `[v6]:port`
- * or `cidr:port`; a host named in the grant may be looked up by the guest, and may be connected
- * at any address the host resolved it to when the guest started.
+ * A network grant compiled for fast checks. A host named in the grant may be looked up by the
+ * guest, and may be connected at any address the host resolved it to when the guest started.
  */
 export interface NetPolicy {
   listen: Set<number>;
   connect: { family: 4 | 6; bytes: number[]; prefix: number; port: number }[];
   names: Set<string>;
   udp: boolean;
+  /** Granted host names that did not resolve when the guest started: the guest cannot reach them. */
+  unresolved: { target: string; reason: string }[];
 }
 
 export type IpAddr = { family: 4 | 6; bytes: number[] };
 
-export async function compilePolicy(grant: NetworkGrant, lookup: (host: string) => Promise<string[]>): Promise<NetPolicy> {
-  const policy: NetPolicy = { listen: new Set(grant.listen), connect: [], names: new Set(), udp: grant.udp === true };
+export async function compilePolicy(grant: NetworkAccess, lookup: (host: string) => Promise<string[]>): Promise<NetPolicy> {
+  const policy: NetPolicy = { listen: new Set(grant.listen), connect: [], names: new Set(), udp: grant.udp, unresolved: [] };
   for (const target of grant.connect) {
-    const m = /^(?:\[([^\]]+)\]|([^:/]+))(?:\/(\d+))?:(\d+)$/.exec(target);
-    if (m === null) throw new Error(`connect target "${target}" is not host:port, ip:port or cidr:port`);
-    const host = (m[1] ?? m[2]) as string;
-    const port = Number(m[4]);
-    const ip = parseIp(host);
-    if (ip !== null) {
-      policy.connect.push({ ...ip, prefix: m[3] === undefined ? ip.bytes.length * 8 : Number(m[3]), port });
-      continue;
-    }
-    policy.names.add(host);
-    for (const addr of await lookup(host).catch(() => [])) {
-      const a = parseIp(addr);
-      if (a !== null) policy.connect.push({ ...a, prefix: a.bytes.length * 8, port });
+    switch (target.kind) {
+      case 'address':
+      case 'cidr': {
+        const ip = parseIp(target.ip) as IpAddr;
+        policy.connect.push({ ...ip, prefix: target.kind === 'cidr' ? target.prefix : ip.bytes.length * 8, port: target.port });
+        break;
+      }
+      case 'host': {
+        policy.names.add(target.name);
+        let addrs: IpAddr[] = [];
+        try {
+          addrs = (await lookup(target.name)).map(parseIp).filter((a) => a !== null);
+        } catch (err) {
+          policy.unresolved.push({ target: formatConnectTarget(target), reason: (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err)) });
+          break;
+        }
+        if (addrs.length === 0) policy.unresolved.push({ target: formatConnectTarget(target), reason: 'no address' });
+        for (const a of addrs) policy.connect.push({ ...a, prefix: a.bytes.length * 8, port: target.port });
+        break;
+      }
+      case 'process':
+        throw unresolvedProcessTarget(target);
     }
   }
   return policy;

@@ -1,5 +1,6 @@
 import dgram from 'node:dgram';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseConnectTarget } from '@lowcloud/api';
 import { componentImports } from '../component/imports.js';
 import { compilePolicy } from './policy.js';
 
@@ -48,7 +49,7 @@ describe('UDP sends (runtime layer of the network grant)', () => {
     const granted = await receiver();
     const other = await receiver();
     const local = await freeUdpPort();
-    const policy = await compilePolicy({ listen: [local], connect: [`127.0.0.1:${granted.port}`], udp: true }, async () => []);
+    const policy = await compilePolicy({ listen: [local], connect: [parseConnectTarget(`127.0.0.1:${granted.port}`)], udp: true }, async () => []);
     const imports = componentImports({ argv: [], env: {}, policy, preopens: [], stdout: () => undefined, stderr: () => undefined });
     const network = (imports['wasi:sockets/instance-network'] as { instanceNetwork(): object }).instanceNetwork();
     const create = (imports['wasi:sockets/udp-create-socket'] as { createUdpSocket(f: string): Sock }).createUdpSocket;
