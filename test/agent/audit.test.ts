@@ -1,11 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
 import { runCli } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest } from '../helpers/guests.js';
 
 /**
@@ -14,7 +13,7 @@ import { guest } from '../helpers/guests.js';
  * `lowcloud agent --verify-audit` (offline) and by the agent when it starts, which keeps the broken
  * log aside and starts a new segment instead of appending to it.
  */
-const fx = agentFixture();
+const fx = useAgentFixture();
 let lines: string[] = [];
 /** audit.head as it was before the last call: the head a crash between a line and its head leaves. */
 let olderHead = '';
@@ -36,8 +35,8 @@ function tampered(name: string, text: string): string {
 const verify = (stateDir: string) => runCli(['agent', '--state', stateDir, '--verify-audit']);
 
 beforeAll(async () => {
-  const agent = await startAgent(fx.stateDir, [fx.pubFile]);
-  const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+  const agent = await fx.start();
+  const c = await fx.connect(agent);
   await c.start(await uploadSpec(c, 'a', guest('sleeper')));
   await c.stop('a', 500);
   // A partial upload: the first of three chunks only.
@@ -47,10 +46,9 @@ beforeAll(async () => {
   olderHead = readFileSync(path.join(fx.stateDir, 'audit.head'), 'utf8');
   await c.stop('b', 500);
   c.close();
-  await killAgent(agent, 'SIGTERM');
+  await fx.kill(agent, 'SIGTERM');
   lines = readFileSync(path.join(fx.stateDir, 'audit.log'), 'utf8').trimEnd().split('\n');
 });
-afterAll(() => fx.remove());
 
 describe('audit log: signed chain and head, checked offline and at start', () => {
   it('an intact log verifies; every put-blob chunk is in it, partial ones too', async () => {
@@ -103,14 +101,14 @@ describe('audit log: signed chain and head, checked offline and at start', () =>
 
       let agent: RunningAgent | null = null;
       try {
-        agent = await startAgent(dir, [fx.pubFile]);
+        agent = await fx.start({ stateDir: dir });
         expect(agent.output()).toContain('AUDIT LOG BROKEN');
         expect(agent.output()).toContain(`line ${line}: `);
         const kept = readdirSync(dir).filter((f) => f.startsWith('audit.log.broken-') && !f.endsWith('.head'));
         expect(kept).toHaveLength(1);
         expect(readFileSync(path.join(dir, kept[0] as string), 'utf8')).toBe(attack.text());
         // The new segment says why it exists, and the agent goes on recording in it.
-        const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+        const c = await fx.connect(agent);
         await c.putBlob(sha256Hex('after'), Buffer.from('after'));
         c.close();
         const fresh = readFileSync(path.join(dir, 'audit.log'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Entry);
@@ -118,7 +116,7 @@ describe('audit log: signed chain and head, checked offline and at start', () =>
         expect(String(fresh[0]?.reason)).toContain(attack.says);
         expect(fresh.at(-1)).toMatchObject({ type: 'put-blob' });
       } finally {
-        if (agent !== null) await killAgent(agent);
+        if (agent !== null) await fx.kill(agent);
       }
       const after = await verify(dir);
       expect(after.code).toBe(0);
@@ -132,12 +130,12 @@ describe('audit log: signed chain and head, checked offline and at start', () =>
     const v = await verify(dir);
     expect(v.code).toBe(0);
     expect(v.stdout).toContain('1 line(s) past the head');
-    const agent = await startAgent(dir, [fx.pubFile]);
+    const agent = await fx.start({ stateDir: dir });
     try {
       expect(agent.output()).toContain('past the signed head');
       expect(agent.output()).not.toContain('AUDIT LOG BROKEN');
     } finally {
-      await killAgent(agent);
+      await fx.kill(agent);
     }
     expect((await verify(dir)).stdout).toContain(`audit log ok: ${lines.length} entries`);
 

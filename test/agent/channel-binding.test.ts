@@ -5,22 +5,20 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, type RunningAgent } from '../helpers/agent.js';
 
 // Finding of issue 10: the hello proof was bound to the sha256 of the agent's fixed certificate, so
 // whoever held tls.key could terminate TLS, relay the client's challenge to the real agent and pass
 // as it. The proof now signs keying material exported from the TLS session (RFC 9266 tls-exporter).
 
-const fx = agentFixture();
+const fx = useAgentFixture();
 let agent: RunningAgent;
 const servers: net.Server[] = [];
 beforeAll(async () => {
-  agent = await startAgent(fx.stateDir, [fx.pubFile], { tls: true });
+  agent = await fx.start({ tls: true });
 });
 afterAll(async () => {
   for (const s of servers) s.close();
-  await killAgent(agent);
-  fx.remove();
 });
 
 const agentPort = () => Number(new URL(agent.url).port);

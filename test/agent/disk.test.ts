@@ -1,19 +1,14 @@
 import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 
-const fx = agentFixture();
+const fx = useAgentFixture();
 let agent: RunningAgent;
 beforeAll(async () => {
-  agent = await startAgent(fx.stateDir, [fx.pubFile]);
-});
-afterAll(async () => {
-  await killAgent(agent);
-  fx.remove();
+  agent = await fx.start();
 });
 
 const mounted = (dir: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir);
@@ -40,7 +35,7 @@ describe('disk grant, kernel layer (an ext4 image loop-mounted over the data dir
       ctx.skip(`kernel disk layer unavailable here: ${facts.why.diskImages}; the runtime layer is tested in test/sandbox`);
       return;
     }
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     const spec = await uploadSpec(c, 'keeper', guest('sleeper'), { grants: { disk: 2 ** 20, network: { listen: [], connect: [] } } });
     await c.start(spec);
     const dir = path.join(fx.stateDir, 'data', 'keeper');

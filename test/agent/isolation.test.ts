@@ -1,25 +1,18 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { AgentClient } from '@lowcloud/api/client';
+import { describe, expect, it } from 'vitest';
 import { probeCapabilities } from '@lowcloud/sandbox';
-import { cliPath } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { alive, guest, waitFor } from '../helpers/guests.js';
 
 /**
  * The wall around agent guests (issue 9): each guest host has its own uid, no privileges, only its
  * own files; the state directory is private.
  */
-const fx = agentFixture();
+const fx = useAgentFixture();
 let agent: RunningAgent | null = null;
-afterAll(async () => {
-  if (agent !== null) await killAgent(agent);
-  fx.remove();
-});
 
-const connect = (a: RunningAgent) => AgentClient.connect(a.url, { pinnedKey: a.key, signer: fx.operator });
 const status = (pid: number) => readFileSync(`/proc/${pid}/status`, 'utf8');
 const field = (s: string, k: string) => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(s)?.[1]?.trim().split(/\s+/) ?? [];
 
@@ -36,19 +29,14 @@ describe('agent guests run inside the kernel wall', () => {
     writeFileSync(path.join(fx.stateDir, 'state.json'), JSON.stringify({ generation: 0, processes: {} }), { mode: 0o644 });
     chmodSync(path.join(fx.stateDir, 'state.json'), 0o644);
     // The agent's own output, to see the line it logs about it.
-    const child = spawn(process.execPath, [cliPath, 'agent', '--listen', '127.0.0.1:0', '--state', fx.stateDir, '--trust', fx.pubFile, '--insecure-loopback'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    await waitFor(() => out.includes('listening on'), 20_000, `the agent to start: ${out}`);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    expect(out).toMatch(/state directory .* was readable by others; tightened \. 755 -> 700, state\.json 644 -> 600/);
+    const first = await fx.start();
+    await fx.kill(first);
+    expect(first.output()).toMatch(/state directory .* was readable by others; tightened \. 755 -> 700, state\.json 644 -> 600/);
     expect(statSync(fx.stateDir).mode & 0o777).toBe(0o700);
     expect(statSync(path.join(fx.stateDir, 'state.json')).mode & 0o777).toBe(0o600);
     expect(statSync(path.join(fx.stateDir, 'agent.key')).mode & 0o777).toBe(0o600);
-    agent = await startAgent(fx.stateDir, [fx.pubFile]);
-    const c = await connect(agent);
+    agent = await fx.start();
+    const c = await fx.connect(agent);
     await c.start(await uploadSpec(c, 'probe', guest('sleeper')));
     expect(statSync(path.join(fx.stateDir, 'state.json')).mode & 0o777).toBe(0o600);
     for (const d of ['blobs', 'logs', 'run', 'run/probe']) expect(statSync(path.join(fx.stateDir, d)).mode & 0o077, d).toBe(0);
@@ -60,7 +48,7 @@ describe('agent guests run inside the kernel wall', () => {
     const caps = await probeCapabilities();
     if (caps.wall !== 'root') return skip(`the wall with per-guest uids needs root and bubblewrap here (wall: ${caps.wall ?? 'none'}; ${caps.unavailable.wall ?? 'not root'}); guests run as the agent's uid`);
     const a = agent as RunningAgent;
-    const c = await connect(a);
+    const c = await fx.connect(a);
     const grants = { memory: 32 << 20, disk: 1 << 20, network: { listen: [], connect: [] } };
     await c.start(await uploadSpec(c, 'one', guest('sleeper'), { args: ['60'], grants }));
     await c.start(await uploadSpec(c, 'two', guest('sleeper'), { args: ['60'], grants }));
@@ -112,10 +100,10 @@ describe('agent guests run inside the kernel wall', () => {
     expect(statSync(path.join(fx.stateDir, 'uids.json')).mode & 0o777).toBe(0o600);
 
     // The agent dies and comes back: same pids (re-attached), and a restarted process keeps its uid.
-    await killAgent(a, 'SIGKILL');
+    await fx.kill(a, 'SIGKILL');
     expect(alive(one) && alive(two)).toBe(true);
-    agent = await startAgent(fx.stateDir, [fx.pubFile]);
-    const c2 = await connect(agent);
+    agent = await fx.start();
+    const c2 = await fx.connect(agent);
     const st2 = await c2.status();
     expect(st2.processes.map((p) => p.pid).sort()).toEqual([one, two].sort());
     await c2.stop('one', 1000);

@@ -1,24 +1,18 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parsePrivateKey, parsePublicKey } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
 import { runCli } from '../helpers/cli.js';
-import { killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture } from '../helpers/agent.js';
 
 // `lowcloud keygen` as docs/agents.md's first step gives it, and the agent's TLS listener.
-const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-keygen-'));
-const agents: RunningAgent[] = [];
-afterAll(async () => {
-  for (const a of agents) await killAgent(a);
-  rmSync(dir, { recursive: true, force: true });
-});
+// The fixture's own operator key is not used: the agent trusts only the key keygen makes.
+const fx = useAgentFixture();
 
 describe('lowcloud keygen and the agent that trusts its key', () => {
   it('writes NAME.key (0600) and NAME.pub; an agent given the .pub answers calls signed with the .key; TLS 1.3 only; the agent\'s own keys 0600', async () => {
-    const out = path.join(dir, 'ci');
+    const out = path.join(fx.dir, 'made-by-keygen');
     const r = await runCli(['keygen', '--out', out]);
     expect(r.code).toBe(0);
     expect(statSync(`${out}.key`).mode & 0o777).toBe(0o600);
@@ -33,13 +27,11 @@ describe('lowcloud keygen and the agent that trusts its key', () => {
     expect(again).toMatchObject({ code: 1, stderr: `error: ${out}.key already exists; refusing to overwrite a key\n` });
     expect(parsePrivateKey(readFileSync(`${out}.key`, 'utf8')).publicKey).toBe(pub);
 
-    const stateDir = path.join(dir, 'state');
-    const agent = await startAgent(stateDir, [`${out}.pub`], { tls: true });
-    agents.push(agent);
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer });
+    const agent = await fx.start({ trust: [`${out}.pub`], tls: true });
+    const c = await fx.connect(agent, { signer });
     expect((await c.status()).agent).toBe(agent.key);
     c.close();
-    for (const f of ['agent.key', 'tls.key', 'audit.log', 'audit.head']) expect(statSync(path.join(stateDir, f)).mode & 0o777, f).toBe(0o600);
+    for (const f of ['agent.key', 'tls.key', 'audit.log', 'audit.head']) expect(statSync(path.join(fx.stateDir, f)).mode & 0o777, f).toBe(0o600);
 
     // A client that offers at most TLS 1.2 gets no session.
     const port = Number(new URL(agent.url).port);

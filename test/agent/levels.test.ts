@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentClient } from '@lowcloud/api/client';
 import { runCli } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest } from '../helpers/guests.js';
 import { expectedLevels, machineFacts, strongest, type Level } from '../helpers/machine-facts.js';
 
@@ -10,15 +9,14 @@ import { expectedLevels, machineFacts, strongest, type Level } from '../helpers/
 // here by trying the operations each kernel layer needs (helpers/machine-facts.ts), never from the
 // sandbox's own capability probe: a report that claims more than the machine has, or less, fails.
 const facts = machineFacts();
-const fx = agentFixture();
-afterAll(() => fx.remove());
+const fx = useAgentFixture();
 console.log(`machine facts: root ${facts.root}; ${(['memoryCgroup', 'cpuCgroup', 'nftables', 'diskImages'] as const).map((k) => `${k} ${facts[k] ? 'yes' : `no (${facts.why[k]})`}`).join('; ')}`);
 
 const allGrants = { memory: 32 * 2 ** 20, cpu: 0.5, disk: 2 ** 20, network: { listen: [], connect: [] } };
 
 /** The strongest level per grant of a guest started with every grant, and the report it came from (for the failure message). */
 async function reportedLevels(agent: RunningAgent, name: string): Promise<{ levels: Record<string, string>; report: string }> {
-  const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+  const c = await fx.connect(agent);
   await c.start(await uploadSpec(c, name, guest('sleeper'), { grants: allGrants }));
   const st = (await c.status()).processes.find((p) => p.name === name);
   await c.stop(name, 500);
@@ -31,9 +29,9 @@ describe('enforcement levels match what the machine can do', () => {
   describe('an agent as this test runs it', () => {
     let agent: RunningAgent;
     beforeAll(async () => {
-      agent = await startAgent(fx.stateDir, [fx.pubFile]);
+      agent = await fx.start();
     });
-    afterAll(() => killAgent(agent));
+    afterAll(() => fx.kill(agent));
 
     it('reports, for every grant, the level the machine facts call for', async () => {
       const { levels, report } = await reportedLevels(agent, 'levels');
@@ -44,9 +42,9 @@ describe('enforcement levels match what the machine can do', () => {
   describe.skipIf(!facts.root)('an agent without root (uid 65534) on the same machine', () => {
     let agent: RunningAgent;
     beforeAll(async () => {
-      agent = await startAgent(path.join(fx.dir, 'state-nobody'), [fx.pubFile], { uid: 65534 });
+      agent = await fx.start({ stateDir: path.join(fx.dir, 'state-nobody'), uid: 65534 });
     });
-    afterAll(() => killAgent(agent));
+    afterAll(() => fx.kill(agent));
 
     it('reports the runtime layer for every grant: without root no kernel layer can be set up', async () => {
       const runtime: Record<string, Level> = { memory: 'runtime', cpu: 'runtime', disk: 'runtime', network: 'runtime' };

@@ -1,9 +1,8 @@
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentClient } from '@lowcloud/api/client';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { alive, guest, waitFor } from '../helpers/guests.js';
 
 const MiB = 2 ** 20;
@@ -25,18 +24,14 @@ const readLog = (stateDir: string, name: string) => {
 };
 
 describe('logs: the cap counts bytes, not writes', () => {
-  const fx = agentFixture();
+  const fx = useAgentFixture();
   let agent: RunningAgent;
   beforeAll(async () => {
-    agent = await startAgent(fx.stateDir, [fx.pubFile]);
-  });
-  afterAll(async () => {
-    await killAgent(agent);
-    fx.remove();
+    agent = await fx.start();
   });
 
   it('four single 48 MiB writes leave at most 1 MiB x (3 kept + 1) of logs, ending with the newest bytes', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     await c.start(await uploadSpec(c, 'big', guest('bigwrite'), { args: ['4', String(48 * MiB)], restart: 'never' }));
     await waitFor(() => readLog(fx.stateDir, 'big').endsWith('done\n'), 60_000, 'bigwrite to finish its four writes');
     const files = logFiles(fx.stateDir, 'big');
@@ -58,18 +53,14 @@ describe('logs: the cap counts bytes, not writes', () => {
 });
 
 describe('logs --follow across rotation, and a log file that disappears', () => {
-  const fx = agentFixture();
+  const fx = useAgentFixture();
   let agent: RunningAgent;
   beforeAll(async () => {
-    agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--log-max-bytes', '256KiB', '--log-keep', '1'] });
-  });
-  afterAll(async () => {
-    await killAgent(agent);
-    fx.remove();
+    agent = await fx.start({ args: ['--log-max-bytes', '256KiB', '--log-keep', '1'] });
   });
 
   it('a follower of a flooding guest keeps receiving while its log rotates many times; the agent stays up', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     // flood writes 64 KiB writes of 'y' forever: its 256 KiB log rotates every fourth write.
     await c.start(await uploadSpec(c, 'flood', guest('flood'), { grants: { cpu: 0.5, network: { listen: [], connect: [] } } }));
     const pid = (await c.status()).processes.find((p) => p.name === 'flood')?.pid;
@@ -103,18 +94,14 @@ describe('logs --follow across rotation, and a log file that disappears', () => 
 });
 
 describe('logs: a cap on all log files of the agent', () => {
-  const fx = agentFixture();
+  const fx = useAgentFixture();
   let agent: RunningAgent;
   beforeAll(async () => {
-    agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--log-max-bytes', '256KiB', '--log-keep', '3', '--log-total', '1MiB'] });
-  });
-  afterAll(async () => {
-    await killAgent(agent);
-    fx.remove();
+    agent = await fx.start({ args: ['--log-max-bytes', '256KiB', '--log-keep', '3', '--log-total', '1MiB'] });
   });
 
   it('three processes writing 1 MiB each (3 MiB kept per-process rules) end within 1 MiB, current files first', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     for (const n of ['w1', 'w2', 'w3']) await c.start(await uploadSpec(c, n, guest('bigwrite'), { args: ['1', String(MiB)], restart: 'never' }));
     await waitFor(() => ['w1', 'w2', 'w3'].every((n) => readLog(fx.stateDir, n).endsWith('done\n')), 30_000, 'all three to finish writing');
     const all = () => bytesOf(['w1', 'w2', 'w3'].flatMap((n) => logFiles(fx.stateDir, n)));

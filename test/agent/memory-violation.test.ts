@@ -3,9 +3,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { AgentEvent, ProcessStatus } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
 import { runCli } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 import { writeMemoryHogModule } from '../helpers/wasm.js';
@@ -17,10 +16,9 @@ import { httpGet } from '../helpers/net.js';
 const GRANT = 16 * 2 ** 20;
 const LIMIT = GRANT + 96 * 2 ** 20;
 const facts = machineFacts();
-const fx = agentFixture();
+const fx = useAgentFixture();
 const hog = path.join(fx.dir, 'hog.wasm');
 writeMemoryHogModule(hog, 64);
-afterAll(() => fx.remove());
 
 if (!facts.memoryCgroup) console.warn(`memory-violation: the kernel layer is not tested here: ${facts.why.memoryCgroup}`);
 
@@ -35,7 +33,7 @@ function memoryCgroupOf(pid: number): string {
 }
 
 async function violate(agent: RunningAgent, name: string, detail: RegExp, mechanism: RegExp, kernel: boolean): Promise<void> {
-  const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+  const c = await fx.connect(agent);
   const events: AgentEvent[] = [];
   await c.watch((e) => events.push(e));
   const spec = await uploadSpec(c, name, hog, { grants: { memory: GRANT, network: { listen: [], connect: [] } }, restart: 'on-failure' });
@@ -75,9 +73,9 @@ describe('a guest past its memory grant', () => {
   describe.skipIf(!facts.memoryCgroup)('kernel layer: the cgroup memory limit', () => {
     let agent: RunningAgent;
     beforeAll(async () => {
-      agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_BACKOFF_BASE_MS: '300' } });
+      agent = await fx.start({ env: { LOWCLOUD_BACKOFF_BASE_MS: '300' } });
     });
-    afterAll(() => killAgent(agent));
+    afterAll(() => fx.kill(agent));
 
     it('lowcloud run: killed by the kernel, exit 137, reported as a violation', async () => {
       const r = await runCli(['run', hog, '--memory', '16MiB']);
@@ -89,16 +87,16 @@ describe('a guest past its memory grant', () => {
     });
 
     it('an OOM kill after the agent was SIGKILLed and re-attached is still a memory violation (was: signal "unknown")', async () => {
-      let c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+      let c = await fx.connect(agent);
       const spec = await uploadSpec(c, 'oom-late', guest('sleeper'), { args: ['120'], grants: { memory: GRANT, network: { listen: [], connect: [] } }, restart: 'never' });
       await c.start(spec);
       const running = async () => (await c.status()).processes.find((p) => p.name === 'oom-late');
       await waitFor(async () => (await running())?.state === 'running', 20_000, 'the sleeper running');
       const pid = (await running())?.pid as number;
       c.close();
-      await killAgent(agent);
-      agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_BACKOFF_BASE_MS: '300' } });
-      c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+      await fx.kill(agent);
+      agent = await fx.start({ env: { LOWCLOUD_BACKOFF_BASE_MS: '300' } });
+      c = await fx.connect(agent);
       expect((await running())?.pid).toBe(pid); // re-attached, not restarted
       const events: AgentEvent[] = [];
       await c.watch((e) => events.push(e));
@@ -122,9 +120,9 @@ describe('a guest past its memory grant', () => {
     let agent: RunningAgent;
     beforeAll(async () => {
       // An agent without root has no cgroups: its guests get the runtime layer only.
-      agent = await startAgent(path.join(fx.dir, 'state-nobody'), [fx.pubFile], { env: { LOWCLOUD_BACKOFF_BASE_MS: '300' }, ...(facts.root ? { uid: 65534 } : {}) });
+      agent = await fx.start({ stateDir: path.join(fx.dir, 'state-nobody'), env: { LOWCLOUD_BACKOFF_BASE_MS: '300' }, ...(facts.root ? { uid: 65534 } : {}) });
     });
-    afterAll(() => killAgent(agent));
+    afterAll(() => fx.kill(agent));
 
     it('lowcloud run --no-kernel: killed by the watchdog, exit 137, reported as a violation', async () => {
       const r = await runCli(['run', hog, '--memory', '16MiB', '--no-kernel']);

@@ -1,26 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { signRequest } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, expectServes, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, expectServes, type RunningAgent } from '../helpers/agent.js';
 import { alive, waitFor } from '../helpers/guests.js';
 import { frame, rawConnect, rssBytes, type RawWs } from '../helpers/raw-ws.js';
 
 // Findings of the review of issue 10: one frame from anyone ended the agent, and unfinished frames
 // held memory without bound. Each test ends by asking the same agent process for a signed status.
 
-const fx = agentFixture();
+const fx = useAgentFixture();
 let agent: RunningAgent;
 beforeAll(async () => {
   // Any connection rate: these tests open connections quickly from one address on purpose, to
   // reach the other limits (the rate limit is tested in redteam.test.ts).
-  agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--connect-rate', '100000'] });
-});
-afterAll(async () => {
-  await killAgent(agent);
-  fx.remove();
+  agent = await fx.start({ args: ['--connect-rate', '100000'] });
 });
 
 const stillServes = () => expectServes(agent, fx.operator);

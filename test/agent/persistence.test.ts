@@ -4,28 +4,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex, specDigest } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
 import { repoRoot } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { alive, guest, waitFor } from '../helpers/guests.js';
 
 const hello = path.join(repoRoot, 'examples/hello/bin/hello.wasm');
-const fx = agentFixture();
+const fx = useAgentFixture();
 let agent: RunningAgent;
 const guestPids: number[] = [];
 
 beforeAll(async () => {
-  agent = await startAgent(fx.stateDir, [fx.pubFile]);
+  agent = await fx.start();
 });
 afterAll(async () => {
-  await killAgent(agent);
+  // The agent goes first, or it would restart the guests killed here.
+  await fx.kill(agent);
   for (const pid of guestPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
-  fx.remove();
 });
 
-const connect = (a: RunningAgent) => AgentClient.connect(a.url, { pinnedKey: a.key, signer: fx.operator });
 
 describe('the agent never loses state', () => {
   it('SIGKILL ten times while guests run: same pids, no restarts, desired state intact', async () => {
-    const c = await connect(agent);
+    const c = await fx.connect(agent);
     const a = await uploadSpec(c, 'sleeper', guest('sleeper'));
     const b = await uploadSpec(c, 'hello', hello, { args: ['/etc/hello.conf', '1'], grants: { memory: 32 << 20, disk: 1 << 20, network: { listen: [], connect: [] } } }, { '/etc/hello.conf': 'Hi\n' });
     await c.start(a);
@@ -36,11 +35,11 @@ describe('the agent never loses state', () => {
     guestPids.push(...(pids.filter((p) => p !== null) as number[]));
     expect(pids.every((p) => p !== null)).toBe(true);
     for (let i = 0; i < 10; i++) {
-      await killAgent(agent, 'SIGKILL');
+      await fx.kill(agent, 'SIGKILL');
       expect(pids.every((p) => alive(p as number))).toBe(true);
-      agent = await startAgent(fx.stateDir, [fx.pubFile]);
+      agent = await fx.start();
     }
-    const c2 = await connect(agent);
+    const c2 = await fx.connect(agent);
     const after = await c2.status();
     expect(after.generation).toBe(before.generation);
     expect(after.processes.map((p) => [p.name, p.specDigest, p.pid, p.restarts, p.state])).toEqual(before.processes.map((p) => [p.name, p.specDigest, p.pid, 0, 'running']));
@@ -50,17 +49,17 @@ describe('the agent never loses state', () => {
   });
 
   it('after a reboot (agent and guests gone) the agent starts every process of its desired state again', async () => {
-    const c = await connect(agent);
+    const c = await fx.connect(agent);
     await c.start(await uploadSpec(c, 'boot-a', guest('sleeper')));
     await c.start(await uploadSpec(c, 'boot-b', guest('sleeper'), { restart: 'never' }));
     const before = (await c.status()).processes.filter((p) => p.name.startsWith('boot-'));
     c.close();
     // A reboot: the agent dies and so does every guest (by pid, each checked to be that guest).
-    await killAgent(agent, 'SIGKILL');
+    await fx.kill(agent, 'SIGKILL');
     for (const p of before) process.kill(p.pid as number, 'SIGKILL');
     await waitFor(() => before.every((p) => !alive(p.pid as number)), 5000, 'the guests to be gone');
-    agent = await startAgent(fx.stateDir, [fx.pubFile]);
-    const c2 = await connect(agent);
+    agent = await fx.start();
+    const c2 = await fx.connect(agent);
     let after: typeof before = [];
     await waitFor(async () => {
       after = (await c2.status()).processes.filter((p) => p.name.startsWith('boot-'));
@@ -77,20 +76,20 @@ describe('the agent never loses state', () => {
 
   /** Restart the agent so it dies at one crash point (packages/node-agent/src/agent/test-hooks.ts). */
   async function restartWithCrash(crash: string): Promise<void> {
-    await killAgent(agent, 'SIGKILL');
-    agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_TEST_HOOKS: '1', LOWCLOUD_TEST_CRASH: crash } });
+    await fx.kill(agent, 'SIGKILL');
+    agent = await fx.start({ env: { LOWCLOUD_TEST_HOOKS: '1', LOWCLOUD_TEST_CRASH: crash } });
   }
   /** The agent died at its crash point; start it again without one. */
   async function afterCrash(): Promise<AgentClient> {
     await waitFor(() => agent.child.exitCode !== null || agent.child.signalCode !== null, 10_000, 'the agent to die at its crash point');
     expect(agent.child.signalCode).toBe('SIGKILL');
-    agent = await startAgent(fx.stateDir, [fx.pubFile]);
-    return connect(agent);
+    agent = await fx.start();
+    return fx.connect(agent);
   }
 
   it('killed in the middle of a put-blob (after its second chunk is written, before the reply): the blob is partial, never corrupt, and the upload resumes there', async () => {
     await restartWithCrash('after-save:put-blob:2');
-    const c = await connect(agent);
+    const c = await fx.connect(agent);
     const big = Buffer.alloc(3 * 2 ** 20, 7);
     const digest = sha256Hex(big);
     const chunk = 256 * 1024;
@@ -115,13 +114,13 @@ describe('the agent never loses state', () => {
   ] as const) {
     it(`killed in a replace-config at ${point}: afterwards the ${expected} config runs, and only it`, async () => {
       const name = `cfg-${point}`;
-      const c = await connect(agent);
+      const c = await fx.connect(agent);
       const spec = await uploadSpec(c, name, hello, { args: ['/etc/hello.conf', '1'], grants: { disk: 1 << 20, network: { listen: [], connect: [] } } }, { '/etc/hello.conf': 'Old\n' });
       await c.start(spec);
       await c.putBlob(sha256Hex('New\n'), Buffer.from('New\n'));
       c.close();
       await restartWithCrash(`${point}:replace-config`);
-      const c1 = await connect(agent);
+      const c1 = await fx.connect(agent);
       const next = { ...spec, config: { '/etc/hello.conf': sha256Hex('New\n') } };
       await expect(c1.replaceConfig(name, next.config, specDigest(next))).rejects.toThrow();
       const c2 = await afterCrash();

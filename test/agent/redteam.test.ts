@@ -2,10 +2,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, expectServes, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, expectServes, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest, waitFor } from '../helpers/guests.js';
 import { httpGet } from '../helpers/net.js';
 import { frame, rawConnect, rssBytes, type RawWs } from '../helpers/raw-ws.js';
@@ -13,17 +12,13 @@ import { frame, rawConnect, rssBytes, type RawWs } from '../helpers/raw-ws.js';
 // Red team of issue 10's hardened agent: a real agent process attacked by an anonymous client and
 // by one holding only a `read` key. Each test ends by asking the same agent for a signed status.
 
-const fx = agentFixture();
+const fx = useAgentFixture();
 const reader: KeyPair = generateKeyPair();
 let agent: RunningAgent;
 beforeAll(async () => {
   const readPub = path.join(fx.dir, 'ops.pub');
   writeFileSync(readPub, `${reader.publicKey}\n`);
-  agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--trust-read', readPub, '--max-blob-size', '2MiB'] });
-});
-afterAll(async () => {
-  await killAgent(agent);
-  fx.remove();
+  agent = await fx.start({ args: ['--trust-read', readPub, '--max-blob-size', '2MiB'] });
 });
 
 const stillServes = () => expectServes(agent, fx.operator);
@@ -59,7 +54,7 @@ describe('red team: a read key or no key', () => {
     expect(hogs.every((ws) => !ws.isClosed())).toBe(true);
     // The operator uploads a 1.5 MiB blob (512 KiB chunks: each message spans several TCP reads).
     const blob = randomBytes(3 * 2 ** 19);
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     onTestFinished(() => c.close());
     await c.putBlob(sha256Hex(blob), blob);
     expect(await c.blobStatus([sha256Hex(blob)])).toMatchObject({ present: [sha256Hex(blob)] });
@@ -68,7 +63,7 @@ describe('red team: a read key or no key', () => {
   }, 60_000);
 
   it('followers of a flooding log that never read: the agent ends the longest queues past 128 MiB queued in total (lowcloud_agent_send_queued_bytes)', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     onTestFinished(() => c.close());
     await c.start(await uploadSpec(c, 'flood', guest('flood'), { grants: { cpu: 0.5, network: { listen: [], connect: [] } } }));
     onTestFinished(async () => void (await c.stop('flood', 500)));
@@ -118,11 +113,11 @@ describe('red team: a read key or no key', () => {
   });
 
   it('blob-status answers each digest once (10,000 copies of a present one: one entry); put-blob past --max-blob-size is refused before a byte is kept', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     onTestFinished(() => c.close());
     const small = randomBytes(1000);
     await c.putBlob(sha256Hex(small), small);
-    const r = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: reader });
+    const r = await fx.connect(agent, { signer: reader });
     onTestFinished(() => r.close());
     expect(await r.blobStatus(Array.from({ length: 10_000 }, () => sha256Hex(small)))).toEqual({ present: [sha256Hex(small)], partial: {} });
     // 3 MiB declared against a 2 MiB cap: the first chunk is refused, so nothing of it is stored.
@@ -133,10 +128,10 @@ describe('red team: a read key or no key', () => {
   });
 
   it('a read key following without end: at most 64 logs and event streams per connection; tails that ended do not count', async () => {
-    const op = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const op = await fx.connect(agent);
     onTestFinished(() => op.close());
     await op.start(await uploadSpec(op, 'said-hello', guest('hello'), { restart: 'never' }));
-    const r = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: reader });
+    const r = await fx.connect(agent, { signer: reader });
     onTestFinished(() => r.close());
     // 100 tails one after another: each ends, so none is still followed.
     for (let i = 0; i < 100; i++) await r.logs('said-hello', { tail: 1 }, () => undefined);
@@ -185,7 +180,7 @@ describe('red team: a read key or no key', () => {
     }
     await waitFor(() => socks.every((s) => s.readyState === 'open'), 10_000, 'the 256 connections accepted');
     // Before: the 257th unauthenticated connection was refused, whichever address it came from.
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator, timeoutMs: 3000 });
+    const c = await fx.connect(agent, { timeoutMs: 3000 });
     onTestFinished(() => c.close());
     expect((await c.status()).agent).toBe(agent.key);
     // Room was made by closing one connection of a crowded address; the other 255 are held.

@@ -1,23 +1,18 @@
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest } from '../helpers/guests.js';
 import { rawConnect, type RawWs } from '../helpers/raw-ws.js';
 
-const fx = agentFixture();
+const fx = useAgentFixture();
 const reader = generateKeyPair();
 let agent: RunningAgent;
 let tlsAgent: RunningAgent;
 beforeAll(async () => {
-  agent = await startAgent(fx.stateDir, [fx.pubFile], { args: ['--trust-read', reader.publicKey, '--allow-origin', 'https://ops.example'] });
-  tlsAgent = await startAgent(`${fx.stateDir}-tls`, [fx.pubFile], { tls: true });
-});
-afterAll(async () => {
-  await killAgent(agent);
-  await killAgent(tlsAgent);
-  fx.remove();
+  agent = await fx.start({ args: ['--trust-read', reader.publicKey, '--allow-origin', 'https://ops.example'] });
+  tlsAgent = await fx.start({ stateDir: `${fx.stateDir}-tls`, tls: true });
 });
 
 /** A raw connection: send anything, read the next reply. */
@@ -36,7 +31,7 @@ const signed = (req: object, key: KeyPair = fx.operator, generation = 0, now = D
 
 describe('the agent rejects every bad request with its own code and keeps serving', () => {
   it('each attack gets its error code; the same connection and other clients keep working', async () => {
-    const good = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const good = await fx.connect(agent);
     const spec = await uploadSpec(good, 'sleeper', guest('sleeper'));
     const gen = good.generation;
     const r = await raw();
@@ -70,7 +65,7 @@ describe('the agent rejects every bad request with its own code and keeps servin
   });
 
   it('idempotent: starting what runs and stopping what does not are no-op successes', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     const spec = await uploadSpec(c, 'idem', guest('sleeper'));
     expect(await c.start(spec)).toMatchObject({ changed: true });
     const g = c.generation;
@@ -83,7 +78,7 @@ describe('the agent rejects every bad request with its own code and keeps servin
 
   it('over TLS the client trusts only the pinned key, proven on this connection', async () => {
     expect(tlsAgent.url.startsWith('wss://')).toBe(true);
-    const ok = await AgentClient.connect(tlsAgent.url, { pinnedKey: tlsAgent.key, signer: fx.operator });
+    const ok = await fx.connect(tlsAgent);
     expect((await ok.status()).agent).toBe(tlsAgent.key);
     ok.close();
     await expect(AgentClient.connect(tlsAgent.url, { pinnedKey: generateKeyPair().publicKey })).rejects.toMatchObject({ code: 'AGENT_KEY_MISMATCH' });
@@ -92,7 +87,7 @@ describe('the agent rejects every bad request with its own code and keeps servin
 
 describe('nothing is read without a trusted key (issue 10 findings)', () => {
   it('status, logs, blob-status and watch need a signature; anonymous callers get only the hello proof', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     const spec = await uploadSpec(c, 'secretive', guest('sleeper'), { env: { DB_PASSWORD: 'hunter2-secret' } });
     await c.start(spec);
     onTestFinished(async () => void (await c.stop('secretive', 1000), c.close()));
@@ -110,7 +105,7 @@ describe('nothing is read without a trusted key (issue 10 findings)', () => {
   });
 
   it('a --trust-read key reads but cannot change anything (FORBIDDEN)', async () => {
-    const ro = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: reader });
+    const ro = await fx.connect(agent, { signer: reader });
     onTestFinished(() => ro.close());
     expect(ro.role).toBe('read');
     expect((await ro.status()).agent).toBe(agent.key);
@@ -119,7 +114,7 @@ describe('nothing is read without a trusted key (issue 10 findings)', () => {
   });
 
   it('status never carries env values: keys and a sha256 per value', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     onTestFinished(() => c.close());
     const spec = await uploadSpec(c, 'envy', guest('sleeper'), { env: { DB_PASSWORD: 'hunter2-secret', LOG: 'info' } });
     await c.start(spec);
@@ -162,7 +157,7 @@ describe('browsers and signatures (issue 10 findings)', () => {
   });
 
   it('a signed start with an extra __proto__ env key is refused at the schema; nothing is stored', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     onTestFinished(() => c.close());
     const spec = await uploadSpec(c, 'protokey', guest('sleeper'), { env: { A: '1' } });
     const body = signed({ type: 'start', id: 'p', spec }, fx.operator, c.generation);

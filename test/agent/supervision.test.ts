@@ -1,29 +1,25 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentEvent, ProcessStatus } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex, type AgentEvent, type ProcessStatus } from '@lowcloud/api';
 import { verifyAuditLog } from '@lowcloud/node-agent';
 import { repoRoot, runCli } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest, waitFor } from '../helpers/guests.js';
 
-const fx = agentFixture();
+const fx = useAgentFixture();
 const hello = path.join(repoRoot, 'examples/hello/bin/hello.wasm');
 let agent: RunningAgent;
 beforeAll(async () => {
   // A short backoff base for the one real run of the mechanism (the schedule itself is unit-tested).
-  agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_BACKOFF_BASE_MS: '200' } });
-});
-afterAll(async () => {
-  await killAgent(agent);
-  fx.remove();
+  agent = await fx.start({ env: { LOWCLOUD_BACKOFF_BASE_MS: '200' } });
 });
 
 describe('supervision, logs, metrics, audit', () => {
   it('a guest that exits at once is restarted with growing delays and shows crash-loop', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     const events: AgentEvent[] = [];
     await c.watch((e) => events.push(e));
     const spec = await uploadSpec(c, 'crasher', guest('hello'), { args: ['1'] });
@@ -51,7 +47,7 @@ describe('supervision, logs, metrics, audit', () => {
   });
 
   it('logs tail and follow; /metrics has per-process and agent metrics', async () => {
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     await c.start(await uploadSpec(c, 'talker', guest('hello'), { args: ['0', 'x'], restart: 'never' }));
     const lines: string[] = [];
     await waitFor(async () => {
@@ -96,12 +92,27 @@ describe('supervision, logs, metrics, audit', () => {
     c.close();
   });
 
-  it('every accepted call is in a hash chain that breaks when a line is edited', async () => {
+  it('every accepted call that changes state, each put-blob chunk included, is one line of the hash chain, in order, with its caller\'s key (reads and calls that change nothing are not); an edited line breaks the chain', async () => {
     const file = path.join(fx.stateDir, 'audit.log');
-    const result = verifyAuditLog(file);
-    expect(result.ok).toBe(true);
-    if (result.ok) expect(result.entries).toBeGreaterThanOrEqual(5);
-    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    const linesNow = () => readFileSync(file, 'utf8').trimEnd().split('\n');
+    const c = await fx.connect(agent);
+    const spec = await uploadSpec(c, 'audited', guest('sleeper'), { args: ['60'] });
+    const before = linesNow().length;
+    const data = randomBytes(3 * 1024);
+    await c.putBlob(sha256Hex(data), data, 1024); // three chunks
+    await c.start(spec);
+    await c.start(spec); // already running with this spec: changes nothing
+    await c.status();
+    await c.stop('audited', 500);
+    await c.stop('audited', 500); // not running: changes nothing
+    const added = linesNow()
+      .slice(before)
+      .map((l) => JSON.parse(l) as { type: string; key?: string; process?: string; blob?: { offset: number } });
+    expect(added.map((e) => `${e.type} ${e.process ?? e.blob?.offset}`)).toEqual(['put-blob 0', 'put-blob 1024', 'put-blob 2048', 'start audited', 'stop audited']);
+    for (const e of added) expect(e.key).toBe(fx.operator.publicKey);
+    expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: linesNow().length });
+
+    const lines = linesNow();
     lines[1] = (lines[1] as string).replace('"type":"start"', '"type":"stop"').replace('"type":"put-blob"', '"type":"stop"');
     writeFileSync(`${file}.edited`, `${lines.join('\n')}\n`);
     expect(verifyAuditLog(`${file}.edited`)).toMatchObject({ ok: false, line: 2 });

@@ -1,24 +1,19 @@
 import { readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { ProcessStatus } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest, waitFor } from '../helpers/guests.js';
 
 const FILES = 50_000;
-const fx = agentFixture();
+const fx = useAgentFixture();
 let agent: RunningAgent;
 let c: AgentClient;
 beforeAll(async () => {
   // Walk the data directories every second here (10 s by default), so a walk is seen soon.
-  agent = await startAgent(fx.stateDir, [fx.pubFile], { env: { LOWCLOUD_DISK_INTERVAL_MS: '1000' } });
-  c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
-});
-afterAll(async () => {
-  c.close();
-  await killAgent(agent);
-  fx.remove();
+  agent = await fx.start({ env: { LOWCLOUD_DISK_INTERVAL_MS: '1000' } });
+  c = await fx.connect(agent);
 });
 
 const usageOf = async (name: string): Promise<NonNullable<ProcessStatus['usage']>> => {
@@ -28,7 +23,7 @@ const usageOf = async (name: string): Promise<NonNullable<ProcessStatus['usage']
 };
 
 describe('status: disk use is measured off the event loop and cached, with its time', () => {
-  it(`a guest with ${FILES} files in /data: status answers while its directory is being walked, and the figure is right`, async () => {
+  it(`a guest with ${FILES} one-byte files in /data: status reports ${FILES} bytes (their sizes added), answers three times during one walk of the directory, and says when it last measured (within the last minute)`, async () => {
     // The guest itself makes the files (one byte each) through its WASI filesystem.
     await c.start(await uploadSpec(c, 'many', guest('manyfiles'), { args: ['/data', String(FILES), '1'], grants: { disk: 1024 * 2 ** 20, network: { listen: [], connect: [] } } }));
     const log = path.join(fx.stateDir, 'logs/many.log');

@@ -2,15 +2,14 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
 import { repoRoot, runCli } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, type RunningAgent } from '../helpers/agent.js';
 import { tempGitRepo } from '../helpers/git.js';
 import { alive } from '../helpers/guests.js';
 import { startLatencyProxy, type LatencyProxy } from '../helpers/latency-proxy.js';
 import { freePort } from '../helpers/net.js';
 
-const fx = agentFixture();
+const fx = useAgentFixture();
 const repo = tempGitRepo();
 const MACHINES = ['m1', 'm2', 'm3'] as const;
 const agents = new Map<string, RunningAgent>();
@@ -19,7 +18,7 @@ const proxies: LatencyProxy[] = [];
 const guestPids = new Set<number>();
 
 async function start(m: string): Promise<void> {
-  agents.set(m, await startAgent(path.join(fx.dir, `state-${m}`), [fx.pubFile], { port: ports.get(m) as number }));
+  agents.set(m, await fx.start({ stateDir: path.join(fx.dir, `state-${m}`), port: ports.get(m) as number }));
 }
 
 /** The infra file: one hello process per machine, with its own config; `via` = agent URL per machine. */
@@ -35,7 +34,7 @@ function writeInfra(configs: Record<string, string>, via: (m: string) => string 
 async function pids(): Promise<Record<string, number | null>> {
   const out: Record<string, number | null> = {};
   for (const [m, a] of agents) {
-    const c = await AgentClient.connect(a.url, { pinnedKey: a.key, signer: fx.operator });
+    const c = await fx.connect(a);
     const st: AgentStatus = await c.status();
     c.close();
     for (const p of st.processes) {
@@ -46,7 +45,7 @@ async function pids(): Promise<Record<string, number | null>> {
   return out;
 }
 
-const key = () => ['--key', path.join(fx.dir, 'ci.key')];
+const key = () => ['--key', fx.keyFile];
 
 beforeAll(async () => {
   for (const m of MACHINES) {
@@ -59,10 +58,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const p of proxies) await p.close();
-  for (const a of agents.values()) await killAgent(a);
+  // The agents go first, or they would restart the guests killed here (restart: always).
+  for (const a of agents.values()) await fx.kill(a);
   for (const pid of guestPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
   repo.remove();
-  fx.remove();
 });
 
 describe('apply: from committed files to running agents', () => {
@@ -120,7 +119,7 @@ describe('apply: from committed files to running agents', () => {
   it('an unreachable agent is reported, the others proceed, and re-running completes it', async () => {
     writeInfra({ p1: 'one v4\n', p2: 'two v4\n', p3: 'three v4\n' });
     repo.commit('fifth');
-    await killAgent(agents.get('m3') as RunningAgent);
+    await fx.kill(agents.get('m3') as RunningAgent);
     const partial = await runCli(['apply', '--base', 'HEAD~1', 'infra.yaml', ...key()], { cwd: repo.dir });
     expect(partial.code).toBe(1);
     expect(partial.stdout).toContain('Apply FAILED: 2 call(s) made');

@@ -1,8 +1,8 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { repoRoot, runCli } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, type RunningAgent } from '../helpers/agent.js';
 import { alive, waitFor } from '../helpers/guests.js';
 import { startLatencyProxy, type LatencyProxy } from '../helpers/latency-proxy.js';
 import { withPadding } from '../helpers/wasm.js';
@@ -16,9 +16,8 @@ import { freePort } from '../helpers/net.js';
 
 const MACHINES = ['m1', 'm2', 'm3'] as const;
 type Machine = (typeof MACHINES)[number];
-const fx = agentFixture();
-const key = ['--key', path.join(fx.dir, 'ci.key')];
-afterAll(() => fx.remove());
+const fx = useAgentFixture();
+const key = ['--key', fx.keyFile];
 
 /** The put-blob chunks an agent accepted for one blob, as their offsets in order. */
 function chunks(stateDir: string, digest: string): number[] {
@@ -67,11 +66,11 @@ class Fleet {
   async start(m: Machine, crash?: string): Promise<void> {
     if (!this.ports.has(m)) this.ports.set(m, await freePort());
     const env: Record<string, string> = crash === undefined ? {} : { LOWCLOUD_TEST_HOOKS: '1', LOWCLOUD_TEST_CRASH: crash };
-    this.agents.set(m, await startAgent(this.stateDir(m), [fx.pubFile], { port: this.ports.get(m) as number, env }));
+    this.agents.set(m, await fx.start({ stateDir: this.stateDir(m), port: this.ports.get(m) as number, env }));
   }
 
   async stopAll(): Promise<void> {
-    for (const a of this.agents.values()) await killAgent(a);
+    for (const a of this.agents.values()) await fx.kill(a);
   }
 
   /** Step n of the fleet: which process runs where, with which config (its file's text). */
@@ -168,7 +167,7 @@ describe('exactly one accepted call per planned call', () => {
         const crash = crashes[i - 1] as Record<Machine, string | undefined>;
         for (const m of MACHINES) {
           if (crash[m] === undefined) continue;
-          await killAgent(fleet.agents.get(m) as RunningAgent);
+          await fx.kill(fleet.agents.get(m) as RunningAgent);
           await fleet.start(m, crash[m]);
         }
         const planned = await fleet.plan(files[i - 1] as string, files[i] as string);

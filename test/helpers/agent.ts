@@ -3,7 +3,8 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateKeyPair, privateKeyPem, sha256Hex, type KeyPair, type ProcessSpec } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
+import { AgentClient, type ConnectOptions } from '@lowcloud/api/client';
+import { afterAll } from 'vitest';
 import { cliPath } from './cli.js';
 import { alive, killGuestsUnder } from './guests.js';
 
@@ -24,7 +25,7 @@ export interface RunningAgent {
  * `uid`: run the agent as that user (with setpriv, which execs: same pid), e.g. 65534 for a machine
  * where the agent has no root and so no kernel layer; its state directory is made and given to it.
  */
-export function startAgent(stateDir: string, trust: string[], opts: { tls?: boolean; env?: Record<string, string>; port?: number; args?: string[]; uid?: number } = {}): Promise<RunningAgent> {
+export function startAgent(stateDir: string, trust: string[], opts: StartOptions = {}): Promise<RunningAgent> {
   const args = [cliPath, 'agent', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--state', stateDir, '--metrics-listen', '127.0.0.1:0', ...trust.flatMap((t) => ['--trust', t]), ...(opts.args ?? [])];
   if (opts.tls !== true) args.push('--insecure-loopback');
   let command = process.execPath;
@@ -74,18 +75,72 @@ export async function expectServes(a: RunningAgent, signer: KeyPair): Promise<vo
   }
 }
 
-/** A state directory and an operator key the agent trusts. */
-export function agentFixture(): { dir: string; stateDir: string; operator: KeyPair; pubFile: string; remove(): void } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-agent-'));
-  const operator = generateKeyPair();
-  const pubFile = path.join(dir, 'ci.pub');
-  writeFileSync(pubFile, `${operator.publicKey}\n`);
-  writeFileSync(path.join(dir, 'ci.key'), privateKeyPem(operator.privateKey), { mode: 0o600 });
-  return { dir, stateDir: path.join(dir, 'state'), operator, pubFile, remove: () => {
-      killGuestsUnder(dir);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+export interface StartOptions {
+  tls?: boolean;
+  env?: Record<string, string>;
+  port?: number;
+  args?: string[];
+  uid?: number;
+}
+
+/**
+ * The agent fixture every agent test uses: a temporary directory holding an operator key pair
+ * (`ci.key`, `ci.pub`), the agents started in it (state in `stateDir` unless a test names another),
+ * the clients connected to them, and one teardown that closes those clients, SIGKILLs those agents,
+ * kills every guest recorded under the directory (`killGuestsUnder`) and removes it.
+ * `useAgentFixture()` makes one and registers its teardown in the current suite.
+ */
+export class AgentFixture {
+  readonly dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-agent-'));
+  readonly stateDir = path.join(this.dir, 'state');
+  readonly operator: KeyPair = generateKeyPair();
+  /** The operator's public key file, trusted by every agent `start` makes unless `trust` is given. */
+  readonly pubFile = path.join(this.dir, 'ci.pub');
+  /** The operator's private key file (0600), for `lowcloud ... --key`. */
+  readonly keyFile = path.join(this.dir, 'ci.key');
+  private readonly agents = new Set<RunningAgent>();
+  private readonly clients = new Set<AgentClient>();
+
+  constructor() {
+    writeFileSync(this.pubFile, `${this.operator.publicKey}\n`);
+    writeFileSync(this.keyFile, privateKeyPem(this.operator.privateKey), { mode: 0o600 });
+  }
+
+  /** Starts an agent (see `startAgent`) on `stateDir` (default: the fixture's), trusting `trust` (default: the operator). */
+  async start(opts: StartOptions & { stateDir?: string; trust?: string[] } = {}): Promise<RunningAgent> {
+    const { stateDir = this.stateDir, trust = [this.pubFile], ...rest } = opts;
+    const agent = await startAgent(stateDir, trust, rest);
+    this.agents.add(agent);
+    return agent;
+  }
+
+  /** Stops `agent` with `signal` (default SIGKILL, as a crash) and waits for it to exit. */
+  async kill(agent: RunningAgent, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await killAgent(agent, signal);
+    this.agents.delete(agent);
+  }
+
+  /** A client of `agent`, its key pinned, signed by the operator unless `opts` says otherwise; closed at teardown. */
+  async connect(agent: RunningAgent, opts: ConnectOptions = {}): Promise<AgentClient> {
+    const client = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: this.operator, ...opts });
+    this.clients.add(client);
+    return client;
+  }
+
+  /** Closes every client, kills every agent this fixture started, then every guest under `dir`, and removes `dir`. */
+  async close(): Promise<void> {
+    for (const c of this.clients) c.close();
+    for (const a of this.agents) await killAgent(a);
+    killGuestsUnder(this.dir);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** An `AgentFixture` torn down after the current suite (the file, or the `describe` it is called in). */
+export function useAgentFixture(): AgentFixture {
+  const fx = new AgentFixture();
+  afterAll(() => fx.close());
+  return fx;
 }
 
 /** A spec for a committed guest, with its blobs uploaded. */

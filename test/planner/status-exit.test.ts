@@ -4,11 +4,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, privateKeyPem } from '@lowcloud/api';
 import { runCli } from '../helpers/cli.js';
-import { agentFixture, killAgent, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, type RunningAgent } from '../helpers/agent.js';
 import { tempGitRepo } from '../helpers/git.js';
 import { guest } from '../helpers/guests.js';
 
-const fx = agentFixture();
+const fx = useAgentFixture();
 const repo = tempGitRepo();
 let m1: RunningAgent;
 let m2: RunningAgent;
@@ -25,12 +25,12 @@ function writeInfra(opts: { args?: string; url?: Partial<Record<'m1' | 'm2', str
 }
 
 // Reads are signed too: the operator key the agents trust.
-const key = () => ['--key', path.join(fx.dir, 'ci.key')];
+const key = () => ['--key', fx.keyFile];
 const status = () => runCli(['status', 'infra.yaml', ...key()], { cwd: repo.dir, timeoutMs: 60_000 });
 
 beforeAll(async () => {
-  m1 = await startAgent(path.join(fx.dir, 'state-m1'), [fx.pubFile]);
-  m2 = await startAgent(path.join(fx.dir, 'state-m2'), [fx.pubFile]);
+  m1 = await fx.start({ stateDir: path.join(fx.dir, 'state-m1') });
+  m2 = await fx.start({ stateDir: path.join(fx.dir, 'state-m2') });
   const s = net.createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   closedPort = (s.address() as net.AddressInfo).port;
@@ -39,15 +39,10 @@ beforeAll(async () => {
   cpSync(guest('sleeper'), path.join(repo.dir, 'bin/sleeper.wasm'));
   writeInfra();
   repo.commit('first');
-  const up = await runCli(['up', 'infra.yaml', '--key', path.join(fx.dir, 'ci.key')], { cwd: repo.dir, timeoutMs: 60_000 });
+  const up = await runCli(['up', 'infra.yaml', '--key', fx.keyFile], { cwd: repo.dir, timeoutMs: 60_000 });
   expect(up.code, up.stderr).toBe(0);
 });
-afterAll(async () => {
-  await killAgent(m1);
-  await killAgent(m2);
-  repo.remove();
-  fx.remove();
-});
+afterAll(() => repo.remove());
 
 describe('lowcloud status: exit codes say in sync, drift, or an agent that could not be checked', () => {
   it('exits 0 in sync', async () => {

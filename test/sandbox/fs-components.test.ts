@@ -2,9 +2,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentClient } from '@lowcloud/api/client';
 import { probeCapabilities } from '@lowcloud/sandbox';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { runCli } from '../helpers/cli.js';
 import { guest, waitFor } from '../helpers/guests.js';
 
@@ -14,14 +13,12 @@ import { guest, waitFor } from '../helpers/guests.js';
  * --dir` and as agent processes with their data directory.
  */
 const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-fs-components-'));
-const fx = agentFixture();
+const fx = useAgentFixture();
 let agent: RunningAgent;
 beforeAll(async () => {
-  agent = await startAgent(fx.stateDir, [fx.pubFile]);
+  agent = await fx.start();
 });
-afterAll(async () => {
-  await killAgent(agent);
-  fx.remove();
+afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -38,7 +35,7 @@ describe('components: /data with the disk grant', () => {
 
   it('an agent process that is a component keeps its files in its data directory (the kernel disk layer where available)', async () => {
     const caps = await probeCapabilities();
-    const c = await AgentClient.connect(agent.url, { pinnedKey: agent.key, signer: fx.operator });
+    const c = await fx.connect(agent);
     const spec = await uploadSpec(c, 'keeper', guest('fsattack.component'), { args: ['keep', '/data'], grants: { disk: 2 ** 20, network: { listen: [], connect: [] } } });
     await c.start(spec);
     const kept = path.join(fx.stateDir, 'data', 'keeper', 'kept0');
