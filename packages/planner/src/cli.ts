@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { InvalidInputError, LowcloudError } from '@lowcloud/api';
 import { loadFromGit, loadFromWorkingTree } from './load.js';
+import { FlagError } from './errors.js';
 import { buildDocument, type PlanDocument } from './plan/document.js';
 import { getPlanner, planners } from './plan/registry.js';
 import { colours, renderHuman } from './plan/render-human.js';
@@ -59,17 +60,17 @@ contents are never printed, only digests.`,
           if (opts.detailedExitcode === true && doc.calls.length > 0) process.exitCode = 2;
         };
         if (opts.live === true) {
-          if (opts.base !== undefined || files.length !== 1) throw new LowcloudError('INVALID_INPUT', `with --live, give exactly one infrastructure file and no --base (got ${files.length} file(s)${opts.base === undefined ? '' : ' and --base'})`);
+          if (opts.base !== undefined || files.length !== 1) throw new FlagError(`with --live, give exactly one infrastructure file and no --base (got ${files.length} file(s)${opts.base === undefined ? '' : ' and --base'})`);
           await emit(await planLive(files[0] as string, opts.planner, opts.key));
           return;
         }
         let baseFile: string;
         let targetFile: string;
         if (opts.base !== undefined) {
-          if (files.length !== 1) throw new LowcloudError('INVALID_INPUT', `with --base, give exactly one infrastructure file (got ${files.length})`);
+          if (files.length !== 1) throw new FlagError(`with --base, give exactly one infrastructure file (got ${files.length})`);
           baseFile = targetFile = files[0] as string;
         } else {
-          if (files.length !== 2) throw new LowcloudError('INVALID_INPUT', `give BASE.yaml and TARGET.yaml, or --base <git-rev> and one file (got ${files.length} file(s))`);
+          if (files.length !== 2) throw new FlagError(`give BASE.yaml and TARGET.yaml, or --base <git-rev> and one file (got ${files.length} file(s))`);
           [baseFile, targetFile] = files as [string, string];
         }
         const planner = getPlanner(opts.planner);

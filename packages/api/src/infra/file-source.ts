@@ -201,7 +201,7 @@ export class GitRevisionSource implements FileSource {
       }
       const m = /^[0-9a-f]+ (\w+) (\d+)$/.exec(header);
       if (m === null) {
-        this.failAll(new Error(`unexpected git cat-file output: ${header}`));
+        this.failAll(new LowcloudError(ErrorCode.INTERNAL, `unexpected git cat-file output: ${header}`));
         return;
       }
       const size = Number(m[2]);
@@ -230,6 +230,6 @@ function git(cwd: string, args: string[]): Promise<string> {
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(err.trim() || `git ${args.join(' ')} exited ${code}`))));
+    p.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new LowcloudError(ErrorCode.INTERNAL, err.trim() || `git ${args.join(' ')} exited ${code}`, { details: { command: ['git', ...args] } }))));
   });
 }

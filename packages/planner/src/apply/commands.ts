@@ -5,6 +5,7 @@ import { getPlanner } from '../plan/registry.js';
 import { renderHuman, summaryLine } from '../plan/render-human.js';
 import type { PlanState } from '../plan/types.js';
 import { loadFromGit, loadFromWorkingTree, type LoadedInfra } from '../load.js';
+import { AgentUnreachableError, asError, FlagError, MissingKeyError, PlanFormatError, UnknownNameError } from '../errors.js';
 import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
 import { connectAll, liveState, loadSigner, type Endpoints } from './live.js';
 import { ensureLocalAgents, localDir, localEndpoints, stopLocalAgents } from './local-agents.js';
@@ -18,14 +19,14 @@ export interface ApplyFlags {
 
 function parallelism(flags: ApplyFlags): number {
   const n = Number(flags.parallelism);
-  if (!Number.isInteger(n) || n < 1) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--parallelism ${flags.parallelism}: give a whole number of machines, 1 or more`);
+  if (!Number.isInteger(n) || n < 1) throw new FlagError(`--parallelism ${flags.parallelism}: give a whole number of machines, 1 or more`);
   return n;
 }
 
 /** The signing key (every call is signed, reads too): --key, $LOWCLOUD_KEY, or the operator key `up` made for local agents. */
 function signer(flags: { key?: string | undefined }, infraFile: string | undefined): KeyPair {
   const file = flags.key ?? process.env.LOWCLOUD_KEY ?? (infraFile === undefined ? undefined : localDir(infraFile).operatorKey);
-  if (file === undefined) throw new LowcloudError(ErrorCode.UNAUTHENTICATED, 'give the key that signs calls with --key (made by `lowcloud keygen`) or $LOWCLOUD_KEY');
+  if (file === undefined) throw new MissingKeyError();
   return loadSigner(file);
 }
 
@@ -70,7 +71,7 @@ export async function applyFile(planFile: string, flags: ApplyFlags): Promise<vo
   try {
     value = JSON.parse(await readFile(planFile, 'utf8'));
   } catch (err) {
-    throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${planFile}: not a readable JSON plan (${err instanceof Error ? err.message : String(err)})`);
+    throw new PlanFormatError(planFile, `not a readable JSON plan (${asError(err).message})`, { cause: err });
   }
   const doc = parsePlanDocument(value, planFile);
   const infraFile = doc.target.file ?? planFile;
@@ -99,7 +100,7 @@ async function readLive(infra: LoadedInfra, endpoints: Endpoints, key: KeyPair):
         try {
           statuses.set(m, await c.status());
         } catch (err) {
-          errors.set(m, err instanceof Error ? err : new Error(String(err)));
+          errors.set(m, asError(err));
         }
       }),
     );
@@ -118,7 +119,7 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
   const endpoints = localEndpoints(dir, infra.machines);
   const { live, statuses, unreachable } = await readLive(infra, endpoints, signer(flags, infraFile));
   if (unreachable.size > 0 && !down) {
-    throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, [...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n'));
+    throw new AgentUnreachableError([...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n'));
   }
   const target: LoadedInfra = down ? { ...infra, processes: {} } : infra;
   const doc = livePlanDocument(live, statuses, target, flags.planner);
@@ -138,7 +139,7 @@ export async function planLive(infraFile: string, planner: string, key?: string)
   const infra = await loadFromWorkingTree(infraFile);
   const { live, statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines), signer({ key }, infraFile));
   if (unreachable.size > 0) {
-    throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `cannot plan against live state without every agent:\n${[...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n')}`);
+    throw new AgentUnreachableError(`cannot plan against live state without every agent:\n${[...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n')}`);
   }
   return livePlanDocument(live, statuses, infra, planner);
 }
@@ -244,15 +245,12 @@ function strongestLevels(report: ProcessStatus['enforcement']): Record<string, s
 export async function logs(infraFile: string, processName: string, opts: { tail: string; follow?: boolean; key?: string }): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
   const proc = infra.processes[processName];
-  if (proc === undefined) {
-    const known = Object.keys(infra.processes).sort().join(', ');
-    throw new LowcloudError(ErrorCode.NOT_FOUND, `${infraFile}: no process ${processName} (processes: ${known === '' ? 'none' : known})`);
-  }
+  if (proc === undefined) throw new UnknownNameError(infraFile, 'process', processName, Object.keys(infra.processes).sort());
   const tail = Number(opts.tail);
-  if (!Number.isInteger(tail) || tail < 0) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--tail ${opts.tail}: give a whole number of lines, 0 or more`);
+  if (!Number.isInteger(tail) || tail < 0) throw new FlagError(`--tail ${opts.tail}: give a whole number of lines, 0 or more`);
   const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), [proc.machine], signer(opts, infraFile));
   const client = clients.get(proc.machine);
-  if (client === undefined) throw errors.get(proc.machine) ?? new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `machine ${proc.machine}: no agent`);
+  if (client === undefined) throw errors.get(proc.machine) ?? new AgentUnreachableError(`machine ${proc.machine}: no agent`);
   await client.logs(processName, { tail, follow: opts.follow === true }, (line) => process.stdout.write(`${line}\n`));
   if (opts.follow !== true) {
     client.close();
@@ -272,11 +270,11 @@ export async function events(infraFile: string, opts: { machine?: string; json?:
   const infra = await loadFromWorkingTree(infraFile);
   const names = opts.machine === undefined ? Object.keys(infra.machines).sort() : [opts.machine];
   if (opts.machine !== undefined && infra.machines[opts.machine] === undefined) {
-    throw new LowcloudError(ErrorCode.NOT_FOUND, `${infraFile}: no machine ${opts.machine} (machines: ${Object.keys(infra.machines).sort().join(', ')})`);
+    throw new UnknownNameError(infraFile, 'machine', opts.machine, Object.keys(infra.machines).sort());
   }
   const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), names, signer(opts, infraFile));
   for (const [m, e] of errors) process.stderr.write(`${m}: not watching: ${e.message}\n`);
-  if (clients.size === 0) throw new LowcloudError(ErrorCode.AGENT_UNREACHABLE, 'no agent of this file could be reached');
+  if (clients.size === 0) throw new AgentUnreachableError('no agent of this file could be reached');
   const closed = new Promise<void>((resolve) => {
     let open = clients.size;
     for (const [m, c] of clients) {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { ErrorCode, LowcloudError, sha256Hex, WorkingTreeSource, type KeyPair } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
 import type { PlanDocument } from '../plan/document.js';
+import { asError, BlobChangedError, MissingFileError, PlanStaleError } from '../errors.js';
 import type { PlanCall } from '../plan/types.js';
 import { connectAll, type Endpoints } from './live.js';
 import { mapLimited } from './limit.js';
@@ -62,7 +63,7 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
       } catch (err) {
         clients.delete(m);
         client.close();
-        errors.set(m, err instanceof Error ? err : new Error(String(err)));
+        errors.set(m, asError(err));
         continue;
       }
       const live = Object.fromEntries(st.processes.map((p) => [p.name, p.specDigest]));
@@ -72,7 +73,7 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
       else remaining.set(m, decision.remaining);
     }
     if (stale.length > 0) {
-      throw new LowcloudError(ErrorCode.PLAN_STALE, `the plan is stale: these machines changed since it was made; plan again\n${stale.join('\n')}`);
+      throw new PlanStaleError(stale.join('\n'));
     }
 
     // 2. Per machine, in phases: upload what it lacks, then its calls in order.
@@ -200,8 +201,8 @@ async function uploadBlobs(client: AgentClient, machine: string, calls: PlanCall
   for (const d of missing) {
     const rel = doc.files[d];
     const data = rel === undefined ? null : await opts.readFile(rel);
-    if (data === null || rel === undefined) throw new LowcloudError(ErrorCode.FILE_NOT_FOUND, `blob ${d.slice(0, 12)} (${rel ?? 'unknown path'}) is not readable here; run apply where the plan was made`);
-    if (sha256Hex(data) !== d) throw new LowcloudError(ErrorCode.DIGEST_MISMATCH, `${rel} changed since the plan was made (sha256 ${sha256Hex(data).slice(0, 12)}, plan has ${d.slice(0, 12)}); plan again`);
+    if (data === null || rel === undefined) throw new MissingFileError(`blob ${d.slice(0, 12)} (${rel ?? 'unknown path'}) is not readable here; run apply where the plan was made`, rel ?? d);
+    if (sha256Hex(data) !== d) throw new BlobChangedError(rel, sha256Hex(data), d);
     bytes += data.length;
     blobs.push([d, data]);
   }

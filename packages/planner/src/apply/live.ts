@@ -1,6 +1,7 @@
 import { ErrorCode, LowcloudError, parsePrivateKey, type AgentStatus, type KeyPair, type ResolvedMachine } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
 import fs from 'node:fs';
+import { AgentUnreachableError, asError, MissingFileError } from '../errors.js';
 import type { PlanState } from '../plan/types.js';
 
 /** How to reach each machine's agent: resolved from the infra file, or from `up`'s local agents. */
@@ -16,7 +17,7 @@ export function loadSigner(file: string): KeyPair {
   try {
     pem = fs.readFileSync(file, 'utf8');
   } catch {
-    throw new LowcloudError(ErrorCode.FILE_NOT_FOUND, `--key ${file}: cannot read it; make one with \`lowcloud keygen --out ci\` and give ci.key`);
+    throw new MissingFileError(`--key ${file}: cannot read it; make one with \`lowcloud keygen --out ci\` and give ci.key`, file);
   }
   return parsePrivateKey(pem, `--key ${file}`);
 }
@@ -28,7 +29,7 @@ export async function connectAll(endpoints: Endpoints, machines: string[], signe
     machines.map(async (m) => {
       const ep = endpoints[m];
       if (ep === undefined) {
-        errors.set(m, new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${m}: no agent address (for agent: local, run \`lowcloud up\` first)`));
+        errors.set(m, new AgentUnreachableError(`${m}: no agent address (for agent: local, run \`lowcloud up\` first)`));
         return;
       }
       // A flaky link gets a few tries; a wrong key does not (it will not get better).
@@ -38,7 +39,7 @@ export async function connectAll(endpoints: Endpoints, machines: string[], signe
           errors.delete(m);
           return;
         } catch (err) {
-          errors.set(m, err instanceof Error ? err : new Error(String(err)));
+          errors.set(m, asError(err));
           // A wrong key, or a key the agent does not trust, will not get better on retry.
           const code = (err as LowcloudError).code;
           if (code === ErrorCode.AGENT_KEY_MISMATCH || code === ErrorCode.UNKNOWN_KEY || code === ErrorCode.FORBIDDEN || code === ErrorCode.BAD_SIGNATURE) return;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, privateKeyPem, type ResolvedMachine } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
+import { AgentUnreachableError } from '../errors.js';
 import type { Endpoints } from './live.js';
 
 /**
@@ -132,5 +133,5 @@ async function waitForLine(logFile: string, offset: number, pid: number): Promis
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`the local agent did not start; see ${logFile}:\n${text.split('\n').slice(-5).join('\n')}`);
+  throw new AgentUnreachableError(`the local agent did not start; see ${logFile}:\n${text.split('\n').slice(-5).join('\n')}`);
 }

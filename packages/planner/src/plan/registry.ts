@@ -1,4 +1,4 @@
-import { ErrorCode, LowcloudError } from '@lowcloud/api';
+import { FlagError } from '../errors.js';
 import { blueGreenPlanner } from './blue-green.js';
 import { minimalPlanner } from './minimal.js';
 import type { Planner } from './types.js';
@@ -11,7 +11,7 @@ export const planners: Record<string, Planner> = {
 export function getPlanner(name: string): Planner {
   const p = planners[name];
   if (p === undefined) {
-    throw new LowcloudError(ErrorCode.INVALID_INPUT, `--planner ${name}: unknown planner; use one of: ${Object.keys(planners).join(', ')}`);
+    throw new FlagError(`--planner ${name}: unknown planner; use one of: ${Object.keys(planners).join(', ')}`);
   }
   return p;
 }
