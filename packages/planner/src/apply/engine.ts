@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { ErrorCode, LowcloudError, sha256Hex, WorkingTreeSource, type KeyPair } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
+import { callBlobs } from '../plan/calls.js';
 import type { PlanDocument } from '../plan/document.js';
 import { asError, BlobChangedError, MissingFileError, PlanStaleError } from '../errors.js';
 import type { PlanCall } from '../plan/types.js';
@@ -157,6 +158,7 @@ async function runWithReconnect(machine: string, call: PlanCall, clients: Map<st
     let fresh: AgentClient;
     try {
       const ep = opts.endpoints[machine];
+      // Programmer error: a machine is only reconnected after it was connected through its endpoint.
       if (ep === undefined) throw new Error(`no endpoint for ${machine}`);
       fresh = await AgentClient.connect(ep.url, { ...(ep.key === undefined ? {} : { pinnedKey: ep.key }), signer: opts.signer, timeoutMs: opts.timeoutMs ?? 15_000 });
     } catch (err) {
@@ -174,14 +176,12 @@ async function runWithReconnect(machine: string, call: PlanCall, clients: Map<st
 async function run(client: AgentClient, call: PlanCall): Promise<void> {
   switch (call.call) {
     case 'start':
-      if (call.spec === undefined) throw new Error(`start ${call.process}: the plan has no spec`);
       await client.start(call.spec);
       return;
     case 'stop':
       await client.stop(call.process);
       return;
     case 'replace-config':
-      if (call.config === undefined || call.specDigest === undefined) throw new Error(`replace-config ${call.process}: the plan has no config`);
       await client.replaceConfig(call.process, call.config, call.specDigest);
   }
 }
@@ -189,10 +189,7 @@ async function run(client: AgentClient, call: PlanCall): Promise<void> {
 /** Upload, once per machine, the binaries and config files its remaining calls need and it lacks. */
 async function uploadBlobs(client: AgentClient, machine: string, calls: PlanCall[], doc: PlanDocument, opts: ApplyOptions): Promise<void> {
   const needed = new Set<string>();
-  for (const c of calls) {
-    if (c.call === 'start' && c.spec !== undefined) [c.spec.binary, ...Object.values(c.spec.config)].forEach((d) => needed.add(d));
-    if (c.call === 'replace-config' && c.config !== undefined) Object.values(c.config).forEach((d) => needed.add(d));
-  }
+  for (const c of calls) for (const d of callBlobs(c)) needed.add(d);
   if (needed.size === 0) return;
   const st = await client.blobStatus([...needed]);
   const missing = [...needed].filter((d) => !st.present.includes(d));

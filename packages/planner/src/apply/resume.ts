@@ -11,12 +11,8 @@
 /** The spec digest a process runs with, or `null` when it is not on the machine. */
 export type ProcessState = string | null;
 
-export interface ResumableCall {
-  call: 'start' | 'stop' | 'replace-config';
-  process: string;
-  /** The spec digest the process has after this call (start, replace-config). */
-  specDigest?: string;
-}
+/** What resuming needs of a call: a stop leaves the process absent, the others at their spec digest. */
+export type ResumableCall = { call: 'stop'; process: string } | { call: 'start' | 'replace-config'; process: string; specDigest: string };
 
 export interface Drift {
   process: string;
@@ -56,9 +52,7 @@ export function decideResume<C extends ResumableCall>(
 }
 
 function after(c: ResumableCall): ProcessState {
-  if (c.call === 'stop') return null;
-  if (c.specDigest === undefined) throw new Error(`plan call ${c.call} ${c.process} has no spec digest`);
-  return c.specDigest;
+  return c.call === 'stop' ? null : c.specDigest;
 }
 
 export function describeDrift(machine: string, drift: readonly Drift[]): string {

@@ -25,10 +25,10 @@ export const blueGreenPlanner: Planner = {
       const c = callsFor(change, b);
       if (change.reason === 'moved' && c.start !== undefined && c.stop !== undefined) {
         const target = b.machines[c.start.machine];
-        const grants = c.start.spec?.grants;
-        const room = target === undefined || grants === undefined ? null : fits(load.get(target.name), grants, target.capacity);
+        const grants = c.start.spec.grants;
+        const room = target === undefined ? null : fits(load.get(target.name), grants, target.capacity);
         if (room === null) {
-          add(load, c.start.machine, grants ?? { network: { listen: [], connect: [] } });
+          add(load, c.start.machine, grants);
           calls.push({ ...c.start, phase: PHASE.earlyStart }, { ...c.stop, phase: PHASE.stop });
           change.actions = ['start', 'stop'];
           continue;

@@ -1,13 +1,13 @@
-import type { Change, PlanCall, PlanState } from './types.js';
+import type { Change, PlanCall, PlanState, ReplaceConfigCall, StartCall, StopCall } from './types.js';
 
 /** The calls one change makes, before ordering; `phase` is filled by the planner. */
-export function callsFor(change: Change, b: PlanState): { start?: PlanCall; stop?: PlanCall; replace?: PlanCall } {
+export function callsFor(change: Change, b: PlanState): { start?: StartCall | undefined; stop?: StopCall | undefined; replace?: ReplaceConfigCall } {
   const target = b.processes[change.process];
-  const start = (): PlanCall | undefined =>
+  const start = (): StartCall | undefined =>
     target === undefined
       ? undefined
       : { machine: target.machine, call: 'start', process: change.process, phase: 0, spec: target.spec, specDigest: target.digest };
-  const stop = (): PlanCall | undefined =>
+  const stop = (): StopCall | undefined =>
     change.from === undefined ? undefined : { machine: change.from, call: 'stop', process: change.process, phase: 0 };
   switch (change.reason) {
     case 'new':
@@ -30,6 +30,18 @@ export function callsFor(change: Change, b: PlanState): { start?: PlanCall; stop
     case 'replaced':
     case 'moved':
       return { start: start(), stop: stop() };
+  }
+}
+
+/** The blobs (binary and config file digests) an agent needs to make a call. */
+export function callBlobs(c: PlanCall): string[] {
+  switch (c.call) {
+    case 'start':
+      return [c.spec.binary, ...Object.values(c.spec.config)];
+    case 'replace-config':
+      return Object.values(c.config);
+    case 'stop':
+      return [];
   }
 }
 

@@ -1,4 +1,6 @@
-import { canonicalJson, ErrorCode, LowcloudError, sha256Hex } from '@lowcloud/api';
+import { canonicalJson, sha256Hex } from '@lowcloud/api';
+import { PlanFormatError } from '../errors.js';
+import { callBlobs } from './calls.js';
 import type { Change, Plan, PlanCall, PlanState } from './types.js';
 
 /** The major version of the plan document this lowcloud writes and reads. */
@@ -59,10 +61,9 @@ export function buildDocument(
   }
   const files: Record<string, string> = {};
   for (const c of plan.calls) {
-    const digests = c.call === 'start' ? [c.spec?.binary, ...Object.values(c.spec?.config ?? {})] : c.call === 'replace-config' ? Object.values(c.config ?? {}) : [];
-    for (const d of digests) {
-      const p = d === undefined ? undefined : b.blobs?.[d];
-      if (d !== undefined && p !== undefined) files[d] = p;
+    for (const d of callBlobs(c)) {
+      const p = b.blobs?.[d];
+      if (p !== undefined) files[d] = p;
     }
   }
   const count = (k: PlanCall['call']) => plan.calls.filter((c) => c.call === k).length;
@@ -84,23 +85,48 @@ export function buildDocument(
  * may have changed what the calls mean.
  */
 export function parsePlanDocument(value: unknown, source = 'plan'): PlanDocument {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${source}: not a plan document (expected a JSON object)`);
-  }
+  if (!isObject(value)) throw new PlanFormatError(source, 'not a plan document (expected a JSON object)');
   const v = value as Partial<PlanDocument>;
   if (typeof v.format_version !== 'string') {
-    throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${source}: format_version is missing; was this written by \`lowcloud plan --out\`?`);
+    throw new PlanFormatError(source, 'format_version is missing; was this written by `lowcloud plan --out`?');
   }
   const major = v.format_version.split('.')[0];
   if (major !== PLAN_FORMAT_VERSION) {
-    throw new LowcloudError(
-      ErrorCode.PLAN_FORMAT,
-      `${source}: plan format_version ${v.format_version} is not supported; this lowcloud reads version ${PLAN_FORMAT_VERSION}.x (re-create the plan with this lowcloud)`,
-    );
+    throw new PlanFormatError(source, `plan format_version ${v.format_version} is not supported; this lowcloud reads version ${PLAN_FORMAT_VERSION}.x (re-create the plan with this lowcloud)`);
   }
   for (const k of ['calls', 'changes'] as const) {
-    if (!Array.isArray(v[k])) throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${source}: ${k} must be a list`);
+    if (!Array.isArray(v[k])) throw new PlanFormatError(source, `${k} must be a list`);
   }
-  if (v.machines === undefined || typeof v.machines !== 'object') throw new LowcloudError(ErrorCode.PLAN_FORMAT, `${source}: machines must be an object`);
+  if (!isObject(v.machines)) throw new PlanFormatError(source, 'machines must be an object');
+  (v.calls as unknown[]).forEach((c, i) => checkCall(c, `${source}: calls[${i}]`));
   return v as PlanDocument;
+}
+
+/** Each call carries what its type needs (a start its spec, a replace-config its config): checked once, here. */
+function checkCall(c: unknown, at: string): asserts c is PlanCall {
+  const problem = callProblem(c);
+  if (problem !== null) throw new PlanFormatError(at, `${problem}; was this written by \`lowcloud plan --out\`?`);
+}
+
+function callProblem(c: unknown): string | null {
+  if (!isObject(c)) return 'not an object';
+  for (const k of ['machine', 'process'] as const) if (typeof c[k] !== 'string') return `${k} must be a string`;
+  if (!Number.isInteger(c.phase)) return 'phase must be a whole number';
+  const digests = (m: unknown) => isObject(m) && Object.values(m).every((d) => typeof d === 'string');
+  switch (c.call) {
+    case 'start':
+      if (!isObject(c.spec) || typeof c.spec.binary !== 'string' || !digests(c.spec.config) || !isObject(c.spec.grants)) return 'a start must carry the whole spec';
+      return typeof c.specDigest === 'string' ? null : 'a start must carry its specDigest';
+    case 'replace-config':
+      if (!digests(c.config)) return 'a replace-config must carry its config (guest path -> sha256)';
+      return typeof c.specDigest === 'string' ? null : 'a replace-config must carry its specDigest';
+    case 'stop':
+      return null;
+    default:
+      return `call must be start, stop or replace-config, not ${JSON.stringify(c.call)}`;
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }

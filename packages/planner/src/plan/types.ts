@@ -17,20 +17,41 @@ export interface PlanProcess {
   envDigests?: Record<string, string>;
 }
 
-export type CallKind = 'start' | 'stop' | 'replace-config';
+/**
+ * One call of a plan, by call type: each carries exactly its payload, so nothing downstream checks
+ * for a missing one. Fields are declared in the order the plan document writes them (PLAN-FORMAT.md).
+ */
+export type PlanCall = StartCall | StopCall | ReplaceConfigCall;
+export type CallKind = PlanCall['call'];
 
-export interface PlanCall {
+export interface StartCall {
   machine: string;
-  call: CallKind;
+  call: 'start';
   process: string;
   /** Calls run phase by phase; within a phase machines are independent, within a machine in list order. */
   phase: number;
-  /** start: the whole spec. */
-  spec?: ProcessSpec;
-  /** start, replace-config: the spec digest the process has afterwards. */
-  specDigest?: string;
-  /** replace-config: the process's whole new config map (guest path -> sha256). */
-  config?: Record<string, string>;
+  /** The whole spec. */
+  spec: ProcessSpec;
+  /** The spec digest the process has afterwards. */
+  specDigest: string;
+}
+
+export interface StopCall {
+  machine: string;
+  call: 'stop';
+  process: string;
+  phase: number;
+}
+
+export interface ReplaceConfigCall {
+  machine: string;
+  call: 'replace-config';
+  process: string;
+  phase: number;
+  /** The process's whole new config map (guest path -> sha256). */
+  config: Record<string, string>;
+  /** The spec digest the process has afterwards. */
+  specDigest: string;
 }
 
 export type ChangeReason = 'new' | 'removed' | 'config-changed' | 'replaced' | 'moved';
