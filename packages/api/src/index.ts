@@ -1,52 +1,37 @@
-export { ErrorCode, LowcloudError, InvalidInputError, InvalidConnectTargetError, UsageError, formatDiagnostic, toWireError } from './errors.js';
-export type { Diagnostic, WireError } from './errors.js';
+// What other packages (and test/, bench/) use of @lowcloud/api, by name; nothing else. The agent
+// client is the separate entry @lowcloud/api/client.
+
+// Errors: classes with stable codes; the wire shape.
+export { ErrorCode, LowcloudError, InvalidInputError, InvalidConnectTargetError, UsageError, toWireError } from './errors.js';
+
+// Units and digests.
 export { parseSize, formatSize, parseCpu } from './units.js';
-export {
-  CONNECT_FORMS,
-  parseConnectTarget,
-  parseConnectTargets,
-  formatConnectTarget,
-  normalizeConnect,
-  connectList,
-  parseNetworkGrant,
-  unresolvedProcessTarget,
-} from './grants/network.js';
-export type { ConnectTarget, ConnectTargetKind, NetworkAccess } from './grants/network.js';
 export { sha256Hex, canonicalJson } from './digest.js';
+
+// A process spec: what a planner sends and an agent keeps.
 export { specDigest, envDigests, publicSpec } from './spec.js';
-export type { ProcessSpec, Grants, NetworkGrant, RestartPolicy } from './spec.js';
-export {
-  infraSchema,
-  parseInfra,
-  loadInfra,
-  resolveInfra,
-  WorkingTreeSource,
-  GitRevisionSource,
-} from './infra/index.js';
-export type {
-  InfraFile,
-  MachineEntry,
-  ProcessEntry,
-  GrantsEntry,
-  NetworkEntry,
-  CapacityEntry,
-  ParsedInfra,
-  ResolvedInfra,
-  ResolvedMachine,
-  ResolvedProcess,
-  FileSource,
-} from './infra/index.js';
-export {
-  generateKeyPair,
-  formatPublicKey,
-  parsePublicKey,
-  parsePrivateKey,
-  privateKeyPem,
-  signBytes,
-  verifyBytes,
-  signRequest,
-  verifyRequest,
-  bodyDigest,
-} from './signing.js';
-export type { KeyPair, RequestAuth, SignedFields } from './signing.js';
-export * from './protocol/index.js';
+export type { ProcessSpec, Grants, NetworkGrant } from './spec.js';
+
+// Grants as typed values.
+export { CONNECT_FORMS, parseConnectTarget, formatConnectTarget, connectList, parseNetworkGrant, unresolvedProcessTarget } from './grants/network.js';
+export type { ConnectTarget, NetworkAccess } from './grants/network.js';
+
+// The infrastructure file. `infraSchema` is published as schema/infra.schema.json (npm run schema).
+export { infraSchema } from './infra/schema.js';
+export type { InfraFile } from './infra/types.js';
+export { parseInfra } from './infra/parse.js';
+export type { ParsedInfra } from './infra/parse.js';
+export { loadInfra } from './infra/resolve.js';
+export type { ResolvedInfra, ResolvedMachine } from './infra/resolve.js';
+export { WorkingTreeSource, GitRevisionSource } from './infra/file-source.js';
+
+// Keys and signatures.
+export { generateKeyPair, parsePublicKey, parsePrivateKey, privateKeyPem, signBytes, verifyBytes, signRequest, verifyRequest, bodyDigest } from './signing.js';
+export type { KeyPair, RequestAuth } from './signing.js';
+
+// The agent protocol and what the sandbox reports through it.
+export type { Request, Reply, Results, ResultType, Role, AgentStatus, ProcessStatus, ProcessState, AgentEvent } from './protocol/messages.js';
+export { requiredRole } from './protocol/messages.js';
+export { parseRequest } from './protocol/schema.js';
+export type { Capabilities, Enforcement, EnforcementLevel, EnforcementReport, ExitKind, Grant, GuestExit } from './protocol/report.js';
+export { ENFORCEMENT_LEVELS, GRANTS } from './protocol/report.js';

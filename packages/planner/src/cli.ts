@@ -196,12 +196,12 @@ Examples:
     .action((file: string, o: { json?: boolean; key?: string }) => run(() => status(file, o.json === true, o.key)));
 }
 
-export function useColour(flag: boolean): boolean {
+function useColour(flag: boolean): boolean {
   return flag && process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
 }
 
 /** Runs a command; errors become a clear message on stderr and exit code 1, never a stack trace. */
-export async function run(action: () => Promise<void>): Promise<void> {
+async function run(action: () => Promise<void>): Promise<void> {
   try {
     await action();
   } catch (err) {
