@@ -7,7 +7,7 @@ import type { PlanState } from '../plan/types.js';
 import { loadFromGit, loadFromWorkingTree, type LoadedInfra } from '../load.js';
 import { AgentUnreachableError, asError, FlagError, MissingKeyError, PlanFormatError, UnknownNameError } from '../errors.js';
 import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
-import { connectAll, liveState, loadSigner, type Endpoints } from './live.js';
+import { byMachine, connectAll, liveState, loadSigner, type Endpoints } from './live.js';
 import { ensureLocalAgents, localDir, localEndpoints, stopLocalAgents } from './local-agents.js';
 import { createReporter, formatMs } from './progress.js';
 
@@ -107,7 +107,8 @@ async function readLive(infra: LoadedInfra, endpoints: Endpoints, key: KeyPair):
   } finally {
     for (const c of clients.values()) c.close();
   }
-  return { live: liveState(infra.machines, statuses), statuses, unreachable: errors };
+  const sorted = byMachine(statuses);
+  return { live: liveState(infra.machines, sorted), statuses: sorted, unreachable: byMachine(errors) };
 }
 
 /** `lowcloud up`: start local agents, plan live state -> file, apply. Run again: only the difference. */
@@ -199,7 +200,7 @@ export async function status(infraFile: string, json: boolean, key?: string): Pr
       if (infra.processes[live.name]?.machine !== m) rows.push({ process: live.name, machine: m, drift: 'extra', state: live.state, pid: live.pid, restarts: live.restarts, ...details(live) });
     }
   }
-  rows.sort((a, b) => (a.machine + a.process < b.machine + b.process ? -1 : 1));
+  rows.sort((a, b) => compare(a.machine, b.machine) || compare(a.process, b.process));
   const drift = rows.filter((r) => r.drift !== 'ok').length;
   process.exitCode = problems.size > 0 ? 1 : drift > 0 ? 2 : 0;
   if (json) {
@@ -295,4 +296,8 @@ export async function events(infraFile: string, opts: { machine?: string; json?:
   process.stderr.write(`watching ${[...clients.keys()].join(', ')}; Ctrl-C to stop\n`);
   await Promise.race([closed, new Promise<void>((resolve) => (process.once('SIGINT', resolve), process.once('SIGTERM', resolve)))]);
   for (const c of clients.values()) c.close();
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

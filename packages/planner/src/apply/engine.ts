@@ -5,7 +5,7 @@ import { callBlobs } from '../plan/calls.js';
 import type { PlanDocument } from '../plan/document.js';
 import { asError, BlobChangedError, MissingFileError, PlanStaleError } from '../errors.js';
 import type { PlanCall } from '../plan/types.js';
-import { connectAll, type Endpoints } from './live.js';
+import { byMachine, connectAll, type Endpoints } from './live.js';
 import { mapLimited } from './limit.js';
 import type { ProgressReporter } from './progress.js';
 import { decideResume, describeDrift } from './resume.js';
@@ -132,7 +132,8 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
       machines[m] = { ...machines[m], ok, ms };
       opts.reporter.event({ type: 'machine-done', machine: m, ok, ms });
     }
-    return { ok: failed.size === 0, calls: results, machines, ms: performance.now() - t0 };
+    // Machines finish in any order; the result lists them by name.
+    return { ok: failed.size === 0, calls: results, machines: Object.fromEntries(byMachine(new Map(Object.entries(machines)))), ms: performance.now() - t0 };
   } finally {
     for (const c of clients.values()) c.close();
     opts.reporter.close();

@@ -1,8 +1,9 @@
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { publicSpec, specDigest, type AgentStatus, type ProcessSpec } from '@lowcloud/api';
 import { diffStates } from '../plan/diff.js';
 import type { PlanState } from '../plan/types.js';
-import { liveState } from './live.js';
+import { connectAll, liveState } from './live.js';
 
 const spec = (env: Record<string, string>): ProcessSpec => ({ name: 'p', binary: 'a'.repeat(64), args: [], env, config: {}, grants: { network: { listen: [], connect: [] } }, restart: 'always' });
 const machines = { m: { name: 'm', agent: 'ws://127.0.0.1:1', capacity: {} } } as unknown as PlanState['machines'];
@@ -29,5 +30,25 @@ describe('live state carries env digests, and the planner compares them', () => 
       { path: 'env.OLD', from: '(set)', to: '(unset)' },
     ]);
     expect(JSON.stringify(changes)).not.toMatch(/hunter/);
+  });
+});
+
+describe('agents answer in any order; what is listed per machine is in machine name order', () => {
+  it('connectAll: the agent that fails last is still listed first when its name sorts first', async () => {
+    // "a": a server that accepts and never answers (fails at the timeout); "b": a closed port (refused at once).
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const closedPort = (closed.address() as net.AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    try {
+      const endpoints = { a: { url: `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}` }, b: { url: `ws://127.0.0.1:${closedPort}` } };
+      const { errors } = await connectAll(endpoints, ['b', 'a'], undefined, 300);
+      expect([...errors.keys()]).toEqual(['a', 'b']);
+      expect(errors.get('b')?.message).toMatch(/ECONNREFUSED|refused/);
+    } finally {
+      silent.close();
+    }
   });
 });

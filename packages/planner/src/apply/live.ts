@@ -22,6 +22,14 @@ export function loadSigner(file: string): KeyPair {
   return parsePrivateKey(pem, `--key ${file}`);
 }
 
+/**
+ * A map keyed by machine, in machine name order. Agents are asked concurrently and answer in any
+ * order; everything listed per machine (status, errors, apply results) reads the maps in this one.
+ */
+export function byMachine<T>(m: ReadonlyMap<string, T>): Map<string, T> {
+  return new Map([...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 export async function connectAll(endpoints: Endpoints, machines: string[], signer: KeyPair | undefined, timeoutMs = 15_000): Promise<{ clients: Map<string, AgentClient>; errors: Map<string, Error> }> {
   const clients = new Map<string, AgentClient>();
   const errors = new Map<string, Error>();
@@ -48,7 +56,7 @@ export async function connectAll(endpoints: Endpoints, machines: string[], signe
       }
     }),
   );
-  return { clients, errors };
+  return { clients: byMachine(clients), errors: byMachine(errors) };
 }
 
 /** The live state of the fleet, as a PlanState the planner can diff against a file. */
