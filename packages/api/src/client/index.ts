@@ -21,7 +21,7 @@ export interface ConnectOptions {
 }
 
 /** RFC 9266 `tls-exporter`: 32 bytes of keying material of this TLS session, under this label. */
-export const TLS_EXPORTER_LABEL = 'EXPORTER-Channel-Binding';
+const TLS_EXPORTER_LABEL = 'EXPORTER-Channel-Binding';
 
 /**
  * What binds the agent's hello proof to one connection, as each side computes it from its own

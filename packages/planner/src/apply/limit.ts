@@ -7,6 +7,7 @@ export async function mapLimited<T, R>(
   limit: number,
   task: (item: T, index: number) => Promise<R>,
 ): Promise<PromiseSettledResult<R>[]> {
+  // Programmer error: --parallelism is checked where it is read (FlagError); this guards other callers.
   if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`parallelism must be a positive integer, got ${limit}`);
   const results: PromiseSettledResult<R>[] = new Array(items.length);
   let next = 0;
