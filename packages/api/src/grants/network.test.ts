@@ -42,6 +42,7 @@ describe('parseConnectTarget', () => {
       ['db:0000080', 'has port 0000080, outside 1-65535'],
       ['::1:80', 'is an IPv6 address without brackets or port'],
       ['[db]:80', 'which is not an IPv6 address'],
+      ['[fe80::1%eth0]:80', 'has a zone index'],
       ['10.0.0.300:80', 'which is not an IPv4 address'],
       ['10.0.0.0/33:80', 'has prefix length /33'],
       ['[::]/129:80', 'has prefix length /129'],

@@ -59,6 +59,7 @@ export function parseConnectTarget(text: string, field = 'connect'): ConnectTarg
   const port = Number(portText);
   if (portText.length > 5 || port < 1 || port > 65535) throw fail(`has port ${portText}, outside 1-65535`);
   if (bracketed !== undefined) {
+    if (bracketed.includes('%')) throw fail('has a zone index; a grant names addresses, not interfaces');
     if (!net.isIPv6(bracketed)) throw fail(`has "${bracketed}" in brackets, which is not an IPv6 address`);
     return ipTarget(6, bracketed, prefixText, port, fail);
   }
