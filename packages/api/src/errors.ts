@@ -39,6 +39,8 @@ export const ErrorCode = {
   AGENT_UNREACHABLE: 'AGENT_UNREACHABLE',
   /** The agent's reply does not match the protocol (the client refuses to act on it). */
   BAD_REPLY: 'BAD_REPLY',
+  /** The agent's state filesystem is full, or below the reserve it keeps for its state and stops. */
+  STATE_DISK_FULL: 'STATE_DISK_FULL',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

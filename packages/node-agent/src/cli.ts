@@ -24,6 +24,7 @@ export function register(program: Command): void {
     .option('--log-total <size>', 'cap on all log files of the agent together; the oldest go first', '256MiB')
     .option('--connect-rate <n>', 'new connections per second from one client address (IPv6: /64), with a burst of twice as many; past it a connection is closed before its TLS handshake', '20')
     .option('--max-blob-size <size>', 'the largest binary or config file a client may upload', '1GiB')
+    .option('--state-reserve <size>', 'free space kept on the state directory\'s filesystem: below it new uploads and starts are refused (STATE_DISK_FULL), so the agent can always save its state and stop guests', '1MiB')
     .option('--verify-audit', 'check the audit log of --state offline and exit: 0 intact, 1 broken (names the first bad line)')
     .addHelpText(
       'after',

@@ -17,6 +17,7 @@ export interface RawAgentFlags {
   logTotal?: string;
   maxBlobSize?: string;
   connectRate?: string;
+  stateReserve?: string;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
@@ -40,6 +41,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
   }
   const maxBlobBytes = raw.maxBlobSize === undefined ? undefined : parseSize(raw.maxBlobSize, '--max-blob-size');
   if (maxBlobBytes !== undefined && maxBlobBytes < 1) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--max-blob-size ${raw.maxBlobSize}: must be at least 1B`);
+  const stateReserveBytes = raw.stateReserve === undefined ? undefined : parseSize(raw.stateReserve, '--state-reserve');
   const diskMs = env.LOWCLOUD_DISK_INTERVAL_MS === undefined ? undefined : Number(env.LOWCLOUD_DISK_INTERVAL_MS);
   const base = env.LOWCLOUD_BACKOFF_BASE_MS === undefined ? undefined : Number(env.LOWCLOUD_BACKOFF_BASE_MS);
   return {
@@ -53,6 +55,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     insecureLoopback: raw.insecureLoopback === true,
     logs,
     ...(maxBlobBytes === undefined ? {} : { maxBlobBytes }),
+    ...(stateReserveBytes === undefined ? {} : { stateReserveBytes }),
     ...(connectRate === undefined ? {} : { limits: { connectsPerSecondPerAddress: connectRate } }),
     ...(diskMs === undefined || !Number.isFinite(diskMs) || diskMs < 0 ? {} : { diskIntervalMs: diskMs }),
     ...(base === undefined || !Number.isFinite(base) ? {} : { backoff: { ...DEFAULT_BACKOFF, baseMs: base, maxMs: Math.max(base, base * 30) } }),

@@ -21,3 +21,4 @@ export { sweepStaleFirewalls, removeGuestFirewall, type FirewallRecord } from '.
 export { admit } from './host/admission.js';
 export { binaryKind, rewriteMemoryMax } from './wasm/module.js';
 export { NotWasmError, UnsupportedWorldError } from './errors.js';
+export { writeAll, writeFileAtomic, restorePrevious, appendWhole, truncateBack, fsyncDir } from './common/durable-file.js';

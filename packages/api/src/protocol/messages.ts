@@ -79,6 +79,28 @@ export interface AgentStatus {
   startedAt: string;
   capabilities: Capabilities;
   processes: ProcessStatus[];
+  /** The filesystem of the agent's state directory (absent from agents before it). */
+  stateDisk?: StateDiskStatus;
+  /** Whether the agent can append to its audit log (absent from agents before it). */
+  audit?: AuditLogStatus;
+  /** What the agent mended when it started: a broken state file, a missing audit line, stray guests. */
+  recovered?: string[];
+}
+
+export interface StateDiskStatus {
+  dir: string;
+  freeBytes: number;
+  totalBytes: number;
+  /** Below this much free space the agent refuses new uploads and starts (`--state-reserve`). */
+  reserveBytes: number;
+}
+
+export interface AuditLogStatus {
+  /** False while appends fail: every state-changing call is refused until one succeeds again. */
+  writable: boolean;
+  entries: number;
+  failures: number;
+  error?: string;
 }
 
 export type AgentEventKind = 'started' | 'exited' | 'died' | 'restarted' | 'grant-violated' | 'crash-loop' | 'stopped';

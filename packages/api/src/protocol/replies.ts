@@ -73,7 +73,19 @@ const empty = { type: 'object' };
 
 const resultSchemas: { [T in ResultType]: object } = {
   authenticate: obj({ key: STR, role: { enum: ['read', 'write'] } }),
-  status: obj({ agent: STR, generation: INT, startedAt: STR, capabilities, processes: { type: 'array', items: processStatus } }),
+  status: obj(
+    {
+      agent: STR,
+      generation: INT,
+      startedAt: STR,
+      capabilities,
+      processes: { type: 'array', items: processStatus },
+      stateDisk: obj({ dir: STR, freeBytes: NUM, totalBytes: NUM, reserveBytes: NUM }),
+      audit: obj({ writable: BOOL, entries: INT, failures: INT, error: STR }, ['writable', 'entries', 'failures']),
+      recovered: { type: 'array', items: STR },
+    },
+    ['agent', 'generation', 'startedAt', 'capabilities', 'processes'],
+  ),
   start: changed(true),
   stop: changed(false),
   'replace-config': changed(true),

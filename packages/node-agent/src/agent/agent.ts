@@ -28,13 +28,14 @@ import { RequestAuthenticator } from './auth.js';
 import { BlobStore } from './blob-store.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Caller, Connection, ConnectionHost } from './connection.js';
-import { writeFileDurable } from './durable.js';
 import { loadOrCreateCertificate, loadOrCreateIdentity } from './identity.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { processPaths, SandboxRunner } from './runner.js';
 import { AgentListener, DEFAULT_LIMITS, type NetworkLimits } from './server.js';
 import { secureStateDir } from './state-dir.js';
-import { StateStore } from './state-store.js';
+import { StateDisk, type StateDiskSpace } from './state-disk.js';
+import { StateStore, type CallRecord } from './state-store.js';
+import { BlobMissingError, ProcessNotFoundError } from '../errors.js';
 import { UsageMonitor } from './usage.js';
 import { DEFAULT_BACKOFF, ProcessSupervisor, type BackoffPolicy } from './supervisor.js';
 import { DEFAULT_LOG_LIMITS, LogBudget, streamLog, type LogLimits } from './logs.js';
@@ -62,10 +63,13 @@ export interface AgentOptions {
   diskIntervalMs?: number;
   /** The largest blob `put-blob` accepts (default 1 GiB). */
   maxBlobBytes?: number;
+  /** Free bytes kept on the state filesystem: new uploads and starts are refused below it (default 1 MiB). */
+  stateReserveBytes?: number;
 }
 
 export class Agent implements ConnectionHost {
   readonly identity: KeyPair;
+  private readonly disk: StateDisk;
   private readonly state: StateStore;
   private readonly blobs: BlobStore;
   private readonly audit: AuditLog;
@@ -75,7 +79,12 @@ export class Agent implements ConnectionHost {
   private readonly usage: UsageMonitor;
   private readonly supervisors = new Map<string, ProcessSupervisor>();
   private readonly watchers = new Set<(e: AgentEvent) => void>();
-  private readonly metrics: Metrics = createMetrics(() => this.listener?.usage() ?? null);
+  private readonly metrics: Metrics = createMetrics(
+    () => this.listener?.usage() ?? null,
+    () => ({ disk: this.diskSpace(), audit: this.audit.health() }),
+  );
+  /** What the agent mended when it started (a broken state file, a missing audit line, stray guests). */
+  private readonly recovered: string[] = [];
   private readonly startedAt = new Date().toISOString();
   private listener: AgentListener | null = null;
   private metricsServer: http.Server | null = null;
@@ -85,13 +94,19 @@ export class Agent implements ConnectionHost {
   constructor(private readonly opts: AgentOptions) {
     secureStateDir(opts.stateDir, (line) => process.stderr.write(`${line}\n`));
     this.identity = loadOrCreateIdentity(opts.stateDir);
-    this.state = new StateStore(opts.stateDir);
-    this.blobs = new BlobStore(opts.stateDir, opts.maxBlobBytes);
-    this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'), this.identity, (m) => process.stderr.write(`${m}\n`));
+    const report = (line: string) => process.stderr.write(`${line}\n`);
+    this.disk = new StateDisk(opts.stateDir, opts.stateReserveBytes);
+    this.state = new StateStore(opts.stateDir, { disk: this.disk, report });
+    if (this.state.recovered !== null) this.recovered.push(this.state.recovered);
+    this.blobs = new BlobStore(opts.stateDir, opts.maxBlobBytes, this.disk);
+    this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'), this.identity, report, this.disk);
+    const lastLine = this.audit.health().entries;
+    this.audit.mend(this.state.lastCall);
+    if (this.audit.health().entries > lastLine) this.recovered.push(`audit line ${this.audit.health().entries} (${this.state.lastCall?.type} ${this.state.lastCall?.process ?? ''}): the call was saved, the agent had stopped before its line`);
     const roles = new Map<string, Role>([...(opts.trustedRead ?? []).map((k): [string, Role] => [k, 'read']), ...opts.trusted.map((k): [string, Role] => [k, 'write'])]);
     this.auth = new RequestAuthenticator(this.identity.publicKey, roles, () => (opts.clock ?? systemClock).now());
     const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
-    this.runner = new SandboxRunner(opts.stateDir, this.blobs, logs);
+    this.runner = new SandboxRunner(opts.stateDir, this.blobs, this.disk, logs);
     this.logBudget = new LogBudget(path.join(opts.stateDir, 'logs'), logs.totalBytes);
     this.usage = new UsageMonitor(() => this.diskTargets(), opts.diskIntervalMs);
   }
@@ -153,23 +168,49 @@ export class Agent implements ConnectionHost {
       if (exit !== null && exit.kind !== 'stopped') sup.adoptExited(exit);
       else await sup.start().catch((err: unknown) => sup.adoptExited({ kind: 'trap', message: err instanceof Error ? err.message : String(err) }));
     }
+    // A guest whose process is not in the desired state: its stop was saved and the agent stopped
+    // before carrying it out. It is stopped now.
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(path.join(this.opts.stateDir, 'run'));
+    } catch {
+      // no guest ever ran here
+    }
+    for (const name of names.filter((n) => this.state.processes[n] === undefined)) {
+      const live = await this.runner.attach(name);
+      if (live === null) continue;
+      await live.handle.stop(this.opts.defaultGraceMs ?? 5000);
+      const note = `guest ${name} (pid ${live.handle.pid}) was stopped: its process is not in the desired state (a stop was saved, the agent had stopped before carrying it out)`;
+      process.stderr.write(`lowcloud agent: ${note}\n`);
+      this.recovered.push(note);
+    }
   }
 
   private supervisor(name: string, spec: ProcessSpec, digest: string): ProcessSupervisor {
+    const sup = this.newSupervisor(name, spec, digest);
+    this.supervisors.set(name, sup);
+    return sup;
+  }
+
+  /** A supervisor not yet known to the agent (a start registers it once the call is accepted). */
+  private newSupervisor(name: string, spec: ProcessSpec, digest: string): ProcessSupervisor {
     const restarts = Number(readText(path.join(processPaths(this.opts.stateDir, name).runDir, 'restarts')) ?? 0);
-    const sup = new ProcessSupervisor(name, spec, digest, {
+    return new ProcessSupervisor(name, spec, digest, {
       runner: this.runner,
       clock: this.opts.clock ?? systemClock,
       backoff: this.opts.backoff ?? DEFAULT_BACKOFF,
       emit: (e) => this.emit(e),
       saveRestarts: (n, count) => {
-        const dir = processPaths(this.opts.stateDir, n).runDir;
-        fs.mkdirSync(dir, { recursive: true });
-        writeFileDurable(path.join(dir, 'restarts'), String(count));
+        // A count that cannot be saved (a full disk) is said, not thrown: the restart goes on.
+        try {
+          const dir = processPaths(this.opts.stateDir, n).runDir;
+          fs.mkdirSync(dir, { recursive: true });
+          this.disk.writeFile(path.join(dir, 'restarts'), String(count));
+        } catch (err) {
+          process.stderr.write(`lowcloud agent: ${n}: restart count ${count} not saved: ${err instanceof Error ? err.message : String(err)}\n`);
+        }
       },
     }, restarts);
-    this.supervisors.set(name, sup);
-    return sup;
   }
 
   private emit(e: AgentEvent): void {
@@ -211,7 +252,7 @@ export class Agent implements ConnectionHost {
         return this.result<'blob-status'>(req.id, { present: digests.filter((d) => this.blobs.has(d)), partial });
       }
       case 'logs': {
-        if (this.supervisors.get(req.process) === undefined) throw new LowcloudError(ErrorCode.NOT_FOUND, `no process ${req.process} on this agent`);
+        if (this.supervisors.get(req.process) === undefined) throw new ProcessNotFoundError(req.process);
         const file = processPaths(this.opts.stateDir, req.process).log;
         // The connection may close while the tail is read: stop the follower then too.
         let stop: (() => void) | null = null;
@@ -248,47 +289,89 @@ export class Agent implements ConnectionHost {
     return run;
   }
 
+  /**
+   * The state-changing calls. The order of each, so that a call that is refused changes nothing and
+   * a call that is answered is on disk (state file and audit line, both fsynced) first:
+   *   1. checks, and the reserve of the state filesystem (not for stop: a stop is always possible);
+   *   2. the desired state is written (`state.json`; `state.json.prev` keeps the generation before);
+   *   3. what can fail is done (a guest started, replaced; a blob chunk stored);
+   *   4. the audit line is appended (whole, or the log is left as it was);
+   *   5. what cannot fail is done (a guest stopped), and the call is answered.
+   * A failure in 3 or 4 undoes what came before it: the previous state is renamed back (no free
+   * space needed) and a guest started by the call is stopped again (a replaced one started again).
+   * An agent that dies after 2 finishes the call when it starts (its reconcile converges on the
+   * desired state; a missing audit line is appended from the state file's `lastCall`).
+   */
   private async mutate(req: Request, caller: Caller): Promise<Reply> {
     RequestAuthenticator.checkGeneration(req, caller.auth, this.state.generation);
+    const generation = this.state.generation;
+    const call = (process?: string): Omit<CallRecord, 'generation'> => ({ key: caller.key, type: req.type, body: bodyDigest(req), ...(process === undefined ? {} : { process }) });
     const record = (process?: string, blob?: { digest: string; offset: number; bytes: number; complete: boolean }) =>
-      this.audit.append({ key: caller.key, type: req.type, body: bodyDigest(req), generation: this.state.generation, ...(process === undefined ? {} : { process }), ...(blob === undefined ? {} : { blob }) });
+      this.audit.append({ ...call(process), generation, ...(blob === undefined ? {} : { blob }) });
+    const grace = this.opts.defaultGraceMs ?? 5000;
     switch (req.type) {
       case 'put-blob': {
         const data = Buffer.from(req.data, 'base64');
+        const stored = this.blobs.has(req.digest);
+        if (!stored) this.disk.admit(`put-blob ${req.digest.slice(0, 12)}`, data.length);
         const complete = await this.blobs.put(req.digest, req.size, req.offset, data);
         // Every accepted chunk, not only the last: a partial upload leaves a trace too.
-        record(undefined, { digest: req.digest, offset: req.offset, bytes: data.length, complete });
+        try {
+          record(undefined, { digest: req.digest, offset: req.offset, bytes: data.length, complete });
+        } catch (err) {
+          if (!stored) this.blobs.undo(req.digest, req.offset);
+          throw err;
+        }
         return this.result<'put-blob'>(req.id, { complete });
       }
       case 'start': {
         const digest = specDigest(req.spec);
         const cur = this.state.processes[req.spec.name];
-        const sup = this.supervisors.get(req.spec.name);
-        if (cur !== undefined && cur.specDigest === digest && sup !== undefined && sup.state !== 'stopped') return this.result<'stop'>(req.id, { changed: false });
+        const known = this.supervisors.get(req.spec.name);
+        if (cur !== undefined && cur.specDigest === digest && known !== undefined && known.state !== 'stopped') return this.result<'stop'>(req.id, { changed: false });
         if (cur !== undefined && cur.specDigest !== digest) {
           throw new LowcloudError(ErrorCode.INVALID_INPUT, `process ${req.spec.name} runs with another spec (${cur.specDigest.slice(0, 12)}); stop it first, or use replace-config for config changes`);
         }
         const missing = [req.spec.binary, ...Object.values(req.spec.config)].filter((d) => !this.blobs.has(d));
-        if (missing.length > 0) throw new LowcloudError(ErrorCode.BLOB_MISSING, `upload these blobs first: ${missing.join(', ')}`, { details: { missing } });
-        record(req.spec.name);
-        this.state.set(req.spec);
-        const s = this.supervisor(req.spec.name, req.spec, digest);
-        await s.start();
+        if (missing.length > 0) throw new BlobMissingError(missing);
+        this.disk.admit(`start ${req.spec.name}`, 2 * Buffer.byteLength(JSON.stringify(req.spec)));
+        this.state.set(req.spec, call(req.spec.name));
+        const s = known ?? this.newSupervisor(req.spec.name, req.spec, digest);
+        try {
+          await s.start();
+        } catch (err) {
+          this.state.rollback();
+          if (s === known) s.adoptExited({ kind: 'stopped' }); // as it was: stopped
+          throw err;
+        }
+        try {
+          record(req.spec.name);
+        } catch (err) {
+          await s.stop(grace);
+          this.state.rollback();
+          throw err;
+        }
+        this.supervisors.set(req.spec.name, s);
         return this.result<'start'>(req.id, { changed: true, pid: s.handle?.pid ?? null });
       }
       case 'stop': {
         const sup = this.supervisors.get(req.process);
         if (this.state.processes[req.process] === undefined && sup === undefined) return this.result<'stop'>(req.id, { changed: false });
-        record(req.process);
-        this.state.remove(req.process);
-        await sup?.stop(req.graceMs ?? this.opts.defaultGraceMs ?? 5000);
+        this.state.remove(req.process, call(req.process));
+        try {
+          record(req.process);
+        } catch (err) {
+          this.state.rollback();
+          throw err;
+        }
+        await sup?.stop(grace);
         this.supervisors.delete(req.process);
         return this.result<'stop'>(req.id, { changed: true });
       }
       case 'replace-config': {
         const cur = this.state.processes[req.process];
         const sup = this.supervisors.get(req.process);
-        if (cur === undefined || sup === undefined) throw new LowcloudError(ErrorCode.NOT_FOUND, `no process ${req.process} on this agent`);
+        if (cur === undefined || sup === undefined) throw new ProcessNotFoundError(req.process);
         const spec = { ...cur.spec, config: req.config };
         const digest = specDigest(spec);
         if (digest !== req.specDigest) {
@@ -296,10 +379,21 @@ export class Agent implements ConnectionHost {
         }
         if (digest === cur.specDigest) return this.result<'stop'>(req.id, { changed: false });
         const missing = Object.values(req.config).filter((d) => !this.blobs.has(d));
-        if (missing.length > 0) throw new LowcloudError(ErrorCode.BLOB_MISSING, `upload these blobs first: ${missing.join(', ')}`, { details: { missing } });
-        record(req.process);
-        this.state.set(spec);
-        await sup.replace(spec, digest, this.opts.defaultGraceMs ?? 5000);
+        if (missing.length > 0) throw new BlobMissingError(missing);
+        this.disk.admit(`replace-config ${req.process}`, 2 * Buffer.byteLength(JSON.stringify(spec)));
+        this.state.set(spec, call(req.process));
+        // Refused after the old guest was stopped: the old spec runs again (or its restart policy takes over).
+        const revert = async (err: unknown): Promise<never> => {
+          this.state.rollback();
+          await sup.replace(cur.spec, cur.specDigest, grace).catch((e: unknown) => sup.adoptExited({ kind: 'trap', message: e instanceof Error ? e.message : String(e) }));
+          throw err;
+        };
+        await sup.replace(spec, digest, grace).catch(revert);
+        try {
+          record(req.process);
+        } catch (err) {
+          await revert(err);
+        }
         return this.result<'replace-config'>(req.id, { changed: true, pid: sup.handle?.pid ?? null });
       }
       default:
@@ -331,7 +425,26 @@ export class Agent implements ConnectionHost {
         nextRestart: s?.nextRestartAt === null || s?.nextRestartAt === undefined ? null : new Date(s.nextRestartAt).toISOString(),
       });
     }
-    return { agent: this.identity.publicKey, generation: this.state.generation, startedAt: this.startedAt, capabilities: await probeCapabilities(), processes };
+    const stateDisk = this.diskSpace();
+    return {
+      agent: this.identity.publicKey,
+      generation: this.state.generation,
+      startedAt: this.startedAt,
+      capabilities: await probeCapabilities(),
+      processes,
+      ...(stateDisk === null ? {} : { stateDisk }),
+      audit: this.audit.health(),
+      recovered: this.recovered,
+    };
+  }
+
+  /** The state filesystem's free space, or null when it cannot be asked (statfs failing). */
+  private diskSpace(): StateDiskSpace | null {
+    try {
+      return this.disk.space();
+    } catch {
+      return null;
+    }
   }
 
   /** The data directory of every running guest with a disk grant (what the usage monitor walks). */

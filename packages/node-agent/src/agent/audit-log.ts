@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { canonicalJson, signBytes, verifyBytes, type KeyPair } from '@lowcloud/api';
-import { writeFileDurable } from './durable.js';
+import { truncateBack } from '@lowcloud/sandbox';
+import { StateDisk } from './state-disk.js';
+import type { CallRecord } from './state-store.js';
 
 export interface AuditEntry {
   seq: number;
@@ -18,6 +20,8 @@ export interface AuditEntry {
   /** segment: why a new log was started (the previous one did not verify), and where it was kept. */
   reason?: string;
   previous?: string;
+  /** Appended at start: the call was saved in the desired state, and the agent stopped before its line. */
+  recovered?: string;
   prev: string;
   hash: string;
   /** The agent's Ed25519 signature over the line's hash: a line cannot be re-hashed or forged without the key. */
@@ -107,21 +111,43 @@ function readHead(file: string, key: string): AuditHead | 'missing' | string {
   return head;
 }
 
+/** Whether the running agent can append to its audit log (status, /metrics). */
+export interface AuditHealth {
+  writable: boolean;
+  entries: number;
+  /** Why the last append failed (the call it belonged to was refused), while it keeps failing. */
+  error?: string;
+  failures: number;
+}
+
+/** Call types whose lines the state file's `lastCall` is matched against at start. */
+const CALL_TYPES = new Set(['start', 'stop', 'replace-config']);
+
 /**
  * Append-only record of every accepted mutating call (and every put-blob chunk), hash-chained and
  * signed line by line with the agent's key, with a signed head written atomically after each line.
  * Checked when the agent starts: a log that does not verify is kept aside, reported loudly, and a
  * new segment starts whose first line says why; the agent never appends to a broken chain.
+ *
+ * An append is a line and its head, both or neither: a line that cannot be written whole, or whose
+ * head cannot be written, is cut off again and the chain does not move (the call it records is
+ * refused). The running agent says so at once (a log line, `status`, /metrics), not only at its
+ * next start.
  */
 export class AuditLog {
   private prev = ZERO;
   private seq = 0;
   private readonly headFile: string;
+  private failure: string | null = null;
+  private failures = 0;
+  /** The generation of the last start/stop/replace-config line in this segment (-1: none). */
+  private lastCallGeneration = -1;
 
   constructor(
     private readonly file: string,
     private readonly identity: KeyPair,
-    report: (message: string) => void,
+    private readonly report: (message: string) => void,
+    private readonly disk: StateDisk = new StateDisk(path.dirname(file)),
   ) {
     this.headFile = headFileOf(file);
     const v = verifyAuditLog(file, identity.publicKey, { signatures: 'unsealed' });
@@ -130,9 +156,16 @@ export class AuditLog {
       const last = JSON.parse(lines.at(-1) as string) as AuditEntry;
       this.prev = last.hash;
       this.seq = last.seq;
+      for (let i = lines.length - 1; i >= 0; i--) {
+        const e = JSON.parse(lines[i] as string) as AuditEntry;
+        if (CALL_TYPES.has(e.type) && typeof e.generation === 'number') {
+          this.lastCallGeneration = e.generation;
+          break;
+        }
+      }
       if (v.unsealed > 0) {
         report(`audit log: ${v.unsealed} signed line(s) past the signed head (a crash between a line and its head); head moved to line ${this.seq}`);
-        this.writeHead();
+        this.writeHead(this.seq, this.prev);
       }
       return;
     }
@@ -148,8 +181,25 @@ export class AuditLog {
     this.startSegment({ reason, previous: path.basename(kept) });
   }
 
+  /** Records an accepted call; throws (and records nothing) when the line cannot be appended whole. */
   append(entry: { key: string; type: string; process?: string; body: string; generation: number; blob?: AuditEntry['blob'] }): void {
     this.write({ ...entry });
+    if (CALL_TYPES.has(entry.type)) this.lastCallGeneration = entry.generation;
+  }
+
+  /**
+   * At start: the call that made the desired state's generation has its line (the agent may have
+   * died between saving the state and appending the line); appended now if it has not.
+   */
+  mend(call: CallRecord | undefined): void {
+    if (call === undefined || call.generation <= this.lastCallGeneration) return;
+    this.write({ ...call, recovered: 'appended at start: the call was saved in the desired state, the agent stopped before its line' });
+    this.lastCallGeneration = call.generation;
+    this.report(`audit log: the last saved call (${call.type}${call.process === undefined ? '' : ` ${call.process}`}) had no line (the agent stopped between the two); appended it`);
+  }
+
+  health(): AuditHealth {
+    return { writable: this.failure === null, entries: this.seq, failures: this.failures, ...(this.failure === null ? {} : { error: this.failure }) };
   }
 
   private startSegment(broken: { reason: string; previous: string } | null): void {
@@ -162,21 +212,37 @@ export class AuditLog {
     const base = { seq: this.seq + 1, at: new Date().toISOString(), ...fields, prev: this.prev };
     const hash = hashOf(base);
     const full: AuditEntry = { ...base, hash, sig: signBytes(this.identity.privateKey, lineProof(hash)) };
-    const fd = fs.openSync(this.file, 'a', 0o600);
+    const line = `${JSON.stringify(full)}\n`;
     try {
-      fs.writeSync(fd, `${JSON.stringify(full)}\n`);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
+      const fd = fs.openSync(this.file, 'a', 0o600);
+      try {
+        const size = fs.fstatSync(fd).size;
+        this.disk.append(fd, `appending to the audit log ${this.file}`, line);
+        try {
+          this.writeHead(full.seq, hash);
+        } catch (err) {
+          truncateBack(fd, size); // the line without its head is no line
+          throw err;
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      this.failures++;
+      const message = err instanceof Error ? err.message : String(err);
+      if (this.failure === null) this.report(`AUDIT LOG CANNOT APPEND: ${this.file}: ${message}; calls are refused until it can (the log itself is intact, ${this.seq} entries)`);
+      this.failure = message;
+      throw err;
     }
+    if (this.failure !== null) this.report(`audit log: appending works again (${this.file}, after ${this.failures} refused append(s))`);
+    this.failure = null;
     this.prev = hash;
     this.seq = full.seq;
-    this.writeHead();
   }
 
-  private writeHead(): void {
-    const h = { agent: this.identity.publicKey, seq: this.seq, hash: this.prev };
-    writeFileDurable(this.headFile, `${JSON.stringify({ ...h, sig: signBytes(this.identity.privateKey, headProof(h)) })}\n`, 0o600);
+  private writeHead(seq: number, hash: string): void {
+    const h = { agent: this.identity.publicKey, seq, hash };
+    this.disk.writeFile(this.headFile, `${JSON.stringify({ ...h, sig: signBytes(this.identity.privateKey, headProof(h)) })}\n`, { mode: 0o600 });
   }
 }
 

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ErrorCode, LowcloudError } from '@lowcloud/api';
-import { fsyncDir } from './durable.js';
+import { fsyncDir, truncateBack, writeAll } from '@lowcloud/sandbox';
+import { StateDisk } from './state-disk.js';
 
 /** Default cap on one blob's declared size (`lowcloud agent --max-blob-size`). */
 export const DEFAULT_MAX_BLOB_BYTES = 1024 ** 3;
@@ -12,7 +13,9 @@ const HASH_CHUNK = 1024 * 1024;
 /**
  * Content-addressed blobs (binaries and config files) by sha256. Uploads arrive in chunks into a
  * partial file, so an interrupted upload resumes at its offset; a blob becomes visible only after
- * its bytes hash to its name (then fsync + atomic rename).
+ * its bytes hash to its name (then fsync + atomic rename). A chunk is written whole and fsynced
+ * before the call is answered, or not at all: a chunk that does not fit (a full disk) is cut off
+ * again, so the partial file ends at a chunk the agent accepted, and the upload resumes there.
  *
  * Which blobs and partial files exist is kept in memory (read from the directory once), so a
  * `blob-status` of thousands of digests costs no syscall per unknown digest; a blob the index
@@ -25,7 +28,10 @@ export class BlobStore {
   private readonly present = new Set<string>();
   private readonly partials = new Map<string, number>();
 
-  constructor(stateDir: string, readonly maxBytes = DEFAULT_MAX_BLOB_BYTES) {
+  private readonly disk: StateDisk;
+
+  constructor(stateDir: string, readonly maxBytes = DEFAULT_MAX_BLOB_BYTES, disk?: StateDisk) {
+    this.disk = disk ?? new StateDisk(stateDir);
     this.dir = path.join(stateDir, 'blobs');
     this.partialDir = path.join(this.dir, 'partial');
     fs.mkdirSync(this.partialDir, { recursive: true, mode: 0o700 });
@@ -76,13 +82,23 @@ export class BlobStore {
     let now: number;
     try {
       fs.fchmodSync(fd, 0o644); // whatever the agent's umask
-      fs.writeSync(fd, data);
-      if (offset + data.length === size) fs.fsyncSync(fd);
+      this.disk.guard(`storing blob ${digest.slice(0, 12)}`, data.length, () => {
+        try {
+          writeAll(fd, data, offset);
+          fs.fsyncSync(fd);
+        } catch (err) {
+          truncateBack(fd, offset); // a chunk is stored whole or not at all
+          throw err;
+        }
+      });
     } finally {
-      // What is on disk, also after a short or failed write (ENOSPC): the next chunk resumes there.
       now = fs.fstatSync(fd).size;
-      this.partials.set(digest, now);
       fs.closeSync(fd);
+      // A first chunk refused leaves no partial file behind either.
+      if (now === 0) {
+        fs.rmSync(partial, { force: true });
+        this.partials.delete(digest);
+      } else this.partials.set(digest, now);
     }
     if (now < size) return false;
     const actual = await hashFile(partial);
@@ -95,6 +111,25 @@ export class BlobStore {
     fsyncDir(this.dir);
     this.present.add(digest);
     return true;
+  }
+
+  /**
+   * Take back the chunk just stored at `offset` (its call is refused after all: its audit line could
+   * not be written). A blob it completed becomes partial again. Needs no free space.
+   */
+  undo(digest: string, offset: number): void {
+    const partial = path.join(this.partialDir, digest);
+    if (this.present.delete(digest)) {
+      fs.renameSync(this.path(digest), partial);
+      fsyncDir(this.dir);
+    }
+    const fd = fs.openSync(partial, 'r+');
+    try {
+      truncateBack(fd, offset);
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.partials.set(digest, offset);
   }
 }
 

@@ -2,15 +2,20 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { generateKeyPair, parsePrivateKey, privateKeyPem, type KeyPair } from '@lowcloud/api';
-import { writeFileDurable } from './durable.js';
+import { writeFileAtomic } from '@lowcloud/sandbox';
 
 /** The agent's Ed25519 key pair, made on first start (0600) and kept in the state directory. */
 export function loadOrCreateIdentity(stateDir: string): KeyPair {
   const file = path.join(stateDir, 'agent.key');
-  if (fs.existsSync(file)) return parsePrivateKey(fs.readFileSync(file, 'utf8'), file);
+  if (fs.existsSync(file)) {
+    const pair = parsePrivateKey(fs.readFileSync(file, 'utf8'), file);
+    // An agent that died between its two key files: the public one is made again from the private.
+    if (!fs.existsSync(path.join(stateDir, 'agent.pub'))) writeFileAtomic(path.join(stateDir, 'agent.pub'), `${pair.publicKey}\n`);
+    return pair;
+  }
   const pair = generateKeyPair();
-  writeFileDurable(file, privateKeyPem(pair.privateKey), 0o600);
-  writeFileDurable(path.join(stateDir, 'agent.pub'), `${pair.publicKey}\n`);
+  writeFileAtomic(file, privateKeyPem(pair.privateKey), { mode: 0o600 });
+  writeFileAtomic(path.join(stateDir, 'agent.pub'), `${pair.publicKey}\n`);
   return pair;
 }
 

@@ -7,8 +7,14 @@ export interface NetworkUsage {
   sendQueuedBytes: number;
 }
 
+/** What the agent's own storage looks like now: its state filesystem and its audit log. */
+export interface StorageHealth {
+  disk: { freeBytes: number; totalBytes: number; reserveBytes: number } | null;
+  audit: { writable: boolean; failures: number } | null;
+}
+
 /** The agent's Prometheus metrics, served at /metrics. */
-export function createMetrics(network: () => NetworkUsage | null = () => null) {
+export function createMetrics(network: () => NetworkUsage | null = () => null, storage: () => StorageHealth = () => ({ disk: null, audit: null })) {
   const registry = new Registry();
   const startedAt = Date.now();
   return {
@@ -18,6 +24,11 @@ export function createMetrics(network: () => NetworkUsage | null = () => null) {
     unfinished: new Gauge({ name: 'lowcloud_agent_unfinished_message_bytes', help: 'Bytes received in messages not yet complete, all connections', registers: [registry], collect() { this.set(network()?.unfinishedBytes ?? 0); } }),
     sendQueued: new Gauge({ name: 'lowcloud_agent_send_queued_bytes', help: 'Bytes queued to send to clients, all connections', registers: [registry], collect() { this.set(network()?.sendQueuedBytes ?? 0); } }),
     refused: new Counter({ name: 'lowcloud_agent_refused_connections_total', help: 'Connections closed at accept, by reason: rate (new connections per second from one address), address (its address holds its share), full (every unauthenticated slot taken)', labelNames: ['reason'], registers: [registry] }),
+    stateDiskFree: new Gauge({ name: 'lowcloud_agent_state_disk_free_bytes', help: 'Free bytes on the filesystem of the agent\'s state directory (new uploads and starts are refused below the reserve)', registers: [registry], collect() { this.set(storage().disk?.freeBytes ?? 0); } }),
+    stateDiskSize: new Gauge({ name: 'lowcloud_agent_state_disk_size_bytes', help: 'Size of the filesystem of the agent\'s state directory', registers: [registry], collect() { this.set(storage().disk?.totalBytes ?? 0); } }),
+    stateDiskReserve: new Gauge({ name: 'lowcloud_agent_state_disk_reserve_bytes', help: 'Free bytes the agent keeps on its state filesystem to write its state and stop guests (--state-reserve)', registers: [registry], collect() { this.set(storage().disk?.reserveBytes ?? 0); } }),
+    auditWritable: new Gauge({ name: 'lowcloud_agent_audit_log_writable', help: '1 while the last append to the audit log succeeded; 0 while it cannot append (every state-changing call is refused)', registers: [registry], collect() { this.set(storage().audit?.writable === false ? 0 : 1); } }),
+    auditFailures: new Counter({ name: 'lowcloud_agent_audit_append_failures_total', help: 'Appends to the audit log that failed (each refused its call and left the log as it was)', registers: [registry], collect() { this.reset(); this.inc(storage().audit?.failures ?? 0); } }),
     calls: new Counter({ name: 'lowcloud_agent_calls_total', help: 'API calls by type and result', labelNames: ['type', 'result'], registers: [registry] }),
     cpu: new Gauge({ name: 'lowcloud_process_cpu_seconds', help: 'CPU seconds used by the process since it started', labelNames: ['process'], registers: [registry] }),
     memory: new Gauge({ name: 'lowcloud_process_memory_bytes', help: 'Resident memory of the process', labelNames: ['process'], registers: [registry] }),

@@ -3,8 +3,8 @@ import path from 'node:path';
 import type { ProcessSpec } from '@lowcloud/api';
 import { attachGuest, readExitRecord, spawnGuest, type GuestExit, type GuestHandle } from '@lowcloud/sandbox';
 import type { BlobStore } from './blob-store.js';
-import { writeFileDurable } from './durable.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
+import type { StateDisk } from './state-disk.js';
 import type { GuestRunner } from './supervisor.js';
 import { UidTable } from './uids.js';
 
@@ -24,9 +24,10 @@ export class SandboxRunner implements GuestRunner {
   constructor(
     private readonly stateDir: string,
     private readonly blobs: BlobStore,
+    private readonly disk: StateDisk,
     private readonly logLimits: LogLimits = DEFAULT_LOG_LIMITS,
   ) {
-    this.uids = new UidTable(stateDir);
+    this.uids = new UidTable(stateDir, disk);
   }
 
   async spawn(spec: ProcessSpec, specDigest: string): Promise<GuestHandle> {
@@ -36,7 +37,12 @@ export class SandboxRunner implements GuestRunner {
     const uid = process.getuid?.() === 0 ? this.uids.uidFor(spec.name) : undefined;
     if (spec.grants.disk !== undefined) fs.mkdirSync(p.dataDir, { recursive: true, mode: 0o700 });
     const out = { file: p.log, maxBytes: this.logLimits.maxBytes, keep: this.logLimits.keep };
-    const handle = await spawnGuest({
+    // Which spec this guest runs, written before it runs: after a crash mid replace-config the agent
+    // compares it with the desired state and converges (old or new, never a mix). Only ever written
+    // while no guest of this process runs.
+    this.disk.writeFile(path.join(p.runDir, 'spec-digest'), specDigest);
+    // A full disk while the sandbox prepares the guest is STATE_DISK_FULL too (it cleans up what it made).
+    return this.disk.guardAsync(`starting ${spec.name}`, 0, () => spawnGuest({
       wasm: this.blobs.path(spec.binary),
       argv0: spec.name,
       args: spec.args,
@@ -50,11 +56,7 @@ export class SandboxRunner implements GuestRunner {
       runDir: p.runDir,
       cacheDir: path.join(this.stateDir, 'cache'),
       ...(uid === undefined ? {} : { uid }),
-    });
-    // Which spec this guest runs: after a crash mid replace-config the agent compares it with the
-    // desired state and converges (old or new, never a mix).
-    writeFileDurable(path.join(p.runDir, 'spec-digest'), specDigest);
-    return handle;
+    }));
   }
 
   /** The live guest of a process, if it survived the agent's restart, with the spec it runs. */

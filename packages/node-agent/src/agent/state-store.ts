@@ -1,22 +1,73 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { specDigest, type ProcessSpec } from '@lowcloud/api';
-import { writeFileDurable } from './durable.js';
+import { restorePrevious } from '@lowcloud/sandbox';
+import { StateFileError } from '../errors.js';
+import { StateDisk } from './state-disk.js';
 import { crashPoint } from './test-hooks.js';
+
+/** A state-changing call as its audit line records it (`generation`: the one it was checked against). */
+export interface CallRecord {
+  key: string;
+  type: string;
+  body: string;
+  generation: number;
+  process?: string;
+}
 
 export interface DesiredState {
   generation: number;
   processes: Record<string, { spec: ProcessSpec; specDigest: string }>;
+  /**
+   * The call that made this generation. The state file is the commit point of a call and its audit
+   * line comes after it: an agent that died between the two appends the line when it starts.
+   */
+  lastCall?: CallRecord;
 }
 
-/** The agent's desired state: what it was told to run. Persisted before any call is acknowledged. */
+/**
+ * The agent's desired state: what it was told to run, in `state.json`. Each change is written whole
+ * (temporary file, fsync, rename) with the generation before it kept as `state.json.prev` (a hard
+ * link), so that
+ * - a change can be undone until its call is answered (`rollback`: a rename, which needs no free
+ *   space, so a call refused after its state was written leaves the state as it was), and
+ * - a `state.json` that does not parse (edited by hand, a disk that lies) is never the only copy:
+ *   the agent falls back to the previous generation, loudly, and keeps the broken file aside.
+ */
 export class StateStore {
   private state: DesiredState;
+  /** The state before the last commit, while it can still be rolled back. */
+  private before: DesiredState | null = null;
   private readonly file: string;
+  private readonly disk: StateDisk;
+  /** What was recovered at load (a broken state file replaced by its previous generation), or null. */
+  readonly recovered: string | null = null;
 
-  constructor(dir: string) {
+  constructor(dir: string, opts: { disk?: StateDisk; report?: (line: string) => void } = {}) {
     this.file = path.join(dir, 'state.json');
-    this.state = fs.existsSync(this.file) ? (JSON.parse(fs.readFileSync(this.file, 'utf8')) as DesiredState) : { generation: 0, processes: {} };
+    this.disk = opts.disk ?? new StateDisk(dir);
+    const current = readState(this.file);
+    if (current.ok) {
+      this.state = current.state;
+      return;
+    }
+    if (current.reason === 'missing' && !fs.existsSync(`${this.file}.prev`)) {
+      this.state = { generation: 0, processes: {} };
+      return;
+    }
+    const prev = readState(`${this.file}.prev`);
+    if (!prev.ok) {
+      throw new StateFileError(this.file, `${current.reason}, and ${path.basename(this.file)}.prev (the generation before it) ${prev.reason === 'missing' ? 'is missing' : prev.reason}`, 'restore it from a backup, or move both aside to start with an empty desired state (running guests are left alone)');
+    }
+    let kept = '';
+    if (current.reason !== 'missing') {
+      kept = `${this.file}.broken-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      fs.renameSync(this.file, kept);
+    }
+    this.disk.writeFile(this.file, JSON.stringify(prev.state, null, 2));
+    this.state = prev.state;
+    this.recovered = `state.json ${current.reason}${kept === '' ? '' : ` (kept as ${path.basename(kept)})`}; recovered generation ${prev.state.generation} from state.json.prev`;
+    opts.report?.(`STATE FILE RECOVERED: ${this.file}: ${this.recovered}`);
   }
 
   get generation(): number {
@@ -27,26 +78,73 @@ export class StateStore {
     return this.state.processes;
   }
 
+  get lastCall(): CallRecord | undefined {
+    return this.state.lastCall;
+  }
+
   /** Apply a change and persist it durably; the generation goes up by one. */
-  commit(change: (processes: DesiredState['processes']) => void): number {
+  commit(change: (processes: DesiredState['processes']) => void, call?: Omit<CallRecord, 'generation'>): number {
     const next: DesiredState = structuredClone(this.state);
     change(next.processes);
     next.generation += 1;
-    writeFileDurable(this.file, JSON.stringify(next, null, 2));
+    if (call !== undefined) next.lastCall = { ...call, generation: this.state.generation };
+    else delete next.lastCall;
+    this.disk.writeFile(this.file, JSON.stringify(next, null, 2), { keepPrevious: true });
     crashPoint('state-written');
+    this.before = this.state;
     this.state = next;
     return next.generation;
   }
 
-  set(spec: ProcessSpec): number {
-    return this.commit((p) => {
-      p[spec.name] = { spec, specDigest: specDigest(spec) };
-    });
+  /** Undo the last commit (its call is being refused): the previous generation is the state again. */
+  rollback(): void {
+    if (this.before === null) throw new Error('StateStore.rollback without a commit to undo'); // programmer error
+    restorePrevious(this.file);
+    this.state = this.before;
+    this.before = null;
   }
 
-  remove(name: string): number {
+  set(spec: ProcessSpec, call?: Omit<CallRecord, 'generation'>): number {
+    return this.commit((p) => {
+      p[spec.name] = { spec, specDigest: specDigest(spec) };
+    }, call);
+  }
+
+  remove(name: string, call?: Omit<CallRecord, 'generation'>): number {
     return this.commit((p) => {
       delete p[name];
-    });
+    }, call);
   }
+}
+
+type Read = { ok: true; state: DesiredState } | { ok: false; reason: string };
+
+/** A state file, checked: every process's spec still hashes to its recorded digest. */
+function readState(file: string): Read {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    return { ok: false, reason: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `cannot be read (${(err as Error).message})` };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, reason: `does not parse (${(err as Error).message}; ${text.length} bytes)` };
+  }
+  const s = raw as Partial<DesiredState> | null;
+  if (s === null || typeof s !== 'object' || !Number.isInteger(s.generation) || (s.generation as number) < 0 || s.processes === null || typeof s.processes !== 'object') {
+    return { ok: false, reason: 'is not a desired state (generation and processes)' };
+  }
+  for (const [name, p] of Object.entries(s.processes)) {
+    let matches = false;
+    try {
+      matches = p !== null && typeof p === 'object' && p.spec?.name === name && specDigest(p.spec) === p.specDigest;
+    } catch {
+      // a spec too malformed to hash
+    }
+    if (!matches) return { ok: false, reason: `process ${name}: its spec does not match its digest` };
+  }
+  return { ok: true, state: s as DesiredState };
 }

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileDurable } from './durable.js';
+import { ErrorCode, LowcloudError } from '@lowcloud/api';
+import { StateFileError } from '../errors.js';
+import { StateDisk } from './state-disk.js';
 
 /**
  * Each process's own uid for its guest host, as systemd's DynamicUser= does: from a reserved range
@@ -16,7 +18,10 @@ export class UidTable {
   private readonly file: string;
   private table: Record<string, number>;
 
-  constructor(private readonly stateDir: string) {
+  constructor(
+    private readonly stateDir: string,
+    private readonly disk = new StateDisk(stateDir),
+  ) {
     this.file = path.join(stateDir, 'uids.json');
     this.table = readTable(this.file);
   }
@@ -34,11 +39,12 @@ export class UidTable {
     for (let i = 0; i < span; i++) {
       const uid = UID_MIN + ((start + i) % span);
       if (taken.has(uid) || inUse.has(uid)) continue;
-      this.table = { ...this.table, [name]: uid };
-      writeFileDurable(this.file, JSON.stringify(this.table, null, 2), 0o600);
+      const next = { ...this.table, [name]: uid };
+      this.disk.writeFile(this.file, JSON.stringify(next, null, 2), { mode: 0o600 });
+      this.table = next; // only once it is on disk: a uid handed out is always the one kept
       return uid;
     }
-    throw new Error(`no free uid left in ${UID_MIN}-${UID_MAX} for process ${name}`);
+    throw new LowcloudError(ErrorCode.GRANT_UNAVAILABLE, `no free uid left in ${UID_MIN}-${UID_MAX} for process ${name}: every one is taken by this agent's processes, an account or a running process`);
   }
 }
 
@@ -48,11 +54,11 @@ function readTable(file: string): Record<string, number> {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new Error(`${file}: not a uid table (${(err as Error).message}); fix or remove it`);
+    throw new StateFileError(file, `not a uid table (${(err as Error).message})`, 'fix or remove it');
   }
   const out: Record<string, number> = {};
   for (const [name, uid] of Object.entries(raw as Record<string, unknown>)) {
-    if (!Number.isInteger(uid) || (uid as number) < UID_MIN || (uid as number) > UID_MAX) throw new Error(`${file}: ${name}: ${String(uid)} is not a uid in ${UID_MIN}-${UID_MAX}`);
+    if (!Number.isInteger(uid) || (uid as number) < UID_MIN || (uid as number) > UID_MAX) throw new StateFileError(file, `${name}: ${String(uid)} is not a uid in ${UID_MIN}-${UID_MAX}`, 'fix or remove it');
     out[name] = uid as number;
   }
   return out;

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { writeAll } from '../common/durable-file.js';
 import type { GuestExit } from '../types.js';
 import type { GuestBootOptions, WorkerResult } from './options.js';
 
@@ -26,12 +27,29 @@ function finish(exit: GuestExit, status: number): void {
   finished = true;
   // The host made exit.json for this process (inside the wall: a bind mount, written in place);
   // it reads it only after this process is gone. The launcher removes the firewall table.
-  if (opts.runDir !== null) fs.writeFileSync(path.join(opts.runDir, 'exit.json'), JSON.stringify({ ...exit, at: new Date().toISOString() }));
+  if (opts.runDir !== null) writeExitRecord(path.join(opts.runDir, 'exit.json'), JSON.stringify({ ...exit, at: new Date().toISOString() }));
   if (process.send !== undefined && process.connected) {
     process.send({ type: 'exit', exit }, () => process.exit(status));
     setTimeout(() => process.exit(status), 200).unref();
   } else {
     process.exit(status);
+  }
+}
+
+/**
+ * exit.json in place (inside the wall it is a bind-mounted file: no temporary file can be renamed
+ * over it): all of it and fsynced, or empty, which the host reads as no record.
+ */
+function writeExitRecord(file: string, text: string): void {
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(file, 'w');
+    writeAll(fd, text, 0);
+    fs.fsyncSync(fd);
+  } catch {
+    if (fd !== null) fs.ftruncateSync(fd, 0);
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
   }
 }
 

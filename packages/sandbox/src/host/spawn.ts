@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { formatConnectTarget, parseNetworkGrant } from '@lowcloud/api';
 import type { GuestBootOptions } from '../guest/options.js';
 import type { Enforcement, EnforcementReport, GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
+import { writeFileAtomic } from '../common/durable-file.js';
 import { usageOf } from '../common/usage.js';
 import { GrantUnavailableError } from '../errors.js';
 import { admit } from './admission.js';
@@ -128,6 +129,9 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     cgroup?.remove();
   };
 
+  // A guest host already started when a later step fails: ended before its kernel objects go, or
+  // its cgroup could not be removed (a cgroup with a process in it stays) and would wait for a sweep.
+  let started: { child: ChildProcess; exit: Promise<unknown>; pid: number | null } | null = null;
   try {
     const dirs = opts.dirs.map((d) => ({ host: path.resolve(d.host), guest: d.guest, readonly: d.readonly === true }));
     // The agent's data directories belong to the guest's uid (never `lowcloud run`'s: those are the user's).
@@ -197,6 +201,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     });
     // Listened to from the start: a guest host can end before its pid is known.
     const childExit = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once('exit', (code, sig) => r([code, sig])));
+    started = { child, exit: childExit, pid: null };
     // The launcher's last words (an OOM kill) arrive on the report pipe just before it exits.
     const reportDone = !(launcher || wall !== null)
       ? Promise.resolve()
@@ -217,6 +222,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       // The report pipe ends (with or without a pid) at the latest when the launcher does.
       pid = reportsPid ? await childPid(child, (t) => (launcherReport += t)) : (child.pid ?? -1);
       if (pid <= 0) throw new Error('could not start the guest host process');
+      started.pid = pid;
     } catch (err) {
       child.kill('SIGKILL');
       if (runDir === null) fs.rmSync(optionsPath, { force: true });
@@ -270,7 +276,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
     else if (firewallError !== null) report.network.push({ mechanism: `kernel layer not used: ${firewallError}`, level: 'advisory' });
     if (runDir !== null) {
       const record: GuestRecord = { pid, start: startTime(pid), report, dirs: boot.dirs, firewall: firewall?.record ?? null, mounts: mounted, cgroups: cgroupDirs, runtime, ...(cgroup?.dirs.memory === undefined ? {} : { memoryLimit: limitBytes }) };
-      fs.writeFileSync(path.join(runDir, 'guest.json'), JSON.stringify(record), { mode: 0o600 });
+      writeFileAtomic(path.join(runDir, 'guest.json'), JSON.stringify(record));
     }
 
     let ipcExit: GuestExit | null = null;
@@ -324,6 +330,11 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       },
     };
   } catch (err) {
+    if (started !== null) {
+      if (started.pid !== null) signal(started.pid, 'SIGKILL');
+      started.child.kill('SIGKILL');
+      await Promise.race([started.exit, new Promise((r) => setTimeout(r, 2000).unref())]);
+    }
     await releaseKernelResources();
     throw err;
   }
