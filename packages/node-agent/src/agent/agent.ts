@@ -279,7 +279,8 @@ export class Agent implements ConnectionHost {
         return this.result<'watch'>(req.id, {});
       }
       default:
-        return this.serialized(() => withCrashPoints(req.type, () => this.mutate(req, caller)));
+        // A full disk met anywhere in a call (a directory made, the sandbox's files) is STATE_DISK_FULL.
+        return this.serialized(() => withCrashPoints(req.type, () => this.disk.guardAsync(req.type, 0, () => this.mutate(req, caller))));
     }
   }
 

@@ -63,3 +63,60 @@ describe('StateStore', () => {
     expect(s.processes).toEqual({});
   });
 });
+
+describe('StateStore: the previous generation', () => {
+  it('rollback undoes the last commit, on disk and in memory (a refused call changes nothing)', () => {
+    const dir = tempDir();
+    const s = new StateStore(dir);
+    s.set(spec('a'));
+    const onDisk = fs.readFileSync(path.join(dir, 'state.json'), 'utf8');
+    s.set(spec('b'), { key: 'ed25519:k', type: 'start', body: 'd'.repeat(64), process: 'b' });
+    expect(s.lastCall).toEqual({ key: 'ed25519:k', type: 'start', body: 'd'.repeat(64), process: 'b', generation: 1 });
+    s.rollback();
+    expect([s.generation, Object.keys(s.processes)]).toEqual([1, ['a']]);
+    expect(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')).toBe(onDisk);
+    expect(new StateStore(dir).generation).toBe(1);
+    // The next commit goes on from there, and keeps a previous generation again.
+    expect(s.set(spec('c'))).toBe(2);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'state.json.prev'), 'utf8'))).toMatchObject({ generation: 1 });
+  });
+
+  it('a state.json that does not parse: the agent goes on from state.json.prev, says so, and keeps the broken file', () => {
+    const dir = tempDir();
+    const s = new StateStore(dir);
+    s.set(spec('a'));
+    s.set(spec('b'));
+    const file = path.join(dir, 'state.json');
+    const text = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, text.slice(0, 40)); // cut, as a disk that lied would leave it
+    const lines: string[] = [];
+    const again = new StateStore(dir, { report: (l) => lines.push(l) });
+    expect([again.generation, Object.keys(again.processes)]).toEqual([1, ['a']]);
+    expect(again.recovered).toMatch(/^state\.json does not parse .*kept as state\.json\.broken-.*recovered generation 1 from state\.json\.prev$/);
+    expect(lines).toEqual([expect.stringMatching(/^STATE FILE RECOVERED: /)]);
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('state.json.broken-')).map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))).toEqual([text.slice(0, 40)]);
+    // The recovered generation is the state file again: a third start reads it without a word.
+    expect(new StateStore(dir).recovered).toBeNull();
+  });
+
+  it('a spec edited by hand (its digest no longer matches) counts as broken too', () => {
+    const dir = tempDir();
+    const s = new StateStore(dir);
+    s.set(spec('a'));
+    s.set(spec('b'));
+    const file = path.join(dir, 'state.json');
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('"always"', '"never"'));
+    expect(new StateStore(dir).recovered).toMatch(/process \w: its spec does not match its digest/);
+  });
+
+  it('both generations broken: the agent refuses to start, naming both files and the fix', () => {
+    const dir = tempDir();
+    const s = new StateStore(dir);
+    s.set(spec('a'));
+    s.set(spec('b'));
+    fs.writeFileSync(path.join(dir, 'state.json'), '{"generation": 2, "proc');
+    fs.rmSync(path.join(dir, 'state.json.prev'));
+    fs.writeFileSync(path.join(dir, 'state.json.prev'), '');
+    expect(() => new StateStore(dir)).toThrow(expect.objectContaining({ code: 'INVALID_INPUT', message: expect.stringMatching(/state\.json: does not parse .* and state\.json\.prev .*does not parse.*move both aside/) }));
+  });
+});

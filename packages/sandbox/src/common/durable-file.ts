@@ -44,10 +44,19 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, opts: {
     if (opts.keepPrevious === true) linkPrevious(file);
     fs.renameSync(tmp, file);
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    removeQuietly(tmp);
     throw err;
   }
   fsyncDir(path.dirname(file));
+}
+
+/** Remove a temporary file after a failure; the failure is what is reported, not this. */
+function removeQuietly(file: string): void {
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    // not a file (something else stands there): the caller reports the failure that led here
+  }
 }
 
 /** `<file>.prev` becomes the current `file` (a hard link, made atomically); nothing when there is no file. */
@@ -63,7 +72,7 @@ function linkPrevious(file: string): void {
   try {
     fs.renameSync(tmp, `${file}.prev`);
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    removeQuietly(tmp);
     throw err;
   }
 }

@@ -1,0 +1,80 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { generateKeyPair } from '@lowcloud/api';
+import { AuditLog, verifyAuditLog } from './audit-log.js';
+
+// A file size limit on this test process (prlimit, no root needed) makes appends fail part-way,
+// as a full disk does: write(2) takes what fits, then fails.
+const limitFileSize = (bytes: number | 'unlimited') => execFileSync('prlimit', ['--pid', String(process.pid), `--fsize=${bytes}:`]);
+const dirs: string[] = [];
+afterEach(() => {
+  limitFileSize('unlimited');
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function newLog(): { file: string; log: AuditLog; reports: string[]; key: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-audit-'));
+  dirs.push(dir);
+  const id = generateKeyPair();
+  fs.writeFileSync(path.join(dir, 'agent.pub'), `${id.publicKey}\n`);
+  const reports: string[] = [];
+  const file = path.join(dir, 'audit.log');
+  return { file, log: new AuditLog(file, id, (m) => reports.push(m)), reports, key: id.publicKey };
+}
+
+const call = (n: number) => ({ key: 'ed25519:caller', type: 'start', process: `p${n}`, body: 'b'.repeat(64), generation: n });
+
+describe('AuditLog: an append is a whole line and its head, or nothing', () => {
+  it('an append cut short is rolled back: the log keeps its last whole line, verifies, and its chain does not move', () => {
+    const { file, log, reports } = newLog();
+    log.append(call(0));
+    const before = fs.readFileSync(file);
+    const head = fs.readFileSync(path.join(path.dirname(file), 'audit.head'));
+    limitFileSize(before.length + 100); // room for 100 bytes of a ~600-byte line
+    expect(() => log.append(call(1))).toThrow(expect.objectContaining({ code: 'EFBIG' }));
+    expect(fs.readFileSync(file)).toEqual(before);
+    expect(fs.readFileSync(path.join(path.dirname(file), 'audit.head'))).toEqual(head);
+    expect(fs.readdirSync(path.dirname(file)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    // The running log says so at once, and keeps saying it while appends fail.
+    expect(log.health()).toMatchObject({ writable: false, entries: 2, failures: 1, error: expect.stringContaining('EFBIG') });
+    expect(reports).toEqual([expect.stringMatching(/^AUDIT LOG CANNOT APPEND: .*audit\.log: .*EFBIG.*2 entries\)$/)]);
+    expect(() => log.append(call(1))).toThrow();
+    expect(log.health().failures).toBe(2);
+    // Room again: the next line chains to the last whole one (seq 3, no gap), and the log verifies.
+    limitFileSize('unlimited');
+    log.append(call(2));
+    expect(log.health()).toEqual({ writable: true, entries: 3, failures: 2 });
+    expect(reports.at(-1)).toMatch(/^audit log: appending works again/);
+    expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: 3 });
+  });
+
+  it('a line written whole whose head cannot be written is cut off again (a line without its head is no line)', () => {
+    const { file, log } = newLog();
+    log.append(call(0));
+    const before = fs.readFileSync(file);
+    const head = fs.readFileSync(path.join(path.dirname(file), 'audit.head'));
+    // The head's temporary file cannot be made (a directory stands where it goes).
+    const blocker = path.join(path.dirname(file), `audit.head.${process.pid}.tmp`);
+    fs.mkdirSync(blocker);
+    expect(() => log.append(call(1))).toThrow(expect.objectContaining({ code: 'EISDIR' }));
+    expect(fs.readFileSync(file)).toEqual(before);
+    expect(fs.readFileSync(path.join(path.dirname(file), 'audit.head'))).toEqual(head);
+    fs.rmdirSync(blocker);
+    log.append(call(1));
+    expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: 3 });
+  });
+
+  it('mend: the last saved call without its line gets one at start, marked recovered, once', () => {
+    const { file, log } = newLog();
+    log.append(call(0));
+    log.mend({ ...call(1), generation: 1 });
+    log.mend({ ...call(1), generation: 1 });
+    log.mend(call(0)); // has its line
+    const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; process?: string; recovered?: string });
+    expect(lines.map((l) => [l.type, l.process, l.recovered !== undefined])).toEqual([['segment', undefined, false], ['start', 'p0', false], ['start', 'p1', true]]);
+    expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: 3 });
+  });
+});
