@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, ftruncateSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, sha256Hex, specDigest, type AgentStatus, type ProcessSpec } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
-import { agentFixture, killAgent, startAgent, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import type { AgentClient } from '@lowcloud/api/client';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { runCli } from '../helpers/cli.js';
-import { alive, guest } from '../helpers/guests.js';
+import { guest } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 
 /**
@@ -17,7 +17,7 @@ import { machineFacts } from '../helpers/machine-facts.js';
  * the running guests); the audit log verifies; and the agent starts again, its guests re-attached.
  */
 const facts = machineFacts();
-const fx = agentFixture();
+const fx = useAgentFixture();
 const mnt = path.join(fx.dir, 'disk');
 const stateDir = path.join(mnt, 'state');
 const filler = path.join(mnt, 'filler');
@@ -91,25 +91,18 @@ async function verifyAudit(): Promise<void> {
   expect(r.code).toBe(0);
 }
 
-const connect = (a: RunningAgent) => AgentClient.connect(a.url, { pinnedKey: a.key, signer: fx.operator });
-
 describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own for the state directory)', () => {
   let base: ProcessSpec;
   beforeAll(async () => {
     kind = mountSmallDisk();
     process.stdout.write(`full-disk: the state directory is on ${kind}\n`);
     // No reserve for the first agent: every write path meets the full disk itself.
-    agent = await startAgent(stateDir, [fx.pubFile], { args: ['--state-reserve', '0B'] });
-    client = await connect(agent);
+    agent = await fx.start({ stateDir, args: ['--state-reserve', '0B'] });
+    client = await fx.connect(agent);
     base = await uploadSpec(client, 'keeper', guest('sleeper'));
     await client.start(base);
   });
-  afterAll(async () => {
-    client?.close();
-    if (agent !== undefined) await killAgent(agent);
-    // Also unmounts every filesystem mounted under the fixture's directory (this test's disk too).
-    fx.remove();
-  });
+  // The fixture's teardown unmounts every filesystem mounted under its directory (this disk too).
 
   it('at every level of free space from 0 to 12 KiB: each call is answered and saved, or refused with STATE_DISK_FULL and changes nothing', async () => {
     const sleeper = readFileSync(guest('sleeper'));
@@ -192,10 +185,10 @@ describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own f
     const before = await client.status();
     fillLeaving(0);
     client.close();
-    await killAgent(agent, 'SIGKILL');
+    await fx.kill(agent, 'SIGKILL');
     // Still full when it starts: the agent starts anyway (its start writes nothing it needs).
-    agent = await startAgent(stateDir, [fx.pubFile], { args: ['--state-reserve', '0B'] });
-    client = await connect(agent);
+    agent = await fx.start({ stateDir, args: ['--state-reserve', '0B'] });
+    client = await fx.connect(agent);
     const after = await client.status();
     expect(after.generation).toBe(before.generation);
     expect(after.processes.map((p) => [p.name, p.pid, p.state])).toEqual(before.processes.map((p) => [p.name, p.pid, 'running']));
@@ -205,9 +198,9 @@ describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own f
 
   it('with the default reserve (1 MiB), new work is refused before the disk is full, naming the directory and the space; a stop still goes through', async () => {
     client.close();
-    await killAgent(agent, 'SIGTERM');
-    agent = await startAgent(stateDir, [fx.pubFile]);
-    client = await connect(agent);
+    await fx.kill(agent, 'SIGTERM');
+    agent = await fx.start({ stateDir });
+    client = await fx.connect(agent);
     const st0 = await client.status();
     const running = st0.processes.map((p) => p.name);
     fillLeaving(512 * 1024);
