@@ -33,5 +33,6 @@ export type { KeyPair, RequestAuth } from './signing.js';
 export type { Request, Reply, Results, ResultType, Role, AgentStatus, ProcessStatus, ProcessState, AgentEvent } from './protocol/messages.js';
 export { requiredRole } from './protocol/messages.js';
 export { parseRequest } from './protocol/schema.js';
+export { channelBinding, helloProofData } from './protocol/handshake.js';
 export type { Capabilities, Enforcement, EnforcementLevel, EnforcementReport, ExitKind, Grant, GuestExit } from './protocol/report.js';
 export { ENFORCEMENT_LEVELS, GRANTS } from './protocol/report.js';

@@ -1,8 +1,3 @@
-export { Agent } from './agent/agent.js';
-export { SOFT_FRAME_LIMIT } from './agent/connection.js';
-export { DEFAULT_LIMITS, type NetworkLimits } from './agent/server.js';
-export type { AgentOptions } from './agent/agent.js';
-export { compileAgentOptions } from './options.js';
+// What other packages (and test/) use of @lowcloud/node-agent, by name; nothing else. The CLI's
+// commands are the separate entry @lowcloud/node-agent/cli.
 export { verifyAuditLog } from './agent/audit-log.js';
-export { ProcessSupervisor, backoffDelay, DEFAULT_BACKOFF } from './agent/supervisor.js';
-export type { BackoffPolicy, GuestRunner } from './agent/supervisor.js';

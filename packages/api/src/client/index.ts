@@ -1,11 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
-import { canonicalJson } from '../digest.js';
 import { ErrorCode, LowcloudError } from '../errors.js';
-import type { AgentEvent, AgentStatus, ChannelBinding, Reply, Request, RequestOf, RequestType, Results, Role } from '../protocol/messages.js';
+import { channelBinding, helloProofData } from '../protocol/handshake.js';
+import type { AgentEvent, AgentStatus, Reply, Request, RequestOf, RequestType, Results, Role } from '../protocol/messages.js';
 import { parseReply, parseResult } from '../protocol/replies.js';
 import { signRequest, verifyBytes, type KeyPair } from '../signing.js';
 import type { ProcessSpec } from '../spec.js';
@@ -18,26 +17,6 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Sent as the `Origin` header (tests of the agent's browser check). */
   origin?: string;
-}
-
-/** RFC 9266 `tls-exporter`: 32 bytes of keying material of this TLS session, under this label. */
-const TLS_EXPORTER_LABEL = 'EXPORTER-Channel-Binding';
-
-/**
- * What binds the agent's hello proof to one connection, as each side computes it from its own
- * socket. TLS: the session's exported keying material, which differs on each side of a relay that
- * terminates TLS, whatever certificate and key the relay holds. Plain ws:// (loopback only) has
- * nothing to bind to: `none` (a byte relay on loopback is a local process, which could as well read
- * the agent's state directory; port forwards such as `ssh -L` keep working).
- */
-export function channelBinding(socket: Socket): { kind: ChannelBinding; value: string } {
-  if (socket instanceof TLSSocket) return { kind: 'tls-exporter', value: `tls-exporter:${socket.exportKeyingMaterial(32, TLS_EXPORTER_LABEL, Buffer.alloc(0)).toString('hex')}` };
-  return { kind: 'none', value: 'none' };
-}
-
-/** What the agent's handshake proof covers: the client's challenge and the channel binding. */
-export function helloProofData(challenge: string, binding: string): string {
-  return canonicalJson({ purpose: 'lowcloud-agent-hello', challenge, binding });
 }
 
 type Pending = { type: RequestType; resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };

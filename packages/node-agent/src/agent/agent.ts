@@ -4,6 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import {
   bodyDigest,
+  helloProofData,
   ErrorCode,
   LowcloudError,
   publicSpec,
@@ -20,7 +21,6 @@ import {
   type ResultType,
   type Role,
 } from '@lowcloud/api';
-import { helloProofData } from '@lowcloud/api/client';
 import { probeCapabilities, sweepStaleFirewalls } from '@lowcloud/sandbox';
 import { AuditLog } from './audit-log.js';
 import { withCrashPoints } from './test-hooks.js';
@@ -31,7 +31,8 @@ import type { Caller, Connection, ConnectionHost } from './connection.js';
 import { loadOrCreateCertificate, loadOrCreateIdentity } from './identity.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { processPaths, SandboxRunner } from './runner.js';
-import { AgentListener, DEFAULT_LIMITS, type NetworkLimits } from './server.js';
+import { DEFAULT_LIMITS, type NetworkLimits } from './network-limits.js';
+import { AgentListener } from './server.js';
 import { secureStateDir } from './state-dir.js';
 import { StateDisk, type StateDiskSpace } from './state-disk.js';
 import { StateStore, type CallRecord } from './state-store.js';

@@ -1,8 +1,7 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { ErrorCode, LowcloudError, parseRequest, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
-import { channelBinding } from '@lowcloud/api/client';
-import type { AgentListener, NetworkLimits, Peer } from './server.js';
+import { channelBinding, ErrorCode, LowcloudError, parseRequest, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import type { NetworkLimits } from './network-limits.js';
 
 /** A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it. */
 export const SOFT_FRAME_LIMIT = 2 * 2 ** 20;
@@ -10,6 +9,30 @@ export const SOFT_FRAME_LIMIT = 2 * 2 ** 20;
 const SEND_QUEUE_CHECK_BYTES = 2 ** 20;
 /** Logs and event streams one connection may follow at once. */
 export const MAX_FOLLOWED = 64;
+
+/** One TCP connection, from accept on; a WebSocket `Connection` once upgraded. */
+export interface Peer {
+  readonly group: string;
+  authenticated: boolean;
+  /** Bytes received and not yet part of a finished message. */
+  buffered: number;
+  connection: Connection | null;
+  /** Closed to make room for a peer from a less crowded address (its 'close' is still to come). */
+  evicted: boolean;
+  socket: Socket;
+}
+
+/** What a connection needs of the listener that accepted it: the shared byte budgets and its peer's standing. */
+export interface ListenerSide {
+  /** Bytes in unfinished messages across all connections. */
+  buffered: number;
+  /** Over the shared budget for unfinished messages: close the connections holding the most. */
+  shed(): void;
+  /** Over the shared budget for queued replies: end the connections with the longest queues. */
+  shedSendQueues(): void;
+  /** The connection authenticated: it stops counting as unauthenticated. */
+  authenticated(peer: Peer): void;
+}
 
 /** A verified caller: its key and what that key may do here. */
 export interface Caller {
@@ -50,7 +73,7 @@ export class Connection {
     readonly ws: WebSocket,
     private readonly socket: Socket,
     private readonly peer: Peer,
-    private readonly listener: AgentListener,
+    private readonly listener: ListenerSide,
     private readonly limits: NetworkLimits,
     private readonly host: ConnectionHost,
   ) {

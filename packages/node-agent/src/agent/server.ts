@@ -4,75 +4,12 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ipaddr from 'ipaddr.js';
 import { WebSocketServer } from 'ws';
-import { Connection, type ConnectionHost } from './connection.js';
+import { Connection, type ConnectionHost, type ListenerSide, type Peer } from './connection.js';
+import type { NetworkLimits } from './network-limits.js';
 import type { NetworkUsage } from './metrics.js';
-
-/**
- * Every bound on what the network may make the agent hold. Nothing a peer sends is kept beyond
- * these; what would pass one is refused (the connection closed with a code saying which).
- */
-export interface NetworkLimits {
-  /** Largest message before the connection has authenticated (hello and authenticate are < 1 KiB). */
-  preAuthMessageBytes: number;
-  /** Largest message after; ws closes the connection (1009) at a frame header announcing more. */
-  messageBytes: number;
-  /** Bytes held in unfinished messages, summed over every connection. */
-  bufferedBytes: number;
-  /** Bytes queued to send to one peer that does not read them. */
-  sendBufferBytes: number;
-  /** Bytes queued to send, summed over every connection (followers of a busy log that never read). */
-  sendBufferTotalBytes: number;
-  connections: number;
-  /** Per client address (IPv6: per /64, which one host usually holds whole). */
-  connectionsPerAddress: number;
-  unauthenticatedPerAddress: number;
-  unauthenticated: number;
-  /** Messages an unauthenticated connection may send (hello, authenticate, a few errors). */
-  preAuthMessages: number;
-  /** From TCP accept to an authenticated connection: TLS, the HTTP upgrade, hello, authenticate. */
-  handshakeMs: number;
-  /** An authenticated connection with no message and nothing followed is closed after this. */
-  idleMs: number;
-  /** The agent pings every connection this often; one that missed the last pong is dropped. */
-  heartbeatMs: number;
-  /**
-   * New connections per second per client address (IPv6: /64), with a burst of twice as many;
-   * past it a connection is closed at accept, before its TLS handshake (~2.3 ms of CPU each) runs.
-   */
-  connectsPerSecondPerAddress: number;
-}
-
-export const DEFAULT_LIMITS: NetworkLimits = {
-  preAuthMessageBytes: 8 * 1024,
-  messageBytes: 16 * 2 ** 20,
-  bufferedBytes: 64 * 2 ** 20,
-  sendBufferBytes: 64 * 2 ** 20,
-  sendBufferTotalBytes: 128 * 2 ** 20,
-  connections: 1024,
-  connectionsPerAddress: 64,
-  unauthenticatedPerAddress: 16,
-  unauthenticated: 256,
-  preAuthMessages: 8,
-  handshakeMs: 10_000,
-  idleMs: 10 * 60_000,
-  heartbeatMs: 30_000,
-  connectsPerSecondPerAddress: 20,
-};
 
 /** Addresses whose connection rate is remembered at once (the oldest are forgotten past it). */
 const RATE_ENTRIES = 4096;
-
-/** One TCP connection, from accept on; a WebSocket `Connection` once upgraded. */
-export interface Peer {
-  readonly group: string;
-  authenticated: boolean;
-  /** Bytes received and not yet part of a finished message. */
-  buffered: number;
-  connection: Connection | null;
-  /** Closed to make room for a peer from a less crowded address (its 'close' is still to come). */
-  evicted: boolean;
-  socket: Socket;
-}
 
 export interface ListenerOptions {
   host: string;
@@ -102,7 +39,7 @@ export function addressGroup(address: string | undefined): string {
  * so that it can count and refuse connections per address before any byte reaches ws, refuse
  * browser origins, and give each connection its own message limit (small until it authenticates).
  */
-export class AgentListener {
+export class AgentListener implements ListenerSide {
   private readonly server: http.Server | https.Server;
   private readonly wss: WebSocketServer;
   private readonly peers = new Map<string, Peer>();
