@@ -133,6 +133,9 @@ function nftAsync(nft: string, args: string[], input?: string): Promise<void> {
       if (err === null) resolve();
       else reject(new Error(stderr.trim().split('\n')[0] || err.message));
     });
+    // nft may exit before it reads its input (EPIPE on this pipe): its exit status and stderr, in the
+    // callback above, say what went wrong; unhandled, the pipe's error would end the agent.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(input ?? '');
   });
 }
