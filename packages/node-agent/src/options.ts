@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { ErrorCode, LowcloudError, parsePublicKey, parseSize } from '@lowcloud/api';
-import type { AgentOptions } from './agent/agent.js';
+import type { AgentOptions } from './agent/agent-options.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './agent/logs.js';
 import { DEFAULT_BACKOFF } from './agent/supervisor.js';
 
