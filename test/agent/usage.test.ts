@@ -1,7 +1,8 @@
-import { readFileSync, symlinkSync } from 'node:fs';
+import { linkSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ProcessStatus } from '@lowcloud/api';
+import { ENTRY_BYTES, usageOf } from '@lowcloud/sandbox';
 import { AgentClient } from '@lowcloud/api/client';
 import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest, waitFor } from '../helpers/guests.js';
@@ -16,14 +17,14 @@ beforeAll(async () => {
   c = await fx.connect(agent);
 });
 
-const usageOf = async (name: string): Promise<NonNullable<ProcessStatus['usage']>> => {
+const statusUsage = async (name: string): Promise<NonNullable<ProcessStatus['usage']>> => {
   const p = (await c.status()).processes.find((x) => x.name === name);
   if (p?.usage === null || p?.usage === undefined) throw new Error(`${name} has no usage: ${JSON.stringify(p)}`);
   return p.usage;
 };
 
 describe('status: disk use is measured off the event loop and cached, with its time', () => {
-  it(`a guest with ${FILES} one-byte files in /data: status reports ${FILES} bytes (their sizes added), answers three times during one walk of the directory, and says when it last measured (within the last minute)`, async () => {
+  it(`a guest with ${FILES} one-byte files in /data and a hard link: status reports what the disk grant is charged (4096 per entry, the linked file's byte once, ${FILES * (ENTRY_BYTES + 1) + ENTRY_BYTES} bytes, the quota's own figure), answers three times during one walk of the directory, and says when it last measured (within the last minute)`, async () => {
     // The guest itself makes the files (one byte each) through its WASI filesystem.
     await c.start(await uploadSpec(c, 'many', guest('manyfiles'), { args: ['/data', String(FILES), '1'], grants: { disk: 1024 * 2 ** 20, network: { listen: [], connect: [] } } }));
     const log = path.join(fx.stateDir, 'logs/many.log');
@@ -34,14 +35,20 @@ describe('status: disk use is measured off the event loop and cached, with its t
         return false;
       }
     }, 180_000, `the guest to make ${FILES} files`);
-    await waitFor(async () => (await usageOf('many')).diskBytes === FILES, 30_000, `a disk figure of ${FILES} bytes`);
+    // A second name for one file: one more entry, its byte counted once.
+    const data = path.join(fx.stateDir, 'data/many');
+    linkSync(path.join(data, 'f0'), path.join(data, 'f0-link'));
+    const charged = FILES * (ENTRY_BYTES + 1) + ENTRY_BYTES;
+    await waitFor(async () => (await statusUsage('many')).diskBytes === charged, 60_000, `a disk figure of ${charged} bytes`);
+    // The figure the quota starts a guest from (sandbox's usageOf, walked synchronously): the same.
+    expect(usageOf(data)).toBe(charged);
 
     // The signal that status is not blocked by the walk: replies that say a walk of this very
     // directory is under way (a synchronous walk could never be observed in progress), several of
     // them during one walk (the same last measurement time in each).
     const during: string[] = [];
     await waitFor(async () => {
-      const u = await usageOf('many');
+      const u = await statusUsage('many');
       if (!u.diskMeasuring) {
         during.length = 0;
         return false;
@@ -50,18 +57,18 @@ describe('status: disk use is measured off the event loop and cached, with its t
       return during.length >= 3 && new Set(during).size === 1;
     }, 60_000, 'three status replies answered during one walk of the 50,000 files');
 
-    const u = await usageOf('many');
+    const u = await statusUsage('many');
     expect(u.diskMeasuredAt).not.toBeNull();
     expect(Date.now() - Date.parse(u.diskMeasuredAt as string)).toBeLessThan(60_000);
   });
 
-  it('the walk never follows a symlink (a link to / counts as nothing)', async () => {
-    const before = (await usageOf('many')).diskMeasuredAt as string;
+  it('the walk never follows a symlink (a link to / counts as one entry, never what it points to)', async () => {
+    const before = (await statusUsage('many')).diskMeasuredAt as string;
     symlinkSync('/', path.join(fx.stateDir, 'data/many/root-link'));
     // The next complete measurement after the link appeared.
-    await waitFor(async () => Date.parse((await usageOf('many')).diskMeasuredAt ?? '0') > Date.parse(before) + 1, 30_000, 'a new measurement');
-    await waitFor(async () => !(await usageOf('many')).diskMeasuring, 30_000, 'the walk to finish');
-    expect((await usageOf('many')).diskBytes).toBe(FILES);
+    await waitFor(async () => Date.parse((await statusUsage('many')).diskMeasuredAt ?? '0') > Date.parse(before) + 1, 30_000, 'a new measurement');
+    await waitFor(async () => !(await statusUsage('many')).diskMeasuring, 30_000, 'the walk to finish');
+    expect((await statusUsage('many')).diskBytes).toBe(FILES * (ENTRY_BYTES + 1) + 2 * ENTRY_BYTES);
     await c.stop('many', 500);
   });
 });

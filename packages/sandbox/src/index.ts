@@ -22,3 +22,4 @@ export { admit } from './host/admission.js';
 export { binaryKind, rewriteMemoryMax } from './wasm/module.js';
 export { NotWasmError, UnsupportedWorldError } from './errors.js';
 export { writeAll, writeFileAtomic, restorePrevious, appendWhole, truncateBack, fsyncDir } from './common/durable-file.js';
+export { usageOf, usageOfAsync, ENTRY_BYTES } from './common/usage.js';

@@ -1,57 +1,14 @@
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import type { ProcessStatus } from '@lowcloud/api';
-import { cpuSeconds, rssBytes } from '@lowcloud/sandbox';
+import { cpuSeconds, rssBytes, usageOfAsync } from '@lowcloud/sandbox';
 
-/** lstat calls in flight at once during a walk: the walk never holds the whole thread pool. */
-const LSTAT_BATCH = 32;
 export const DISK_INTERVAL_MS = 10_000;
-
-/**
- * Bytes under `dir` (apparent sizes of regular files), never following symlinks (a link to / must
- * not count /). Asynchronous and in small batches: the event loop keeps serving calls while a guest
- * with 50,000 files is walked.
- */
-export async function measureDisk(dir: string): Promise<number> {
-  let total = 0;
-  const stack = [dir];
-  while (stack.length > 0) {
-    const d = stack.pop() as string;
-    let entries;
-    try {
-      entries = await fsp.opendir(d, { bufferSize: LSTAT_BATCH });
-    } catch {
-      continue; // removed while walking, or not a directory: nothing to count there
-    }
-    let batch: string[] = [];
-    try {
-      for await (const e of entries) {
-        const p = path.join(d, e.name);
-        if (e.isDirectory()) stack.push(p);
-        else if (e.isFile()) batch.push(p);
-        if (batch.length >= LSTAT_BATCH) {
-          total += await sizes(batch);
-          batch = [];
-        }
-      }
-    } catch {
-      // The directory went away mid-listing (the guest removed it): count what was seen.
-    }
-    total += await sizes(batch);
-  }
-  return total;
-}
-
-async function sizes(files: string[]): Promise<number> {
-  // A file removed between the listing and its lstat counts 0.
-  const s = await Promise.all(files.map((f) => fsp.lstat(f).then((st) => st.size, () => 0)));
-  return s.reduce((a, b) => a + b, 0);
-}
 
 /**
  * The usage `status` reports, answered in O(processes) from what is known: CPU and memory are read
  * from /proc at the call (cheap), disk use from the last background measurement, with its time. One
- * measurement round walks the guests' data directories one after another, every `intervalMs`.
+ * measurement round walks the guests' data directories one after another, every `intervalMs`,
+ * asynchronously, by the disk grant's own rule (`usageOfAsync`: 4 KiB per entry plus each distinct
+ * file's bytes once), so `status` shows what the grant is charged.
  */
 export class UsageMonitor {
   private readonly disk = new Map<string, { bytes: number; at: number }>();
@@ -118,7 +75,7 @@ export class UsageMonitor {
       if (this.stopped) return;
       this.measuring = name;
       try {
-        this.disk.set(name, { bytes: await measureDisk(dir), at: Date.now() });
+        this.disk.set(name, { bytes: await usageOfAsync(dir), at: Date.now() });
       } finally {
         this.measuring = null;
       }
