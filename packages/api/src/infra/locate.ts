@@ -1,4 +1,4 @@
-import { isMap, isSeq, type Document, type LineCounter, type Node } from 'yaml';
+import { isMap, isSeq, type Document, type LineCounter, type Node, type Pair, type YAMLMap } from 'yaml';
 
 export interface Position {
   line: number;
@@ -16,7 +16,7 @@ export function locate(doc: Document, lines: LineCounter, path: readonly (string
   for (let i = 0; i < path.length; i++) {
     const seg = path[i];
     if (isMap(node)) {
-      const pair = node.items.find((p) => String((p.key as { value?: unknown } | null)?.value ?? p.key) === String(seg));
+      const pair = pairsByKey(node).get(String(seg));
       if (pair === undefined) break;
       const last = i === path.length - 1;
       if (last && key && pair.key !== null && typeof pair.key === 'object') {
@@ -36,4 +36,20 @@ export function locate(doc: Document, lines: LineCounter, path: readonly (string
   const offset = best?.range?.[0] ?? 0;
   const p = lines.linePos(offset);
   return { line: p.line, column: p.col };
+}
+
+const indexes = new WeakMap<YAMLMap, Map<string, Pair>>();
+
+/** A mapping's pairs by key (the first of duplicates), built once: one lookup per diagnostic, not a scan. */
+function pairsByKey(map: YAMLMap): Map<string, Pair> {
+  let index = indexes.get(map);
+  if (index === undefined) {
+    index = new Map();
+    for (const p of map.items) {
+      const k = String((p.key as { value?: unknown } | null)?.value ?? p.key);
+      if (!index.has(k)) index.set(k, p);
+    }
+    indexes.set(map, index);
+  }
+  return index;
 }

@@ -1,0 +1,201 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseDocument } from 'yaml';
+import { InvalidInputError } from '../errors.js';
+import { fastLoad } from './fast-load.js';
+import { parseInfra, parseWithPositions } from './parse.js';
+
+/*
+ * The fast path (js-yaml, for valid files) and the `yaml` path (positions, for errors) must read
+ * every file the same way: the same document, or the same errors. Files are generated with the
+ * YAML that reads differently between libraries and YAML versions.
+ */
+
+/** Scalars that YAML 1.1, YAML 1.2 and the two libraries are known to read differently. */
+const TRICKY = ['yes', 'no', 'on', 'off', 'y', 'n', 'True', 'TRUE', 'tRue', 'false', '~', 'null', 'Null', 'nULL', '', '0o17', '017', '0x1F', '0b101', '1_000', '+12', '-0', '1.2.3', '1.10', '1.', '.5', '1e3', '1E+3', '1e400', '.inf', '-.Inf', '.NaN', '2001-12-14', '2001-12-14T21:59:43.10-05:00', '12:30:00', '64MiB', '64MB', '64', 'a b', 'x#y', 'it\'s', 'a: b', '- x', '[x]', '{x}', '<<', '*x', '&x', '!x', '%x', '@x', '"q"', "'q'", 'é', '\\t'];
+
+const plain = fc.constantFrom(...TRICKY);
+
+/** Mostly a value the schema takes, sometimes anything: both valid and invalid files are cases. */
+const mostly = <T>(valid: fc.Arbitrary<T>, other: fc.Arbitrary<T>) => fc.oneof({ arbitrary: valid, weight: 24 }, { arbitrary: other, weight: 1 });
+
+/** One scalar written plain, single-quoted or double-quoted (a plain write of an unsafe string may be a syntax error: that is a case too). */
+const scalar = (values: fc.Arbitrary<string>) =>
+  fc.tuple(values, fc.constantFrom('plain', 'single', 'double')).map(([v, style]) =>
+    style === 'plain' ? v : style === 'single' ? `'${v.replace(/'/g, "''")}'` : JSON.stringify(v),
+  );
+
+const name = mostly(fc.constantFrom('m1', 'm2', 'web', 'db', 'a.b', '1', '01', 'true'), fc.constantFrom('null', '~', 'Web', '<<', '"web"', "'db'"));
+const size = scalar(mostly(fc.constantFrom('64MiB', '1GiB', '512KB', '1.5GiB', '64 MiB'), fc.constantFrom('64', 'big', '0o17')));
+const number = mostly(fc.constantFrom('0.5', '1', '2', '.5', '1e0', '0x2', '0o1', '1.', '+2'), fc.constantFrom('-1', '1_0', 'one', '~', 'yes', '.inf', '"1"'));
+const port = mostly(fc.constantFrom('80', '7000', '0x50', '0o17', '+443'), fc.constantFrom('65536', '1_000', '"80"', '~', '80.0'));
+
+type Style = 'block' | 'flow';
+
+/** A mapping written in block or flow style at an indentation. */
+function mapping(pairs: [string, string | Node][], style: Style, indent: string): string {
+  if (style === 'flow' || pairs.length === 0) return `{ ${pairs.map(([k, v]) => `${k}: ${typeof v === 'string' ? v : flow(v)}`).join(', ')} }`;
+  return pairs.map(([k, v]) => (typeof v === 'string' ? `\n${indent}${k}: ${v}` : `\n${indent}${k}:${render(v, `${indent}  `)}`)).join('');
+}
+
+interface Node {
+  kind: 'map' | 'seq';
+  style: Style;
+  items: [string, string | Node][];
+  anchor?: string;
+}
+
+function flow(n: Node): string {
+  const anchor = n.anchor === undefined ? '' : `&${n.anchor} `;
+  if (n.kind === 'seq') return `${anchor}[${n.items.map(([, v]) => (typeof v === 'string' ? v : flow(v))).join(', ')}]`;
+  return `${anchor}${mapping(n.items, 'flow', '')}`;
+}
+
+function render(n: Node, indent: string): string {
+  const anchor = n.anchor === undefined ? '' : ` &${n.anchor}`;
+  if (n.style === 'flow' || n.items.length === 0) return ` ${flow(n)}`;
+  if (n.kind === 'seq') return `${anchor}${n.items.map(([, v]) => `\n${indent}- ${typeof v === 'string' ? v : flow(v)}`).join('')}`;
+  return `${anchor}${mapping(n.items, 'block', indent)}`;
+}
+
+const style = fc.constantFrom<Style>('block', 'block', 'flow');
+const node = (kind: Node['kind'], items: fc.Arbitrary<[string, string | Node][]>, anchor = false): fc.Arbitrary<Node> =>
+  fc.record({ kind: fc.constant(kind), style, items, ...(anchor ? { anchor: fc.option(fc.constant('g'), { nil: undefined }) } : {}) }) as fc.Arbitrary<Node>;
+
+const entries = (arbs: Record<string, fc.Arbitrary<string | Node>>) =>
+  fc.subarray(Object.keys(arbs)).chain((keys) =>
+    keys.length === 0 ? fc.constant([] as [string, string | Node][]) : fc.tuple(...keys.map((k) => (arbs[k] as fc.Arbitrary<string | Node>).map((v): [string, string | Node] => [k, v]))),
+  );
+
+const grants = node(
+  'map',
+  entries({
+    cpu: number,
+    memory: size,
+    disk: size,
+    network: node('map', entries({ listen: node('seq', fc.array(port, { maxLength: 2 }).map((ps) => ps.map((p): [string, string] => ['', p]))), udp: mostly(fc.constantFrom('true', 'false', 'True', 'FALSE'), scalar(plain)), connect: node('seq', fc.array(scalar(mostly(fc.constantFrom('db:5432', '10.0.0.0/8:53', '[::1]:80'), fc.constantFrom('x', '1.2.3.4'))), { maxLength: 2 }).map((cs) => cs.map((c): [string, string] => ['', c]))) })),
+  }),
+  true,
+);
+
+const processEntry = (machines: string[]) =>
+  node(
+    'map',
+    fc.tuple(
+      entries({
+        machine: mostly(fc.constantFrom(...machines), fc.constantFrom('nowhere', '~', 'yes')),
+        binary: scalar(mostly(fc.constantFrom('app.wasm', 'bin/app.wasm'), fc.constantFrom('yes', '0o17', '~'))),
+        args: node('seq', fc.array(mostly(scalar(fc.constantFrom('--port', '7000', 'a b', 'x#y', '2001-12-14')).map((a) => (/^[0-9]/.test(a) ? `"${a}"` : a)), scalar(plain)), { maxLength: 3 }).map((as) => as.map((a): [string, string] => ['', a]))),
+        env: node('map', fc.array(fc.tuple(scalar(mostly(fc.constantFrom('LOG', 'MODE', 'on', '1', 'Y'), fc.constantFrom('null', '~', '<<', ''))), mostly(fc.constantFrom('info', '"yes"', "'0o17'", '"1.10"', 'debug mode', '""'), scalar(plain))), { maxLength: 3 })),
+        config: node('map', fc.array(fc.tuple(scalar(mostly(fc.constantFrom('/etc/a.toml', '/x y', '/etc/yes'), fc.constantFrom('etc/b', '~'))), scalar(fc.constantFrom('a.toml', '2001-12-14'))), { maxLength: 2 })),
+        grants,
+        restart: scalar(mostly(fc.constantFrom('always', 'on-failure', 'never'), fc.constantFrom('no', 'yes', 'Never'))),
+      }),
+      mostly(fc.constant('none'), fc.constantFrom('alias', 'merge', 'duplicate')),
+    ).map(([items, extra]): [string, string | Node][] => {
+      if (extra === 'alias') return [...items, ['grants', '*g']];
+      if (extra === 'merge') return [['<<', '*g'], ...items];
+      if (extra === 'duplicate' && items.length > 0) return [...items, items[0] as [string, string | Node]];
+      return items;
+    }),
+  );
+
+/** Changes that may break the file's YAML: a tab, an unclosed bracket, a wrongly indented line. */
+const damage = mostly(fc.constant('none'), fc.constantFrom('tab', 'bracket', 'dedent', 'quote', 'directive', 'document', 'bom', 'crlf'));
+
+const infraFile = fc
+  .tuple(fc.uniqueArray(name, { minLength: 1, maxLength: 3 }), mostly(fc.constantFrom('1', '0x1', '1.0', '+1', '0o1'), fc.constantFrom('2', '"1"', '~', 'yes')), style, style, mostly(fc.constant(false), fc.constant(true)), damage, fc.nat(1000))
+  .chain(([machines, version, mStyle, pStyle, duplicateMachine, dmg, where]) =>
+    fc.tuple(
+      fc.tuple(...machines.map(() => node('map', entries({ agent: scalar(mostly(fc.constant('local'), fc.constantFrom('ws://127.0.0.1:7000', 'wss://x:1', 'yes'))), region: mostly(scalar(fc.constantFrom('eu', 'us-1', 'yes', 'no', '2001-12-14', '1.2.3')).map((r) => (r === 'yes' || r === 'no' || /^[0-9]/.test(r) ? `'${r}'` : r)), scalar(plain)), capacity: node('map', entries({ cpu: number, memory: size })) })))),
+      fc.uniqueArray(name, { maxLength: 3 }).chain((ps) => fc.tuple(fc.constant(ps), fc.tuple(...ps.map(() => processEntry(machines))))),
+    ).map(([ms, [ps, specs]]) => {
+      const machineItems: [string, Node][] = machines.map((m, i) => [m, ms[i] as Node]);
+      if (duplicateMachine) machineItems.push(machineItems[0] as [string, Node]);
+      let text = `version: ${version}\nmachines:${render({ kind: 'map', style: mStyle, items: machineItems }, '  ')}\n`;
+      if (ps.length > 0) text += `processes:${render({ kind: 'map', style: pStyle, items: ps.map((p, i) => [p, specs[i] as Node]) }, '  ')}\n`;
+      return breakText(text, dmg, where);
+    }),
+  );
+
+function breakText(text: string, how: string, where: number): string {
+  const lines = text.split('\n');
+  const i = 1 + (where % Math.max(1, lines.length - 2));
+  const line = lines[i] ?? '';
+  switch (how) {
+    case 'tab':
+      lines[i] = line.replace(/^ {2}/, '\t');
+      break;
+    case 'bracket':
+      lines[i] = `${line} [`;
+      break;
+    case 'dedent':
+      lines[i] = line.trimStart();
+      break;
+    case 'quote':
+      lines[i] = `${line} "x`;
+      break;
+    case 'directive':
+      return `%YAML 1.1\n---\n${text}`;
+    case 'document':
+      return `${text}---\nversion: 1\n`;
+    case 'bom':
+      return `\ufeff${text}`;
+    case 'crlf':
+      return text.replace(/\n/g, '\r\n');
+  }
+  return lines.join('\n');
+}
+
+type Outcome = { value: unknown } | { errors: unknown } | { thrown: string };
+
+function outcome(read: () => { value: unknown }): Outcome {
+  try {
+    return { value: read().value };
+  } catch (err) {
+    if (err instanceof InvalidInputError) return { errors: err.diagnostics };
+    return { thrown: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+describe('parseInfra: the fast path and the yaml path agree', () => {
+  it('on generated infra files (anchors, merge keys, flow and block styles, quoting, version-like numbers, yes/no, timestamps, duplicate keys, broken YAML)', () => {
+    let fast = 0;
+    let valid = 0;
+    fc.assert(
+      fc.property(infraFile, (text) => {
+        const both = outcome(() => parseInfra(text, 'infra.yaml'));
+        const slow = outcome(() => parseWithPositions(text, 'infra.yaml'));
+        expect(both).toEqual(slow);
+        if ('value' in slow) valid++;
+        const f = fastLoad(text);
+        if (f !== null && 'value' in slow) {
+          fast++;
+          expect(f.value).toEqual(slow.value);
+          // Positions for later diagnostics come from the yaml path, the same as without the fast path.
+          const at = (p: { at: (path: string[], m: string) => unknown }) => p.at(['processes', 'web', 'machine'], 'x');
+          expect(at(parseInfra(text, 'infra.yaml'))).toEqual(at(parseWithPositions(text, 'infra.yaml')));
+        }
+      }),
+      { numRuns: Number(process.env.PARSE_RUNS ?? 600) },
+    );
+    if (process.env.PARSE_RUNS !== undefined) console.log({ valid, fast });
+    // The property is only worth something if both paths were exercised.
+    expect(valid).toBeGreaterThan(20);
+    expect(fast).toBeGreaterThan(10);
+  });
+
+  it('reads tricky scalars, keys and block scalars as the yaml library does, or leaves them to it', () => {
+    let read = 0;
+    for (const v of TRICKY) {
+      for (const text of [`x: ${v}\n`, `${v}: x\n`, `x: [${v}]\n`, `x: {${v}: 1}\n`, `x: |\n  ${v}\n`, `x: >-\n  ${v}\n\n  ${v}\n`]) {
+        const f = fastLoad(text);
+        const doc = parseDocument(text, { uniqueKeys: false });
+        if (f === null || doc.errors.length > 0) continue;
+        read++;
+        expect(f.value, text).toEqual(doc.toJS({ maxAliasCount: 100 }));
+      }
+    }
+    expect(read).toBeGreaterThan(150);
+  });
+});
