@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import { generateKeyPair, LowcloudError, privateKeyPem } from '@lowcloud/api';
+import { generateKeyPair, privateKeyPem } from '@lowcloud/api';
 import { Agent } from './agent/agent.js';
+import { KeyExistsError } from './errors.js';
 import { verifyAuditCommand } from './agent/audit-log.js';
 import { compileAgentOptions, type RawAgentFlags } from './options.js';
 
@@ -71,7 +72,7 @@ Examples:
     .action((o: { out: string }) => {
       try {
         for (const f of [`${o.out}.key`, `${o.out}.pub`]) {
-          if (fs.existsSync(f)) throw new LowcloudError('INVALID_INPUT', `${f} already exists; refusing to overwrite a key`);
+          if (fs.existsSync(f)) throw new KeyExistsError(f);
         }
         const pair = generateKeyPair();
         fs.writeFileSync(`${o.out}.key`, privateKeyPem(pair.privateKey), { mode: 0o600 });

@@ -59,3 +59,73 @@ export function isNoSpace(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
+
+/** A flag of `lowcloud agent` that cannot be used as given (names the flag and the fix). */
+export class AgentFlagError extends LowcloudError {
+  override name = 'AgentFlagError';
+
+  constructor(
+    readonly flag: string,
+    message: string,
+    code: typeof ErrorCode.INVALID_INPUT | typeof ErrorCode.FILE_NOT_FOUND = ErrorCode.INVALID_INPUT,
+  ) {
+    super(code, message, { details: { flag } });
+  }
+}
+
+/** The codes a call's authentication can fail with. */
+export type AuthErrorCode = typeof ErrorCode.UNAUTHENTICATED | typeof ErrorCode.UNKNOWN_KEY | typeof ErrorCode.BAD_SIGNATURE | typeof ErrorCode.FORBIDDEN | typeof ErrorCode.EXPIRED | typeof ErrorCode.REPLAYED | typeof ErrorCode.STALE_GENERATION;
+
+/** A call refused before it runs: unsigned, an unknown key, a bad signature, a read key writing, expired, replayed, stale. */
+export class CallAuthError extends LowcloudError {
+  override name = 'CallAuthError';
+
+  constructor(code: AuthErrorCode, message: string, options?: { details?: Record<string, unknown> }) {
+    super(code, message, options);
+  }
+}
+
+/** A put-blob chunk the agent does not take as sent (too large, at the wrong offset, past its size). */
+export class BlobChunkError extends LowcloudError {
+  override name = 'BlobChunkError';
+
+  constructor(message: string, details?: Record<string, unknown>) {
+    super(ErrorCode.INVALID_INPUT, message, details === undefined ? undefined : { details });
+  }
+}
+
+/** A completed blob whose bytes do not hash to its name: nothing is stored. */
+export class DigestMismatchError extends LowcloudError {
+  override name = 'DigestMismatchError';
+
+  constructor(expected: string, actual: string) {
+    super(ErrorCode.DIGEST_MISMATCH, `put-blob: the bytes hash to ${actual}, not ${expected}; nothing was stored`, { details: { expected, actual } });
+  }
+}
+
+/** A start or replace-config that does not fit the process as it is (another spec runs; more than config changes). */
+export class SpecConflictError extends LowcloudError {
+  override name = 'SpecConflictError';
+
+  constructor(readonly process: string, message: string) {
+    super(ErrorCode.INVALID_INPUT, message, { details: { process } });
+  }
+}
+
+/** A connection asked to follow more logs and event streams than it may at once. */
+export class TooManyFollowedError extends LowcloudError {
+  override name = 'TooManyFollowedError';
+
+  constructor(max: number) {
+    super(ErrorCode.INVALID_INPUT, `a connection may follow at most ${max} logs and event streams at once; close one first`, { details: { max } });
+  }
+}
+
+/** `lowcloud keygen` would overwrite a key file. */
+export class KeyExistsError extends LowcloudError {
+  override name = 'KeyExistsError';
+
+  constructor(readonly file: string) {
+    super(ErrorCode.INVALID_INPUT, `${file} already exists; refusing to overwrite a key`, { details: { file } });
+  }
+}

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
-import { ErrorCode, LowcloudError, parsePublicKey, parseSize } from '@lowcloud/api';
+import { ErrorCode, parsePublicKey, parseSize } from '@lowcloud/api';
 import type { AgentOptions } from './agent/agent-options.js';
+import { AgentFlagError } from './errors.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './agent/logs.js';
 import { DEFAULT_BACKOFF } from './agent/supervisor.js';
 
@@ -26,21 +27,21 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
 export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const { host, port } = hostPort('--listen', raw.listen);
   if (raw.insecureLoopback === true && !LOOPBACK.test(host)) {
-    throw new LowcloudError(ErrorCode.INVALID_INPUT, `--insecure-loopback: plain ws:// is only allowed on loopback, not ${host}; drop the flag to serve wss://`);
+    throw new AgentFlagError('--insecure-loopback', `--insecure-loopback: plain ws:// is only allowed on loopback, not ${host}; drop the flag to serve wss://`);
   }
   const trusted = readKeys('--trust', raw.trust);
   const trustedRead = readKeys('--trust-read', raw.trustRead).filter((k) => !trusted.includes(k));
   const metrics = raw.metricsListen === 'off' ? null : hostPort('--metrics-listen', raw.metricsListen);
   for (const o of raw.allowOrigin) {
-    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--allow-origin ${o}: give an origin as a browser sends it, scheme://host[:port] with no path, e.g. https://ops.example.com`);
+    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new AgentFlagError('--allow-origin', `--allow-origin ${o}: give an origin as a browser sends it, scheme://host[:port] with no path, e.g. https://ops.example.com`);
   }
   const logs = compileLogLimits(raw);
   const connectRate = raw.connectRate === undefined ? undefined : Number(raw.connectRate);
   if (connectRate !== undefined && (!Number.isInteger(connectRate) || connectRate < 1 || connectRate > 100_000)) {
-    throw new LowcloudError(ErrorCode.INVALID_INPUT, `--connect-rate ${raw.connectRate}: write a whole number of new connections per second per client address, from 1 to 100000`);
+    throw new AgentFlagError('--connect-rate', `--connect-rate ${raw.connectRate}: write a whole number of new connections per second per client address, from 1 to 100000`);
   }
   const maxBlobBytes = raw.maxBlobSize === undefined ? undefined : parseSize(raw.maxBlobSize, '--max-blob-size');
-  if (maxBlobBytes !== undefined && maxBlobBytes < 1) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--max-blob-size ${raw.maxBlobSize}: must be at least 1B`);
+  if (maxBlobBytes !== undefined && maxBlobBytes < 1) throw new AgentFlagError('--max-blob-size', `--max-blob-size ${raw.maxBlobSize}: must be at least 1B`);
   const stateReserveBytes = raw.stateReserve === undefined ? undefined : parseSize(raw.stateReserve, '--state-reserve');
   const diskMs = env.LOWCLOUD_DISK_INTERVAL_MS === undefined ? undefined : Number(env.LOWCLOUD_DISK_INTERVAL_MS);
   const base = env.LOWCLOUD_BACKOFF_BASE_MS === undefined ? undefined : Number(env.LOWCLOUD_BACKOFF_BASE_MS);
@@ -66,17 +67,17 @@ function compileLogLimits(raw: RawAgentFlags): LogLimits {
   const maxBytes = raw.logMaxBytes === undefined ? DEFAULT_LOG_LIMITS.maxBytes : parseSize(raw.logMaxBytes, '--log-max-bytes');
   const keep = raw.logKeep === undefined ? DEFAULT_LOG_LIMITS.keep : Number(raw.logKeep);
   const totalBytes = raw.logTotal === undefined ? DEFAULT_LOG_LIMITS.totalBytes : parseSize(raw.logTotal, '--log-total');
-  if (maxBytes < 1) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--log-max-bytes ${raw.logMaxBytes}: must be at least 1B`);
-  if (!Number.isInteger(keep) || keep < 0 || keep > 100) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--log-keep ${raw.logKeep}: write a whole number of rotated files from 0 to 100`);
-  if (totalBytes < maxBytes) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--log-total ${raw.logTotal}: must be at least --log-max-bytes (${maxBytes} bytes)`);
+  if (maxBytes < 1) throw new AgentFlagError('--log-max-bytes', `--log-max-bytes ${raw.logMaxBytes}: must be at least 1B`);
+  if (!Number.isInteger(keep) || keep < 0 || keep > 100) throw new AgentFlagError('--log-keep', `--log-keep ${raw.logKeep}: write a whole number of rotated files from 0 to 100`);
+  if (totalBytes < maxBytes) throw new AgentFlagError('--log-total', `--log-total ${raw.logTotal}: must be at least --log-max-bytes (${maxBytes} bytes)`);
   return { maxBytes, keep, totalBytes };
 }
 
 function hostPort(flag: string, value: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value);
-  if (m === null) throw new LowcloudError(ErrorCode.INVALID_INPUT, `${flag} ${value}: write HOST:PORT, e.g. 0.0.0.0:7443 or 127.0.0.1:0`);
+  if (m === null) throw new AgentFlagError(flag, `${flag} ${value}: write HOST:PORT, e.g. 0.0.0.0:7443 or 127.0.0.1:0`);
   const port = Number(m[2]);
-  if (port > 65535) throw new LowcloudError(ErrorCode.INVALID_INPUT, `${flag} ${value}: port ${port} is out of range`);
+  if (port > 65535) throw new AgentFlagError(flag, `${flag} ${value}: port ${port} is out of range`);
   return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port };
 }
 
@@ -97,6 +98,6 @@ function readTrustFile(flag: string, file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch {
-    throw new LowcloudError(ErrorCode.FILE_NOT_FOUND, `${flag} ${file}: cannot read it; give a .pub file made by \`lowcloud keygen\` or an ed25519:... key`);
+    throw new AgentFlagError(flag, `${flag} ${file}: cannot read it; give a .pub file made by \`lowcloud keygen\` or an ed25519:... key`, ErrorCode.FILE_NOT_FOUND);
   }
 }

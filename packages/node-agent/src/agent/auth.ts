@@ -1,4 +1,5 @@
-import { ErrorCode, LowcloudError, requiredRole, verifyRequest, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { ErrorCode, requiredRole, verifyRequest, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { CallAuthError } from '../errors.js';
 
 /** How far a request's timestamp may be from the agent's clock. */
 export const MAX_SKEW_MS = 5 * 60_000;
@@ -22,24 +23,25 @@ export class RequestAuthenticator {
 
   check(req: Exclude<Request, { type: 'hello' }>): { key: string; role: Role; auth: RequestAuth } {
     const needed = requiredRole(req.type);
+    // Programmer error: the connection answers hello itself and never hands it here.
     if (needed === null) throw new Error(`${req.type} is not a signed call`);
     const auth = req.auth;
-    if (auth === undefined) throw new LowcloudError(ErrorCode.UNAUTHENTICATED, `${req.type} must be signed by a trusted key (every call but hello is)`);
+    if (auth === undefined) throw new CallAuthError(ErrorCode.UNAUTHENTICATED, `${req.type} must be signed by a trusted key (every call but hello is)`);
     const role = this.trusted.get(auth.key);
-    if (role === undefined) throw new LowcloudError(ErrorCode.UNKNOWN_KEY, `key ${auth.key} is not trusted by this agent (add it with --trust, or --trust-read for reads only)`);
-    if (!verifyRequest(req, this.agent, auth)) throw new LowcloudError(ErrorCode.BAD_SIGNATURE, `the signature of ${req.type} does not verify (tampered, or signed for another agent)`);
+    if (role === undefined) throw new CallAuthError(ErrorCode.UNKNOWN_KEY, `key ${auth.key} is not trusted by this agent (add it with --trust, or --trust-read for reads only)`);
+    if (!verifyRequest(req, this.agent, auth)) throw new CallAuthError(ErrorCode.BAD_SIGNATURE, `the signature of ${req.type} does not verify (tampered, or signed for another agent)`);
     if (needed === 'write' && role !== 'write') {
-      throw new LowcloudError(ErrorCode.FORBIDDEN, `key ${auth.key} may only read on this agent (--trust-read); ${req.type} needs a key given with --trust`);
+      throw new CallAuthError(ErrorCode.FORBIDDEN, `key ${auth.key} may only read on this agent (--trust-read); ${req.type} needs a key given with --trust`);
     }
     const now = this.now();
     if (Math.abs(now - auth.timestamp) > MAX_SKEW_MS) {
-      throw new LowcloudError(ErrorCode.EXPIRED, `${req.type} is timestamped ${new Date(auth.timestamp).toISOString()}, more than 5 minutes from the agent's clock`);
+      throw new CallAuthError(ErrorCode.EXPIRED, `${req.type} is timestamped ${new Date(auth.timestamp).toISOString()}, more than 5 minutes from the agent's clock`);
     }
     if (now - this.lastSweep > 10_000) {
       this.lastSweep = now;
       for (const [n, t] of this.seen) if (Math.abs(now - t) > MAX_SKEW_MS) this.seen.delete(n);
     }
-    if (this.seen.has(auth.nonce)) throw new LowcloudError(ErrorCode.REPLAYED, `${req.type} was already received (nonce ${auth.nonce.slice(0, 8)}...)`);
+    if (this.seen.has(auth.nonce)) throw new CallAuthError(ErrorCode.REPLAYED, `${req.type} was already received (nonce ${auth.nonce.slice(0, 8)}...)`);
     this.seen.set(auth.nonce, auth.timestamp);
     return { key: auth.key, role, auth };
   }
@@ -48,7 +50,7 @@ export class RequestAuthenticator {
   static checkGeneration(req: Request, auth: RequestAuth, generation: number): void {
     if (req.type === 'put-blob' || requiredRole(req.type) !== 'write') return;
     if (auth.generation !== generation) {
-      throw new LowcloudError(ErrorCode.STALE_GENERATION, `${req.type} was made against generation ${auth.generation}, the agent is at ${generation}; re-read status and retry`, {
+      throw new CallAuthError(ErrorCode.STALE_GENERATION, `${req.type} was made against generation ${auth.generation}, the agent is at ${generation}; re-read status and retry`, {
         details: { expected: generation, got: auth.generation },
       });
     }

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ErrorCode, LowcloudError } from '@lowcloud/api';
 import { fsyncDir, truncateBack, writeAll } from '@lowcloud/sandbox';
+import { BlobChunkError, DigestMismatchError } from '../errors.js';
 import { StateDisk } from './state-disk.js';
 
 /** Default cap on one blob's declared size (`lowcloud agent --max-blob-size`). */
@@ -64,18 +64,14 @@ export class BlobStore {
   async put(digest: string, size: number, offset: number, data: Buffer): Promise<boolean> {
     if (this.has(digest)) return true;
     if (size > this.maxBytes) {
-      throw new LowcloudError(ErrorCode.INVALID_INPUT, `put-blob ${digest.slice(0, 12)}: ${size} bytes is more than this agent takes in one blob (${this.maxBytes}); raise it with lowcloud agent --max-blob-size`, {
-        details: { size, maxBytes: this.maxBytes },
-      });
+      throw new BlobChunkError(`put-blob ${digest.slice(0, 12)}: ${size} bytes is more than this agent takes in one blob (${this.maxBytes}); raise it with lowcloud agent --max-blob-size`, { size, maxBytes: this.maxBytes });
     }
     const partial = path.join(this.partialDir, digest);
     const have = this.partials.get(digest) ?? 0;
     if (offset !== have) {
-      throw new LowcloudError(ErrorCode.INVALID_INPUT, `put-blob ${digest.slice(0, 12)}: offset ${offset}, but the agent has ${have} bytes; resume from ${have}`, {
-        details: { expectedOffset: have },
-      });
+      throw new BlobChunkError(`put-blob ${digest.slice(0, 12)}: offset ${offset}, but the agent has ${have} bytes; resume from ${have}`, { expectedOffset: have });
     }
-    if (offset + data.length > size) throw new LowcloudError(ErrorCode.INVALID_INPUT, `put-blob ${digest.slice(0, 12)}: more bytes than the declared size ${size}`);
+    if (offset + data.length > size) throw new BlobChunkError(`put-blob ${digest.slice(0, 12)}: more bytes than the declared size ${size}`);
     // 0644 inside 0700 directories: a guest host, as its own uid, reads its config blobs through
     // a bind mount of just that file; nothing else can reach them.
     const fd = fs.openSync(partial, 'a', 0o644);
@@ -105,7 +101,7 @@ export class BlobStore {
     this.partials.delete(digest);
     if (actual !== digest) {
       fs.rmSync(partial, { force: true });
-      throw new LowcloudError(ErrorCode.DIGEST_MISMATCH, `put-blob: the bytes hash to ${actual}, not ${digest}; nothing was stored`, { details: { expected: digest, actual } });
+      throw new DigestMismatchError(digest, actual);
     }
     fs.renameSync(partial, this.path(digest));
     fsyncDir(this.dir);

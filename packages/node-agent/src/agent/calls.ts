@@ -15,7 +15,7 @@ import {
   type ResultType,
 } from '@lowcloud/api';
 import { probeCapabilities } from '@lowcloud/sandbox';
-import { BlobMissingError, ProcessNotFoundError } from '../errors.js';
+import { BlobMissingError, ProcessNotFoundError, SpecConflictError } from '../errors.js';
 import { RequestAuthenticator } from './auth.js';
 import type { Caller, Connection, ConnectionHost } from './connection.js';
 import type { AgentCore } from './core.js';
@@ -148,7 +148,7 @@ export class AgentCalls implements ConnectionHost {
         const known = this.core.supervisors.get(req.spec.name);
         if (cur !== undefined && cur.specDigest === digest && known !== undefined && known.state !== 'stopped') return this.result<'stop'>(req.id, { changed: false });
         if (cur !== undefined && cur.specDigest !== digest) {
-          throw new LowcloudError(ErrorCode.INVALID_INPUT, `process ${req.spec.name} runs with another spec (${cur.specDigest.slice(0, 12)}); stop it first, or use replace-config for config changes`);
+          throw new SpecConflictError(req.spec.name, `process ${req.spec.name} runs with another spec (${cur.specDigest.slice(0, 12)}); stop it first, or use replace-config for config changes`);
         }
         const missing = [req.spec.binary, ...Object.values(req.spec.config)].filter((d) => !this.core.blobs.has(d));
         if (missing.length > 0) throw new BlobMissingError(missing);
@@ -193,7 +193,7 @@ export class AgentCalls implements ConnectionHost {
         const spec = { ...cur.spec, config: req.config };
         const digest = specDigest(spec);
         if (digest !== req.specDigest) {
-          throw new LowcloudError(ErrorCode.INVALID_INPUT, `replace-config ${req.process}: the new config gives spec ${digest.slice(0, 12)}, the call expects ${req.specDigest.slice(0, 12)}; only config may change this way`);
+          throw new SpecConflictError(req.process, `replace-config ${req.process}: the new config gives spec ${digest.slice(0, 12)}, the call expects ${req.specDigest.slice(0, 12)}; only config may change this way`);
         }
         if (digest === cur.specDigest) return this.result<'stop'>(req.id, { changed: false });
         const missing = Object.values(req.config).filter((d) => !this.core.blobs.has(d));

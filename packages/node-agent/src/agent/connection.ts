@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { channelBinding, ErrorCode, LowcloudError, parseRequest, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { channelBinding, ErrorCode, parseRequest, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { TooManyFollowedError } from '../errors.js';
 import type { NetworkLimits } from './network-limits.js';
 
 /** A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it. */
@@ -109,7 +110,7 @@ export class Connection {
       return () => undefined;
     }
     if (this.streams.length >= MAX_FOLLOWED) {
-      throw new LowcloudError(ErrorCode.INVALID_INPUT, `a connection may follow at most ${MAX_FOLLOWED} logs and event streams at once; close one first`);
+      throw new TooManyFollowedError(MAX_FOLLOWED);
     }
     this.streams.push(stop);
     return () => {

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import net from 'node:net';
-import { ErrorCode, LowcloudError } from '@lowcloud/api';
+import { AgentFlagError } from '../errors.js';
 import type { Metrics } from './metrics.js';
 
 /** /metrics on its own listener (loopback by default): process names and usage are for the operator. */
@@ -36,7 +36,7 @@ export async function serveMetrics(at: { host: string; port: number }, metrics: 
   server.requestTimeout = 10_000;
   server.on('clientError', (_err, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new LowcloudError(ErrorCode.INVALID_INPUT, `--metrics-listen ${at.host}:${at.port}: ${err.message} (give another address, or off)`)));
+    server.once('error', (err) => reject(new AgentFlagError('--metrics-listen', `--metrics-listen ${at.host}:${at.port}: ${err.message} (give another address, or off)`)));
     server.listen(at.port, at.host, () => resolve());
   });
   server.on('error', (err) => process.stderr.write(`metrics listener error: ${err.message}\n`));

@@ -21,6 +21,7 @@ let current: { type: string; nth: number } | null = null;
 function parse(env: NodeJS.ProcessEnv): { point: Point; type: string; n: number } | null {
   if (env.LOWCLOUD_TEST_HOOKS !== '1' || env.LOWCLOUD_TEST_CRASH === undefined) return null;
   const m = /^(before-save|state-written|after-save):([a-z-]+)(?::(\d+))?$/.exec(env.LOWCLOUD_TEST_CRASH);
+  // A test's own mistake (the variable is set only by tests, with LOWCLOUD_TEST_HOOKS=1): plain Error.
   if (m === null) throw new Error(`LOWCLOUD_TEST_CRASH=${env.LOWCLOUD_TEST_CRASH}: write before-save|state-written|after-save:<call-type>[:<n>]`);
   return { point: m[1] as Point, type: m[2] as string, n: m[3] === undefined ? 1 : Number(m[3]) };
 }
