@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, fstatSync, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, sha256Hex, specDigest, type AgentStatus, type ProcessSpec } from '@lowcloud/api';
 import type { AgentClient } from '@lowcloud/api/client';
 import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
@@ -17,11 +17,39 @@ import { machineFacts } from '../helpers/machine-facts.js';
  * the running guests); the audit log verifies; and the agent starts again, its guests re-attached.
  */
 const facts = machineFacts();
+// Registered first, so it runs last, after the fixture's teardown killed the guests: their cgroups
+// (left by a SIGKILLed agent) and this test's cgroup parent go.
+afterAll(async () => {
+  if (cgroup2 === undefined) return;
+  const parent = path.join(cgroup2, cgroupParent);
+  for (let i = 0; i < 20 && existsSync(parent); i++) {
+    try {
+      for (const g of readdirSync(parent).filter((n) => n.startsWith('g-'))) rmdirSync(path.join(parent, g));
+      rmdirSync(parent);
+    } catch {
+      await new Promise((r) => setTimeout(r, 100)); // a killed guest not yet gone from its cgroup
+    }
+  }
+});
 const fx = useAgentFixture();
 const mnt = path.join(fx.dir, 'disk');
 const stateDir = path.join(mnt, 'state');
 const filler = path.join(mnt, 'filler');
 let kind = '';
+// The agent's guests' cgroups go under a parent of this test's own, so that what a refused start
+// leaves behind can be counted.
+const cgroupParent = `lowcloud-fulldisk-${process.pid}`;
+const env = { LOWCLOUD_CGROUP_PARENT: cgroupParent };
+const cgroup2 = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[2] === 'cgroup2')?.[1];
+/** Guest cgroups under this test's parent (null where no cgroup v2 memory limit is set). */
+const guestCgroups = (): string[] | null => {
+  if (!facts.memoryCgroup || cgroup2 === undefined) return null;
+  try {
+    return readdirSync(path.join(cgroup2, cgroupParent)).filter((n) => n.startsWith('g-'));
+  } catch {
+    return [];
+  }
+};
 let agent: RunningAgent;
 let client: AgentClient;
 
@@ -97,9 +125,10 @@ describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own f
     kind = mountSmallDisk();
     process.stdout.write(`full-disk: the state directory is on ${kind}\n`);
     // No reserve for the first agent: every write path meets the full disk itself.
-    agent = await fx.start({ stateDir, args: ['--state-reserve', '0B'] });
+    agent = await fx.start({ stateDir, env, args: ['--state-reserve', '0B'] });
     client = await fx.connect(agent);
-    base = await uploadSpec(client, 'keeper', guest('sleeper'));
+    // A memory grant: as root each guest gets a cgroup, and a spawn that fails must remove it.
+    base = await uploadSpec(client, 'keeper', guest('sleeper'), { grants: { memory: 64 * 2 ** 20, network: { listen: [], connect: [] } } });
     await client.start(base);
   });
   // The fixture's teardown unmounts every filesystem mounted under its directory (this disk too).
@@ -155,6 +184,10 @@ describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own f
       await client.stop(`p${leave}`, 500);
     }
     process.stdout.write(`full-disk outcomes (free bytes left:call:result): ${outcomes.join(' ')}\n`);
+    // Every start the disk refused removed the cgroup it had made: one is left, the keeper's.
+    const cgroups = guestCgroups();
+    if (cgroups === null) process.stdout.write(`full-disk: guest cgroups not counted: ${facts.why.memoryCgroup || 'no cgroup v2 hierarchy'}\n`);
+    else expect(cgroups.length).toBe(1);
     // The disk really refused calls of every kind, and really let some through.
     for (const type of ['start', 'replace-config', 'stop', 'put-blob']) expect(outcomes).toContainEqual(expect.stringMatching(new RegExp(`:${type}:${ErrorCode.STATE_DISK_FULL}$`)));
     expect(outcomes.some((o) => o.endsWith(':ok'))).toBe(true);
@@ -187,7 +220,7 @@ describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own f
     client.close();
     await fx.kill(agent, 'SIGKILL');
     // Still full when it starts: the agent starts anyway (its start writes nothing it needs).
-    agent = await fx.start({ stateDir, args: ['--state-reserve', '0B'] });
+    agent = await fx.start({ stateDir, env, args: ['--state-reserve', '0B'] });
     client = await fx.connect(agent);
     const after = await client.status();
     expect(after.generation).toBe(before.generation);
@@ -199,7 +232,7 @@ describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own f
   it('with the default reserve (1 MiB), new work is refused before the disk is full, naming the directory and the space; a stop still goes through', async () => {
     client.close();
     await fx.kill(agent, 'SIGTERM');
-    agent = await fx.start({ stateDir });
+    agent = await fx.start({ stateDir, env });
     client = await fx.connect(agent);
     const st0 = await client.status();
     const running = st0.processes.map((p) => p.name);
