@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateKeyPair } from '@lowcloud/api';
+import { generateKeyPair, type KeyPair } from '@lowcloud/api';
 import { AuditLog, verifyAuditLog } from './audit-log.js';
 
 // A file size limit on this test process (prlimit, no root needed) makes appends fail part-way,
@@ -15,14 +15,14 @@ afterEach(() => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function newLog(): { file: string; log: AuditLog; reports: string[]; key: string } {
+function newLog(): { file: string; log: AuditLog; reports: string[]; id: KeyPair } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-audit-'));
   dirs.push(dir);
   const id = generateKeyPair();
   fs.writeFileSync(path.join(dir, 'agent.pub'), `${id.publicKey}\n`);
   const reports: string[] = [];
   const file = path.join(dir, 'audit.log');
-  return { file, log: new AuditLog(file, id, (m) => reports.push(m)), reports, key: id.publicKey };
+  return { file, log: new AuditLog(file, id, (m) => reports.push(m)), reports, id };
 }
 
 const call = (n: number) => ({ key: 'ed25519:caller', type: 'start', process: `p${n}`, body: 'b'.repeat(64), generation: n });
@@ -76,5 +76,27 @@ describe('AuditLog: an append is a whole line and its head, or nothing', () => {
     const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; process?: string; recovered?: string });
     expect(lines.map((l) => [l.type, l.process, l.recovered !== undefined])).toEqual([['segment', undefined, false], ['start', 'p0', false], ['start', 'p1', true]]);
     expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: 3 });
+  });
+
+  it('an agent starting on a disk that takes no line still starts: the head it cannot seal and the line it cannot mend wait for the next append', () => {
+    const { file, log, id } = newLog();
+    const dir = path.dirname(file);
+    log.append(call(0));
+    const olderHead = fs.readFileSync(path.join(dir, 'audit.head'));
+    log.append(call(1));
+    fs.writeFileSync(path.join(dir, 'audit.head'), olderHead); // a crash between a line and its head
+    const blocker = path.join(dir, `audit.head.${process.pid}.tmp`);
+    fs.mkdirSync(blocker); // no head can be written now
+    const reports: string[] = [];
+    const again = new AuditLog(file, id, (m) => reports.push(m));
+    again.mend({ ...call(2), generation: 2 });
+    expect(reports).toEqual([expect.stringMatching(/the head cannot be written now/), expect.stringMatching(/^AUDIT LOG CANNOT APPEND/), expect.stringMatching(/it is appended before the next line/)]);
+    expect(again.health().writable).toBe(false);
+    fs.rmdirSync(blocker);
+    again.append(call(3));
+    const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { process?: string; recovered?: string });
+    expect(lines.map((l) => [l.process, l.recovered !== undefined])).toEqual([[undefined, false], ['p0', false], ['p1', false], ['p2', true], ['p3', false]]);
+    expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: 5, unsealed: 0 });
+    expect(again.health()).toMatchObject({ writable: true, entries: 5 });
   });
 });

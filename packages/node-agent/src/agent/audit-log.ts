@@ -120,6 +120,8 @@ export interface AuditHealth {
   failures: number;
 }
 
+type Fields = Omit<AuditEntry, 'seq' | 'at' | 'prev' | 'hash' | 'sig'>;
+
 /** Call types whose lines the state file's `lastCall` is matched against at start. */
 const CALL_TYPES = new Set(['start', 'stop', 'replace-config']);
 
@@ -140,6 +142,8 @@ export class AuditLog {
   private readonly headFile: string;
   private failure: string | null = null;
   private failures = 0;
+  /** Lines written at start that could not be (a full disk), to go before the next one. */
+  private readonly pending: Fields[] = [];
   /** The generation of the last start/stop/replace-config line in this segment (-1: none). */
   private lastCallGeneration = -1;
 
@@ -164,8 +168,13 @@ export class AuditLog {
         }
       }
       if (v.unsealed > 0) {
-        report(`audit log: ${v.unsealed} signed line(s) past the signed head (a crash between a line and its head); head moved to line ${this.seq}`);
-        this.writeHead(this.seq, this.prev);
+        // A full disk must not keep the agent from starting: the next line's head covers these too.
+        try {
+          this.writeHead(this.seq, this.prev);
+          report(`audit log: ${v.unsealed} signed line(s) past the signed head (a crash between a line and its head); head moved to line ${this.seq}`);
+        } catch (err) {
+          report(`audit log: ${v.unsealed} signed line(s) past the signed head (a crash between a line and its head); the head cannot be written now (${err instanceof Error ? err.message : String(err)}); the next line's head covers them`);
+        }
       }
       return;
     }
@@ -183,6 +192,11 @@ export class AuditLog {
 
   /** Records an accepted call; throws (and records nothing) when the line cannot be appended whole. */
   append(entry: { key: string; type: string; process?: string; body: string; generation: number; blob?: AuditEntry['blob'] }): void {
+    // Lines the agent could not write when it started go first (the log takes no line before them).
+    while (this.pending.length > 0) {
+      this.write(this.pending[0] as Fields);
+      this.pending.shift();
+    }
     this.write({ ...entry });
     if (CALL_TYPES.has(entry.type)) this.lastCallGeneration = entry.generation;
   }
@@ -193,9 +207,10 @@ export class AuditLog {
    */
   mend(call: CallRecord | undefined): void {
     if (call === undefined || call.generation <= this.lastCallGeneration) return;
-    this.write({ ...call, recovered: 'appended at start: the call was saved in the desired state, the agent stopped before its line' });
+    const what = `the last saved call (${call.type}${call.process === undefined ? '' : ` ${call.process}`}) had no line (the agent stopped between the two)`;
+    const written = this.writeAtStart({ ...call, recovered: 'appended at start: the call was saved in the desired state, the agent stopped before its line' });
     this.lastCallGeneration = call.generation;
-    this.report(`audit log: the last saved call (${call.type}${call.process === undefined ? '' : ` ${call.process}`}) had no line (the agent stopped between the two); appended it`);
+    this.report(`audit log: ${what}; ${written ? 'appended it' : 'it is appended before the next line (the log cannot take it now)'}`);
   }
 
   health(): AuditHealth {
@@ -205,10 +220,25 @@ export class AuditLog {
   private startSegment(broken: { reason: string; previous: string } | null): void {
     this.prev = ZERO;
     this.seq = 0;
-    this.write({ type: 'segment', key: this.identity.publicKey, ...(broken ?? {}) });
+    this.writeAtStart({ type: 'segment', key: this.identity.publicKey, ...(broken ?? {}) });
   }
 
-  private write(fields: Omit<AuditEntry, 'seq' | 'at' | 'prev' | 'hash' | 'sig'>): void {
+  /**
+   * A line the agent writes as it starts. A full disk must not keep the agent from starting: a line
+   * that cannot be written now waits, and goes before the next call's line (until then every
+   * state-changing call is refused, as the log cannot take lines). Returns whether it was written.
+   */
+  private writeAtStart(fields: Fields): boolean {
+    try {
+      this.write(fields);
+      return true;
+    } catch {
+      this.pending.push(fields);
+      return false;
+    }
+  }
+
+  private write(fields: Fields): void {
     const base = { seq: this.seq + 1, at: new Date().toISOString(), ...fields, prev: this.prev };
     const hash = hashOf(base);
     const full: AuditEntry = { ...base, hash, sig: signBytes(this.identity.privateKey, lineProof(hash)) };

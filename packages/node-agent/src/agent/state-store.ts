@@ -64,9 +64,15 @@ export class StateStore {
       kept = `${this.file}.broken-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       fs.renameSync(this.file, kept);
     }
-    this.disk.writeFile(this.file, JSON.stringify(prev.state, null, 2));
+    let rewritten = '';
+    try {
+      this.disk.writeFile(this.file, JSON.stringify(prev.state, null, 2));
+    } catch (err) {
+      // A full disk must not keep the agent from starting: the next change writes state.json.
+      rewritten = ` (not written back yet: ${err instanceof Error ? err.message : String(err)})`;
+    }
     this.state = prev.state;
-    this.recovered = `state.json ${current.reason}${kept === '' ? '' : ` (kept as ${path.basename(kept)})`}; recovered generation ${prev.state.generation} from state.json.prev`;
+    this.recovered = `state.json ${current.reason}${kept === '' ? '' : ` (kept as ${path.basename(kept)})`}; recovered generation ${prev.state.generation} from state.json.prev${rewritten}`;
     opts.report?.(`STATE FILE RECOVERED: ${this.file}: ${this.recovered}`);
   }
 
