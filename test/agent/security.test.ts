@@ -151,7 +151,7 @@ describe('browsers and signatures (issue 10 findings)', () => {
   it('a WebSocket upgrade with an Origin header is refused (403) unless --allow-origin allows it', async () => {
     await expect(rawConnect(agent.url, { Origin: 'https://evil.example' })).rejects.toThrow(/^HTTP\/1\.1 403/);
     await expect(AgentClient.connect(agent.url, { origin: 'https://evil.example', signer: fx.operator })).rejects.toMatchObject({ code: 'AGENT_UNREACHABLE', message: expect.stringContaining('403') });
-    const allowed = await AgentClient.connect(agent.url, { origin: 'https://ops.example', pinnedKey: agent.key, signer: fx.operator });
+    const allowed = await fx.connect(agent, { origin: 'https://ops.example' });
     expect((await allowed.status()).agent).toBe(agent.key);
     allowed.close();
   });
