@@ -41,6 +41,15 @@ export const ErrorCode = {
   BAD_REPLY: 'BAD_REPLY',
   /** The agent's state filesystem is full, or below the reserve it keeps for its state and stops. */
   STATE_DISK_FULL: 'STATE_DISK_FULL',
+  // sealed secrets (api/src/secrets)
+  /** Not a sealed string at all: wrong prefix, bad base64, too short. */
+  SECRET_MALFORMED: 'SECRET_MALFORMED',
+  /** `sealed:vN:` of a version this lowcloud does not read. */
+  SECRET_UNKNOWN_VERSION: 'SECRET_UNKNOWN_VERSION',
+  /** Sealed to another machine's key than the one that should open it. */
+  SECRET_WRONG_MACHINE: 'SECRET_WRONG_MACHINE',
+  /** Well-formed and addressed to this machine, but the authentication tag does not verify (changed or truncated). */
+  SECRET_DOES_NOT_OPEN: 'SECRET_DOES_NOT_OPEN',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

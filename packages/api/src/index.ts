@@ -25,6 +25,10 @@ export { loadInfra } from './infra/resolve.js';
 export type { ResolvedInfra, ResolvedMachine } from './infra/resolve.js';
 export { WorkingTreeSource, GitRevisionSource } from './infra/file-source.js';
 
+// Sealed secrets: values sealed to one machine's pinned key (api/src/secrets).
+export { isSealed, openSealed, parseSealed, sealValue, SecretError } from './secrets/index.js';
+export type { OpeningKey, SealedValue } from './secrets/index.js';
+
 // Keys and signatures.
 export { generateKeyPair, parsePublicKey, parsePrivateKey, privateKeyPem, signBytes, verifyBytes, signRequest, verifyRequest, bodyDigest } from './signing.js';
 export type { KeyPair, RequestAuth } from './signing.js';

@@ -7,10 +7,12 @@ import { buildDocument, type PlanDocument } from './plan/document.js';
 import { getPlanner, planners } from './plan/registry.js';
 import { colours, renderHuman } from './plan/render-human.js';
 import { applyBase, applyFile, events, logs, planLive, status, up, type ApplyFlags } from './apply/commands.js';
+import { reseal, seal } from './secret/commands.js';
 
 /** Adds `validate`, `plan`, `apply`, `up`, `down` and `status` to the `lowcloud` program. */
 export function register(program: Command): void {
   registerApply(program);
+  registerSecret(program);
   program
     .command('validate')
     .description('Check an infrastructure file: schema, machines, capacity, ports, binaries and config files.')
@@ -194,6 +196,59 @@ Examples:
     )
     .option('--key <file>', 'private key that signs the calls (every call is signed, reads too); default $LOWCLOUD_KEY, or the local operator key of `up`')
     .action((file: string, o: { json?: boolean; key?: string }) => run(() => status(file, o.json === true, o.key)));
+}
+
+function registerSecret(program: Command): void {
+  const secret = program.command('secret').description('Seal secrets to the machine that needs them, so the infrastructure file can hold them in a public repository.');
+  secret
+    .command('seal')
+    .description("Encrypt a value from standard input (or --file) to a machine's pinned key and print it as sealed:v1:...")
+    .argument('<infra.yaml>', 'the infrastructure file (its machines pin their keys)')
+    .requiredOption('--machine <name>', 'the machine whose agent alone may open it')
+    .option('--file <path>', 'seal this file (bytes as they are) instead of standard input')
+    .addHelpText(
+      'after',
+      `
+Standard input is read to its end, one trailing newline dropped. Only that machine's agent can open
+the result, and only when it starts a process that uses it; nothing else needs the plaintext.
+
+Examples:
+  printf %s "$DB_PASSWORD" | lowcloud secret seal --machine eu-1 infra.yaml   # env: { DB_PASSWORD: "sealed:v1:..." }
+  lowcloud secret seal --machine eu-1 --file app.toml infra.yaml > config/app.toml.sealed
+                                                  # config: { /etc/app.toml: config/app.toml.sealed }`,
+    )
+    .action((file: string, o: { machine: string; file?: string }) =>
+      run(async () => {
+        if (o.file === undefined && process.stdin.isTTY === true) process.stderr.write('Type the secret, then Ctrl-D:\n');
+        const stdin = o.file === undefined ? await readAll(process.stdin) : Buffer.alloc(0);
+        process.stdout.write(`${seal(file, o, stdin)}\n`);
+      }),
+    );
+  secret
+    .command('reseal')
+    .description("After re-keying a machine's agent: re-seal every value of its processes that is sealed to the old key, in place.")
+    .argument('<infra.yaml>', 'the infrastructure file, already pinning the new key')
+    .requiredOption('--machine <name>', 'the re-keyed machine')
+    .option('--old-key <file>', "the agent's previous private key (its old agent.key): values are opened with it and sealed to the new key")
+    .addHelpText(
+      'after',
+      `
+Without --old-key it lists what is still sealed to another key and changes nothing (seal each
+again from its plaintext with \`secret seal\`). With it, the infra file keeps every other byte and
+sealed config files are rewritten; the plan then replaces exactly the processes that use them.
+If the old key may have leaked, change the secrets themselves instead: re-sealing a leaked secret
+does not make it secret again.
+
+Example:
+  lowcloud secret reseal --machine eu-1 --old-key agent.key.old infra.yaml`,
+    )
+    .action((file: string, o: { machine: string; oldKey?: string }) => run(() => reseal(file, o, (s) => process.stdout.write(`${s}\n`))));
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+  return Buffer.concat(chunks);
 }
 
 function useColour(flag: boolean): boolean {

@@ -1,5 +1,6 @@
 import { sha256Hex } from '../digest.js';
 import { InvalidConnectTargetError, InvalidInputError, type Diagnostic } from '../errors.js';
+import { isSealed, parseSealed, SecretError } from '../secrets/sealed.js';
 import { connectList, parseConnectTarget, type ConnectTarget } from '../grants/network.js';
 import { specDigest, type ProcessSpec } from '../spec.js';
 import { formatSize, parseSize } from '../units.js';
@@ -22,6 +23,8 @@ export interface ResolvedProcess {
   digest: string;
   /** Where the content came from, for messages and uploads (paths relative to the infra file). */
   files: { binary: string; config: Record<string, string> };
+  /** Fields holding sealed secrets (`env.DB_PASSWORD`, `config./etc/app.toml`), sorted; their identity is their ciphertext's. */
+  sealed: string[];
 }
 
 /** An infra file with units parsed, defaults filled, files hashed and every cross-check passed. */
@@ -109,6 +112,16 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       binary = bin.digest ?? '';
       blobs[binary] = p.binary;
     }
+    const sealed: string[] = [];
+    const machineKey = machines[p.machine]?.key;
+    const checkSealed = (field: (string | number)[], text: string, name: string, flags: string, redirect: string) => {
+      const problem = sealedProblem(text, p.machine, machineKey, `lowcloud secret seal --machine ${p.machine}${flags} ${parsed.file}${redirect}`, parsed.file);
+      if (problem === null) sealed.push(name);
+      else diags.push(at(field, problem.message, problem.hint));
+    };
+    for (const [k, v] of Object.entries(p.env ?? {})) {
+      if (isSealed(v)) checkSealed([...base, 'env', k], v, `env.${k}`, '', '');
+    }
     const config: Record<string, string> = {};
     for (const [guestPath, file] of Object.entries(p.config ?? {})) {
       const c = hash(file);
@@ -119,6 +132,10 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       } else {
         config[guestPath] = c.digest;
         blobs[c.digest] = file;
+        // A config file is sealed iff it holds a sealed string (the agent applies the same rule).
+        if (isSealed(Buffer.from(c.bytes.subarray(0, 7)).toString('latin1'))) {
+          checkSealed([...base, 'config', guestPath], Buffer.from(c.bytes).toString('utf8'), `config.${guestPath}`, ' --file PLAIN-FILE', ` > ${file}`);
+        }
       }
     }
     const g = p.grants ?? {};
@@ -140,7 +157,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       },
       restart: p.restart ?? 'on-failure',
     };
-    processes[name] = { name, machine: p.machine, spec, digest: specDigest(spec), files: { binary: p.binary, config: { ...(p.config ?? {}) } } };
+    processes[name] = { name, machine: p.machine, spec, digest: specDigest(spec), files: { binary: p.binary, config: { ...(p.config ?? {}) } }, sealed: sealed.sort() };
   }
 
   checkMachines(parsed, machines, processes, diags);
@@ -148,6 +165,35 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     throw new InvalidInputError(diags.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)));
   }
   return { file: parsed.file, machines, processes: sortRecord(processes), blobs: sortRecord(blobs) };
+}
+
+/**
+ * Why a sealed value cannot be used by a process on `machine`, or null: it must be well-formed, of a
+ * version this lowcloud reads, and sealed to the key the file pins for that machine. The planner
+ * never opens it (it has no key that could).
+ */
+function sealedProblem(text: string, machine: string, machineKey: string | undefined, sealCommand: string, file: string): { message: string; hint: string } | null {
+  const reseal = `seal it again: ${sealCommand}`;
+  let value;
+  try {
+    value = parseSealed(text);
+  } catch (err) {
+    const code = err instanceof SecretError ? err.code : 'SECRET_MALFORMED';
+    return { message: `${err instanceof Error ? err.message : String(err)} (${code})`, hint: `copy the whole sealed string, or ${reseal}` };
+  }
+  if (machineKey === undefined) {
+    return {
+      message: `sealed, but machine ${machine} pins no key, so nothing can be sealed to it (SECRET_WRONG_MACHINE)`,
+      hint: `pin its agent's key (key: ed25519:...; a local agent's is in .lowcloud/agents/${machine}/state/agent.pub), then ${reseal}`,
+    };
+  }
+  if (value.recipient !== machineKey) {
+    return {
+      message: `sealed to the key ${value.recipient}, not to machine ${machine}'s key ${machineKey}: only ${machine}'s agent must open it (SECRET_WRONG_MACHINE)`,
+      hint: `a process moved to ${machine} needs its secrets sealed to ${machine}: ${sealCommand}; after re-keying ${machine}'s agent: lowcloud secret reseal --machine ${machine} --old-key OLD-AGENT-KEY ${file}`,
+    };
+  }
+  return null;
 }
 
 /** Grants must fit the machine's declared capacity; listen ports must be unique per machine. */

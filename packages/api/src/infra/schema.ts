@@ -88,7 +88,7 @@ const processEntry: JSONSchemaType<ProcessEntry> = {
       type: 'object',
       additionalProperties: { type: 'string' },
       required: [],
-      description: 'The whole environment the guest sees (the host environment is never passed).',
+      description: 'The whole environment the guest sees (the host environment is never passed). A value may be sealed:v1:... (lowcloud secret seal): only the agent of this process\'s machine opens it, when it starts the process.',
       nullable: true,
     },
     config: {
@@ -96,7 +96,7 @@ const processEntry: JSONSchemaType<ProcessEntry> = {
       propertyNames: { pattern: '^/' },
       additionalProperties: { type: 'string' },
       required: [],
-      description: 'Guest path (absolute) -> file relative to this file. Read-only in the guest; a change restarts only this process.',
+      description: 'Guest path (absolute) -> file relative to this file. Read-only in the guest; a change restarts only this process. A file holding sealed:v1:... (lowcloud secret seal --file) reaches the guest opened, kept in memory.',
       nullable: true,
     },
     grants: { ...grants, nullable: true },

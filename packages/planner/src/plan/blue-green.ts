@@ -35,11 +35,11 @@ export const blueGreenPlanner: Planner = {
         }
         change.note = `no room on ${c.start.machine} to run both (${room}); stop then start`;
       }
-      if (change.reason === 'replaced') change.note = 'same machine: an agent runs one instance per name; stop then start';
+      if (change.reason === 'replaced' || (change.reason === 'secret-changed' && c.start !== undefined)) change.note = 'same machine: an agent runs one instance per name; stop then start';
       if (c.stop !== undefined) calls.push({ ...c.stop, phase: PHASE.stop });
       if (c.replace !== undefined) calls.push({ ...c.replace, phase: PHASE.replaceConfig });
       if (c.start !== undefined) calls.push({ ...c.start, phase: PHASE.start });
-      if (change.reason === 'moved' || change.reason === 'replaced') change.actions = ['stop', 'start'];
+      if (change.reason === 'moved' || change.reason === 'replaced' || (change.reason === 'secret-changed' && c.start !== undefined)) change.actions = ['stop', 'start'];
     }
     return { planner: 'blue-green', calls: sortCalls(calls), changes };
   },

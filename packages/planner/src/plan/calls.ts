@@ -14,7 +14,10 @@ export function callsFor(change: Change, b: PlanState): { start?: StartCall | un
       return { start: start() };
     case 'removed':
       return { stop: stop() };
+    case 'secret-changed':
     case 'config-changed':
+      // secret-changed: sealed config files only is a replace-config, sealed env a replace.
+      if (!change.actions.includes('replace-config')) return { start: start(), stop: stop() };
       return target === undefined
         ? {}
         : {

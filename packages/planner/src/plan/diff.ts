@@ -21,10 +21,13 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
       const moved = before.machine !== after.machine;
       if (moved) fields.unshift({ path: 'machine', from: before.machine, to: after.machine });
       const onlyConfig = !moved && fields.every((f) => f.path.startsWith('config.'));
+      // A sealed value's identity is its ciphertext's digest: re-sealing it is a change, named as such.
+      const secret = new Set([...(before.sealed ?? []), ...(after.sealed ?? [])]);
+      const onlySecrets = !moved && fields.length > 0 && fields.every((f) => secret.has(f.path));
       changes.push({
         process: name,
         actions: onlyConfig ? ['replace-config'] : moved ? ['start', 'stop'] : ['stop', 'start'],
-        reason: moved ? 'moved' : onlyConfig ? 'config-changed' : 'replaced',
+        reason: moved ? 'moved' : onlySecrets ? 'secret-changed' : onlyConfig ? 'config-changed' : 'replaced',
         paths: fields.map((f) => f.path),
         fields,
         from: before.machine,

@@ -20,7 +20,7 @@ export const minimalPlanner: Planner = {
       if (c.stop !== undefined) calls.push({ ...c.stop, phase: PHASE.stop });
       if (c.replace !== undefined) calls.push({ ...c.replace, phase: PHASE.replaceConfig });
       if (c.start !== undefined) calls.push({ ...c.start, phase: PHASE.start });
-      if (change.reason === 'moved' || change.reason === 'replaced') change.actions = ['stop', 'start'];
+      if (change.reason === 'moved' || change.reason === 'replaced' || (change.reason === 'secret-changed' && c.start !== undefined)) change.actions = ['stop', 'start'];
     }
     return { planner: 'minimal', calls: sortCalls(calls), changes };
   },

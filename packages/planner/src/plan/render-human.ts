@@ -24,7 +24,7 @@ export function summaryLine(doc: PlanDocument): string {
   const n = (r: Change['reason'][]) => doc.changes.filter((c) => r.includes(c.reason)).length;
   const start = n(['new']);
   const stop = n(['removed']);
-  const restart = n(['config-changed', 'replaced']);
+  const restart = n(['config-changed', 'secret-changed', 'replaced']);
   const move = n(['moved']);
   if (start + stop + restart + move === 0) return 'No changes. The target matches the base.';
   const parts = [`${start} to start`, `${stop} to stop`, `${restart} to restart`];
@@ -45,7 +45,7 @@ export function renderHuman(doc: PlanDocument, style: Style = plain): string {
       const change = byProcess.get(call.process);
       const sign = call.call === 'start' ? style.add('+') : call.call === 'stop' ? style.remove('-') : style.change('~');
       lines.push(`  ${sign} ${call.call.padEnd(14)} ${call.process.padEnd(width)}  ${style.dim(why(change, call.call))}`);
-      if (change !== undefined && (change.reason === 'replaced' || change.reason === 'config-changed' || change.reason === 'moved') && call.call !== 'stop') {
+      if (change !== undefined && (change.reason === 'replaced' || change.reason === 'config-changed' || change.reason === 'secret-changed' || change.reason === 'moved') && call.call !== 'stop') {
         for (const f of change.fields) lines.push(`      ${f.path}: ${f.from} -> ${f.to}`);
       }
       if (change?.note !== undefined && call.call === 'start') lines.push(`      ${style.dim(`note: ${change.note}`)}`);
@@ -64,6 +64,10 @@ function why(change: Change | undefined, call: string): string {
       return 'removed from the file';
     case 'config-changed':
       return `config changed (${change.paths.map((p) => p.slice('config.'.length)).join(', ')}); restarts once`;
+    case 'secret-changed':
+      return change.actions.includes('replace-config')
+        ? `secret changed (${change.paths.map((p) => p.slice('config.'.length)).join(', ')}); restarts once`
+        : `replace: secret changed (${change.paths.join(', ')})`;
     case 'replaced':
       return `replace: ${change.paths.join(', ')} changed`;
     case 'moved':

@@ -15,6 +15,8 @@ export interface PlanProcess {
   digest: string;
   /** Live state only: sha256 of each env value (agents never send the values). */
   envDigests?: Record<string, string>;
+  /** From a file: the fields holding sealed secrets (`env.K`, `config./path`). */
+  sealed?: string[];
 }
 
 /**
@@ -54,7 +56,8 @@ export interface ReplaceConfigCall {
   specDigest: string;
 }
 
-export type ChangeReason = 'new' | 'removed' | 'config-changed' | 'replaced' | 'moved';
+/** `secret-changed`: only sealed values changed (re-sealed or new secrets): a replace-config for sealed config files, a replace for sealed env. */
+export type ChangeReason = 'new' | 'removed' | 'config-changed' | 'secret-changed' | 'replaced' | 'moved';
 
 /** One field that forced a change, with old and new values safe to print (never config contents). */
 export interface FieldChange {
