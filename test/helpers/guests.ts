@@ -49,12 +49,14 @@ export function alive(pid: number): boolean {
 export function killGuestsUnder(dir: string): number[] {
   const killed: number[] = [];
   for (const file of findFiles(dir, 'guest.json')) {
-    let info: { pid?: unknown; start?: unknown; firewall?: FirewallRecord | null };
+    let info: { pid?: unknown; start?: unknown; firewall?: FirewallRecord | null; layers?: { network?: { firewall?: FirewallRecord | null } | null } };
     try {
       info = JSON.parse(readFileSync(file, 'utf8')) as typeof info;
     } catch {
       continue;
     }
+    // The network grant's record (sandbox/src/host/grants/network.ts); top level in older records.
+    info.firewall = info.layers?.network?.firewall ?? info.firewall ?? null;
     if (typeof info.pid !== 'number' || !alive(info.pid) || procStartTime(info.pid) !== info.start) {
       // Gone already; its firewall table may still be there if no agent watched it exit.
       if (info.firewall) removeGuestFirewall(info.firewall);

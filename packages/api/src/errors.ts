@@ -21,6 +21,8 @@ export const ErrorCode = {
   GRANT_DENIED: 'GRANT_DENIED',
   GRANT_UNAVAILABLE: 'GRANT_UNAVAILABLE',
   GUEST_TRAP: 'GUEST_TRAP',
+  /** The guest host could not be started inside its confinement (no guest code ran). */
+  GUEST_START_FAILED: 'GUEST_START_FAILED',
   // agent protocol
   BAD_MESSAGE: 'BAD_MESSAGE',
   UNAUTHENTICATED: 'UNAUTHENTICATED',

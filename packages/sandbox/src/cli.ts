@@ -1,6 +1,7 @@
 import { constants } from 'node:os';
 import { Command, Option } from 'commander';
 import { CONNECT_FORMS, connectList, ErrorCode, InvalidConnectTargetError, LowcloudError, parseConnectTarget, parseCpu, parseSize, UsageError, type Grants } from '@lowcloud/api';
+import { REPORT_KEYS } from './host/grants/index.js';
 import { spawnGuest } from './host/spawn.js';
 import type { DirMount, EnforcementReport, GuestExit } from './types.js';
 
@@ -138,7 +139,7 @@ export function exitStatus(exit: GuestExit): number {
 
 export function formatReport(r: EnforcementReport): string {
   const lines = ['enforcement:'];
-  for (const grant of ['memory', 'cpu', 'disk', 'network', 'isolation'] as const) {
+  for (const grant of REPORT_KEYS) {
     for (const e of r[grant]) lines.push(`  ${grant.padEnd(8)} ${e.level.padEnd(8)} ${e.mechanism}`);
   }
   return `${lines.join('\n')}\n`;

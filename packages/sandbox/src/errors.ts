@@ -20,3 +20,19 @@ export class GrantUnavailableError extends LowcloudError {
     super(ErrorCode.GRANT_UNAVAILABLE, `grants.${grant}: ${detail}`, { details: { grant } });
   }
 }
+
+/** The guest host could not be started inside its confinement (the launcher or the wall refused): no guest code ran. */
+export class GuestStartError extends LowcloudError {
+  override name = 'GuestStartError';
+  constructor(detail: string, cause?: unknown) {
+    super(ErrorCode.GUEST_START_FAILED, `the guest host did not start inside its confinement: ${detail}; no guest code ran`, { cause });
+  }
+}
+
+/** A directory given to a guest cannot be one (a file or a link where a directory belongs). */
+export class GuestDirError extends LowcloudError {
+  override name = 'GuestDirError';
+  constructor(dir: string, detail: string) {
+    super(ErrorCode.INVALID_INPUT, `${dir}: ${detail}`, { details: { dir } });
+  }
+}

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { openMounts } from './core/mounts.js';
 import { GuestExit } from './exit.js';
-import type { GuestBootOptions, WorkerResult } from './options.js';
+import type { GuestBoot } from '../common/protocol.js';
+import type { WorkerResult } from './worker-result.js';
 import { openOutput } from './output.js';
 import { preview1Imports } from './preview1/index.js';
 
@@ -10,7 +11,7 @@ import { preview1Imports } from './preview1/index.js';
  * Runs the guest. This thread blocks inside the guest for its whole life; the main thread of the
  * guest host process stays free to notice its parent dying, signals and stop requests.
  */
-const opts = workerData as GuestBootOptions;
+const opts = workerData as GuestBoot;
 const report = (r: WorkerResult) => parentPort?.postMessage(r);
 
 function stdinReader(): ((b: Uint8Array) => number) | null {
@@ -32,7 +33,7 @@ async function main(): Promise<void> {
       // Loaded only for components: jco's preview2-shim costs ~150 ms of CPU to import, which every
       // preview1 guest start would otherwise pay.
       const { runComponent } = await import('./component/run.js');
-      const { preopens } = openMounts(opts.dirs, opts.config, opts.grants.disk);
+      const { preopens } = openMounts(opts.dirs, opts.config, opts.disk ?? undefined);
       report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.network, preopens, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2) }) });
     } catch (err) {
       report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
   const { imports, memory } = preview1Imports({
     args: opts.argv,
     env: opts.env,
-    preopens: openMounts(opts.dirs, opts.config, opts.grants.disk).preopens,
+    preopens: openMounts(opts.dirs, opts.config, opts.disk ?? undefined).preopens,
     stdout: openOutput(opts.stdout, 1),
     stderr: openOutput(opts.stderr, 2),
     stdin: stdinReader(),

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { binaryKind, pagesFor, rewriteMemoryMax, type BinaryKind } from '../wasm/module.js';
+import { binaryKind, rewriteMemoryMax, type BinaryKind } from '../wasm/module.js';
 import { admitComponent } from './admit-component.js';
+import { memoryLimits } from './grants/memory.js';
 
 export interface Admitted {
   digest: string;
@@ -26,9 +27,8 @@ export async function admit(wasmPath: string, memoryBytes: number | undefined, c
   const bytes = fs.readFileSync(wasmPath);
   const kind = binaryKind(bytes, wasmPath);
   const digest = createHash('sha256').update(bytes).digest('hex');
-  // 65536 pages = 4 GiB, the wasm32 maximum: without a memory grant nothing is rewritten.
-  const pages = memoryBytes === undefined ? 65536 : pagesFor(memoryBytes);
-  if (kind === 'component') return admitComponent(wasmPath, bytes, digest, pages, cacheDir);
+  const { pages } = memoryLimits(memoryBytes);
+  if (kind === 'component') return { digest, kind, ...(await admitComponent(wasmPath, bytes, digest, pages, cacheDir)) };
   const out = path.join(cacheDir, `${digest}.${pages}p.wasm`);
   if (fs.existsSync(out)) return { digest, kind, modulePath: out, cached: true };
   const prepared = memoryBytes === undefined ? bytes : rewriteMemoryMax(bytes, pages, wasmPath);

@@ -2,17 +2,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { transpileBytes } from '@bytecodealliance/jco-transpile';
 import { UnsupportedWorldError } from '../errors.js';
-import { SUPPORTED_INTERFACES } from '../guest/component/imports.js';
+import { SUPPORTED_INTERFACES } from '../common/interfaces.js';
 import { binaryKind, rewriteMemoryMax } from '../wasm/module.js';
-import type { Admitted } from './admission.js';
 
 /**
  * Admission of a WASI 0.2 component: check its world, transpile it to JS + core modules once (jco),
  * set every core module's memory maximum to the grant, and cache the result by sha256 + grant.
  */
-export async function admitComponent(file: string, bytes: Uint8Array, digest: string, pages: number, cacheDir: string): Promise<Admitted> {
+export async function admitComponent(file: string, bytes: Uint8Array, digest: string, pages: number, cacheDir: string): Promise<{ modulePath: string; cached: boolean }> {
   const out = path.join(cacheDir, `${digest}.${pages}p.component`);
-  if (fs.existsSync(path.join(out, 'guest.js'))) return { digest, kind: 'component', modulePath: out, cached: true };
+  if (fs.existsSync(path.join(out, 'guest.js'))) return { modulePath: out, cached: true };
   const { files, imports, exports } = await transpileBytes(bytes, { name: 'guest', instantiation: 'async' });
   const unsupported = imports.map((i) => i.replace(/@.*$/, '')).filter((i) => !SUPPORTED_INTERFACES.includes(i));
   if (unsupported.length > 0) {
@@ -32,7 +31,7 @@ export async function admitComponent(file: string, bytes: Uint8Array, digest: st
   }
   fs.rmSync(out, { recursive: true, force: true });
   fs.renameSync(tmp, out);
-  return { digest, kind: 'component', modulePath: out, cached: false };
+  return { modulePath: out, cached: false };
 }
 
 function writeFiles(tmp: string, files: Record<string, Uint8Array>, pages: number, file: string): void {

@@ -25,6 +25,12 @@ export function cgroup2Root(): string | null {
 
 const PERIOD = 100_000;
 
+/** The kernel limits of one guest host's cgroup (each grant module asks for its own). */
+export interface CgroupLimits {
+  memoryBytes?: number;
+  cpuCores?: number;
+}
+
 export class GuestCgroup {
   private constructor(
     readonly version: 'v1' | 'v2',
@@ -40,7 +46,7 @@ export class GuestCgroup {
    * Make the directories and write the limits. Throws (having removed what it made) when the
    * kernel refuses any of it: the guest must then not run.
    */
-  static create(version: 'v1' | 'v2', name: string, limits: { memoryBytes?: number; cpuCores?: number }, controllers: string[]): GuestCgroup {
+  static create(version: 'v1' | 'v2', name: string, limits: CgroupLimits, controllers: string[]): GuestCgroup {
     const made: string[] = [];
     try {
       if (version === 'v2') {

@@ -2,7 +2,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api';
-import { parseIp } from '../guest/net/policy.js';
+import { parseIp } from '../common/ip.js';
 import { cgroup2Root, cgroupParent, removeCgroupDir, sweepStaleCgroups } from './cgroup.js';
 
 export { cgroup2Root } from './cgroup.js';

@@ -9,17 +9,6 @@ import { allowsConnect, type IpAddr, type NetPolicy } from '../net/policy.js';
 import { guardUdpSends } from '../net/udp.js';
 import { filesystemImports, setReadyPollable } from './filesystem.js';
 
-/** The WASI 0.2 interfaces a component may import; anything else is refused at admission. */
-export const SUPPORTED_INTERFACES = [
-  'wasi:cli/environment', 'wasi:cli/exit', 'wasi:cli/stdin', 'wasi:cli/stdout', 'wasi:cli/stderr',
-  'wasi:cli/terminal-input', 'wasi:cli/terminal-output', 'wasi:cli/terminal-stdin', 'wasi:cli/terminal-stdout', 'wasi:cli/terminal-stderr',
-  'wasi:clocks/wall-clock', 'wasi:clocks/monotonic-clock',
-  'wasi:filesystem/preopens', 'wasi:filesystem/types',
-  'wasi:io/error', 'wasi:io/streams', 'wasi:io/poll',
-  'wasi:random/random', 'wasi:random/insecure', 'wasi:random/insecure-seed',
-  'wasi:sockets/network', 'wasi:sockets/instance-network', 'wasi:sockets/tcp', 'wasi:sockets/tcp-create-socket',
-  'wasi:sockets/udp', 'wasi:sockets/udp-create-socket', 'wasi:sockets/ip-name-lookup',
-];
 
 type Network = object;
 type Addr = { tag: 'ipv4' | 'ipv6'; val: { port: number; address: number[] } };

@@ -1,5 +1,7 @@
-import net from 'node:net';
 import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api';
+import { parseIp, type IpAddr } from '../../common/ip.js';
+
+export { parseIp, type IpAddr } from '../../common/ip.js';
 
 /**
  * A network grant compiled for fast checks. A host named in the grant may be looked up by the
@@ -13,8 +15,6 @@ export interface NetPolicy {
   /** Granted host names that did not resolve when the guest started: the guest cannot reach them. */
   unresolved: { target: string; reason: string }[];
 }
-
-export type IpAddr = { family: 4 | 6; bytes: number[] };
 
 export async function compilePolicy(grant: NetworkAccess, lookup: (host: string) => Promise<string[]>): Promise<NetPolicy> {
   const policy: NetPolicy = { listen: new Set(grant.listen), connect: [], names: new Set(), udp: grant.udp, unresolved: [] };
@@ -48,18 +48,6 @@ export async function compilePolicy(grant: NetworkAccess, lookup: (host: string)
 
 export function allowsConnect(p: NetPolicy, addr: IpAddr, port: number): boolean {
   return p.connect.some((c) => c.port === port && c.family === addr.family && inPrefix(c.bytes, addr.bytes, c.prefix));
-}
-
-export function parseIp(s: string): IpAddr | null {
-  if (net.isIPv4(s)) return { family: 4, bytes: s.split('.').map(Number) };
-  if (net.isIPv6(s)) {
-    const [head, tail] = s.split('::') as [string, string | undefined];
-    const h = head === '' ? [] : head.split(':');
-    const t = tail === undefined || tail === '' ? [] : tail.split(':');
-    const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-    return { family: 6, bytes: groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]) };
-  }
-  return null;
 }
 
 function inPrefix(net: number[], addr: number[], prefix: number): boolean {

@@ -1,0 +1,53 @@
+import { formatConnectTarget, type Enforcement } from '@lowcloud/api';
+import { GuestFirewall, sweepStaleFirewalls, systemNameservers, type FirewallRecord } from '../firewall.js';
+import type { GrantLayers, GrantModule } from './grant.js';
+
+interface NetworkRecord {
+  firewall: FirewallRecord | null;
+}
+
+let swept = false;
+
+/**
+ * The network grant: its runtime layer is the guest host's wasi:sockets allow-list
+ * (guest/net/policy.ts); its kernel layer an nftables table on the guest host's cgroup v2.
+ */
+export const network: GrantModule<NetworkRecord> = {
+  name: 'network',
+  async setUp({ network: n, kind, kernel, caps, name }) {
+    const report: Enforcement[] = [
+      kind === 'module'
+        ? { mechanism: 'WASI preview1 has no socket imports: no network access', level: 'runtime' }
+        : {
+            mechanism: `wasi:sockets allow-list: listen [${n.listen.join(', ')}], connect [${n.connect.map(formatConnectTarget).join(', ')}], UDP ${n.udp ? 'on granted ports, to granted targets' : 'denied'}, name lookup only for granted hosts`,
+            level: 'runtime',
+          },
+    ];
+    if (!kernel || !caps.nftables) return layers(null, report);
+    // Once per process: remove what guests of killed owners left behind.
+    if (!swept) {
+      swept = true;
+      sweepStaleFirewalls();
+    }
+    try {
+      const fw = await GuestFirewall.create(name, n, kind === 'component', systemNameservers());
+      return layers(fw, [{ mechanism: fw.mechanism, level: 'kernel' }, ...report], { nft: fw.nft, table: fw.record.table });
+    } catch (err) {
+      return layers(null, [...report, { mechanism: `kernel layer not used: ${err instanceof Error ? err.message : String(err)}`, level: 'advisory' }]);
+    }
+  },
+  reattach: (record) => layers(record?.firewall ?? null, []),
+};
+
+function layers(fw: GuestFirewall | FirewallRecord | null, report: Enforcement[], table?: { nft: string; table: string }): GrantLayers {
+  const record = fw === null ? null : fw instanceof GuestFirewall ? fw.record : fw;
+  return {
+    report,
+    record: { firewall: record },
+    ...(record === null ? {} : { cgroupDirs: [record.dir] }),
+    ...(table === undefined ? {} : { table }),
+    async release(launcherCleaned) {
+      if (record !== null) await GuestFirewall.release(record, launcherCleaned);
+    },
+  };
+}

@@ -1,0 +1,407 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import type { NetworkAccess } from '@lowcloud/api';
+import { writeFileAtomic } from '../common/durable-file.js';
+import { GUEST_HOST_FD, type HostBoot } from '../common/protocol.js';
+import { GrantUnavailableError, GuestStartError } from '../errors.js';
+import type { GuestExit, GuestOptions, OutputTarget } from '../types.js';
+import type { BinaryKind } from '../wasm/module.js';
+import { probeCapabilitiesSync } from './capabilities.js';
+import { cgroupOomKilled, GuestCgroup, removeCgroupDir, type CgroupLimits } from './cgroup.js';
+import { classifyExit } from './exit.js';
+import { LAYER_MODULES, type GrantLayers } from './grants/index.js';
+import type { Guest, GuestRecord } from './guest.js';
+import { codeView, wallArgs, type Wall } from './isolation.js';
+import { launcherArgs } from './launcher.js';
+import { JsonDocuments, parseGuestHostMessage } from './messages.js';
+import { cpuSeconds, rssBytes, startTime } from './proc.js';
+import { seccompProgram } from './seccomp.js';
+
+/** Written by the launcher when the kernel OOM-killed the guest host's cgroup (run directory). */
+const OOM_FILE = 'oom-killed';
+
+export interface HostTuning {
+  /** Force the runtime layer of the grants even where cgroups are available (tests, and `--no-kernel`). */
+  kernel?: boolean;
+  /** Run the guest host without the kernel wall (tests of the JS layer alone). */
+  wall?: boolean;
+}
+
+/** What a re-attaching host needs (runDir/guest.json). */
+interface GuestHostRecord {
+  pid: number;
+  start: string | null;
+  /** Every cgroup directory the launcher put the guest host in (v1 and v2). */
+  cgroups: string[];
+  /** Each layer's own record, by module name (grants/*.ts). */
+  layers: Record<string, object | null>;
+  guests: GuestRecord[];
+}
+
+/** How a guest host process ended. */
+interface HostEnd {
+  violation: GuestExit | null;
+  status: { code: number | null; signal: NodeJS.Signals | null; wrapped: boolean } | null;
+}
+
+/** Compiled guest host entry: always the built dist/ file, also when this module runs from src/. */
+function guestMain(): string {
+  const here = fileURLToPath(import.meta.url);
+  const dist = here.replace(`${path.sep}src${path.sep}`, `${path.sep}dist${path.sep}`).replace(/\.ts$/, '.js');
+  return path.join(path.dirname(dist), '..', 'guest', 'main.js');
+}
+
+/**
+ * The grants' layers around a guest host that is not started yet: every kernel object made
+ * (cgroup, firewall table, disk images) before any guest code runs. `launch` starts the process in
+ * them; `release` undoes them when it never starts.
+ */
+export class PreparedHost {
+  private constructor(
+    readonly name: string,
+    readonly layers: readonly GrantLayers[],
+    private readonly cgroup: GuestCgroup | null,
+  ) {}
+
+  /** Each module's set-up, in order; a cgroup the kernel refuses means the guest does not run. */
+  static async create(opts: GuestOptions, binary: { kind: BinaryKind; network: NetworkAccess }, tuning: HostTuning): Promise<PreparedHost> {
+    const caps = probeCapabilitiesSync();
+    const kernel = tuning.kernel !== false && caps.root;
+    const name = `g-${Date.now()}-${randomBytes(4).toString('hex')}`;
+    const asks = LAYER_MODULES.map((m) => ({ name: m.name, limits: m.cgroupLimits?.(opts) ?? {} })).filter((a) => Object.keys(a.limits).length > 0);
+    let cgroup: GuestCgroup | null = null;
+    if (kernel && caps.cgroup !== null && asks.length > 0) {
+      try {
+        cgroup = GuestCgroup.create(caps.cgroup, name, Object.assign({}, ...asks.map((a) => a.limits)) as CgroupLimits, caps.controllers);
+      } catch (err) {
+        throw new GrantUnavailableError(asks[0]?.name ?? 'memory', `${err instanceof Error ? err.message : String(err)}; the guest was not started`);
+      }
+    }
+    const layers: GrantLayers[] = [];
+    const prepared = new PreparedHost(name, layers, cgroup);
+    try {
+      for (const m of LAYER_MODULES) layers.push(await m.setUp({ options: opts, kind: binary.kind, network: binary.network, kernel, wall: tuning.wall !== false, caps, name, cgroup }));
+    } catch (err) {
+      await prepared.release();
+      throw err;
+    }
+    return prepared;
+  }
+
+  /** The layers' names, in the order of `layers` (the enforcement report's keys). */
+  get names(): string[] {
+    return LAYER_MODULES.map((m) => m.name);
+  }
+
+  get wall(): { wall: Wall | null; uid: number } {
+    return this.layers.find((l) => l.wall !== undefined)?.wall ?? { wall: null, uid: process.getuid?.() ?? 0 };
+  }
+
+  get cgroupDirs(): string[] {
+    return [...new Set([...(this.cgroup?.all ?? []), ...this.layers.flatMap((l) => l.cgroupDirs ?? [])])];
+  }
+
+  get oomKilled(): boolean {
+    return this.cgroup?.oomKilled() === true;
+  }
+
+  /** Remove every kernel object; `launcherCleaned`: the launcher removed what it could as it ended. */
+  async release(launcherCleaned = false): Promise<void> {
+    for (const l of this.layers) await l.release?.(launcherCleaned);
+    this.cgroup?.remove();
+  }
+
+  /**
+   * Start the guest host for `guests`: the launcher (root, kernel objects) joins the cgroups and
+   * execs the wall, which execs Node.js; the boot options go down a pipe; the pid comes back on the
+   * report pipe. Throws GuestStartError (having stopped it) when it does not start confined.
+   */
+  async launch(guests: Guest[], how: { detached: boolean; runDir: string | null; hostHeapMb: number; stdin: boolean; stdout: OutputTarget; stderr: OutputTarget }): Promise<GuestHost> {
+    const { wall, uid } = this.wall;
+    const dirs = this.cgroupDirs;
+    const table = this.layers.find((l) => l.table !== undefined)?.table ?? null;
+    if (how.runDir !== null) fs.rmSync(path.join(how.runDir, OOM_FILE), { force: true }); // a previous run's
+    const node = [process.execPath, `--max-old-space-size=${how.hostHeapMb}`, guestMain()];
+    const command =
+      wall === null
+        ? node
+        : [wall.bwrap, ...wallArgs(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node })];
+    const launcher = dirs.length > 0 || table !== null;
+    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, how.runDir === null ? null : path.join(how.runDir, OOM_FILE), command)] : command;
+    const reports = launcher || wall !== null;
+    const output = (t: OutputTarget) => (t === 'pipe' ? 'pipe' : t === 'inherit' && !how.detached ? 'inherit' : 'ignore');
+    const child = spawn(file as string, args, {
+      stdio: [how.stdin && !how.detached ? 'inherit' : 'ignore', output(how.stdout), output(how.stderr), how.detached ? 'ignore' : 'ipc', reports ? 'pipe' : 'ignore', wall !== null ? 'pipe' : 'ignore', 'pipe'],
+      detached: how.detached,
+      // The guest gets its environment from the grant only; the host process gets nothing either.
+      env: {},
+    });
+    const boot: HostBoot = { type: 'boot', detached: how.detached, guests: guests.map((g) => g.boot).filter((b) => b !== null) };
+    const host = new GuestHost(this, child, guests, how.runDir, launcher);
+    // A guest host that failed to start closes its ends early; its failure is reported on the report pipe.
+    const fds = child.stdio as unknown as (Writable | null)[];
+    writeAll(fds[GUEST_HOST_FD.boot], JSON.stringify(boot));
+    if (wall !== null) writeAll(fds[GUEST_HOST_FD.seccomp], seccompProgram());
+    // Listened to from the start: a guest host can end before its pid is known.
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      try {
+        await host.started(reports);
+      } catch (err) {
+        throw new GuestStartError(err instanceof Error ? err.message : String(err), err);
+      }
+      if (how.runDir !== null) host.save(path.join(how.runDir, 'guest.json'), this.layers);
+    } catch (err) {
+      // Ended before its kernel objects go (the caller releases them): a cgroup with a process in
+      // it cannot be removed, and would wait for a sweep.
+      if (host.pid > 0) signal(host.pid, 'SIGKILL');
+      child.kill('SIGKILL');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+      throw err;
+    }
+    return host;
+  }
+}
+
+function writeAll(pipe: Writable | null | undefined, data: string | Buffer): void {
+  pipe?.on('error', () => undefined);
+  pipe?.end(data);
+}
+
+/**
+ * A guest host: the process (launcher, wall, cgroups, firewall table, pid) that runs guests, one
+ * per host today. It knows how the process ended; each guest's exit is classified from that and
+ * from what the guest host reported for it (exit.ts).
+ */
+export class GuestHost {
+  pid = -1;
+  private start: string | null = null;
+  private stopRequested = false;
+  private readonly reported = new Map<string, GuestExit>();
+  private violated: GuestExit | null = null;
+  private oomReported = false;
+  private ended: Promise<HostEnd> = new Promise(() => undefined);
+  private layers: readonly GrantLayers[] = [];
+
+  constructor(
+    private readonly prepared: PreparedHost | null,
+    readonly child: ChildProcess | null,
+    readonly guests: Guest[],
+    private readonly runDir: string | null,
+    private readonly launcher: boolean,
+  ) {}
+
+  /** Wait for the pid, start the runtime layers, and watch the process end. */
+  async started(reports: boolean): Promise<void> {
+    const child = this.child as ChildProcess;
+    const prepared = this.prepared as PreparedHost;
+    // Listened to from the start: a guest host can end before its pid is known.
+    const exit = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once('exit', (code, sig) => r([code, sig])));
+    child.on('message', (m: unknown) => {
+      const msg = parseGuestHostMessage(m);
+      if (msg?.type === 'exit') this.reported.set(msg.guest, msg.exit);
+    });
+    // The launcher's last words (an OOM kill) arrive on the report pipe just before it exits.
+    const reportDone = !reports
+      ? Promise.resolve()
+      : new Promise<void>((r) => {
+          (child.stdio[GUEST_HOST_FD.report] as Readable).once('close', () => r());
+          void exit.then(() => setTimeout(r, 1000).unref());
+        });
+    this.pid = reports ? await readReport(child, () => (this.oomReported = true)) : (child.pid ?? -1);
+    if (this.pid <= 0) throw new Error('could not start the guest host process');
+    this.start = startTime(this.pid);
+    this.layers = prepared.layers;
+    this.watch();
+    this.ended = exit.then(async ([code, signal]) => {
+      await reportDone;
+      for (const l of this.layers) l.unwatch?.('ended');
+      const oom = this.oomReported || prepared.oomKilled;
+      // The launcher deletes the table as the guest host ends, unless it was killed itself.
+      await prepared.release(this.launcher && signal === null);
+      return { violation: this.violation(oom), status: { code, signal, wrapped: child.pid !== this.pid } };
+    });
+  }
+
+  /**
+   * Re-attach to a detached guest host after the process that started it went away (an agent
+   * restart): same pid, no restart, and every runtime layer its report claims running again. Null
+   * when it is gone (its guests' exit records, if any, are in the run directory).
+   */
+  static attach(runDir: string, restore: (r: GuestRecord) => Guest): GuestHost | null {
+    let rec: GuestHostRecord;
+    try {
+      rec = upgradeRecord(JSON.parse(fs.readFileSync(path.join(runDir, 'guest.json'), 'utf8')), runDir);
+    } catch {
+      return null;
+    }
+    // A pid alone could have been reused by an unrelated process after a reboot.
+    if (startTime(rec.pid) === null || startTime(rec.pid) !== rec.start) return null;
+    const host = new GuestHost(null, null, rec.guests.map(restore), runDir, true);
+    host.pid = rec.pid;
+    host.start = rec.start;
+    host.layers = LAYER_MODULES.map((m) => m.reattach(rec.layers[m.name] ?? null));
+    // A throttle killed between its SIGSTOP and SIGCONT (the agent died) left the guest host stopped.
+    signal(rec.pid, 'SIGCONT');
+    host.watch();
+    host.ended = new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (startTime(rec.pid) === rec.start) return;
+        clearInterval(poll);
+        resolve();
+      }, 100);
+    }).then(async () => {
+      for (const l of host.layers) l.unwatch?.('ended');
+      // The launcher, still the guest host's parent, records an OOM kill and then removes the
+      // cgroups: wait for it (2 s at most); if it was killed itself, read the cgroups directly.
+      for (let i = 0; i < 40 && rec.cgroups.some((d) => fs.existsSync(d)); i++) await new Promise((r) => setTimeout(r, 50));
+      const oom = readOomFile(path.join(runDir, OOM_FILE)) || rec.cgroups.some((d) => fs.existsSync(d) && cgroupOomKilled(d));
+      const violation = host.violation(oom);
+      for (const l of host.layers) await l.release?.(false);
+      for (const d of rec.cgroups) removeCgroupDir(d);
+      return { violation, status: null };
+    });
+    return host;
+  }
+
+  private watch(): void {
+    for (const l of this.layers) {
+      l.watch?.(this.pid, (v) => {
+        this.violated ??= v;
+        signal(this.pid, 'SIGKILL');
+      });
+    }
+  }
+
+  private violation(oom: boolean): GuestExit | null {
+    for (const l of this.layers) {
+      const v = l.violation?.({ oom });
+      if (v !== undefined && v !== null) return v;
+    }
+    return this.violated;
+  }
+
+  save(file: string, layers: readonly GrantLayers[]): void {
+    const record: GuestHostRecord = {
+      pid: this.pid,
+      start: this.start,
+      cgroups: this.prepared?.cgroupDirs ?? [],
+      layers: Object.fromEntries(LAYER_MODULES.map((m, i) => [m.name, layers[i]?.record ?? null])),
+      guests: this.guests.map((g) => g.record),
+    };
+    writeFileAtomic(file, JSON.stringify(record));
+  }
+
+  /** How `guest` ended, once its guest host is gone. */
+  async exitOf(guest: Guest): Promise<GuestExit> {
+    const end = await this.ended;
+    return classifyExit({ violation: end.violation, reported: this.reported.get(guest.id) ?? guest.recordedExit(), stopRequested: this.stopRequested, status: end.status });
+  }
+
+  /** CPU and resident memory of the process (shared by its guests). */
+  usage(): { cpuSeconds: number; memoryBytes: number } {
+    return { cpuSeconds: cpuSeconds(this.pid) ?? 0, memoryBytes: rssBytes(this.pid) ?? 0 };
+  }
+
+  /**
+   * SIGTERM, then SIGKILL after the grace period. Inside the wall the guest host is pid 1 of its
+   * pid namespace, and the kernel drops a signal pid 1 has no handler for yet (while Node.js
+   * boots), so SIGTERM is repeated until it ends or the grace period is over (its handler is
+   * idempotent).
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopRequested = true;
+    for (const l of this.layers) l.unwatch?.('stopping');
+    signal(this.pid, 'SIGTERM');
+    const again = setInterval(() => signal(this.pid, 'SIGTERM'), 100);
+    const kill = setTimeout(() => {
+      clearInterval(again);
+      signal(this.pid, 'SIGKILL');
+    }, graceMs);
+    await this.ended;
+    clearInterval(again);
+    clearTimeout(kill);
+  }
+
+  /** Stop watching without stopping it (agent shutdown; a detached guest host keeps running). */
+  detach(): void {
+    for (const l of this.layers) l.unwatch?.('detached');
+    if (this.child === null) return;
+    (this.child.stdio[GUEST_HOST_FD.report] as Readable | null | undefined)?.destroy();
+    this.child.unref();
+    if (this.child.connected) this.child.disconnect();
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * The guest host's pid from the report pipe (bubblewrap's `--info-fd` report or the launcher's
+ * `ready`), then its other messages (`oom`) until the pipe ends. The pipe is drained to its end,
+ * never closed early: bubblewrap writes its report in pieces and dies of SIGPIPE (leaving its
+ * half-made child waiting) if the reader goes away between them.
+ */
+function readReport(child: ChildProcess, onOom: () => void): Promise<number> {
+  const pipe = child.stdio[GUEST_HOST_FD.report] as Readable;
+  const docs = new JsonDocuments();
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => done(new Error('no pid reported within 10 s')), 10_000);
+    const done = (r: number | Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (r instanceof Error) reject(r);
+      else resolve(r);
+    };
+    pipe.on('data', (b: Buffer) => {
+      for (const doc of docs.push(b.toString())) {
+        const msg = doc instanceof Error ? null : parseGuestHostMessage(doc);
+        if (msg?.type === 'ready') done(msg.pid);
+        else if (msg?.type === 'refused') done(new Error(msg.message));
+        else if (msg?.type === 'oom') onOom();
+        else done(new Error(`unreadable start report${doc instanceof Error ? `: ${doc.message}` : ''}`));
+      }
+    });
+    pipe.on('end', () => done(new Error(docs.rest || `the launcher exited (${child.exitCode ?? child.signalCode ?? 'running'})`)));
+    pipe.on('error', (e) => done(e));
+  });
+}
+
+/** True when the launcher recorded an OOM kill (a file in the agent's own run directory). */
+function readOomFile(file: string): boolean {
+  try {
+    return parseGuestHostMessage(JSON.parse(fs.readFileSync(file, 'utf8')))?.type === 'oom';
+  } catch {
+    return false; // no file: no OOM kill
+  }
+}
+
+/** A record as this version writes it, also from one written before grant modules (pid, report, runtime, ...). */
+function upgradeRecord(r: unknown, runDir: string): GuestHostRecord {
+  const o = r as GuestHostRecord & { report?: GuestRecord['report']; dirs?: GuestRecord['dirs']; firewall?: unknown; mounts?: string[]; memoryLimit?: number; runtime?: { throttleCores?: number; watchdogBytes?: number } };
+  if (typeof o.pid !== 'number') throw new TypeError('not a guest host record');
+  if (o.layers !== undefined && Array.isArray(o.guests)) return o;
+  return {
+    pid: o.pid,
+    start: o.start,
+    cgroups: o.cgroups ?? [],
+    layers: {
+      memory: { cgroupBytes: o.memoryLimit, watchdogBytes: o.runtime?.watchdogBytes },
+      cpu: { throttleCores: o.runtime?.throttleCores },
+      disk: { mounts: o.mounts ?? [] },
+      network: { firewall: o.firewall ?? null },
+    },
+    guests: [{ id: 'guest', report: o.report as GuestRecord['report'], dirs: o.dirs ?? [], exitRecord: path.join(runDir, 'exit.json') }],
+  };
+}

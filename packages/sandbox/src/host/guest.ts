@@ -1,0 +1,125 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { NetworkAccess } from '@lowcloud/api';
+import type { GuestBoot } from '../common/protocol.js';
+import { usageOf } from '../common/usage.js';
+import { GuestDirError } from '../errors.js';
+import type { EnforcementReport, GuestExit, GuestOptions } from '../types.js';
+import type { BinaryKind } from '../wasm/module.js';
+import { prepareGuestFile, readExitRecordFile } from './exit-record.js';
+import type { GrantLayers } from './grants/index.js';
+
+/** What a re-attaching host needs of one guest (in its guest host's guest.json). */
+export interface GuestRecord {
+  id: string;
+  report: EnforcementReport;
+  dirs: { host: string; readonly: boolean }[];
+  exitRecord: string | null;
+}
+
+/**
+ * One guest: an instance running in a guest host (guest-host.ts), with its boot options, its
+ * enforcement report, its directories, its logs and its exit record. The guest host is the process
+ * around it; a guest host could carry several.
+ */
+export class Guest {
+  private constructor(
+    readonly id: string,
+    readonly report: EnforcementReport,
+    readonly dirs: { host: string; readonly: boolean }[],
+    readonly exitRecord: string | null,
+    /** Only for a guest this host started (a re-attached one has no boot options here). */
+    readonly boot: GuestBoot | null,
+    /** Files the host made for the guest host to write (exit record, logs). */
+    readonly files: string[],
+  ) {}
+
+  /**
+   * A new guest from its options: its files made (owned by `uid` where it is not ours), its boot
+   * options assembled. Throws, having made nothing the guest can use, on a data directory that is
+   * not a directory.
+   */
+  static create(
+    opts: GuestOptions,
+    admitted: { modulePath: string; kind: BinaryKind },
+    host: { id: string; uid: number | null; runDir: string | null; workerHeapMb: number | null; network: NetworkAccess; layers: readonly GrantLayers[]; names: readonly string[] },
+  ): Guest {
+    const dirs = opts.dirs.map((d) => ({ host: path.resolve(d.host), guest: d.guest, readonly: d.readonly === true }));
+    // The agent's data directories belong to the guest's uid (never `lowcloud run`'s: those are the user's).
+    if (host.uid !== null) for (const d of dirs.filter((x) => !x.readonly)) ownDirectory(d.host, host.uid);
+    const stdout = opts.stdout ?? 'inherit';
+    const stderr = opts.stderr ?? 'inherit';
+    // Every file the guest host writes is made here, owned by its uid; it sees no directory to add to.
+    const files: string[] = [];
+    const exitRecord = host.runDir === null ? null : path.join(host.runDir, 'exit.json');
+    if (exitRecord !== null) {
+      prepareGuestFile(exitRecord, host.uid, true);
+      files.push(exitRecord);
+    }
+    for (const t of [stdout, stderr]) {
+      if (typeof t !== 'object') continue;
+      for (const f of [t.file, ...Array.from({ length: t.keep }, (_, i) => `${t.file}.${i + 1}`)]) {
+        if (files.includes(f)) continue;
+        prepareGuestFile(f, host.uid, false);
+        files.push(f);
+      }
+    }
+    const boot: GuestBoot = {
+      id: host.id,
+      modulePath: admitted.modulePath,
+      kind: admitted.kind,
+      argv: [opts.argv0 ?? path.basename(opts.wasm), ...opts.args],
+      env: opts.env,
+      dirs,
+      config: opts.config.map((c) => ({ guest: c.guest, host: path.resolve(c.host) })),
+      disk: opts.grants.disk ?? null,
+      network: host.network,
+      workerHeapMb: host.workerHeapMb,
+      stdin: opts.stdin === 'inherit',
+      stdout,
+      stderr,
+      exitRecord,
+    };
+    const report = Object.fromEntries(host.names.map((n, i) => [n, host.layers[i]?.report ?? []])) as unknown as EnforcementReport;
+    return new Guest(host.id, report, dirs, exitRecord, boot, files);
+  }
+
+  /** A guest of a guest host this host re-attached to. */
+  static restore(r: GuestRecord): Guest {
+    r.report.isolation ??= []; // recorded by a version from before the wall
+    return new Guest(r.id, r.report, r.dirs, r.exitRecord, null, []);
+  }
+
+  get record(): GuestRecord {
+    return { id: this.id, report: this.report, dirs: this.dirs.map((d) => ({ host: d.host, readonly: d.readonly })), exitRecord: this.exitRecord };
+  }
+
+  /** What the wall binds read-only for this guest: its binary, its config files, its read-only directories. */
+  get readable(): string[] {
+    return this.boot === null ? [] : [this.boot.modulePath, ...this.boot.config.map((c) => c.host), ...this.dirs.filter((d) => d.readonly).map((d) => d.host)];
+  }
+
+  /** What the wall binds writable: the files made for it and its writable directories. */
+  get writable(): string[] {
+    return [...this.files, ...this.dirs.filter((d) => !d.readonly).map((d) => d.host)];
+  }
+
+  /** How the guest said it ended, in its exit record (hostile input: read bounded, parsed closed). */
+  recordedExit(): GuestExit | null {
+    return this.exitRecord === null ? null : readExitRecordFile(this.exitRecord);
+  }
+
+  /** Bytes the guest holds in its writable directories (the disk grant's rule, common/usage.ts). */
+  diskBytes(): number {
+    return this.dirs.filter((d) => !d.readonly).reduce((s, d) => s + usageOf(d.host), 0);
+  }
+}
+
+/** Give a data directory to the guest's uid, 0700, never following a link (its parent is the host's). */
+function ownDirectory(dir: string, uid: number): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory()) throw new GuestDirError(dir, 'not a directory');
+  fs.lchownSync(dir, uid, uid);
+  fs.chmodSync(dir, 0o700);
+}

@@ -1,0 +1,33 @@
+/**
+ * The guest host's launcher (guest-host.ts). As root with kernel objects: a two-line shell launcher joins the guest's cgroups *before* it
+ * execs the wall (so everything after is born confined; a refused write means exit 125 and no
+ * guest code), and stays behind as the guest host's root-owned parent to remove its cgroups and
+ * nftables table when it ends, also when no agent is watching. Paths and names are arguments,
+ * never part of the script.
+ */
+const LAUNCHER = [
+  // Not exported: the guest host gets no environment. SIGPIPE ignored: the report pipe's reader
+  // (the agent) may be gone, and the cleanup below must still run.
+  "PATH=/usr/sbin:/usr/bin:/sbin:/bin; trap '' PIPE",
+  'n=$1; nft=$2; table=$3; oom=$4; shift 4',
+  'dirs=""; i=0; while [ "$i" -lt "$n" ]; do dirs="$dirs $1"; shift; i=$((i+1)); done',
+  // The inner shell joins and execs; without the wall it reports its own pid (bubblewrap does otherwise).
+  'sh -c \'for d in $1; do echo $$ 2>/dev/null >"$d/cgroup.procs" || { echo "{\\"type\\": \\"refused\\", \\"message\\": \\"the kernel refused to move the guest host into $d\\"}" >&4; exit 125; }; done; shift; [ "$1" = --pid ] && { shift; echo "{\\"type\\": \\"ready\\", \\"pid\\": $$}" >&4; exec "$@" 4>&-; }; exec "$@"\' sh "$dirs" "$@"',
+  'rc=$?',
+  // The kernel's OOM kill is read before the cgroup goes, and told to whoever still listens, and
+  // to a file in the run directory for an agent that re-attached (it holds no pipe to this shell).
+  'for d in $dirs; do if grep -qsE "^oom_kill [1-9]" "$d/memory.events" "$d/memory.oom_control"; then echo \'{"type": "oom"}\' >&4; [ "$oom" = - ] || echo \'{"type": "oom"}\' >"$oom"; break; fi; done',
+  '[ "$table" = - ] || "$nft" delete table inet "$table" 2>/dev/null',
+  'for d in $dirs; do k=0; while [ -d "$d" ] && [ $k -lt 40 ] && ! rmdir "$d" 2>/dev/null; do sleep 0.05; k=$((k+1)); done; done',
+  'exit $rc',
+].join('\n');
+
+/**
+ * The launcher's arguments. It reports on fd 4 in the protocol of common/protocol.ts (`ready`,
+ * `refused`, `oom`); `oomFile`: where it also records the `oom` message (in the agent's own run
+ * directory, never the guest's) for a host that re-attached and holds no pipe to it.
+ */
+export function launcherArgs(cgroupDirs: string[], firewall: { nft: string; table: string } | null, reportsOwnPid: boolean, oomFile: string | null, command: string[]): string[] {
+  for (const d of cgroupDirs) if (/\s/.test(d)) throw new TypeError(`cgroup path with white space: ${d}`); // programmer error: names are ours
+  return ['-c', LAUNCHER, 'sh', String(cgroupDirs.length), firewall?.nft ?? '-', firewall?.table ?? '-', oomFile ?? '-', ...cgroupDirs, ...(reportsOwnPid ? ['--pid'] : []), ...command];
+}
