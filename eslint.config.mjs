@@ -26,4 +26,20 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { paths: ['@lowcloud/node-agent', '@lowcloud/planner'], patterns: [{ group: ['@lowcloud/*/src/*', '@lowcloud/*/dist/*'], message: 'Import the package entry.' }] }],
     },
   },
+  {
+    // In sandbox, host code (in the agent) never imports guest code (in the guest host): shared pieces go in src/common/.
+    files: ['packages/sandbox/src/host/**/*.ts', 'packages/sandbox/src/cli.ts', 'packages/sandbox/src/index.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: ['@lowcloud/node-agent', '@lowcloud/planner', '@bytecodealliance/preview2-shim'],
+          patterns: [
+            { group: ['@lowcloud/*/src/*', '@lowcloud/*/dist/*'], message: 'Import the package entry.' },
+            { group: ['**/guest/*', '**/guest/**', '@bytecodealliance/preview2-shim/*'], message: 'Host code imports no guest code: put what both sides need in src/common/.' },
+          ],
+        },
+      ],
+    },
+  },
 );

