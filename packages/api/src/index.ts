@@ -22,6 +22,7 @@ export type { InfraFile } from './infra/types.js';
 export { parseInfra } from './infra/parse.js';
 export type { ParsedInfra } from './infra/parse.js';
 export { loadInfra } from './infra/resolve.js';
+export { machineAddress } from './infra/names.js';
 export type { ResolvedInfra, ResolvedMachine } from './infra/resolve.js';
 export { WorkingTreeSource, GitRevisionSource } from './infra/file-source.js';
 

@@ -17,10 +17,12 @@ export type ConnectTarget =
   /** A host name, looked up when the guest starts: `db.internal:5432` (lower case). */
   | { kind: 'host'; name: string; port: number }
   /**
-   * A process of the infra file, by name. The planner resolves it to the address of the machine it
-   * runs on before anything reaches an agent, so it has no text form and no parser yields it yet.
+   * A process of the infra file, by name (`kv-a:7101` in the file). The planner resolves it to the
+   * address of the machine it runs on (`address`: an IP address or a host name) before anything
+   * reaches an agent; resolved, its text is `kv-a@10.0.0.5:7101`. The guest may connect to that
+   * address and port, and a lookup of the name gives it that address.
    */
-  | { kind: 'process'; name: string; port: number };
+  | { kind: 'process'; name: string; port: number; address?: string };
 
 export type ConnectTargetKind = ConnectTarget['kind'];
 
@@ -41,6 +43,8 @@ export interface NetworkAccess {
 }
 
 const TARGET_RE = /^(?:\[([^\]]*)\]|([^:/[\]]*))(?:\/([0-9]+))?:([0-9]+)$/;
+/** A process name as the infra file allows it. */
+const PROCESS_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const LABEL_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /**
@@ -49,6 +53,16 @@ const LABEL_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
  */
 export function parseConnectTarget(text: string, field = 'connect'): ConnectTarget {
   const fail = (why: string) => new InvalidConnectTargetError(field, text, why, `use ${CONNECT_FORMS}`);
+  const at = text.indexOf('@');
+  if (at >= 0) {
+    // A resolved process target: name@address:port, as the planner writes it.
+    const name = text.slice(0, at);
+    if (!PROCESS_RE.test(name)) throw fail(`has "${name}" before "@", which is not a process name`);
+    const where = parseConnectTarget(text.slice(at + 1), field);
+    if (where.kind === 'cidr' || where.kind === 'process') throw fail('has a network or a process after "@"; a resolved process target is name@address:port');
+    const address = where.kind === 'host' ? where.name : where.ip;
+    return { kind: 'process', name, port: where.port, address };
+  }
   const m = TARGET_RE.exec(text);
   if (m === null) {
     if (net.isIPv6(text) || net.isIPv6(text.replace(/:[0-9]+$/, ''))) throw fail('is an IPv6 address without brackets or port');
@@ -116,7 +130,8 @@ export function formatConnectTarget(t: ConnectTarget): string {
     case 'host':
       return `${t.name}:${t.port}`;
     case 'process':
-      throw unresolvedProcessTarget(t);
+      if (t.address === undefined) throw unresolvedProcessTarget(t);
+      return `${t.name}@${t.address.includes(':') ? `[${t.address}]` : t.address}:${t.port}`;
   }
 }
 

@@ -1,15 +1,17 @@
 import { sha256Hex } from '../digest.js';
-import { InvalidConnectTargetError, InvalidInputError, type Diagnostic } from '../errors.js';
+import { InvalidInputError, type Diagnostic } from '../errors.js';
 import { isSealed, parseSealed, SecretError } from '../secrets/sealed.js';
-import { connectList, parseConnectTarget, type ConnectTarget } from '../grants/network.js';
 import { specDigest, type ProcessSpec } from '../spec.js';
 import { formatSize, parseSize } from '../units.js';
 import type { FileRead, FileSource } from './file-source.js';
+import { fillDigests, machineAddress, NameResolver, parseAddress } from './names.js';
 import { closest, parseInfra, type ParsedInfra } from './parse.js';
 
 export interface ResolvedMachine {
   name: string;
   agent: string;
+  /** How other machines reach its processes: `address:` in the file, else the host of `agent`; 127.0.0.1 for `local`. */
+  address: string;
   key?: string;
   region?: string;
   capacity: { cpu?: number; memory?: number; disk?: number };
@@ -62,6 +64,9 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     if (m.key !== undefined && Buffer.from(m.key.slice('ed25519:'.length), 'base64').length !== 32) {
       diags.push(at(['machines', name, 'key'], 'the key is not 32 bytes', 'copy the key exactly as `lowcloud agent` prints it'));
     }
+    if (m.address !== undefined && parseAddress(m.address) === null) {
+      diags.push(at(['machines', name, 'address'], `"${m.address}" is not an IP address or a host name`, 'write how other machines reach this one, e.g. 10.0.0.5, fd00::5 or eu-1.example.com'));
+    }
     const capacity: ResolvedMachine['capacity'] = {};
     if (m.capacity?.cpu !== undefined) capacity.cpu = m.capacity.cpu;
     if (m.capacity?.memory !== undefined) capacity.memory = parseSize(m.capacity.memory);
@@ -69,6 +74,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     machines[name] = {
       name,
       agent: m.agent,
+      address: machineAddress(m),
       ...(m.key === undefined ? {} : { key: m.key }),
       ...(m.region === undefined ? {} : { region: m.region }),
       capacity,
@@ -92,6 +98,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
   );
   const hash = (p: string) => hashes.get(p) as FileRead & { digest?: string };
 
+  const names = new NameResolver(parsed, new Map(Object.values(machines).map((m) => [m.name, m.address])));
   const processes: Record<string, ResolvedProcess> = {};
   const blobs: Record<string, string> = {};
   for (const [name, p] of entries) {
@@ -142,8 +149,8 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     const spec: ProcessSpec = {
       name,
       binary,
-      args: p.args ?? [],
-      env: p.env ?? {},
+      args: (p.args ?? []).map((a, i) => names.substitute(a, [...base, 'args', i], diags)),
+      env: Object.fromEntries(Object.entries(p.env ?? {}).map(([k, v]) => [k, names.substitute(v, [...base, 'env', k], diags)])),
       config,
       grants: {
         ...(g.cpu === undefined ? {} : { cpu: g.cpu }),
@@ -151,7 +158,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
         ...(g.disk === undefined ? {} : { disk: parseSize(g.disk) }),
         network: {
           listen: [...(g.network?.listen ?? [])].sort((a, b) => a - b),
-          connect: connectTargets(g.network?.connect ?? [], [...base, 'grants', 'network', 'connect'], parsed, diags),
+          connect: names.connect(g.network?.connect ?? [], [...base, 'grants', 'network', 'connect'], diags),
           ...(g.network?.udp === true ? { udp: true } : {}),
         },
       },
@@ -160,6 +167,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     processes[name] = { name, machine: p.machine, spec, digest: specDigest(spec), files: { binary: p.binary, config: { ...(p.config ?? {}) } }, sealed: sealed.sort() };
   }
 
+  fillDigests(processes, parsed, diags);
   checkMachines(parsed, machines, processes, diags);
   if (diags.length > 0) {
     throw new InvalidInputError(diags.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)));
@@ -196,7 +204,7 @@ function sealedProblem(text: string, machine: string, machineKey: string | undef
   return null;
 }
 
-/** Grants must fit the machine's declared capacity; listen ports must be unique per machine. */
+/** Grants must fit the machine's declared capacity; listen ports must be unique per address. */
 function checkMachines(
   parsed: ParsedInfra,
   machines: Record<string, ResolvedMachine>,
@@ -209,6 +217,7 @@ function checkMachines(
     if (list === undefined) byMachine.set(p.machine, [p]);
     else list.push(p);
   }
+  const portsByAddress = new Map<string, Map<number, ResolvedProcess>>();
   for (const m of Object.values(machines)) {
     const mine = byMachine.get(m.name) ?? [];
     for (const dim of ['cpu', 'memory', 'disk'] as const) {
@@ -227,34 +236,31 @@ function checkMachines(
         );
       }
     }
-    const ports = new Map<number, string>();
+    // Machines that share an address (every `local` machine is this computer) share its ports:
+    // a named target resolves to address:port, which must mean one process.
+    let ports = portsByAddress.get(m.address);
+    if (ports === undefined) portsByAddress.set(m.address, (ports = new Map()));
     for (const p of mine) {
       for (const port of p.spec.grants.network.listen) {
         const other = ports.get(port);
-        if (other !== undefined) {
+        if (other === undefined) {
+          ports.set(port, p);
+        } else if (other.machine === m.name) {
           diags.push(
-            parsed.at(['processes', p.name, 'grants', 'network', 'listen'], `port ${port} is already granted to ${other} on machine ${m.name}`, 'give each process on a machine its own listen ports'),
+            parsed.at(['processes', p.name, 'grants', 'network', 'listen'], `port ${port} is already granted to ${other.name} on machine ${m.name}`, 'give each process on a machine its own listen ports'),
           );
         } else {
-          ports.set(port, p.name);
+          diags.push(
+            parsed.at(
+              ['processes', p.name, 'grants', 'network', 'listen'],
+              `port ${port} is already granted to ${other.name} on machine ${other.machine}, which has the same address (${m.address}) as ${m.name}${m.agent === 'local' ? ': local machines share this computer' : ''}`,
+              'give each process its own listen port across machines that share an address',
+            ),
+          );
         }
       }
     }
   }
-}
-
-/** A grant's connect list in its canonical spelling (sorted, each once); a bad target is a diagnostic at it. */
-function connectTargets(texts: readonly string[], path: string[], parsed: ParsedInfra, diags: Diagnostic[]): string[] {
-  const targets: ConnectTarget[] = [];
-  texts.forEach((text, i) => {
-    try {
-      targets.push(parseConnectTarget(text, [...path, i].join('.')));
-    } catch (err) {
-      if (!(err instanceof InvalidConnectTargetError)) throw err;
-      diags.push(parsed.at([...path, i], `"${text}" ${err.reason}`, err.hint));
-    }
-  });
-  return connectList(targets);
 }
 
 function sortRecord<T>(r: Record<string, T>): Record<string, T> {

@@ -31,6 +31,12 @@ const machine: JSONSchemaType<MachineEntry> = {
       pattern: AGENT_PATTERN,
       description: 'Where the agent listens: wss://host:port (ws:// only on loopback), or "local" for an agent `lowcloud up` starts here.',
     },
+    address: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9.:-]+$',
+      description: "How other machines reach this machine's processes: an IP address or a host name. Default: the host of agent; 127.0.0.1 for a local agent. Named connect targets (kv-a:7101) resolve to it.",
+      nullable: true,
+    },
     key: {
       type: 'string',
       pattern: KEY_PATTERN,

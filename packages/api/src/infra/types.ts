@@ -8,6 +8,8 @@ export interface InfraFile {
 export interface MachineEntry {
   /** `ws://host:port`, `wss://host:port`, or `local` for an agent `lowcloud up` starts on this machine. */
   agent: string;
+  /** How other machines reach its processes (an IP address or host name); default: the host of `agent`, 127.0.0.1 for `local`. */
+  address?: string;
   /** `ed25519:` + base64 of the agent's raw 32-byte public key; optional only for `local`. */
   key?: string;
   region?: string;

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { ENFORCEMENT_LEVELS, ErrorCode, formatSize, LowcloudError, type AgentStatus, type Enforcement, type KeyPair, type ProcessStatus } from '@lowcloud/api';
+import { ENFORCEMENT_LEVELS, ErrorCode, formatSize, LowcloudError, machineAddress, type AgentStatus, type Enforcement, type KeyPair, type ProcessStatus } from '@lowcloud/api';
 import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/document.js';
 import { getPlanner } from '../plan/registry.js';
 import { renderHuman, summaryLine } from '../plan/render-human.js';
@@ -76,7 +76,7 @@ export async function applyFile(planFile: string, flags: ApplyFlags): Promise<vo
   const doc = parsePlanDocument(value, planFile);
   const infraFile = doc.target.file ?? planFile;
   const target = await loadFromWorkingTree(infraFile).catch(() => null);
-  const machines = target?.machines ?? Object.fromEntries(Object.entries(doc.machines).map(([n, m]) => [n, { name: n, agent: m.agent, ...(m.key === undefined ? {} : { key: m.key }), capacity: {} }]));
+  const machines = target?.machines ?? Object.fromEntries(Object.entries(doc.machines).map(([n, m]) => [n, { name: n, agent: m.agent, address: machineAddress({ agent: m.agent }), ...(m.key === undefined ? {} : { key: m.key }), capacity: {} }]));
   await runApply(doc, flags, localEndpoints(localDir(infraFile), machines), infraFile);
 }
 

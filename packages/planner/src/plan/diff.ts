@@ -1,5 +1,5 @@
 import type { ProcessSpec } from '@lowcloud/api';
-import { envDigests, formatSize } from '@lowcloud/api';
+import { envDigests, formatSize, parseConnectTarget } from '@lowcloud/api';
 import type { Change, FieldChange, PlanProcess, PlanState } from './types.js';
 
 /**
@@ -24,6 +24,7 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
       // A sealed value's identity is its ciphertext's digest: re-sealing it is a change, named as such.
       const secret = new Set([...(before.sealed ?? []), ...(after.sealed ?? [])]);
       const onlySecrets = !moved && fields.length > 0 && fields.every((f) => secret.has(f.path));
+      const because = dependencyReasons(a, b, before.spec, after.spec);
       changes.push({
         process: name,
         actions: onlyConfig ? ['replace-config'] : moved ? ['start', 'stop'] : ['stop', 'start'],
@@ -32,6 +33,7 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
         fields,
         from: before.machine,
         to: after.machine,
+        ...(because.length > 0 ? { because } : {}),
       });
     } else if (before !== undefined && after !== undefined && before.machine !== after.machine) {
       changes.push({
@@ -49,6 +51,41 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
 }
 
 const short = (digest: string) => `sha256:${digest.slice(0, 12)}`;
+
+/**
+ * Why a process's spec changed through other processes: a named connect target whose address
+ * changed (it moved, or its machine's address did), or a process whose digest its args or env
+ * name (`${map-a:digest}`) that changed.
+ */
+function dependencyReasons(a: PlanState, b: PlanState, x: ProcessSpec, y: ProcessSpec): string[] {
+  const out: string[] = [];
+  const addresses = (spec: ProcessSpec) => {
+    const m = new Map<string, string>();
+    for (const text of spec.grants.network.connect) {
+      const t = parseConnectTarget(text);
+      if (t.kind === 'process' && t.address !== undefined) m.set(t.name, t.address);
+    }
+    return m;
+  };
+  const before = addresses(x);
+  for (const [name, address] of addresses(y)) {
+    const was = before.get(name);
+    if (was === undefined || was === address) continue;
+    const pa = a.processes[name];
+    const pb = b.processes[name];
+    if (pa !== undefined && pb !== undefined && pa.machine !== pb.machine) out.push(`${name} moved: its address changed (${was} -> ${address})`);
+    else out.push(`${name}'s machine ${pb?.machine ?? '?'} changed its address (${was} -> ${address})`);
+  }
+  const text = (spec: ProcessSpec) => [...spec.args, ...Object.values(spec.env)].join('\n');
+  const tx = text(x);
+  const ty = text(y);
+  for (const [name, p] of Object.entries(b.processes)) {
+    const old = a.processes[name];
+    if (old === undefined || old.digest === p.digest) continue;
+    if (tx.includes(old.digest) && ty.includes(p.digest)) out.push(`${name} changed (its digest is named here)`);
+  }
+  return out;
+}
 
 /** A process's env as value digests: live state carries only those, so both sides compare them. */
 function envOf(p: PlanProcess): Record<string, string> {

@@ -7,7 +7,7 @@ import { minimalPlanner } from './minimal.js';
 import type { PlanCall, PlanState, Planner } from './types.js';
 
 const MACHINES = ['m1', 'm2', 'm3'];
-const machines: Record<string, ResolvedMachine> = Object.fromEntries(MACHINES.map((m) => [m, { name: m, agent: 'local', capacity: {} }]));
+const machines: Record<string, ResolvedMachine> = Object.fromEntries(MACHINES.map((m) => [m, { name: m, agent: 'local', address: '127.0.0.1', capacity: {} }]));
 
 const digestArb = fc.constantFrom('a1', 'b2', 'c3');
 const specArb = (name: string) =>

@@ -69,8 +69,10 @@ function why(change: Change | undefined, call: string): string {
         ? `secret changed (${change.paths.map((p) => p.slice('config.'.length)).join(', ')}); restarts once`
         : `replace: secret changed (${change.paths.join(', ')})`;
     case 'replaced':
-      return `replace: ${change.paths.join(', ')} changed`;
+      return `replace: ${change.paths.join(', ')} changed${change.because === undefined ? '' : ` (${change.because.join('; ')})`}`;
     case 'moved':
-      return call === 'stop' ? `moved to ${change.to ?? '?'}` : `moved from ${change.from ?? '?'}${change.paths.length > 1 ? `; also ${change.paths.filter((p) => p !== 'machine').join(', ')} changed` : ''}`;
+      return call === 'stop'
+        ? `moved to ${change.to ?? '?'}`
+        : `moved from ${change.from ?? '?'}${change.paths.length > 1 ? `; also ${change.paths.filter((p) => p !== 'machine').join(', ')} changed` : ''}${change.because === undefined ? '' : ` (${change.because.join('; ')})`}`;
   }
 }

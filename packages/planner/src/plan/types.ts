@@ -77,6 +77,12 @@ export interface Change {
   /** Machine before and after (equal unless moved). */
   from?: string;
   to?: string;
+  /**
+   * Why fields changed that the process's own entry did not: a named target that moved or whose
+   * machine's address changed (`kv-a moved: its address changed`), a process whose digest it
+   * names that changed (`map-a changed`).
+   */
+  because?: string[];
   /** Set when a planner could not do what it prefers and fell back (blue-green without room). */
   note?: string;
 }
