@@ -102,7 +102,7 @@ describe('WASI 0.2 components with network grants', () => {
         if (out.includes('\n')) resolve(out);
       });
     });
-    expect(line).toBe(`kv-store from-config listening on 127.0.0.1:${port}\n`);
+    expect(line).toBe(`kv-store from-config listening on 0.0.0.0:${port}\n`);
     child.kill('SIGTERM');
   });
 

@@ -1,5 +1,6 @@
 // kv-client: checks the cluster end to end through the load balancer.
-//   kv-client <lb-ip> <lb-port> [rounds] [interval-seconds]
+//   kv-client <lb-host> <lb-port> [rounds] [interval-seconds]
+// lb-host is an IPv4 address or a name its grant allows it to look up (`lb`, a process of the file).
 // Each round: SET a key, GET it back, PING (which store answered). Prints one status line per
 // round; exits 0 after the rounds if every check passed, 1 otherwise (bounded: default 1 round).
 #include <stdio.h>
@@ -26,9 +27,10 @@ static int ask(uint8_t ip[4], int port, const char *req, char *reply, int n) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) { printf("usage: kv-client LB_IP LB_PORT [ROUNDS] [INTERVAL]\n"); return 2; }
+  if (argc < 3) { printf("usage: kv-client LB_HOST LB_PORT [ROUNDS] [INTERVAL]\n"); return 2; }
   uint8_t ip[4];
-  if (ws_parse_ip(argv[1], ip) != 0) { printf("kv-client: bad ip %s\n", argv[1]); return 2; }
+  const char *looked = ws_host_ip(argv[1], ip);
+  if (looked) { printf("kv-client: lookup %s: %s\n", argv[1], looked); return 2; }
   int port = atoi(argv[2]), rounds = argc > 3 ? atoi(argv[3]) : 1, interval = argc > 4 ? atoi(argv[4]) : 2;
   int failures = 0;
   for (int r = 1; r <= rounds; r++) {

@@ -1,4 +1,5 @@
 // kv-lb: a TCP load balancer for line protocols. kv-lb <listen-port> <ip:port>...
+// (`${kv-a:7101}` in the infra file's args becomes kv-a's ip:port at plan time.)
 // Each client connection is sent to the next backend (round robin); every line is relayed and
 // the backend's one-line reply comes back. If a backend is down, the next one is tried.
 #include <stdio.h>
@@ -33,10 +34,10 @@ int main(int argc, char **argv) {
   }
   int32_t net = ws_instance_network();
   int32_t s = ws_tcp();
-  uint8_t lo[4] = {127, 0, 0, 1};
-  const char *e = ws_listen(s, net, lo, port);
+  uint8_t any[4] = {0, 0, 0, 0};
+  const char *e = ws_listen(s, net, any, port);
   if (e) { printf("kv-lb: bind %d: %s\n", port, e); return 1; }
-  printf("kv-lb listening on 127.0.0.1:%d, %d backend(s)\n", port, nb);
+  printf("kv-lb listening on port %d, %d backend(s)\n", port, nb);
   fflush(stdout);
   for (;;) {
     int32_t c, cin, cout;

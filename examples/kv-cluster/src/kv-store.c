@@ -50,10 +50,11 @@ static void handle(char *line, char *out, size_t n) {
 int main(int argc, char **argv) {
   load_config(argc > 1 ? argv[1] : "/etc/kv.conf");
   int32_t s = ws_tcp();
-  uint8_t any[4] = {127, 0, 0, 1};
+  // Every address of its machine: the infra file may give the machine any address (`address:`).
+  uint8_t any[4] = {0, 0, 0, 0};
   const char *e = ws_listen(s, ws_instance_network(), any, port);
   if (e) { printf("kv-store %s: bind %d: %s\n", name, port, e); return 1; }
-  printf("kv-store %s listening on 127.0.0.1:%d\n", name, port);
+  printf("kv-store %s listening on 0.0.0.0:%d\n", name, port);
   fflush(stdout);
   for (;;) {
     int32_t c, in, out;
