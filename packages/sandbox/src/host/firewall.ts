@@ -154,7 +154,10 @@ export function systemNameservers(): string[] {
   }
 }
 
-/** nft rules for the grant. Hosts granted by name are matched by port alone: their addresses may change. */
+/**
+ * nft rules for the grant. Hosts granted by name are matched by port alone: their addresses may
+ * change. A process target matches the address the planner resolved it to.
+ */
 export function allowList(grant: NetworkAccess, nameservers: string[]): { out: string[]; in: string[]; summary: string } {
   const protos = grant.udp ? ['tcp', 'udp'] : ['tcp'];
   const out: string[] = [];
@@ -172,8 +175,18 @@ export function allowList(grant: NetworkAccess, nameservers: string[]): { out: s
           named = true;
           out.push(`${proto} dport ${target.port} accept`);
           break;
-        case 'process':
-          throw unresolvedProcessTarget(target);
+        case 'process': {
+          // The kernel layer uses the address the planner resolved the name to.
+          if (target.address === undefined) throw unresolvedProcessTarget(target);
+          const ip = parseIp(target.address);
+          if (ip === null) {
+            named = true;
+            out.push(`${proto} dport ${target.port} accept`);
+          } else {
+            out.push(`${ip.family === 4 ? 'ip' : 'ip6'} daddr ${target.address} ${proto} dport ${target.port} accept`);
+          }
+          break;
+        }
       }
     }
   }

@@ -131,7 +131,8 @@ export function componentImports(opts: {
       ...lookup,
       resolveAddresses: (n: Network, name: string) => {
         if (!opts.policy.names.has(name)) throw 'access-denied';
-        return lookup.resolveAddresses(n, name);
+        // A process name gives the address the planner resolved it to (an IP literal resolves to itself).
+        return lookup.resolveAddresses(n, opts.policy.aliases.get(name) ?? name);
       },
     },
   };

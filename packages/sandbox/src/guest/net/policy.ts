@@ -6,18 +6,22 @@ export { parseIp, type IpAddr } from '../../common/ip.js';
 /**
  * A network grant compiled for fast checks. A host named in the grant may be looked up by the
  * guest, and may be connected at any address the host resolved it to when the guest started.
+ * A process named in the grant (resolved by the planner to its machine's address) may be looked
+ * up by its name, which gives that address, and connected there.
  */
 export interface NetPolicy {
   listen: Set<number>;
   connect: { family: 4 | 6; bytes: number[]; prefix: number; port: number }[];
   names: Set<string>;
+  /** Granted process names -> the address a lookup of the name gives (an IP address or a host name). */
+  aliases: Map<string, string>;
   udp: boolean;
   /** Granted host names that did not resolve when the guest started: the guest cannot reach them. */
   unresolved: { target: string; reason: string }[];
 }
 
 export async function compilePolicy(grant: NetworkAccess, lookup: (host: string) => Promise<string[]>): Promise<NetPolicy> {
-  const policy: NetPolicy = { listen: new Set(grant.listen), connect: [], names: new Set(), udp: grant.udp, unresolved: [] };
+  const policy: NetPolicy = { listen: new Set(grant.listen), connect: [], names: new Set(), aliases: new Map(), udp: grant.udp, unresolved: [] };
   for (const target of grant.connect) {
     switch (target.kind) {
       case 'address':
@@ -26,11 +30,23 @@ export async function compilePolicy(grant: NetworkAccess, lookup: (host: string)
         policy.connect.push({ ...ip, prefix: target.kind === 'cidr' ? target.prefix : ip.bytes.length * 8, port: target.port });
         break;
       }
-      case 'host': {
+      case 'host':
+      case 'process': {
+        let host = target.name;
+        if (target.kind === 'process') {
+          if (target.address === undefined) throw unresolvedProcessTarget(target);
+          policy.aliases.set(target.name, target.address);
+          host = target.address;
+        }
         policy.names.add(target.name);
+        const ip = parseIp(host);
+        if (ip !== null) {
+          policy.connect.push({ ...ip, prefix: ip.bytes.length * 8, port: target.port });
+          break;
+        }
         let addrs: IpAddr[] = [];
         try {
-          addrs = (await lookup(target.name)).map(parseIp).filter((a) => a !== null);
+          addrs = (await lookup(host)).map(parseIp).filter((a) => a !== null);
         } catch (err) {
           policy.unresolved.push({ target: formatConnectTarget(target), reason: (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err)) });
           break;
@@ -39,8 +55,6 @@ export async function compilePolicy(grant: NetworkAccess, lookup: (host: string)
         for (const a of addrs) policy.connect.push({ ...a, prefix: a.bytes.length * 8, port: target.port });
         break;
       }
-      case 'process':
-        throw unresolvedProcessTarget(target);
     }
   }
   return policy;
