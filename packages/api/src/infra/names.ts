@@ -71,7 +71,7 @@ export class NameResolver {
    * The address:port of process `name`, port `port`, or null after a diagnostic at `path` (no such
    * process, or it does not listen on that port). `what` is the text as written.
    */
-  private resolve(name: string, port: number, what: string, path: (string | number)[], diags: Diagnostic[]): string | null {
+  private resolve(name: string, port: number, what: string, path: (string | number)[], diags: Diagnostic[], inGrant = false): string | null {
     const t = this.targets.get(name);
     if (t === undefined) {
       const guess = closest(name, [...this.targets.keys()]);
@@ -79,7 +79,7 @@ export class NameResolver {
         this.parsed.at(
           path,
           `"${what}" names no process of this file`,
-          `${guess === null ? 'name a process under processes' : `did you mean "${guess}"?`} (a host outside the file needs a dotted name, e.g. db.internal:5432, or an IP address)`,
+          [guess === null ? 'name a process under processes' : `did you mean "${guess}"?`, ...(inGrant ? ['a host outside the file needs a dotted name (db.internal:5432) or an IP address'] : [])].join('; '),
         ),
       );
       return null;
@@ -110,7 +110,7 @@ export class NameResolver {
         return;
       }
       if (t.kind === 'host' && this.meansProcess(t.name)) {
-        const address = this.resolve(t.name, t.port, text, [...path, i], diags);
+        const address = this.resolve(t.name, t.port, text, [...path, i], diags, true);
         if (address === null) return;
         t = { kind: 'process', name: t.name, port: t.port, address };
       }
