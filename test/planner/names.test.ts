@@ -62,7 +62,8 @@ describe('named targets: the planner checks every name against the file', () => 
     writeFileSync(path.join(dir, 'empty.yaml'), 'version: 1\nmachines: {}\n');
     const r = await runCli(['plan', '--json', 'empty.yaml', 'infra.yaml'], { cwd: dir });
     expect(r.stderr).toBe('');
-    const lb = parsePlanDocument(JSON.parse(r.stdout)).calls.find((c) => c.process === 'lb')?.spec;
+    const call = parsePlanDocument(JSON.parse(r.stdout)).calls.find((c) => c.process === 'lb');
+    const lb = call?.call === 'start' ? call.spec : undefined;
     // What the agent gets: addresses, with the name kept for the guest's lookups; nothing else is touched.
     expect(lb?.args).toEqual(['127.0.0.1:7101', '10.0.0.9:7102', '[fd00::7]:7103', '${x}']);
     expect(lb?.env).toEqual({ C: '[fd00::7]:7103' });

@@ -151,7 +151,7 @@ describe.each<[string, Planner]>([
 describe('blue-green', () => {
   const spec = (name: string, memory: number): ProcessSpec => ({ name, binary: 'a1', args: [], env: {}, config: {}, grants: { memory, network: { listen: [], connect: [] } }, restart: 'always' });
   const state = (machine: string, memory: number, caps: Record<string, number>): PlanState => ({
-    machines: Object.fromEntries(Object.entries(caps).map(([m, c]) => [m, { name: m, agent: 'local', capacity: { memory: c } }])),
+    machines: Object.fromEntries(Object.entries(caps).map(([m, c]) => [m, { name: m, agent: 'local', address: '127.0.0.1', capacity: { memory: c } }])),
     processes: { kv: { name: 'kv', machine, spec: spec('kv', memory), digest: specDigest(spec('kv', memory)) } },
   });
 
