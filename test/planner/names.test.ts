@@ -103,7 +103,7 @@ describe('a named process that moves replaces exactly the processes that connect
     await waitFor(() => rounds() >= 1, 30_000, 'the client to get through the load balancer by name');
     const before = await pids();
 
-    writeFileSync(file, readFileSync(file, 'utf8').replace(/(  kv-a:\n    machine: )eu/, '$1us'));
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/( {2}kv-a:\n {4}machine: )eu/, '$1us'));
     repo.commit('move kv-a to us');
     const plan = await runCli(['plan', '--base', 'HEAD~1', 'infra.yaml', '--json'], { cwd: repo.dir });
     const doc = parsePlanDocument(JSON.parse(plan.stdout));
