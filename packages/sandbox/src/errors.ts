@@ -36,3 +36,11 @@ export class GuestDirError extends LowcloudError {
     super(ErrorCode.INVALID_INPUT, `${dir}: ${detail}`, { details: { dir } });
   }
 }
+
+/** A setting of the sandbox's own (an environment variable the operator sets) is not usable. */
+export class SandboxSettingError extends LowcloudError {
+  override name = 'SandboxSettingError';
+  constructor(setting: string, detail: string) {
+    super(ErrorCode.INVALID_INPUT, `${setting}: ${detail}`, { details: { setting } });
+  }
+}

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { SandboxSettingError } from '../errors.js';
 
 /**
  * A per-guest cgroup (v1: one directory per controller; v2: one directory). Created before the
@@ -12,7 +13,7 @@ export const V1_ROOT = '/sys/fs/cgroup';
 /** The directory under each hierarchy that holds the guests' cgroups (`LOWCLOUD_CGROUP_PARENT`, default `lowcloud`). */
 export function cgroupParent(): string {
   const p = process.env.LOWCLOUD_CGROUP_PARENT ?? 'lowcloud';
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(p)) throw new Error(`LOWCLOUD_CGROUP_PARENT: "${p}" is not a plain directory name`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(p)) throw new SandboxSettingError('LOWCLOUD_CGROUP_PARENT', `"${p}" is not a plain directory name (letters, digits, _ and -, at most 64)`);
   return p;
 }
 

@@ -213,6 +213,7 @@ export class GuestHost {
           void exit.then(() => setTimeout(r, 1000).unref());
         });
     this.pid = reports ? await readReport(child, () => (this.oomReported = true)) : (child.pid ?? -1);
+    // The reasons below reach the user as the cause of a GuestStartError (launch).
     if (this.pid <= 0) throw new Error('could not start the guest host process');
     this.start = startTime(this.pid);
     this.layers = prepared.layers;

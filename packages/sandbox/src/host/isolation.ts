@@ -133,7 +133,7 @@ export function codeView(): string[] {
 
 function packageDir(file: string): string {
   for (let d = path.dirname(file); d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'package.json'))) return d;
-  throw new Error(`no package.json above ${file}`);
+  throw new Error(`no package.json above ${file}`); // programmer error: lowcloud's own files are in packages
 }
 
 export interface WallSpec {
