@@ -1,0 +1,80 @@
+// bench/wordcount: WordCount over generated text (WORDCOUNT_SIZES MB, default 50,100,200), three ways,
+// in one run, on this machine:
+//   - lowcloud: examples/wordcount (2 mappers, 2 reducers, collect on two local machines), timed
+//     from `lowcloud up` (agents started, blobs uploaded, processes started) to collect's `done`;
+//   - one guest: the same counting code (wc-single.wasm) in one process through `lowcloud run`;
+//   - native: one Node.js process (native-count.mjs), the floor.
+// The three results must be byte-equal. For lowcloud it also says where the time went: up (agents,
+// plan, upload of the inputs, starts), the mappers' reading and counting (their own log lines'
+// times), and the rest (messages, reduce, collect).
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generate } from './generate.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '../..');
+const cli = path.join(root, 'bin/lowcloud.js');
+const sizes = (process.env.WORDCOUNT_SIZES ?? '50,100,200').split(',').map(Number);
+const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-bench-wordcount-'));
+
+function run(args, opts = {}) {
+  return new Promise((resolve) => {
+    const t = performance.now();
+    const c = spawn(process.execPath, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = [];
+    let err = '';
+    c.stdout.on('data', (d) => out.push(d));
+    c.stderr.on('data', (d) => (err += d));
+    c.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err, ms: performance.now() - t }));
+  });
+}
+
+const read = (f) => (existsSync(f) ? readFileSync(f, 'utf8') : '');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const mbps = (bytes, ms) => (bytes / 1e6 / (ms / 1000)).toFixed(1);
+
+let failed = false;
+try {
+  for (const mb of sizes) {
+    const dir = path.join(work, `${mb}mb`);
+    cpSync(path.join(root, 'examples/wordcount'), dir, { recursive: true, filter: (s) => path.basename(s) !== '.lowcloud' });
+    // Two halves of one generated text: each mapper's split.
+    await generate(path.join(dir, 'input/a.txt'), (mb * 1e6) / 2, 1);
+    await generate(path.join(dir, 'input/b.txt'), (mb * 1e6) / 2, 2);
+    const inputs = ['input/a.txt', 'input/b.txt'].map((f) => path.join(dir, f));
+    const bytes = inputs.reduce((s, f) => s + statSync(f).size, 0);
+
+    const native = await run([path.join(here, 'native-count.mjs'), ...inputs]);
+    const single = await run([cli, 'run', path.join(root, 'examples/wordcount/bin/wc-single.wasm'), '--memory', '512MiB', '--dir', `${path.join(dir, 'input')}::/in`, '--', '/in/a.txt', '/in/b.txt']);
+
+    const t0 = performance.now();
+    const up = await run([cli, 'up', 'infra.yaml'], { cwd: dir });
+    const upMs = performance.now() - t0;
+    const logs = (m, n) => read(path.join(dir, '.lowcloud/agents', m, 'state/logs', `${n}.log`));
+    let mapsDone = 0;
+    while (!logs('eu', 'collect').endsWith('done\n') && performance.now() - t0 < 600_000 && up.code === 0) {
+      if (mapsDone === 0 && logs('eu', 'map-a').includes('done') && logs('us', 'map-b').includes('done')) mapsDone = performance.now() - t0;
+      await sleep(20);
+    }
+    const lowMs = performance.now() - t0;
+    if (mapsDone === 0) mapsDone = lowMs;
+    const result = read(path.join(dir, '.lowcloud/agents/eu/state/data/collect/result.txt'));
+    await run([cli, 'down', 'infra.yaml'], { cwd: dir });
+
+    const equal = native.code === 0 && single.code === 0 && single.stdout.equals(native.stdout) && result === native.stdout.toString();
+    if (!equal) failed = true;
+    const total = /total (\d+) words, (\d+) distinct/.exec(native.stdout.toString());
+    console.log(`\n${mb} MB (${(bytes / 1e6).toFixed(1)} MB, ${total?.[1]} words, ${total?.[2]} distinct): results ${equal ? 'equal' : 'DIFFER'}`);
+    console.log(`  native Node.js, 1 process   ${(native.ms / 1000).toFixed(2)} s  ${mbps(bytes, native.ms)} MB/s`);
+    console.log(`  one guest (lowcloud run)    ${(single.ms / 1000).toFixed(2)} s  ${mbps(bytes, single.ms)} MB/s`);
+    console.log(`  lowcloud 2x2, up -> done    ${(lowMs / 1000).toFixed(2)} s  ${mbps(bytes, lowMs)} MB/s  (${(native.ms / lowMs).toFixed(2)}x native, ${(single.ms / lowMs).toFixed(2)}x one guest)`);
+    console.log(`    up (agents, plan, upload, starts) ${(upMs / 1000).toFixed(2)} s; both mappers done at ${(mapsDone / 1000).toFixed(2)} s; messages, reduce, collect ${((lowMs - mapsDone) / 1000).toFixed(2)} s`);
+    if (up.code !== 0) console.log(up.stderr.slice(-2000));
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
