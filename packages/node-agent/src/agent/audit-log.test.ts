@@ -99,4 +99,13 @@ describe('AuditLog: an append is a whole line and its head, or nothing', () => {
     expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: 5, unsealed: 0 });
     expect(again.health()).toMatchObject({ writable: true, entries: 5 });
   });
+
+  it('uploads: a new AuditLog on the file knows how far each upload was accepted in this segment', () => {
+    const { file, log, id } = newLog();
+    const d = 'd'.repeat(64);
+    for (const offset of [0, 100, 200]) log.append({ key: 'ed25519:caller', type: 'put-blob', body: 'b'.repeat(64), generation: 0, blob: { digest: d, offset, bytes: 100, complete: false } });
+    const again = new AuditLog(file, id, () => undefined);
+    expect([...again.uploads().accepted]).toEqual([[d, 300]]);
+    expect(again.uploads().since).toBeLessThanOrEqual(Date.now());
+  });
 });

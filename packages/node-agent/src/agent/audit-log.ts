@@ -146,6 +146,10 @@ export class AuditLog {
   private readonly pending: Fields[] = [];
   /** The generation of the last start/stop/replace-config line in this segment (-1: none). */
   private lastCallGeneration = -1;
+  /** Per blob digest, the end of the last upload chunk this segment accepted. */
+  private readonly accepted = new Map<string, number>();
+  /** When this segment began (ms). */
+  private segmentStart = Date.now();
 
   constructor(
     private readonly file: string,
@@ -160,10 +164,16 @@ export class AuditLog {
       const last = JSON.parse(lines.at(-1) as string) as AuditEntry;
       this.prev = last.hash;
       this.seq = last.seq;
+      // This segment, from its end back to its first line: its last call, and the upload chunks it accepted.
       for (let i = lines.length - 1; i >= 0; i--) {
         const e = JSON.parse(lines[i] as string) as AuditEntry;
-        if (CALL_TYPES.has(e.type) && typeof e.generation === 'number') {
-          this.lastCallGeneration = e.generation;
+        if (CALL_TYPES.has(e.type) && typeof e.generation === 'number' && this.lastCallGeneration < 0) this.lastCallGeneration = e.generation;
+        if (e.type === 'put-blob' && e.blob !== undefined) {
+          const end = e.blob.offset + e.blob.bytes;
+          if (end > (this.accepted.get(e.blob.digest) ?? -1)) this.accepted.set(e.blob.digest, end);
+        }
+        if (e.type === 'segment') {
+          this.segmentStart = Date.parse(e.at);
           break;
         }
       }
@@ -199,6 +209,7 @@ export class AuditLog {
     }
     this.write({ ...entry });
     if (CALL_TYPES.has(entry.type)) this.lastCallGeneration = entry.generation;
+    if (entry.blob !== undefined) this.accepted.set(entry.blob.digest, entry.blob.offset + entry.blob.bytes);
   }
 
   /**
@@ -211,6 +222,15 @@ export class AuditLog {
     const written = this.writeAtStart({ ...call, recovered: 'appended at start: the call was saved in the desired state, the agent stopped before its line' });
     this.lastCallGeneration = call.generation;
     this.report(`audit log: ${what}; ${written ? 'appended it' : 'it is appended before the next line (the log cannot take it now)'}`);
+  }
+
+  /**
+   * The upload chunks this segment of the log accepted: per blob, the end of the last one, and
+   * since when the segment records them. A partial blob holding more than that kept a chunk whose
+   * line the agent died before writing (its call was never answered).
+   */
+  uploads(): { since: number; accepted: ReadonlyMap<string, number> } {
+    return { since: this.segmentStart, accepted: this.accepted };
   }
 
   health(): AuditHealth {

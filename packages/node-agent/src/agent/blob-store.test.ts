@@ -108,3 +108,30 @@ describe('BlobStore', () => {
     expect(s.has(digest)).toBe(true);
   });
 });
+
+describe('BlobStore: partial uploads against what the audit log accepted', () => {
+  it('a chunk stored but never given its audit line (the agent died between) is cut off at start; the upload resumes before it', async () => {
+    const { s, dir } = store();
+    await s.put(digest, data.length, 0, data.subarray(0, 500));
+    await s.put(digest, data.length, 500, data.subarray(500, 1000));
+    const other = sha(Buffer.from('other'));
+    await s.put(other, 2000, 0, data.subarray(0, 300)); // no line at all
+    const since = Date.now() - 60_000;
+    const again = new BlobStore(dir);
+    const notes = again.trimUnaccepted({ since, accepted: new Map([[digest, 500]]) });
+    expect(notes).toEqual([expect.stringMatching(/cut from 1000 to 500 bytes/), expect.stringMatching(/cut from 300 to 0 bytes/)]);
+    expect([again.partialSize(digest), again.partialSize(other)]).toEqual([500, undefined]);
+    expect(fs.statSync(path.join(dir, 'blobs/partial', digest)).size).toBe(500);
+    expect(fs.existsSync(path.join(dir, 'blobs/partial', other))).toBe(false);
+    // Resumed where the log says: the blob completes and hashes to its name.
+    expect(await again.put(digest, data.length, 500, data.subarray(500))).toBe(true);
+  });
+
+  it('a partial file older than the log segment (its lines were kept aside with a broken log) is left as it is', async () => {
+    const { s, dir } = store();
+    await s.put(digest, data.length, 0, data.subarray(0, 700));
+    const again = new BlobStore(dir);
+    expect(again.trimUnaccepted({ since: Date.now() + 60_000, accepted: new Map() })).toEqual([]);
+    expect(again.partialSize(digest)).toBe(700);
+  });
+});

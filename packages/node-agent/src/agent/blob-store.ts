@@ -41,6 +41,38 @@ export class BlobStore {
     }
   }
 
+  /**
+   * At start: a partial upload is cut back to the chunks the audit log accepted. The agent stores
+   * a chunk, then appends its line, then answers; one that died between the two kept a chunk its
+   * client was never told of: it goes, and the client resumes before it (its chunk then gets its
+   * line). Only partial files written since the log's segment began are judged (an older segment
+   * was kept aside). Returns what it cut, for the log.
+   */
+  trimUnaccepted(uploads: { since: number; accepted: ReadonlyMap<string, number> }): string[] {
+    const notes: string[] = [];
+    for (const [digest, size] of this.partials) {
+      const file = path.join(this.partialDir, digest);
+      const accepted = uploads.accepted.get(digest);
+      if (accepted === undefined && fs.statSync(file).mtimeMs < uploads.since) continue;
+      const keep = accepted ?? 0;
+      if (size <= keep) continue;
+      if (keep === 0) {
+        fs.rmSync(file, { force: true });
+        this.partials.delete(digest);
+      } else {
+        const fd = fs.openSync(file, 'r+');
+        try {
+          truncateBack(fd, keep);
+        } finally {
+          fs.closeSync(fd);
+        }
+        this.partials.set(digest, keep);
+      }
+      notes.push(`partial blob ${digest.slice(0, 12)} cut from ${size} to ${keep} bytes: the agent stopped before the audit line of its last chunk (never answered; the upload resumes at ${keep})`);
+    }
+    return notes;
+  }
+
   path(digest: string): string {
     return path.join(this.dir, digest);
   }

@@ -52,6 +52,10 @@ export class AgentCore {
     const lastLine = this.audit.health().entries;
     this.audit.mend(this.state.lastCall);
     if (this.audit.health().entries > lastLine) this.recovered.push(`audit line ${this.audit.health().entries} (${this.state.lastCall?.type} ${this.state.lastCall?.process ?? ''}): the call was saved, the agent had stopped before its line`);
+    for (const note of this.blobs.trimUnaccepted(this.audit.uploads())) {
+      report(`lowcloud agent: ${note}`);
+      this.recovered.push(note);
+    }
     const roles = new Map<string, Role>([...(opts.trustedRead ?? []).map((k): [string, Role] => [k, 'read']), ...opts.trusted.map((k): [string, Role] => [k, 'write'])]);
     this.auth = new RequestAuthenticator(this.identity.publicKey, roles, () => (opts.clock ?? systemClock).now());
     const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
