@@ -51,7 +51,16 @@ try {
     const single = await run([cli, 'run', path.join(root, 'examples/wordcount/bin/wc-single.wasm'), '--memory', '512MiB', '--dir', `${path.join(dir, 'input')}::/in`, '--', '/in/a.txt', '/in/b.txt']);
 
     const t0 = performance.now();
+    const wall0 = Date.now();
     const up = await run([cli, 'up', 'infra.yaml'], { cwd: dir });
+    // up's progress lines are timestamped: when the agents answered, uploads ended, starts ended.
+    const at = (re) => {
+      const times = [...up.stderr.matchAll(new RegExp(`^(\\S+Z) ${re}`, 'gm'))].map((m) => Date.parse(m[1]) - wall0);
+      return times;
+    };
+    const planned = Math.min(...at('\\S+: \\d+ call\\(s\\) to make'));
+    const uploaded = Math.max(...at('\\S+: start \\S+ \\.\\.\\.').slice(0, 2));
+    const mapStarted = Math.max(...at('\\S+: start map-[ab] ok'));
     const upMs = performance.now() - t0;
     const logs = (m, n) => read(path.join(dir, '.lowcloud/agents', m, 'state/logs', `${n}.log`));
     let mapsDone = 0;
@@ -71,7 +80,9 @@ try {
     console.log(`  native Node.js, 1 process   ${(native.ms / 1000).toFixed(2)} s  ${mbps(bytes, native.ms)} MB/s`);
     console.log(`  one guest (lowcloud run)    ${(single.ms / 1000).toFixed(2)} s  ${mbps(bytes, single.ms)} MB/s`);
     console.log(`  lowcloud 2x2, up -> done    ${(lowMs / 1000).toFixed(2)} s  ${mbps(bytes, lowMs)} MB/s  (${(native.ms / lowMs).toFixed(2)}x native, ${(single.ms / lowMs).toFixed(2)}x one guest)`);
-    console.log(`    up (agents, plan, upload, starts) ${(upMs / 1000).toFixed(2)} s; both mappers done at ${(mapsDone / 1000).toFixed(2)} s; messages, reduce, collect ${((lowMs - mapsDone) / 1000).toFixed(2)} s`);
+    const s1 = (ms) => `${(ms / 1000).toFixed(2)} s`;
+    console.log(`    agents started and planned at ${s1(planned)}; inputs uploaded by ${s1(uploaded)}; both mappers started by ${s1(mapStarted)}; up returned at ${s1(upMs)}`);
+    console.log(`    both mappers done (read + count + send) at ${s1(mapsDone)}; then messages, reduce, collect ${s1(lowMs - mapsDone)}`);
     if (up.code !== 0) console.log(up.stderr.slice(-2000));
   }
 } finally {
