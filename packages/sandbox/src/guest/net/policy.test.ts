@@ -34,4 +34,27 @@ describe('network policy', () => {
     ]);
     expect(p.connect).toHaveLength(1);
   });
+
+  it('a resolved process target allows its address and port, and its name looks up to that address, never through DNS', async () => {
+    const asked: string[] = [];
+    const p = await compilePolicy(
+      { listen: [], connect: ['kv-a@127.0.0.2:7101', 'kv-b@db.internal:7102'].map((t) => parseConnectTarget(t)), udp: false },
+      async (h) => {
+        asked.push(h);
+        return lookup(h);
+      },
+    );
+    const ip = (s: string) => parseIp(s) as NonNullable<ReturnType<typeof parseIp>>;
+    expect(allowsConnect(p, ip('127.0.0.2'), 7101)).toBe(true);
+    expect(allowsConnect(p, ip('127.0.0.1'), 7101)).toBe(false);
+    expect(allowsConnect(p, ip('10.1.2.3'), 7102)).toBe(true);
+    expect([...p.names].sort()).toEqual(['kv-a', 'kv-b']);
+    expect([...p.aliases]).toEqual([['kv-a', '127.0.0.2'], ['kv-b', 'db.internal']]);
+    // Only the host-name address is looked up; the process names never are.
+    expect(asked).toEqual(['db.internal']);
+  });
+
+  it('an unresolved process target is refused', async () => {
+    await expect(compilePolicy({ listen: [], connect: [{ kind: 'process', name: 'kv-a', port: 7101 }], udp: false }, lookup)).rejects.toThrow('connect target process kv-a:7101 was not resolved');
+  });
 });
