@@ -27,7 +27,16 @@ export interface Grants {
   memory?: number;
   /** Bytes the process may add to its private writable directory, which the guest sees at `/data`. Absent = no writable directory. */
   disk?: number;
+  /** WebGPU through the `lowcloud:gpu` interface. Absent = a guest that imports it does not start. */
+  gpu?: GpuGrant;
   network: NetworkGrant;
+}
+
+export interface GpuGrant {
+  /** Bytes of GPU buffers the guest may hold at once (the sum of its live buffers). */
+  memory: number;
+  /** Longest a submission may run before the guest is ended (default 10). */
+  submitSeconds?: number;
 }
 
 export interface ProcessSpec {

@@ -18,6 +18,8 @@ export function register(program: Command): void {
     .option('--cpu <cores>', 'CPU grant in cores, e.g. 0.5')
     .option('--dir <HOST[::GUEST]>', 'give the guest a directory (repeatable); without ::GUEST it sees HOST as written', collect, [])
     .option('--disk <size>', 'bytes the guest may add across its writable directories, e.g. 100MiB')
+    .option('--gpu-memory <size>', 'gpu grant: bytes of GPU buffers the guest may hold at once (lowcloud/gpu.h), e.g. 64MiB')
+    .option('--gpu-submit-seconds <seconds>', 'with --gpu-memory: longest one GPU submission may run before the guest is ended (default 10)')
     .option('--listen <port>', 'TCP port the guest may listen on (repeatable; WASI 0.2 guests)', collect, [])
     .option('--connect <target>', `a target the guest may connect to (repeatable; WASI 0.2 guests): ${CONNECT_FORMS}`, collect, [])
     .option('--udp', 'allow UDP on the granted ports and targets (WASI 0.2 guests)')
@@ -53,6 +55,8 @@ interface RunFlags {
   cpu?: string;
   dir: string[];
   disk?: string;
+  gpuMemory?: string;
+  gpuSubmitSeconds?: string;
   listen: string[];
   connect: string[];
   env: string[];
@@ -69,6 +73,12 @@ export function compileRunFlags(o: RunFlags): { grants: Grants; dirs: DirMount[]
   if (o.memory !== undefined) grants.memory = parseSize(o.memory, '--memory');
   if (o.cpu !== undefined) grants.cpu = parseCpu(o.cpu, '--cpu');
   if (o.disk !== undefined) grants.disk = parseSize(o.disk, '--disk');
+  if (o.gpuSubmitSeconds !== undefined && o.gpuMemory === undefined) throw new LowcloudError(ErrorCode.INVALID_INPUT, '--gpu-submit-seconds needs --gpu-memory (the gpu grant)');
+  if (o.gpuMemory !== undefined) {
+    const seconds = o.gpuSubmitSeconds === undefined ? undefined : Number(o.gpuSubmitSeconds);
+    if (seconds !== undefined && !(seconds > 0)) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--gpu-submit-seconds ${o.gpuSubmitSeconds}: not a positive number of seconds`);
+    grants.gpu = { memory: parseSize(o.gpuMemory, '--gpu-memory'), ...(seconds === undefined ? {} : { submitSeconds: seconds }) };
+  }
   for (const p of o.listen) {
     const n = Number(p);
     if (!Number.isInteger(n) || n < 1 || n > 65535) throw new LowcloudError(ErrorCode.INVALID_INPUT, `--listen ${p}: not a TCP port (1-65535)`);
@@ -140,7 +150,7 @@ export function exitStatus(exit: GuestExit): number {
 export function formatReport(r: EnforcementReport): string {
   const lines = ['enforcement:'];
   for (const grant of REPORT_KEYS) {
-    for (const e of r[grant]) lines.push(`  ${grant.padEnd(8)} ${e.level.padEnd(8)} ${e.mechanism}`);
+    for (const e of r[grant] ?? []) lines.push(`  ${grant.padEnd(8)} ${e.level.padEnd(8)} ${e.mechanism}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -14,7 +14,7 @@ export interface ResolvedMachine {
   address: string;
   key?: string;
   region?: string;
-  capacity: { cpu?: number; memory?: number; disk?: number };
+  capacity: { cpu?: number; memory?: number; disk?: number; gpu?: number };
 }
 
 export interface ResolvedProcess {
@@ -71,6 +71,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     if (m.capacity?.cpu !== undefined) capacity.cpu = m.capacity.cpu;
     if (m.capacity?.memory !== undefined) capacity.memory = parseSize(m.capacity.memory);
     if (m.capacity?.disk !== undefined) capacity.disk = parseSize(m.capacity.disk);
+    if (m.capacity?.gpu !== undefined) capacity.gpu = parseSize(m.capacity.gpu.memory);
     machines[name] = {
       name,
       agent: m.agent,
@@ -156,6 +157,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
         ...(g.cpu === undefined ? {} : { cpu: g.cpu }),
         ...(g.memory === undefined ? {} : { memory: parseSize(g.memory) }),
         ...(g.disk === undefined ? {} : { disk: parseSize(g.disk) }),
+        ...(g.gpu === undefined ? {} : { gpu: { memory: parseSize(g.gpu.memory), ...(g.gpu.submitSeconds === undefined ? {} : { submitSeconds: g.gpu.submitSeconds }) } }),
         network: {
           listen: [...(g.network?.listen ?? [])].sort((a, b) => a - b),
           connect: names.connect(g.network?.connect ?? [], [...base, 'grants', 'network', 'connect'], diags),
@@ -220,17 +222,18 @@ function checkMachines(
   const portsByAddress = new Map<string, Map<number, ResolvedProcess>>();
   for (const m of Object.values(machines)) {
     const mine = byMachine.get(m.name) ?? [];
-    for (const dim of ['cpu', 'memory', 'disk'] as const) {
+    for (const dim of ['cpu', 'memory', 'disk', 'gpu'] as const) {
       const cap = m.capacity[dim];
       if (cap === undefined) continue;
-      const users = mine.filter((p) => p.spec.grants[dim] !== undefined);
-      const total = users.reduce((s, p) => s + (p.spec.grants[dim] ?? 0), 0);
+      const granted = (p: ResolvedProcess) => (dim === 'gpu' ? p.spec.grants.gpu?.memory : p.spec.grants[dim]);
+      const users = mine.filter((p) => granted(p) !== undefined);
+      const total = users.reduce((s, p) => s + (granted(p) ?? 0), 0);
       if (total > cap + 1e-9) {
         const show = (n: number) => (dim === 'cpu' ? `${Math.round(n * 1000) / 1000} cores` : formatSize(n));
         diags.push(
           parsed.at(
             ['machines', m.name, 'capacity', dim],
-            `grants over capacity: processes on ${m.name} are granted ${show(total)} of ${dim} but the machine has ${show(cap)} (${users.map((p) => `${p.name} ${show(p.spec.grants[dim] ?? 0)}`).join(', ')})`,
+            `grants over capacity: processes on ${m.name} are granted ${show(total)} of ${dim} but the machine has ${show(cap)} (${users.map((p) => `${p.name} ${show(granted(p) ?? 0)}`).join(', ')})`,
             `lower the grants, raise capacity.${dim}, or move a process to another machine`,
           ),
         );

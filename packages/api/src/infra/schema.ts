@@ -1,6 +1,6 @@
 import type { JSONSchemaType } from 'ajv';
 import { CONNECT_PATTERN } from '../grants/network.js';
-import type { CapacityEntry, GrantsEntry, InfraFile, MachineEntry, NetworkEntry, ProcessEntry } from './types.js';
+import type { CapacityEntry, GpuEntry, GrantsEntry, InfraFile, MachineEntry, NetworkEntry, ProcessEntry } from './types.js';
 
 /** `64MiB`, `1GiB`, `500KB`, `100B`. Parsed by `parseSize`, which gives the precise error. */
 export const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?\\s*([KMGT]i?B|B)$';
@@ -18,6 +18,25 @@ const capacity: JSONSchemaType<CapacityEntry> = {
     cpu: { type: 'number', exclusiveMinimum: 0, description: 'Cores.', nullable: true },
     memory: size('Bytes, e.g. 32GiB.'),
     disk: size('Bytes, e.g. 500GiB.'),
+    gpu: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['memory'],
+      description: 'GPU memory the machine can give to processes with a gpu grant.',
+      nullable: true,
+      properties: { memory: { type: 'string', pattern: SIZE_PATTERN, description: 'Bytes, e.g. 16GiB.' } },
+    },
+  },
+};
+
+const gpu: JSONSchemaType<GpuEntry> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['memory'],
+  description: 'WebGPU compute through the lowcloud:gpu interface (lowcloud/gpu.h). Absent: a guest that imports it does not start.',
+  properties: {
+    memory: { type: 'string', pattern: SIZE_PATTERN, description: 'Bytes of GPU buffers the guest may hold at once, e.g. 64MiB; past it, creating a buffer fails inside the guest.' },
+    submitSeconds: { type: 'number', exclusiveMinimum: 0, description: 'Longest a submission may run before the guest is ended with a gpu violation (default 10).', nullable: true },
   },
 };
 
@@ -78,6 +97,7 @@ const grants: JSONSchemaType<GrantsEntry> = {
     cpu: { type: 'number', exclusiveMinimum: 0, description: 'Cores, e.g. 0.5. Absent: not limited.', nullable: true },
     memory: size('Linear memory + host overhead, e.g. 64MiB. Absent: not limited beyond the machine.'),
     disk: size('Byte quota of the private writable directory the guest sees at /data. Absent: no writable directory.'),
+    gpu: { ...gpu, nullable: true },
     network: { ...network, nullable: true },
   },
 };

@@ -20,6 +20,7 @@ export interface CapacityEntry {
   cpu?: number;
   memory?: string;
   disk?: string;
+  gpu?: { memory: string };
 }
 
 export interface ProcessEntry {
@@ -38,7 +39,13 @@ export interface GrantsEntry {
   cpu?: number;
   memory?: string;
   disk?: string;
+  gpu?: GpuEntry;
   network?: NetworkEntry;
+}
+
+export interface GpuEntry {
+  memory: string;
+  submitSeconds?: number;
 }
 
 export interface NetworkEntry {

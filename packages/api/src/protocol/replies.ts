@@ -1,6 +1,6 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { ErrorCode, LowcloudError } from '../errors.js';
-import { ENFORCEMENT_LEVELS, GRANTS } from './report.js';
+import { ENFORCEMENT_LEVELS, GRANTS, REPORTED_GRANTS } from './report.js';
 import type { Reply, Results, ResultType } from './messages.js';
 
 /**
@@ -19,7 +19,7 @@ const mapOf = (values: object) => ({ type: 'object', additionalProperties: value
 
 const enforcement = { type: 'array', items: obj({ mechanism: STR, level: { enum: ENFORCEMENT_LEVELS } }) };
 // isolation: not required (an agent from before it, or a guest re-attached from before it).
-const report = obj(Object.fromEntries([...GRANTS, 'isolation'].map((g) => [g, enforcement])), [...GRANTS]);
+const report = obj(Object.fromEntries([...GRANTS, 'isolation'].map((g) => [g, enforcement])), [...REPORTED_GRANTS]);
 const exit = {
   oneOf: [
     obj({ kind: { const: 'exit' }, code: INT }),

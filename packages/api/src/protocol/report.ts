@@ -4,8 +4,10 @@
  * `@lowcloud/sandbox` produces these values and imports the types from here.
  */
 
-export type Grant = 'memory' | 'cpu' | 'disk' | 'network';
-export const GRANTS: readonly Grant[] = ['memory', 'cpu', 'disk', 'network'];
+export type Grant = 'memory' | 'cpu' | 'disk' | 'network' | 'gpu';
+export const GRANTS: readonly Grant[] = ['memory', 'cpu', 'disk', 'network', 'gpu'];
+/** Grants every enforcement report lists (gpu only where the guest has the grant). */
+export const REPORTED_GRANTS: readonly Grant[] = ['memory', 'cpu', 'disk', 'network'];
 
 /** kernel: the kernel refuses it; runtime: the guest host refuses it; advisory: reported only. */
 export type EnforcementLevel = 'kernel' | 'runtime' | 'advisory';
@@ -23,6 +25,8 @@ export interface EnforcementReport {
   cpu: Enforcement[];
   disk: Enforcement[];
   network: Enforcement[];
+  /** Only for a guest with a gpu grant: the adapter, the memory budget, the time budget per submission. */
+  gpu?: Enforcement[];
   /**
    * The wall around the guest host process: `kernel` (its own uid, no capabilities, no_new_privs,
    * seccomp, namespaces) or only the `runtime` (JavaScript WASI) layer. Not a grant.

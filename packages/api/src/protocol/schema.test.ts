@@ -75,7 +75,7 @@ describe('replies are checked before the client uses them', () => {
     const st = { agent: 'k', generation: 1, startedAt: 'now', capabilities: { root: true, cgroup: 'v2', controllers: [], nftables: false, diskImages: false, wall: null, unavailable: { wall: 'bwrap is not installed' } }, processes: [p] };
     expect(parseResult('status', st).processes[0]?.lastExit).toEqual({ kind: 'violation', grant: 'memory', detail: 'oom' });
     expect(() => parseResult('status', { ...st, processes: [{ ...p, spec: { ...p.spec, envDigests: { A: 'secret' } } }] })).toThrow(/envDigests\/A/);
-    expect(() => parseResult('status', { ...st, processes: [{ ...p, lastExit: { kind: 'violation', grant: 'gpu', detail: '' } }] })).toThrow(/lastExit/);
+    expect(() => parseResult('status', { ...st, processes: [{ ...p, lastExit: { kind: 'violation', grant: 'bogus', detail: '' } }] })).toThrow(/lastExit/);
     expect(() => parseResult('status', { ...st, processes: [{ ...p, enforcement: { ...p.enforcement, cpu: [{ mechanism: 'x', level: 'strong' }] } }] })).toThrow(/enforcement\/cpu\/0\/level/);
   });
 });

@@ -49,6 +49,13 @@ export const processSpecSchema: JSONSchemaType<ProcessSpec> = {
         cpu: { type: 'number', exclusiveMinimum: 0, nullable: true },
         memory: { type: 'integer', minimum: 65536, nullable: true },
         disk: { type: 'integer', minimum: 0, nullable: true },
+        gpu: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['memory'],
+          nullable: true,
+          properties: { memory: { type: 'integer', minimum: 1 }, submitSeconds: { type: 'number', exclusiveMinimum: 0, nullable: true } },
+        },
         network: {
           type: 'object',
           additionalProperties: false,

@@ -38,6 +38,8 @@ export interface GuestBoot {
   disk: number | null;
   /** The network grant with its connect targets parsed (by the host, once). */
   network: NetworkAccess;
+  /** The gpu grant as the guest host enforces it (guest/gpu), absent without one. */
+  gpu?: { memoryBytes: number; submitMs: number };
   /** V8 heap cap of the guest's worker thread (from the memory grant, host/grants/memory.ts), or null. */
   workerHeapMb: number | null;
   stdin: boolean;
@@ -93,6 +95,7 @@ function parseGuestBoot(g: unknown, fail: (field: string) => never): GuestBoot {
   if (!Array.isArray(g.config) || !g.config.every((c) => isObj(c) && typeof c.host === 'string' && typeof c.guest === 'string')) fail('config');
   if (g.disk !== null && !isInt(g.disk, 0, Number.MAX_SAFE_INTEGER)) fail('disk');
   if (g.workerHeapMb !== null && !isInt(g.workerHeapMb, 1, 2 ** 20)) fail('workerHeapMb');
+  if (g.gpu !== undefined && !(isObj(g.gpu) && isInt(g.gpu.memoryBytes, 1, Number.MAX_SAFE_INTEGER) && isInt(g.gpu.submitMs, 1, 2 ** 31 - 1))) fail('gpu');
   const n = g.network;
   if (!isObj(n) || !Array.isArray(n.listen) || !n.listen.every((p) => isInt(p, 0, 65535)) || !Array.isArray(n.connect) || !n.connect.every((t) => isObj(t) && typeof t.kind === 'string' && isInt(t.port, 1, 65535)) || typeof n.udp !== 'boolean') fail('network');
   if (typeof g.stdin !== 'boolean') fail('stdin');

@@ -1,6 +1,7 @@
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import type { GuestBoot } from '../common/protocol.js';
 import type { GuestExit } from '../types.js';
+import { startGpuThread } from './gpu/start.js';
 import type { WorkerResult } from './worker-result.js';
 
 /**
@@ -11,13 +12,19 @@ import type { WorkerResult } from './worker-result.js';
 export class Instance {
   private readonly worker: Worker;
   private ended = false;
+  /** With a gpu grant: its GPU device thread runs (see guest/gpu/start.ts). */
+  readonly gpu: boolean;
 
   constructor(
     readonly boot: GuestBoot,
     private readonly onEnd: (exit: GuestExit, status: number) => void,
   ) {
+    // A guest with a gpu grant talks to its GPU device thread over this channel.
+    const gpuChannel = boot.gpu === undefined ? null : new MessageChannel();
+    this.gpu = gpuChannel !== null;
     this.worker = new Worker(new URL('./worker.js', import.meta.url), {
-      workerData: boot,
+      workerData: { ...boot, gpuPort: gpuChannel?.port1 ?? null },
+      transferList: gpuChannel === null ? [] : [gpuChannel.port1],
       stdin: false,
       stdout: false,
       stderr: false,
@@ -35,11 +42,18 @@ export class Instance {
       if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') this.end({ kind: 'violation', grant: 'memory', detail: err.message }, 137);
       else this.end({ kind: 'trap', message: err.message }, 134);
     });
+    if (gpuChannel !== null && boot.gpu !== undefined) {
+      // The device thread (and Dawn with it) only once the guest's thread runs: see device-thread.ts.
+      const { port2 } = gpuChannel;
+      const { memoryBytes } = boot.gpu;
+      this.worker.once('online', () => startGpuThread(port2, memoryBytes).on('error', (err) => this.end({ kind: 'trap', message: `GPU device thread: ${err.message}` }, 134)));
+    }
     this.worker.on('exit', () => this.end({ kind: 'trap', message: 'guest worker ended without a result' }, 134));
   }
 
   stop(): void {
-    void this.worker.terminate();
+    // With a GPU device thread the process ends by exitGuestHost, not by terminating threads.
+    if (!this.gpu) void this.worker.terminate();
     this.end({ kind: 'stopped' }, 143);
   }
 

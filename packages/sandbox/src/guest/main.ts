@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { writeAll } from '../common/durable-file.js';
 import { GUEST_HOST_FD, parseHostBoot, type GuestBoot, type GuestHostMessage, type HostBoot } from '../common/protocol.js';
 import type { GuestExit } from '../types.js';
+import { exitGuestHost } from './gpu/start.js';
 import { Instance } from './instance.js';
 import { sleepSync } from './sleep.js';
 
@@ -58,12 +59,12 @@ function ended(guest: GuestBoot, exit: GuestExit, code: number): void {
     const message: GuestHostMessage = { type: 'exit', guest: guest.id, exit };
     process.send(message, () => {
       sending--;
-      if (left === 0 && sending === 0) process.exit(status ?? 0);
+      if (left === 0 && sending === 0) exitGuestHost(status ?? 0, instances);
     });
   }
   if (--left > 0) return;
-  if (sending === 0) process.exit(status ?? 0);
-  setTimeout(() => process.exit(status ?? 0), 200).unref();
+  if (sending === 0) exitGuestHost(status ?? 0, instances);
+  setTimeout(() => exitGuestHost(status ?? 0, instances), 200).unref();
 }
 
 /**

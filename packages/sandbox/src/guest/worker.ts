@@ -1,7 +1,8 @@
 import fs from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { openMounts } from './core/mounts.js';
 import { GuestExit } from './exit.js';
+import { GPU_IMPORT_MODULE, GpuTimeBudgetExceeded, gpuImports } from './gpu/imports.js';
 import type { GuestBoot } from '../common/protocol.js';
 import type { WorkerResult } from './worker-result.js';
 import { openOutput } from './output.js';
@@ -11,7 +12,8 @@ import { preview1Imports } from './preview1/index.js';
  * Runs the guest. This thread blocks inside the guest for its whole life; the main thread of the
  * guest host process stays free to notice its parent dying, signals and stop requests.
  */
-const opts = workerData as GuestBoot;
+/** With a gpu grant: the channel to the guest's GPU device thread (guest/gpu, instance.ts). */
+const opts = workerData as GuestBoot & { gpuPort: MessagePort | null };
 const report = (r: WorkerResult) => parentPort?.postMessage(r);
 
 function stdinReader(): ((b: Uint8Array) => number) | null {
@@ -49,7 +51,13 @@ async function main(): Promise<void> {
     stdin: stdinReader(),
   });
   const module = new WebAssembly.Module(fs.readFileSync(opts.modulePath));
-  const instance = new WebAssembly.Instance(module, { wasi_snapshot_preview1: imports });
+  const wantsGpu = WebAssembly.Module.imports(module).some((i) => i.module === GPU_IMPORT_MODULE);
+  if (wantsGpu && (opts.gpuPort === null || opts.gpu === undefined)) {
+    report({ kind: 'trap', message: `the module imports the GPU interface (${GPU_IMPORT_MODULE}) but the process has no gpu grant: add grants.gpu: { memory: 64MiB } to the process in the infra file, or --gpu-memory 64MiB to lowcloud run` });
+    return;
+  }
+  const gpu: Record<string, WebAssembly.ModuleImports> = wantsGpu && opts.gpuPort !== null && opts.gpu !== undefined ? { [GPU_IMPORT_MODULE]: gpuImports(memory, opts.gpuPort, opts.gpu.submitMs) } : {};
+  const instance = new WebAssembly.Instance(module, { wasi_snapshot_preview1: imports, ...gpu });
   const exported = instance.exports as { memory?: WebAssembly.Memory; _start?: () => void };
   if (!(exported.memory instanceof WebAssembly.Memory) || typeof exported._start !== 'function') {
     report({ kind: 'trap', message: 'the module is not a WASI command: it must export memory and _start' });
@@ -60,9 +68,15 @@ async function main(): Promise<void> {
       report({ kind: 'exit', code: 0 });
     } catch (err) {
       if (err instanceof GuestExit) report({ kind: 'exit', code: err.code });
+      else if (err instanceof GpuTimeBudgetExceeded) report({ kind: 'violation', grant: 'gpu', detail: err.detail });
       else report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
     }
   }
 }
 
-main().catch((err: unknown) => report({ kind: 'trap', message: err instanceof Error ? err.message : String(err) }));
+main()
+  .catch((err: unknown) => report({ kind: 'trap', message: err instanceof Error ? err.message : String(err) }))
+  .finally(() => {
+    // With a GPU device thread, this thread ends only with the process (guest/gpu/start.ts).
+    if (opts.gpuPort !== null) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+  });

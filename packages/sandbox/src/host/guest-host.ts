@@ -97,8 +97,8 @@ export class PreparedHost {
     return LAYER_MODULES.map((m) => m.name);
   }
 
-  get wall(): { wall: Wall | null; uid: number } {
-    return this.layers.find((l) => l.wall !== undefined)?.wall ?? { wall: null, uid: process.getuid?.() ?? 0 };
+  get wall(): { wall: Wall | null; uid: number; devices: string[] } {
+    return this.layers.find((l) => l.wall !== undefined)?.wall ?? { wall: null, uid: process.getuid?.() ?? 0, devices: [] };
   }
 
   get cgroupDirs(): string[] {
@@ -121,7 +121,7 @@ export class PreparedHost {
    * report pipe. Throws GuestStartError (having stopped it) when it does not start confined.
    */
   async launch(guests: Guest[], how: { detached: boolean; runDir: string | null; hostHeapMb: number; stdin: boolean; stdout: OutputTarget; stderr: OutputTarget }): Promise<GuestHost> {
-    const { wall, uid } = this.wall;
+    const { wall, uid, devices } = this.wall;
     const dirs = this.cgroupDirs;
     const table = this.layers.find((l) => l.table !== undefined)?.table ?? null;
     if (how.runDir !== null) fs.rmSync(path.join(how.runDir, OOM_FILE), { force: true }); // a previous run's
@@ -129,7 +129,7 @@ export class PreparedHost {
     const command =
       wall === null
         ? node
-        : [wall.bwrap, ...wallArgs(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node })];
+        : [wall.bwrap, ...wallArgs(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), devices, seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node })];
     const launcher = dirs.length > 0 || table !== null;
     const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, how.runDir === null ? null : path.join(how.runDir, OOM_FILE), command)] : command;
     const reports = launcher || wall !== null;

@@ -7,7 +7,7 @@ import { GuestDirError } from '../errors.js';
 import type { EnforcementReport, GuestExit, GuestOptions } from '../types.js';
 import type { BinaryKind } from '../wasm/module.js';
 import { prepareGuestFile, readExitRecordFile } from './exit-record.js';
-import type { GrantLayers } from './grants/index.js';
+import { GPU_SUBMIT_SECONDS, type GrantLayers } from './grants/index.js';
 
 /** What a re-attaching host needs of one guest (in its guest host's guest.json). */
 export interface GuestRecord {
@@ -75,6 +75,7 @@ export class Guest {
       disk: opts.grants.disk ?? null,
       network: host.network,
       workerHeapMb: host.workerHeapMb,
+      ...(opts.grants.gpu === undefined ? {} : { gpu: { memoryBytes: opts.grants.gpu.memory, submitMs: Math.round((opts.grants.gpu.submitSeconds ?? GPU_SUBMIT_SECONDS) * 1000) } }),
       stdin: opts.stdin === 'inherit',
       stdout,
       stderr,

@@ -142,6 +142,8 @@ export interface WallSpec {
   /** Host paths bound read-only / read-write at the same path inside. */
   ro: string[];
   rw: string[];
+  /** Device nodes bound into the wall's otherwise minimal /dev, where they exist (a gpu grant's). */
+  devices?: string[];
   seccompFd: number;
   /** Where bubblewrap writes `{"child-pid": N}` (the guest host's pid as the host sees it). */
   infoFd: number | null;
@@ -186,6 +188,7 @@ export function wallArgs(w: Wall, s: WallSpec): string[] {
   a.push('--perms', '0755', '--dir', '/etc');
   for (const p of ETC) a.push('--ro-bind-try', p, p);
   a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  for (const d of s.devices ?? []) a.push('--dev-bind-try', d, d);
   const ro = [...new Set([...nodeView(), ...s.ro])].filter((p) => !s.rw.includes(p));
   const binds = [...ro.map((p) => ({ p, rw: false })), ...s.rw.map((p) => ({ p, rw: true }))].sort((x, y) => x.p.length - y.p.length);
   // bubblewrap makes missing parents 0700 as root: make them traversable (not listable) first.

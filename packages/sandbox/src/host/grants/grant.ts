@@ -55,7 +55,7 @@ export interface GrantLayers {
   /** The nftables table the launcher deletes as the guest host ends. */
   readonly table?: { nft: string; table: string };
   /** The wall around the guest host, and the uid it runs as (the isolation module). */
-  readonly wall?: { wall: Wall | null; uid: number };
+  readonly wall?: { wall: Wall | null; uid: number; devices: string[] };
   /** Runtime layers acting on the guest host process, from when its pid is known. */
   watch?(pid: number, violated: (v: GuestExit) => void): void;
   /** Stop them: the guest host ended, is being stopped, or is no longer watched (detach). */

@@ -1,4 +1,5 @@
 import { isolationReport, probeWall } from '../isolation.js';
+import { gpuDeviceNodes } from './gpu.js';
 import type { GrantModule } from './grant.js';
 
 /**
@@ -12,7 +13,9 @@ export const isolation: GrantModule<null> = {
     const mine = process.getuid?.() ?? 0;
     // The agent's per-process uid as root; otherwise the caller's.
     const uid = wall?.mode === 'root' && options.uid !== undefined ? options.uid : mine;
-    return { report: isolationReport(wall, reason, uid), record: null, wall: { wall, uid } };
+    // The GPU's device nodes exist in the guest host's view only with a gpu grant.
+    const devices = options.grants.gpu === undefined ? [] : gpuDeviceNodes();
+    return { report: isolationReport(wall, reason, uid), record: null, wall: { wall, uid, devices } };
   },
   reattach: () => ({ report: [], record: null }),
 };

@@ -1,0 +1,86 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { repoRoot, runCli } from '../helpers/cli.js';
+import { guest } from '../helpers/guests.js';
+
+/**
+ * The gpu grant through `lowcloud run`: real guests (test/fixtures/guests/src/gpu.c,
+ * examples/gpu/src/matmul.c) against the documented header, on whatever adapter Dawn finds; on a
+ * machine without a GPU that is the software one (Dawn's OpenGL backend over Mesa's llvmpipe).
+ */
+function adapterProblem(): string | null {
+  const probe = `const { create } = await import('webgpu');
+    const a = await create(['backend=opengl']).requestAdapter({ featureLevel: 'compatibility' });
+    if (a === null) { console.log('Dawn found no OpenGL adapter (Mesa llvmpipe: apt-get install libgl1-mesa-dri libegl-mesa0)'); process.exit(1); }
+    process.exit(0);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', probe], { cwd: `${repoRoot}/packages/sandbox`, env: { ...process.env, EGL_PLATFORM: 'surfaceless' }, encoding: 'utf8', timeout: 60_000 });
+  if (r.status === 0) return null;
+  return r.stdout.trim() || `the webgpu package (Dawn) could not be loaded: ${r.stderr.trim().split('\n').slice(0, 3).join(' ')}`;
+}
+
+const problem = adapterProblem();
+if (problem !== null) console.warn(`gpu tests skipped: no software adapter: ${problem}`);
+
+describe('the gpu grant: a guest without it', () => {
+  it('does not start when it imports the GPU interface, and the error names the missing gpu grant', async () => {
+    const r = await runCli(['run', guest('gpu'), '--', 'double', '16']);
+    expect(r.code).toBe(134);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/imports the GPU interface \(lowcloud:gpu\) but the process has no gpu grant: add grants\.gpu: \{ memory: 64MiB \}.*--gpu-memory 64MiB/);
+  });
+
+  it('--gpu-submit-seconds without --gpu-memory is refused, naming both flags', async () => {
+    const r = await runCli(['run', guest('gpu'), '--gpu-submit-seconds', '2', '--', 'double', '16']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--gpu-submit-seconds needs --gpu-memory/);
+  });
+});
+
+describe.skipIf(problem !== null)('the gpu grant on the software adapter', () => {
+  it('computes a correct result, and the guest host names the adapter', async () => {
+    const r = await runCli(['run', guest('gpu'), '--gpu-memory', '1MiB', '--', 'double', '4096']);
+    expect(r.code).toBe(0);
+    // 2 * (0 + 1 + ... + 4095), exact in float32
+    expect(r.stdout).toBe('sum 16773120\n');
+    expect(r.stderr).toMatch(/^lowcloud: gpu adapter: Dawn /m);
+  });
+
+  it('examples/gpu/bin/matmul.wasm agrees with the product computed on the CPU in the guest', async () => {
+    const r = await runCli(['run', 'examples/gpu/bin/matmul.wasm', '--gpu-memory', '64MiB', '--', '48']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^n 48 max error \S+ gpu \S+ ms \S+ GFLOP\/s cpu \S+ ms \S+ GFLOP\/s adapter Dawn .+\n$/);
+    const err = Number(/max error (\S+)/.exec(r.stdout)?.[1]);
+    expect(err).toBeLessThan(1e-3);
+  });
+
+  it('refuses a buffer past the grant inside the guest, which handles it, and counts a released buffer out', async () => {
+    const r = await runCli(['run', guest('gpu'), '--gpu-memory', '1MiB', '--', 'budget', '300000']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(
+      "made 3 refused status -1: a buffer of 300000 bytes would take the guest's GPU memory to 1200000 bytes, past its gpu grant of 1048576 bytes\nmade one more after a release\n",
+    );
+  });
+
+  it('ends a guest whose shader runs past the time budget with a gpu violation, and the host is unharmed', async () => {
+    const t0 = Date.now();
+    const r = await runCli(['run', guest('gpu'), '--gpu-memory', '1MiB', '--gpu-submit-seconds', '1', '--', 'spin'], { timeoutMs: 60_000 });
+    expect(r.stdout).toBe('spinning\n');
+    expect(r.stderr).toMatch(/lowcloud: guest stopped: went past its gpu grant \(the GPU call queue_submit ran past 1000 ms, the gpu grant's time budget per submission\)/);
+    expect(r.code).toBe(137);
+    // Dawn would have run the shader for hours; the guest host ended within seconds of the budget.
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  });
+
+  it('runs several GPU guests at once, each with its own device and budget', async () => {
+    const runs = await Promise.all([
+      runCli(['run', guest('gpu'), '--gpu-memory', '1MiB', '--', 'double', '1000']),
+      runCli(['run', guest('gpu'), '--gpu-memory', '1MiB', '--', 'double', '2000']),
+      runCli(['run', guest('gpu'), '--gpu-memory', '1MiB', '--', 'budget', '500000']),
+    ]);
+    expect(runs.map((r) => [r.code, r.stdout])).toEqual([
+      [0, 'sum 999000\n'],
+      [0, 'sum 3998000\n'],
+      [0, "made 2 refused status -1: a buffer of 500000 bytes would take the guest's GPU memory to 1500000 bytes, past its gpu grant of 1048576 bytes\nmade one more after a release\n"],
+    ]);
+  });
+});
