@@ -1,7 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { repoRoot, runCli } from '../helpers/cli.js';
-import { guest } from '../helpers/guests.js';
+import { tempGitRepo } from '../helpers/git.js';
+import { guest, waitFor } from '../helpers/guests.js';
 
 /**
  * The gpu grant through `lowcloud run`: real guests (test/fixtures/guests/src/gpu.c,
@@ -82,5 +85,46 @@ describe.skipIf(problem !== null)('the gpu grant on the software adapter', () =>
       [0, 'sum 3998000\n'],
       [0, "made 2 refused status -1: a buffer of 500000 bytes would take the guest's GPU memory to 1500000 bytes, past its gpu grant of 1048576 bytes\nmade one more after a release\n"],
     ]);
+  });
+});
+
+describe('the gpu grant in the infra file', () => {
+  const repo = tempGitRepo();
+  afterAll(async () => {
+    await runCli(['down', 'infra.yaml'], { cwd: repo.dir });
+    repo.remove();
+  });
+
+  it('grants.gpu and capacity.gpu are validated: past capacity the file is refused, a size without a unit names the field', async () => {
+    cpSync(path.join(repoRoot, 'examples/gpu'), repo.dir, { recursive: true, filter: (src) => path.basename(src) !== '.lowcloud' });
+    const file = path.join(repo.dir, 'infra.yaml');
+    const original = readFileSync(file, 'utf8');
+    repo.commit('gpu example');
+    writeFileSync(file, original.replace('gpu: { memory: 64MiB, submitSeconds: 60 }', 'gpu: { memory: 128MiB, submitSeconds: 60 }'));
+    const validate = await runCli(['validate', 'infra.yaml'], { cwd: repo.dir });
+    expect(validate.code).toBe(0);
+    writeFileSync(file, original.replace('gpu: { memory: 64MiB, submitSeconds: 60 }', 'gpu: { memory: 300MiB }'));
+    const over = await runCli(['validate', 'infra.yaml'], { cwd: repo.dir });
+    expect(over.code).not.toBe(0);
+    expect(over.stderr + over.stdout).toMatch(/capacity\.gpu[\s\S]*granted 300MiB of gpu but the machine has 256MiB \(matmul 300MiB\)/);
+    writeFileSync(file, original.replace('gpu: { memory: 64MiB, submitSeconds: 60 }', 'gpu: { memory: 64 }'));
+    const bad = await runCli(['validate', 'infra.yaml'], { cwd: repo.dir });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr + bad.stdout).toMatch(/processes\.matmul\.grants\.gpu\.memory: 64 has no unit/);
+    writeFileSync(file, original);
+  });
+
+  it.skipIf(problem !== null)('examples/gpu/infra.yaml runs matmul on a local agent (its log has the result); a change of the gpu grant is planned as a replace naming it', async () => {
+    const up = await runCli(['up', 'infra.yaml'], { cwd: repo.dir, timeoutMs: 120_000 });
+    expect(up.code).toBe(0);
+    const log = path.join(repo.dir, '.lowcloud/agents/here/state/logs/matmul.log');
+    await waitFor(() => existsSync(log) && readFileSync(log, 'utf8').includes('max error'), 60_000, 'the matmul result in its log');
+    expect(readFileSync(log, 'utf8')).toMatch(/^n 128 max error \S+ gpu .* adapter Dawn /m);
+    const changed = readFileSync(path.join(repo.dir, 'infra.yaml'), 'utf8').replace('gpu: { memory: 64MiB, submitSeconds: 60 }', 'gpu: { memory: 128MiB, submitSeconds: 60 }');
+    writeFileSync(path.join(repo.dir, 'infra.yaml'), changed);
+    const plan = await runCli(['plan', '--base', 'HEAD', 'infra.yaml'], { cwd: repo.dir });
+    expect(plan.code).toBe(0);
+    expect(plan.stdout).toMatch(/- stop +matmul +replace: grants\.gpu\.memory changed/);
+    expect(plan.stdout).toMatch(/\+ start +matmul +replace: grants\.gpu\.memory changed\n +grants\.gpu\.memory: 64MiB -> 128MiB/);
   });
 });

@@ -112,6 +112,8 @@ export function specFieldChanges(a: ProcessSpec, b: ProcessSpec, envA = envDiges
   if (ga.cpu !== gb.cpu) out.push({ path: 'grants.cpu', from: num(ga.cpu, false), to: num(gb.cpu, false) });
   if (ga.memory !== gb.memory) out.push({ path: 'grants.memory', from: num(ga.memory, true), to: num(gb.memory, true) });
   if (ga.disk !== gb.disk) out.push({ path: 'grants.disk', from: num(ga.disk, true), to: num(gb.disk, true) });
+  if (ga.gpu?.memory !== gb.gpu?.memory) out.push({ path: 'grants.gpu.memory', from: num(ga.gpu?.memory, true), to: num(gb.gpu?.memory, true) });
+  if (ga.gpu?.submitSeconds !== gb.gpu?.submitSeconds) out.push({ path: 'grants.gpu.submitSeconds', from: num(ga.gpu?.submitSeconds, false), to: num(gb.gpu?.submitSeconds, false) });
   for (const k of ['listen', 'connect'] as const) {
     if (JSON.stringify(ga.network[k]) !== JSON.stringify(gb.network[k])) {
       out.push({ path: `grants.network.${k}`, from: JSON.stringify(ga.network[k]), to: JSON.stringify(gb.network[k]) });
