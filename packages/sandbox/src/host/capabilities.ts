@@ -1,6 +1,7 @@
 import type { Capabilities } from '../types.js';
 import { probeCgroups } from './cgroup.js';
 import { probeDiskImages } from './disk-image.js';
+import { gpuUnavailable } from './grants/gpu.js';
 import { probeNftables } from './firewall.js';
 import { probeWall } from './isolation.js';
 
@@ -37,6 +38,9 @@ export function probeCapabilitiesSync(): Capabilities {
   const diskProbe = () => (disk ??= { why: root ? probeDiskImages() : 'not root' }).why;
   Object.defineProperty(cached, 'diskImages', { enumerable: true, get: () => diskProbe() === null });
   Object.defineProperty(unavailable, 'diskImages', { enumerable: true, get: () => diskProbe() ?? undefined });
+  // The gpu grant: known without loading Dawn when the webgpu package is missing; otherwise once
+  // the first guest with the grant has had the adapter probed (host/grants/gpu.ts).
+  Object.defineProperty(unavailable, 'gpu', { enumerable: true, get: () => gpuUnavailable() ?? undefined });
   return cached;
 }
 

@@ -48,6 +48,18 @@ export function gpuDeviceNodes(): string[] {
 
 type Probe = { adapter: string } | { unavailable: string };
 let probed: Promise<Probe> | null = null;
+let answer: Probe | null = null;
+
+/** Why a gpu grant would be refused here, as far as is known without loading Dawn; null: no reason known. */
+export function gpuUnavailable(): string | null {
+  if (answer !== null) return 'unavailable' in answer ? answer.unavailable : null;
+  try {
+    import.meta.resolve('webgpu');
+    return null;
+  } catch {
+    return 'the webgpu package (Dawn) is not installed (an optional dependency: npm install webgpu)';
+  }
+}
 
 /** Whether a guest would get an adapter, and which: asked once per process. */
 export function probeAdapter(): Promise<Probe> {
@@ -55,9 +67,9 @@ export function probeAdapter(): Promise<Probe> {
     const script = fileURLToPath(new URL('../../common/gpu-probe.js', import.meta.url));
     execFile(process.execPath, [script], { env: { ...process.env, EGL_PLATFORM: process.env.EGL_PLATFORM ?? 'surfaceless' }, timeout: 60_000 }, (err, stdout, stderr) => {
       try {
-        resolve(JSON.parse(stdout.trim().split('\n').pop() ?? '') as Probe);
+        resolve((answer = JSON.parse(stdout.trim().split('\n').pop() ?? '') as Probe));
       } catch {
-        resolve({ unavailable: `the GPU probe failed: ${err?.message ?? ''} ${stderr.trim().split('\n').slice(-3).join(' ')}`.trim() });
+        resolve((answer = { unavailable: `the GPU probe failed: ${err?.message ?? ''} ${stderr.trim().split('\n').slice(-3).join(' ')}`.trim() }));
       }
     });
   });
