@@ -1,10 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { repoRoot, runCli } from '../helpers/cli.js';
 import { tempGitRepo } from '../helpers/git.js';
 import { guest, waitFor } from '../helpers/guests.js';
+import { probeWall, seccompProgram, wallArgs } from '@lowcloud/sandbox';
 
 /**
  * The gpu grant through `lowcloud run`: real guests (test/fixtures/guests/src/gpu.c,
@@ -126,5 +128,28 @@ describe('the gpu grant in the infra file', () => {
     expect(plan.code).toBe(0);
     expect(plan.stdout).toMatch(/- stop +matmul +replace: grants\.gpu\.memory changed/);
     expect(plan.stdout).toMatch(/\+ start +matmul +replace: grants\.gpu\.memory changed\n +grants\.gpu\.memory: 64MiB -> 128MiB/);
+  });
+});
+
+describe('the wall: device nodes only as given', () => {
+  it('a device node given to the wall (as a gpu grant gives /dev/dri, /dev/nvidia*) exists inside; without, the minimal /dev lacks it', ({ skip }) => {
+    const { wall, reason } = probeWall();
+    if (wall === null) return skip(`kernel wall unavailable here: ${reason}`);
+    // This machine has no GPU nodes: a character device it has stands in for one.
+    const node = ['/dev/kvm', '/dev/fuse', '/dev/loop-control'].find((d) => existsSync(d));
+    if (node === undefined) return skip('no character device to stand in for a GPU node');
+    const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-gpu-wall-'));
+    try {
+      const filter = path.join(work, 'filter.bpf');
+      writeFileSync(filter, seccompProgram());
+      const inside = (devices: string[]) => {
+        const args = wallArgs(wall, { uid: null, ro: [], rw: [], devices, seccompFd: 3, infoFd: null, dieWithParent: true, command: ['/bin/sh', '-c', `test -c ${node} && echo present || echo absent`] });
+        return spawnSync('/bin/sh', ['-c', 'exec "$@" 3<"$0"', filter, wall.bwrap, ...args], { env: {}, encoding: 'utf8', timeout: 30_000 }).stdout.trim();
+      };
+      expect(inside([])).toBe('absent');
+      expect(inside([node])).toBe('present');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });
