@@ -34,6 +34,14 @@ describe('the gpu grant: a guest without it', () => {
     expect(r.stderr).toMatch(/imports the GPU interface \(lowcloud:gpu\) but the process has no gpu grant: add grants\.gpu: \{ memory: 64MiB \}.*--gpu-memory 64MiB/);
   });
 
+  it('where Dawn finds no adapter (EGL pointed at X11 with no display), a gpu grant is refused at start, saying why', async () => {
+    const r = await runCli(['run', guest('gpu'), '--gpu-memory', '1MiB', '--', 'double', '16'], { env: { EGL_PLATFORM: 'x11', DISPLAY: '' } });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    // Without the webgpu package at all the reason is that it could not be loaded.
+    expect(r.stderr).toMatch(/grants\.gpu: (Dawn found no adapter|the webgpu package \(Dawn\) could not be loaded): .*; the guest was not started/);
+  });
+
   it('--gpu-submit-seconds without --gpu-memory is refused, naming both flags', async () => {
     const r = await runCli(['run', guest('gpu'), '--gpu-submit-seconds', '2', '--', 'double', '16']);
     expect(r.code).toBe(1);
