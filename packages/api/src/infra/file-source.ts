@@ -178,6 +178,7 @@ export class GitRevisionSource implements FileSource {
           this.proc.stdin.write(`${spec}\n`);
         }),
     );
+    // The caller gets the failure through `run`; the queue only keeps the next read from waiting on it.
     this.queue = run.catch(() => undefined);
     return run;
   }

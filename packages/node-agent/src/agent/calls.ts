@@ -103,6 +103,7 @@ export class AgentCalls implements ConnectionHost {
 
   private serialized<T>(f: () => Promise<T>): Promise<T> {
     const run = this.queue.then(f, f);
+    // The caller gets the failure through `run`; the queue only keeps the next call from waiting on it.
     this.queue = run.catch(() => undefined);
     return run;
   }

@@ -63,6 +63,8 @@ export async function usageOfAsync(dir: string): Promise<number> {
   const seen = new Set<string>();
   const stack = [dir];
   const count = async (batch: string[]) => {
+    // An entry that cannot be stat'ed was removed during the walk (the agent is root: no EACCES here),
+    // and counts as not seen, as in usageOf.
     const stats = await Promise.all(batch.map((p) => fsp.lstat(p).catch(() => null)));
     for (const [i, st] of stats.entries()) {
       if (st === null) continue; // removed while we walk
