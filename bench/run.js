@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const only = new Set(process.argv.slice(2));
+// Names pick benchmarks; flags (`--large`) go to each one run.
+const only = new Set(process.argv.slice(2).filter((a) => !a.startsWith('--')));
+const flags = process.argv.slice(2).filter((a) => a.startsWith('--'));
 const names = readdirSync(here, { withFileTypes: true })
   .filter((d) => d.isDirectory() && existsSync(path.join(here, d.name, 'index.js')))
   .map((d) => d.name)
@@ -16,7 +18,7 @@ const names = readdirSync(here, { withFileTypes: true })
 let failed = 0;
 for (const name of names) {
   console.log(`\n== bench/${name}`);
-  const r = spawnSync(process.execPath, ['--expose-gc', path.join(here, name, 'index.js')], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, ['--expose-gc', path.join(here, name, 'index.js'), ...flags], { stdio: 'inherit' });
   if (r.status !== 0) failed++;
 }
 process.exit(failed === 0 ? 0 : 1);

@@ -11,6 +11,11 @@
 //       existence check per digest on the event loop.)
 //   (4) a TLS reconnect flood from one address (4 clients in a loop, 3 s): the agent's CPU time
 //       with --connect-rate 100000 (no limit in effect) against the default (20/s, burst 40).
+//   (5) a cheap flood from many prefixes (16 clients, 3 s): each connection sends one recorded TLS
+//       ClientHello and closes once the agent answered (the agent does its whole share of the
+//       handshake, the client almost nothing), from 82 addresses of one /24 (what ~82 /64s of one
+//       /56 are to IPv6), then from 256 /16s of 127/8 in turn: handshakes and agent CPU with the
+//       defaults (per-prefix rates, --connect-budget 100) against no limit in effect.
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,7 +64,7 @@ await new Promise((r) => setTimeout(r, 500));
 const before = rss(agentProc.pid);
 let peak = before;
 const sampler = setInterval(() => (peak = Math.max(peak, rss(agentProc.pid))), 20);
-const socks = await Promise.all(Array.from({ length: 64 }, (_, i) => upgrade(`127.0.0.${1 + (i % 4)}`)));
+const socks = await Promise.all(Array.from({ length: 64 }, (_, i) => upgrade(`127.${1 + (i % 4)}.0.1`)));
 const head = Buffer.alloc(14);
 head[0] = 0x81;
 head[1] = 0x80 | 127;
@@ -125,8 +130,15 @@ const cpu = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100;
 };
-async function flood(rate) {
-  const p = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, `tls-${rate}`), '--trust', path.join(dir, 'ci.pub'), '--metrics-listen', 'off', '--connect-rate', String(rate)], { stdio: ['ignore', 'pipe', 'inherit'] });
+let floods = 0;
+/** A TLS 1.3 ClientHello, recorded once: sending it makes the agent do its share of a handshake. */
+const clientHello = await new Promise((resolve) => {
+  const srv = net.createServer((s) => s.once('data', (d) => (resolve(d), s.destroy(), srv.close()))).listen(0, '127.0.0.1', () => {
+    tls.connect({ port: srv.address().port, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1.3' }).on('error', () => undefined);
+  });
+});
+async function flood(rate, addresses = ['127.0.0.1'], clients = 4, replay = false) {
+  const p = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, `tls-${floods++}`), '--trust', path.join(dir, 'ci.pub'), '--metrics-listen', 'off', '--connect-rate', String(rate), '--connect-budget', rate === 20 ? '100' : String(rate)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const tlsPort = await new Promise((resolve) => {
     let out = '';
     p.stdout.on('data', (d) => {
@@ -141,11 +153,18 @@ async function flood(rate) {
   let handshakes = 0;
   let attempts = 0;
   await Promise.all(
-    Array.from({ length: 4 }, async () => {
+    Array.from({ length: clients }, async () => {
       while (Date.now() < end) {
-        attempts++;
+        const localAddress = addresses[attempts++ % addresses.length];
         await new Promise((resolve) => {
-          const s = tls.connect({ port: tlsPort, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => (handshakes++, s.destroy()));
+          if (replay) {
+            const s = net.connect({ port: tlsPort, host: '127.0.0.1', localAddress }, () => s.write(clientHello));
+            s.once('data', () => (handshakes++, s.destroy()));
+            s.on('error', () => undefined);
+            s.on('close', resolve);
+            return;
+          }
+          const s = tls.connect({ port: tlsPort, host: '127.0.0.1', localAddress, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, () => (handshakes++, s.destroy()));
           s.on('error', () => undefined);
           s.on('close', resolve);
         });
@@ -159,4 +178,13 @@ async function flood(rate) {
 const open = await flood(100000);
 const limited = await flood(20);
 console.log(`TLS reconnect flood from one address, 4 clients, 3 s: no rate limit in effect: ${open.handshakes} handshakes of ${open.attempts} connections, agent CPU ${open.used.toFixed(2)} s | default --connect-rate 20: ${limited.handshakes} handshakes of ${limited.attempts} connections (the rest closed at accept), agent CPU ${limited.used.toFixed(2)} s -> ${(open.used / Math.max(limited.used, 0.01)).toFixed(1)}x less CPU, ${(open.used / open.handshakes * 1000).toFixed(2)} vs ${(limited.used / limited.attempts * 1000).toFixed(3)} ms a connection`);
+
+// (5)
+const oneSlash24 = Array.from({ length: 82 }, (_, i) => `127.50.7.${i + 1}`);
+const slash16s = Array.from({ length: 256 }, (_, i) => `127.${i}.0.1`);
+for (const [what, addresses] of [['82 addresses of one /24', oneSlash24], ['256 /16s in turn', slash16s]]) {
+  const free = await flood(100000, addresses, 16, true);
+  const held = await flood(20, addresses, 16, true);
+  console.log(`ClientHello flood from ${what}, 16 clients, 3 s: no limit in effect: ${free.handshakes} handshakes of ${free.attempts}, agent CPU ${free.used.toFixed(2)} s (${((free.used / 3) * 100).toFixed(0)}% of its thread) | defaults: ${held.handshakes} handshakes of ${held.attempts} (${(held.handshakes / 3).toFixed(0)}/s), agent CPU ${held.used.toFixed(2)} s (${((held.used / 3) * 100).toFixed(0)}%) -> ${(free.handshakes / Math.max(held.handshakes, 1)).toFixed(1)}x fewer handshakes`);
+}
 rmSync(dir, { recursive: true, force: true });

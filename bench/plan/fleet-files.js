@@ -23,7 +23,8 @@ export function infraText(processes, changed) {
   const machines = Math.max(1, Math.round(processes / 10));
   const lines = ['version: 1', 'machines:'];
   for (let m = 0; m < machines; m++) {
-    lines.push(`  m${m}:`, '    agent: local', `    region: r${m % 7}`, '    capacity:', '      cpu: 16', '      memory: 64GiB', '      disk: 1TiB');
+    // Each machine its own address: listen ports are unique per address, and local machines share 127.0.0.1.
+    lines.push(`  m${m}:`, '    agent: local', `    address: 10.${(m >> 16) & 255}.${(m >> 8) & 255}.${m & 255}`, `    region: r${m % 7}`, '    capacity:', '      cpu: 16', '      memory: 64GiB', '      disk: 1TiB');
   }
   lines.push('processes:');
   for (let p = 0; p < processes; p++) {

@@ -2,7 +2,7 @@
 // bare `node` child spawn, all measured in this run.
 //   (1) start latency of a cached guest, spawn to exit, median of 20
 //   (2) writing 100 MiB in 4 KiB writes, preview1 and component       (3) a CPU-bound loop
-//   (4) idle memory (PSS) per guest with 20 guests up
+//   (4) idle memory (PSS) per guest with 20 guests up   (5) shared guest hosts: 200/500/1,000 guests vs process isolation (shared.js)
 // Targets: file throughput >= 0.8x node:wasi (preview1 and components), CPU within 10%, start <= 2x bare node, PSS <= 30 MiB.
 //
 // Every guest runs as the agent runs it: with memory and CPU grants and every kernel layer this
@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { probeCapabilities, spawnGuest } from '@lowcloud/sandbox';
+import { wallMechanisms } from './wall.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const guests = path.join(here, '../../test/fixtures/guests');
@@ -102,6 +103,7 @@ await startLatency('agent layers');
   const cost = median(on) - median(off);
   console.log(`the wall, spawn to exit (alternating, median of 20 each): with ${median(on).toFixed(1)} ms | without ${median(off).toFixed(1)} ms -> costs ${cost.toFixed(1)} ms a start (target <= 10 ms) ${cost <= 10 ? 'OK' : 'OVER'}`);
 }
+await wallMechanisms(work);
 const rates = [await startRate({}), await startRate({ wall: false }), await startRate({}), await startRate({ wall: false })];
 console.log(`guests started per second (20 long-running guests one after another; rounds alternate, best of 2): with the wall ${Math.max(rates[0].rate, rates[2].rate).toFixed(1)}/s ${rates[0].levels} | without ${Math.max(rates[1].rate, rates[3].rate).toFixed(1)}/s ${rates[1].levels}`);
 await startLatency('runtime layer only (kernel off)', {}, { kernel: false });
@@ -186,3 +188,6 @@ const avgPss = pss.reduce((a, b) => a + b, 0) / pss.length / MiB;
 const avgRss = rss.reduce((a, b) => a + b, 0) / rss.length / MiB;
 console.log(`idle memory, 20 guests up ${idleLevels}: PSS ${avgPss.toFixed(1)} MiB per guest (RSS ${avgRss.toFixed(1)} MiB) (target <= 30 MiB) ${avgPss <= 30 ? 'OK' : 'OVER'}`);
 rmSync(work, { recursive: true, force: true });
+
+// (5) shared guest hosts against process isolation (bench/sandbox/shared.js, also runnable alone)
+await import('./shared.js');

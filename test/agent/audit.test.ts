@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from '@lowcloud/api';
@@ -146,5 +146,54 @@ describe('audit log: signed chain and head, checked offline and at start', () =>
     const fv = await verify(f);
     expect(fv.code).toBe(1);
     expect(fv.stderr).toContain(`audit.log:${lines.length + 1}: its signature does not verify`);
+  });
+
+  it('audit.log and audit.head deleted together: state.json remembers the chain; --verify-audit exits 1, the agent says so at start and in status', async () => {
+    const dir = tampered('deleted', '');
+    rmSync(path.join(dir, 'audit.log'));
+    rmSync(path.join(dir, 'audit.head'));
+    const recorded = (JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as { audit: { seq: number } }).audit;
+    expect(recorded.seq).toBeGreaterThan(1);
+    const v = await verify(dir);
+    expect(v.code).toBe(1);
+    expect(v.stderr).toContain(`audit.log and audit.head are missing (deleted?), but state.json records that the log reached line ${recorded.seq}`);
+
+    let agent = await fx.start({ stateDir: dir });
+    try {
+      expect(agent.output()).toContain('AUDIT LOG LOST');
+      const c = await fx.connect(agent);
+      const audit = (await c.status()).audit;
+      c.close();
+      expect(audit?.notice).toContain('audit.log and audit.head are missing');
+      expect(audit?.notice).toContain('--verify-audit');
+    } finally {
+      await fx.kill(agent);
+    }
+    // The new segment is now the chain state.json records: the next start finds nothing lost, and status still says why the segment began.
+    expect((await verify(dir)).code).toBe(0);
+    agent = await fx.start({ stateDir: dir });
+    try {
+      expect(agent.output()).not.toContain('AUDIT LOG');
+      const c = await fx.connect(agent);
+      expect((await c.status()).audit?.notice).toContain('audit.log and audit.head are missing');
+      c.close();
+    } finally {
+      await fx.kill(agent);
+    }
+    const fresh = readFileSync(path.join(dir, 'audit.log'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Entry);
+    expect(fresh[0]).toMatchObject({ seq: 1, type: 'segment' });
+    expect(String(fresh[0]?.reason)).toContain(`reached line ${recorded.seq}`);
+  });
+
+  it('another valid log of the same agent put in its place (a fresh one, signed with its key): the line state.json records is not in it', async () => {
+    const dir = tampered('replaced', '');
+    const other = path.join(fx.dir, 'other-state');
+    cpSync(fx.stateDir, other, { recursive: true });
+    for (const f of ['state.json', 'audit.log', 'audit.head']) rmSync(path.join(other, f));
+    await fx.kill(await fx.start({ stateDir: other }));
+    for (const f of ['audit.log', 'audit.head']) cpSync(path.join(other, f), path.join(dir, f));
+    const v = await verify(dir);
+    expect(v.code).toBe(1);
+    expect(v.stderr).toMatch(/audit.log \(\d+ entries\) is not the log state.json records: it reached line \d+/);
   });
 });

@@ -10,7 +10,7 @@ import { expectedLevels, machineFacts, strongest, type Level } from '../helpers/
 // sandbox's own capability probe: a report that claims more than the machine has, or less, fails.
 const facts = machineFacts();
 const fx = useAgentFixture();
-console.log(`machine facts: root ${facts.root}; ${(['memoryCgroup', 'cpuCgroup', 'nftables', 'diskImages'] as const).map((k) => `${k} ${facts[k] ? 'yes' : `no (${facts.why[k]})`}`).join('; ')}`);
+console.log(`machine facts: root ${facts.root}; ${(['memoryCgroup', 'cpuCgroup', 'nftables', 'diskImages', 'wall', 'wallUnprivileged'] as const).map((k) => `${k} ${facts[k] ? 'yes' : `no (${facts.why[k]})`}`).join('; ')}`);
 
 const allGrants = { memory: 32 * 2 ** 20, cpu: 0.5, disk: 2 ** 20, network: { listen: [], connect: [] } };
 
@@ -22,7 +22,7 @@ async function reportedLevels(agent: RunningAgent, name: string): Promise<{ leve
   await c.stop(name, 500);
   c.close();
   const e = st?.enforcement;
-  return { levels: { memory: strongest(e?.memory), cpu: strongest(e?.cpu), disk: strongest(e?.disk), network: strongest(e?.network) }, report: JSON.stringify(e, null, 1) };
+  return { levels: { memory: strongest(e?.memory), cpu: strongest(e?.cpu), disk: strongest(e?.disk), network: strongest(e?.network), isolation: strongest(e?.isolation) }, report: JSON.stringify(e, null, 1) };
 }
 
 describe('enforcement levels match what the machine can do', () => {
@@ -33,9 +33,9 @@ describe('enforcement levels match what the machine can do', () => {
     });
     afterAll(() => fx.kill(agent));
 
-    it('reports, for every grant, the level the machine facts call for', async () => {
+    it('reports, for every grant and the wall (isolation), the level the machine facts call for', async () => {
       const { levels, report } = await reportedLevels(agent, 'levels');
-      expect(levels, report).toEqual(expectedLevels(facts));
+      expect(levels, report).toEqual({ ...expectedLevels(facts), isolation: facts.wall ? 'kernel' : 'runtime' });
     });
   });
 
@@ -46,8 +46,8 @@ describe('enforcement levels match what the machine can do', () => {
     });
     afterAll(() => fx.kill(agent));
 
-    it('reports the runtime layer for every grant: without root no kernel layer can be set up', async () => {
-      const runtime: Record<string, Level> = { memory: 'runtime', cpu: 'runtime', disk: 'runtime', network: 'runtime' };
+    it('reports the runtime layer for every grant (without root no kernel layer can be set up); the wall where bubblewrap runs unprivileged', async () => {
+      const runtime: Record<string, Level> = { memory: 'runtime', cpu: 'runtime', disk: 'runtime', network: 'runtime', isolation: facts.wallUnprivileged ? 'kernel' : 'runtime' };
       const { levels, report } = await reportedLevels(agent, 'levels-nobody');
       expect(levels, report).toEqual(runtime);
     });
@@ -59,7 +59,7 @@ describe('enforcement levels match what the machine can do', () => {
     const lines = r.stderr.split('\n').filter((l) => /^ {2}\w+ +(kernel|runtime|advisory) /.test(l));
     const best = (grant: string) => strongest(lines.filter((l) => l.startsWith(`  ${grant} `)).map((l) => ({ level: l.trim().split(/ +/)[1] as string })));
     const want = expectedLevels(facts);
-    expect({ memory: best('memory'), cpu: best('cpu'), disk: best('disk'), network: best('network') }).toEqual({ ...want, disk: 'runtime' });
+    expect({ memory: best('memory'), cpu: best('cpu'), disk: best('disk'), network: best('network'), isolation: best('isolation') }).toEqual({ ...want, disk: 'runtime', isolation: facts.wall ? 'kernel' : 'runtime' });
     const off = await runCli(['run', guest('hello'), '--memory', '32MiB', '--cpu', '0.5', '--no-kernel', '--verbose']);
     // --no-kernel is about the grants' layers; the wall around the guest host (isolation) stays.
     expect(off.stderr).not.toMatch(/^ {2}(memory|cpu|disk|network) +kernel /m);

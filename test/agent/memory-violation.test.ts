@@ -7,8 +7,9 @@ import { runCli } from '../helpers/cli.js';
 import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
-import { writeMemoryHogModule } from '../helpers/wasm.js';
+import { writeLateHogModule, writeMemoryHogModule } from '../helpers/wasm.js';
 import { httpGet } from '../helpers/net.js';
+import { rssBytes } from '../helpers/raw-ws.js';
 
 // A real guest goes past its memory grant under a real agent, on both layers: the kernel's (the
 // cgroup memory limit: an OOM kill) and the runtime's (the RSS watchdog, on an agent without root,
@@ -19,6 +20,11 @@ const facts = machineFacts();
 const fx = useAgentFixture();
 const hog = path.join(fx.dir, 'hog.wasm');
 writeMemoryHogModule(hog, 64);
+/** Under its RSS watchdog limit (128 MiB grant: 224 MiB) at first (~120 MB); 20 s later it grows 128 MiB more and passes it (~250 MB). */
+const lateHog = path.join(fx.dir, 'late-hog.wasm');
+writeLateHogModule(lateHog, { ballastMiB: 56, sleepSeconds: 20, growMiB: 128 });
+const LATE_GRANT = 128 * 2 ** 20;
+const LATE_LIMIT = LATE_GRANT + 96 * 2 ** 20;
 
 if (!facts.memoryCgroup) console.warn(`memory-violation: the kernel layer is not tested here: ${facts.why.memoryCgroup}`);
 
@@ -133,5 +139,30 @@ describe('a guest past its memory grant', () => {
     it('agent without root: grant-violated naming the grant, status lastExit, restart per policy, counted in /metrics', async () => {
       await violate(agent, 'hog-runtime', new RegExp(`^resident memory \\d+ bytes passed ${LIMIT}$`), new RegExp(`^runtime RSS watchdog kills past ${LIMIT} bytes`), false);
     });
+
+    it('the watchdog is restarted on re-attach: agent SIGKILLed and restarted, a guest that passes its grant afterwards is still killed', async () => {
+      const nobody = facts.root ? { uid: 65534 } : {};
+      let c = await fx.connect(agent, { timeoutMs: 90_000 }); // a 64 MiB upload on a loaded machine
+      await c.start(await uploadSpec(c, 'late-hog', lateHog, { grants: { memory: LATE_GRANT, network: { listen: [], connect: [] } }, restart: 'never' }));
+      const running = async () => (await c.status()).processes.find((p) => p.name === 'late-hog');
+      await waitFor(async () => (await running())?.state === 'running', 20_000, 'the late hog running');
+      const pid = (await running())?.pid as number;
+      c.close();
+      await fx.kill(agent);
+      agent = await fx.start({ stateDir: path.join(fx.dir, 'state-nobody'), env: { LOWCLOUD_BACKOFF_BASE_MS: '300' }, ...nobody });
+      c = await fx.connect(agent);
+      expect((await running())?.pid).toBe(pid); // re-attached, not restarted
+      expect(rssBytes(pid)).toBeLessThan(LATE_LIMIT);
+      const events: AgentEvent[] = [];
+      await c.watch((e) => events.push(e));
+      // Still under the limit when re-attached: the violation below comes from the re-attached watchdog.
+      expect(events.filter((e) => e.process === 'late-hog')).toEqual([]);
+      await waitFor(() => events.some((e) => e.process === 'late-hog' && e.kind === 'died'), 60_000, 'the late hog to be killed');
+      const mine = events.filter((e) => e.process === 'late-hog');
+      expect(mine.map((e) => [e.kind, e.grant ?? null])).toEqual([['grant-violated', 'memory'], ['died', null]]);
+      expect(mine[0]?.detail).toMatch(new RegExp(`^resident memory \\d+ bytes passed ${LATE_LIMIT}$`));
+      expect((await running())?.lastExit).toMatchObject({ kind: 'violation', grant: 'memory' });
+      c.close();
+    }, 240_000);
   });
 });

@@ -16,7 +16,7 @@ let agent: RunningAgent;
 beforeAll(async () => {
   // Any connection rate: these tests open connections quickly from one address on purpose, to
   // reach the other limits (the rate limit is tested in redteam.test.ts).
-  agent = await fx.start({ args: ['--connect-rate', '100000'] });
+  agent = await fx.start({ args: ['--connect-rate', '100000', '--connect-budget', '100000'] });
 });
 
 const stillServes = () => expectServes(agent, fx.operator);
@@ -58,8 +58,8 @@ describe('nothing a peer sends ends the agent or makes it hold memory without bo
     const sampler = setInterval(() => (peak = alive(agent.pid) ? Math.max(peak, rssBytes(agent.pid)) : peak), 50);
     onTestFinished(() => clearInterval(sampler));
     const chunk = Buffer.alloc(2 ** 20, 0x61);
-    // From four loopback addresses, 16 each: the per-address limit (16 unauthenticated) lets all 64 in.
-    const conns = await Promise.all(Array.from({ length: 64 }, (_, i) => rawConnect(agent.url, {}, `127.0.0.${1 + (i % 4)}`)));
+    // From four loopback /16s, 16 each: the per-address limit (16 unauthenticated) lets all 64 in.
+    const conns = await Promise.all(Array.from({ length: 64 }, (_, i) => rawConnect(agent.url, {}, `127.${1 + (i % 4)}.0.1`)));
     const sent = await Promise.all(
       conns.map(async (ws) => {
         // A header announcing 15 MiB (under the 16 MiB limit), then 15 MiB minus one byte, then nothing.

@@ -104,6 +104,21 @@ describe('the agent never loses state', () => {
     c2.close();
   });
 
+  it('a large upload goes out as pipelined chunks: stored whole and verified; a blob whose bytes do not match its digest is refused with the error, none published', async () => {
+    const c = await fx.connect(agent);
+    const big = Buffer.alloc(24 * 2 ** 20);
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i * 2654435761 >>> 0, i);
+    const digest = sha256Hex(big);
+    // 1 MiB chunks, four in flight: 24 calls, the later ones sent before the earlier are answered.
+    await c.putBlob(digest, big, 2 ** 20, 4);
+    expect(await c.blobStatus([digest])).toEqual({ present: [digest], partial: {} });
+    expect(sha256Hex(readFileSync(path.join(fx.stateDir, 'blobs', digest)))).toBe(digest);
+    const wrong = sha256Hex('something else');
+    await expect(c.putBlob(wrong, big.subarray(0, 5 * 2 ** 20), 2 ** 20, 4)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect((await c.blobStatus([wrong])).present).toEqual([]);
+    c.close();
+  });
+
   // Killed at each point of a replace-config: the config the desired state names is the one running
   // afterwards, never a mix. Before the save: the old one; once the state is written (the old guest
   // still runs): the agent replaces it when it comes back; after the save: the new one.

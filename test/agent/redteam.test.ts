@@ -167,16 +167,18 @@ describe('red team: a read key or no key', () => {
     ws.socket.destroy();
   });
 
-  it('slowloris: 256 silent TCP connections from 16 loopback addresses (every unauthenticated slot) do not lock out an operator on another address', async () => {
+  it('slowloris: 256 silent TCP connections from 16 loopback /16s (every unauthenticated slot) do not lock out an operator on another address', async () => {
     const port = Number(new URL(agent.url).port);
     const socks: net.Socket[] = [];
     onTestFinished(() => socks.forEach((s) => s.destroy()));
+    // 16 /16s, as the slots of one /24 (or /16) are capped at 32 (64); paced to the agent's budget of new connections (100/s, burst 200).
     for (let a = 2; a < 18; a++) {
       for (let i = 0; i < 16; i++) {
-        const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${a}` });
+        const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.${a}.0.1` });
         s.on('error', () => undefined);
         socks.push(s);
       }
+      await new Promise((r) => setTimeout(r, 120));
     }
     await waitFor(() => socks.every((s) => s.readyState === 'open'), 10_000, 'the 256 connections accepted');
     // Before: the 257th unauthenticated connection was refused, whichever address it came from.

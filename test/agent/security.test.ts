@@ -1,8 +1,8 @@
 import http from 'node:http';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
+import { generateKeyPair, requestSchema, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
-import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { expectServes, useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest } from '../helpers/guests.js';
 import { rawConnect, type RawWs } from '../helpers/raw-ws.js';
 
@@ -51,7 +51,7 @@ describe('the agent rejects every bad request with its own code and keeps servin
     expect((await r.send('{"type": "status", "id": ')).error?.code).toBe('BAD_MESSAGE');
     expect((await r.send({ type: 'status', id: 'x', extra: 1 })).error).toMatchObject({ code: 'BAD_MESSAGE', details: { path: 'extra' } });
     expect((await r.send({ type: 'stop', id: 'y', process: 'Not A Name!' })).error).toMatchObject({ code: 'BAD_MESSAGE', details: { path: 'process' } });
-    expect((await r.send('x'.repeat(3 * 2 ** 20))).error?.code).toBe('FRAME_TOO_LARGE');
+    expect((await r.send('x'.repeat(13 * 2 ** 20))).error?.code).toBe('FRAME_TOO_LARGE');
     const wrong = Buffer.from('not what the digest says');
     expect((await r.send(signed({ type: 'put-blob', id: 'z', digest: sha256Hex('something else'), size: wrong.length, offset: 0, data: wrong.toString('base64') }))).error?.code).toBe('DIGEST_MISMATCH');
     expect((await r.send(signed({ type: 'start', id: 'm', spec: { ...spec, name: 'other', binary: sha256Hex('missing') } }, fx.operator, gen + 1))).error?.code).toBe('BLOB_MISSING');
@@ -82,6 +82,68 @@ describe('the agent rejects every bad request with its own code and keeps servin
     expect((await ok.status()).agent).toBe(tlsAgent.key);
     ok.close();
     await expect(AgentClient.connect(tlsAgent.url, { pinnedKey: generateKeyPair().publicKey })).rejects.toMatchObject({ code: 'AGENT_KEY_MISMATCH' });
+  });
+});
+
+/** Every field path a schema names (`spec.grants.memory`), into nested objects. */
+function schemaFields(schema: Record<string, unknown>, prefix = ''): string[] {
+  const props = (schema.properties ?? {}) as Record<string, Record<string, unknown>>;
+  return Object.entries(props).flatMap(([k, sub]) => [`${prefix}${k}`, ...schemaFields(sub, `${prefix}${k}.`)]);
+}
+
+/** Every path in a JSON value, objects and arrays (`spec.args.0`). */
+function valueFields(v: unknown, prefix = ''): string[] {
+  if (v === null || typeof v !== 'object') return [];
+  return Object.entries(v).flatMap(([k, sub]) => [`${prefix}${k}`, ...valueFields(sub, `${prefix}${k}.`)]);
+}
+
+function withNullAt(v: unknown, path: string): unknown {
+  const copy = structuredClone(v) as Record<string, unknown>;
+  const parts = path.split('.');
+  let o = copy;
+  for (const p of parts.slice(0, -1)) o = o[p] as Record<string, unknown>;
+  o[parts.at(-1) as string] = null;
+  return copy;
+}
+
+describe('null is refused wherever a value is required (issue 17)', () => {
+  it('every field of every request type, set to null, gets BAD_MESSAGE naming it; the agent keeps serving', async () => {
+    const auth = { key: fx.operator.publicKey, generation: 0, timestamp: Date.now(), nonce: 'n'.repeat(16), signature: 's' };
+    const hex = 'a'.repeat(64);
+    const spec = {
+      name: 'p', binary: hex, args: ['x'], env: { A: '1' }, config: { '/etc/x': hex }, restart: 'always', isolation: 'process',
+      grants: { cpu: 1, memory: 2 ** 20, disk: 2 ** 20, gpu: { memory: 1, submitSeconds: 1 }, network: { listen: [80], connect: ['db:1'], udp: true } },
+    };
+    const samples = [
+      { type: 'hello', id: '1', challenge: 'c'.repeat(16) },
+      { type: 'authenticate', id: '1', auth },
+      { type: 'status', id: '1', auth },
+      { type: 'start', id: '1', spec, auth },
+      { type: 'stop', id: '1', process: 'p', graceMs: 1, auth },
+      { type: 'replace-config', id: '1', process: 'p', config: { '/x': hex }, specDigest: hex, auth },
+      { type: 'blob-status', id: '1', digests: [hex], auth },
+      { type: 'put-blob', id: '1', digest: hex, size: 1, offset: 0, data: 'eA==', chunk: { bytes: 1, sha256: hex }, auth },
+      { type: 'logs', id: '1', process: 'p', tail: 1, follow: true, auth },
+      { type: 'watch', id: '1', auth },
+    ];
+    // The samples hold every field the schema names: a field added later is walked too.
+    const branches = (requestSchema as { oneOf: Record<string, unknown>[] }).oneOf;
+    expect(branches.map((b) => ((b.properties as { type: { const: string } }).type.const))).toEqual(samples.map((s) => s.type));
+    branches.forEach((b, i) => expect(valueFields(samples[i]), samples[i]?.type).toEqual(expect.arrayContaining(schemaFields(b))));
+
+    const r = await raw();
+    expect((await r.send(signed({ type: 'authenticate', id: 'auth' }))).result).toMatchObject({ role: 'write' });
+    let sent = 0;
+    for (const sample of samples) {
+      for (const field of valueFields(sample)) {
+        const reply = await r.send(withNullAt(sample, field));
+        expect(reply.error, `${sample.type} ${field}`).toMatchObject({ code: 'BAD_MESSAGE', details: { path: field } });
+        expect(reply.error?.message, `${sample.type} ${field}`).toContain('null is not a value here');
+        sent++;
+      }
+    }
+    expect(sent).toBeGreaterThan(50);
+    await expectServes(agent, fx.operator);
   });
 });
 

@@ -6,7 +6,7 @@ import { useAgentFixture, type RunningAgent } from '../helpers/agent.js';
 import { alive, waitFor } from '../helpers/guests.js';
 import { startLatencyProxy, type LatencyProxy } from '../helpers/latency-proxy.js';
 import { withPadding } from '../helpers/wasm.js';
-import { sha256Hex } from '@lowcloud/api';
+import { BLOB_CHUNK_BYTES, sha256Hex } from '@lowcloud/api';
 import { freePort } from '../helpers/net.js';
 
 // "A call is never made twice", counted where it counts: in each agent's audit log, which gets one
@@ -195,8 +195,10 @@ describe('exactly one accepted call per planned call', () => {
   it('an upload cut by the agent dying after its second chunk resumes at its offset: every chunk is accepted once', async () => {
     const fleet = new Fleet('upload');
     try {
-      // hello with 1.5 MiB of padding: four 512 KiB chunks.
-      const big = withPadding(readFileSync(path.join(fleet.dir, 'bin/hello.wasm')), 1.5 * 2 ** 20);
+      // hello padded past two chunks: three chunks, the client sends up to three at once.
+      const big = withPadding(readFileSync(path.join(fleet.dir, 'bin/hello.wasm')), 2.5 * BLOB_CHUNK_BYTES);
+      const offsets = [0, BLOB_CHUNK_BYTES, 2 * BLOB_CHUNK_BYTES];
+      expect(Math.ceil(big.length / BLOB_CHUNK_BYTES)).toBe(3);
       writeFileSync(path.join(fleet.dir, 'bin/big.wasm'), big);
       await fleet.start('m1', 'after-save:put-blob:2');
       await fleet.start('m2');
@@ -206,11 +208,11 @@ describe('exactly one accepted call per planned call', () => {
       expect((await fleet.apply()).code).toBe(1);
       const a = fleet.agents.get('m1') as RunningAgent;
       await waitFor(() => a.child.signalCode !== null, 10_000, 'the m1 agent to die after the second chunk');
-      expect(chunks(fleet.stateDir('m1'), sha256Hex(big))).toEqual([0, 524288]);
+      expect(chunks(fleet.stateDir('m1'), sha256Hex(big))).toEqual(offsets.slice(0, 2));
       await fleet.start('m1');
       const rerun = await fleet.apply();
       expect(rerun.code, `${rerun.stdout}\n${rerun.stderr}`).toBe(0);
-      expect(chunks(fleet.stateDir('m1'), sha256Hex(big))).toEqual([0, 524288, 1048576, 1572864]);
+      expect(chunks(fleet.stateDir('m1'), sha256Hex(big))).toEqual(offsets);
       expect(fleet.added()).toEqual(planned);
       expect(await fleet.status(files[1] as string)).toBe('In sync: 1 process(es) match infra-1.yaml.');
     } finally {

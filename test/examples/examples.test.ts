@@ -138,6 +138,8 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
         return false;
       }
     }, 15_000, 'the client to pass a round');
+    // lb's sealed KV_LB_TOKEN was opened by eu's agent (started with the committed test key keys/eu.key).
+    expect(readFileSync(path.join(repo.dir, '.lowcloud/agents/eu/state/logs/lb.log'), 'utf8')).toContain('kv-lb: admin token of 22 bytes');
 
     const before = await pids(repo.dir);
     writeFileSync(path.join(repo.dir, 'config/kv-a.conf'), 'name=kv-a-eu\nport=7101\n');

@@ -29,6 +29,10 @@ export function startAgent(stateDir: string, trust: string[], opts: StartOptions
   const args = [cliPath, 'agent', '--listen', `127.0.0.1:${opts.port ?? 0}`, '--state', stateDir, '--metrics-listen', '127.0.0.1:0', ...trust.flatMap((t) => ['--trust', t]), ...(opts.args ?? [])];
   if (opts.tls !== true) args.push('--insecure-loopback');
   let command = process.execPath;
+  if (opts.wrap !== undefined) {
+    args.unshift(...opts.wrap.slice(1), process.execPath);
+    command = opts.wrap[0] as string;
+  }
   if (opts.uid !== undefined) {
     mkdirSync(stateDir, { recursive: true });
     chownSync(stateDir, opts.uid, opts.uid);
@@ -81,6 +85,8 @@ export interface StartOptions {
   port?: number;
   args?: string[];
   uid?: number;
+  /** A command that execs the agent (its argv follows): same pid, e.g. a private mount namespace. */
+  wrap?: string[];
 }
 
 /**

@@ -20,6 +20,13 @@ export const guestOptions = (name: string, extra: Partial<GuestOptions> = {}): G
   ...extra,
 });
 
+/** FNV-1a 64 of bytes, as test/fixtures/guests/src/secretdigest.c prints it (a secret's digest, never the secret). */
+export function fnv1a64(bytes: Uint8Array): string {
+  let h = 0xcbf29ce484222325n;
+  for (const b of bytes) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return h.toString(16).padStart(16, '0');
+}
+
 /** Wait until `check` is true, polling; fails after `timeoutMs`. */
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;

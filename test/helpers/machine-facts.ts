@@ -6,7 +6,8 @@ import path from 'node:path';
  * What this machine can do, found out by trying it here, not by asking the sandbox (whose
  * `probeCapabilities` produced the reports the tests check). Each kernel layer's fact is "the
  * operation that layer needs succeeds": writing a limit into a new cgroup, running `nft`, having
- * loop devices and `mkfs.ext4`.
+ * loop devices and `mkfs.ext4`, and for the wall, bubblewrap itself starting a command in new pid,
+ * ipc and uts namespaces (run here directly, never through the sandbox's probe).
  */
 export interface MachineFacts {
   root: boolean;
@@ -18,8 +19,12 @@ export interface MachineFacts {
   nftables: boolean;
   /** /dev/loop-control, `mkfs.ext4` and `mount` present (the disk layer's ext4 image). */
   diskImages: boolean;
+  /** bubblewrap runs a command in new namespaces as this user (root: without a user namespace). */
+  wall: boolean;
+  /** The same as uid 65534 with a user namespace (the unprivileged wall); false where not root to switch to it. */
+  wallUnprivileged: boolean;
   /** Why each fact is false, to print when a layer is not tested. */
-  why: Record<'memoryCgroup' | 'cpuCgroup' | 'nftables' | 'diskImages', string>;
+  why: Record<'memoryCgroup' | 'cpuCgroup' | 'nftables' | 'diskImages' | 'wall' | 'wallUnprivileged', string>;
 }
 
 export type Level = 'kernel' | 'runtime';
@@ -49,6 +54,19 @@ function tryCgroup(dir: string, file: string, value: string): string | null {
     return `cannot write ${file} in a new cgroup under ${dir}: ${(err as Error).message}`;
   } finally {
     rmdirSync(probe);
+  }
+}
+
+/** Why bubblewrap cannot start `true` in new namespaces (null: it can), run directly. */
+function bwrapWhy(prefix: string[], userns: boolean): string | null {
+  const args = [...(userns ? ['--unshare-user'] : []), '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev', 'true'];
+  const [cmd, ...rest] = [...prefix, 'bwrap', ...args];
+  try {
+    execFileSync(cmd as string, rest, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+    return null;
+  } catch (err) {
+    const e = err as { code?: string; stderr?: Buffer; message: string };
+    return e.code === 'ENOENT' ? `${cmd} is not installed` : `\`${[cmd, ...rest].join(' ')}\` fails: ${e.stderr?.toString().trim() || e.message}`;
   }
 }
 
@@ -107,13 +125,17 @@ export function machineFacts(): MachineFacts {
         : !runs('mount', ['--version'])
           ? 'mount does not run'
           : null;
+  const wallWhy = bwrapWhy([], !root);
+  const unprivilegedWhy = !root ? notRoot : bwrapWhy(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'], true);
   cached = {
     root,
+    wall: wallWhy === null,
+    wallUnprivileged: unprivilegedWhy === null,
     memoryCgroup: memWhy === null,
     cpuCgroup: cpuWhy === null,
     nftables: nftWhy === null,
     diskImages: diskWhy === null,
-    why: { memoryCgroup: memWhy ?? '', cpuCgroup: cpuWhy ?? '', nftables: nftWhy ?? '', diskImages: diskWhy ?? '' },
+    why: { memoryCgroup: memWhy ?? '', cpuCgroup: cpuWhy ?? '', nftables: nftWhy ?? '', diskImages: diskWhy ?? '', wall: wallWhy ?? '', wallUnprivileged: unprivilegedWhy ?? '' },
   };
   return cached;
 }

@@ -115,7 +115,8 @@ describe('a named process that moves replaces exactly the processes that connect
     expect(human.stdout).toContain('+ start          lb    replace: args, grants.network.connect changed (kv-a moved: its address changed (127.0.0.1 -> 127.0.0.2))');
     expect(human.stdout).toContain('grants.network.connect: ["kv-a@127.0.0.1:7101","kv-b@127.0.0.2:7102"] -> ["kv-a@127.0.0.2:7101","kv-b@127.0.0.2:7102"]');
 
-    const apply = await runCli(['apply', '--base', 'HEAD~1', 'infra.yaml'], { cwd: repo.dir, timeoutMs: 120_000 });
+    // Each side loaded in a worker thread, as for a big file (the plan's own tests run both ways).
+    const apply = await runCli(['apply', '--base', 'HEAD~1', 'infra.yaml'], { cwd: repo.dir, timeoutMs: 120_000, env: { LOWCLOUD_PLAN_WORKERS: 'on' } });
     expect(apply.code).toBe(0);
     const after = await pids();
     expect(after.client).toBe(before.client);

@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -153,6 +153,18 @@ describe('plan with sealed values', () => {
     writeFileSync(path.join(dir, 'mixed.yaml'), readFileSync(path.join(dir, 'old.yaml'), 'utf8').replace('LOG: info, DB', 'LOG: debug, DB'));
     const mixed = JSON.parse((await cli(['plan', 'old.yaml', 'mixed.yaml', '--json'])).stdout) as typeof doc;
     expect(mixed.changes).toEqual([expect.objectContaining({ process: 'db-client', reason: 'replaced', paths: ['env.LOG'] })]);
+  });
+});
+
+describe('a local machine that pins a key', () => {
+  it('up refuses a keys/<machine>.key that is not the pinned key, naming both, and starts no agent', async () => {
+    mkdirSync(path.join(dir, 'keys'));
+    writeFileSync(path.join(dir, 'keys/here.key'), privateKeyPem(m2.privateKey), { mode: 0o600 });
+    writeFileSync(path.join(dir, 'local.yaml'), `version: 1\nmachines:\n  here: { agent: local, key: "${m1.publicKey}" }\n`);
+    const r = await cli(['up', 'local.yaml']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`is the key ${m2.publicKey}, but machine here pins ${m1.publicKey}`);
+    expect(existsSync(path.join(dir, '.lowcloud/agents/here/state/agent.key'))).toBe(false);
   });
 });
 

@@ -25,12 +25,16 @@ const UID_A = 65001;
 
 const base = guestOptions;
 
-/** Run `command` inside the same wall a guest host gets (uid, capabilities, seccomp, view); bwrap reads the filter on fd 3. */
+/**
+ * Run `command` inside the same wall a guest host gets (uid, capabilities, seccomp, view); bwrap
+ * reads the filter on fd 3. The test's own tools (sh, python3) come from /usr, bound read-only
+ * here only: a guest host's view has Node.js and its libraries alone.
+ */
 const filterFile = path.join(work, 'filter.bpf');
 writeFileSync(filterFile, seccompProgram());
 function confined(command: string[], view: { ro?: string[]; rw?: string[] }, uid: number | null): { code: number | null; out: string } {
   if (wall === null) throw new Error(`no wall: ${reason}`);
-  const args = wallArgs(wall, { uid, ro: view.ro ?? [], rw: view.rw ?? [], seccompFd: 3, infoFd: null, dieWithParent: true, command });
+  const args = wallArgs(wall, { uid, ro: ['/usr', ...(view.ro ?? [])], rw: view.rw ?? [], seccompFd: 3, infoFd: null, dieWithParent: true, command });
   const r = spawnSync('/bin/sh', ['-c', 'exec "$@" 3<"$0"', filterFile, wall.bwrap, ...args], { env: {}, timeout: 30_000 });
   return { code: r.status, out: `${r.stdout.toString()}${r.stderr.toString()}` };
 }
@@ -228,7 +232,7 @@ describe('without root', () => {
       expect(g.report.isolation[1]?.mechanism).toContain(caps.unavailable.wall as string);
     } else {
       expect(levels).toEqual(['kernel', 'runtime']);
-      expect(g.report.isolation[0]?.mechanism).toMatch(/no capabilities, no_new_privs, seccomp deny-list .*mount\/pid\/ipc\/uts namespaces/);
+      expect(g.report.isolation[0]?.mechanism).toMatch(/no capabilities, no_new_privs, seccomp allow-list .*mount\/pid\/ipc\/uts namespaces/);
     }
     if (!root) console.log(`not root: isolation ${levels.join(', ')}: ${g.report.isolation.map((e) => e.mechanism).join('; ')}`);
   });

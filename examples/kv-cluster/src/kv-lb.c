@@ -3,6 +3,7 @@
 // Each client connection is sent to the next backend (round robin); every line is relayed and
 // the backend's one-line reply comes back. If a backend is down, the next one is tried.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "../../../test/fixtures/guests/p2/wasi-sockets.h"
 
@@ -32,6 +33,11 @@ int main(int argc, char **argv) {
     if (ws_parse_ip(host, bip[nb]) != 0) { printf("kv-lb: backend %s is not ip:port\n", argv[i]); return 2; }
     bport[nb++] = atoi(colon + 1);
   }
+  // A secret from infra.yaml, sealed to this machine: the agent opens it as it starts us. Only its
+  // length is ever printed.
+  const char *token = getenv("KV_LB_TOKEN");
+  if (!token || !*token) { printf("kv-lb: KV_LB_TOKEN is unset (a sealed value in infra.yaml)\n"); return 2; }
+  printf("kv-lb: admin token of %zu bytes\n", strlen(token));
   int32_t net = ws_instance_network();
   int32_t s = ws_tcp();
   uint8_t any[4] = {0, 0, 0, 0};

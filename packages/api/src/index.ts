@@ -9,8 +9,8 @@ export { parseSize, formatSize, parseCpu } from './units.js';
 export { sha256Hex, canonicalJson } from './digest.js';
 
 // A process spec: what a planner sends and an agent keeps.
-export { specDigest, envDigests, publicSpec } from './spec.js';
-export type { ProcessSpec, Grants, NetworkGrant } from './spec.js';
+export { specDigest, envDigests, publicSpec, isolationOf, ISOLATIONS } from './spec.js';
+export type { ProcessSpec, Grants, NetworkGrant, Isolation } from './spec.js';
 
 // Grants as typed values.
 export { CONNECT_FORMS, parseConnectTarget, formatConnectTarget, connectList, parseNetworkGrant, unresolvedProcessTarget } from './grants/network.js';
@@ -27,7 +27,7 @@ export type { ResolvedInfra, ResolvedMachine } from './infra/resolve.js';
 export { WorkingTreeSource, GitRevisionSource } from './infra/file-source.js';
 
 // Sealed secrets: values sealed to one machine's pinned key (api/src/secrets).
-export { isSealed, openSealed, parseSealed, sealValue, SecretError } from './secrets/index.js';
+export { isSealed, openSealed, parseSealed, sealValue, SEALED_PREFIX, SecretError } from './secrets/index.js';
 export type { OpeningKey, SealedValue } from './secrets/index.js';
 
 // Keys and signatures.
@@ -37,7 +37,8 @@ export type { KeyPair, RequestAuth } from './signing.js';
 // The agent protocol and what the sandbox reports through it.
 export type { Request, Reply, Results, ResultType, Role, AgentStatus, ProcessStatus, ProcessState, AgentEvent } from './protocol/messages.js';
 export { requiredRole } from './protocol/messages.js';
-export { parseRequest } from './protocol/schema.js';
+export { parseRequest, requestSchema } from './protocol/schema.js';
+export { BLOB_CHUNK_BYTES, BLOB_FRAME_MAX_BYTES, encodeBlobFrame, parseBlobFrame, readBlobFrame } from './protocol/blob-frame.js';
 export { channelBinding, helloProofData } from './protocol/handshake.js';
 export type { Capabilities, Enforcement, EnforcementLevel, EnforcementReport, ExitKind, Grant, GuestExit } from './protocol/report.js';
 export { ENFORCEMENT_LEVELS, GRANTS } from './protocol/report.js';

@@ -50,9 +50,19 @@ export function signBytes(key: KeyObject, data: string | Uint8Array): string {
   return sign(null, typeof data === 'string' ? Buffer.from(data) : data, key).toString('base64');
 }
 
+/** Parsed public keys by their text: an agent verifies every call with one of a few trusted keys. */
+const verifyKeys = new Map<string, KeyObject>();
+
 export function verifyBytes(publicKey: string, data: string | Uint8Array, signature: string): boolean {
   try {
-    return verify(null, typeof data === 'string' ? Buffer.from(data) : data, parsePublicKey(publicKey), Buffer.from(signature, 'base64'));
+    let key = verifyKeys.get(publicKey);
+    if (key === undefined) {
+      key = parsePublicKey(publicKey);
+      // Bounded: only well-formed keys get here, but a peer may send many.
+      if (verifyKeys.size >= 64) verifyKeys.clear();
+      verifyKeys.set(publicKey, key);
+    }
+    return verify(null, typeof data === 'string' ? Buffer.from(data) : data, key, Buffer.from(signature, 'base64'));
   } catch {
     return false;
   }

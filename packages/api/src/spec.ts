@@ -7,6 +7,14 @@ import { canonicalJson, sha256Hex } from './digest.js';
  */
 export type RestartPolicy = 'always' | 'on-failure' | 'never';
 
+/**
+ * Where a process's guest runs: `process` (the default) in a guest host of its own behind the full
+ * wall; `shared` in a guest host shared with other `shared` processes of the machine, separated from
+ * them by the WebAssembly sandbox and the runtime layer (docs/infra-file.md).
+ */
+export type Isolation = 'process' | 'shared';
+export const ISOLATIONS: readonly Isolation[] = ['process', 'shared'];
+
 export interface NetworkGrant {
   /** TCP ports the process may bind and listen on. */
   listen: number[];
@@ -50,6 +58,17 @@ export interface ProcessSpec {
   config: Record<string, string>;
   grants: Grants;
   restart: RestartPolicy;
+  /**
+   * Absent: `process`. Written only when `shared`, so a spec of a process-isolated guest keeps the
+   * digest it had before the field existed; a change is a replace (another host), never a
+   * replace-config.
+   */
+  isolation?: Isolation;
+}
+
+/** The isolation a spec asks for (absent: `process`). */
+export function isolationOf(spec: Pick<ProcessSpec, 'isolation'>): Isolation {
+  return spec.isolation ?? 'process';
 }
 
 /** Identity of a spec: equal specs have equal digests whatever the key order they came in. */

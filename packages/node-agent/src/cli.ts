@@ -23,9 +23,11 @@ export function register(program: Command): void {
     .option('--log-max-bytes <size>', 'a process\'s log file is rotated at this size', '1MiB')
     .option('--log-keep <n>', 'rotated log files kept per process', '3')
     .option('--log-total <size>', 'cap on all log files of the agent together; the oldest go first', '256MiB')
-    .option('--connect-rate <n>', 'new connections per second from one client address (IPv6: /64), with a burst of twice as many; past it a connection is closed before its TLS handshake', '20')
+    .option('--connect-rate <n>', 'new connections per second from one client address (IPv6: /64; a /56 or IPv4 /24 gets 4x, a /48 or IPv4 /16 8x), with a burst of twice as many; past it a connection is closed before its TLS handshake', '20')
+    .option('--connect-budget <n>', 'new connections per second for the whole agent (burst twice as many), shared fairly between /48s (IPv4 /16s): half of it only for those that used less than their share', '100')
     .option('--max-blob-size <size>', 'the largest binary or config file a client may upload', '1GiB')
     .option('--state-reserve <size>', 'free space kept on the state directory\'s filesystem: below it new uploads and starts are refused (STATE_DISK_FULL), so the agent can always save its state and stop guests', '1MiB')
+    .option('--allow-unwalled', 'run guests without the kernel wall where it cannot be built (bubblewrap or util-linux missing or broken); without it such a guest is refused (GRANT_UNAVAILABLE) and status says why')
     .option('--verify-audit', 'check the audit log of --state offline and exit: 0 intact, 1 broken (names the first bad line)')
     .addHelpText(
       'after',

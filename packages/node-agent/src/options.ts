@@ -18,7 +18,9 @@ export interface RawAgentFlags {
   logTotal?: string;
   maxBlobSize?: string;
   connectRate?: string;
+  connectBudget?: string;
   stateReserve?: string;
+  allowUnwalled?: boolean;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
@@ -40,6 +42,10 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
   if (connectRate !== undefined && (!Number.isInteger(connectRate) || connectRate < 1 || connectRate > 100_000)) {
     throw new AgentFlagError('--connect-rate', `--connect-rate ${raw.connectRate}: write a whole number of new connections per second per client address, from 1 to 100000`);
   }
+  const connectBudget = raw.connectBudget === undefined ? undefined : Number(raw.connectBudget);
+  if (connectBudget !== undefined && (!Number.isInteger(connectBudget) || connectBudget < 1 || connectBudget > 100_000)) {
+    throw new AgentFlagError('--connect-budget', `--connect-budget ${raw.connectBudget}: write a whole number of new connections per second for the whole agent, from 1 to 100000`);
+  }
   const maxBlobBytes = raw.maxBlobSize === undefined ? undefined : parseSize(raw.maxBlobSize, '--max-blob-size');
   if (maxBlobBytes !== undefined && maxBlobBytes < 1) throw new AgentFlagError('--max-blob-size', `--max-blob-size ${raw.maxBlobSize}: must be at least 1B`);
   const stateReserveBytes = raw.stateReserve === undefined ? undefined : parseSize(raw.stateReserve, '--state-reserve');
@@ -55,9 +61,12 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     metrics,
     insecureLoopback: raw.insecureLoopback === true,
     logs,
+    ...(raw.allowUnwalled === true ? { allowUnwalled: true } : {}),
     ...(maxBlobBytes === undefined ? {} : { maxBlobBytes }),
     ...(stateReserveBytes === undefined ? {} : { stateReserveBytes }),
-    ...(connectRate === undefined ? {} : { limits: { connectsPerSecondPerAddress: connectRate } }),
+    ...(connectRate === undefined && connectBudget === undefined
+      ? {}
+      : { limits: { ...(connectRate === undefined ? {} : { connectsPerSecondPerAddress: connectRate }), ...(connectBudget === undefined ? {} : { connectsPerSecond: connectBudget }) } }),
     ...(diskMs === undefined || !Number.isFinite(diskMs) || diskMs < 0 ? {} : { diskIntervalMs: diskMs }),
     ...(base === undefined || !Number.isFinite(base) ? {} : { backoff: { ...DEFAULT_BACKOFF, baseMs: base, maxMs: Math.max(base, base * 30) } }),
   };

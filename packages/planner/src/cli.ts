@@ -1,13 +1,17 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { InvalidInputError, LowcloudError } from '@lowcloud/api';
-import { loadFromGit, loadFromWorkingTree } from './load.js';
+import { loadForPlan, loadFromWorkingTree } from './load.js';
 import { FlagError } from './errors.js';
 import { buildDocument, type PlanDocument } from './plan/document.js';
 import { getPlanner, planners } from './plan/registry.js';
 import { colours, renderHuman } from './plan/render-human.js';
 import { applyBase, applyFile, events, logs, planLive, status, up, type ApplyFlags } from './apply/commands.js';
 import { reseal, seal } from './secret/commands.js';
+import { DEFAULT_CONNECTIONS } from './apply/live.js';
+
+/** `--parallelism` of every command that reaches the whole fleet. */
+const parallelismFlag = ['--parallelism <n>', 'machines worked on at once: the bound on open connections (each machine gets one, its calls pipelined over it)', String(DEFAULT_CONNECTIONS)] as const;
 
 /** Adds `validate`, `plan`, `apply`, `up`, `down` and `status` to the `lowcloud` program. */
 export function register(program: Command): void {
@@ -32,6 +36,7 @@ export function register(program: Command): void {
     .option('--base <git-rev>', 'read the base version (and every file it references) from this git revision')
     .option('--live', 'the base is what the agents run now (asks every agent; drift shows up in the plan)')
     .option('--key <file>', 'private key that signs the status calls of --live (every call is signed, reads too); default $LOWCLOUD_KEY, or the local operator key of `up`')
+    .option(...parallelismFlag)
     .option('--json', 'print the plan document (format_version 1) instead of the human view')
     .option('--out <plan.json>', 'also write the plan document to this file, for `lowcloud apply`')
     .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on error')
@@ -53,7 +58,7 @@ Examples:
 Identity is content: a binary or config file changed iff its sha256 changed. Config
 contents are never printed, only digests.`,
     )
-    .action((files: string[], opts: { base?: string; live?: boolean; key?: string; json?: boolean; out?: string; detailedExitcode?: boolean; planner: string; color: boolean }) =>
+    .action((files: string[], opts: { base?: string; live?: boolean; key?: string; parallelism: string; json?: boolean; out?: string; detailedExitcode?: boolean; planner: string; color: boolean }) =>
       run(async () => {
         const emit = async (doc: PlanDocument) => {
           if (opts.out !== undefined) await writeFile(opts.out, `${JSON.stringify(doc, null, 2)}\n`);
@@ -63,7 +68,7 @@ contents are never printed, only digests.`,
         };
         if (opts.live === true) {
           if (opts.base !== undefined || files.length !== 1) throw new FlagError(`with --live, give exactly one infrastructure file and no --base (got ${files.length} file(s)${opts.base === undefined ? '' : ' and --base'})`);
-          await emit(await planLive(files[0] as string, opts.planner, opts.key));
+          await emit(await planLive(files[0] as string, opts.planner, opts));
           return;
         }
         let baseFile: string;
@@ -76,10 +81,7 @@ contents are never printed, only digests.`,
           [baseFile, targetFile] = files as [string, string];
         }
         const planner = getPlanner(opts.planner);
-        const [a, b] = await Promise.all([
-          opts.base !== undefined ? loadFromGit(baseFile, opts.base) : loadFromWorkingTree(baseFile),
-          loadFromWorkingTree(targetFile),
-        ]);
+        const [a, b] = await loadForPlan(opts.base === undefined ? { file: baseFile } : { file: baseFile, revision: opts.base }, { file: targetFile }, planner.reads);
         await emit(buildDocument(planner.plan(a, b), a, b));
       }),
     );
@@ -88,7 +90,7 @@ contents are never printed, only digests.`,
 const applyOptions = (cmd: Command) =>
   cmd
     .option('--key <file>', 'private key that signs the calls (from `lowcloud keygen`); default $LOWCLOUD_KEY, or the local operator key of `up`')
-    .option('--parallelism <n>', 'machines worked on at once', '10')
+    .option(...parallelismFlag)
     .option('--json', 'print the result as JSON');
 
 function registerApply(program: Command): void {
@@ -105,7 +107,9 @@ function registerApply(program: Command): void {
       `
 Before any call, every agent proves its pinned key and its live state is compared with the plan:
 a stale plan is refused, naming what moved. Missing binaries and configs are uploaded first (only
-what an agent lacks), then calls run in the plan's order, machines in parallel. If some call
+what an agent lacks), then calls run in the plan's order, machines in parallel (up to --parallelism
+at once), each machine's calls pipelined over its one connection; machines wait for each other
+only where a process moves between them. If some call
 fails, the others' results are still reported and the exit code is 1; running the same command
 again resumes, and re-applying an applied plan does nothing.
 
@@ -120,18 +124,21 @@ Examples:
       .command('up')
       .description('Bring the fleet in an infrastructure file up: local agents are started here, then the live state is planned against the file and applied.')
       .argument('<infra.yaml>', 'the infrastructure file')
-      .addOption(new Option('--planner <name>', 'how to order calls').choices(Object.keys(planners)).default('minimal')),
+      .addOption(new Option('--planner <name>', 'how to order calls').choices(Object.keys(planners)).default('minimal'))
+      .option('--allow-unwalled', 'the local agents it starts run guests without the kernel wall where it cannot be built (lowcloud agent --allow-unwalled); without it such a guest is refused'),
   )
     .addHelpText(
       'after',
       `
 Machines with \`agent: local\` get an agent on this machine (state in .lowcloud/ next to the file,
 keys made on first use). Run it again after editing the file: only the difference is applied.
+--allow-unwalled applies to the agents this command starts, not to one already running
+(\`lowcloud down\` first).
 
 Example:
   lowcloud up examples/hello/infra.yaml`,
     )
-    .action((file: string, o: ApplyFlags & { planner: string }) => run(() => up(file, o)));
+    .action((file: string, o: ApplyFlags & { planner: string; allowUnwalled?: boolean }) => run(() => up(file, o)));
 
   applyOptions(
     program
@@ -195,7 +202,8 @@ Examples:
   lowcloud status infra.yaml --json | jq '.processes[] | select(.drift != "ok")'`,
     )
     .option('--key <file>', 'private key that signs the calls (every call is signed, reads too); default $LOWCLOUD_KEY, or the local operator key of `up`')
-    .action((file: string, o: { json?: boolean; key?: string }) => run(() => status(file, o.json === true, o.key)));
+    .option(...parallelismFlag)
+    .action((file: string, o: { json?: boolean; key?: string; parallelism: string }) => run(() => status(file, o.json === true, o)));
 }
 
 function registerSecret(program: Command): void {

@@ -1,6 +1,6 @@
 // What other packages (test/, bench/) use of @lowcloud/planner, by name; nothing else. The CLI
 // commands are the separate entry @lowcloud/planner/cli.
-export { loadFromGit, loadFromWorkingTree } from './load.js';
+export { loadForPlan, loadFromGit, loadFromWorkingTree } from './load.js';
 export { minimalPlanner } from './plan/minimal.js';
 export { buildDocument, parsePlanDocument } from './plan/document.js';
 export { applyPlan } from './apply/engine.js';

@@ -1,12 +1,14 @@
 // The sandbox's public surface: what the node agent, the tests and the benchmarks use, by name.
-export type { DirMount, GuestExit, GuestHandle, GuestOptions, GuestUsage, OutputTarget } from './types.js';
+export type { DirMount, GuestExit, GuestHandle, GuestIsolation, GuestOptions, GuestUsage, OutputTarget } from './types.js';
 export { spawnGuest, attachGuest } from './host/spawn.js';
+/** Shared guest hosts: the Node.js with JSPI they run on (null: shared guests run as process guests), and how many guests one carries. */
+export { jspiNode, SHARED_GUESTS_PER_HOST } from './host/shared-host.js';
 export { readExitRecord } from './host/exit-record.js';
 export { probeCapabilities } from './host/capabilities.js';
 export { cpuSeconds, rssBytes } from './host/proc.js';
 export { sweepStaleFirewalls, removeGuestFirewall, type FirewallRecord } from './host/firewall.js';
 /** The wall itself, so a plain program can be run inside the same confinement as a guest host (tests, operators). */
-export { probeWall, wallArgs } from './host/isolation.js';
+export { forgetWallProbe, probeWall, wallArgs, wallCommand, GUEST_TASKS, type WallLimits } from './host/isolation.js';
 export { seccompProgram } from './host/seccomp.js';
 /** The one write helper and the one disk-use rule, shared with the node agent. */
 export { writeAll, writeFileAtomic, restorePrevious, appendWhole, truncateBack, fsyncDir } from './common/durable-file.js';

@@ -38,8 +38,11 @@ export interface GuestOptions {
   env: Record<string, string>;
   /** Writable (unless readonly) directories; the disk grant caps bytes added across them. */
   dirs: DirMount[];
-  /** Single read-only files at absolute guest paths (a process's config files). */
-  config: { guest: string; host: string }[];
+  /**
+   * Single read-only files at absolute guest paths (a process's config files): a host file, or
+   * `content` the guest host keeps in memory only (an opened secret: it travels on the boot pipe).
+   */
+  config: ({ guest: string; host: string } | { guest: string; content: Uint8Array })[];
   grants: Grants;
   stdin?: 'inherit' | 'ignore';
   stdout?: OutputTarget;
@@ -58,19 +61,38 @@ export interface GuestOptions {
   uid?: number;
   /** Where admission results (compiled/transpiled forms) are cached by the binary's sha256. */
   cacheDir?: string;
+  /**
+   * `process` (default): the guest has a guest host process and a wall of its own, exactly as
+   * strong as before. `shared`: the guest runs in a guest host shared with other shared guests
+   * started by this process (grouped by uid-less compatibility: same detached mode and kernel
+   * layers; see docs/architecture.md); guests of one host are separated by the WebAssembly sandbox
+   * and the runtime layer, the host by the wall.
+   */
+  isolation?: GuestIsolation;
 }
 
+export type GuestIsolation = 'process' | 'shared';
+
 export interface GuestUsage {
-  /** CPU seconds used since start. */
+  /** CPU seconds used since start (for a shared guest: its host's, unless `level` says `guest`). */
   cpuSeconds: number;
-  /** Resident memory of the guest host process, bytes. */
+  /** Resident memory of the guest host process, bytes (a shared guest: its linear memory). */
   memoryBytes: number;
+  /**
+   * Whose figures these are: `host` (the guest host process; a process guest is alone in it) or
+   * `guest` (the guest's own: linear memory, and CPU where its host measures it per guest).
+   * Absent means `host`.
+   */
+  level?: { memory: 'host' | 'guest'; cpu: 'host' | 'guest' };
   /** Bytes the guest has added to its writable directories. */
   diskBytes: number;
 }
 
 export interface GuestHandle {
+  /** Pid of the guest host process (shared with the other guests of a shared host). */
   readonly pid: number;
+  /** Id of the guest host the guest runs in (a process guest's own host id). */
+  readonly host: string;
   readonly report: EnforcementReport;
   /** Settles once, when the guest host process is gone. */
   readonly exited: Promise<GuestExit>;
@@ -79,4 +101,10 @@ export interface GuestHandle {
   stop(graceMs?: number): Promise<GuestExit>;
   /** Stop watching without stopping the guest (agent shutdown; a detached guest keeps running). */
   detach(): void;
+  /**
+   * Replace the guest's options in place: stop this one guest and start it again with `opts`, in
+   * the same guest host where isolation allows (shared guests), otherwise a fresh start. Resolves
+   * with the new guest's handle once it runs; this handle's `exited` settles as a stop.
+   */
+  restart?(opts: GuestOptions): Promise<GuestHandle>;
 }

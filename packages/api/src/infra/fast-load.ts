@@ -12,16 +12,22 @@ import { FAILSAFE_SCHEMA, load, Type } from 'js-yaml';
  * in `yaml` only), duplicate keys, and every syntax error.
  */
 
+// Each plain scalar is tried against every type below: a look at its first character skips the
+// regular expressions for the names, paths and words that make up most of a file.
+const nullFirst = (c: number) => c === 0x7e || c === 0x4e || c === 0x6e; // ~ N n
+const boolFirst = (c: number) => c === 0x54 || c === 0x74 || c === 0x46 || c === 0x66; // T t F f
+const numberFirst = (c: number) => (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e; // 0-9 - + .
+
 const nullType = new Type('tag:yaml.org,2002:null', {
   kind: 'scalar',
-  resolve: (s: string) => /^(?:~|[Nn]ull|NULL)?$/.test(s),
+  resolve: (s: string) => s === '' || (nullFirst(s.charCodeAt(0)) && /^(?:~|[Nn]ull|NULL)$/.test(s)),
   construct: () => null,
 });
 
 const BOOL = /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/;
 const boolType = new Type('tag:yaml.org,2002:bool', {
   kind: 'scalar',
-  resolve: (s: string) => BOOL.test(s),
+  resolve: (s: string) => boolFirst(s.charCodeAt(0)) && BOOL.test(s),
   construct: (s: string) => s[0] === 't' || s[0] === 'T',
 });
 
@@ -30,7 +36,7 @@ const INT_OCT = /^0o[0-7]+$/;
 const INT_HEX = /^0x[0-9a-fA-F]+$/;
 const intType = new Type('tag:yaml.org,2002:int', {
   kind: 'scalar',
-  resolve: (s: string) => INT.test(s) || INT_OCT.test(s) || INT_HEX.test(s),
+  resolve: (s: string) => numberFirst(s.charCodeAt(0)) && (INT.test(s) || INT_OCT.test(s) || INT_HEX.test(s)),
   construct: (s: string) => (INT.test(s) ? parseInt(s, 10) : parseInt(s.substring(2), INT_OCT.test(s) ? 8 : 16)),
 });
 
@@ -39,7 +45,7 @@ const FLOAT_EXP = /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$/;
 const FLOAT = /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/;
 const floatType = new Type('tag:yaml.org,2002:float', {
   kind: 'scalar',
-  resolve: (s: string) => FLOAT_NAN.test(s) || FLOAT_EXP.test(s) || FLOAT.test(s),
+  resolve: (s: string) => numberFirst(s.charCodeAt(0)) && (FLOAT_NAN.test(s) || FLOAT_EXP.test(s) || FLOAT.test(s)),
   construct: (s: string) =>
     FLOAT_NAN.test(s) ? (s.slice(-3).toLowerCase() === 'nan' ? NaN : s[0] === '-' ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY) : parseFloat(s),
 });

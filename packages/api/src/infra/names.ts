@@ -1,9 +1,10 @@
 import net from 'node:net';
 import { InvalidConnectTargetError, type Diagnostic } from '../errors.js';
 import { connectList, parseConnectTarget, type ConnectTarget } from '../grants/network.js';
-import { specDigest, type ProcessSpec } from '../spec.js';
+import type { ProcessSpec } from '../spec.js';
 import type { ParsedInfra } from './parse.js';
 import { closest } from './parse.js';
+import { resolvedSpecDigest } from './spec-digest.js';
 import type { MachineEntry } from './types.js';
 
 /**
@@ -120,13 +121,15 @@ export class NameResolver {
   }
 
   /** `${name:port}` in an args or env value, replaced by the address:port it resolves to; `${name:digest}` left for `digests`. */
-  substitute(text: string, path: (string | number)[], diags: Diagnostic[]): string {
+  substitute(text: string, path: () => (string | number)[], diags: Diagnostic[]): string {
+    // Most values name nothing: no regular expression run, no path built.
+    if (!text.includes('${')) return text;
     return text.replace(REF_RE, (whole, name: string, port: string) => {
       if (port === 'digest') {
-        if (!this.targets.has(name)) this.resolve(name, 0, whole, path, diags);
+        if (!this.targets.has(name)) this.resolve(name, 0, whole, path(), diags);
         return whole;
       }
-      const address = this.resolve(name, Number(port), whole, path, diags);
+      const address = this.resolve(name, Number(port), whole, path(), diags);
       return address === null ? whole : hostPort(address, Number(port));
     });
   }
@@ -144,7 +147,15 @@ interface Digestible {
  * that had one. A cycle is a diagnostic: no order could give each process its inputs' digests.
  */
 export function fillDigests<P extends Digestible>(processes: Record<string, P>, parsed: ParsedInfra, diags: Diagnostic[]): void {
-  const refs = (p: P) => [...p.spec.args, ...Object.values(p.spec.env)].flatMap((s) => [...s.matchAll(REF_RE)].filter((m) => m[2] === 'digest').map((m) => m[1] as string));
+  const refs = (p: P) => {
+    const out: string[] = [];
+    const scan = (s: string) => {
+      if (s.includes(':digest}')) for (const m of s.matchAll(REF_RE)) if (m[2] === 'digest') out.push(m[1] as string);
+    };
+    for (const a of p.spec.args) scan(a);
+    for (const v of Object.values(p.spec.env)) scan(v);
+    return out;
+  };
   const done = new Set<string>();
   const visiting = new Set<string>();
   const visit = (name: string, chain: string[]): void => {
@@ -167,7 +178,7 @@ export function fillDigests<P extends Digestible>(processes: Record<string, P>, 
     const fill = (s: string) => s.replace(REF_RE, (whole, ref: string, kind: string) => (kind === 'digest' ? (processes[ref]?.digest ?? whole) : whole));
     p.spec.args = p.spec.args.map(fill);
     p.spec.env = Object.fromEntries(Object.entries(p.spec.env).map(([k, v]) => [k, fill(v)]));
-    p.digest = specDigest(p.spec);
+    p.digest = resolvedSpecDigest(p.spec);
     done.add(name);
   };
   for (const name of Object.keys(processes)) visit(name, []);

@@ -1,11 +1,12 @@
 import { sha256Hex } from '../digest.js';
 import { InvalidInputError, type Diagnostic } from '../errors.js';
 import { isSealed, parseSealed, SecretError } from '../secrets/sealed.js';
-import { specDigest, type ProcessSpec } from '../spec.js';
+import type { ProcessSpec } from '../spec.js';
 import { formatSize, parseSize } from '../units.js';
 import type { FileRead, FileSource } from './file-source.js';
 import { fillDigests, machineAddress, NameResolver, parseAddress } from './names.js';
 import { closest, parseInfra, type ParsedInfra } from './parse.js';
+import { resolvedSpecDigest } from './spec-digest.js';
 
 export interface ResolvedMachine {
   name: string;
@@ -46,7 +47,9 @@ export async function loadInfra(fileLabel: string, relPath: string, source: File
   const r = await source.read(relPath);
   if (r.kind === 'refused') throw new InvalidInputError([{ file: fileLabel, path: '', message: `${r.reason} (in the ${source.label})`, hint: REPO_HINT }]);
   if (r.kind === 'missing') throw new InvalidInputError([{ file: fileLabel, path: '', message: `not found in the ${source.label}`, hint: 'check the path' }]);
-  return resolveInfra(parseInfra(Buffer.from(r.bytes).toString('utf8'), fileLabel), source);
+  // A view, not a copy: at 100,000 processes the file is 36 MB, and a plan reads two.
+  const text = Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength).toString('utf8');
+  return resolveInfra(parseInfra(text, fileLabel), source);
 }
 
 export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Promise<ResolvedInfra> {
@@ -147,34 +150,41 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       }
     }
     const g = p.grants ?? {};
+    // Fields are set one by one, in the order the plan document prints them (spreads of optional
+    // fields cost more than the rest of the loop at 100,000 processes).
+    const grants = {} as ProcessSpec['grants'];
+    if (g.cpu !== undefined) grants.cpu = g.cpu;
+    if (g.memory !== undefined) grants.memory = parseSize(g.memory);
+    if (g.disk !== undefined) grants.disk = parseSize(g.disk);
+    if (g.gpu !== undefined) grants.gpu = g.gpu.submitSeconds === undefined ? { memory: parseSize(g.gpu.memory) } : { memory: parseSize(g.gpu.memory), submitSeconds: g.gpu.submitSeconds };
+    const listen = g.network?.listen ?? [];
+    grants.network = {
+      listen: listen.length < 2 ? [...listen] : [...listen].sort((a, b) => a - b),
+      connect: names.connect(g.network?.connect ?? [], [...base, 'grants', 'network', 'connect'], diags),
+    };
+    if (g.network?.udp === true) grants.network.udp = true;
+    // fromEntries: a variable named __proto__ stays a variable.
+    const env = Object.fromEntries(Object.entries(p.env ?? {}).map(([k, v]) => [k, names.substitute(v, () => [...base, 'env', k], diags)]));
     const spec: ProcessSpec = {
       name,
       binary,
-      args: (p.args ?? []).map((a, i) => names.substitute(a, [...base, 'args', i], diags)),
-      env: Object.fromEntries(Object.entries(p.env ?? {}).map(([k, v]) => [k, names.substitute(v, [...base, 'env', k], diags)])),
+      args: (p.args ?? []).map((a, i) => names.substitute(a, () => [...base, 'args', i], diags)),
+      env,
       config,
-      grants: {
-        ...(g.cpu === undefined ? {} : { cpu: g.cpu }),
-        ...(g.memory === undefined ? {} : { memory: parseSize(g.memory) }),
-        ...(g.disk === undefined ? {} : { disk: parseSize(g.disk) }),
-        ...(g.gpu === undefined ? {} : { gpu: { memory: parseSize(g.gpu.memory), ...(g.gpu.submitSeconds === undefined ? {} : { submitSeconds: g.gpu.submitSeconds }) } }),
-        network: {
-          listen: [...(g.network?.listen ?? [])].sort((a, b) => a - b),
-          connect: names.connect(g.network?.connect ?? [], [...base, 'grants', 'network', 'connect'], diags),
-          ...(g.network?.udp === true ? { udp: true } : {}),
-        },
-      },
+      grants,
       restart: p.restart ?? 'on-failure',
     };
-    processes[name] = { name, machine: p.machine, spec, digest: specDigest(spec), files: { binary: p.binary, config: { ...(p.config ?? {}) } }, sealed: sealed.sort() };
+    if (p.isolation === 'shared') spec.isolation = 'shared';
+    processes[name] = { name, machine: p.machine, spec, digest: resolvedSpecDigest(spec), files: { binary: p.binary, config: { ...(p.config ?? {}) } }, sealed: sealed.sort() };
   }
 
   fillDigests(processes, parsed, diags);
-  checkMachines(parsed, machines, processes, diags);
+  const sorted = sortRecord(processes);
+  checkMachines(parsed, machines, sorted.order, diags);
   if (diags.length > 0) {
     throw new InvalidInputError(diags.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)));
   }
-  return { file: parsed.file, machines, processes: sortRecord(processes), blobs: sortRecord(blobs) };
+  return { file: parsed.file, machines, processes: sorted.record, blobs: sortRecord(blobs).record };
 }
 
 /**
@@ -210,11 +220,12 @@ function sealedProblem(text: string, machine: string, machineKey: string | undef
 function checkMachines(
   parsed: ParsedInfra,
   machines: Record<string, ResolvedMachine>,
-  processes: Record<string, ResolvedProcess>,
+  /** Every process, by name. */
+  processes: readonly ResolvedProcess[],
   diags: Diagnostic[],
 ): void {
   const byMachine = new Map<string, ResolvedProcess[]>();
-  for (const p of Object.values(processes).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+  for (const p of processes) {
     const list = byMachine.get(p.machine);
     if (list === undefined) byMachine.set(p.machine, [p]);
     else list.push(p);
@@ -266,6 +277,15 @@ function checkMachines(
   }
 }
 
-function sortRecord<T>(r: Record<string, T>): Record<string, T> {
-  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+/** The record with its keys in sorted order, and its values in that order; no copy when it is sorted already. */
+function sortRecord<T>(r: Record<string, T>): { record: Record<string, T>; order: T[] } {
+  const keys = Object.keys(r);
+  let sorted = true;
+  for (let i = 1; i < keys.length && sorted; i++) sorted = (keys[i - 1] as string) < (keys[i] as string);
+  if (!sorted) keys.sort();
+  const order = keys.map((k) => r[k] as T);
+  if (sorted) return { record: r, order };
+  const record: Record<string, T> = {};
+  for (let i = 0; i < keys.length; i++) record[keys[i] as string] = order[i] as T;
+  return { record, order };
 }

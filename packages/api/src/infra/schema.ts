@@ -132,6 +132,12 @@ const processEntry: JSONSchemaType<ProcessEntry> = {
       description: 'When the agent restarts it. Default: on-failure.',
       nullable: true,
     },
+    isolation: {
+      type: 'string',
+      enum: ['process', 'shared'],
+      description: 'process (default): a guest host of its own behind the full wall. shared: a guest host shared with other shared processes of the machine, separated from them by the WebAssembly sandbox and the runtime layer (cheaper, faster to start). A change is a replace.',
+      nullable: true,
+    },
   },
 };
 

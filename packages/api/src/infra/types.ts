@@ -33,6 +33,8 @@ export interface ProcessEntry {
   config?: Record<string, string>;
   grants?: GrantsEntry;
   restart?: 'always' | 'on-failure' | 'never';
+  /** `process` (default): a guest host of its own; `shared`: a guest host shared with other `shared` processes. */
+  isolation?: 'process' | 'shared';
 }
 
 export interface GrantsEntry {

@@ -17,7 +17,9 @@ export type Request =
   | { type: 'stop'; id: string; process: string; graceMs?: number; auth?: RequestAuth }
   | { type: 'replace-config'; id: string; process: string; config: Record<string, string>; specDigest: string; auth?: RequestAuth }
   | { type: 'blob-status'; id: string; digests: string[]; auth?: RequestAuth }
-  | { type: 'put-blob'; id: string; digest: string; size: number; offset: number; data: string; auth?: RequestAuth }
+  // A chunk travels as base64 `data` in a text frame, or as raw bytes after the JSON header of a
+  // binary frame (`chunk` then names their length and sha256, which the signature covers).
+  | { type: 'put-blob'; id: string; digest: string; size: number; offset: number; data?: string; chunk?: { bytes: number; sha256: string }; auth?: RequestAuth }
   | { type: 'logs'; id: string; process: string; tail?: number; follow?: boolean; auth?: RequestAuth }
   | { type: 'watch'; id: string; auth?: RequestAuth };
 
@@ -71,6 +73,12 @@ export interface ProcessStatus {
   usage: ProcessUsage | null;
   /** When the next restart is due (backoff / crash-loop), ISO time. */
   nextRestart: string | null;
+  /**
+   * The guest host a running guest is in (its id; `pid` is that host's pid): a `process` guest's
+   * own, a `shared` guest's shared with other guests. Null when not running; absent from agents
+   * before it.
+   */
+  host?: string | null;
 }
 
 export interface AgentStatus {
@@ -101,6 +109,8 @@ export interface AuditLogStatus {
   entries: number;
   failures: number;
   error?: string;
+  /** Why the current segment began (the log before it did not verify, or was deleted), and what to do. */
+  notice?: string;
 }
 
 export type AgentEventKind = 'started' | 'exited' | 'died' | 'restarted' | 'grant-violated' | 'crash-loop' | 'stopped';

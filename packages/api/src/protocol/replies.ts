@@ -46,7 +46,8 @@ const publicSpec = obj({
   config: mapOf(SHA256),
   grants,
   restart: { enum: ['always', 'on-failure', 'never'] },
-});
+  isolation: { enum: ['process', 'shared'] },
+}, ['name', 'binary', 'args', 'envDigests', 'config', 'grants', 'restart']);
 const processStatus = obj({
   name: STR,
   spec: publicSpec,
@@ -58,7 +59,9 @@ const processStatus = obj({
   enforcement: nullable(report),
   usage: nullable(obj({ cpuSeconds: NUM, memoryBytes: NUM, diskBytes: NUM, diskMeasuredAt: nullable(STR), diskMeasuring: BOOL })),
   nextRestart: nullable(STR),
-});
+  host: nullable(STR),
+  // host: not required (an agent from before it).
+}, ['name', 'spec', 'specDigest', 'state', 'pid', 'restarts', 'lastExit', 'enforcement', 'usage', 'nextRestart']);
 const capabilities = obj({
   root: BOOL,
   cgroup: nullable({ enum: ['v1', 'v2'] }),
@@ -81,7 +84,7 @@ const resultSchemas: { [T in ResultType]: object } = {
       capabilities,
       processes: { type: 'array', items: processStatus },
       stateDisk: obj({ dir: STR, freeBytes: NUM, totalBytes: NUM, reserveBytes: NUM }),
-      audit: obj({ writable: BOOL, entries: INT, failures: INT, error: STR }, ['writable', 'entries', 'failures']),
+      audit: obj({ writable: BOOL, entries: INT, failures: INT, error: STR, notice: STR }, ['writable', 'entries', 'failures']),
       recovered: { type: 'array', items: STR },
     },
     ['agent', 'generation', 'startedAt', 'capabilities', 'processes'],
@@ -121,7 +124,8 @@ const replySchema = {
 
 const ajv = new Ajv({ allErrors: false, strict: false, discriminator: true });
 const validateReply = ajv.compile(replySchema) as unknown as ValidateFunction<Reply>;
-const validateResult = Object.fromEntries(Object.entries(resultSchemas).map(([t, s]) => [t, ajv.compile(s)])) as { [T in ResultType]: ValidateFunction<Results[T]> };
+// Each compiled at its first use: a command makes a few kinds of call, not all of them.
+const validateResult = new Map<ResultType, ValidateFunction>();
 
 /** Parse one reply frame from an agent; an invalid one is an error naming the field. */
 export function parseReply(text: string): Reply {
@@ -137,7 +141,12 @@ export function parseReply(text: string): Reply {
 
 /** Check the result of a call against what that call returns. */
 export function parseResult<T extends ResultType>(type: T, result: unknown): Results[T] {
-  const validate = validateResult[type] as ValidateFunction<Results[T]>;
+  let compiled = validateResult.get(type);
+  if (compiled === undefined) {
+    compiled = ajv.compile(resultSchemas[type] as object);
+    validateResult.set(type, compiled);
+  }
+  const validate = compiled as ValidateFunction<Results[T]>;
   if (validate(result)) return result;
   throw badReply(`${type} result`, validate.errors ?? []);
 }

@@ -26,6 +26,13 @@ describe('parseRequest', () => {
     expect(codeAndPath(() => parseRequest(null)).code).toBe('BAD_MESSAGE');
   });
 
+  it('refuses null for optional fields (it would reach code as neither absent nor a value)', () => {
+    expect(codeAndPath(() => parseRequest({ type: 'status', id: '1', auth: null }))).toEqual({ code: 'BAD_MESSAGE', path: 'auth' });
+    expect(codeAndPath(() => parseRequest({ type: 'start', id: '1', spec: { ...spec, grants: { memory: null, network: { listen: [], connect: [] } } } }))).toEqual({ code: 'BAD_MESSAGE', path: 'spec.grants.memory' });
+    expect(codeAndPath(() => parseRequest({ type: null, id: '1' }))).toEqual({ code: 'BAD_MESSAGE', path: 'type' });
+    expect(() => parseRequest({ type: 'stop', id: '1', process: 'p', graceMs: null })).toThrow('invalid request at /graceMs: null is not a value here');
+  });
+
   it('refuses __proto__, constructor and prototype keys anywhere, naming where', () => {
     for (const k of ['__proto__', 'constructor', 'prototype']) {
       const value = JSON.parse(`{"type":"start","id":"1","spec":${JSON.stringify(spec).replace('"env":{"A":"1"}', `"env":{"A":"1","${k}":"x"}`)}}`) as unknown;

@@ -70,12 +70,17 @@ export const processSpecSchema: JSONSchemaType<ProcessSpec> = {
       },
     },
     restart: { type: 'string', enum: ['always', 'on-failure', 'never'] },
+    isolation: { type: 'string', enum: ['process', 'shared'], nullable: true },
   },
 };
 
 const authProp = { ...auth, nullable: true };
 
-const requestSchema: object = {
+/**
+ * Every request the agent takes, one closed schema per type. Exported for tests that walk every
+ * field; the agent validates with the compiled form of `withoutNull(requestSchema)`.
+ */
+export const requestSchema: object = {
   type: 'object',
   required: ['type', 'id'],
   discriminator: { propertyName: 'type' },
@@ -95,8 +100,17 @@ const requestSchema: object = {
     {
       type: 'object',
       additionalProperties: false,
-      required: ['type', 'id', 'digest', 'size', 'offset', 'data'],
-      properties: { type: { const: 'put-blob' }, id: ID, digest: SHA256, size: { type: 'integer', minimum: 0 }, offset: { type: 'integer', minimum: 0 }, data: { type: 'string' }, auth: authProp },
+      required: ['type', 'id', 'digest', 'size', 'offset'],
+      properties: {
+        type: { const: 'put-blob' },
+        id: ID,
+        digest: SHA256,
+        size: { type: 'integer', minimum: 0 },
+        offset: { type: 'integer', minimum: 0 },
+        data: { type: 'string' },
+        chunk: { type: 'object', additionalProperties: false, required: ['bytes', 'sha256'], properties: { bytes: { type: 'integer', minimum: 0 }, sha256: SHA256 } },
+        auth: authProp,
+      },
     },
     { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'logs' }, id: ID, process: NAME, tail: { type: 'integer', minimum: 0, maximum: 100000 }, follow: { type: 'boolean' }, auth: authProp } },
     { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'watch' }, id: ID, auth: authProp } },
@@ -106,7 +120,20 @@ const requestSchema: object = {
 const ajv = new Ajv({ allErrors: false, strict: false, discriminator: true });
 ajv.addFormat(CONNECT_FORMAT, { type: 'string', validate: isCanonicalConnectTarget });
 ajv.addKeyword({ keyword: 'sortedDistinct', type: 'array', schemaType: 'boolean', validate: (on: boolean, data: string[]) => !on || isSortedDistinct(data), errors: false });
-const validateRequest = ajv.compile(requestSchema) as unknown as ValidateFunction<Request>;
+// Compiled at the first request parsed: a client (every \`lowcloud\` command) never parses one.
+let compiledRequest: ValidateFunction<Request> | null = null;
+const requestValidator = (): ValidateFunction<Request> => (compiledRequest ??= ajv.compile(withoutNull(requestSchema) as object) as unknown as ValidateFunction<Request>);
+
+/**
+ * The schema with every `nullable` dropped. JSONSchemaType writes an optional field as nullable,
+ * but on the wire an optional field is left out: a `null` would reach code that reads it as absent
+ * or as a value (`auth: null` a TypeError, `grants.memory: null` arithmetic), so none is taken.
+ */
+function withoutNull(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutNull);
+  if (schema === null || typeof schema !== 'object') return schema;
+  return Object.fromEntries(Object.entries(schema).filter(([k]) => k !== 'nullable').map(([k, v]) => [k, withoutNull(v)]));
+}
 
 /** Validate an incoming request; the error names the field (`details.path`). */
 export function parseRequest(value: unknown): Request {
@@ -116,8 +143,9 @@ export function parseRequest(value: unknown): Request {
       details: { path: forbidden.join('.') },
     });
   }
+  const validateRequest = requestValidator();
   if (validateRequest(value)) return value;
-  throw badMessage(validateRequest.errors ?? []);
+  throw badMessage(validateRequest.errors ?? [], value);
 }
 
 /** The path of the first forbidden key anywhere in a parsed JSON value (iterative, linear: any depth). */
@@ -140,13 +168,16 @@ export function findForbiddenKey(value: unknown): string[] | null {
   return null;
 }
 
-function badMessage(errors: ErrorObject[]): LowcloudError {
+function badMessage(errors: ErrorObject[], value: unknown): LowcloudError {
   const e = errors[0];
-  const path = e === undefined ? '' : `${e.instancePath}${e.keyword === 'additionalProperties' ? `/${String(e.params.additionalProperty)}` : e.keyword === 'required' ? `/${String(e.params.missingProperty)}` : ''}`;
+  const field = e?.keyword === 'additionalProperties' ? `/${String(e.params.additionalProperty)}` : e?.keyword === 'required' ? `/${String(e.params.missingProperty)}` : e?.keyword === 'discriminator' ? '/type' : '';
+  const path = e === undefined ? '' : `${e.instancePath}${field}`;
   const what =
     e === undefined
       ? 'invalid'
-      : e.keyword === 'additionalProperties'
+      : e.keyword !== 'required' && valueAt(value, path) === null
+        ? `null is not a value here (${e.keyword === 'discriminator' ? 'a request type' : (e.message ?? 'invalid')}); leave an optional field out rather than sending null`
+        : e.keyword === 'additionalProperties'
         ? 'unknown field'
         : e.keyword === 'required'
           ? 'missing field'
@@ -155,5 +186,20 @@ function badMessage(errors: ErrorObject[]): LowcloudError {
             : e.keyword === 'sortedDistinct'
               ? 'connect targets must be sorted and distinct (normalizeConnect in @lowcloud/api)'
               : (e.message ?? 'invalid');
-  return new LowcloudError(ErrorCode.BAD_MESSAGE, `invalid request at ${path || '/'}: ${what}`, { details: { path: path.replace(/^\//, '').replace(/\//g, '.') } });
+  return new LowcloudError(ErrorCode.BAD_MESSAGE, `invalid request at ${path || '/'}: ${what}`, { details: { path: pointerParts(path).join('.') } });
+}
+
+/** The value at a JSON pointer of ajv's (`/spec/grants/memory`), or undefined. */
+function valueAt(value: unknown, pointer: string): unknown {
+  let v = value;
+  for (const part of pointerParts(pointer)) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[part];
+  }
+  return v;
+}
+
+/** A JSON pointer's keys, unescaped (`/config/~1etc` is `config`, `/etc`). */
+function pointerParts(pointer: string): string[] {
+  return pointer === '' ? [] : pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
 }

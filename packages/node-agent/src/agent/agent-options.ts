@@ -29,4 +29,6 @@ export interface AgentOptions {
   maxBlobBytes?: number;
   /** Free bytes kept on the state filesystem: new uploads and starts are refused below it (default 1 MiB). */
   stateReserveBytes?: number;
+  /** Run guests without the kernel wall where it cannot be built (default: refuse them, GRANT_UNAVAILABLE). */
+  allowUnwalled?: boolean;
 }

@@ -45,6 +45,32 @@ export type AuditVerdict =
   | { ok: true; entries: number; agent: string; unsealed: number }
   | { ok: false; line: number; reason: string; entries: number };
 
+/** Where the chain stood: its last line's number and hash (kept in state.json at every commit). */
+export interface AuditPosition {
+  seq: number;
+  hash: string;
+}
+
+/**
+ * Whether a log that verifies holds the line a state file recorded (`recorded`): null if it does,
+ * else why not. The head pins a log's length, but a log deleted together with its head leaves an
+ * empty, valid log; the state file, written at every commit, remembers that lines existed.
+ */
+export function missingRecorded(file: string, entries: number, recorded: AuditPosition | undefined): string | null {
+  if (recorded === undefined || recorded.seq < 1) return null;
+  const at = `line ${recorded.seq} (hash ${recorded.hash.slice(0, 12)}...)`;
+  if (entries === 0) return `audit.log and audit.head are missing (deleted?), but state.json records that the log reached ${at}`;
+  const line = entries >= recorded.seq ? (readText(file) ?? '').split('\n')[recorded.seq - 1] : undefined;
+  let hash: unknown;
+  try {
+    hash = line === undefined ? undefined : (JSON.parse(line) as AuditEntry).hash;
+  } catch {
+    hash = undefined;
+  }
+  if (hash === recorded.hash) return null;
+  return `audit.log (${entries} entries) is not the log state.json records: it reached ${at} (an older copy or another log put in its place?)`;
+}
+
 /** `audit.head` next to `audit.log`. */
 const headFileOf = (file: string) => path.join(path.dirname(file), 'audit.head');
 
@@ -118,9 +144,17 @@ export interface AuditHealth {
   /** Why the last append failed (the call it belonged to was refused), while it keeps failing. */
   error?: string;
   failures: number;
+  /** Why the current segment began (the log before it did not verify, or was deleted), and what to do. */
+  notice?: string;
+}
+
+/** Status's line for a segment that began because of a broken or lost log. */
+function segmentNotice(e: Pick<AuditEntry, 'at' | 'reason' | 'previous'>): string {
+  return `this audit log segment began at ${e.at} because ${e.reason ?? ''}${e.previous === undefined ? '' : `; the earlier log is kept as ${e.previous}`}. The history before it is not in this log: check a backup of the state directory (lowcloud agent --state <copy> --verify-audit) and find out who changed it`;
 }
 
 type Fields = Omit<AuditEntry, 'seq' | 'at' | 'prev' | 'hash' | 'sig'>;
+type CallEntry = { key: string; type: string; process?: string; body: string; generation: number; blob?: AuditEntry['blob'] };
 
 /** Call types whose lines the state file's `lastCall` is matched against at start. */
 const CALL_TYPES = new Set(['start', 'stop', 'replace-config']);
@@ -142,6 +176,8 @@ export class AuditLog {
   private readonly headFile: string;
   private failure: string | null = null;
   private failures = 0;
+  /** Why this segment began, when not on a fresh state directory (status shows it with what to do). */
+  private notice: string | null = null;
   /** Lines written at start that could not be (a full disk), to go before the next one. */
   private readonly pending: Fields[] = [];
   /** The generation of the last start/stop/replace-config line in this segment (-1: none). */
@@ -156,10 +192,13 @@ export class AuditLog {
     private readonly identity: KeyPair,
     private readonly report: (message: string) => void,
     private readonly disk: StateDisk = new StateDisk(path.dirname(file)),
+    /** Where state.json says the chain stood at its last commit (a log that lacks it was replaced or deleted). */
+    recorded?: AuditPosition,
   ) {
     this.headFile = headFileOf(file);
     const v = verifyAuditLog(file, identity.publicKey, { signatures: 'unsealed' });
-    if (v.ok && v.entries > 0) {
+    const lost = v.ok ? missingRecorded(file, v.entries, recorded) : null;
+    if (v.ok && lost === null && v.entries > 0) {
       const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
       const last = JSON.parse(lines.at(-1) as string) as AuditEntry;
       this.prev = last.hash;
@@ -174,6 +213,7 @@ export class AuditLog {
         }
         if (e.type === 'segment') {
           this.segmentStart = Date.parse(e.at);
+          if (e.reason !== undefined) this.notice = segmentNotice(e);
           break;
         }
       }
@@ -188,28 +228,46 @@ export class AuditLog {
       }
       return;
     }
-    if (v.ok) {
+    if (v.ok && lost === null) {
       this.startSegment(null);
       return;
     }
+    // What is there (nothing, when the log was deleted with its head) is kept aside, never appended to.
     const kept = `${file}.broken-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    fs.renameSync(file, kept);
+    const keep = fs.existsSync(file);
+    if (keep) fs.renameSync(file, kept);
     if (fs.existsSync(this.headFile)) fs.renameSync(this.headFile, `${kept}.head`);
-    const reason = `line ${v.line}: ${v.reason}`;
-    report(`AUDIT LOG BROKEN: ${file} does not verify (${reason}); kept as ${path.basename(kept)}, starting a new segment`);
-    this.startSegment({ reason, previous: path.basename(kept) });
+    const reason = v.ok ? (lost as string) : `line ${v.line}: ${v.reason}`;
+    report(`${v.ok ? 'AUDIT LOG LOST' : 'AUDIT LOG BROKEN'}: ${file}: ${reason}; ${keep ? `kept as ${path.basename(kept)}, ` : ''}starting a new segment`);
+    this.startSegment({ reason, ...(keep ? { previous: path.basename(kept) } : {}) });
+  }
+
+  /** Where the chain stands now (state.json records it at each commit). */
+  position(): AuditPosition {
+    return { seq: this.seq, hash: this.prev };
   }
 
   /** Records an accepted call; throws (and records nothing) when the line cannot be appended whole. */
-  append(entry: { key: string; type: string; process?: string; body: string; generation: number; blob?: AuditEntry['blob'] }): void {
+  append(entry: CallEntry): void {
+    this.appendAll([entry]);
+  }
+
+  /**
+   * Records a group of accepted calls with one append and one head (one fsync each, however many
+   * lines): all of them, or (throwing) none.
+   */
+  appendAll(entries: CallEntry[]): void {
     // Lines the agent could not write when it started go first (the log takes no line before them).
-    while (this.pending.length > 0) {
-      this.write(this.pending[0] as Fields);
-      this.pending.shift();
+    if (this.pending.length > 0) {
+      this.write(this.pending);
+      this.pending.length = 0;
     }
-    this.write({ ...entry });
-    if (CALL_TYPES.has(entry.type)) this.lastCallGeneration = entry.generation;
-    if (entry.blob !== undefined) this.accepted.set(entry.blob.digest, entry.blob.offset + entry.blob.bytes);
+    if (entries.length === 0) return;
+    this.write(entries.map((e) => ({ ...e })));
+    for (const entry of entries) {
+      if (CALL_TYPES.has(entry.type)) this.lastCallGeneration = entry.generation;
+      if (entry.blob !== undefined) this.accepted.set(entry.blob.digest, entry.blob.offset + entry.blob.bytes);
+    }
   }
 
   /**
@@ -234,13 +292,15 @@ export class AuditLog {
   }
 
   health(): AuditHealth {
-    return { writable: this.failure === null, entries: this.seq, failures: this.failures, ...(this.failure === null ? {} : { error: this.failure }) };
+    return { writable: this.failure === null, entries: this.seq, failures: this.failures, ...(this.failure === null ? {} : { error: this.failure }), ...(this.notice === null ? {} : { notice: this.notice }) };
   }
 
-  private startSegment(broken: { reason: string; previous: string } | null): void {
+  private startSegment(broken: { reason: string; previous?: string } | null): void {
     this.prev = ZERO;
     this.seq = 0;
-    this.writeAtStart({ type: 'segment', key: this.identity.publicKey, ...(broken ?? {}) });
+    const fields: Fields = { type: 'segment', key: this.identity.publicKey, ...(broken ?? {}) };
+    this.writeAtStart(fields);
+    if (broken !== null) this.notice = segmentNotice({ ...fields, at: new Date().toISOString() });
   }
 
   /**
@@ -250,7 +310,7 @@ export class AuditLog {
    */
   private writeAtStart(fields: Fields): boolean {
     try {
-      this.write(fields);
+      this.write([fields]);
       return true;
     } catch {
       this.pending.push(fields);
@@ -258,20 +318,29 @@ export class AuditLog {
     }
   }
 
-  private write(fields: Fields): void {
-    const base = { seq: this.seq + 1, at: new Date().toISOString(), ...fields, prev: this.prev };
-    const hash = hashOf(base);
-    const full: AuditEntry = { ...base, hash, sig: signBytes(this.identity.privateKey, lineProof(hash)) };
-    const line = `${JSON.stringify(full)}\n`;
+  /** Lines and their one head, both or neither; the chain moves only when both are written. */
+  private write(group: Fields[]): void {
+    let prev = this.prev;
+    let seq = this.seq;
+    const at = new Date().toISOString();
+    let text = '';
+    for (const fields of group) {
+      const base = { seq: seq + 1, at, ...fields, prev };
+      const hash = hashOf(base);
+      const full: AuditEntry = { ...base, hash, sig: signBytes(this.identity.privateKey, lineProof(hash)) };
+      text += `${JSON.stringify(full)}\n`;
+      prev = hash;
+      seq = full.seq;
+    }
     try {
       const fd = fs.openSync(this.file, 'a', 0o600);
       try {
         const size = fs.fstatSync(fd).size;
-        this.disk.append(fd, `appending to the audit log ${this.file}`, line);
+        this.disk.append(fd, `appending to the audit log ${this.file}`, text);
         try {
-          this.writeHead(full.seq, hash);
+          this.writeHead(seq, prev);
         } catch (err) {
-          truncateBack(fd, size); // the line without its head is no line
+          truncateBack(fd, size); // lines without their head are no lines
           throw err;
         }
       } finally {
@@ -286,8 +355,8 @@ export class AuditLog {
     }
     if (this.failure !== null) this.report(`audit log: appending works again (${this.file}, after ${this.failures} refused append(s))`);
     this.failure = null;
-    this.prev = hash;
-    this.seq = full.seq;
+    this.prev = prev;
+    this.seq = seq;
   }
 
   private writeHead(seq: number, hash: string): void {
@@ -312,8 +381,23 @@ export function verifyAuditCommand(stateDir: string, out: (s: string) => void, e
     err(`audit log BROKEN: ${file}:${v.line}: ${v.reason}\n`);
     return 1;
   }
+  const lost = missingRecorded(file, v.entries, recordedPosition(path.join(stateDir, 'state.json')));
+  if (lost !== null) {
+    err(`audit log BROKEN: ${file}: ${lost}\n`);
+    return 1;
+  }
   const kept = fs.existsSync(stateDir) ? fs.readdirSync(stateDir).filter((f) => f.startsWith('audit.log.broken-') && !f.endsWith('.head')) : [];
   out(`audit log ok: ${v.entries} entries, every line and the head signed by ${v.agent} (compare it with the key the infra file pins)${v.unsealed > 0 ? `; ${v.unsealed} line(s) past the head (a crash; the agent seals them at start)` : ''}\n`);
   if (kept.length > 0) out(`earlier segments that did not verify, kept for inspection: ${kept.join(', ')}\n`);
   return 0;
+}
+
+/** The audit position a state file records (offline: no StateStore, nothing rewritten), or undefined. */
+function recordedPosition(stateFile: string): AuditPosition | undefined {
+  try {
+    const a = (JSON.parse(readText(stateFile) ?? 'null') as { audit?: AuditPosition } | null)?.audit;
+    return a !== undefined && Number.isInteger(a.seq) && typeof a.hash === 'string' ? a : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -13,9 +13,13 @@ const HASH_CHUNK = 1024 * 1024;
 /**
  * Content-addressed blobs (binaries and config files) by sha256. Uploads arrive in chunks into a
  * partial file, so an interrupted upload resumes at its offset; a blob becomes visible only after
- * its bytes hash to its name (then fsync + atomic rename). A chunk is written whole and fsynced
- * before the call is answered, or not at all: a chunk that does not fit (a full disk) is cut off
- * again, so the partial file ends at a chunk the agent accepted, and the upload resumes there.
+ * its bytes hash to its name (then fsync + atomic rename). A chunk is written whole or not at all:
+ * a chunk that does not fit (a full disk) is cut off again, so the partial file ends at a chunk the
+ * agent accepted, and the upload resumes there. Chunks are not fsynced one by one (that made a
+ * 100 MB upload wait on 200 disk flushes); the whole blob is, once, before it is hashed. A crash
+ * loses at most unflushed chunks: the partial file is then shorter (the upload resumes at its size,
+ * never past the audit log's lines, see trimUnaccepted), and anything else its bytes became fails
+ * the digest check, so no wrong blob is ever published.
  *
  * Which blobs and partial files exist is kept in memory (read from the directory once), so a
  * `blob-status` of thousands of digests costs no syscall per unknown digest; a blob the index
@@ -113,7 +117,7 @@ export class BlobStore {
       this.disk.guard(`storing blob ${digest.slice(0, 12)}`, data.length, () => {
         try {
           writeAll(fd, data, offset);
-          fs.fsyncSync(fd);
+          if (offset + data.length === size) fs.fsyncSync(fd); // the last chunk: the whole blob, before it is hashed
         } catch (err) {
           truncateBack(fd, offset); // a chunk is stored whole or not at all
           throw err;

@@ -2,12 +2,14 @@ import {
   bodyDigest,
   ErrorCode,
   helloProofData,
+  isolationOf,
   LowcloudError,
   publicSpec,
   signBytes,
   specDigest,
   type AgentEvent,
   type AgentStatus,
+  type Capabilities,
   type ProcessStatus,
   type Reply,
   type Request,
@@ -15,23 +17,94 @@ import {
   type ResultType,
 } from '@lowcloud/api';
 import { probeCapabilities } from '@lowcloud/sandbox';
-import { BlobMissingError, ProcessNotFoundError, SpecConflictError } from '../errors.js';
+import { BlobMissingError, CallAuthError, ProcessNotFoundError, SpecConflictError } from '../errors.js';
 import { RequestAuthenticator } from './auth.js';
 import type { Caller, Connection, ConnectionHost } from './connection.js';
 import type { AgentCore } from './core.js';
 import { streamLog } from './logs.js';
 import { processPaths } from './runner.js';
-import type { CallRecord } from './state-store.js';
-import { withCrashPoints } from './test-hooks.js';
+import type { CallRecord, DesiredState } from './state-store.js';
+import { crashPoint, crashTicket, type CrashTicket } from './test-hooks.js';
+
+/**
+ * At most this many calls in one group (one state.json write, one audit append). A pipelining
+ * client's window (64) fits; a larger group would only make each reply wait longer.
+ */
+const MAX_GROUP = 256;
+/** Guests started or replaced at once within a group (each a process spawn or a message to a shared host). */
+const ACT_CONCURRENCY = 32;
+/**
+ * At most this many starts and replaces of `process` guests in one group: each is a Node.js
+ * start-up (~0.2 CPU-s), and every reply of a group waits for its slowest act, so a group of them
+ * stays small enough to be answered within a client's timeout on a busy machine.
+ */
+const MAX_PROCESS_ACTS = 8;
+
+type MutatingRequest = Exclude<Request, { type: 'hello' }>;
+
+/** A state-changing call waiting to be taken into a group. */
+interface Pending {
+  req: MutatingRequest;
+  caller: Caller;
+  /** A put-blob chunk that came as a binary frame (checked against its header at the connection). */
+  payload?: Buffer;
+  ticket: CrashTicket;
+  resolve(reply: Reply): void;
+  reject(err: unknown): void;
+}
+
+/** What one accepted call of a group does, at each step of the group's order (see `commitGroup`). */
+interface Step {
+  pending: Pending;
+  /** The process it names. */
+  name: string;
+  /** The generation it was checked against (its audit line's). */
+  generation: number;
+  record: Omit<CallRecord, 'generation'>;
+  /** 2: its change of the desired state. */
+  change(processes: DesiredState['processes']): void;
+  /** 3: what can fail; on failure it has put back what it touched (a known guest as it was). */
+  act(): Promise<void>;
+  /** Undo a successful `act` (the call is refused after all). */
+  undo(grace: number): Promise<unknown>;
+  /** 5: what cannot fail (a guest stopped, the supervisor registered). */
+  finish(grace: number): Promise<void>;
+  reply(): Reply;
+}
+
+/** The process a state-changing call names ('' for none). */
+function processOf(req: MutatingRequest): string {
+  return req.type === 'start' ? req.spec.name : 'process' in req && typeof req.process === 'string' ? req.process : '';
+}
+
+/** Run `f` over `items`, at most `limit` at once; each item's error (undefined: it succeeded), in order. */
+async function mapBounded<T>(items: T[], limit: number, f: (item: T) => Promise<void>): Promise<unknown[]> {
+  const errors: unknown[] = new Array(items.length).fill(undefined);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        await f(items[i] as T);
+      } catch (err) {
+        errors[i] = err ?? new Error('failed');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return errors;
+}
 
 /**
  * The agent's calls, as a connection hands them over: the hello proof, request verification, the
- * read calls, and the state-changing calls, one at a time. What they act on is the `AgentCore`
+ * read calls, and the state-changing calls, in groups committed together (group commit). What they act on is the `AgentCore`
  * (opened once by the agent's lifecycle, `Agent`).
  */
 export class AgentCalls implements ConnectionHost {
-  /** Mutating calls run one at a time: each is checked against, and moves, the generation. */
-  private queue: Promise<unknown> = Promise.resolve();
+  /** State-changing calls not yet taken into a group, in arrival order. */
+  private readonly waiting: Pending[] = [];
+  /** Whether groups are being taken off `waiting` (one group at a time). */
+  private draining = false;
 
   constructor(private readonly core: AgentCore) {}
 
@@ -51,7 +124,7 @@ export class AgentCalls implements ConnectionHost {
     return { type: 'result', id, generation: this.core.state.generation, result };
   }
 
-  async dispatch(req: Exclude<Request, { type: 'hello' }>, caller: Caller, conn: Connection): Promise<Reply | null> {
+  async dispatch(req: Exclude<Request, { type: 'hello' }>, caller: Caller, conn: Connection, payload?: Buffer): Promise<Reply | null> {
     const send = (r: Reply) => conn.send(r);
     switch (req.type) {
       case 'authenticate':
@@ -97,123 +170,315 @@ export class AgentCalls implements ConnectionHost {
       }
       default:
         // A full disk met anywhere in a call (a directory made, the sandbox's files) is STATE_DISK_FULL.
-        return this.serialized(() => withCrashPoints(req.type, () => this.core.disk.guardAsync(req.type, 0, () => this.mutate(req, caller))));
+        return this.enqueue(req, caller, payload);
     }
   }
 
-  private serialized<T>(f: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(f, f);
-    // The caller gets the failure through `run`; the queue only keeps the next call from waiting on it.
-    this.queue = run.catch(() => undefined);
-    return run;
+  /**
+   * Queue a state-changing call. Calls that arrive together (a pipelining client sends up to its
+   * window at once) are taken as one group: checked in order, committed with one write of
+   * state.json and one append to the audit log, acted on concurrently, answered each after its
+   * commit. Groups run one at a time; an upload chunk is a group of its own.
+   */
+  private enqueue(req: MutatingRequest, caller: Caller, payload?: Buffer): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      this.waiting.push({ req, caller, ...(payload === undefined ? {} : { payload }), ticket: crashTicket(req.type), resolve, reject });
+      if (!this.draining) {
+        this.draining = true;
+        // After the calls read with this one (the same socket read, the same turn) are queued too.
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.waiting.length > 0) {
+      const group = this.nextGroup();
+      try {
+        await (group[0]?.req.type === 'put-blob' ? this.putBlob(group[0]) : this.commitGroup(group));
+      } catch (err) {
+        // Not reached (each path answers its calls); never leave a caller waiting.
+        for (const p of group) p.reject(err);
+      }
+    }
+    this.draining = false;
   }
 
   /**
-   * The state-changing calls. The order of each, so that a call that is refused changes nothing and
-   * a call that is answered is on disk (state file and audit line, both fsynced) first:
-   *   1. checks, and the reserve of the state filesystem (not for stop: a stop is always possible);
-   *   2. the desired state is written (`state.json`; `state.json.prev` keeps the generation before);
-   *   3. what can fail is done (a guest started, replaced; a blob chunk stored);
-   *   4. the audit line is appended (whole, or the log is left as it was);
-   *   5. what cannot fail is done (a guest stopped), and the call is answered.
-   * A failure in 3 or 4 undoes what came before it: the previous state is renamed back (no free
-   * space needed) and a guest started by the call is stopped again (a replaced one started again).
-   * An agent that dies after 2 finishes the call when it starts (its reconcile converges on the
-   * desired state; a missing audit line is appended from the state file's `lastCall`).
+   * The next group: the first waiting call, and the state-changing calls behind it up to
+   * `MAX_GROUP`, each naming a process not yet in the group (a process's calls act in order).
    */
-  private async mutate(req: Request, caller: Caller): Promise<Reply> {
-    RequestAuthenticator.checkGeneration(req, caller.auth, this.core.state.generation);
-    const generation = this.core.state.generation;
-    const call = (process?: string): Omit<CallRecord, 'generation'> => ({ key: caller.key, type: req.type, body: bodyDigest(req), ...(process === undefined ? {} : { process }) });
-    const record = (process?: string, blob?: { digest: string; offset: number; bytes: number; complete: boolean }) =>
-      this.core.audit.append({ ...call(process), generation, ...(blob === undefined ? {} : { blob }) });
-    const grace = this.core.opts.defaultGraceMs ?? 5000;
-    switch (req.type) {
-      case 'put-blob': {
-        const data = Buffer.from(req.data, 'base64');
+  private nextGroup(): Pending[] {
+    const first = this.waiting.shift() as Pending;
+    if (first.req.type === 'put-blob') return [first];
+    const group = [first];
+    const names = new Set([processOf(first.req)]);
+    let spawns = this.spawnsProcess(first.req) ? 1 : 0;
+    while (group.length < MAX_GROUP) {
+      const next = this.waiting[0];
+      if (next === undefined || next.req.type === 'put-blob' || names.has(processOf(next.req))) break;
+      const spawn = this.spawnsProcess(next.req);
+      if (spawn && spawns >= MAX_PROCESS_ACTS) break;
+      if (spawn) spawns++;
+      names.add(processOf(next.req));
+      group.push(this.waiting.shift() as Pending);
+    }
+    return group;
+  }
+
+  /** Whether a call starts a guest host of its own (a start or replace-config of a `process` guest). */
+  private spawnsProcess(req: MutatingRequest): boolean {
+    if (req.type === 'start') return isolationOf(req.spec) === 'process';
+    if (req.type !== 'replace-config') return false;
+    const cur = this.core.state.processes[req.process];
+    return cur !== undefined && isolationOf(cur.spec) === 'process';
+  }
+
+  private async putBlob(p: Pending): Promise<void> {
+    const req = p.req as Extract<Request, { type: 'put-blob' }>;
+    crashPoint('before-save', p.ticket);
+    try {
+      const reply = await this.core.disk.guardAsync(req.type, 0, async () => {
+        const data = p.payload ?? Buffer.from(req.data ?? '', 'base64');
         const stored = this.core.blobs.has(req.digest);
         if (!stored) this.core.disk.admit(`put-blob ${req.digest.slice(0, 12)}`, data.length);
         const complete = await this.core.blobs.put(req.digest, req.size, req.offset, data);
         // Every accepted chunk, not only the last: a partial upload leaves a trace too.
         try {
-          record(undefined, { digest: req.digest, offset: req.offset, bytes: data.length, complete });
+          this.core.audit.append({ key: p.caller.key, type: req.type, body: bodyDigest(req), generation: this.core.state.generation, blob: { digest: req.digest, offset: req.offset, bytes: data.length, complete } });
         } catch (err) {
           if (!stored) this.core.blobs.undo(req.digest, req.offset);
           throw err;
         }
         return this.result<'put-blob'>(req.id, { complete });
+      });
+      crashPoint('after-save', p.ticket);
+      p.resolve(reply);
+    } catch (err) {
+      p.reject(err);
+    }
+  }
+
+  /**
+   * A group of state-changing calls. The order, for the group as for each of its calls, so that a
+   * call that is refused changes nothing and a call that is answered is on disk (state file and
+   * audit line, both fsynced) first:
+   *   1. checks, in order, each against the state the calls before it leave (its generation; the
+   *      reserve of the state filesystem, not for stop: a stop is always possible);
+   *   2. the desired state is written, once for the group (`state.json`; `state.json.prev` keeps
+   *      the generation before the group);
+   *   3. what can fail is done, concurrently (guests started, replaced);
+   *   4. the audit lines are appended, once for the group (whole, or the log is left as it was);
+   *   5. what cannot fail is done (guests stopped), and each call is answered.
+   * A call that fails in 3 is refused, and so are the calls after it in the group: they were made
+   * against generations it would have moved (as one by one, where they would meet a generation it
+   * did not move). Those before it stand: the state is written again without the refused ones (a
+   * rename back to the generation before the group first, which needs no free space). A failure
+   * in 4, or of that second write, refuses the whole group. What a refused call did is undone (a
+   * guest it started is stopped again, one it replaced started again with its old spec).
+   * An agent that dies after 2 finishes the calls when it starts (its reconcile converges on the
+   * desired state; missing audit lines are appended from the state file's `lastCalls`).
+   */
+  private async commitGroup(group: Pending[]): Promise<void> {
+    const t0 = performance.now();
+    const grace = this.core.opts.defaultGraceMs ?? 5000;
+    const draft: DesiredState['processes'] = { ...this.core.state.processes };
+    let generation = this.core.state.generation;
+    const steps: Step[] = [];
+    const answer = new Map<Pending, { reply: Reply } | { error: unknown }>();
+    for (const p of group) {
+      crashPoint('before-save', p.ticket);
+      try {
+        RequestAuthenticator.checkGeneration(p.req, p.caller.auth, generation);
+        const step = this.check(p, draft, generation);
+        if ('unchanged' in step) answer.set(p, { reply: step.unchanged });
+        else {
+          steps.push(step);
+          step.change(draft);
+          generation++;
+        }
+      } catch (err) {
+        answer.set(p, { error: err });
       }
+    }
+    const t1 = performance.now();
+    if (steps.length > 0) {
+      try {
+        const { kept, failure } = await this.commitSteps(steps, grace);
+        for (const s of kept) {
+          answer.set(s.pending, { reply: s.reply() });
+          crashPoint('after-save', s.pending.ticket);
+        }
+        if (failure !== null) answer.set(failure.step.pending, { error: failure.error });
+      } catch (err) {
+        for (const s of steps) answer.set(s.pending, { error: err });
+      }
+      for (const s of steps) {
+        if (!answer.has(s.pending)) answer.set(s.pending, { error: new CallAuthError(ErrorCode.STALE_GENERATION, `${s.pending.req.type} ${s.name} was refused unmade: a call before it in its group was refused, so it meets another generation than it was made against; re-read status and retry`) });
+      }
+    }
+    this.core.metrics.commitSeconds.inc({ step: 'check' }, (t1 - t0) / 1000);
+    this.core.metrics.commitGroups.inc();
+    this.core.metrics.commitCalls.inc(steps.length);
+    for (const p of group) {
+      const a = answer.get(p);
+      if (a !== undefined && 'reply' in a) p.resolve(a.reply);
+      else p.reject(a?.error ?? new LowcloudError(ErrorCode.INTERNAL, `${p.req.type}: no answer`));
+    }
+  }
+
+  /**
+   * Steps 2-5 of a group (see `commitGroup`): the steps that stand, and the one that failed in 3
+   * (those after it stand neither); throws when the whole group is refused.
+   */
+  private async commitSteps(steps: Step[], grace: number): Promise<{ kept: Step[]; failure: { step: Step; error: unknown } | null }> {
+    let t = performance.now();
+    const lap = (step: string) => {
+      const now = performance.now();
+      this.core.metrics.commitSeconds.inc({ step }, (now - t) / 1000);
+      t = now;
+    };
+    const save = (list: Step[]) => this.core.state.commitGroup(list.map((s) => ({ change: (p: DesiredState['processes']) => s.change(p), call: s.record })));
+    save(steps);
+    lap('state');
+    for (const s of steps) crashPoint('state-written', s.pending.ticket);
+    // 3: concurrently, bounded. A step that fails has put back what it touched itself.
+    const errors = await mapBounded(steps, ACT_CONCURRENCY, (s) => this.core.disk.guardAsync(`${s.pending.req.type} ${s.name}`, 0, () => s.act()));
+    lap('act');
+    const first = errors.findIndex((e) => e !== undefined);
+    let kept = steps;
+    let failure: { step: Step; error: unknown } | null = null;
+    if (first >= 0) {
+      failure = { step: steps[first] as Step, error: errors[first] };
+      kept = steps.slice(0, first);
+      await Promise.all(steps.slice(first + 1).map((s, i) => (errors[first + 1 + i] === undefined ? s.undo(grace) : Promise.resolve())));
+      this.core.state.rollback();
+      if (kept.length === 0) return { kept, failure };
+      try {
+        save(kept);
+      } catch (err) {
+        await Promise.all(kept.map((s) => s.undo(grace)));
+        throw err;
+      }
+    }
+    try {
+      this.core.audit.appendAll(kept.map((s) => ({ ...s.record, generation: s.generation })));
+    } catch (err) {
+      await Promise.all(kept.map((s) => s.undo(grace)));
+      this.core.state.rollback();
+      throw err;
+    }
+    lap('audit');
+    // 5: what cannot fail.
+    await Promise.all(kept.map((s) => s.finish(grace)));
+    lap('finish');
+    return { kept, failure };
+  }
+
+  /** A state-changing call checked against the state the calls before it in its group leave: its step, or its answer without a change. */
+  private check(p: Pending, draft: DesiredState['processes'], generation: number): Step | { unchanged: Reply } {
+    const { req, caller } = p;
+    const record = (process: string): Omit<CallRecord, 'generation'> => ({ key: caller.key, type: req.type, body: bodyDigest(req), process });
+    const core = this.core;
+    switch (req.type) {
       case 'start': {
         const digest = specDigest(req.spec);
-        const cur = this.core.state.processes[req.spec.name];
-        const known = this.core.supervisors.get(req.spec.name);
-        if (cur !== undefined && cur.specDigest === digest && known !== undefined && known.state !== 'stopped') return this.result<'stop'>(req.id, { changed: false });
+        const name = req.spec.name;
+        const cur = draft[name];
+        const known = core.supervisors.get(name);
+        if (cur !== undefined && cur.specDigest === digest && known !== undefined && known.state !== 'stopped') return { unchanged: this.result<'stop'>(req.id, { changed: false }) };
         if (cur !== undefined && cur.specDigest !== digest) {
-          throw new SpecConflictError(req.spec.name, `process ${req.spec.name} runs with another spec (${cur.specDigest.slice(0, 12)}); stop it first, or use replace-config for config changes`);
+          throw new SpecConflictError(name, `process ${name} runs with another spec (${cur.specDigest.slice(0, 12)}); stop it first, or use replace-config for config changes`);
         }
-        const missing = [req.spec.binary, ...Object.values(req.spec.config)].filter((d) => !this.core.blobs.has(d));
+        const missing = [req.spec.binary, ...Object.values(req.spec.config)].filter((d) => !core.blobs.has(d));
         if (missing.length > 0) throw new BlobMissingError(missing);
-        this.core.disk.admit(`start ${req.spec.name}`, 2 * Buffer.byteLength(JSON.stringify(req.spec)));
-        this.core.state.set(req.spec, call(req.spec.name));
-        const s = known ?? this.core.newSupervisor(req.spec.name, req.spec, digest);
-        try {
-          await s.start();
-        } catch (err) {
-          this.core.state.rollback();
-          if (s === known) s.adoptExited({ kind: 'stopped' }); // as it was: stopped
-          throw err;
-        }
-        try {
-          record(req.spec.name);
-        } catch (err) {
-          await s.stop(grace);
-          this.core.state.rollback();
-          throw err;
-        }
-        this.core.supervisors.set(req.spec.name, s);
-        return this.result<'start'>(req.id, { changed: true, pid: s.handle?.pid ?? null });
+        core.runner.openSecrets(req.spec); // a sealed value that does not open refuses the call before anything changes
+        core.disk.admit(`start ${name}`, 2 * Buffer.byteLength(JSON.stringify(req.spec)));
+        const spec = req.spec;
+        const s = known ?? core.newSupervisor(name, spec, digest);
+        return {
+          pending: p,
+          name,
+          generation,
+          record: record(name),
+          change: (processes) => {
+            processes[name] = { spec, specDigest: digest };
+          },
+          act: async () => {
+            try {
+              await s.start();
+            } catch (err) {
+              if (s === known) s.adoptExited({ kind: 'stopped' }); // as it was: stopped
+              throw err;
+            }
+          },
+          undo: (grace) => s.stop(grace),
+          finish: () => {
+            core.supervisors.set(name, s);
+            return Promise.resolve();
+          },
+          reply: () => this.result<'start'>(req.id, { changed: true, pid: s.handle?.pid ?? null }),
+        };
       }
       case 'stop': {
-        const sup = this.core.supervisors.get(req.process);
-        if (this.core.state.processes[req.process] === undefined && sup === undefined) return this.result<'stop'>(req.id, { changed: false });
-        this.core.state.remove(req.process, call(req.process));
-        try {
-          record(req.process);
-        } catch (err) {
-          this.core.state.rollback();
-          throw err;
-        }
-        await sup?.stop(grace);
-        this.core.supervisors.delete(req.process);
-        return this.result<'stop'>(req.id, { changed: true });
+        const name = req.process;
+        const sup = core.supervisors.get(name);
+        if (draft[name] === undefined && sup === undefined) return { unchanged: this.result<'stop'>(req.id, { changed: false }) };
+        return {
+          pending: p,
+          name,
+          generation,
+          record: record(name),
+          change: (processes) => {
+            delete processes[name];
+          },
+          act: () => Promise.resolve(),
+          undo: () => Promise.resolve(),
+          finish: async (grace) => {
+            await sup?.stop(grace);
+            core.supervisors.delete(name);
+          },
+          reply: () => this.result<'stop'>(req.id, { changed: true }),
+        };
       }
       case 'replace-config': {
-        const cur = this.core.state.processes[req.process];
-        const sup = this.core.supervisors.get(req.process);
-        if (cur === undefined || sup === undefined) throw new ProcessNotFoundError(req.process);
+        const name = req.process;
+        const cur = draft[name];
+        const sup = core.supervisors.get(name);
+        if (cur === undefined || sup === undefined) throw new ProcessNotFoundError(name);
         const spec = { ...cur.spec, config: req.config };
         const digest = specDigest(spec);
         if (digest !== req.specDigest) {
-          throw new SpecConflictError(req.process, `replace-config ${req.process}: the new config gives spec ${digest.slice(0, 12)}, the call expects ${req.specDigest.slice(0, 12)}; only config may change this way`);
+          throw new SpecConflictError(name, `replace-config ${name}: the new config gives spec ${digest.slice(0, 12)}, the call expects ${req.specDigest.slice(0, 12)}; only config may change this way`);
         }
-        if (digest === cur.specDigest) return this.result<'stop'>(req.id, { changed: false });
-        const missing = Object.values(req.config).filter((d) => !this.core.blobs.has(d));
+        if (digest === cur.specDigest) return { unchanged: this.result<'stop'>(req.id, { changed: false }) };
+        const missing = Object.values(req.config).filter((d) => !core.blobs.has(d));
         if (missing.length > 0) throw new BlobMissingError(missing);
-        this.core.disk.admit(`replace-config ${req.process}`, 2 * Buffer.byteLength(JSON.stringify(spec)));
-        this.core.state.set(spec, call(req.process));
+        core.runner.openSecrets(spec); // as for start: the old guest keeps running
+        core.disk.admit(`replace-config ${name}`, 2 * Buffer.byteLength(JSON.stringify(spec)));
         // Refused after the old guest was stopped: the old spec runs again (or its restart policy takes over).
-        const revert = async (err: unknown): Promise<never> => {
-          this.core.state.rollback();
-          await sup.replace(cur.spec, cur.specDigest, grace).catch((e: unknown) => sup.adoptExited({ kind: 'trap', message: e instanceof Error ? e.message : String(e) }));
-          throw err;
+        const revert = (grace: number) => sup.replace(cur.spec, cur.specDigest, grace).catch((e: unknown) => sup.adoptExited({ kind: 'trap', message: e instanceof Error ? e.message : String(e) }));
+        const grace = core.opts.defaultGraceMs ?? 5000;
+        return {
+          pending: p,
+          name,
+          generation,
+          record: record(name),
+          change: (processes) => {
+            processes[name] = { spec, specDigest: digest };
+          },
+          act: async () => {
+            try {
+              await sup.replace(spec, digest, grace);
+            } catch (err) {
+              await revert(grace);
+              throw err;
+            }
+          },
+          undo: revert,
+          finish: () => Promise.resolve(),
+          reply: () => this.result<'replace-config'>(req.id, { changed: true, pid: sup.handle?.pid ?? null }),
         };
-        await sup.replace(spec, digest, grace).catch(revert);
-        try {
-          record(req.process);
-        } catch (err) {
-          await revert(err);
-        }
-        return this.result<'replace-config'>(req.id, { changed: true, pid: sup.handle?.pid ?? null });
       }
       default:
         throw new LowcloudError(ErrorCode.BAD_MESSAGE, `unexpected ${req.type}`);
@@ -237,6 +502,7 @@ export class AgentCalls implements ConnectionHost {
         specDigest: desired.specDigest,
         state: s?.state ?? 'stopped',
         pid: s?.handle?.pid ?? null,
+        host: s?.handle?.host ?? null,
         restarts: s?.restarts ?? 0,
         lastExit: s?.lastExit ?? null,
         enforcement: s?.handle?.report ?? null,
@@ -249,7 +515,7 @@ export class AgentCalls implements ConnectionHost {
       agent: this.core.identity.publicKey,
       generation: this.core.state.generation,
       startedAt: this.core.startedAt,
-      capabilities: await probeCapabilities(),
+      capabilities: withWallPolicy(await probeCapabilities(), this.core.opts.allowUnwalled === true),
       processes,
       ...(stateDisk === null ? {} : { stateDisk }),
       audit: this.core.audit.health(),
@@ -257,4 +523,12 @@ export class AgentCalls implements ConnectionHost {
     };
   }
 
+}
+
+/** Status says what happens to a guest the wall cannot be built around (the agent refuses it unless --allow-unwalled). */
+function withWallPolicy(caps: Capabilities, allowUnwalled: boolean): Capabilities {
+  const why = caps.unavailable.wall;
+  if (why === undefined) return caps;
+  const policy = allowUnwalled ? 'guests run WITHOUT the wall (--allow-unwalled)' : 'guests are refused (GRANT_UNAVAILABLE); fix the wall, or start the agent with --allow-unwalled to run them without it';
+  return { ...caps, unavailable: { ...caps.unavailable, wall: `${why}; ${policy}` } };
 }

@@ -1,11 +1,14 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { channelBinding, ErrorCode, parseRequest, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { channelBinding, ErrorCode, LowcloudError, parseBlobFrame, parseRequest, readBlobFrame, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
 import { TooManyFollowedError } from '../errors.js';
 import type { NetworkLimits } from './network-limits.js';
 
-/** A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it. */
-export const SOFT_FRAME_LIMIT = 2 * 2 ** 20;
+/**
+ * A message larger than this gets FRAME_TOO_LARGE (the connection stays); far larger ones close it.
+ * Above the client's put-blob chunk (8 MiB, 10.7 MiB as base64, plus the call around it).
+ */
+export const SOFT_FRAME_LIMIT = 12 * 2 ** 20;
 /** Past this many bytes queued to one peer, each send checks the total queued for every peer. */
 const SEND_QUEUE_CHECK_BYTES = 2 ** 20;
 /** Logs and event streams one connection may follow at once. */
@@ -13,7 +16,8 @@ export const MAX_FOLLOWED = 64;
 
 /** One TCP connection, from accept on; a WebSocket `Connection` once upgraded. */
 export interface Peer {
-  readonly group: string;
+  /** Its address groups, narrowest first (addressGroups: the /64, /56, /48 or IPv4 /32, /24, /16). */
+  readonly groups: readonly string[];
   authenticated: boolean;
   /** Bytes received and not yet part of a finished message. */
   buffered: number;
@@ -47,7 +51,8 @@ export interface ConnectionHost {
   hello(req: Extract<Request, { type: 'hello' }>, binding: { kind: 'tls-exporter' | 'none'; value: string }): Reply;
   /** Throws the error to send (UNAUTHENTICATED, UNKNOWN_KEY, FORBIDDEN, BAD_SIGNATURE, ...). */
   verify(req: Exclude<Request, { type: 'hello' }>): Caller;
-  dispatch(req: Exclude<Request, { type: 'hello' }>, caller: Caller, conn: Connection): Promise<Reply | null>;
+  /** `payload`: the raw chunk of a put-blob that came as a binary frame (checked against its header). */
+  dispatch(req: Exclude<Request, { type: 'hello' }>, caller: Caller, conn: Connection, payload?: Buffer): Promise<Reply | null>;
   count(type: string, result: string): void;
 }
 
@@ -198,18 +203,26 @@ export class Connection {
       this.refuse(1008, 'authenticate first (too many messages before authentication)');
       return;
     }
-    if (isBinary || data.length > SOFT_FRAME_LIMIT) {
-      const code = isBinary ? ErrorCode.BAD_MESSAGE : ErrorCode.FRAME_TOO_LARGE;
+    // JSON text is parsed whole, so it stays small; only a put-blob chunk comes larger, as a binary
+    // frame whose JSON header is capped and whose bytes are only hashed (readBlobFrame).
+    if (!isBinary && data.length > SOFT_FRAME_LIMIT) {
+      const code = ErrorCode.FRAME_TOO_LARGE;
       this.host.count('unknown', code);
-      this.send({ type: 'error', id: null, error: isBinary ? { code, message: 'binary frames are not part of the protocol' } : { code, message: `a message may be at most ${SOFT_FRAME_LIMIT} bytes (got ${data.length}); upload blobs in chunks` } });
+      this.send({ type: 'error', id: null, error: { code, message: `a message may be at most ${SOFT_FRAME_LIMIT} bytes (got ${data.length}); upload blobs in chunks` } });
       return;
     }
     let req: Request;
     let id: string | null = null;
+    let payload: Buffer | undefined;
     try {
-      const value: unknown = JSON.parse(data.toString('utf8'));
+      let value: unknown;
+      if (isBinary) ({ header: value, payload } = readBlobFrame(data));
+      else value = JSON.parse(data.toString('utf8'));
       if (value !== null && typeof value === 'object' && typeof (value as { id?: unknown }).id === 'string') id = ((value as { id: string }).id).slice(0, 128);
-      req = parseRequest(value);
+      req = payload !== undefined ? parseBlobFrame(value, payload) : parseRequest(value);
+      if (payload === undefined && req.type === 'put-blob' && (req.chunk !== undefined || req.data === undefined)) {
+        throw new LowcloudError(ErrorCode.BAD_MESSAGE, 'put-blob in a text frame carries its bytes as base64 `data`; one with `chunk` must be a binary frame (its bytes after the header)');
+      }
     } catch (err) {
       const e = err instanceof SyntaxError ? { code: ErrorCode.BAD_MESSAGE, message: `malformed JSON: ${err.message}` } : toWireError(err);
       this.host.count('unknown', e.code);
@@ -232,7 +245,7 @@ export class Connection {
     }
     this.listener.authenticated(this.peer);
     this.inFlight++;
-    void this.host.dispatch(req, caller, this).then(
+    void this.host.dispatch(req, caller, this, payload).then(
       (reply) => {
         this.inFlight--;
         this.host.count(req.type, 'ok');

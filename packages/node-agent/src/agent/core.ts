@@ -48,10 +48,14 @@ export class AgentCore {
     this.state = new StateStore(opts.stateDir, { disk: this.disk, report });
     if (this.state.recovered !== null) this.recovered.push(this.state.recovered);
     this.blobs = new BlobStore(opts.stateDir, opts.maxBlobBytes, this.disk);
-    this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'), this.identity, report, this.disk);
-    const lastLine = this.audit.health().entries;
-    this.audit.mend(this.state.lastCall);
-    if (this.audit.health().entries > lastLine) this.recovered.push(`audit line ${this.audit.health().entries} (${this.state.lastCall?.type} ${this.state.lastCall?.process ?? ''}): the call was saved, the agent had stopped before its line`);
+    this.audit = new AuditLog(path.join(opts.stateDir, 'audit.log'), this.identity, report, this.disk, this.state.audit);
+    this.state.trackAudit(() => this.audit.position());
+    // A group commit saves several calls at once: each that has no line yet gets one, in order.
+    for (const call of this.state.lastCalls) {
+      const lastLine = this.audit.health().entries;
+      this.audit.mend(call);
+      if (this.audit.health().entries > lastLine) this.recovered.push(`audit line ${this.audit.health().entries} (${call.type} ${call.process ?? ''}): the call was saved, the agent had stopped before its line`);
+    }
     for (const note of this.blobs.trimUnaccepted(this.audit.uploads())) {
       report(`lowcloud agent: ${note}`);
       this.recovered.push(note);
@@ -59,7 +63,7 @@ export class AgentCore {
     const roles = new Map<string, Role>([...(opts.trustedRead ?? []).map((k): [string, Role] => [k, 'read']), ...opts.trusted.map((k): [string, Role] => [k, 'write'])]);
     this.auth = new RequestAuthenticator(this.identity.publicKey, roles, () => (opts.clock ?? systemClock).now());
     const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
-    this.runner = new SandboxRunner(opts.stateDir, this.blobs, this.disk, logs);
+    this.runner = new SandboxRunner(opts.stateDir, this.blobs, this.disk, this.identity, logs, opts.allowUnwalled === true);
     this.logBudget = new LogBudget(path.join(opts.stateDir, 'logs'), logs.totalBytes);
     this.usage = new UsageMonitor(() => this.diskTargets(), opts.diskIntervalMs);
     this.metrics = createMetrics(

@@ -16,6 +16,7 @@ export interface NetworkLimits {
   connections: number;
   /** Per client address (IPv6: per /64, which one host usually holds whole). */
   connectionsPerAddress: number;
+  /** Per client address; a /56 or IPv4 /24 holds at most 2x, a /48 or IPv4 /16 4x (ADDRESS_LEVELS). */
   unauthenticatedPerAddress: number;
   unauthenticated: number;
   /** Messages an unauthenticated connection may send (hello, authenticate, a few errors). */
@@ -28,9 +29,12 @@ export interface NetworkLimits {
   heartbeatMs: number;
   /**
    * New connections per second per client address (IPv6: /64), with a burst of twice as many;
-   * past it a connection is closed at accept, before its TLS handshake (~2.3 ms of CPU each) runs.
+   * past it a connection is closed at accept, before its TLS handshake (~0.6-2.3 ms of CPU each)
+   * runs. A /56 or IPv4 /24 gets 4x, a /48 or IPv4 /16 8x (ADDRESS_LEVELS).
    */
   connectsPerSecondPerAddress: number;
+  /** New connections per second for the whole agent (burst twice that), shared fairly between /48s (IPv4 /16s). */
+  connectsPerSecond: number;
 }
 
 export const DEFAULT_LIMITS: NetworkLimits = {
@@ -48,4 +52,5 @@ export const DEFAULT_LIMITS: NetworkLimits = {
   idleMs: 10 * 60_000,
   heartbeatMs: 30_000,
   connectsPerSecondPerAddress: 20,
+  connectsPerSecond: 100,
 };

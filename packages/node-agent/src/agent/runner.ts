@@ -1,12 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ProcessSpec } from '@lowcloud/api';
-import { attachGuest, readExitRecord, spawnGuest, type GuestExit, type GuestHandle } from '@lowcloud/sandbox';
+import { isolationOf, type ProcessSpec } from '@lowcloud/api';
+import { attachGuest, readExitRecord, spawnGuest, type GuestExit, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
+import type { OpeningKey } from '@lowcloud/api';
 import type { BlobStore } from './blob-store.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
+import { openSecrets } from './secrets.js';
 import type { StateDisk } from './state-disk.js';
 import type { GuestRunner } from './supervisor.js';
 import { UidTable } from './uids.js';
+
+/** The uid table's key for the one uid of every `shared` process (not a process name: names have no `#`). */
+const SHARED_UID_KEY = '#shared';
 
 /** Where a process lives in the state directory. */
 export function processPaths(stateDir: string, name: string) {
@@ -20,35 +25,62 @@ export function processPaths(stateDir: string, name: string) {
 /** Runs guests with the sandbox: detached, so they outlive the agent and can be re-attached. */
 export class SandboxRunner implements GuestRunner {
   private readonly uids: UidTable;
+  private logDirMade = false;
 
   constructor(
     private readonly stateDir: string,
     private readonly blobs: BlobStore,
     private readonly disk: StateDisk,
+    /** Opens the process's sealed values as it starts (secrets.ts). */
+    private readonly key: OpeningKey,
     private readonly logLimits: LogLimits = DEFAULT_LOG_LIMITS,
+    /** `--allow-unwalled`: a guest the wall cannot be built around runs without it (else it is refused). */
+    private readonly allowUnwalled = false,
   ) {
     this.uids = new UidTable(stateDir, disk);
   }
 
   async spawn(spec: ProcessSpec, specDigest: string): Promise<GuestHandle> {
+    const opts = this.prepare(spec, specDigest);
+    // A full disk while the sandbox prepares the guest is STATE_DISK_FULL too (it cleans up what it made).
+    return this.disk.guardAsync(`starting ${spec.name}`, 0, () => spawnGuest(opts, { requireWall: !this.allowUnwalled }));
+  }
+
+  /** A running guest with a new spec, in place (`GuestHandle.restart`); null where the handle cannot. */
+  restart(handle: GuestHandle, spec: ProcessSpec, specDigest: string): Promise<GuestHandle> | null {
+    const restart = handle.restart?.bind(handle);
+    if (restart === undefined) return null;
+    let opts: GuestOptions;
+    try {
+      opts = this.prepare(spec, specDigest);
+    } catch (err) {
+      return Promise.reject(err as Error); // the supervisor's replace handles a refused start
+    }
+    return this.disk.guardAsync(`restarting ${spec.name}`, 0, () => restart(opts));
+  }
+
+  /** The guest's directories and spec-digest, and its options for the sandbox. */
+  private prepare(spec: ProcessSpec, specDigest: string): GuestOptions {
+    const opened = this.openSecrets(spec);
     const p = processPaths(this.stateDir, spec.name);
-    for (const d of [path.dirname(p.log), path.dirname(p.runDir), p.runDir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
-    // As root each process's guest host runs as its own uid (the sandbox ignores it otherwise).
-    const uid = process.getuid?.() === 0 ? this.uids.uidFor(spec.name) : undefined;
+    // The logs directory once per runner (a start is one mkdir, not three: 1,000 starts in a batch).
+    if (!this.logDirMade) fs.mkdirSync(path.dirname(p.log), { recursive: true, mode: 0o700 });
+    this.logDirMade = true;
+    fs.mkdirSync(p.runDir, { recursive: true, mode: 0o700 });
+    // As root each process's guest host runs as its own uid (the sandbox ignores it otherwise);
+    // `shared` processes share one, so that their guests can share hosts (the sandbox groups guests
+    // into hosts by uid, memory grant and wall).
+    const uid = process.getuid?.() === 0 ? this.uids.uidFor(isolationOf(spec) === 'shared' ? SHARED_UID_KEY : spec.name) : undefined;
     if (spec.grants.disk !== undefined) fs.mkdirSync(p.dataDir, { recursive: true, mode: 0o700 });
     const out = { file: p.log, maxBytes: this.logLimits.maxBytes, keep: this.logLimits.keep };
-    // Which spec this guest runs, written before it runs: after a crash mid replace-config the agent
-    // compares it with the desired state and converges (old or new, never a mix). Only ever written
-    // while no guest of this process runs.
-    this.disk.writeFile(path.join(p.runDir, 'spec-digest'), specDigest);
-    // A full disk while the sandbox prepares the guest is STATE_DISK_FULL too (it cleans up what it made).
-    return this.disk.guardAsync(`starting ${spec.name}`, 0, () => spawnGuest({
+    this.writeSpecDigest(p.runDir, specDigest);
+    return {
       wasm: this.blobs.path(spec.binary),
       argv0: spec.name,
       args: spec.args,
-      env: spec.env,
+      env: opened.env,
       dirs: spec.grants.disk === undefined ? [] : [{ host: p.dataDir, guest: '/data', image: `${p.dataDir}.ext4` }],
-      config: Object.entries(spec.config).map(([guest, digest]) => ({ guest, host: this.blobs.path(digest) })),
+      config: opened.config,
       grants: spec.grants,
       stdout: out,
       stderr: out,
@@ -56,7 +88,28 @@ export class SandboxRunner implements GuestRunner {
       runDir: p.runDir,
       cacheDir: path.join(this.stateDir, 'cache'),
       ...(uid === undefined ? {} : { uid }),
-    }));
+      isolation: isolationOf(spec),
+    };
+  }
+
+  /** The env and config files the guest sees, its sealed values opened; throws a SecretError where one does not open. */
+  openSecrets(spec: ProcessSpec): Pick<GuestOptions, 'env' | 'config'> {
+    return openSecrets(spec, this.key, (d) => this.blobs.path(d));
+  }
+
+  /**
+   * Which spec a guest runs, written before it runs: after a crash mid replace-config the agent
+   * compares it with the desired state and converges (old or new, never a mix). Only ever written
+   * while no guest of this process runs. Renamed into place but not fsynced (two fsyncs a start,
+   * 2,000 for 1,000 starts): it matters only while the guest runs, an agent's crash leaves it in
+   * the page cache, and no guest outlives the machine's.
+   */
+  private writeSpecDigest(runDir: string, specDigest: string): void {
+    const file = path.join(runDir, 'spec-digest');
+    this.disk.guard(`writing ${file}`, specDigest.length, () => {
+      fs.writeFileSync(`${file}.tmp`, specDigest, { mode: 0o600 });
+      fs.renameSync(`${file}.tmp`, file);
+    });
   }
 
   /** The live guest of a process, if it survived the agent's restart, with the spec it runs. */

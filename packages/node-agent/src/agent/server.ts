@@ -2,14 +2,11 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import ipaddr from 'ipaddr.js';
 import { WebSocketServer } from 'ws';
+import { ADDRESS_LEVELS, addressGroups, ConnectBudget } from './admission.js';
 import { Connection, type ConnectionHost, type ListenerSide, type Peer } from './connection.js';
 import type { NetworkLimits } from './network-limits.js';
 import type { NetworkUsage } from './metrics.js';
-
-/** Addresses whose connection rate is remembered at once (the oldest are forgotten past it). */
-const RATE_ENTRIES = 4096;
 
 export interface ListenerOptions {
   host: string;
@@ -20,19 +17,16 @@ export interface ListenerOptions {
   allowedOrigins: readonly string[];
   connectionHost: ConnectionHost;
   log(line: string): void;
-  /** A connection closed at accept: `rate` (too many new ones from its address), `address` (its address holds its share), `full` (every unauthenticated slot taken). */
+  /**
+   * A connection closed at accept: `rate` (too many new ones from its address group), `busy` (the
+   * agent's budget of new connections is spent, or its address group took more than its share of
+   * it), `address` (its address group holds its share of connections), `full` (every
+   * unauthenticated slot taken).
+   */
   refused?(reason: RefusalReason): void;
 }
 
-export type RefusalReason = 'rate' | 'address' | 'full';
-
-/** The address group a limit counts against: the IPv4 address, or the IPv6 /64. */
-export function addressGroup(address: string | undefined): string {
-  if (address === undefined || !ipaddr.isValid(address)) return 'unknown';
-  const a = ipaddr.process(address);
-  if (a.kind() === 'ipv4') return a.toString();
-  return `${(a as ipaddr.IPv6).toNormalizedString().split(':').slice(0, 4).join(':')}::/64`;
-}
+export type RefusalReason = 'rate' | 'busy' | 'address' | 'full';
 
 /**
  * The agent's public listener: a TCP (TLS) server whose upgrades to WebSocket it handles itself,
@@ -43,9 +37,9 @@ export class AgentListener implements ListenerSide {
   private readonly server: http.Server | https.Server;
   private readonly wss: WebSocketServer;
   private readonly peers = new Map<string, Peer>();
-  private readonly groups = new Map<string, Group>();
-  /** Per address group: a token bucket of new connections (insertion order = least recently seen first). */
-  private readonly rates = new Map<string, { tokens: number; at: number }>();
+  /** Connections per address group, one map per level of ADDRESS_LEVELS (a group is there while it has one). */
+  private readonly groups: Map<string, Group>[] = ADDRESS_LEVELS.map(() => new Map());
+  private readonly budget: ConnectBudget;
   private unauthenticated = 0;
   /** Unauthenticated peers evicted whose 'close' has not run yet (their counts still include them). */
   private evicting = 0;
@@ -55,6 +49,7 @@ export class AgentListener implements ListenerSide {
 
   constructor(private readonly opts: ListenerOptions) {
     const limits = opts.limits;
+    this.budget = new ConnectBudget(limits.connectsPerSecondPerAddress, limits.connectsPerSecond);
     const onRequest = (_req: http.IncomingMessage, res: http.ServerResponse) => {
       res.writeHead(404, { 'content-type': 'text/plain', connection: 'close' });
       res.end('lowcloud agent: connect with a WebSocket client (lowcloud apply / status)\n');
@@ -113,8 +108,10 @@ export class AgentListener implements ListenerSide {
     if (peer.authenticated) return;
     peer.authenticated = true;
     this.unauthenticated--;
-    const g = this.groups.get(peer.group);
-    if (g !== undefined) g.unauthenticated--;
+    peer.groups.forEach((k, i) => {
+      const g = this.groups[i]?.get(k);
+      if (g !== undefined) g.unauthenticated--;
+    });
   }
 
   /**
@@ -157,23 +154,28 @@ export class AgentListener implements ListenerSide {
   private accept(socket: Socket): void {
     // Socket errors (resets, timeouts) end the socket; 'close' below cleans up after it.
     socket.on('error', () => undefined);
-    const group = addressGroup(socket.remoteAddress);
+    const keys = addressGroups(socket.remoteAddress);
     const key = peerKey(socket);
     const limits = this.opts.limits;
-    const g = this.groups.get(group) ?? { all: 0, unauthenticated: 0, evicting: 0 };
     const refuse = (reason: RefusalReason) => {
       socket.destroy();
       this.opts.refused?.(reason);
     };
     if (key === null) return void socket.destroy(); // gone before it could be looked at
-    if (!this.admitRate(group)) return refuse('rate');
-    if (g.all >= limits.connectionsPerAddress || g.unauthenticated >= limits.unauthenticatedPerAddress) return refuse('address');
-    if (this.unauthenticated - this.evicting >= limits.unauthenticated && !this.evictFor(g)) return refuse('full');
-    g.all++;
-    g.unauthenticated++;
-    this.groups.set(group, g);
+    const refusal = this.budget.admit(keys);
+    if (refusal !== null) return refuse(refusal);
+    const gs = keys.map((k, i) => this.groups[i]?.get(k) ?? { all: 0, unauthenticated: 0, evicting: 0 });
+    const top = gs.at(-1) as Group;
+    // Unauthenticated slots are shared like the rate: per address, and per /56 and /48 (IPv4 /24, /16).
+    if ((gs[0] as Group).all >= limits.connectionsPerAddress || gs.some((g, i) => g.unauthenticated >= limits.unauthenticatedPerAddress * (ADDRESS_LEVELS[i]?.unauthenticated ?? 1))) return refuse('address');
+    if (this.unauthenticated - this.evicting >= limits.unauthenticated && !this.evictFor(top)) return refuse('full');
+    gs.forEach((g, i) => {
+      g.all++;
+      g.unauthenticated++;
+      this.groups[i]?.set(keys[i] as string, g);
+    });
     this.unauthenticated++;
-    const peer: Peer = { group, authenticated: false, buffered: 0, connection: null, evicted: false, socket };
+    const peer: Peer = { groups: keys, authenticated: false, buffered: 0, connection: null, evicted: false, socket };
     this.peers.set(key, peer);
     const deadline = setTimeout(() => {
       if (!peer.authenticated) {
@@ -187,44 +189,35 @@ export class AgentListener implements ListenerSide {
       this.peers.delete(key);
       this.buffered -= peer.buffered;
       peer.buffered = 0;
-      g.all--;
       if (peer.evicted) {
-        g.evicting--;
+        top.evicting--;
         this.evicting--;
       }
-      if (!peer.authenticated) {
-        g.unauthenticated--;
-        this.unauthenticated--;
-      }
-      if (g.all === 0) this.groups.delete(group);
+      if (!peer.authenticated) this.unauthenticated--;
+      gs.forEach((g, i) => {
+        g.all--;
+        if (!peer.authenticated) g.unauthenticated--;
+        if (g.all === 0) this.groups[i]?.delete(keys[i] as string);
+      });
     });
   }
 
-  /** Take a token from the address's bucket (refilled at the per-second rate, holding twice that). */
-  private admitRate(group: string): boolean {
-    const rate = this.opts.limits.connectsPerSecondPerAddress;
-    const now = Date.now();
-    const b = this.rates.get(group) ?? { tokens: 2 * rate, at: now };
-    b.tokens = Math.min(2 * rate, b.tokens + ((now - b.at) / 1000) * rate);
-    b.at = now;
-    this.rates.delete(group); // re-inserted last: the map's first entry is the least recently seen
-    this.rates.set(group, b);
-    if (this.rates.size > RATE_ENTRIES) this.rates.delete(this.rates.keys().next().value as string);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
+  /** Entries in the connection-rate table (for the bench: it stays bounded however many prefixes connect). */
+  get rateEntries(): number {
+    return this.budget.entries;
   }
 
   /**
-   * Every unauthenticated slot is taken: make room for a peer whose address holds fewer of them
-   * than the most crowded address, by closing that address's oldest unauthenticated connection.
-   * So half-open connections from a few addresses (slowloris) cannot lock out an operator
-   * connecting from another one; only as many attacking addresses as slots could.
+   * Every unauthenticated slot is taken: make room for a peer whose top-level address group (/48,
+   * IPv4 /16) holds fewer of them than the most crowded one, by closing that group's oldest
+   * unauthenticated connection. So half-open connections from a few prefixes (slowloris) cannot
+   * lock out an operator connecting from another one; only as many attacking /48s as slots could.
    */
   private evictFor(g: Group): boolean {
+    const top = this.groups.length - 1;
     let victim: Group | null = null;
     let victimKey = '';
-    for (const [k, other] of this.groups) {
+    for (const [k, other] of this.groups[top] ?? []) {
       if (victim === null || other.unauthenticated - other.evicting > victim.unauthenticated - victim.evicting) {
         victim = other;
         victimKey = k;
@@ -232,7 +225,7 @@ export class AgentListener implements ListenerSide {
     }
     if (victim === null || victim === g || victim.unauthenticated - victim.evicting <= g.unauthenticated + 1) return false;
     for (const p of this.peers.values()) {
-      if (p.group !== victimKey || p.authenticated || p.evicted) continue;
+      if (p.groups[top] !== victimKey || p.authenticated || p.evicted) continue;
       p.evicted = true;
       victim.evicting++;
       this.evicting++;

@@ -50,7 +50,7 @@ class ScriptedRunner implements GuestRunner {
         resolve(exit);
       }),
     );
-    return { pid: 1000 + this.spawned, report: { memory: [], cpu: [], disk: [], network: [], isolation: [] }, exited, usage: async () => ({ cpuSeconds: 0, memoryBytes: 0, diskBytes: 0 }), stop: async () => exit, detach: () => undefined };
+    return { pid: 1000 + this.spawned, host: 'h', report: { memory: [], cpu: [], disk: [], network: [], isolation: [] }, exited, usage: async () => ({ cpuSeconds: 0, memoryBytes: 0, diskBytes: 0 }), stop: async () => exit, detach: () => undefined };
   }
 }
 
@@ -120,5 +120,65 @@ describe('restart backoff', () => {
     await v.sup.start();
     await settle();
     expect(v.events.map((e) => e.kind)).toEqual(['started', 'grant-violated', 'died']);
+  });
+});
+
+/** Guests that run until stopped; with `inPlace`, their handles replace their config in place (a shared host's). */
+class LongRunner implements GuestRunner {
+  spawned = 0;
+  restarted = 0;
+  constructor(private readonly inPlace: boolean) {}
+  private handle(pid: number): GuestHandle {
+    let end: (e: GuestExit) => void = () => undefined;
+    const exited = new Promise<GuestExit>((r) => (end = r));
+    const stop = async () => {
+      end({ kind: 'stopped' });
+      return { kind: 'stopped' } as const;
+    };
+    const h: GuestHandle = { pid, host: 'shared-1', report: { memory: [], cpu: [], disk: [], network: [], isolation: [] }, exited, usage: async () => ({ cpuSeconds: 0, memoryBytes: 0, diskBytes: 0 }), stop, detach: () => undefined };
+    if (!this.inPlace) return h;
+    return {
+      ...h,
+      restart: async () => {
+        this.restarted++;
+        // The old guest ends as the new one starts, in the same host.
+        end({ kind: 'stopped' });
+        return this.handle(pid);
+      },
+    };
+  }
+  async spawn(): Promise<GuestHandle> {
+    this.spawned++;
+    return this.handle(1000 + this.spawned);
+  }
+  restart(handle: GuestHandle): Promise<GuestHandle> | null {
+    return handle.restart?.({ wasm: '', args: [], env: {}, dirs: [], config: [], grants: { network: { listen: [], connect: [] } } }) ?? null;
+  }
+}
+
+describe('replace (replace-config)', () => {
+  const make = (inPlace: boolean) => {
+    const runner = new LongRunner(inPlace);
+    const events: AgentEvent[] = [];
+    const sup = new ProcessSupervisor('p', spec('always'), 'd', { runner, clock: new FakeClock(), backoff: DEFAULT_BACKOFF, emit: (e) => events.push(e), saveRestarts: () => undefined });
+    return { runner, events, sup };
+  };
+
+  it('in place where the handle can: no new guest host, the old guest\'s end is not an exit, one restart counted', async () => {
+    const { runner, events, sup } = make(true);
+    await sup.start();
+    await sup.replace({ ...spec('always'), config: { '/etc/c': 'b'.repeat(64) } }, 'd2', 1000);
+    await settle();
+    expect([runner.spawned, runner.restarted, sup.restarts, sup.state, sup.specDigest, sup.handle?.pid]).toEqual([1, 1, 1, 'running', 'd2', 1001]);
+    expect(events.map((e) => e.kind)).toEqual(['started', 'started']);
+  });
+
+  it('otherwise stopped and started again', async () => {
+    const { runner, events, sup } = make(false);
+    await sup.start();
+    await sup.replace({ ...spec('always'), config: { '/etc/c': 'b'.repeat(64) } }, 'd2', 1000);
+    await settle();
+    expect([runner.spawned, runner.restarted, sup.restarts, sup.state, sup.handle?.pid]).toEqual([2, 0, 1, 'running', 1002]);
+    expect(events.map((e) => e.kind)).toEqual(['started', 'stopped', 'started']);
   });
 });

@@ -22,6 +22,12 @@ export function backoffDelay(failures: number, p: BackoffPolicy): number {
 /** Starts guests for the supervisor; production: the sandbox; the unit tests: real objects in memory. */
 export interface GuestRunner {
   spawn(spec: ProcessSpec, specDigest: string): Promise<GuestHandle>;
+  /**
+   * Replace a running guest's spec (new config) in place, without a new guest host where the
+   * sandbox can (`GuestHandle.restart`): the new guest's handle, or null where it cannot (then the
+   * supervisor stops and starts).
+   */
+  restart?(handle: GuestHandle, spec: ProcessSpec, specDigest: string): Promise<GuestHandle> | null;
 }
 
 export interface SupervisorDeps {
@@ -133,8 +139,36 @@ export class ProcessSupervisor {
     this.deps.emit({ kind: 'stopped', process: this.name, at: new Date(this.deps.clock.now()).toISOString() });
   }
 
-  /** Replace the spec (new config) and restart exactly once. */
+  /** Replace the spec (new config) and restart exactly once: in place where the sandbox can. */
   async replace(spec: ProcessSpec, specDigest: string, graceMs: number): Promise<void> {
+    const h = this.handle;
+    // The old guest's end is not an exit of the process: it is unwatched before it is asked.
+    this.handle = null;
+    const inPlace = h === null ? null : (this.deps.runner.restart?.(h, spec, specDigest) ?? null);
+    if (inPlace !== null && h !== null) {
+      this.state = 'starting';
+      this.timer?.cancel();
+      this.timer = null;
+      this.nextRestartAt = null;
+      let next: GuestHandle;
+      try {
+        next = await inPlace;
+      } catch (err) {
+        await h.stop(graceMs).catch(() => undefined); // whatever is left of it: the caller starts the old spec again
+        this.state = 'stopped';
+        throw err;
+      }
+      this.spec = spec;
+      this.specDigest = specDigest;
+      this.failures = 0;
+      this.restarts++;
+      this.deps.saveRestarts(this.name, this.restarts);
+      this.stopping = false;
+      this.watch(next);
+      this.deps.emit({ kind: 'started', process: this.name, at: new Date(this.deps.clock.now()).toISOString(), pid: next.pid });
+      return;
+    }
+    this.handle = h;
     await this.stop(graceMs);
     this.spec = spec;
     this.specDigest = specDigest;

@@ -5,9 +5,10 @@
  *
  *   LOWCLOUD_TEST_CRASH=<point>:<call-type>[:<n>]   e.g. after-save:start, state-written:replace-config:2
  *
- * On the n-th (default: first) call of that type the agent SIGKILLs itself:
+ * On the n-th (default: first) call of that type the agent SIGKILLs itself (calls committed as one
+ * group pass each point together: the group's other calls are where that call is):
  *   before-save    the call was received; nothing of it is saved, audited or done yet;
- *   state-written  the call is audited and the new desired state is on disk; nothing is acted on yet
+ *   state-written  the new desired state is on disk; nothing is acted on or audited yet
  *                  (the old guest still runs);
  *   after-save     the call is saved and acted on (a started guest runs); the reply is not sent.
  */
@@ -15,8 +16,6 @@ type Point = 'before-save' | 'state-written' | 'after-save';
 
 const crash = parse(process.env);
 let seen = 0;
-/** The call being handled (state-changing calls run one at a time), and which one of its type it is. */
-let current: { type: string; nth: number } | null = null;
 
 function parse(env: NodeJS.ProcessEnv): { point: Point; type: string; n: number } | null {
   if (env.LOWCLOUD_TEST_HOOKS !== '1' || env.LOWCLOUD_TEST_CRASH === undefined) return null;
@@ -26,21 +25,15 @@ function parse(env: NodeJS.ProcessEnv): { point: Point; type: string; n: number 
   return { point: m[1] as Point, type: m[2] as string, n: m[3] === undefined ? 1 : Number(m[3]) };
 }
 
-/** Dies here if this is the point, call type and count the test asked for. */
-export function crashPoint(point: Point): void {
-  if (crash !== null && current !== null && crash.point === point && crash.type === current.type && crash.n === current.nth) process.kill(process.pid, 'SIGKILL');
+/** Which call of its type a received call is (null: no crash asked for that type). Taken once per call, in arrival order. */
+export type CrashTicket = { nth: number } | null;
+
+export function crashTicket(type: string): CrashTicket {
+  if (crash === null || crash.type !== type) return null;
+  return { nth: ++seen };
 }
 
-/** Runs one state-changing call between its crash points (a pass-through without the test flag). */
-export async function withCrashPoints<T>(type: string, call: () => Promise<T>): Promise<T> {
-  if (crash === null || crash.type !== type) return call();
-  current = { type, nth: ++seen };
-  try {
-    crashPoint('before-save');
-    const result = await call();
-    crashPoint('after-save');
-    return result;
-  } finally {
-    current = null;
-  }
+/** Dies here if this is the point and the call (its ticket) the test asked for. */
+export function crashPoint(point: Point, ticket: CrashTicket): void {
+  if (crash !== null && ticket !== null && crash.point === point && crash.n === ticket.nth) process.kill(process.pid, 'SIGKILL');
 }

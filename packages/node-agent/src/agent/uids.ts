@@ -6,13 +6,23 @@ import { StateFileError } from '../errors.js';
 import { StateDisk } from './state-disk.js';
 
 /**
- * Each process's own uid for its guest host, as systemd's DynamicUser= does: from a reserved range
- * (systemd's own, 61184-65519), distinct per process, recorded in `uids.json` and reused across
- * restarts so a process's data stays its own. A uid stays with its name (also after a stop), so
- * data left behind never becomes another process's.
+ * Each process's own uid for its guest host, as systemd's DynamicUser= does, but from a range no
+ * other allocator on the machine hands out: 2046820352-2046885887 (0x7A000000 + 64 Ki), inside
+ * the block systemd's UIDS-GIDS.md leaves unused (1879048192-2147352575: above the nspawn
+ * container ranges, below the foreign range 2147352576-2147418111, below the 2^31 line), far above
+ * /etc/login.defs' subordinate ids (SUB_UID_MAX 600100000) and systemd's DynamicUser= range
+ * (61184-65519), whose allocations a DynamicUser= service could otherwise be handed. A uid is also
+ * skipped when an account, a running process or a subordinate range (/etc/subuid, /etc/subgid)
+ * has it. Distinct per process, recorded in `uids.json` and reused across restarts so a
+ * process's data stays its own; a uid stays with its name (also after a stop), so data left
+ * behind never becomes another process's. The top uid of the range is the wall probe's
+ * (sandbox isolation.ts PROBE_UID), never handed out.
  */
-export const UID_MIN = 61184;
-export const UID_MAX = 65519;
+export const UID_MIN = 2046820352;
+export const UID_MAX = 2046885886;
+/** Uids handed out by agents before this range (systemd's DynamicUser= range): still honoured in an existing table, so a process's data stays its own. */
+const LEGACY_MIN = 61184;
+const LEGACY_MAX = 65519;
 
 export class UidTable {
   private readonly file: string;
@@ -58,15 +68,29 @@ function readTable(file: string): Record<string, number> {
   }
   const out: Record<string, number> = {};
   for (const [name, uid] of Object.entries(raw as Record<string, unknown>)) {
-    if (!Number.isInteger(uid) || (uid as number) < UID_MIN || (uid as number) > UID_MAX) throw new StateFileError(file, `${name}: ${String(uid)} is not a uid in ${UID_MIN}-${UID_MAX}`, 'fix or remove it');
+    const ok = (u: number) => (u >= UID_MIN && u <= UID_MAX) || (u >= LEGACY_MIN && u <= LEGACY_MAX);
+    if (!Number.isInteger(uid) || !ok(uid as number)) throw new StateFileError(file, `${name}: ${String(uid)} is not a uid in ${UID_MIN}-${UID_MAX}`, 'fix or remove it');
     out[name] = uid as number;
   }
   return out;
 }
 
-/** uids of accounts (/etc/passwd) and of running processes. */
+/** uids of accounts (/etc/passwd), of running processes, and in subordinate ranges (only those that reach into ours). */
 function systemUids(): Set<number> {
   const out = new Set<number>();
+  for (const file of ['/etc/subuid', '/etc/subgid']) {
+    let text = '';
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      continue; // no subordinate ids on this machine
+    }
+    for (const line of text.split('\n')) {
+      const [, start, count] = line.split(':').map(Number);
+      if (start === undefined || count === undefined || !Number.isInteger(start) || !Number.isInteger(count)) continue;
+      for (let u = Math.max(start, UID_MIN); u < Math.min(start + count, UID_MAX + 1); u++) out.add(u);
+    }
+  }
   try {
     for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
       const uid = Number(line.split(':')[2]);

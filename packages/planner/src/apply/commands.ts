@@ -4,10 +4,10 @@ import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/doc
 import { getPlanner } from '../plan/registry.js';
 import { renderHuman, summaryLine } from '../plan/render-human.js';
 import type { PlanState } from '../plan/types.js';
-import { loadFromGit, loadFromWorkingTree, type LoadedInfra } from '../load.js';
+import { loadForPlan, loadFromWorkingTree, type LoadedInfra } from '../load.js';
 import { AgentUnreachableError, asError, FlagError, MissingKeyError, PlanFormatError, UnknownNameError } from '../errors.js';
 import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
-import { byMachine, connectAll, liveState, loadSigner, type Endpoints } from './live.js';
+import { connectAll, liveState, loadSigner, statusAll, type Endpoints } from './live.js';
 import { ensureLocalAgents, localDir, localEndpoints, stopLocalAgents } from './local-agents.js';
 import { createReporter, formatMs } from './progress.js';
 
@@ -17,7 +17,7 @@ export interface ApplyFlags {
   json?: boolean;
 }
 
-function parallelism(flags: ApplyFlags): number {
+function parallelism(flags: { parallelism: string }): number {
   const n = Number(flags.parallelism);
   if (!Number.isInteger(n) || n < 1) throw new FlagError(`--parallelism ${flags.parallelism}: give a whole number of machines, 1 or more`);
   return n;
@@ -50,13 +50,16 @@ export async function runApply(doc: PlanDocument, flags: ApplyFlags, endpoints: 
 
 export function renderResult(r: ApplyResult): string {
   const count = (s: string) => r.calls.filter((c) => c.status === s).length;
+  // Counted in one pass: a filter per machine would be machines x calls.
+  const okOn = new Map<string, number>();
+  for (const c of r.calls) if (c.status === 'ok') okOn.set(c.machine, (okOn.get(c.machine) ?? 0) + 1);
   const lines = [
     r.ok
       ? `Apply complete: ${count('ok')} call(s) made, ${count('skipped')} already done, in ${formatMs(r.ms)}.`
       : `Apply FAILED: ${count('ok')} call(s) made, ${count('skipped')} already done, ${count('failed')} failed, ${count('not-run')} not run, in ${formatMs(r.ms)}.`,
   ];
   for (const [m, info] of Object.entries(r.machines).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const n = r.calls.filter((c) => c.machine === m && c.status === 'ok').length;
+    const n = okOn.get(m) ?? 0;
     lines.push(`  ${m.padEnd(12)} ${info.ok ? 'ok    ' : 'FAILED'} ${String(n).padStart(3)} call(s) ${formatMs(info.ms).padStart(7)}${info.error === undefined ? '' : `  ${info.error}`}`);
   }
   for (const c of r.calls.filter((x) => x.status === 'failed' || (x.status === 'not-run' && x.error !== undefined))) {
@@ -81,8 +84,10 @@ export async function applyFile(planFile: string, flags: ApplyFlags): Promise<vo
 }
 
 export async function applyBase(infraFile: string, base: string, flags: ApplyFlags & { planner: string }): Promise<void> {
-  const [a, b] = await Promise.all([loadFromGit(infraFile, base), loadFromWorkingTree(infraFile)]);
-  const doc = buildDocument(getPlanner(flags.planner).plan(a, b), a, b);
+  // As `plan --base`: big files are loaded a side per worker thread, specs crossing only for what changes.
+  const planner = getPlanner(flags.planner);
+  const [a, b] = await loadForPlan({ file: infraFile, revision: base }, { file: infraFile }, planner.reads);
+  const doc = buildDocument(planner.plan(a, b), a, b);
   if (flags.json !== true) process.stdout.write(renderHuman(doc));
   await runApply(doc, flags, localEndpoints(localDir(infraFile), b.machines), infraFile);
 }
@@ -91,34 +96,19 @@ export async function applyBase(infraFile: string, base: string, flags: ApplyFla
  * The live state of every machine in the file; machines whose agent could not be reached, failed
  * its key check or refused `status` are listed with their error, not fatal.
  */
-async function readLive(infra: LoadedInfra, endpoints: Endpoints, key: KeyPair): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
-  const { clients, errors } = await connectAll(endpoints, Object.keys(infra.machines), key);
-  const statuses = new Map<string, AgentStatus>();
-  try {
-    await Promise.all(
-      [...clients].map(async ([m, c]) => {
-        try {
-          statuses.set(m, await c.status());
-        } catch (err) {
-          errors.set(m, asError(err));
-        }
-      }),
-    );
-  } finally {
-    for (const c of clients.values()) c.close();
-  }
-  const sorted = byMachine(statuses);
-  return { live: liveState(infra.machines, sorted), statuses: sorted, unreachable: byMachine(errors) };
+async function readLive(infra: LoadedInfra, endpoints: Endpoints, key: KeyPair, limit: number): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
+  const { statuses, errors } = await statusAll(endpoints, Object.keys(infra.machines), key, limit);
+  return { live: liveState(infra.machines, statuses), statuses, unreachable: errors };
 }
 
 /** `lowcloud up`: start local agents, plan live state -> file, apply. Run again: only the difference. */
-export async function up(infraFile: string, flags: ApplyFlags & { planner: string }, down = false): Promise<void> {
+export async function up(infraFile: string, flags: ApplyFlags & { planner: string; allowUnwalled?: boolean }, down = false): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
   const dir = localDir(infraFile);
   const log = (s: string) => process.stderr.write(`${s}\n`);
-  if (!down) await ensureLocalAgents(dir, infra.machines, log);
+  if (!down) await ensureLocalAgents(dir, infra.machines, log, parallelism(flags), { allowUnwalled: flags.allowUnwalled === true });
   const endpoints = localEndpoints(dir, infra.machines);
-  const { live, statuses, unreachable } = await readLive(infra, endpoints, signer(flags, infraFile));
+  const { live, statuses, unreachable } = await readLive(infra, endpoints, signer(flags, infraFile), parallelism(flags));
   if (unreachable.size > 0 && !down) {
     throw new AgentUnreachableError([...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n'));
   }
@@ -136,9 +126,9 @@ function livePlanDocument(live: PlanState, statuses: Map<string, AgentStatus>, t
 }
 
 /** `lowcloud plan --live`: plan against what the agents run now (drift included), not a git revision. */
-export async function planLive(infraFile: string, planner: string, key?: string): Promise<PlanDocument> {
+export async function planLive(infraFile: string, planner: string, flags: { key?: string | undefined; parallelism: string }): Promise<PlanDocument> {
   const infra = await loadFromWorkingTree(infraFile);
-  const { live, statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines), signer({ key }, infraFile));
+  const { live, statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines), signer(flags, infraFile), parallelism(flags));
   if (unreachable.size > 0) {
     throw new AgentUnreachableError(`cannot plan against live state without every agent:\n${[...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n')}`);
   }
@@ -161,9 +151,9 @@ const PROBLEM_TEXT: Record<AgentProblem, string> = { 'wrong-key': 'wrong key', u
  * `lowcloud status`: per process, whether the live state matches the file. Exit code: 0 in sync,
  * 2 drift, 1 when any agent could not be checked (unreachable, wrong key, refused) or on error.
  */
-export async function status(infraFile: string, json: boolean, key?: string): Promise<void> {
+export async function status(infraFile: string, json: boolean, flags: { key?: string | undefined; parallelism: string }): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
-  const { statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines), signer({ key }, infraFile));
+  const { statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines), signer(flags, infraFile), parallelism(flags));
   const problems = new Map([...unreachable].map(([m, e]) => [m, { problem: agentProblem(e), code: (e as LowcloudError).code ?? ErrorCode.AGENT_UNREACHABLE, message: e.message }] as const));
   type Row = {
     process: string;

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { ErrorCode, LowcloudError, sha256Hex, WorkingTreeSource, type KeyPair } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
+import { AgentClient, DEFAULT_WINDOW } from '@lowcloud/api/client';
 import { callBlobs } from '../plan/calls.js';
 import type { PlanDocument } from '../plan/document.js';
 import { asError, BlobChangedError, MissingFileError, PlanStaleError } from '../errors.js';
 import type { PlanCall } from '../plan/types.js';
-import { byMachine, connectAll, type Endpoints } from './live.js';
+import { byMachine, connectOne, type Endpoints } from './live.js';
 import { mapLimited } from './limit.js';
 import type { ProgressReporter } from './progress.js';
 import { decideResume, describeDrift } from './resume.js';
@@ -29,6 +29,7 @@ export interface ApplyResult {
 export interface ApplyOptions {
   endpoints: Endpoints;
   signer: KeyPair;
+  /** Machines worked on at once: the bound on open connections. */
   parallelism: number;
   /** Reads a blob by the path the plan recorded (relative to the target infra file). */
   readFile(relPath: string): Promise<Uint8Array | null>;
@@ -36,97 +37,128 @@ export interface ApplyOptions {
   timeoutMs?: number;
 }
 
+/** One call of the plan with its place in `doc.calls` (its result is `results[index]`). */
+interface Indexed {
+  call: PlanCall;
+  index: number;
+}
+
 /**
  * Executes a plan document against the agents. First every machine is checked: its key (the
  * client verifies the pinned key) and its live state against the plan (a stale plan is refused
- * before any call, naming what moved). Then blobs the agents lack are uploaded, and the calls run
- * phase by phase, machines in parallel. Calls already done (a re-run after a partial failure, or
- * an applied plan) are skipped, so running the same apply again resumes.
+ * before any call, naming what moved). Then each machine, on its own: the blobs it lacks are
+ * uploaded and its calls run in the plan's order, pipelined over its one connection (the agent
+ * takes them in order). Machines wait for each other only where the plan orders calls across
+ * machines (a move: see `stages`). Calls already done (a re-run after a partial failure, or an
+ * applied plan) are skipped, so running the same apply again resumes.
+ *
+ * Every machine is reached at once up to `parallelism` open connections, so a fleet-wide step
+ * costs a few round trips, not one per machine; the calls are grouped by machine once.
  */
 export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<ApplyResult> {
   const t0 = performance.now();
-  const machineNames = [...new Set([...doc.calls.map((c) => c.machine)])].sort();
   const results: CallResult[] = doc.calls.map((c) => ({ machine: c.machine, call: c.call, process: c.process, status: 'not-run', ms: 0 }));
   const machines: ApplyResult['machines'] = {};
   if (doc.calls.length === 0) return { ok: true, calls: [], machines, ms: performance.now() - t0 };
-
-  const { clients, errors } = await connectAll(opts.endpoints, machineNames, opts.signer, opts.timeoutMs);
+  const perMachine = new Map<string, Indexed[]>();
+  doc.calls.forEach((call, index) => {
+    const list = perMachine.get(call.machine);
+    if (list === undefined) perMachine.set(call.machine, [{ call, index }]);
+    else list.push({ call, index });
+  });
+  const machineNames = [...perMachine.keys()].sort();
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  // Connections stay open from the check to the calls when the whole fleet fits the bound; a larger fleet reconnects.
+  const keep = machineNames.length <= opts.parallelism;
+  const clients = new Map<string, AgentClient>();
+  const errors = new Map<string, Error>();
   try {
-    // 1. Check every reachable machine before any call.
-    const remaining = new Map<string, PlanCall[]>();
-    const stale: string[] = [];
-    for (const m of machineNames) {
-      const client = clients.get(m);
-      if (client === undefined) continue;
-      let st;
+    // 1. Check every machine before any call: its key, its live state, and which blobs it has.
+    const remaining = new Map<string, Set<PlanCall>>();
+    const present = new Map<string, Set<string>>();
+    const stale = new Map<string, string>();
+    await mapLimited(machineNames, opts.parallelism, async (m) => {
+      const mine = (perMachine.get(m) as Indexed[]).map((x) => x.call);
+      let client: AgentClient;
       try {
-        st = await client.status();
+        client = await connectOne(opts.endpoints, m, opts.signer, timeoutMs);
       } catch (err) {
-        clients.delete(m);
+        errors.set(m, asError(err));
+        return;
+      }
+      try {
+        const blobs = [...new Set(mine.flatMap((c) => callBlobs(c)))];
+        // Both asked at once: one round trip.
+        const [st, have] = await Promise.all([client.status(), blobs.length === 0 ? null : client.blobStatus(blobs)]);
+        const live = Object.fromEntries(st.processes.map((p) => [p.name, p.specDigest]));
+        const decision = decideResume(mine, doc.machines[m]?.before ?? {}, live);
+        if (!decision.ok) stale.set(m, describeDrift(m, decision.drift));
+        else remaining.set(m, new Set(decision.remaining));
+        present.set(m, new Set(have?.present ?? []));
+      } catch (err) {
         client.close();
         errors.set(m, asError(err));
-        continue;
+        return;
       }
-      const live = Object.fromEntries(st.processes.map((p) => [p.name, p.specDigest]));
-      const mine = doc.calls.filter((c) => c.machine === m);
-      const decision = decideResume(mine, doc.machines[m]?.before ?? {}, live);
-      if (!decision.ok) stale.push(describeDrift(m, decision.drift));
-      else remaining.set(m, decision.remaining);
-    }
-    if (stale.length > 0) {
-      throw new PlanStaleError(stale.join('\n'));
+      if (keep) clients.set(m, client);
+      else client.close();
+    });
+    if (stale.size > 0) {
+      throw new PlanStaleError([...byMachine(stale).values()].join('\n'));
     }
 
-    // 2. Per machine, in phases: upload what it lacks, then its calls in order.
-    const phases = [...new Set(doc.calls.map((c) => c.phase))].sort((a, b) => a - b);
+    // 2. Each machine on its own, stage by stage.
     const startedAt = new Map<string, number>();
+    const failed = new Set<string>();
     for (const m of machineNames) {
       const err = errors.get(m);
-      const total = doc.calls.filter((c) => c.machine === m).length;
-      opts.reporter.event({ type: 'machine-start', machine: m, total });
+      opts.reporter.event({ type: 'machine-start', machine: m, total: (perMachine.get(m) as Indexed[]).length });
       startedAt.set(m, performance.now());
       if (err !== undefined) {
+        failed.add(m);
         machines[m] = { ok: false, ms: 0, error: err.message };
-        for (const r of results) if (r.machine === m) r.error = { code: (err as LowcloudError).code ?? ErrorCode.AGENT_UNREACHABLE, message: err.message };
+        for (const { index } of perMachine.get(m) as Indexed[]) (results[index] as CallResult).error = { code: (err as LowcloudError).code ?? ErrorCode.AGENT_UNREACHABLE, message: err.message };
         opts.reporter.event({ type: 'machine-done', machine: m, ok: false, ms: 0 });
       }
     }
-    const failed = new Set<string>(errors.keys());
-    await mapLimited([...clients.keys()], opts.parallelism, async (m) => {
-      try {
-        await uploadBlobs(clients.get(m) as AgentClient, m, remaining.get(m) ?? [], doc, opts);
-      } catch (err) {
-        failed.add(m);
-        machines[m] = { ok: false, ms: 0, error: err instanceof Error ? err.message : String(err) };
-      }
+    const reachable = machineNames.filter((m) => !errors.has(m));
+    const uploaded = new Set<string>();
+    const machine = (m: string): MachineRun => ({
+      name: m,
+      clients,
+      calls: perMachine.get(m) as Indexed[],
+      todo: remaining.get(m) as Set<PlanCall>,
+      results,
+      failed,
+      doc,
+      opts,
     });
-    for (const phase of phases) {
-      await mapLimited([...clients.keys()].filter((m) => !failed.has(m)), opts.parallelism, async (m) => {
-        const todo = new Set(remaining.get(m) ?? []);
-        for (const [i, call] of doc.calls.entries()) {
-          if (call.machine !== m || call.phase !== phase || failed.has(m)) continue;
-          const r = results[i] as CallResult;
-          if (!todo.has(call)) {
-            r.status = 'skipped';
-            opts.reporter.event({ type: 'call-done', machine: m, call: call.call, process: call.process, ok: true, skipped: true, ms: 0 });
-            continue;
+    const stageList = stages(doc.calls);
+    for (const [s, phases] of stageList.entries()) {
+      const inStage = reachable.filter((m) => (perMachine.get(m) as Indexed[]).some((x) => phases.has(x.call.phase)));
+      await mapLimited(inStage, opts.parallelism, async (m) => {
+        if (failed.has(m)) return;
+        const run = machine(m);
+        try {
+          if (!clients.has(m)) clients.set(m, await connectOne(opts.endpoints, m, opts.signer, timeoutMs));
+          if (!uploaded.has(m)) {
+            uploaded.add(m);
+            await uploadBlobs(clients.get(m) as AgentClient, m, [...run.todo], present.get(m) ?? new Set(), doc, opts);
           }
-          opts.reporter.event({ type: 'call-start', machine: m, call: call.call, process: call.process });
-          const t = performance.now();
-          try {
-            await runWithReconnect(m, call, clients, opts);
-            r.status = 'ok';
-          } catch (err) {
-            r.status = 'failed';
-            r.error = { code: (err as LowcloudError).code ?? ErrorCode.INTERNAL, message: err instanceof Error ? err.message : String(err) };
-            failed.add(m);
-          }
-          r.ms = performance.now() - t;
-          opts.reporter.event({ type: 'call-done', machine: m, call: call.call, process: call.process, ok: r.status === 'ok', ms: r.ms, ...(r.error === undefined ? {} : { error: r.error.message }) });
+        } catch (err) {
+          failed.add(m);
+          machines[m] = { ok: false, ms: 0, error: err instanceof Error ? err.message : String(err) };
+          return;
+        }
+        await runCalls(run, run.calls.filter((x) => phases.has(x.call.phase)));
+        // Past a stage boundary only when another machine waits for this one; else closed now.
+        if (!keep || !stageList.slice(s + 1).some((later) => run.calls.some((x) => later.has(x.call.phase)))) {
+          clients.get(m)?.close();
+          clients.delete(m);
         }
       });
     }
-    for (const m of clients.keys()) {
+    for (const m of reachable) {
       const ms = performance.now() - (startedAt.get(m) ?? t0);
       const ok = !failed.has(m);
       machines[m] = { ...machines[m], ok, ms };
@@ -140,41 +172,178 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
   }
 }
 
+/**
+ * The plan's phases grouped into stages that machines run without waiting for each other. Within
+ * a machine, calls run in list order whatever their phase; across machines only a process whose
+ * calls are on two machines (a move: stop here, start there, or blue-green's start there first)
+ * needs the earlier call done before the later one starts. A stage boundary is put where such a
+ * pair needs one (the fewest boundaries: greedily at the latest phase each pair allows), and all
+ * machines finish a stage before the next begins. A plan without moves is one stage.
+ */
+export function stages(calls: readonly PlanCall[]): Set<number>[] {
+  const phases = [...new Set(calls.map((c) => c.phase))].sort((a, b) => a - b);
+  // Per process, its calls in plan order; each consecutive pair on two machines must be split.
+  const last = new Map<string, PlanCall>();
+  const pairs: [number, number][] = [];
+  for (const c of calls) {
+    const before = last.get(c.process);
+    if (before !== undefined && before.machine !== c.machine && before.phase < c.phase) pairs.push([before.phase, c.phase]);
+    last.set(c.process, c);
+  }
+  // A boundary "before phase p" splits a pair (a, b) when a < p <= b: stab every pair, latest first.
+  const cuts = new Set<number>();
+  let cut = -Infinity;
+  for (const [a, b] of pairs.sort((x, y) => x[1] - y[1])) {
+    if (cut > a && cut <= b) continue;
+    cut = b;
+    cuts.add(b);
+  }
+  const out: Set<number>[] = [];
+  for (const p of phases) {
+    if (out.length === 0 || cuts.has(p)) out.push(new Set());
+    (out.at(-1) as Set<number>).add(p);
+  }
+  return out;
+}
+
+/** What one machine's run needs: its calls in plan order, which of them are still to do, where results go. */
+interface MachineRun {
+  name: string;
+  clients: Map<string, AgentClient>;
+  calls: Indexed[];
+  todo: Set<PlanCall>;
+  results: CallResult[];
+  failed: Set<string>;
+  doc: PlanDocument;
+  opts: ApplyOptions;
+}
+
 const RETRIES = 4;
 
 /**
- * A call over a link that may drop: on a lost connection, reconnect, look at the live state to see
- * whether the call took effect before the link went, and retry only if it did not.
+ * A machine's calls of one stage, pipelined over its connection: up to the client's window in
+ * flight, sent in plan order (the agent takes them in that order). The first call that fails
+ * stops the machine: the calls sent behind it meet a generation it did not move and are refused
+ * unmade; they are reported not run, as those never sent.
+ *
+ * Over a link that may drop: a lost connection fails every call in flight with it. Then the
+ * machine is reconnected, and its live state says which of them took effect before the link went
+ * (the same rule as a resumed apply); the others are sent again, in order.
  */
-async function runWithReconnect(machine: string, call: PlanCall, clients: Map<string, AgentClient>, opts: ApplyOptions): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const client = clients.get(machine) as AgentClient;
-    try {
-      await run(client, call);
-      return;
-    } catch (err) {
-      if ((err as LowcloudError).code !== ErrorCode.AGENT_UNREACHABLE || attempt >= RETRIES) throw err;
+async function runCalls(run: MachineRun, calls: Indexed[]): Promise<void> {
+  const { name: m, opts } = run;
+  let queue = calls;
+  // Losses in a row without a call getting done: past RETRIES the machine fails.
+  let losses = 0;
+  while (queue.length > 0) {
+    const lost: Indexed[] = [];
+    const link: { error: Error | null; done: number } = { error: null, done: 0 };
+    const client = run.clients.get(m) as AgentClient;
+    const inFlight = new Set<Promise<void>>();
+    let sent = 0;
+    for (const item of queue) {
+      if (run.failed.has(m) || link.error !== null) break;
+      sent++;
+      const r = run.results[item.index] as CallResult;
+      const { call } = item;
+      if (!run.todo.has(call)) {
+        r.status = 'skipped';
+        opts.reporter.event({ type: 'call-done', machine: m, call: call.call, process: call.process, ok: true, skipped: true, ms: 0 });
+        continue;
+      }
+      opts.reporter.event({ type: 'call-start', machine: m, call: call.call, process: call.process });
+      const t = performance.now();
+      const p = callOn(client, call).then(
+        () => {
+          r.status = 'ok';
+          r.ms = performance.now() - t;
+          link.done++;
+          opts.reporter.event({ type: 'call-done', machine: m, call: call.call, process: call.process, ok: true, ms: r.ms });
+        },
+        (err: unknown) => {
+          r.ms = performance.now() - t;
+          if ((err as LowcloudError).code === ErrorCode.AGENT_UNREACHABLE && !run.failed.has(m)) {
+            lost.push(item);
+            link.error ??= asError(err);
+            return;
+          }
+          if (run.failed.has(m)) {
+            // Sent behind a call that failed: refused unmade.
+            opts.reporter.event({ type: 'call-done', machine: m, call: call.call, process: call.process, ok: false, notRun: true, ms: r.ms });
+            return;
+          }
+          run.failed.add(m);
+          r.status = 'failed';
+          r.error = { code: (err as LowcloudError).code ?? ErrorCode.INTERNAL, message: err instanceof Error ? err.message : String(err) };
+          opts.reporter.event({ type: 'call-done', machine: m, call: call.call, process: call.process, ok: false, ms: r.ms, error: r.error.message });
+        },
+      );
+      const tracked = p.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      // The client's window bounds what is in flight; wait here only to stop early on a failure.
+      if (inFlight.size >= DEFAULT_WINDOW) await Promise.race(inFlight);
     }
-    await new Promise((r) => setTimeout(r, 200 * attempt));
-    let fresh: AgentClient;
-    try {
-      const ep = opts.endpoints[machine];
-      // Programmer error: a machine is only reconnected after it was connected through its endpoint.
-      if (ep === undefined) throw new Error(`no endpoint for ${machine}`);
-      fresh = await AgentClient.connect(ep.url, { ...(ep.key === undefined ? {} : { pinnedKey: ep.key }), signer: opts.signer, timeoutMs: opts.timeoutMs ?? 15_000 });
-    } catch (err) {
-      if (attempt + 1 >= RETRIES) throw err;
-      continue;
+    await Promise.all(inFlight);
+    const lostError = link.error;
+    if (lostError === null || run.failed.has(m)) return;
+    // The link went: what is left is what was lost (unless it took effect) and what was not sent.
+    const unsent = queue.slice(sent);
+    lost.sort((x, y) => x.index - y.index);
+    losses = link.done > 0 ? 1 : losses + 1;
+    let done: Set<PlanCall> | null = null;
+    while (done === null) {
+      if (losses >= RETRIES) {
+        const first = lost[0] as Indexed;
+        const r = run.results[first.index] as CallResult;
+        run.failed.add(m);
+        r.status = 'failed';
+        r.error = { code: (lostError as LowcloudError).code ?? ErrorCode.AGENT_UNREACHABLE, message: lostError.message };
+        opts.reporter.event({ type: 'call-done', machine: m, call: first.call.call, process: first.call.process, ok: false, ms: r.ms, error: r.error.message });
+        return;
+      }
+      done = await reconnect(run, losses);
+      if (done === null) losses++;
     }
-    clients.get(machine)?.close();
-    clients.set(machine, fresh);
-    const live = (await fresh.status()).processes.find((p) => p.name === call.process);
-    const done = call.call === 'stop' ? live === undefined : live?.specDigest === call.specDigest;
-    if (done) return;
+    const again: Indexed[] = [];
+    for (const item of lost) {
+      const r = run.results[item.index] as CallResult;
+      if (done.has(item.call)) {
+        r.status = 'ok';
+        opts.reporter.event({ type: 'call-done', machine: m, call: item.call.call, process: item.call.process, ok: true, ms: r.ms });
+      } else again.push(item);
+    }
+    if (again.length < lost.length) losses = 0; // a call got done: the retry budget starts over
+    queue = [...again, ...unsent];
   }
 }
 
-async function run(client: AgentClient, call: PlanCall): Promise<void> {
+/**
+ * After a lost connection: reconnect and read the live state; the calls of the plan it shows done
+ * (`decideResume`). null when the agent could not be reached again this time.
+ */
+async function reconnect(run: MachineRun, attempt: number): Promise<Set<PlanCall> | null> {
+  const { name: m, opts } = run;
+  await new Promise((r) => setTimeout(r, 200 * attempt));
+  let fresh: AgentClient;
+  try {
+    fresh = await connectOne(opts.endpoints, m, opts.signer, opts.timeoutMs);
+  } catch {
+    return null;
+  }
+  run.clients.get(m)?.close();
+  run.clients.set(m, fresh);
+  let st;
+  try {
+    st = await fresh.status();
+  } catch {
+    return null;
+  }
+  const live = Object.fromEntries(st.processes.map((p) => [p.name, p.specDigest]));
+  const decision = decideResume(run.calls.map((x) => x.call), run.doc.machines[m]?.before ?? {}, live);
+  return decision.ok ? new Set(decision.done) : new Set();
+}
+
+async function callOn(client: AgentClient, call: PlanCall): Promise<void> {
   switch (call.call) {
     case 'start':
       await client.start(call.spec);
@@ -187,13 +356,10 @@ async function run(client: AgentClient, call: PlanCall): Promise<void> {
   }
 }
 
-/** Upload, once per machine, the binaries and config files its remaining calls need and it lacks. */
-async function uploadBlobs(client: AgentClient, machine: string, calls: PlanCall[], doc: PlanDocument, opts: ApplyOptions): Promise<void> {
-  const needed = new Set<string>();
-  for (const c of calls) for (const d of callBlobs(c)) needed.add(d);
-  if (needed.size === 0) return;
-  const st = await client.blobStatus([...needed]);
-  const missing = [...needed].filter((d) => !st.present.includes(d));
+/** Upload, once per machine, the binaries and config files its remaining calls need and it lacks (`present`: what it said it has). */
+async function uploadBlobs(client: AgentClient, machine: string, calls: PlanCall[], present: Set<string>, doc: PlanDocument, opts: ApplyOptions): Promise<void> {
+  const missing = [...new Set(calls.flatMap((c) => callBlobs(c)))].filter((d) => !present.has(d));
+  if (missing.length === 0) return;
   let bytes = 0;
   const blobs: [string, Uint8Array][] = [];
   for (const d of missing) {
@@ -204,7 +370,7 @@ async function uploadBlobs(client: AgentClient, machine: string, calls: PlanCall
     bytes += data.length;
     blobs.push([d, data]);
   }
-  if (blobs.length > 0) opts.reporter.event({ type: 'upload', machine, blobs: blobs.length, bytes });
+  opts.reporter.event({ type: 'upload', machine, blobs: blobs.length, bytes });
   for (const [d, data] of blobs) await client.putBlob(d, data);
 }
 

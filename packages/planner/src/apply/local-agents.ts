@@ -2,10 +2,11 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateKeyPair, privateKeyPem, type ResolvedMachine } from '@lowcloud/api';
+import { ErrorCode, generateKeyPair, LowcloudError, parsePrivateKey, privateKeyPem, type ResolvedMachine } from '@lowcloud/api';
 import { AgentClient } from '@lowcloud/api/client';
 import { AgentUnreachableError } from '../errors.js';
-import type { Endpoints } from './live.js';
+import { DEFAULT_CONNECTIONS, type Endpoints } from './live.js';
+import { mapLimited } from './limit.js';
 
 /**
  * The embedded default: machines whose agent is `local` get a real agent process on this machine,
@@ -67,28 +68,62 @@ function lowcloudBin(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../bin/lowcloud.js');
 }
 
-/** Start (or find running) the agent of each local machine. */
-export async function ensureLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, log: (s: string) => void): Promise<void> {
+/**
+ * Start (or find running) the agent of each local machine: every agent is looked at, and the
+ * missing ones started, at once (at most `limit` at a time); what was started is logged in machine
+ * order.
+ */
+export async function ensureLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, log: (s: string) => void, limit = DEFAULT_CONNECTIONS, how: LocalAgentOptions = {}): Promise<void> {
   ensureOperatorKey(dir);
-  for (const m of Object.values(machines)) {
-    if (m.agent !== 'local') continue;
+  const local = Object.values(machines).filter((m) => m.agent === 'local');
+  const started = await mapLimited(local, limit, async (m) => {
     const rec = readRecord(dir, m.name);
-    if (rec !== null && (await reachable(rec))) continue;
-    const stateDir = path.join(dir.root, 'agents', m.name, 'state');
-    fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const logFile = path.join(dir.root, 'agents', m.name, 'agent.log');
-    const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
-    const out = fs.openSync(logFile, 'a');
-    const child = spawn(process.execPath, [lowcloudBin(), 'agent', '--listen', '127.0.0.1:0', '--state', stateDir, '--trust', dir.operatorPub, '--insecure-loopback', '--metrics-listen', '127.0.0.1:0'], {
-      detached: true,
-      stdio: ['ignore', out, out],
-    });
-    child.unref();
-    fs.closeSync(out);
-    const started = await waitForLine(logFile, offset, child.pid as number);
-    fs.writeFileSync(recordFile(dir, m.name), JSON.stringify({ pid: child.pid, ...started }));
-    log(`started local agent for ${m.name} (pid ${child.pid}) on ${started.url}`);
+    if (rec !== null && (await reachable(rec))) return how.allowUnwalled === true ? `local agent for ${m.name} already runs (pid ${rec.pid}): --allow-unwalled applies to agents up starts (lowcloud down first)` : null;
+    return startLocalAgent(dir, m, how);
+  });
+  for (const r of started) {
+    if (r.status === 'rejected') throw r.reason;
+    if (r.value !== null) log(r.value);
   }
+}
+
+/** How `up` starts a local agent. */
+export interface LocalAgentOptions {
+  /** `lowcloud agent --allow-unwalled`: guests the wall cannot be built around run without it. */
+  allowUnwalled?: boolean;
+}
+
+async function startLocalAgent(dir: LocalDir, m: ResolvedMachine, how: LocalAgentOptions): Promise<string> {
+  const machine = m.name;
+  const stateDir = path.join(dir.root, 'agents', machine, 'state');
+  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  seedPinnedKey(dir, m, stateDir);
+  const logFile = path.join(dir.root, 'agents', machine, 'agent.log');
+  const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(process.execPath, [lowcloudBin(), 'agent', '--listen', '127.0.0.1:0', '--state', stateDir, '--trust', dir.operatorPub, '--insecure-loopback', '--metrics-listen', '127.0.0.1:0', ...(how.allowUnwalled === true ? ['--allow-unwalled'] : [])], {
+    detached: true,
+    stdio: ['ignore', out, out],
+  });
+  child.unref();
+  fs.closeSync(out);
+  const started = await waitForLine(logFile, offset, child.pid as number);
+  fs.writeFileSync(recordFile(dir, machine), JSON.stringify({ pid: child.pid, ...started }));
+  return `started local agent for ${machine} (pid ${child.pid}) on ${started.url}${how.allowUnwalled === true ? ' (--allow-unwalled)' : ''}`;
+}
+
+/**
+ * A local machine that pins a key, with the private half committed as `keys/<machine>.key` next to
+ * the infra file, gets an agent with that key (seeded once, into a fresh state directory): so an
+ * example can hold values sealed to a local agent (examples/kv-cluster). Such a key is a test key,
+ * public with the repository; a real machine's key is never committed.
+ */
+function seedPinnedKey(dir: LocalDir, m: ResolvedMachine, stateDir: string): void {
+  const src = path.join(path.dirname(dir.root), 'keys', `${m.name}.key`);
+  if (m.key === undefined || fs.existsSync(path.join(stateDir, 'agent.key')) || !fs.existsSync(src)) return;
+  const pair = parsePrivateKey(fs.readFileSync(src, 'utf8'), src);
+  if (pair.publicKey !== m.key) throw new LowcloudError(ErrorCode.INVALID_INPUT, `${src} is the key ${pair.publicKey}, but machine ${m.name} pins ${m.key}: pin the key of that file, or remove the file`);
+  fs.writeFileSync(path.join(stateDir, 'agent.key'), privateKeyPem(pair.privateKey), { mode: 0o600 });
 }
 
 /** Stop the local agents (their processes were stopped through the API first). */

@@ -5,7 +5,7 @@ export type ApplyEvent =
   | { type: 'machine-start'; machine: string; total: number }
   | { type: 'upload'; machine: string; blobs: number; bytes: number }
   | { type: 'call-start'; machine: string; call: string; process: string }
-  | { type: 'call-done'; machine: string; call: string; process: string; ok: boolean; skipped?: boolean; ms: number; error?: string }
+  | { type: 'call-done'; machine: string; call: string; process: string; ok: boolean; skipped?: boolean; notRun?: boolean; ms: number; error?: string }
   | { type: 'machine-done'; machine: string; ok: boolean; ms: number };
 
 export interface ProgressReporter {
@@ -35,10 +35,15 @@ export class LineReporter implements ProgressReporter {
   close(): void {}
 }
 
+/** Machines that get a bar of their own on a terminal; the rest share one, so a fleet's display stays a screen. */
+export const TTY_BARS = 16;
+
 class TtyReporter implements ProgressReporter {
   private readonly multibar: MultiBar;
   private readonly bars = new Map<string, SingleBar>();
   private readonly done = new Map<string, number>();
+  /** The shared bar of the machines past TTY_BARS: their calls together. */
+  private rest: { bar: SingleBar; machines: number; total: number; done: number; finished: number } | null = null;
 
   constructor(stream: NodeJS.WriteStream) {
     this.multibar = new MultiBar(
@@ -54,8 +59,22 @@ class TtyReporter implements ProgressReporter {
   }
 
   event(e: ApplyEvent): void {
+    if (e.type === 'machine-start' && this.bars.size >= TTY_BARS) {
+      this.rest ??= { bar: this.multibar.create(0, 0, { machine: 'others'.padEnd(12), status: '' }), machines: 0, total: 0, done: 0, finished: 0 };
+      this.rest.machines++;
+      this.rest.total += e.total;
+      this.rest.bar.setTotal(this.rest.total);
+    }
+    if (e.type !== 'machine-start' && !this.bars.has(e.machine) && this.rest !== null) {
+      const r = this.rest;
+      if (e.type === 'call-done') r.done++;
+      if (e.type === 'machine-done') r.finished++;
+      r.bar.update(r.done, { status: `${r.finished}/${r.machines} more machine(s) done` });
+      return;
+    }
     switch (e.type) {
       case 'machine-start':
+        if (this.bars.size >= TTY_BARS) return;
         this.done.set(e.machine, 0);
         this.bars.set(e.machine, this.multibar.create(e.total, 0, { machine: e.machine.padEnd(12), status: 'connecting' }));
         return;
@@ -68,7 +87,7 @@ class TtyReporter implements ProgressReporter {
       case 'call-done': {
         const n = (this.done.get(e.machine) ?? 0) + 1;
         this.done.set(e.machine, n);
-        this.bars.get(e.machine)?.update(n, { status: e.ok ? `${e.call} ${e.process} ok` : `${e.call} ${e.process} FAILED` });
+        this.bars.get(e.machine)?.update(n, { status: e.ok ? `${e.call} ${e.process} ok` : e.notRun === true ? `${e.call} ${e.process} not run` : `${e.call} ${e.process} FAILED` });
         return;
       }
       case 'machine-done':
@@ -92,6 +111,7 @@ function describe(e: ApplyEvent): string | null {
       return `${e.machine}: ${e.call} ${e.process} ...`;
     case 'call-done':
       if (e.skipped === true) return `${e.machine}: ${e.call} ${e.process} already done, skipped`;
+      if (e.notRun === true) return `${e.machine}: ${e.call} ${e.process} not run (an earlier call on ${e.machine} failed)`;
       return e.ok
         ? `${e.machine}: ${e.call} ${e.process} ok (${formatMs(e.ms)})`
         : `${e.machine}: ${e.call} ${e.process} FAILED (${formatMs(e.ms)}): ${e.error ?? 'unknown error'}`;

@@ -14,6 +14,7 @@ const PHASE = { earlyStart: 1, stop: 2, replaceConfig: 3, start: 4 } as const;
 export const blueGreenPlanner: Planner = {
   name: 'blue-green',
   description: 'moves start on the new machine before stopping the old one when capacity allows; otherwise like minimal',
+  reads: 'all',
   plan(a: PlanState, b: PlanState): Plan {
     const changes = diffStates(a, b);
     const calls: PlanCall[] = [];

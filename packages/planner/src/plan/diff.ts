@@ -1,5 +1,5 @@
 import type { ProcessSpec } from '@lowcloud/api';
-import { envDigests, formatSize, parseConnectTarget } from '@lowcloud/api';
+import { envDigests, formatSize, isolationOf, parseConnectTarget } from '@lowcloud/api';
 import type { Change, FieldChange, PlanProcess, PlanState } from './types.js';
 
 /**
@@ -9,6 +9,7 @@ import type { Change, FieldChange, PlanProcess, PlanState } from './types.js';
 export function diffStates(a: PlanState, b: PlanState): Change[] {
   const names = [...new Set([...Object.keys(a.processes), ...Object.keys(b.processes)])].sort();
   const changes: Change[] = [];
+  const named = changedDigests(a, b);
   for (const name of names) {
     const before = a.processes[name];
     const after = b.processes[name];
@@ -24,7 +25,7 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
       // A sealed value's identity is its ciphertext's digest: re-sealing it is a change, named as such.
       const secret = new Set([...(before.sealed ?? []), ...(after.sealed ?? [])]);
       const onlySecrets = !moved && fields.length > 0 && fields.every((f) => secret.has(f.path));
-      const because = dependencyReasons(a, b, before.spec, after.spec);
+      const because = dependencyReasons(a, b, before.spec, after.spec, named);
       changes.push({
         process: name,
         actions: onlyConfig ? ['replace-config'] : moved ? ['start', 'stop'] : ['stop', 'start'],
@@ -52,12 +53,39 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
 
 const short = (digest: string) => `sha256:${digest.slice(0, 12)}`;
 
+/** Processes whose digest changed from A to B, by their old digest, in B's order (`index`). */
+type ChangedDigests = Map<string, { name: string; digest: string; index: number }[]>;
+
+function changedDigests(a: PlanState, b: PlanState): ChangedDigests {
+  const out: ChangedDigests = new Map();
+  let index = 0;
+  for (const [name, p] of Object.entries(b.processes)) {
+    const old = a.processes[name];
+    index++;
+    if (old === undefined || old.digest === p.digest) continue;
+    const list = out.get(old.digest) ?? [];
+    list.push({ name, digest: p.digest, index });
+    out.set(old.digest, list);
+  }
+  return out;
+}
+
+/** Every 64-character window of each run of lowercase hex in `text`: where a digest can be named. */
+function digestWindows(text: string): Set<string> {
+  const out = new Set<string>();
+  for (const run of text.matchAll(/[0-9a-f]{64,}/g)) {
+    for (let i = 0; i + 64 <= run[0].length; i++) out.add(run[0].slice(i, i + 64));
+  }
+  return out;
+}
+
 /**
  * Why a process's spec changed through other processes: a named connect target whose address
  * changed (it moved, or its machine's address did), or a process whose digest its args or env
- * name (`${map-a:digest}`) that changed.
+ * name (`${map-a:digest}`) that changed. The named digests are looked up, not searched for
+ * process by process: a plan of many changes stays linear.
  */
-function dependencyReasons(a: PlanState, b: PlanState, x: ProcessSpec, y: ProcessSpec): string[] {
+function dependencyReasons(a: PlanState, b: PlanState, x: ProcessSpec, y: ProcessSpec, named: ChangedDigests): string[] {
   const out: string[] = [];
   const addresses = (spec: ProcessSpec) => {
     const m = new Map<string, string>();
@@ -76,14 +104,12 @@ function dependencyReasons(a: PlanState, b: PlanState, x: ProcessSpec, y: Proces
     if (pa !== undefined && pb !== undefined && pa.machine !== pb.machine) out.push(`${name} moved: its address changed (${was} -> ${address})`);
     else out.push(`${name}'s machine ${pb?.machine ?? '?'} changed its address (${was} -> ${address})`);
   }
+  if (named.size === 0) return out;
   const text = (spec: ProcessSpec) => [...spec.args, ...Object.values(spec.env)].join('\n');
-  const tx = text(x);
   const ty = text(y);
-  for (const [name, p] of Object.entries(b.processes)) {
-    const old = a.processes[name];
-    if (old === undefined || old.digest === p.digest) continue;
-    if (tx.includes(old.digest) && ty.includes(p.digest)) out.push(`${name} changed (its digest is named here)`);
-  }
+  const hits: { name: string; index: number }[] = [];
+  for (const d of digestWindows(text(x))) for (const p of named.get(d) ?? []) if (ty.includes(p.digest)) hits.push(p);
+  for (const p of hits.sort((l, r) => l.index - r.index)) out.push(`${p.name} changed (its digest is named here)`);
   return out;
 }
 
@@ -123,6 +149,8 @@ export function specFieldChanges(a: ProcessSpec, b: ProcessSpec, envA = envDiges
     out.push({ path: 'grants.network.udp', from: String(ga.network.udp ?? false), to: String(gb.network.udp ?? false) });
   }
   if (a.restart !== b.restart) out.push({ path: 'restart', from: a.restart, to: b.restart });
+  // Another guest host: a replace, never a replace-config (the plan says "replace: isolation changed").
+  if (isolationOf(a) !== isolationOf(b)) out.push({ path: 'isolation', from: isolationOf(a), to: isolationOf(b) });
   // Config files: digests only - contents may hold secrets.
   for (const p of [...new Set([...Object.keys(a.config), ...Object.keys(b.config)])].sort()) {
     const x = a.config[p];

@@ -1,7 +1,9 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '@lowcloud/api';
+import { canonicalJson, ErrorCode, sha256Hex } from '@lowcloud/api';
 import { PlanFormatError } from '../errors.js';
-import { parsePlanDocument, PLAN_FORMAT_VERSION } from './document.js';
+import { parsePlanDocument, PLAN_FORMAT_VERSION, stateDigest } from './document.js';
+import type { PlanState } from './types.js';
 
 const spec = { name: 'kv', binary: 'a'.repeat(64), args: [], env: {}, config: { '/etc/kv.toml': 'b'.repeat(64) }, grants: { network: { listen: [], connect: [] } }, restart: 'always' };
 const doc = (calls: unknown[]) => ({ format_version: PLAN_FORMAT_VERSION, planner: 'minimal', machines: {}, calls, changes: [], files: {} });
@@ -42,3 +44,30 @@ describe('parsePlanDocument: each call carries what its type needs', () => {
     }
   });
 });
+
+describe('stateDigest', () => {
+  it('is the sha256 of the canonical JSON of machines (agent, key) and processes (machine, digest), whatever the names', () => {
+    // Names canonical JSON orders specially (array-index-like ones first) and non-ASCII ones included.
+    const name = fc.oneof(fc.constantFrom('1', '10', '2', '0', '01', 'a', 'B', 'é', 'm-1', 'kv_a'), fc.string({ minLength: 1, maxLength: 6 }));
+    const state = fc.record({
+      machines: fc.uniqueArray(fc.record({ name, agent: fc.constantFrom('local', 'wss://10.0.0.1:7443'), key: fc.option(fc.constant('ed25519:k'), { nil: undefined }) }), { selector: (m) => m.name, maxLength: 6 }),
+      processes: fc.uniqueArray(fc.record({ name, machine: name, digest: fc.constantFrom('a'.repeat(64), 'b'.repeat(64)) }), { selector: (p) => p.name, maxLength: 8 }),
+    });
+    fc.assert(
+      fc.property(state, ({ machines, processes }) => {
+        const s = {
+          machines: Object.fromEntries(machines.map((m) => [m.name, { ...m, address: '127.0.0.1', capacity: {} }])),
+          processes: Object.fromEntries(processes.map((p) => [p.name, { ...p, spec: {} }])),
+        } as unknown as PlanState;
+        const expected = sha256Hex(
+          canonicalJson({
+            machines: Object.fromEntries(machines.map((m) => [m.name, { agent: m.agent, key: m.key }])),
+            processes: Object.fromEntries(processes.map((p) => [p.name, { machine: p.machine, digest: p.digest }])),
+          }),
+        );
+        expect(stateDigest(s)).toBe(expected);
+      }),
+    );
+  });
+});
+

@@ -12,6 +12,7 @@ export const PHASE = { stop: 1, replaceConfig: 2, start: 3 } as const;
 export const minimalPlanner: Planner = {
   name: 'minimal',
   description: 'fewest calls; stops run first so freed grants can be reused (a replaced process is briefly down)',
+  reads: 'changed',
   plan(a: PlanState, b: PlanState): Plan {
     const changes = diffStates(a, b);
     const calls: PlanCall[] = [];

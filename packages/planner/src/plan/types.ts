@@ -96,5 +96,7 @@ export interface Plan {
 export interface Planner {
   readonly name: string;
   readonly description: string;
+  /** Which specs of the base `plan` reads: those of the processes that change, or all of them. */
+  readonly reads: 'changed' | 'all';
   plan(a: PlanState, b: PlanState): Plan;
 }

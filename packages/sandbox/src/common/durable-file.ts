@@ -30,14 +30,17 @@ export function writeAll(fd: number, data: string | Uint8Array, position: number
  * `keepPrevious`: the replaced contents stay as `<file>.prev` (a hard link: no bytes copied), so
  * that a reader finding `file` unreadable has the generation before it, and a writer can undo the
  * replacement by a rename, which needs no free space.
+ *
+ * `durable: false`: no fsync (still whole or absent after an agent crash, not after a machine
+ * crash): for records of live processes, which a machine crash makes moot anyway.
  */
-export function writeFileAtomic(file: string, data: string | Uint8Array, opts: { mode?: number; keepPrevious?: boolean } = {}): void {
+export function writeFileAtomic(file: string, data: string | Uint8Array, opts: { mode?: number; keepPrevious?: boolean; durable?: boolean } = {}): void {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     const fd = fs.openSync(tmp, 'w', opts.mode ?? 0o600);
     try {
       writeAll(fd, data, 0);
-      fs.fsyncSync(fd);
+      if (opts.durable !== false) fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
@@ -47,7 +50,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, opts: {
     removeQuietly(tmp);
     throw err;
   }
-  fsyncDir(path.dirname(file));
+  if (opts.durable !== false) fsyncDir(path.dirname(file));
 }
 
 /** Remove a temporary file after a failure; the failure is what is reported, not this. */

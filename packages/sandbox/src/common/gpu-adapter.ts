@@ -1,3 +1,5 @@
+import type { DawnModule, GPUAdapter } from './dawn.js';
+
 /**
  * How lowcloud finds a WebGPU adapter through Dawn (the `webgpu` package, an optional dependency):
  * the machine's GPU through Dawn's default backend (Vulkan on Linux) first; where there is none,
@@ -10,10 +12,22 @@ export interface OpenedAdapter {
   name: string;
 }
 
+/**
+ * Every Dawn instance this thread made, held for the thread's life. The binding frees an instance
+ * when its JavaScript object is collected, while its event polling (AsyncRunner) still calls
+ * `InstanceBase::ProcessEvents` on it: a SIGSEGV in `pthread_mutex_lock` on the device thread,
+ * whenever a collection came between (more often on Node.js 24, and in long submissions). An
+ * adapter and its device do not keep their instance's object alive.
+ */
+const instances: object[] = [];
+
+/** Not a literal in the import: TypeScript would then need the optional package's types (dawn.ts has the part used). */
+const WEBGPU_PACKAGE = 'webgpu' as string;
+
 export async function openAdapter(): Promise<OpenedAdapter | string> {
-  let webgpu: typeof import('webgpu');
+  let webgpu: DawnModule;
   try {
-    webgpu = await import('webgpu');
+    webgpu = (await import(WEBGPU_PACKAGE)) as DawnModule;
   } catch (err) {
     return `the webgpu package (Dawn) could not be loaded: ${err instanceof Error ? err.message : String(err)} (it is an optional dependency: npm install webgpu)`;
   }
@@ -22,7 +36,9 @@ export async function openAdapter(): Promise<OpenedAdapter | string> {
     [[], 'core', 'default backend'],
     [['backend=opengl'], 'compatibility', 'OpenGL'],
   ] as const) {
-    const adapter = await webgpu.create([...flags]).requestAdapter({ featureLevel });
+    const instance = webgpu.create([...flags]);
+    instances.push(instance);
+    const adapter = await instance.requestAdapter({ featureLevel });
     if (adapter === null) continue;
     const info = adapter.info;
     return { adapter, name: [`Dawn ${backend}`, info.vendor, info.device, info.description].filter((s) => s !== '').join(' ') };

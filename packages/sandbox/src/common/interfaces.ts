@@ -1,6 +1,10 @@
+/** lowcloud's own GPU interface (wit/lowcloud-gpu/gpu.wit); a component needs a gpu grant to import it. */
+export const GPU_INTERFACE = 'lowcloud:gpu/gpu';
+
 /**
- * The WASI 0.2 interfaces a component may import; anything else is refused at admission. Here, not
- * beside the imports that provide them, so admission (in the agent) loads none of preview2-shim.
+ * The interfaces a component may import (WASI 0.2's and lowcloud:gpu); anything else is refused at
+ * admission. Here, not beside the imports that provide them, so admission (in the agent) loads none
+ * of preview2-shim.
  */
 export const SUPPORTED_INTERFACES: readonly string[] = [
   'wasi:cli/environment', 'wasi:cli/exit', 'wasi:cli/stdin', 'wasi:cli/stdout', 'wasi:cli/stderr',
@@ -11,4 +15,5 @@ export const SUPPORTED_INTERFACES: readonly string[] = [
   'wasi:random/random', 'wasi:random/insecure', 'wasi:random/insecure-seed',
   'wasi:sockets/network', 'wasi:sockets/instance-network', 'wasi:sockets/tcp', 'wasi:sockets/tcp-create-socket',
   'wasi:sockets/udp', 'wasi:sockets/udp-create-socket', 'wasi:sockets/ip-name-lookup',
+  GPU_INTERFACE,
 ];

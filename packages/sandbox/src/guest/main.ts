@@ -1,10 +1,11 @@
 import fs from 'node:fs';
+import net from 'node:net';
 import { writeAll } from '../common/durable-file.js';
-import { GUEST_HOST_FD, parseHostBoot, type GuestBoot, type GuestHostMessage, type HostBoot } from '../common/protocol.js';
+import { encodeLine, GUEST_HOST_FD, parseHostBoot, type GuestBoot, type GuestHostMessage, type HostBoot } from '../common/protocol.js';
 import type { GuestExit } from '../types.js';
 import { exitGuestHost } from './gpu/start.js';
 import { Instance } from './instance.js';
-import { sleepSync } from './sleep.js';
+import { sleepSync } from '../common/sleep.js';
 
 /**
  * The guest host process: reads its boot options from the host's pipe, runs each guest in an
@@ -45,6 +46,9 @@ function readToEnd(fd: number): string {
 }
 
 const boot = readBoot();
+/** The channel to the process that started this one (attached only, fd 3): exits go there too, and its end stops the guests. */
+const channel = boot.detached ? null : new net.Socket({ fd: GUEST_HOST_FD.channel, readable: true, writable: true });
+let connected = channel !== null;
 let left = boot.guests.length;
 let status: number | null = null;
 let sending = 0;
@@ -54,10 +58,10 @@ function ended(guest: GuestBoot, exit: GuestExit, code: number): void {
   // place); it reads it only after this process is gone. The launcher removes the firewall table.
   if (guest.exitRecord !== null) writeExitRecord(guest.exitRecord, JSON.stringify({ ...exit, at: new Date().toISOString() }));
   if (status === null || status === 0) status = code;
-  if (process.send !== undefined && process.connected) {
+  if (channel !== null && connected) {
     sending++;
     const message: GuestHostMessage = { type: 'exit', guest: guest.id, exit };
-    process.send(message, () => {
+    channel.write(encodeLine(message), () => {
       sending--;
       if (left === 0 && sending === 0) exitGuestHost(status ?? 0, instances);
     });
@@ -93,7 +97,15 @@ process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 // Not detached: the guests must not outlive the process that started them - also when that process
 // died before this one got here (then the channel is already gone).
-if (!boot.detached) {
-  process.on('disconnect', stop);
-  if (!process.connected) stop();
+if (channel !== null) {
+  const gone = () => {
+    if (!connected) return;
+    connected = false;
+    stop();
+  };
+  channel.on('end', gone);
+  channel.on('close', gone);
+  channel.on('error', gone);
+  // Nothing is sent this way: read only to see the end.
+  channel.resume();
 }

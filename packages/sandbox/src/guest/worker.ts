@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { openMounts } from './core/mounts.js';
 import { GuestExit } from './exit.js';
-import { GPU_IMPORT_MODULE, GpuTimeBudgetExceeded, gpuImports } from './gpu/imports.js';
+import { type GpuCaller, GpuGrantMissing, GpuTimeBudgetExceeded, gpuCaller } from './gpu/caller.js';
+import { GPU_IMPORT_MODULE, gpuImports } from './gpu/imports.js';
 import type { GuestBoot } from '../common/protocol.js';
 import type { WorkerResult } from './worker-result.js';
 import { openOutput } from './output.js';
@@ -15,6 +16,15 @@ import { preview1Imports } from './preview1/index.js';
 /** With a gpu grant: the channel to the guest's GPU device thread (guest/gpu, instance.ts). */
 const opts = workerData as GuestBoot & { gpuPort: MessagePort | null };
 const report = (r: WorkerResult) => parentPort?.postMessage(r);
+/** The guest's calls to its GPU device thread, with a gpu grant: one implementation for both bindings. */
+const gpu: GpuCaller | null = opts.gpuPort !== null && opts.gpu !== undefined ? gpuCaller(opts.gpuPort, opts.gpu) : null;
+/** How the guest ended by a throw: its exit, a gpu violation, or a trap. */
+function reportThrown(err: unknown): void {
+  if (err instanceof GuestExit) report({ kind: 'exit', code: err.code });
+  else if (err instanceof GpuTimeBudgetExceeded) report({ kind: 'violation', grant: 'gpu', detail: err.detail });
+  else if (err instanceof GpuGrantMissing) report({ kind: 'trap', message: err.message });
+  else report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
+}
 
 function stdinReader(): ((b: Uint8Array) => number) | null {
   if (!opts.stdin) return null;
@@ -36,9 +46,9 @@ async function main(): Promise<void> {
       // preview1 guest start would otherwise pay.
       const { runComponent } = await import('./component/run.js');
       const { preopens } = openMounts(opts.dirs, opts.config, opts.disk ?? undefined);
-      report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.network, preopens, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2) }) });
+      report({ kind: 'exit', code: await runComponent(opts.modulePath, { argv: opts.argv, env: opts.env, network: opts.network, preopens, stdout: openOutput(opts.stdout, 1), stderr: openOutput(opts.stderr, 2), gpu }) });
     } catch (err) {
-      report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
+      reportThrown(err);
     }
     return;
   }
@@ -52,12 +62,12 @@ async function main(): Promise<void> {
   });
   const module = new WebAssembly.Module(fs.readFileSync(opts.modulePath));
   const wantsGpu = WebAssembly.Module.imports(module).some((i) => i.module === GPU_IMPORT_MODULE);
-  if (wantsGpu && (opts.gpuPort === null || opts.gpu === undefined)) {
-    report({ kind: 'trap', message: `the module imports the GPU interface (${GPU_IMPORT_MODULE}) but the process has no gpu grant: add grants.gpu: { memory: 64MiB } to the process in the infra file, or --gpu-memory 64MiB to lowcloud run` });
+  if (wantsGpu && gpu === null) {
+    reportThrown(new GpuGrantMissing('module', GPU_IMPORT_MODULE));
     return;
   }
-  const gpu: Record<string, WebAssembly.ModuleImports> = wantsGpu && opts.gpuPort !== null && opts.gpu !== undefined ? { [GPU_IMPORT_MODULE]: gpuImports(memory, opts.gpuPort, opts.gpu.submitMs) } : {};
-  const instance = new WebAssembly.Instance(module, { wasi_snapshot_preview1: imports, ...gpu });
+  const gpuModule: Record<string, WebAssembly.ModuleImports> = wantsGpu && gpu !== null ? { [GPU_IMPORT_MODULE]: gpuImports(memory, gpu) } : {};
+  const instance = new WebAssembly.Instance(module, { wasi_snapshot_preview1: imports, ...gpuModule });
   const exported = instance.exports as { memory?: WebAssembly.Memory; _start?: () => void };
   if (!(exported.memory instanceof WebAssembly.Memory) || typeof exported._start !== 'function') {
     report({ kind: 'trap', message: 'the module is not a WASI command: it must export memory and _start' });
@@ -67,9 +77,7 @@ async function main(): Promise<void> {
       exported._start();
       report({ kind: 'exit', code: 0 });
     } catch (err) {
-      if (err instanceof GuestExit) report({ kind: 'exit', code: err.code });
-      else if (err instanceof GpuTimeBudgetExceeded) report({ kind: 'violation', grant: 'gpu', detail: err.detail });
-      else report({ kind: 'trap', message: err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err) });
+      reportThrown(err);
     }
   }
 }

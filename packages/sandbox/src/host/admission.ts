@@ -24,6 +24,21 @@ export function defaultCacheDir(): string {
  * binary's sha256 and the grant, so a second start of the same binary does no work here.
  */
 export async function admit(wasmPath: string, memoryBytes: number | undefined, cacheDir = defaultCacheDir()): Promise<Admitted> {
+  // The same file admitted before by this process (a thousand guests of one binary): no read, no hash.
+  const st = fs.statSync(wasmPath);
+  const seenKey = [wasmPath, st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, memoryBytes ?? '', cacheDir].join('\0');
+  const seen = admittedHere.get(seenKey);
+  if (seen !== undefined && fs.existsSync(seen.modulePath)) return { ...seen, cached: true };
+  const result = await admitFile(wasmPath, memoryBytes, cacheDir);
+  if (admittedHere.size >= 1000) admittedHere.clear();
+  admittedHere.set(seenKey, result);
+  return result;
+}
+
+/** What this process admitted, by file identity (path, inode, size, times) and grant. */
+const admittedHere = new Map<string, Admitted>();
+
+async function admitFile(wasmPath: string, memoryBytes: number | undefined, cacheDir: string): Promise<Admitted> {
   const bytes = fs.readFileSync(wasmPath);
   const kind = binaryKind(bytes, wasmPath);
   const digest = createHash('sha256').update(bytes).digest('hex');

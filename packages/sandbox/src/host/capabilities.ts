@@ -9,9 +9,10 @@ let cached: Capabilities | null = null;
 
 /**
  * What this machine lets the sandbox use for the kernel layer of each grant and for the wall.
- * Each is probed once per process by trying it (a limit written to a test cgroup, a ruleset
+ * Each is probed by trying it (a limit written to a test cgroup, a ruleset
  * checked by nft against a test cgroup, the wall run around a tiny program, an ext4 image mounted),
- * never assumed from a file being there.
+ * never assumed from a file being there; once per process, except the wall, whose failure is
+ * probed again.
  */
 export function probeCapabilitiesSync(): Capabilities {
   if (cached !== null) return cached;
@@ -21,17 +22,19 @@ export function probeCapabilitiesSync(): Capabilities {
   if (cg.version === null) unavailable.cgroup = cg.reason;
   const nft = root ? probeNftables() : 'not root';
   if (nft !== null) unavailable.nftables = nft;
-  const wall = probeWall();
-  if (wall.wall === null) unavailable.wall = wall.reason;
   cached = {
     root,
     cgroup: cg.version,
     controllers: cg.controllers,
     nftables: nft === null,
     diskImages: false,
-    wall: wall.wall?.mode ?? null,
+    wall: null,
     unavailable,
   };
+  // The wall: asked again on every read, so a failed probe (one that timed out under load at boot)
+  // is retried (probeWall waits 30 s between tries) instead of deciding for the process's life.
+  Object.defineProperty(cached, 'wall', { enumerable: true, get: () => probeWall().wall?.mode ?? null });
+  Object.defineProperty(unavailable, 'wall', { enumerable: true, get: () => (probeWall().wall === null ? probeWall().reason : undefined) });
   // Mounting a test image takes ~0.1 s: probed when first asked (a guest with a disk image, status).
   // Once: `null` is the probe's answer for "works", so `??=` would probe again on every read.
   let disk: { why: string | null } | undefined;

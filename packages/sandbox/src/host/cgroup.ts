@@ -30,17 +30,19 @@ const PERIOD = 100_000;
 export interface CgroupLimits {
   memoryBytes?: number;
   cpuCores?: number;
+  /** pids.max: processes and threads (the wall's task limit). */
+  tasks?: number;
 }
 
 export class GuestCgroup {
   private constructor(
     readonly version: 'v1' | 'v2',
-    readonly dirs: { memory?: string; cpu?: string },
+    readonly dirs: { memory?: string; cpu?: string; pids?: string },
   ) {}
 
   /** Every directory of this cgroup (each gets the guest host's pid in its cgroup.procs). */
   get all(): string[] {
-    return [...new Set([this.dirs.memory, this.dirs.cpu].filter((d): d is string => d !== undefined))];
+    return [...new Set([this.dirs.memory, this.dirs.cpu, this.dirs.pids].filter((d): d is string => d !== undefined))];
   }
 
   /**
@@ -58,12 +60,18 @@ export class GuestCgroup {
           tryWrite(path.join(dir, 'memory.swap.max'), '0');
         }
         if (limits.cpuCores !== undefined && controllers.includes('cpu')) fs.writeFileSync(path.join(dir, 'cpu.max'), `${Math.round(limits.cpuCores * PERIOD)} ${PERIOD}`);
+        if (limits.tasks !== undefined && controllers.includes('pids')) fs.writeFileSync(path.join(dir, 'pids.max'), String(limits.tasks));
         return new GuestCgroup('v2', {
           ...(limits.memoryBytes !== undefined && controllers.includes('memory') ? { memory: dir } : {}),
           ...(limits.cpuCores !== undefined && controllers.includes('cpu') ? { cpu: dir } : {}),
+          ...(limits.tasks !== undefined && controllers.includes('pids') ? { pids: dir } : {}),
         });
       }
-      const dirs: { memory?: string; cpu?: string } = {};
+      const dirs: { memory?: string; cpu?: string; pids?: string } = {};
+      if (limits.tasks !== undefined && controllers.includes('pids')) {
+        dirs.pids = mkGuestDir(path.join(V1_ROOT, 'pids'), name, made, false);
+        fs.writeFileSync(path.join(dirs.pids, 'pids.max'), String(limits.tasks));
+      }
       if (limits.memoryBytes !== undefined && controllers.includes('memory')) {
         dirs.memory = mkGuestDir(path.join(V1_ROOT, 'memory'), name, made, false);
         fs.writeFileSync(path.join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes));
@@ -100,8 +108,10 @@ function mkGuestDir(hierarchy: string, name: string, made: string[], v2: boolean
   }
   if (v2) {
     // Controllers must be enabled for the children of every level we create.
-    tryWrite(path.join(hierarchy, 'cgroup.subtree_control'), '+cpu +memory');
-    tryWrite(path.join(parent, 'cgroup.subtree_control'), '+cpu +memory');
+    for (const d of [hierarchy, parent]) {
+      tryWrite(path.join(d, 'cgroup.subtree_control'), '+cpu +memory');
+      tryWrite(path.join(d, 'cgroup.subtree_control'), '+pids');
+    }
   }
   const dir = path.join(parent, name);
   fs.mkdirSync(dir);
@@ -151,6 +161,7 @@ export function probeCgroups(): { version: 'v1' | 'v2' | null; controllers: stri
       const dir = mkGuestDir('/sys/fs/cgroup', name, made, true);
       if (tryWrite(path.join(dir, 'memory.max'), String(2 ** 30))) controllers.push('memory');
       if (tryWrite(path.join(dir, 'cpu.max'), `${PERIOD} ${PERIOD}`)) controllers.push('cpu');
+      if (tryWrite(path.join(dir, 'pids.max'), '100')) controllers.push('pids');
     } catch (err) {
       tried.push(`cgroup v2: ${(err as Error).message}`);
     } finally {
@@ -162,6 +173,7 @@ export function probeCgroups(): { version: 'v1' | 'v2' | null; controllers: stri
   for (const [controller, file, value] of [
     ['memory', 'memory.limit_in_bytes', String(2 ** 30)],
     ['cpu', 'cpu.cfs_quota_us', String(PERIOD)],
+    ['pids', 'pids.max', '100'],
   ] as const) {
     const made: string[] = [];
     try {
@@ -180,7 +192,7 @@ export function probeCgroups(): { version: 'v1' | 'v2' | null; controllers: stri
 /** Remove guest cgroups (`g-<ms>-<hex>`) older than a minute that no process uses, in every hierarchy. */
 export function sweepStaleCgroups(now = Date.now(), keep: (name: string) => boolean = () => false): number {
   let removed = 0;
-  const roots = [path.join(V1_ROOT, 'memory'), path.join(V1_ROOT, 'cpu'), cgroup2Root()].filter((r): r is string => r !== null);
+  const roots = [path.join(V1_ROOT, 'memory'), path.join(V1_ROOT, 'cpu'), path.join(V1_ROOT, 'pids'), cgroup2Root()].filter((r): r is string => r !== null);
   for (const root of new Set(roots)) {
     const parent = path.join(root, cgroupParent());
     let names: string[];

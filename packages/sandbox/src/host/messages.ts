@@ -1,5 +1,5 @@
 import { GRANTS, type Grant } from '@lowcloud/api';
-import type { GuestHostMessage } from '../common/protocol.js';
+import type { GuestHostMessage, SharedHostReply } from '../common/protocol.js';
 import type { GuestExit } from '../types.js';
 
 /**
@@ -51,6 +51,32 @@ export function parseGuestHostMessage(v: unknown): GuestHostMessage | null {
       const exit = parseGuestExit(v.exit);
       return typeof v.guest === 'string' && exit !== null ? { type: 'exit', guest: v.guest, exit } : null;
     }
+    default:
+      return null;
+  }
+}
+
+/** A message from a shared guest host (guest/shared.ts), or null when it is not one (hostile input). */
+export function parseSharedHostReply(v: unknown): SharedHostReply | null {
+  if (!isObj(v)) return null;
+  const guest = typeof v.guest === 'string' ? v.guest : null;
+  switch (v.type) {
+    case 'hello':
+      return typeof v.jspi === 'boolean' ? { type: 'hello', jspi: v.jspi } : null;
+    case 'started':
+      return guest === null ? null : { type: 'started', guest };
+    case 'out':
+      return guest !== null && (v.fd === 1 || v.fd === 2) && v.data instanceof Uint8Array ? { type: 'out', guest, fd: v.fd, data: v.data } : null;
+    case 'usage':
+      return guest !== null && isInt(v.seq, 0, Number.MAX_SAFE_INTEGER) && isInt(v.memoryBytes, 0, Number.MAX_SAFE_INTEGER) && (v.cpuSeconds === null || (typeof v.cpuSeconds === 'number' && v.cpuSeconds >= 0))
+        ? { type: 'usage', guest, seq: v.seq, memoryBytes: v.memoryBytes, cpuSeconds: v.cpuSeconds as number | null }
+        : null;
+    case 'exit': {
+      const exit = parseGuestExit(v.exit);
+      return guest !== null && exit !== null && isInt(v.status, 0, 255) ? { type: 'exit', guest, exit, status: v.status } : null;
+    }
+    case 'live':
+      return Array.isArray(v.guests) && v.guests.length <= 100_000 && v.guests.every((g) => typeof g === 'string') ? { type: 'live', guests: v.guests as string[] } : null;
     default:
       return null;
   }

@@ -1,11 +1,14 @@
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseNetworkGrant } from '@lowcloud/api';
 import type { GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
 import { admit } from './admission.js';
 import { memoryLimits } from './grants/index.js';
 import { Guest } from './guest.js';
 import { GuestHost, PreparedHost, type HostTuning } from './guest-host.js';
+import { SharedHost, SharedLink, sharedRefusal, type SharedGuest } from './shared-host.js';
+import { writeFileAtomic } from '../common/durable-file.js';
 
 export type SpawnTuning = HostTuning;
 
@@ -24,6 +27,8 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   if (runDir !== null) fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
   const limits = memoryLimits(opts.grants.memory);
+  const refusal = opts.isolation === 'shared' ? sharedRefusal(opts, admitted.kind) : null;
+  if (opts.isolation === 'shared' && refusal === null) return spawnShared(opts, admitted, network, tuning);
   const prepared = await PreparedHost.create(opts, { kind: admitted.kind, network }, tuning);
   try {
     const { uid } = prepared.wall;
@@ -45,6 +50,8 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       stdout: opts.stdout ?? 'inherit',
       stderr: opts.stderr ?? 'inherit',
     });
+    // Asked for a shared host and given one of its own: the report says why (it is only stronger).
+    if (refusal !== null) guest.report.isolation.push({ mechanism: `isolation shared asked; runs in a guest host of its own: ${refusal}`, level: 'runtime' });
     return { ...handle(host, guest), child: host.child as ChildProcess };
   } catch (err) {
     await prepared.release();
@@ -60,7 +67,102 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
 export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
   const host = GuestHost.attach(runDir, (r) => Guest.restore(r));
   const guest = host?.guests[0];
-  return host === null || guest === undefined ? null : handle(host, guest);
+  if (host === null || guest === undefined) return null;
+  const link = host.ctl === null ? null : SharedLink.to(host.ctl);
+  return link === null ? handle(host, guest) : attachedShared(host, guest, link);
+}
+
+/**
+ * A shared guest re-attached through its host's control FIFOs: its own exit, stop and usage, as
+ * when it was started; what the host cannot say (it ended unseen) comes from the process end.
+ */
+function attachedShared(host: GuestHost, guest: Guest, link: SharedLink): GuestHandle {
+  let stopRequested = false;
+  const exited = Promise.race([
+    link.exitOf(guest.id).then((e) => e ?? guest.recordedExit() ?? { kind: 'signal' as const, signal: 'unknown (exited while detached)' }),
+    host.exitOf(guest),
+  ]).then((e) => (stopRequested && e.kind === 'signal' ? { kind: 'stopped' as const } : e));
+  void exited.then((e) => {
+    const file = guest.exitRecord;
+    if (file !== null) writeFileAtomic(file, JSON.stringify({ ...e, at: new Date().toISOString() }), { durable: false });
+  });
+  return {
+    pid: host.pid,
+    host: host.id,
+    report: guest.report,
+    exited,
+    usage: async () => sharedUsage(await link.usage(guest.id), host),
+    async stop(graceMs = 5000): Promise<GuestExit> {
+      stopRequested = true;
+      link.send({ type: 'stop', guest: guest.id });
+      const timer = setTimeout(() => void host.stop(0), graceMs);
+      const e = await exited;
+      clearTimeout(timer);
+      return e;
+    },
+    detach: () => host.detach(),
+  };
+}
+
+/** A guest in a shared guest host (host/shared-host.ts): its group's host with room, or a new one. */
+async function spawnShared(
+  opts: GuestOptions,
+  admitted: Awaited<ReturnType<typeof admit>>,
+  network: ReturnType<typeof parseNetworkGrant>,
+  tuning: SpawnTuning,
+  /** A host with a slot already reserved for this guest (restart in place). */
+  into: SharedHost | null = null,
+): Promise<GuestHandle & { child: ChildProcess }> {
+  // Read here, outside the wall (before a slot is taken: a missing file fails the start alone); the
+  // shared host serves them from memory and has no file bound.
+  const config = opts.config.map((c) => ({ guest: c.guest, content: Buffer.from('host' in c ? fs.readFileSync(path.resolve(c.host)) : c.content).toString('base64') }));
+  const host = into ?? (await SharedHost.for(opts, tuning));
+  const guest = host.add(opts, admitted, {
+    modulePath: admitted.modulePath,
+    kind: 'module',
+    argv: [opts.argv0 ?? path.basename(opts.wasm), ...opts.args],
+    env: opts.env,
+    dirs: [],
+    config,
+    disk: null,
+    network,
+    workerHeapMb: null,
+    stdin: false,
+    stdout: opts.stdout ?? 'inherit',
+    stderr: opts.stderr ?? 'inherit',
+    exitRecord: null,
+  });
+  return { ...sharedHandle(guest, opts, tuning), child: host.host.child as ChildProcess };
+}
+
+function sharedHandle(guest: SharedGuest, opts: GuestOptions, tuning: SpawnTuning): GuestHandle {
+  const { host } = guest;
+  return {
+    pid: host.pid,
+    host: host.id,
+    report: guest.report,
+    exited: guest.exited,
+    usage: async () => sharedUsage(await host.usage(guest), host.host),
+    stop: (graceMs = 5000) => host.stop(guest, graceMs),
+    detach: () => host.detach(),
+    // In place: the one guest stops and its successor joins a host of its group (the same one while it has room).
+    async restart(next: GuestOptions): Promise<GuestHandle> {
+      const opts2 = { ...next, isolation: next.isolation ?? opts.isolation };
+      // Its slot is kept across the stop, so the host stays up for the successor.
+      const into = opts2.isolation === 'shared' && host.reserveFor(opts2, tuning) ? host : null;
+      await host.stop(guest, 5000);
+      const admitted = into === null ? null : await admit(opts2.wasm, opts2.grants.memory, opts2.cacheDir).catch(() => null);
+      if (into !== null && admitted !== null && sharedRefusal(opts2, admitted.kind) === null && !into.ended) return spawnShared(opts2, admitted, parseNetworkGrant(opts2.grants.network), tuning, into);
+      into?.release();
+      return spawnGuest(opts2, tuning);
+    },
+  };
+}
+
+/** A shared guest's usage: its own where its host answered, else the host's (the level says which). */
+function sharedUsage(own: { memoryBytes: number; cpuSeconds: number | null } | null, host: GuestHost): GuestUsage {
+  if (own === null) return { ...host.usage(), diskBytes: 0, level: { memory: 'host', cpu: 'host' } };
+  return { memoryBytes: own.memoryBytes, cpuSeconds: own.cpuSeconds ?? host.usage().cpuSeconds, diskBytes: 0, level: { memory: 'guest', cpu: own.cpuSeconds === null ? 'host' : 'guest' } };
 }
 
 /** The handle of one guest: its exit, report and disk from the guest; pid, CPU, memory, stop from its host. */
@@ -68,6 +170,7 @@ function handle(host: GuestHost, guest: Guest): GuestHandle {
   const exited = host.exitOf(guest);
   return {
     pid: host.pid,
+    host: host.id,
     report: guest.report,
     exited,
     async usage(): Promise<GuestUsage> {

@@ -4,7 +4,10 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { NetworkAccess } from '@lowcloud/api';
 import type { GuestDir } from '../core/dir.js';
+import { GPU_INTERFACE } from '../../common/interfaces.js';
 import { GuestExit } from '../exit.js';
+import { type GpuCaller, GpuGrantMissing } from '../gpu/caller.js';
+import { gpuComponentImports } from '../gpu/component.js';
 import { compilePolicy } from '../net/policy.js';
 import { componentImports } from './imports.js';
 
@@ -20,6 +23,8 @@ export async function runComponent(
     preopens: [string, GuestDir][];
     stdout: (b: Uint8Array) => void;
     stderr: (b: Uint8Array) => void;
+    /** With a gpu grant: the calls to the guest's GPU device thread (guest/gpu/caller.ts). */
+    gpu: GpuCaller | null;
   },
 ): Promise<number> {
   // jco's generated bindings read process.env.JCO_DEBUG several times per call (process.env is a
@@ -32,7 +37,19 @@ export async function runComponent(
     opts.stderr(new TextEncoder().encode(`lowcloud: connect grant ${u.target}: the name did not resolve (${u.reason}); the guest cannot connect to it until it restarts\n`));
   }
   const { instantiate } = (await import(pathToFileURL(path.join(dir, 'guest.js')).href)) as { instantiate: Instantiate };
-  const root = await instantiate(async (p) => WebAssembly.compile(await readFile(path.join(dir, p))), componentImports({ ...opts, policy }));
+  const imports = componentImports({ ...opts, policy });
+  // jco's bindings read an interface's imports only when the component imports it: without the
+  // grant, that read is what refuses the component, before any of it runs.
+  const gpu = opts.gpu;
+  let gpuInterface: Record<string, unknown> | null = null;
+  Object.defineProperty(imports, GPU_INTERFACE, {
+    get: () => {
+      if (gpu === null) throw new GpuGrantMissing('component', GPU_INTERFACE);
+      // Once: jco checks resources with instanceof against the classes it was given.
+      return (gpuInterface ??= gpuComponentImports(gpu));
+    },
+  });
+  const root = await instantiate(async (p) => WebAssembly.compile(await readFile(path.join(dir, p))), imports);
   const run = Object.entries(root).find(([k]) => k === 'run' || k.startsWith('wasi:cli/run'))?.[1]?.run;
   if (run === undefined) throw new Error('the component does not export wasi:cli/run');
   try {

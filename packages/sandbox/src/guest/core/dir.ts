@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { Errno, WasiError } from './errno.js';
 import { HostFile } from './file.js';
 import type { Ledger } from './ledger.js';
+import { MemoryFile } from './memory-file.js';
 import { toStat, typeOf, VIRTUAL_DIR, type FileType, type Stat } from './stat.js';
 import { setTimes, type NewTime } from './times.js';
 import { at, checkPathLength, checkProc, locate, type Located } from './walk.js';
@@ -272,14 +273,15 @@ function lstatOrNull(p: string): fs.Stats | null {
 
 /**
  * A config mount: a directory that holds exactly the granted files (read-only, the operator's own
- * paths), and nothing else; no subdirectories, no `..` out of it.
+ * paths, or bytes held in memory: an opened secret), and nothing else; no subdirectories, no `..`
+ * out of it.
  */
 export class ConfigDir {
   readonly kind = 'config';
   readonly readonly = true;
 
   constructor(
-    private readonly files: Map<string, string>,
+    private readonly files: Map<string, string | Uint8Array>,
     private readonly ledger: Ledger,
   ) {}
 
@@ -304,7 +306,9 @@ export class ConfigDir {
     const name = this.name(rel);
     if (name === null) return this;
     if (r.directory) throw new WasiError(Errno.NOTDIR);
-    const fd = fs.openSync(this.files.get(name) as string, fs.constants.O_RDONLY | O_NONBLOCK);
+    const file = this.files.get(name) as string | Uint8Array;
+    if (typeof file !== 'string') return new MemoryFile(file, this.ledger);
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | O_NONBLOCK);
     const st = fs.fstatSync(fd);
     if (!st.isFile()) {
       fs.closeSync(fd);
@@ -315,7 +319,9 @@ export class ConfigDir {
 
   stat(rel: string): Stat {
     const name = this.name(rel);
-    return name === null ? VIRTUAL_DIR : toStat(fs.statSync(this.files.get(name) as string, { bigint: true }));
+    if (name === null) return VIRTUAL_DIR;
+    const file = this.files.get(name) as string | Uint8Array;
+    return typeof file === 'string' ? toStat(fs.statSync(file, { bigint: true })) : MemoryFile.stat(file);
   }
 
   statSelf(): Stat {
@@ -329,8 +335,9 @@ export class ConfigDir {
     ];
     for (const n of [...this.files.keys()].sort()) {
       let ino = 0n;
+      const file = this.files.get(n) as string | Uint8Array;
       try {
-        ino = fs.statSync(this.files.get(n) as string, { bigint: true }).ino;
+        if (typeof file === 'string') ino = fs.statSync(file, { bigint: true }).ino;
       } catch {
         // a missing config file still lists; opening it reports the error
       }

@@ -1,4 +1,5 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { GPU_MAP_MODE_READ, type GPUBindGroup, type GPUBuffer, type GPUCommandBuffer, type GPUCommandEncoder, type GPUComputePassEncoder, type GPUComputePipeline, type GPUDevice, type GPUShaderModule } from '../../common/dawn.js';
 import { openAdapter } from '../../common/gpu-adapter.js';
 import { type GpuCall, type GpuOp, GpuStatus, type GpuThreadNote } from './calls.js';
 
@@ -107,7 +108,7 @@ class GuestGpu {
         const { buffer } = this.get(c.buffer, 'buffer');
         if (reply === null) throw new Error('buffer_map_read without a reply buffer');
         this.device.pushErrorScope('validation');
-        const mapped = buffer.mapAsync(GPUMapMode.READ, c.offset, c.length).then(
+        const mapped = buffer.mapAsync(GPU_MAP_MODE_READ, c.offset, c.length).then(
           () => null,
           (err: unknown) => (err instanceof Error ? err.message : String(err)),
         );

@@ -1,36 +1,15 @@
-import type { MessagePort } from 'node:worker_threads';
 import type { GuestMemory } from '../preview1/memory.js';
-import { type GpuCall, type GpuOp, GpuStatus, TIMED_OPS } from './calls.js';
+import { type GpuOp, GpuStatus } from './calls.js';
+import type { GpuCaller } from './caller.js';
 
 /** The import module name of the GPU interface for core (preview1) modules: `lowcloud/gpu.h`. */
 export const GPU_IMPORT_MODULE = 'lowcloud:gpu';
 
-/** Thrown through the guest when a call outlives its time: the guest ends with a gpu violation. */
-export class GpuTimeBudgetExceeded extends Error {
-  constructor(readonly detail: string) {
-    super(detail);
-  }
-}
-
-/** Untimed calls (buffer creation, shader compilation) may still take a while on a software adapter. */
-const UNTIMED_LIMIT_MS = 60_000;
-
 /**
- * The `lowcloud:gpu` imports of a preview1 guest: each a synchronous call that the guest's thread
- * hands to the GPU device thread and waits for (Atomics.wait). A call that runs the GPU (submit,
- * wait, map for reading) waits at most the grant's time budget; past it the guest ends.
+ * The `lowcloud:gpu` imports of a preview1 guest (the binding `lowcloud/gpu.h` declares): pointers
+ * and lengths into the guest's memory around the calls of caller.ts; a status comes back as is.
  */
-export function gpuImports(mem: GuestMemory, port: MessagePort, submitMs: number): Record<string, (...args: number[]) => number> {
-  const call = (op: GpuOp, replyBytes = 0): { status: number; value: number; reply: Uint8Array | null } => {
-    const control = new Int32Array(new SharedArrayBuffer(12));
-    const reply = replyBytes > 0 ? new SharedArrayBuffer(replyBytes) : null;
-    port.postMessage({ call: op, control, reply } satisfies GpuCall);
-    const limit = TIMED_OPS.has(op.op) ? submitMs : UNTIMED_LIMIT_MS;
-    if (Atomics.wait(control, 0, 0, limit) === 'timed-out') {
-      throw new GpuTimeBudgetExceeded(`the GPU call ${op.op} ran past ${limit} ms${TIMED_OPS.has(op.op) ? ", the gpu grant's time budget per submission" : ''}`);
-    }
-    return { status: Atomics.load(control, 1), value: Atomics.load(control, 2), reply: reply === null ? null : new Uint8Array(reply) };
-  };
+export function gpuImports(mem: GuestMemory, call: GpuCaller): Record<string, (...args: number[]) => number> {
   const bytes = (ptr: number, len: number) => mem.all.slice(ptr, ptr + len);
   const text = (ptr: number, len: number) => new TextDecoder().decode(mem.all.subarray(ptr, ptr + len));
   const handles = (ptr: number, count: number) => Array.from({ length: count }, (_, i) => mem.view.getUint32(ptr + 4 * i, true));
@@ -54,6 +33,8 @@ export function gpuImports(mem: GuestMemory, port: MessagePort, submitMs: number
     buffer_create: (_device, size, usage, out) => made({ op: 'buffer_create', size: size >>> 0, usage: usage >>> 0 }, out),
     buffer_write: (_device, buffer, offset, ptr, len) => call({ op: 'buffer_write', buffer, offset: offset >>> 0, data: bytes(ptr, len >>> 0) }).status,
     buffer_map_read: (buffer, offset, ptr, len) => {
+      // Where the bytes go must be the guest's own memory: checked before the call, not by the copy after it.
+      if ((ptr >>> 0) + (len >>> 0) > mem.all.length) return GpuStatus.invalid;
       const r = call({ op: 'buffer_map_read', buffer, offset: offset >>> 0, length: len >>> 0 }, Math.max(len >>> 0, 1));
       if (r.status === GpuStatus.ok && r.reply !== null) mem.all.set(r.reply.subarray(0, len >>> 0), ptr);
       return r.status;

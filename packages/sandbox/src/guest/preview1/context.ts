@@ -12,7 +12,8 @@ export type Entry =
   | { type: 'dir'; dir: GuestDir; preopen: string | null; listing: { name: string; type: number; ino: bigint }[] | null }
   | { type: 'file'; file: HostFile; pos: number; fdflags: number };
 
-export type Syscall = (...a: never[]) => number | void;
+/** A WASI call; a promise only where a shared guest host suspends the guest in it (JSPI). */
+export type Syscall = (...a: never[]) => number | void | Promise<number>;
 
 export interface Preview1Io {
   stdout: (b: Uint8Array) => void;
@@ -87,10 +88,10 @@ export class Preview1Context {
 
 /** Wrap a syscall so any failure becomes an errno for the guest, never an exception in the host. */
 export const sys =
-  <A extends unknown[]>(f: (...a: A) => number | void) =>
-  (...a: A): number => {
+  <A extends unknown[], R extends number | void | Promise<number>>(f: (...a: A) => R) =>
+  (...a: A): number | Exclude<R, number | void> => {
     try {
-      return f(...a) ?? Errno.SUCCESS;
+      return (f(...a) ?? Errno.SUCCESS) as number | Exclude<R, number | void>;
     } catch (err) {
       if (err instanceof GuestExit) throw err;
       return errnoOf(err);

@@ -21,6 +21,8 @@ export interface Preview1Options extends Preview1Io {
   env: Record<string, string>;
   /** Preopened directories, as [guest name, directory], given descriptors 3, 4, ... in order. */
   preopens: [string, GuestDir][];
+  /** A shared guest host with JSPI: how a clock wait suspends this guest alone (poll.ts). */
+  wait?: (ms: number) => Promise<void>;
 }
 
 export function preview1Imports(opts: Preview1Options): { imports: Record<string, WebAssembly.ImportValue>; memory: GuestMemory } {
@@ -32,7 +34,7 @@ export function preview1Imports(opts: Preview1Options): { imports: Record<string
     ...clockImports(ctx),
     ...fdImports(ctx),
     ...pathImports(ctx),
-    ...pollImports(ctx),
+    ...pollImports(ctx, opts.wait),
     ...procImports(),
     ...randomImports(ctx),
     ...sockImports(ctx),

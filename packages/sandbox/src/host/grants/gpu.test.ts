@@ -6,7 +6,7 @@ import type { SetUpContext } from './grant.js';
 import { isolation } from './isolation.js';
 
 const context = (gpu: boolean) =>
-  ({ options: { grants: { network: { listen: [], connect: [] }, ...(gpu ? { gpu: { memory: 2 ** 20 } } : {}) } }, wall: false }) as unknown as SetUpContext;
+  ({ options: { grants: { network: { listen: [], connect: [] }, ...(gpu ? { gpu: { memory: 2 ** 20 } } : {}) } }, kind: 'module', network: { listen: [], connect: [], udp: false }, wall: false }) as unknown as SetUpContext;
 
 describe('the GPU device nodes in the wall are a function of the gpu grant', () => {
   it('the isolation module hands the wall the GPU nodes of this machine with the grant, none without', async () => {
@@ -20,7 +20,7 @@ describe('the GPU device nodes in the wall are a function of the gpu grant', () 
   });
 
   it('wallArgs binds each given device node into the minimal /dev, after it is made', () => {
-    const w = { mode: 'userns', bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', proven: { capEffZero: true, noNewPrivs: true, seccomp: true, viewHidden: true, uidChanged: false } } as const;
+    const w = { mode: 'userns', bwrap: '/usr/bin/bwrap', setpriv: '/usr/bin/setpriv', prlimit: '/usr/bin/prlimit', unshare: '/usr/bin/unshare', proven: { capEffZero: true, noNewPrivs: true, seccomp: true, viewHidden: true, uidChanged: false } } as const;
     const spec = { uid: null, ro: [], rw: [], seccompFd: 3, infoFd: null, dieWithParent: true, command: ['true'] };
     const a = wallArgs(w, { ...spec, devices: ['/dev/dri', '/dev/nvidia0'] });
     const dev = a.indexOf('--dev');

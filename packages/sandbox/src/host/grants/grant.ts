@@ -2,7 +2,7 @@ import type { Capabilities, Enforcement, Grant, GuestExit, NetworkAccess } from 
 import type { GuestOptions } from '../../types.js';
 import type { BinaryKind } from '../../wasm/module.js';
 import type { CgroupLimits, GuestCgroup } from '../cgroup.js';
-import type { Wall } from '../isolation.js';
+import type { Wall, WallLimits } from '../isolation.js';
 
 /**
  * One module per grant (and one for the wall around the guest host): each turns its typed grant
@@ -31,6 +31,8 @@ export interface SetUpContext {
   readonly kernel: boolean;
   /** The wall may be used (not turned off for this guest). */
   readonly wall: boolean;
+  /** A guest that cannot be walled must not start (the agent, unless --allow-unwalled). */
+  readonly requireWall: boolean;
   readonly caps: Capabilities;
   /** Unique name of the guest host: its cgroup directory, its nftables table. */
   readonly name: string;
@@ -55,7 +57,7 @@ export interface GrantLayers {
   /** The nftables table the launcher deletes as the guest host ends. */
   readonly table?: { nft: string; table: string };
   /** The wall around the guest host, and the uid it runs as (the isolation module). */
-  readonly wall?: { wall: Wall | null; uid: number; devices: string[] };
+  readonly wall?: { wall: Wall | null; uid: number; devices: string[]; network?: boolean; limits?: WallLimits; userland?: boolean };
   /** Runtime layers acting on the guest host process, from when its pid is known. */
   watch?(pid: number, violated: (v: GuestExit) => void): void;
   /** Stop them: the guest host ended, is being stopped, or is no longer watched (detach). */

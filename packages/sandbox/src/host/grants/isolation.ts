@@ -1,21 +1,59 @@
-import { isolationReport, probeWall } from '../isolation.js';
+import { GrantUnavailableError } from '../../errors.js';
+import { DEFAULT_LIMITS, GUEST_TASKS, isolationReport, probeWall, type WallLimits } from '../isolation.js';
 import { gpuDeviceNodes } from './gpu.js';
 import type { GrantModule } from './grant.js';
+import type { OutputTarget } from '../../types.js';
+
+/**
+ * RLIMIT_FSIZE of the guest host. Its log files are bound from the agent's disk into the wall and
+ * rotated by the guest host itself (copy and truncate), so a guest host whose code ignores the
+ * rotation could grow them until the disk is full: the kernel caps every file it writes at the
+ * larger of its disk grant (its data, also held by the disk grant's layers) and its log file's
+ * size (at least 64 KiB). Without a disk grant and a log file (`lowcloud run` writing to the
+ * terminal): 4 GiB.
+ */
+function fileLimit(disk: number | undefined, outputs: (OutputTarget | undefined)[]): number {
+  const logs = outputs.flatMap((t) => (typeof t === 'object' ? [t.maxBytes] : []));
+  if (logs.length === 0) return disk ?? DEFAULT_LIMITS.fileBytes;
+  // Never below 64 KiB: the exit record is written under the same limit.
+  return Math.max(disk ?? 0, 64 * 1024, ...logs);
+}
 
 /**
  * The wall around the guest host (host/isolation.ts): not a grant of the guest's, but set up,
- * reported and released like one. It decides the uid the guest host runs as.
+ * reported and released like one. It decides the uid the guest host runs as, its network
+ * namespace and the limits on what it can multiply (tasks, file size, /tmp).
  */
 export const isolation: GrantModule<null> = {
   name: 'isolation',
-  async setUp({ options, wall: allowed }) {
+  // Every process and thread of the guest host counts, whatever grants it has.
+  cgroupLimits: () => ({ tasks: GUEST_TASKS }),
+  async setUp({ options, kind, network, cgroup, wall: allowed, requireWall }) {
     const { wall, reason } = allowed ? probeWall() : { wall: null, reason: 'turned off for this guest' };
+    if (wall === null && allowed && requireWall) {
+      throw new GrantUnavailableError(
+        'isolation',
+        `the kernel wall cannot be built here (${reason}); the guest was not started. Fix: install bubblewrap and util-linux (setpriv, prlimit, unshare)${process.getuid?.() === 0 ? '' : ' and allow unprivileged user namespaces (kernel.unprivileged_userns_clone=1)'}, or run unwalled guests knowingly (lowcloud agent --allow-unwalled, or lowcloud up --allow-unwalled for the local agents it starts)`,
+      );
+    }
     const mine = process.getuid?.() ?? 0;
     // The agent's per-process uid as root; otherwise the caller's.
     const uid = wall?.mode === 'root' && options.uid !== undefined ? options.uid : mine;
     // The GPU's device nodes exist in the guest host's view only with a gpu grant.
     const devices = options.grants.gpu === undefined ? [] : gpuDeviceNodes();
-    return { report: isolationReport(wall, reason, uid), record: null, wall: { wall, uid, devices } };
+    // The host's network only for a component granted some of it (preview1 has no sockets at all).
+    const net = kind === 'component' && (network.listen.length > 0 || network.connect.length > 0);
+    const pidsCgroup = cgroup?.dirs.pids !== undefined;
+    // RLIMIT_NPROC counts every task of a uid on the machine: only for a uid that is the guest's own.
+    const ownUid = wall?.mode === 'root' && uid !== 0 && uid !== mine;
+    const memory = options.grants.memory;
+    const limits: WallLimits = {
+      tasks: pidsCgroup || !ownUid ? null : GUEST_TASKS,
+      fileBytes: fileLimit(options.grants.disk, [options.stdout, options.stderr]),
+      tmpBytes: memory === undefined ? DEFAULT_LIMITS.tmpBytes : Math.min(memory, DEFAULT_LIMITS.tmpBytes),
+    };
+    const report = isolationReport(wall, reason, uid, { network: net, limits, pidsCgroup, userland: options.grants.gpu !== undefined });
+    return { report, record: null, wall: { wall, uid, devices, network: net, limits, userland: options.grants.gpu !== undefined } };
   },
   reattach: () => ({ report: [], record: null }),
 };

@@ -1,6 +1,6 @@
 import type { GuestExit } from '@lowcloud/api';
 import { pagesFor } from '../../wasm/module.js';
-import { rssBytes } from '../proc.js';
+import { treeRssBytes } from '../proc.js';
 import type { GrantLayers, GrantModule } from './grant.js';
 
 const MiB = 2 ** 20;
@@ -63,7 +63,8 @@ function layers(record: MemoryRecord, report: GrantLayers['report']): GrantLayer
       const limit = record.watchdogBytes;
       if (limit === undefined) return;
       timer = setInterval(() => {
-        const rss = rssBytes(pid);
+        // Every process of the guest host: a child's memory is the grant's too.
+        const rss = treeRssBytes(pid);
         if (rss === null || rss <= limit) return;
         seen = { kind: 'violation', grant: 'memory', detail: `resident memory ${rss} bytes passed ${limit}` };
         violated(seen);

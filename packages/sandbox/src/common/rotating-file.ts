@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+import { sleepSync } from './sleep.js';
+
+/** All of `b` to `fd`, waiting out EAGAIN; a closed reader (EPIPE) drops the rest. */
+export function writeAll(fd: number, b: Uint8Array): void {
+  let off = 0;
+  while (off < b.length) {
+    try {
+      off += fs.writeSync(fd, b, off, b.length - off);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') sleepSync(1);
+      else if (code === 'EPIPE') return;
+      else throw err;
+    }
+  }
+}
+
+/**
+ * `file`, rotated to `file.1` .. `file.<keep>` when it would pass `maxBytes`. The cap counts bytes,
+ * not writes: a write larger than `maxBytes` is split at the cap (rotating between the pieces), and
+ * of a write larger than everything kept only its last `maxBytes * (keep + 1)` bytes are written
+ * (the rest would be rotated away at once), so no file ever holds more than `maxBytes`.
+ *
+ * Rotation copies and truncates rather than renaming: inside the wall each of these files is a
+ * bind mount the host made (a rename would fail), and the host's readers keep the same file.
+ */
+export interface RotatingFile {
+  write(b: Uint8Array): void;
+  /** Closes the file; later writes are dropped. */
+  close(): void;
+}
+
+export function rotatingFile(file: string, maxBytes: number, keep: number): RotatingFile {
+  let fd: number | null = fs.openSync(file, 'a', 0o600);
+  let size = fs.fstatSync(fd).size;
+  const rotate = () => {
+    for (let i = keep; i >= 1; i--) {
+      try {
+        fs.copyFileSync(i === 1 ? file : `${file}.${i - 1}`, `${file}.${i}`);
+      } catch {
+        // an older file that does not exist yet, or one the agent's total log cap removed
+      }
+    }
+    if (fd === null) return;
+    fs.ftruncateSync(fd, 0);
+    // Removed under us (an operator, or the agent's total log cap): make it anew where that is
+    // possible (inside the wall it is not, and the bytes go to the unlinked file).
+    if (fs.fstatSync(fd).nlink === 0) {
+      try {
+        const again = fs.openSync(file, 'a', 0o600);
+        fs.closeSync(fd);
+        fd = again;
+      } catch {
+        // keep the open file
+      }
+    }
+    size = 0;
+  };
+  return {
+    write(whole) {
+      const kept = maxBytes * (keep + 1);
+      let b = whole.length > kept ? whole.subarray(whole.length - kept) : whole;
+      while (b.length > 0 && fd !== null) {
+        // A write that fits in one file starts a new file rather than being split (lines stay whole).
+        if (size >= maxBytes || (size > 0 && b.length <= maxBytes && size + b.length > maxBytes)) rotate();
+        const piece = b.subarray(0, maxBytes - size);
+        writeAll(fd, piece);
+        size += piece.length;
+        b = b.subarray(piece.length);
+      }
+    },
+    close() {
+      if (fd !== null) fs.closeSync(fd);
+      fd = null;
+    },
+  };
+}

@@ -1,0 +1,133 @@
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GuestHandle, GuestOptions } from '@lowcloud/sandbox';
+import { repoRoot } from '../helpers/cli.js';
+import { alive, guestOptions, waitFor } from '../helpers/guests.js';
+
+/**
+ * Code that has left the WebAssembly sandbox owns its guest host process, and with it the host's
+ * end of the channel (fd 3). A test build of the guest host (this package's dist, copied, with a
+ * hostile program run first in guest/main.js and guest/shared.js) writes what such code would:
+ * bytes that are no message, a line past the cap, JSON that is no message, a forged exit. The
+ * process that started it (here this test, in the agent the agent) must stay up, believe none of
+ * it, and keep talking to the host. Over Node.js's IPC channel, the first ten bytes ended it.
+ */
+const build = path.join(repoRoot, 'test', `.hostile-build-${process.pid}`);
+const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-hostile-'));
+const pids = new Set<number>();
+let sandbox: typeof import('@lowcloud/sandbox');
+
+const capLog = path.join(work, 'cap.log');
+
+const HOSTILE = `import { appendFileSync as __a, existsSync as __e, writeSync as __w } from 'node:fs';
+{
+  // Past the log's cap, bypassing the rotation (a process guest host writes its own log file).
+  const cap = ${JSON.stringify(capLog)};
+  if (__e(cap)) {
+    let said = 'wrote';
+    try {
+      __a(cap, Buffer.alloc(2 ** 20, 0x62));
+    } catch (e) {
+      said = e.code;
+    }
+    try { __w(2, 'hostile append: ' + said + '\\n'); } catch {}
+  }
+}
+{
+  const say = (s) => {
+    const b = typeof s === 'string' ? Buffer.from(s) : s;
+    for (let off = 0; off < b.length; ) {
+      try {
+        off += __w(3, b, off);
+      } catch (e) {
+        if (e.code !== 'EAGAIN') return;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      }
+    }
+  };
+  // Node.js IPC (advanced serialization): a 6-byte message that does not deserialize.
+  say(Buffer.from([0, 0, 0, 6, 0xff, 0x0f, 0x99, 0x99, 0x99, 0x99]));
+  say('{bad json\\n');
+  // 16 MiB without a line end, then one: past the cap, dropped whole (the next line counts).
+  const junk = Buffer.alloc(2 ** 20, 0x61);
+  for (let i = 0; i < 16; i++) say(junk);
+  say('\\n');
+  // A forged exit for a guest that does not exist, and one of the wrong shape.
+  say(JSON.stringify({ type: 'exit', guest: 'nobody/0', exit: { kind: 'exit', code: 0 }, status: 0 }) + '\\n');
+  say(JSON.stringify({ type: 'exit', guest: 42, exit: 'gone' }) + '\\n');
+}
+`;
+
+beforeAll(async () => {
+  // A package of its own inside the repository: its dependencies resolve through the repository's node_modules.
+  mkdirSync(build, { mode: 0o755 });
+  chmodSync(build, 0o755);
+  const pkg = path.join(repoRoot, 'packages', 'sandbox');
+  cpSync(path.join(pkg, 'dist'), path.join(build, 'dist'), { recursive: true, filter: (f) => !f.endsWith('.map') });
+  cpSync(path.join(pkg, 'package.json'), path.join(build, 'package.json'));
+  // No source maps: they would point at sources this copy does not have.
+  for (const f of readdirSync(path.join(build, 'dist'), { recursive: true, encoding: 'utf8' })) {
+    const file = path.join(build, 'dist', f);
+    if (f.endsWith('.js')) writeFileSync(file, readFileSync(file, 'utf8').replace(/^\/\/# sourceMappingURL=.*$/m, ''));
+  }
+  for (const entry of ['main.js', 'shared.js']) {
+    const file = path.join(build, 'dist', 'guest', entry);
+    writeFileSync(file, HOSTILE + readFileSync(file, 'utf8'));
+  }
+  sandbox = (await import(path.join(build, 'dist', 'index.js'))) as typeof import('@lowcloud/sandbox');
+});
+
+afterAll(() => {
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  rmSync(build, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
+});
+
+const MiB = 2 ** 20;
+const log = (name: string) => path.join(work, `${name}.log`);
+const read = (name: string) => {
+  try {
+    return readFileSync(log(name), 'utf8');
+  } catch {
+    return '';
+  }
+};
+const opts = (wasm: string, name: string, extra: Partial<GuestOptions> = {}): GuestOptions => {
+  const out = { file: log(name), maxBytes: 4096, keep: 1 };
+  return guestOptions(wasm, { grants: { memory: 8 * MiB, network: { listen: [], connect: [] } }, stdout: out, stderr: out, cacheDir: path.join(work, 'cache'), ...extra });
+};
+
+describe('a guest host whose code writes hostile bytes on its channel and its files', () => {
+  it('a shared host: the process that started it stays up, believes nothing, and runs, stops and reads its guests', { timeout: 60_000 }, async ({ skip }) => {
+    if (sandbox.jspiNode() === null) return skip('no Node.js with JSPI for a shared guest host');
+    const guests: GuestHandle[] = await Promise.all(['h0', 'h1'].map((n) => sandbox.spawnGuest(opts('sleeper', n, { isolation: 'shared' }))));
+    guests.forEach((g) => pids.add(g.pid));
+    expect(guests[0]?.report.isolation[0]?.mechanism).toMatch(/separated from the other guests of its host/);
+    await waitFor(() => read('h0') === 'ready\n' && read('h1') === 'ready\n', 20_000, 'both guests logged ready');
+    const [a, b] = guests as [GuestHandle, GuestHandle];
+    expect((await a.usage()).memoryBytes).toBeGreaterThan(0);
+    expect(await a.stop(5000)).toEqual({ kind: 'stopped' });
+    // The forged exit ended no guest; the host runs on with the other.
+    expect(alive(b.pid)).toBe(true);
+    expect(await b.stop(5000)).toEqual({ kind: 'stopped' });
+  });
+
+  it('a process guest host whose code writes past its log file\'s size is stopped there by the kernel (RLIMIT_FSIZE), not by its own rotation', { timeout: 60_000 }, async ({ skip }) => {
+    if (sandbox.probeWall().wall === null) return skip(`kernel wall unavailable here: ${sandbox.probeWall().reason}`);
+    const out = { file: capLog, maxBytes: 128 * 1024, keep: 1 };
+    const g = await sandbox.spawnGuest(opts('hello', 'cap', { stdout: out, stderr: 'pipe' }));
+    pids.add(g.pid);
+    expect(g.report.isolation.some((l) => /files up to 131072 bytes \(RLIMIT_FSIZE\)/.test(l.mechanism))).toBe(true);
+    expect(await g.exited).toEqual({ kind: 'exit', code: 0 });
+    expect(statSync(capLog).size).toBeLessThanOrEqual(128 * 1024);
+  });
+
+  it('a process guest host, attached (`lowcloud run`): its exit is still the one its guest made', { timeout: 60_000 }, async () => {
+    const g = await sandbox.spawnGuest(opts('hello', 'p0'));
+    pids.add(g.pid);
+    expect(await g.exited).toEqual({ kind: 'exit', code: 0 });
+    expect(read('p0')).toMatch(/^argc=1$/m);
+  });
+});

