@@ -19,6 +19,12 @@ export interface ConnectOptions {
   pinnedKey?: string;
   /** The operator or CI key that signs every call (`hello` aside). Without it only `hello` works. */
   signer?: KeyPair;
+  /**
+   * How long the agent may stay silent (default 15 s): the connection's set-up must finish within
+   * it, and a call fails with AGENT_UNREACHABLE once it waited that long with no reply to any call
+   * of this connection. Silence, not a call's age: calls pipelined behind slow ones (64 guest starts
+   * on a loaded machine) are answered in turn, each reply showing the agent is at work.
+   */
   timeoutMs?: number;
   /** Sent as the `Origin` header (tests of the agent's browser check). */
   origin?: string;
@@ -255,7 +261,7 @@ export class AgentClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(req.id);
-        reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: no answer to ${req.type} within ${this.opts.timeoutMs ?? 15_000} ms`));
+        reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: no answer to ${req.type}, and no other reply from the agent, within ${this.opts.timeoutMs ?? 15_000} ms`));
       }, this.opts.timeoutMs ?? 15_000);
       this.pending.set(req.id, { type: req.type, resolve, reject, timer });
       this.ws.send(payload !== undefined && req.type === 'put-blob' ? encodeBlobFrame(req, payload) : JSON.stringify(req), (err) => {
@@ -284,6 +290,8 @@ export class AgentClient {
     if (p === undefined || id === null) return;
     this.pending.delete(id);
     clearTimeout(p.timer);
+    // The agent answers: the calls still waiting count their silence from now (see `timeoutMs`).
+    for (const other of this.pending.values()) other.timer.refresh();
     if (reply.type === 'error') {
       p.reject(new LowcloudError(reply.error.code as ErrorCode, reply.error.message, reply.error.details === undefined ? undefined : { details: reply.error.details }));
     } else p.resolve(reply);

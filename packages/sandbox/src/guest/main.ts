@@ -6,6 +6,7 @@ import type { GuestExit } from '../types.js';
 import { exitGuestHost } from './gpu/start.js';
 import { Instance } from './instance.js';
 import { sleepSync } from '../common/sleep.js';
+import { closeInheritedFds } from './stray-fds.js';
 
 /**
  * The guest host process: reads its boot options from the host's pipe, runs each guest in an
@@ -45,6 +46,8 @@ function readToEnd(fd: number): string {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+// Before anything else (the boot options are read from fd 6): nothing inherited by accident reaches a guest.
+closeInheritedFds([GUEST_HOST_FD.channel, GUEST_HOST_FD.boot]);
 const boot = readBoot();
 /** The channel to the process that started this one (attached only, fd 3): exits go there too, and its end stops the guests. */
 const channel = boot.detached ? null : new net.Socket({ fd: GUEST_HOST_FD.channel, readable: true, writable: true });

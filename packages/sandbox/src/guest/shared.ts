@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { decodeLine, encodeLine, GUEST_HOST_FD, Lines, OUT_PIECE_BYTES, parseSharedHostRequest, SHARED_CTL, type GuestBoot, type SharedHostReply } from '../common/protocol.js';
 import type { GuestExit } from '../types.js';
+import { closeInheritedFds } from './stray-fds.js';
 import { SuspendingGuest } from './suspending.js';
 
 /**
@@ -27,6 +28,8 @@ const detached = process.argv.includes('--detached');
 const ctlAt = process.argv.indexOf('--ctl');
 const ctl = ctlAt > 0 ? (process.argv[ctlAt + 1] ?? null) : null;
 
+// Before any guest runs: nothing inherited by accident reaches one (guest/stray-fds.ts).
+closeInheritedFds([GUEST_HOST_FD.channel]);
 /** The channel to the process that started this one, while it is there. */
 const channel = new net.Socket({ fd: GUEST_HOST_FD.channel, readable: true, writable: true });
 let connected = true;
