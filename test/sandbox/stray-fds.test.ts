@@ -47,9 +47,9 @@ for (const o of ${JSON.stringify(opts)}) hs.push(await spawnGuest(o));
 process.stdout.write(JSON.stringify(hs.map((h) => h.pid)) + '\\n');
 setInterval(() => undefined, 1000);`;
     // As a service manager or a shell would leave them: a directory and a file at fds 30 and 31,
-    // opened without close-on-exec before Node.js starts. (Node.js marks its lowest inherited
-    // descriptors close-on-exec as it starts, fd 7 among them, not these; bash, since dash opens
-    // no descriptor past 9.)
+    // opened without close-on-exec before Node.js starts. (Node.js marks descriptors 0-16
+    // close-on-exec as it starts, so those never reach a child; bash, since dash opens no
+    // descriptor past 9.)
     const starter = spawn('/bin/bash', ['-c', 'exec 30<"$1" 31<"$2"; exec "$0" --input-type=module -e "$3"', process.execPath, secretDir, secretFile, script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const hosts = await new Promise<number[]>((resolve, reject) => {

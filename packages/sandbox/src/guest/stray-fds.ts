@@ -11,6 +11,9 @@ const O_CLOEXEC = 0o2000000;
  * that escaped the WebAssembly sandbox `openat` its way past the mount namespace (compare runc's
  * CVE-2024-21626). Everything this process opened itself (Node.js and libuv open with
  * close-on-exec) survived no exec, so a descriptor without that flag is one that was inherited.
+ * The converse gap: Node.js marks descriptors 0-16 close-on-exec as it starts (measured with
+ * strace on 20 and 24), inherited or not. So does the Node.js that starts a guest host, so what
+ * reaches one by accident is numbered 17 or more, where nothing marked it: all of it is closed.
  *
  * Returns what it closed. Without /proc (not Linux) there is nothing to read, and nothing is
  * closed: the wall, which needs Linux, is not there either.
