@@ -2,9 +2,9 @@
 //   (1) N idle guests (sleeper) brought up with `lowcloud up` on one local agent, timed from the
 //       command to the last guest running: starts/s and PSS per guest (the agent, and every process
 //       its guests run in: guest hosts, launchers, walls, divided by the guests), `shared` at
-//       200, 500 and 1,000 next to `process` at 40 (each a Node.js start-up: at 200, on 2 busy
-//       cores, the calls pipelined behind the first 64 outwait `up`'s 15 s call timeout), each on a
-//       fresh agent, in the same run; where the time goes: the agent's own steps
+//       200, 500 and 1,000 next to `process` at 40 (each a Node.js start-up: 100 take about 47 s on
+//       2 busy cores; they complete since the client times out on the agent's silence, not on a
+//       call's age), each on a fresh agent, in the same run; where the time goes: the agent's own steps
 //       from its metrics (check, state, act = the guest hosts, audit, finish) and the rest (the
 //       command: load, plan, upload, calls on the wire); the CPU the agent, the `up` command (with
 //       GNU time) and the guest hosts used (on a busy 2-core machine the run is CPU-bound);
