@@ -65,8 +65,12 @@ describe('status: disk use is measured off the event loop and cached, with its t
   it('the walk never follows a symlink (a link to / counts as one entry, never what it points to)', async () => {
     const before = (await statusUsage('many')).diskMeasuredAt as string;
     symlinkSync('/', path.join(fx.stateDir, 'data/many/root-link'));
-    // The next complete measurement after the link appeared.
-    await waitFor(async () => Date.parse((await statusUsage('many')).diskMeasuredAt ?? '0') > Date.parse(before) + 1, 30_000, 'a new measurement');
+    // A measurement is stamped when its walk ends, so the first one after the link may have begun
+    // before it: wait for the one after that, whose walk began after the link appeared.
+    const at = async () => Date.parse((await statusUsage('many')).diskMeasuredAt ?? '0');
+    await waitFor(async () => (await at()) > Date.parse(before) + 1, 30_000, 'a new measurement');
+    const first = await at();
+    await waitFor(async () => (await at()) > first, 30_000, 'a measurement begun after the link');
     await waitFor(async () => !(await statusUsage('many')).diskMeasuring, 30_000, 'the walk to finish');
     expect((await statusUsage('many')).diskBytes).toBe(FILES * (ENTRY_BYTES + 1) + 2 * ENTRY_BYTES);
     await c.stop('many', 500);

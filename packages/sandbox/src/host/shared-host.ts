@@ -141,7 +141,9 @@ export class SharedHost {
       if (h !== undefined) {
         h.count++;
         // Three quarters full: the next host starts now, while this one fills (a batch does not
-        // wait for a host start each 256 guests); unused, it exits after a while.
+        // wait for a host start each 256 guests); unused, it exits after a while. A spare that
+        // fails to start is dropped quietly: the guest that needs a new host starts one itself
+        // and gets that start's error.
         if (h.count === Math.floor((SHARED_GUESTS_PER_HOST * 3) / 4) && pool.starting === null && pool.hosts.every((x) => x === h || x.closed || x.count >= SHARED_GUESTS_PER_HOST)) startOne().catch(() => undefined);
         return h;
       }

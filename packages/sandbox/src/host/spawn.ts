@@ -151,6 +151,7 @@ function sharedHandle(guest: SharedGuest, opts: GuestOptions, tuning: SpawnTunin
       // Its slot is kept across the stop, so the host stays up for the successor.
       const into = opts2.isolation === 'shared' && host.reserveFor(opts2, tuning) ? host : null;
       await host.stop(guest, 5000);
+      // A module that does not admit is not lost: spawnGuest below admits it again and throws that error.
       const admitted = into === null ? null : await admit(opts2.wasm, opts2.grants.memory, opts2.cacheDir).catch(() => null);
       if (into !== null && admitted !== null && sharedRefusal(opts2, admitted.kind) === null && !into.ended) return spawnShared(opts2, admitted, parseNetworkGrant(opts2.grants.network), tuning, into);
       into?.release();
