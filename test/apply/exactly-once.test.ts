@@ -63,9 +63,10 @@ class Fleet {
     return path.join(this.dir, `state-${m}`);
   }
 
-  async start(m: Machine, crash?: string): Promise<void> {
+  async start(m: Machine, crash?: string, hooks: Record<string, string> = {}): Promise<void> {
     if (!this.ports.has(m)) this.ports.set(m, await freePort());
-    const env: Record<string, string> = crash === undefined ? {} : { LOWCLOUD_TEST_HOOKS: '1', LOWCLOUD_TEST_CRASH: crash };
+    const env: Record<string, string> = { ...(crash === undefined ? {} : { LOWCLOUD_TEST_CRASH: crash }), ...hooks };
+    if (Object.keys(env).length > 0) env.LOWCLOUD_TEST_HOOKS = '1';
     this.agents.set(m, await fx.start({ stateDir: this.stateDir(m), port: this.ports.get(m) as number, env }));
   }
 
@@ -148,6 +149,33 @@ describe('exactly one accepted call per planned call', () => {
       expect(proxies[1]?.stats.dropped).toBeGreaterThan(0);
     } finally {
       for (const p of proxies) await p.close();
+      await fleet.stopAll();
+    }
+  });
+
+  it('a link lost while the agent still has its calls queued: the calls sent again after it meet the old ones landing, and each is made once', async () => {
+    const fleet = new Fleet('queued');
+    let proxy: LatencyProxy | null = null;
+    try {
+      // m1's starts take 1.5 s each, so the 17 starts (groups of at most 8 guest hosts: 8, 8, 1)
+      // are still in its queue when the link goes: the first reply is cut, the client reconnects
+      // 0.2 s later and reads a status that shows the first two groups; the old 17th start is
+      // taken only after the second group, behind the client's new copy of it.
+      await fleet.start('m1', undefined, { LOWCLOUD_TEST_SLOW_ACT: 'start:1500' });
+      await fleet.start('m2');
+      await fleet.start('m3');
+      proxy = await startLatencyProxy({ target: { host: '127.0.0.1', port: fleet.ports.get('m1') as number }, delayMs: [2, 5], dropReplies: { match: /"changed":true/, count: 1 } });
+      fleet.via.set('m1', proxy.port);
+      const many = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`q${i}`, { machine: 'm1' as const, config: `q${i}\n` }]));
+      const files = [fleet.write(0, {}), fleet.write(1, many)];
+      const planned = await fleet.plan(files[0] as string, files[1] as string);
+      const r = await fleet.apply();
+      expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+      expect(fleet.added()).toEqual(planned);
+      expect(proxy.stats.repliesDropped).toBe(1);
+      expect(await fleet.status(files[1] as string)).toMatch(/^In sync: 17 process\(es\) match infra-1\.yaml\.$/);
+    } finally {
+      await proxy?.close();
       await fleet.stopAll();
     }
   });

@@ -24,7 +24,7 @@ import type { AgentCore } from './core.js';
 import { streamLog } from './logs.js';
 import { processPaths } from './runner.js';
 import type { CallRecord, DesiredState } from './state-store.js';
-import { crashPoint, crashTicket, type CrashTicket } from './test-hooks.js';
+import { crashPoint, crashTicket, slowAct, type CrashTicket } from './test-hooks.js';
 
 /**
  * At most this many calls in one group (one state.json write, one audit append). A pipelining
@@ -343,7 +343,10 @@ export class AgentCalls implements ConnectionHost {
     lap('state');
     for (const s of steps) crashPoint('state-written', s.pending.ticket);
     // 3: concurrently, bounded. A step that fails has put back what it touched itself.
-    const errors = await mapBounded(steps, ACT_CONCURRENCY, (s) => this.core.disk.guardAsync(`${s.pending.req.type} ${s.name}`, 0, () => s.act()));
+    const errors = await mapBounded(steps, ACT_CONCURRENCY, (s) => this.core.disk.guardAsync(`${s.pending.req.type} ${s.name}`, 0, async () => {
+        await slowAct(s.pending.req.type);
+        return s.act();
+      }));
     lap('act');
     const first = errors.findIndex((e) => e !== undefined);
     let kept = steps;

@@ -229,12 +229,21 @@ const RETRIES = 4;
  * Over a link that may drop: a lost connection fails every call in flight with it. Then the
  * machine is reconnected, and its live state says which of them took effect before the link went
  * (the same rule as a resumed apply); the others are sent again, in order.
+ *
+ * The calls of the lost connection may still be in the agent's queue when its status is read (the
+ * agent takes what it received, connection or not, and status does not wait for the queue). Then a
+ * call sent again meets a generation one of those moved, and is refused unmade (STALE_GENERATION):
+ * after a loss that refusal is read as one more lost link (reconnect, read the live state, send
+ * what it does not show), within the same retry budget. The generation each call is signed with
+ * keeps every call made at most once whichever copy the agent takes.
  */
 async function runCalls(run: MachineRun, calls: Indexed[]): Promise<void> {
   const { name: m, opts } = run;
   let queue = calls;
   // Losses in a row without a call getting done: past RETRIES the machine fails.
   let losses = 0;
+  // Calls sent after a lost link: a stale generation may be the old connection's calls landing.
+  let afterLoss = false;
   while (queue.length > 0) {
     const lost: Indexed[] = [];
     const link: { error: Error | null; done: number } = { error: null, done: 0 };
@@ -262,7 +271,8 @@ async function runCalls(run: MachineRun, calls: Indexed[]): Promise<void> {
         },
         (err: unknown) => {
           r.ms = performance.now() - t;
-          if ((err as LowcloudError).code === ErrorCode.AGENT_UNREACHABLE && !run.failed.has(m)) {
+          const code = (err as LowcloudError).code;
+          if ((code === ErrorCode.AGENT_UNREACHABLE || (afterLoss && code === ErrorCode.STALE_GENERATION)) && !run.failed.has(m)) {
             lost.push(item);
             link.error ??= asError(err);
             return;
@@ -314,6 +324,7 @@ async function runCalls(run: MachineRun, calls: Indexed[]): Promise<void> {
     }
     if (again.length < lost.length) losses = 0; // a call got done: the retry budget starts over
     queue = [...again, ...unsent];
+    afterLoss = true;
   }
 }
 
