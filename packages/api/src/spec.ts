@@ -64,6 +64,12 @@ export interface ProcessSpec {
    * replace-config.
    */
   isolation?: Isolation;
+  /**
+   * true: where the agent cannot build the kernel wall, this guest runs without it (else the start
+   * is refused, GRANT_UNAVAILABLE). Written only when true, so the spec of every other process
+   * keeps the digest it had before the field existed; a change is a replace.
+   */
+  allowUnwalled?: true;
 }
 
 /** The isolation a spec asks for (absent: `process`). */

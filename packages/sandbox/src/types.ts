@@ -69,6 +69,12 @@ export interface GuestOptions {
    * and the runtime layer, the host by the wall.
    */
   isolation?: GuestIsolation;
+  /**
+   * This guest's own opt-in (the infra file's `allowUnwalled`): where the wall cannot be built it
+   * runs without it although the caller requires the wall (`requireWall`); its report says by whose
+   * choice. Guests with and without it never share a host.
+   */
+  allowUnwalled?: boolean;
 }
 
 export type GuestIsolation = 'process' | 'shared';

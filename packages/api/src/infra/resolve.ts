@@ -175,6 +175,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       restart: p.restart ?? 'on-failure',
     };
     if (p.isolation === 'shared') spec.isolation = 'shared';
+    if (p.allowUnwalled === true) spec.allowUnwalled = true;
     processes[name] = { name, machine: p.machine, spec, digest: resolvedSpecDigest(spec), files: { binary: p.binary, config: { ...(p.config ?? {}) } }, sealed: sealed.sort() };
   }
 

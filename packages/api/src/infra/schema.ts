@@ -138,6 +138,11 @@ const processEntry: JSONSchemaType<ProcessEntry> = {
       description: 'process (default): a guest host of its own behind the full wall. shared: a guest host shared with other shared processes of the machine, separated from them by the WebAssembly sandbox and the runtime layer (cheaper, faster to start). A change is a replace.',
       nullable: true,
     },
+    allowUnwalled: {
+      type: 'boolean',
+      description: 'true: where the agent cannot build the kernel wall (bubblewrap or util-linux missing or broken), this process runs without it, with the JavaScript WASI layer only, instead of being refused (GRANT_UNAVAILABLE); the plan and status say so. Where the wall can be built it is used. Default false. A change is a replace.',
+      nullable: true,
+    },
   },
 };
 

@@ -24,6 +24,7 @@ const spec: fc.Arbitrary<ProcessSpec> = fc
     udp: fc.boolean(),
     restart: fc.constantFrom('always' as const, 'on-failure' as const, 'never' as const),
     shared: fc.boolean(),
+    unwalled: fc.boolean(),
   })
   .map((r) => ({
     name: r.name,
@@ -40,6 +41,7 @@ const spec: fc.Arbitrary<ProcessSpec> = fc
     },
     restart: r.restart,
     ...(r.shared ? { isolation: 'shared' as const } : {}),
+    ...(r.unwalled ? { allowUnwalled: true as const } : {}),
   }));
 
 describe('resolvedSpecDigest', () => {

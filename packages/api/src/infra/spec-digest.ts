@@ -25,7 +25,7 @@ export function resolvedSpecJson(spec: ProcessSpec): string {
   if (g.memory !== undefined) grants += `"memory":${JSON.stringify(g.memory)},`;
   grants += `"network":{"connect":${JSON.stringify(n.connect)},"listen":${JSON.stringify(n.listen)}${n.udp === undefined ? '' : `,"udp":${JSON.stringify(n.udp)}`}}}`;
   return (
-    `{"args":${JSON.stringify(spec.args)},"binary":${JSON.stringify(spec.binary)},"config":${record(spec.config)},"env":${record(spec.env)},` +
+    `{${spec.allowUnwalled === undefined ? '' : `"allowUnwalled":${JSON.stringify(spec.allowUnwalled)},`}"args":${JSON.stringify(spec.args)},"binary":${JSON.stringify(spec.binary)},"config":${record(spec.config)},"env":${record(spec.env)},` +
     `"grants":${grants},${spec.isolation === undefined ? '' : `"isolation":${JSON.stringify(spec.isolation)},`}"name":${JSON.stringify(spec.name)},"restart":${JSON.stringify(spec.restart)}}`
   );
 }

@@ -35,6 +35,8 @@ export interface ProcessEntry {
   restart?: 'always' | 'on-failure' | 'never';
   /** `process` (default): a guest host of its own; `shared`: a guest host shared with other `shared` processes. */
   isolation?: 'process' | 'shared';
+  /** true: where the agent cannot build the kernel wall, this process runs without it instead of being refused. */
+  allowUnwalled?: boolean;
 }
 
 export interface GrantsEntry {

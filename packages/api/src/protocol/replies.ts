@@ -47,6 +47,7 @@ const publicSpec = obj({
   grants,
   restart: { enum: ['always', 'on-failure', 'never'] },
   isolation: { enum: ['process', 'shared'] },
+  allowUnwalled: BOOL,
 }, ['name', 'binary', 'args', 'envDigests', 'config', 'grants', 'restart']);
 const processStatus = obj({
   name: STR,

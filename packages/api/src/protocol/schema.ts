@@ -71,6 +71,8 @@ export const processSpecSchema: JSONSchemaType<ProcessSpec> = {
     },
     restart: { type: 'string', enum: ['always', 'on-failure', 'never'] },
     isolation: { type: 'string', enum: ['process', 'shared'], nullable: true },
+    // Only true (absent otherwise): one spelling, one digest.
+    allowUnwalled: { type: 'boolean', enum: [true], nullable: true },
   },
 };
 

@@ -532,6 +532,8 @@ export class AgentCalls implements ConnectionHost {
 function withWallPolicy(caps: Capabilities, allowUnwalled: boolean): Capabilities {
   const why = caps.unavailable.wall;
   if (why === undefined) return caps;
-  const policy = allowUnwalled ? 'guests run WITHOUT the wall (--allow-unwalled)' : 'guests are refused (GRANT_UNAVAILABLE); fix the wall, or start the agent with --allow-unwalled to run them without it';
+  const policy = allowUnwalled
+    ? 'guests run WITHOUT the wall (--allow-unwalled)'
+    : 'guests are refused (GRANT_UNAVAILABLE) but those whose process opts in (allowUnwalled in the infra file), which run WITHOUT the wall; fix the wall, or start the agent with --allow-unwalled to run them all without it';
   return { ...caps, unavailable: { ...caps.unavailable, wall: `${why}; ${policy}` } };
 }

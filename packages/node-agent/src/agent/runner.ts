@@ -89,6 +89,7 @@ export class SandboxRunner implements GuestRunner {
       cacheDir: path.join(this.stateDir, 'cache'),
       ...(uid === undefined ? {} : { uid }),
       isolation: isolationOf(spec),
+      ...(spec.allowUnwalled === true ? { allowUnwalled: true } : {}),
     };
   }
 

@@ -165,8 +165,15 @@ export async function status(infraFile: string, json: boolean, flags: { key?: st
     usage?: ProcessStatus['usage'];
     /** Per grant, the strongest level enforcing it (kernel > runtime > advisory). */
     enforcement?: Record<string, string>;
+    /** The guest runs without the kernel wall, and by whose choice: its own (`allowUnwalled`) or the agent's (`--allow-unwalled`). */
+    unwalled?: 'allowUnwalled' | '--allow-unwalled';
   };
-  const details = (live: ProcessStatus) => ({ usage: live.usage, enforcement: strongestLevels(live.enforcement) });
+  const details = (live: ProcessStatus) => {
+    const enforcement = strongestLevels(live.enforcement);
+    // Reported as running without the wall: no kernel layer around its guest host.
+    const unwalled = live.pid !== null && enforcement?.isolation !== undefined && enforcement.isolation !== 'kernel';
+    return { usage: live.usage, enforcement, ...(unwalled ? { unwalled: live.spec.allowUnwalled === true ? ('allowUnwalled' as const) : ('--allow-unwalled' as const) } : {}) };
+  };
   const rows: Row[] = [];
   for (const p of Object.values(infra.processes)) {
     const problem = problems.get(p.machine);
@@ -207,7 +214,8 @@ export async function status(infraFile: string, json: boolean, flags: { key?: st
     for (const r of rows) {
       const usage = r.usage === null || r.usage === undefined ? '' : `  mem ${formatSize(r.usage.memoryBytes)} cpu ${r.usage.cpuSeconds.toFixed(1)}s${diskText(r.usage)}`;
       const enforced = r.enforcement === undefined ? '' : `  [${Object.entries(r.enforcement).map(([g, l]) => `${g}:${l}`).join(' ')}]`;
-      process.stdout.write(`  ${r.machine.padEnd(10)} ${r.process.padEnd(14)} ${r.drift.padEnd(11)} ${r.state ?? '-'}${r.pid === null ? '' : ` pid ${r.pid}`}${r.restarts ? ` restarts ${r.restarts}` : ''}${usage}${enforced}\n`);
+      const unwalled = r.unwalled === undefined ? '' : r.unwalled === 'allowUnwalled' ? '  UNWALLED by its own opt-in (allowUnwalled)' : '  UNWALLED (agent --allow-unwalled)';
+      process.stdout.write(`  ${r.machine.padEnd(10)} ${r.process.padEnd(14)} ${r.drift.padEnd(11)} ${r.state ?? '-'}${r.pid === null ? '' : ` pid ${r.pid}`}${r.restarts ? ` restarts ${r.restarts}` : ''}${usage}${enforced}${unwalled}\n`);
     }
     for (const [m, p] of problems) process.stdout.write(`  ${m}: ${PROBLEM_TEXT[p.problem]}: ${p.message}\n`);
   }

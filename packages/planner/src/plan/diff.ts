@@ -14,7 +14,8 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
     const before = a.processes[name];
     const after = b.processes[name];
     if (before === undefined && after !== undefined) {
-      changes.push({ process: name, actions: ['start'], reason: 'new', paths: [], fields: [], to: after.machine });
+      const because = unwalledReasons(undefined, after.spec);
+      changes.push({ process: name, actions: ['start'], reason: 'new', paths: [], fields: [], to: after.machine, ...(because.length > 0 ? { because } : {}) });
     } else if (before !== undefined && after === undefined) {
       changes.push({ process: name, actions: ['stop'], reason: 'removed', paths: [], fields: [], from: before.machine });
     } else if (before !== undefined && after !== undefined && before.digest !== after.digest) {
@@ -25,7 +26,7 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
       // A sealed value's identity is its ciphertext's digest: re-sealing it is a change, named as such.
       const secret = new Set([...(before.sealed ?? []), ...(after.sealed ?? [])]);
       const onlySecrets = !moved && fields.length > 0 && fields.every((f) => secret.has(f.path));
-      const because = dependencyReasons(a, b, before.spec, after.spec, named);
+      const because = [...dependencyReasons(a, b, before.spec, after.spec, named), ...unwalledReasons(before.spec, after.spec)];
       changes.push({
         process: name,
         actions: onlyConfig ? ['replace-config'] : moved ? ['start', 'stop'] : ['stop', 'start'],
@@ -113,6 +114,21 @@ function dependencyReasons(a: PlanState, b: PlanState, x: ProcessSpec, y: Proces
   return out;
 }
 
+/**
+ * What an `allowUnwalled` that is on (or turned on or off) means, for the plan to say: the operator
+ * reviewing it sees that the process may run without the kernel wall.
+ */
+function unwalledReasons(x: ProcessSpec | undefined, y: ProcessSpec): string[] {
+  const was = x?.allowUnwalled === true;
+  const is = y.allowUnwalled === true;
+  if (is && !was) return [UNWALLED];
+  if (was && !is) return ['allowUnwalled off: the agent refuses to start it where it cannot build the kernel wall'];
+  return [];
+}
+
+/** The plan's words for a process that opted in (docs/infra-file.md allowUnwalled). */
+export const UNWALLED = 'allowUnwalled: runs WITHOUT the kernel wall where the agent cannot build it';
+
 /** A process's env as value digests: live state carries only those, so both sides compare them. */
 function envOf(p: PlanProcess): Record<string, string> {
   return p.envDigests ?? envDigests(p.spec.env);
@@ -151,6 +167,8 @@ export function specFieldChanges(a: ProcessSpec, b: ProcessSpec, envA = envDiges
   if (a.restart !== b.restart) out.push({ path: 'restart', from: a.restart, to: b.restart });
   // Another guest host: a replace, never a replace-config (the plan says "replace: isolation changed").
   if (isolationOf(a) !== isolationOf(b)) out.push({ path: 'isolation', from: isolationOf(a), to: isolationOf(b) });
+  // The wall is built (or not) as a guest host starts: a replace, never a replace-config.
+  if ((a.allowUnwalled ?? false) !== (b.allowUnwalled ?? false)) out.push({ path: 'allowUnwalled', from: String(a.allowUnwalled ?? false), to: String(b.allowUnwalled ?? false) });
   // Config files: digests only - contents may hold secrets.
   for (const p of [...new Set([...Object.keys(a.config), ...Object.keys(b.config)])].sort()) {
     const x = a.config[p];

@@ -59,7 +59,7 @@ function why(change: Change | undefined, call: string): string {
   if (change === undefined) return '';
   switch (change.reason) {
     case 'new':
-      return 'new process';
+      return `new process${change.because === undefined ? '' : ` (${change.because.join('; ')})`}`;
     case 'removed':
       return 'removed from the file';
     case 'config-changed':

@@ -80,7 +80,8 @@ export interface Change {
   /**
    * Why fields changed that the process's own entry did not: a named target that moved or whose
    * machine's address changed (`kv-a moved: its address changed`), a process whose digest it
-   * names that changed (`map-a changed`).
+   * names that changed (`map-a changed`); that the process may run without the kernel wall
+   * (`allowUnwalled`, on a new process too).
    */
   because?: string[];
   /** Set when a planner could not do what it prefers and fell back (blue-green without room). */

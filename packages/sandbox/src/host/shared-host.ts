@@ -397,7 +397,8 @@ export class SharedLink {
 
 /** Guests with the same key may share a host (the grouping rule above). */
 function groupKey(opts: GuestOptions, tuning: HostTuning): string {
-  return JSON.stringify([opts.detached === true, opts.uid ?? null, opts.grants.memory ?? null, tuning.kernel ?? null, tuning.wall ?? null]);
+  // allowUnwalled: an opted-in guest must not carry guests that did not opt in into an unwalled host.
+  return JSON.stringify([opts.detached === true, opts.uid ?? null, opts.grants.memory ?? null, tuning.kernel ?? null, tuning.wall ?? null, opts.allowUnwalled === true]);
 }
 
 /**

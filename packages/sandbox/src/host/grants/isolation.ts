@@ -30,10 +30,12 @@ export const isolation: GrantModule<null> = {
   cgroupLimits: () => ({ tasks: GUEST_TASKS }),
   async setUp({ options, kind, network, cgroup, wall: allowed, requireWall }) {
     const { wall, reason } = allowed ? probeWall() : { wall: null, reason: 'turned off for this guest' };
-    if (wall === null && allowed && requireWall) {
+    // The guest's own opt-in (the infra file's allowUnwalled) lets this guest alone run unwalled.
+    const optedIn = options.allowUnwalled === true;
+    if (wall === null && allowed && requireWall && !optedIn) {
       throw new GrantUnavailableError(
         'isolation',
-        `the kernel wall cannot be built here (${reason}); the guest was not started. Fix: install bubblewrap and util-linux (setpriv, prlimit, unshare)${process.getuid?.() === 0 ? '' : ' and allow unprivileged user namespaces (kernel.unprivileged_userns_clone=1)'}, or run unwalled guests knowingly (lowcloud agent --allow-unwalled, or lowcloud up --allow-unwalled for the local agents it starts)`,
+        `the kernel wall cannot be built here (${reason}); the guest was not started. Fix: install bubblewrap and util-linux (setpriv, prlimit, unshare)${process.getuid?.() === 0 ? '' : ' and allow unprivileged user namespaces (kernel.unprivileged_userns_clone=1)'}, or run unwalled guests knowingly: this process alone (allowUnwalled: true on it in the infra file), or every guest of the agent (lowcloud agent --allow-unwalled, or lowcloud up --allow-unwalled for the local agents it starts)`,
       );
     }
     const mine = process.getuid?.() ?? 0;
@@ -52,7 +54,9 @@ export const isolation: GrantModule<null> = {
       fileBytes: fileLimit(options.grants.disk, [options.stdout, options.stderr]),
       tmpBytes: memory === undefined ? DEFAULT_LIMITS.tmpBytes : Math.min(memory, DEFAULT_LIMITS.tmpBytes),
     };
-    const report = isolationReport(wall, reason, uid, { network: net, limits, pidsCgroup, userland: options.grants.gpu !== undefined });
+    // Where the caller requires the wall, an unwalled guest runs by its own opt-in: its report says so.
+    const why = wall === null && allowed && requireWall ? `${reason}; it runs unwalled by its own opt-in, allowUnwalled in the infra file` : reason;
+    const report = isolationReport(wall, why, uid, { network: net, limits, pidsCgroup, userland: options.grants.gpu !== undefined });
     return { report, record: null, wall: { wall, uid, devices, network: net, limits, userland: options.grants.gpu !== undefined } };
   },
   reattach: () => ({ report: [], record: null }),
