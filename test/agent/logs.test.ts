@@ -120,3 +120,32 @@ describe('logs: a cap on all log files of the agent', () => {
     expect(k.stderr).toContain('--log-keep');
   });
 });
+
+describe('logs across an agent SIGKILL (issue 17: the agent writes a process guest host\'s logs, outside its wall)', () => {
+  const fx = useAgentFixture();
+  const mtimes = (stateDir: string, name: string) => logFiles(stateDir, name).map((f) => [f.name, f.size, statSync(path.join(stateDir, 'logs', f.name)).mtimeMs]);
+
+  it('a flooding guest waits on its output while no agent reads it, runs on (same pid), and its log goes on rotating after the restart', async () => {
+    let agent = await fx.start({ args: ['--log-max-bytes', '256KiB', '--log-keep', '1'] });
+    let c = await fx.connect(agent);
+    await c.start(await uploadSpec(c, 'flood', guest('flood')));
+    const pid = (await c.status()).processes.find((p) => p.name === 'flood')?.pid;
+    expect(pid).toBeTypeOf('number');
+    await waitFor(() => logFiles(fx.stateDir, 'flood').length === 2, 20_000, 'the log to rotate');
+    await fx.kill(agent, 'SIGKILL');
+    // Nothing writes the files while no agent runs: the guest host cannot (they are not in its
+    // wall), and it blocks once its pipe is full.
+    await new Promise((r) => setTimeout(r, 500));
+    const still = mtimes(fx.stateDir, 'flood');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(mtimes(fx.stateDir, 'flood')).toEqual(still);
+    expect(alive(pid as number)).toBe(true);
+    agent = await fx.start({ args: ['--log-max-bytes', '256KiB', '--log-keep', '1'] });
+    c = await fx.connect(agent);
+    const st = (await c.status()).processes.find((p) => p.name === 'flood');
+    expect([st?.pid, st?.restarts]).toEqual([pid, 0]);
+    await waitFor(() => JSON.stringify(mtimes(fx.stateDir, 'flood')) !== JSON.stringify(still), 20_000, 'the re-attached agent to write the log again');
+    for (const f of logFiles(fx.stateDir, 'flood')) expect(f.size, f.name).toBeLessThanOrEqual(256 * 1024);
+    await c.stop('flood', 500);
+  });
+});

@@ -1,4 +1,4 @@
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,21 +19,24 @@ const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-hostile-'));
 const pids = new Set<number>();
 let sandbox: typeof import('@lowcloud/sandbox');
 
-const capLog = path.join(work, 'cap.log');
+const spyLog = path.join(work, 'spy.log');
+const spyRun = path.join(work, 'run-spy');
 
-const HOSTILE = `import { appendFileSync as __a, existsSync as __e, writeSync as __w } from 'node:fs';
+const HOSTILE = `import { openSync as __o, closeSync as __c, writeSync as __w } from 'node:fs';
 {
-  // Past the log's cap, bypassing the rotation (a process guest host writes its own log file).
-  const cap = ${JSON.stringify(capLog)};
-  if (__e(cap)) {
-    let said = 'wrote';
+  // The files a process guest host's output and exit record end in, on the host's disk: before
+  // issue 17's second round they were bind mounts it wrote itself (and an unlinked one stayed
+  // writable). Said on stderr, which is where its output goes now.
+  const said = [];
+  for (const f of [${JSON.stringify(spyLog)}, ${JSON.stringify(`${spyLog}.1`)}, ${JSON.stringify(path.join(spyRun, 'exit.json'))}]) {
     try {
-      __a(cap, Buffer.alloc(2 ** 20, 0x62));
+      __c(__o(f, 'r+'));
+      said.push(f.split('/').pop() + ' writable');
     } catch (e) {
-      said = e.code;
+      said.push(f.split('/').pop() + ' ' + e.code);
     }
-    try { __w(2, 'hostile append: ' + said + '\\n'); } catch {}
   }
+  try { __w(2, 'hostile: ' + said.join(', ') + '\\n'); } catch {}
 }
 {
   const say = (s) => {
@@ -99,7 +102,7 @@ const opts = (wasm: string, name: string, extra: Partial<GuestOptions> = {}): Gu
   return guestOptions(wasm, { grants: { memory: 8 * MiB, network: { listen: [], connect: [] } }, stdout: out, stderr: out, cacheDir: path.join(work, 'cache'), ...extra });
 };
 
-describe('a guest host whose code writes hostile bytes on its channel and its files', () => {
+describe('a guest host whose code writes hostile bytes on its channel and tries its files', () => {
   it('a shared host: the process that started it stays up, believes nothing, and runs, stops and reads its guests', { timeout: 60_000 }, async ({ skip }) => {
     if (sandbox.jspiNode() === null) return skip('no Node.js with JSPI for a shared guest host');
     const guests: GuestHandle[] = await Promise.all(['h0', 'h1'].map((n) => sandbox.spawnGuest(opts('sleeper', n, { isolation: 'shared' }))));
@@ -114,14 +117,53 @@ describe('a guest host whose code writes hostile bytes on its channel and its fi
     expect(await b.stop(5000)).toEqual({ kind: 'stopped' });
   });
 
-  it('a process guest host whose code writes past its log file\'s size is stopped there by the kernel (RLIMIT_FSIZE), not by its own rotation', { timeout: 60_000 }, async ({ skip }) => {
+  it('a detached process guest host can write none of its log files nor its exit record: its output reaches them down a pipe, rotated outside the wall, its exit record through its launcher', { timeout: 60_000 }, async ({ skip }) => {
     if (sandbox.probeWall().wall === null) return skip(`kernel wall unavailable here: ${sandbox.probeWall().reason}`);
-    const out = { file: capLog, maxBytes: 128 * 1024, keep: 1 };
-    const g = await sandbox.spawnGuest(opts('hello', 'cap', { stdout: out, stderr: 'pipe' }));
+    // Rotated already, as after a while of logging: the guest host must not reach the rotated file either.
+    writeFileSync(`${spyLog}.1`, 'older\n');
+    const out = { file: spyLog, maxBytes: 4096, keep: 1 };
+    const g = await sandbox.spawnGuest(opts('hello', 'spy', { stdout: out, stderr: out, detached: true, runDir: spyRun }));
     pids.add(g.pid);
-    expect(g.report.isolation.some((l) => /files up to 131072 bytes \(RLIMIT_FSIZE\)/.test(l.mechanism))).toBe(true);
     expect(await g.exited).toEqual({ kind: 'exit', code: 0 });
-    expect(statSync(capLog).size).toBeLessThanOrEqual(128 * 1024);
+    // No path of them in its wall; what it said and what the guest printed arrived all the same.
+    expect(read('spy')).toContain('hostile: spy.log ENOENT, spy.log.1 ENOENT, exit.json ENOENT\n');
+    expect(read('spy')).toMatch(/^argc=1$/m);
+    // The exit record, written by the launcher (this process's uid, not the guest host's), bounded.
+    const rec = path.join(spyRun, 'exit.json');
+    expect(statSync(rec).uid).toBe(process.getuid?.());
+    expect(statSync(rec).size).toBeLessThanOrEqual(16 * 1024);
+    expect(sandbox.readExitRecord(spyRun)).toMatchObject({ kind: 'exit', code: 0 });
+    // The wall's file limit no longer has to make room for logs.
+    expect(g.report.isolation.some((l) => /files up to 4294967296 bytes \(RLIMIT_FSIZE\)/.test(l.mechanism))).toBe(true);
+  });
+
+  it('a detached process guest host that floods its output: the host rotates its log, every file within its size, and an unlinked one is not written past its size', { timeout: 60_000 }, async ({ skip }) => {
+    if (sandbox.probeWall().wall === null) return skip(`kernel wall unavailable here: ${sandbox.probeWall().reason}`);
+    const file = log('flood');
+    const out = { file, maxBytes: 64 * 1024, keep: 1 };
+    const g = await sandbox.spawnGuest(opts('flood', 'flood', { stdout: out, stderr: out, detached: true, runDir: path.join(work, 'run-flood') }));
+    pids.add(g.pid);
+    await waitFor(() => existsSync(`${file}.1`), 20_000, 'the log to rotate');
+    // What an agent's total log budget does: unlink the rotated file. It is made anew by the next rotation, never grown.
+    rmSync(`${file}.1`);
+    await waitFor(() => existsSync(`${file}.1`), 20_000, 'the log to rotate again');
+    for (let i = 0; i < 20; i++) {
+      for (const f of [file, `${file}.1`]) expect(statSync(f).size).toBeLessThanOrEqual(64 * 1024);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(readFileSync(`${file}.1`, 'utf8')).toMatch(/^y+$/);
+    g.detach();
+    // While nothing reads it the guest blocks on its output: its log stays as it is.
+    await new Promise((r) => setTimeout(r, 300));
+    const still = [statSync(file).size, statSync(`${file}.1`).mtimeMs];
+    await new Promise((r) => setTimeout(r, 700));
+    expect([statSync(file).size, statSync(`${file}.1`).mtimeMs]).toEqual(still);
+    expect(alive(g.pid)).toBe(true);
+    // Re-attached, it is read (and rotated) again.
+    const again = await sandbox.attachGuest(path.join(work, 'run-flood'));
+    expect(again?.pid).toBe(g.pid);
+    await waitFor(() => statSync(`${file}.1`).mtimeMs !== still[1], 20_000, 'the log to be written again after re-attach');
+    expect(await again?.stop(2000)).toEqual({ kind: 'stopped' });
   });
 
   it('a process guest host, attached (`lowcloud run`): its exit is still the one its guest made', { timeout: 60_000 }, async () => {

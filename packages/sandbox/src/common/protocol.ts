@@ -26,6 +26,11 @@ export const GUEST_HOST_FD = {
   seccomp: 5,
   /** Host -> guest host: the boot options, one JSON document, then end of file. */
   boot: 6,
+  /**
+   * Guest host -> launcher: the exit record of a detached process guest host (a pipe; the launcher
+   * writes what came, at most 16 KiB, to the run directory once the guest host has ended).
+   */
+  exit: 7,
 } as const;
 
 /** A config file: a host file bound read-only, or bytes (base64) the guest host serves from memory. */
@@ -55,6 +60,8 @@ export interface GuestBoot {
   stderr: OutputTarget;
   /** Where the guest host records how the guest ended (a file the host made for it), or null. */
   exitRecord: string | null;
+  /** The guest host writes the exit record to fd GUEST_HOST_FD.exit instead (nothing of the host's disk is writable in its wall). */
+  exitFd?: boolean;
 }
 
 /** What the host writes on the boot pipe. */
@@ -109,6 +116,7 @@ function parseGuestBoot(g: unknown, fail: (field: string) => never): GuestBoot {
   if (typeof g.stdin !== 'boolean') fail('stdin');
   for (const k of ['stdout', 'stderr'] as const) if (!isOutput(g[k])) fail(k);
   if (g.exitRecord !== null && typeof g.exitRecord !== 'string') fail('exitRecord');
+  if (g.exitFd !== undefined && typeof g.exitFd !== 'boolean') fail('exitFd');
   return g as unknown as GuestBoot;
 }
 

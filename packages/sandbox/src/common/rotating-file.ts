@@ -22,8 +22,9 @@ export function writeAll(fd: number, b: Uint8Array): void {
  * of a write larger than everything kept only its last `maxBytes * (keep + 1)` bytes are written
  * (the rest would be rotated away at once), so no file ever holds more than `maxBytes`.
  *
- * Rotation copies and truncates rather than renaming: inside the wall each of these files is a
- * bind mount the host made (a rename would fail), and the host's readers keep the same file.
+ * Rotation copies and truncates rather than renaming: readers holding the live file (`logs
+ * --follow`) keep reading the same file. It runs outside the wall only (the agent, for process
+ * and shared guest hosts alike: host/output-pump.ts, host/shared-host.ts).
  */
 export interface RotatingFile {
   write(b: Uint8Array): void;

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { writeAll } from '../common/durable-file.js';
+import { writeAll as writeAllTo } from '../common/rotating-file.js';
 import { encodeLine, GUEST_HOST_FD, parseHostBoot, type GuestBoot, type GuestHostMessage, type HostBoot } from '../common/protocol.js';
 import type { GuestExit } from '../types.js';
 import { exitGuestHost } from './gpu/start.js';
@@ -47,7 +48,7 @@ function readToEnd(fd: number): string {
 }
 
 // Before anything else (the boot options are read from fd 6): nothing inherited by accident reaches a guest.
-closeInheritedFds([GUEST_HOST_FD.channel, GUEST_HOST_FD.boot]);
+closeInheritedFds([GUEST_HOST_FD.channel, GUEST_HOST_FD.boot, GUEST_HOST_FD.exit]);
 const boot = readBoot();
 /** The channel to the process that started this one (attached only, fd 3): exits go there too, and its end stops the guests. */
 const channel = boot.detached ? null : new net.Socket({ fd: GUEST_HOST_FD.channel, readable: true, writable: true });
@@ -59,7 +60,10 @@ let sending = 0;
 function ended(guest: GuestBoot, exit: GuestExit, code: number): void {
   // The host made the exit record for this guest (inside the wall: a bind mount, written in
   // place); it reads it only after this process is gone. The launcher removes the firewall table.
-  if (guest.exitRecord !== null) writeExitRecord(guest.exitRecord, JSON.stringify({ ...exit, at: new Date().toISOString() }));
+  const record = JSON.stringify({ ...exit, at: new Date().toISOString() });
+  // Down the launcher's pipe (a detached process guest host: nothing of the host's disk is writable here).
+  if (guest.exitFd === true) writeRecordTo(GUEST_HOST_FD.exit, record);
+  else if (guest.exitRecord !== null) writeExitRecord(guest.exitRecord, record);
   if (status === null || status === 0) status = code;
   if (channel !== null && connected) {
     sending++;
@@ -72,6 +76,15 @@ function ended(guest: GuestBoot, exit: GuestExit, code: number): void {
   if (--left > 0) return;
   if (sending === 0) exitGuestHost(status ?? 0, instances);
   setTimeout(() => exitGuestHost(status ?? 0, instances), 200).unref();
+}
+
+/** The exit record down a pipe, whole (a small write is atomic); a pipe that is gone drops it. */
+function writeRecordTo(fd: number, text: string): void {
+  try {
+    writeAllTo(fd, Buffer.from(text));
+  } catch {
+    // no launcher to read it: the host classifies the exit from the process's end
+  }
 }
 
 /**

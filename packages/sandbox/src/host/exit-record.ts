@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseGuestExit } from './messages.js';
-import { GuestDirError } from '../errors.js';
 import type { GuestExit } from '../types.js';
 
 /** The exit record of the guest in a guest host's run directory (runDir/exit.json). */
@@ -35,21 +34,5 @@ function parseExitRecord(text: string): GuestExit | null {
     return parseGuestExit(JSON.parse(text));
   } catch {
     return null; // empty (not finished) or cut short (died while writing it)
-  }
-}
-
-/**
- * Make (or empty) a file the guest host writes, owned by its uid, without following a link: the
- * host creates every file the wall lets the guest host write, so the guest host can change its
- * contents but never what it is.
- */
-export function prepareGuestFile(file: string, uid: number | null, truncate: boolean): void {
-  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | (truncate ? fs.constants.O_TRUNC : 0), 0o600);
-  try {
-    if (!fs.fstatSync(fd).isFile()) throw new GuestDirError(file, 'not a regular file');
-    if (uid !== null) fs.fchownSync(fd, uid, uid);
-    fs.fchmodSync(fd, 0o600);
-  } finally {
-    fs.closeSync(fd);
   }
 }

@@ -17,6 +17,7 @@ import { LAYER_MODULES, type GrantLayers } from './grants/index.js';
 import type { Guest, GuestRecord } from './guest.js';
 import { codeView, wallCommand, type WallLimits, type Wall } from './isolation.js';
 import { launcherArgs } from './launcher.js';
+import { OutputPump, type OutputRecord } from './output-pump.js';
 import { JsonDocuments, parseGuestHostMessage } from './messages.js';
 import { cpuSeconds, rssBytes, startTime } from './proc.js';
 import { seccompProgram } from './seccomp.js';
@@ -46,6 +47,10 @@ interface GuestHostRecord {
   /** Each layer's own record, by module name (grants/*.ts). */
   layers: Record<string, object | null>;
   guests: GuestRecord[];
+  /** Its output FIFOs and the log files they go to (host/output-pump.ts), read again on re-attach. */
+  outputs?: OutputRecord[];
+  /** The launcher (its parent outside the wall), which writes the exit record after it: waited for too. */
+  launcher?: { pid: number; start: string | null };
 }
 
 /** How a guest host process ended. */
@@ -141,19 +146,35 @@ export class PreparedHost {
       wall === null
         ? node
         : wallCommand(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...nodeDir, ...(how.shared?.ctl === undefined || how.shared.ctl === null ? [] : [how.shared.ctl]), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), devices, network: network === true, userland: userland === true, ...(limits === undefined ? {} : { limits }), seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node });
-    const launcher = dirs.length > 0 || table !== null;
-    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, how.runDir === null ? null : path.join(how.runDir, OOM_FILE), command)] : command;
+    // A process guest host with a run directory sends its output and exit record down pipes to
+    // this side and its launcher (host/output-pump.ts), so the launcher always runs for it.
+    const pipes = how.runDir !== null && how.shared === undefined ? await OutputPump.prepare(how.runDir, { 1: how.stdout, 2: how.stderr }) : null;
+    const launcher = dirs.length > 0 || table !== null || pipes !== null;
+    const exitFile = pipes === null || how.runDir === null ? null : path.join(how.runDir, 'exit.json');
+    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, how.runDir === null ? null : path.join(how.runDir, OOM_FILE), exitFile, command)] : command;
     const reports = launcher || wall !== null;
-    const output = (t: OutputTarget) => (t === 'pipe' ? 'pipe' : t === 'inherit' && !how.detached ? 'inherit' : 'ignore');
-    const child = spawn(file as string, args, {
-      // A shared guest host always has its channel: guests come and go over it, also when detached.
-      stdio: [how.stdin && !how.detached ? 'inherit' : 'ignore', output(how.stdout), output(how.stderr), how.detached && how.shared === undefined ? 'ignore' : 'pipe', reports ? 'pipe' : 'ignore', wall !== null ? 'pipe' : 'ignore', 'pipe'],
-      detached: how.detached,
-      // The guest gets its environment from the grant only; the host process gets nothing either.
-      env: {},
-    });
+    const output = (t: OutputTarget, n: 1 | 2) => pipes?.fds[n] ?? (t === 'pipe' || typeof t === 'object' ? 'pipe' : t === 'inherit' && !how.detached ? 'inherit' : 'ignore');
+    let child: ChildProcess;
+    try {
+      child = spawn(file as string, args, {
+        // A shared guest host always has its channel: guests come and go over it, also when detached.
+        stdio: [how.stdin && !how.detached ? 'inherit' : 'ignore', output(how.stdout, 1), output(how.stderr, 2), how.detached && how.shared === undefined ? 'ignore' : 'pipe', reports ? 'pipe' : 'ignore', wall !== null ? 'pipe' : 'ignore', 'pipe', pipes?.fds.exit ?? 'ignore'],
+        detached: how.detached,
+        // The guest gets its environment from the grant only; the host process gets nothing either.
+        env: {},
+      });
+    } finally {
+      // The child holds the write ends now; this side only reads.
+      pipes?.closeWriters();
+    }
+    // What goes to log files is written here, outside the wall (a shared host sends it over its channel).
+    const pump =
+      pipes !== null ? pipes.pump : how.shared === undefined ? OutputPump.forPipes({ 1: how.stdout, 2: how.stderr }, { 1: typeof how.stdout === 'object' ? child.stdout : null, 2: typeof how.stderr === 'object' ? child.stderr : null }) : null;
+    pump?.start();
     const boot: HostBoot = { type: 'boot', detached: how.detached, guests: guests.map((g) => g.boot).filter((b) => b !== null) };
     const host = new GuestHost(this.name, this, child, guests, how.runDir, launcher);
+    host.pump = pump;
+    if (pipes !== null) host.outputs = pipes.pump.records;
     // A guest host that failed to start closes its ends early; its failure is reported on the report pipe.
     const fds = child.stdio as unknown as (Writable | null)[];
     writeAll(fds[GUEST_HOST_FD.boot], how.shared === undefined ? JSON.stringify(boot) : '');
@@ -206,6 +227,12 @@ export class GuestHost {
 
   /** A shared guest host's control FIFOs (set for a launched shared host, or from its record). */
   ctl: string | null = null;
+
+  /** Writes the guest host's output to its log files, outside the wall (host/output-pump.ts). */
+  pump: OutputPump | null = null;
+  /** Its output FIFOs, recorded for a re-attaching host. */
+  outputs: OutputRecord[] = [];
+  private launcherRecord: { pid: number; start: string | null } | null = null;
 
   constructor(
     /** Names the host (handle.host); a process guest's host has its guest alone. */
@@ -280,8 +307,11 @@ export class GuestHost {
     this.start = startTime(this.pid);
     this.layers = prepared.layers;
     this.watch();
+    if (this.launcher && child.pid !== undefined && child.pid !== this.pid) this.launcherRecord = { pid: child.pid, start: startTime(child.pid) };
     this.ended = exit.then(async ([code, signal]) => {
       await reportDone;
+      // Its last output read to the end (the launcher closed its ends as it exited).
+      await this.pump?.drained();
       for (const l of this.layers) l.unwatch?.('ended');
       const oom = this.oomReported || prepared.oomKilled;
       // The launcher deletes the table as the guest host ends, unless it was killed itself.
@@ -308,6 +338,11 @@ export class GuestHost {
     host.pid = rec.pid;
     host.start = rec.start;
     host.ctl = typeof rec.ctl === 'string' ? rec.ctl : null;
+    // What it wrote while no host side read waited in its output pipes: read on from there.
+    if (Array.isArray(rec.outputs) && rec.outputs.length > 0) {
+      host.outputs = rec.outputs;
+      host.pump = OutputPump.attach(rec.outputs);
+    }
     // The other guests of a shared host already re-attached: one watch of the process for all of them.
     const key = `${rec.pid}:${rec.start}`;
     const same = host.ctl === null ? undefined : attachedShared.get(key);
@@ -329,9 +364,12 @@ export class GuestHost {
       }, 100);
     }).then(async () => {
       for (const l of host.layers) l.unwatch?.('ended');
-      // The launcher, still the guest host's parent, records an OOM kill and then removes the
-      // cgroups: wait for it (2 s at most); if it was killed itself, read the cgroups directly.
-      for (let i = 0; i < 40 && rec.cgroups.some((d) => fs.existsSync(d)); i++) await new Promise((r) => setTimeout(r, 50));
+      // The launcher, still the guest host's parent, records an OOM kill and the exit record and
+      // then removes the cgroups: wait for it (2 s at most); if it was killed itself, read the
+      // cgroups directly.
+      const launcherRuns = () => rec.launcher !== undefined && startTime(rec.launcher.pid) === rec.launcher.start;
+      for (let i = 0; i < 40 && (launcherRuns() || rec.cgroups.some((d) => fs.existsSync(d))); i++) await new Promise((r) => setTimeout(r, 50));
+      await host.pump?.drained();
       const oom = readOomFile(path.join(runDir, OOM_FILE)) || rec.cgroups.some((d) => fs.existsSync(d) && cgroupOomKilled(d));
       const violation = host.violation(oom);
       for (const l of host.layers) await l.release?.(false);
@@ -369,6 +407,8 @@ export class GuestHost {
       layers: Object.fromEntries(LAYER_MODULES.map((m, i) => [m.name, layers[i]?.record ?? null])),
       guests,
       ...(this.ctl === null ? {} : { ctl: this.ctl }),
+      ...(this.outputs.length === 0 ? {} : { outputs: this.outputs }),
+      ...(this.launcherRecord === null ? {} : { launcher: this.launcherRecord }),
     };
     writeFileAtomic(file, JSON.stringify(record), { durable });
   }
@@ -412,6 +452,8 @@ export class GuestHost {
   /** Stop watching without stopping it (agent shutdown; a detached guest host keeps running). */
   detach(): void {
     for (const l of this.layers) l.unwatch?.('detached');
+    // Left in the pipes for the next host side (an agent that re-attaches).
+    this.pump?.close();
     if (this.child === null) return;
     (this.child.stdio[GUEST_HOST_FD.report] as Readable | null | undefined)?.destroy();
     this.child.unref();

@@ -4,9 +4,9 @@ import type { NetworkAccess } from '@lowcloud/api';
 import type { GuestBoot } from '../common/protocol.js';
 import { usageOf } from '../common/usage.js';
 import { GuestDirError } from '../errors.js';
-import type { EnforcementReport, GuestExit, GuestOptions } from '../types.js';
+import type { EnforcementReport, GuestExit, GuestOptions, OutputTarget } from '../types.js';
 import type { BinaryKind } from '../wasm/module.js';
-import { prepareGuestFile, readExitRecordFile } from './exit-record.js';
+import { readExitRecordFile } from './exit-record.js';
 import { GPU_SUBMIT_SECONDS, type GrantLayers } from './grants/index.js';
 
 /** What a re-attaching host needs of one guest (in its guest host's guest.json). */
@@ -47,23 +47,16 @@ export class Guest {
     const dirs = opts.dirs.map((d) => ({ host: path.resolve(d.host), guest: d.guest, readonly: d.readonly === true }));
     // The agent's data directories belong to the guest's uid (never `lowcloud run`'s: those are the user's).
     if (host.uid !== null) for (const d of dirs.filter((x) => !x.readonly)) ownDirectory(d.host, host.uid);
-    const stdout = opts.stdout ?? 'inherit';
-    const stderr = opts.stderr ?? 'inherit';
-    // Every file the guest host writes is made here, owned by its uid; it sees no directory to add to.
+    // Log files are written by the host (host/output-pump.ts): the guest host writes to its fds 1
+    // and 2. The exit record comes down a pipe to the launcher, which writes it here once the guest
+    // host has ended (host/launcher.ts). Nothing of the host's disk is writable in the wall for them.
+    const toFd = (t: OutputTarget): OutputTarget => (typeof t === 'object' ? 'pipe' : t);
+    const stdout = toFd(opts.stdout ?? 'inherit');
+    const stderr = toFd(opts.stderr ?? 'inherit');
     const files: string[] = [];
     const exitRecord = host.runDir === null ? null : path.join(host.runDir, 'exit.json');
-    if (exitRecord !== null) {
-      prepareGuestFile(exitRecord, host.uid, true);
-      files.push(exitRecord);
-    }
-    for (const t of [stdout, stderr]) {
-      if (typeof t !== 'object') continue;
-      for (const f of [t.file, ...Array.from({ length: t.keep }, (_, i) => `${t.file}.${i + 1}`)]) {
-        if (files.includes(f)) continue;
-        prepareGuestFile(f, host.uid, false);
-        files.push(f);
-      }
-    }
+    // A previous run's record must not be read as this one's.
+    if (exitRecord !== null) fs.rmSync(exitRecord, { force: true });
     const boot: GuestBoot = {
       id: host.id,
       modulePath: admitted.modulePath,
@@ -79,7 +72,8 @@ export class Guest {
       stdin: opts.stdin === 'inherit',
       stdout,
       stderr,
-      exitRecord,
+      exitRecord: null,
+      ...(exitRecord === null ? {} : { exitFd: true }),
     };
     const report = Object.fromEntries(host.names.map((n, i) => [n, host.layers[i]?.report ?? []])) as unknown as EnforcementReport;
     return new Guest(host.id, report, dirs, exitRecord, boot, files);

@@ -8,12 +8,18 @@
 const LAUNCHER = [
   // Not exported: the guest host gets no environment. SIGPIPE ignored: the report pipe's reader
   // (the agent) may be gone, and the cleanup below must still run.
-  "PATH=/usr/sbin:/usr/bin:/sbin:/bin; trap '' PIPE",
-  'n=$1; nft=$2; table=$3; oom=$4; shift 4',
+  "PATH=/usr/sbin:/usr/bin:/sbin:/bin; trap '' PIPE; umask 077",
+  'n=$1; nft=$2; table=$3; oom=$4; rec=$5; shift 5',
+  // The output pipes (host/output-pump.ts) hold 1 MiB while no agent reads them, not 64 KiB:
+  // F_SETPIPE_SZ (1031) has no shell or Node.js spelling; perl is in every Debian (perl-base).
+  '[ "$rec" = - ] || perl -e \'fcntl(STDOUT, 1031, 1048576); fcntl(STDERR, 1031, 1048576)\' 2>/dev/null',
   'dirs=""; i=0; while [ "$i" -lt "$n" ]; do dirs="$dirs $1"; shift; i=$((i+1)); done',
   // The inner shell joins and execs; without the wall it reports its own pid (bubblewrap does otherwise).
   'sh -c \'for d in $1; do echo $$ 2>/dev/null >"$d/cgroup.procs" || { echo "{\\"type\\": \\"refused\\", \\"message\\": \\"the kernel refused to move the guest host into $d\\"}" >&4; exit 125; }; done; shift; [ "$1" = --pid ] && { shift; echo "{\\"type\\": \\"ready\\", \\"pid\\": $$}" >&4; exec "$@" 4>&-; }; exec "$@"\' sh "$dirs" "$@"',
   'rc=$?',
+  // The guest host's exit record came down a pipe (fd 7, common/protocol.ts GUEST_HOST_FD.exit):
+  // at most 16 KiB of it reaches the run directory, written here, outside the wall.
+  '[ "$rec" = - ] || dd if=/proc/self/fd/7 of="$rec" iflag=nonblock bs=16384 count=1 2>/dev/null',
   // The kernel's OOM kill is read before the cgroup goes, and told to whoever still listens, and
   // to a file in the run directory for an agent that re-attached (it holds no pipe to this shell).
   'for d in $dirs; do if grep -qsE "^oom_kill [1-9]" "$d/memory.events" "$d/memory.oom_control"; then echo \'{"type": "oom"}\' >&4; [ "$oom" = - ] || echo \'{"type": "oom"}\' >"$oom"; break; fi; done',
@@ -25,9 +31,10 @@ const LAUNCHER = [
 /**
  * The launcher's arguments. It reports on fd 4 in the protocol of common/protocol.ts (`ready`,
  * `refused`, `oom`); `oomFile`: where it also records the `oom` message (in the agent's own run
- * directory, never the guest's) for a host that re-attached and holds no pipe to it.
+ * directory, never the guest's) for a host that re-attached and holds no pipe to it; `exitFile`:
+ * where it writes the exit record the guest host sent down fd 7 (bounded), once it has ended.
  */
-export function launcherArgs(cgroupDirs: string[], firewall: { nft: string; table: string } | null, reportsOwnPid: boolean, oomFile: string | null, command: string[]): string[] {
+export function launcherArgs(cgroupDirs: string[], firewall: { nft: string; table: string } | null, reportsOwnPid: boolean, oomFile: string | null, exitFile: string | null, command: string[]): string[] {
   for (const d of cgroupDirs) if (/\s/.test(d)) throw new TypeError(`cgroup path with white space: ${d}`); // programmer error: names are ours
-  return ['-c', LAUNCHER, 'sh', String(cgroupDirs.length), firewall?.nft ?? '-', firewall?.table ?? '-', oomFile ?? '-', ...cgroupDirs, ...(reportsOwnPid ? ['--pid'] : []), ...command];
+  return ['-c', LAUNCHER, 'sh', String(cgroupDirs.length), firewall?.nft ?? '-', firewall?.table ?? '-', oomFile ?? '-', exitFile ?? '-', ...cgroupDirs, ...(reportsOwnPid ? ['--pid'] : []), ...command];
 }

@@ -2,21 +2,16 @@ import { GrantUnavailableError } from '../../errors.js';
 import { DEFAULT_LIMITS, GUEST_TASKS, isolationReport, probeWall, type WallLimits } from '../isolation.js';
 import { gpuDeviceNodes } from './gpu.js';
 import type { GrantModule } from './grant.js';
-import type { OutputTarget } from '../../types.js';
 
 /**
- * RLIMIT_FSIZE of the guest host. Its log files are bound from the agent's disk into the wall and
- * rotated by the guest host itself (copy and truncate), so a guest host whose code ignores the
- * rotation could grow them until the disk is full: the kernel caps every file it writes at the
- * larger of its disk grant (its data, also held by the disk grant's layers) and its log file's
- * size (at least 64 KiB). Without a disk grant and a log file (`lowcloud run` writing to the
- * terminal): 4 GiB.
+ * RLIMIT_FSIZE of the guest host: its disk grant (its data, also held by the disk grant's layers),
+ * else 4 GiB. Its log files and exit record are no files it writes: its output goes down pipes to
+ * the host, which writes and rotates the logs (host/output-pump.ts), and its exit record down a
+ * pipe to its launcher (host/launcher.ts), so nothing of the host's disk but its data directory is
+ * writable in its wall.
  */
-function fileLimit(disk: number | undefined, outputs: (OutputTarget | undefined)[]): number {
-  const logs = outputs.flatMap((t) => (typeof t === 'object' ? [t.maxBytes] : []));
-  if (logs.length === 0) return disk ?? DEFAULT_LIMITS.fileBytes;
-  // Never below 64 KiB: the exit record is written under the same limit.
-  return Math.max(disk ?? 0, 64 * 1024, ...logs);
+function fileLimit(disk: number | undefined): number {
+  return disk ?? DEFAULT_LIMITS.fileBytes;
 }
 
 /**
@@ -51,7 +46,7 @@ export const isolation: GrantModule<null> = {
     const memory = options.grants.memory;
     const limits: WallLimits = {
       tasks: pidsCgroup || !ownUid ? null : GUEST_TASKS,
-      fileBytes: fileLimit(options.grants.disk, [options.stdout, options.stderr]),
+      fileBytes: fileLimit(options.grants.disk),
       tmpBytes: memory === undefined ? DEFAULT_LIMITS.tmpBytes : Math.min(memory, DEFAULT_LIMITS.tmpBytes),
     };
     // Where the caller requires the wall, an unwalled guest runs by its own opt-in: its report says so.
