@@ -73,6 +73,8 @@ export class Agent {
     this.core.usage.stop();
     // Followers (logs --follow, events) hold connections open; the listener closes them.
     await Promise.all([this.listener?.close(), new Promise((r) => (this.metricsServer === null ? r(null) : this.metricsServer.close(r)))]);
+    // After the listener: no call can ask for a spare any more.
+    await this.core.runner.close();
   }
 
   /** Bring every process of the desired state back: re-attach live guests, start the others. */
@@ -107,5 +109,8 @@ export class Agent {
       process.stderr.write(`lowcloud agent: ${note}\n`);
       this.core.recovered.push(note);
     }
+    // A spare guest host for each group of `shared` processes it runs: the next start of one
+    // (a new process, a restart by policy) joins a running host instead of waiting for a cold one.
+    for (const desired of Object.values(this.core.state.processes)) this.core.runner.warm(desired.spec);
   }
 }

@@ -181,6 +181,8 @@ export class AgentCalls implements ConnectionHost {
    * commit. Groups run one at a time; an upload chunk is a group of its own.
    */
   private enqueue(req: MutatingRequest, caller: Caller, payload?: Buffer): Promise<Reply> {
+    // A shared guest's host starts now, while this call waits for its group and is checked.
+    if (req.type === 'start') this.core.runner.warm(req.spec);
     return new Promise<Reply>((resolve, reject) => {
       this.waiting.push({ req, caller, ...(payload === undefined ? {} : { payload }), ticket: crashTicket(req.type), resolve, reject });
       if (!this.draining) {

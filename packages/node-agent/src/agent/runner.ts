@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isolationOf, type ProcessSpec } from '@lowcloud/api';
-import { attachGuest, readExitRecord, spawnGuest, type GuestExit, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
+import { attachGuest, readExitRecord, spawnGuest, stopSpareHosts, warmSharedHost, type GuestExit, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
 import type { OpeningKey } from '@lowcloud/api';
 import type { BlobStore } from './blob-store.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
@@ -44,6 +44,28 @@ export class SandboxRunner implements GuestRunner {
     const opts = this.prepare(spec, specDigest);
     // A full disk while the sandbox prepares the guest is STATE_DISK_FULL too (it cleans up what it made).
     return this.disk.guardAsync(`starting ${spec.name}`, 0, () => spawnGuest(opts, { requireWall: !this.allowUnwalled }));
+  }
+
+  /**
+   * A `start` of this spec has arrived (not yet checked or committed): a `shared` one's group gets
+   * its spare guest host now, so the host's start (~0.2 s, walled) overlaps the group's check and
+   * commit instead of following them (sandbox `warmSharedHost`: bounded, and it writes no file).
+   * Never fails the call: a spare is an optimisation.
+   */
+  warm(spec: ProcessSpec): void {
+    if (isolationOf(spec) !== 'shared' || spec.grants.disk !== undefined) return;
+    try {
+      const uid = process.getuid?.() === 0 ? this.uids.uidFor(SHARED_UID_KEY) : undefined;
+      const runDir = processPaths(this.stateDir, spec.name).runDir;
+      warmSharedHost({ wasm: this.blobs.path(spec.binary), args: [], env: {}, dirs: [], config: [], grants: spec.grants, detached: true, runDir, ...(uid === undefined ? {} : { uid }), isolation: 'shared' }, { requireWall: !this.allowUnwalled });
+    } catch {
+      // no uid left, or the like: the start itself will say so
+    }
+  }
+
+  /** The agent closes: its spare guest hosts stop (the hosts with guests run on, detached). */
+  close(): Promise<void> {
+    return stopSpareHosts();
   }
 
   /** A running guest with a new spec, in place (`GuestHandle.restart`); null where the handle cannot. */

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { ErrorCode, LowcloudError, sha256Hex, WorkingTreeSource, type KeyPair } from '@lowcloud/api';
-import { AgentClient, DEFAULT_WINDOW } from '@lowcloud/api/client';
+import { AgentClient } from '@lowcloud/api/client';
 import { callBlobs } from '../plan/calls.js';
 import type { PlanDocument } from '../plan/document.js';
 import { asError, BlobChangedError, MissingFileError, PlanStaleError } from '../errors.js';
 import type { PlanCall } from '../plan/types.js';
-import { byMachine, connectOne, type Endpoints } from './live.js';
+import { APPLY_WINDOW, byMachine, connectOne, type Endpoints } from './live.js';
 import { mapLimited } from './limit.js';
 import type { ProgressReporter } from './progress.js';
 import { decideResume, describeDrift } from './resume.js';
@@ -291,7 +291,7 @@ async function runCalls(run: MachineRun, calls: Indexed[]): Promise<void> {
       const tracked = p.finally(() => inFlight.delete(tracked));
       inFlight.add(tracked);
       // The client's window bounds what is in flight; wait here only to stop early on a failure.
-      if (inFlight.size >= DEFAULT_WINDOW) await Promise.race(inFlight);
+      if (inFlight.size >= APPLY_WINDOW) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
     const lostError = link.error;

@@ -38,6 +38,14 @@ export function byMachine<T>(m: ReadonlyMap<string, T>): Map<string, T> {
  */
 export const DEFAULT_CONNECTIONS = 256;
 
+/**
+ * Calls in flight per machine during an apply (the client's default is 64). The agent takes the
+ * calls waiting together as one group, up to 256 (one `state.json` write and one audit append,
+ * each with its fsync): with 64 in flight a 1,000-start apply was ~30 groups, 60 fsyncs, ~0.5 s
+ * of a 2 s `up` on a busy disk; with 256, ~5.
+ */
+export const APPLY_WINDOW = 256;
+
 /** Connect to one machine's agent. A flaky link gets a few tries; a wrong key does not (it will not get better). */
 export async function connectOne(endpoints: Endpoints, machine: string, signer: KeyPair | undefined, timeoutMs = 15_000): Promise<AgentClient> {
   const ep = endpoints[machine];
@@ -45,7 +53,7 @@ export async function connectOne(endpoints: Endpoints, machine: string, signer: 
   for (let attempt = 1; ; attempt++) {
     try {
       // The first call goes out behind `authenticate`: a round trip less per machine.
-      return await AgentClient.connect(ep.url, { ...(ep.key === undefined ? {} : { pinnedKey: ep.key }), ...(signer === undefined ? {} : { signer }), timeoutMs, pipelineAuthenticate: true });
+      return await AgentClient.connect(ep.url, { ...(ep.key === undefined ? {} : { pinnedKey: ep.key }), ...(signer === undefined ? {} : { signer }), timeoutMs, pipelineAuthenticate: true, window: APPLY_WINDOW });
     } catch (err) {
       const code = (err as LowcloudError).code;
       if (attempt >= 3 || code === ErrorCode.AGENT_KEY_MISMATCH || code === ErrorCode.UNKNOWN_KEY || code === ErrorCode.FORBIDDEN || code === ErrorCode.BAD_SIGNATURE) throw asError(err);

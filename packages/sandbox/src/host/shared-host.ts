@@ -23,8 +23,27 @@ import { parseSharedHostReply } from './messages.js';
  */
 export const SHARED_GUESTS_PER_HOST = 256;
 
-/** How long a host started ahead of need waits for its first guest. */
+/**
+ * How long a spare (a host started ahead of need, no guest in it yet) waits for its first guest
+ * while its group has no guest running and no start was announced (`warmSharedHost`) meanwhile.
+ */
 const SPARE_MS = 30_000;
+
+/**
+ * A host taking its group's spare, or reaching this many guests, starts the next spare: a batch
+ * finds a running host every 256 guests instead of waiting ~0.2 s for a cold, walled one each
+ * time, and a handful of guests does not start a second host.
+ */
+const SPARE_AT = SHARED_GUESTS_PER_HOST / 4;
+
+/**
+ * At most this many spares at once in this process, all groups together (each an idle Node.js,
+ * ~30-40 MiB). A group has at most one.
+ */
+export const MAX_SPARE_HOSTS = 4;
+
+/** A spare that died is replaced after this long (a spare that cannot live does not spin). */
+const SPARE_RETRY_MS = 1000;
 
 let jspiNodeCache: string | null | undefined;
 
@@ -82,8 +101,89 @@ interface Slot {
   stopRequested: boolean;
 }
 
-/** Per group: the hosts with room, and the one being started (concurrent starts wait for it). */
-const pools = new Map<string, { hosts: SharedHost[]; starting: Promise<SharedHost> | null }>();
+/**
+ * Per group: its hosts (a spare among them has no guest yet), the one being started (concurrent
+ * starts wait for it), how to start another (the options of the guest that last asked), and until
+ * when a spare is kept for it with no guest running (`warmSharedHost`).
+ */
+interface Pool {
+  hosts: SharedHost[];
+  starting: Promise<SharedHost> | null;
+  opts: GuestOptions;
+  tuning: HostTuning;
+  warmUntil: number;
+}
+const pools = new Map<string, Pool>();
+/** `stopSpareHosts` was called: this process is ending, no spare is started any more. */
+let sparesStopped = false;
+
+function poolFor(opts: GuestOptions, tuning: HostTuning): Pool {
+  const key = groupKey(opts, tuning);
+  let pool = pools.get(key);
+  if (pool === undefined) pools.set(key, (pool = { hosts: [], starting: null, opts, tuning, warmUntil: 0 }));
+  pool.opts = opts;
+  pool.tuning = tuning;
+  return pool;
+}
+
+/** The group's next host, started now; `pool.starting` while it starts. */
+function startHost(pool: Pool): Promise<SharedHost> {
+  const key = groupKey(pool.opts, pool.tuning);
+  return (pool.starting = SharedHost.launch(key, pool.opts, pool.tuning).then(
+    (made) => {
+      pool.hosts.push(made);
+      pool.starting = null;
+      return made;
+    },
+    (err: unknown) => {
+      pool.starting = null;
+      throw err;
+    },
+  ));
+}
+
+const isSpare = (h: SharedHost): boolean => !h.ended && h.guests === 0;
+const sparesNow = (): number => [...pools.values()].reduce((n, p) => n + p.hosts.filter(isSpare).length + (p.starting === null ? 0 : 1), 0);
+/** Whether the group keeps a spare: it has guests running here, or a start was announced lately. */
+const wanted = (pool: Pool): boolean => !sparesStopped && (pool.warmUntil > Date.now() || pool.hosts.some((h) => !h.ended && h.guests > 0));
+
+/**
+ * Start the group's spare unless it has one (or a host starting), within `MAX_SPARE_HOSTS`. A
+ * spare that fails to start is dropped quietly: the guest that needs a new host starts one itself
+ * and gets that start's error.
+ */
+function ensureSpare(pool: Pool): void {
+  if (sparesStopped || pool.starting !== null || pool.hosts.some(isSpare) || sparesNow() >= MAX_SPARE_HOSTS) return;
+  startHost(pool).catch(() => undefined);
+}
+
+/**
+ * A start of a guest with these options is on its way (the agent calls this as a `start` arrives,
+ * before it is checked and committed): its group's spare host starts now, if it has none, so that
+ * the host's start (~0.2 s, walled) runs while the agent checks and commits, and the group keeps a
+ * spare for `SPARE_MS` after the last such call and while guests of the group run here. Only for
+ * guests that would run shared (`sharedRefusal`; a component is known only once admitted: a
+ * spare started for one ends unused).
+ */
+export function warmSharedHost(opts: GuestOptions, tuning: HostTuning = {}): void {
+  if (opts.isolation !== 'shared' || sharedRefusal(opts, 'module') !== null) return;
+  sparesStopped = false; // an agent started again in this process (tests)
+  const pool = poolFor(opts, tuning);
+  pool.warmUntil = Date.now() + SPARE_MS;
+  ensureSpare(pool);
+}
+
+/**
+ * Stop every spare host of this process (and those starting), and start none after: for an agent
+ * that closes (its guests' hosts run on, detached; a spare has nothing to run). A spare also ends
+ * by itself when its starter goes (guest/shared.ts), this makes it prompt and certain.
+ */
+export async function stopSpareHosts(): Promise<void> {
+  sparesStopped = true;
+  await Promise.allSettled([...pools.values()].map((p) => p.starting ?? Promise.resolve(null)));
+  const spares = [...pools.values()].flatMap((p) => p.hosts.filter(isSpare));
+  await Promise.all(spares.map((h) => h.closeNow()));
+}
 
 /** A shared guest host process and the guests this process runs in it. */
 export class SharedHost {
@@ -95,6 +195,8 @@ export class SharedHost {
   private readonly sentDigests = new Set<string>();
   private nextGuest = 0;
   private closed = false;
+  /** This side ended it (no guests left, or a spare stopped): not a death to replace. */
+  private closing = false;
   private outbox: SharedHostRequest[] = [];
 
   private constructor(
@@ -104,11 +206,23 @@ export class SharedHost {
     readonly jspi: boolean,
   ) {
     host.onMessage((m) => this.receive(m));
-    // A host started ahead of need that no guest joined ends after a while.
-    setTimeout(() => {
-      if (this.count === 0) this.close();
-    }, SPARE_MS).unref();
+    this.spareTimer();
     void this.hostEnded();
+  }
+
+  /** A spare no one wants any more (no guest of its group here, no start announced) ends. */
+  private spareTimer(): void {
+    setTimeout(() => {
+      if (this.closed || this.count > 0) return;
+      const pool = pools.get(this.key);
+      if (pool !== undefined && wanted(pool)) this.spareTimer();
+      else this.close();
+    }, SPARE_MS).unref();
+  }
+
+  /** Guests added or being added. */
+  get guests(): number {
+    return this.count;
   }
 
   get id(): string {
@@ -121,37 +235,24 @@ export class SharedHost {
 
   /** The host a guest with these options joins: one with room in its group, or a new one. */
   static async for(opts: GuestOptions, tuning: HostTuning): Promise<SharedHost> {
-    const key = groupKey(opts, tuning);
-    const pool = pools.get(key) ?? { hosts: [], starting: null };
-    pools.set(key, pool);
-    const startOne = () =>
-      (pool.starting = SharedHost.launch(key, opts, tuning).then(
-        (made) => {
-          pool.hosts.push(made);
-          pool.starting = null;
-          return made;
-        },
-        (err: unknown) => {
-          pool.starting = null;
-          throw err;
-        },
-      ));
+    const pool = poolFor(opts, tuning);
     for (;;) {
-      const h = pool.hosts.find((x) => !x.closed && x.count < SHARED_GUESTS_PER_HOST);
+      // Hosts with guests fill first; the spare is taken only when they are full.
+      const room = (x: SharedHost) => !x.closed && x.count < SHARED_GUESTS_PER_HOST;
+      const h = pool.hosts.find((x) => room(x) && x.count > 0) ?? pool.hosts.find(room);
       if (h !== undefined) {
         h.count++;
-        // Three quarters full: the next host starts now, while this one fills (a batch does not
-        // wait for a host start each 256 guests); unused, it exits after a while. A spare that
-        // fails to start is dropped quietly: the guest that needs a new host starts one itself
-        // and gets that start's error.
-        if (h.count === Math.floor((SHARED_GUESTS_PER_HOST * 3) / 4) && pool.starting === null && pool.hosts.every((x) => x === h || x.closed || x.count >= SHARED_GUESTS_PER_HOST)) startOne().catch(() => undefined);
+        // The spare taken, or this host a quarter full: the next spare starts now, while this
+        // one fills; unused, it ends after a while (`spareTimer`).
+        if (h.count === 1 || h.count === SPARE_AT) ensureSpare(pool);
         return h;
       }
-      await (pool.starting ?? startOne());
+      await (pool.starting ?? startHost(pool));
     }
   }
 
-  private static async launch(key: string, opts: GuestOptions, tuning: HostTuning): Promise<SharedHost> {
+  /** A new host of the group `key` (only `startHost` calls this: the pool counts what it starts). */
+  static async launch(key: string, opts: GuestOptions, tuning: HostTuning): Promise<SharedHost> {
     const node = jspiNode() as string;
     const perGuest = opts.grants.memory;
     // The host's own layers: the kernel's union of its guests (memory for all of them, no network, no disk).
@@ -279,16 +380,36 @@ export class SharedHost {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.closing = true;
     const pool = pools.get(this.key);
-    if (pool !== undefined) pool.hosts = pool.hosts.filter((h) => h !== this);
+    if (pool !== undefined) {
+      pool.hosts = pool.hosts.filter((h) => h !== this);
+      // The group's last guest gone (a `down`): its spare goes too, also within `SPARE_MS` of the
+      // last start announced (a later start warms a new one).
+      if (this.count === 0 && !pool.hosts.some((h) => !h.ended && h.guests > 0)) {
+        pool.warmUntil = 0;
+        for (const h of pool.hosts.filter(isSpare)) h.close();
+      }
+    }
     this.send({ type: 'close' });
     setTimeout(() => void this.host.stop(0), 2000).unref();
+  }
+
+  /** A spare stopped now, waited for (an agent closing). */
+  async closeNow(): Promise<void> {
+    this.close();
+    await this.host.stop(1000);
   }
 
   /** A host that ended ends its remaining guests, each with an exit the agent can restart per policy. */
   private async hostEnded(): Promise<void> {
     const end = await this.host.whenEnded();
+    const died = !this.closing;
     this.closed = true;
+    const pool = pools.get(this.key);
+    if (pool !== undefined) pool.hosts = pool.hosts.filter((h) => h !== this);
+    // A spare that died (killed, OOM) is replaced while its group wants one, after a pause.
+    if (died && this.count === 0 && pool !== undefined) setTimeout(() => (wanted(pool) ? ensureSpare(pool) : undefined), SPARE_RETRY_MS).unref();
     if (this.host.ctl !== null) fs.rmSync(this.host.ctl, { recursive: true, force: true });
     for (const [id, slot] of this.slots) {
       const why = end.violation ?? (slot.stopRequested ? { kind: 'stopped' as const } : { kind: 'trap' as const, message: `its shared guest host (pid ${this.pid}) ended: ${end.status?.signal ?? `exit ${end.status?.code ?? 'unknown'}`}` });

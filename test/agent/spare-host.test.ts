@@ -1,0 +1,109 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ProcessSpec } from '@lowcloud/api';
+import { jspiNode } from '@lowcloud/sandbox';
+import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
+import { alive, guest, waitFor } from '../helpers/guests.js';
+
+/**
+ * Warm shared guest hosts (issue 23): a `start` of a `shared` guest starts its group's spare host
+ * as it arrives, an agent with `shared` processes starts one as it starts, so that the next guest
+ * joins a running, walled host instead of waiting for a cold one. A spare that dies is replaced;
+ * one ends with the agent (SIGTERM) and with its group's last guest (`down`), so none leaks.
+ */
+const fx = useAgentFixture();
+
+/** Shared guest hosts of the agent with this state directory: node running guest/shared.js with its control FIFOs there. */
+function sharedHostPids(stateDir: string): number[] {
+  const ctl = path.join(stateDir, 'run', '.shared-hosts');
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((n) => {
+      let args: string[];
+      try {
+        args = readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
+      } catch {
+        return false;
+      }
+      return /\/node$/.test(args[0] ?? '') && args.some((a) => a.endsWith('guest/shared.js')) && args.some((a) => a.startsWith(ctl));
+    })
+    .map(Number);
+}
+
+describe.skipIf(jspiNode() === null)('warm shared guest hosts', () => {
+  const stateDir = path.join(fx.dir, 'spare');
+  let agent: RunningAgent;
+  const seen = new Set<number>();
+  afterAll(() => {
+    for (const pid of seen) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  });
+  const spec = (base: ProcessSpec, name: string): ProcessSpec => ({ ...base, name });
+  let base: ProcessSpec;
+  const pidOf = async (c: Awaited<ReturnType<typeof fx.connect>>, name: string) => (await c.status()).processes.find((p) => p.name === name)?.pid as number;
+  /** The one spare: a shared host of the agent no guest runs in. */
+  const spareOf = async (c: Awaited<ReturnType<typeof fx.connect>>): Promise<number> => {
+    let spare = 0;
+    await waitFor(
+      async () => {
+        const used = new Set((await c.status()).processes.map((p) => p.pid));
+        const spares = sharedHostPids(stateDir).filter((p) => !used.has(p));
+        spares.forEach((p) => seen.add(p));
+        spare = spares.length === 1 ? (spares[0] as number) : 0;
+        return spare !== 0;
+      },
+      30_000,
+      'one spare shared host',
+    );
+    return spare;
+  };
+
+  it('the first shared start leaves a spare beside its host; the next guest fills that host, the spare stays ready', { timeout: 60_000 }, async () => {
+    agent = await fx.start({ stateDir });
+    const c = await fx.connect(agent, { timeoutMs: 60_000 });
+    base = await uploadSpec(c, 's0', guest('sleeper'), { isolation: 'shared', grants: { memory: 4 << 20, network: { listen: [], connect: [] } } });
+    await c.start(spec(base, 's0'));
+    const host = await pidOf(c, 's0');
+    seen.add(host);
+    const spare = await spareOf(c);
+    expect(spare).not.toBe(host);
+    await c.start(spec(base, 's1'));
+    expect(await pidOf(c, 's1')).toBe(host);
+    expect(await spareOf(c)).toBe(spare);
+  });
+
+  it('a spare that dies is replaced', { timeout: 60_000 }, async () => {
+    const c = await fx.connect(agent, { timeoutMs: 60_000 });
+    const spare = await spareOf(c);
+    process.kill(spare, 'SIGKILL');
+    await waitFor(() => !alive(spare), 10_000, 'the spare killed');
+    const next = await spareOf(c);
+    expect(next).not.toBe(spare);
+    expect([...(await c.status()).processes].map((p) => p.state)).toEqual(['running', 'running']);
+  });
+
+  it('the spare stops with the agent (SIGTERM); the host with guests runs on', { timeout: 60_000 }, async () => {
+    const c = await fx.connect(agent, { timeoutMs: 60_000 });
+    const spare = await spareOf(c);
+    const host = await pidOf(c, 's0');
+    c.close();
+    await fx.kill(agent, 'SIGTERM');
+    expect(alive(spare)).toBe(false);
+    expect(alive(host)).toBe(true);
+  });
+
+  it('an agent started with shared processes has a spare before any start; the next new guest runs in it', { timeout: 60_000 }, async () => {
+    agent = await fx.start({ stateDir });
+    const c = await fx.connect(agent, { timeoutMs: 60_000 });
+    const spare = await spareOf(c);
+    await c.start(spec(base, 's2'));
+    // The re-attached host is not this agent's to fill: the new guest takes the spare.
+    expect(await pidOf(c, 's2')).toBe(spare);
+  });
+
+  it('no spare outlives the last guest of its group (down)', { timeout: 60_000 }, async () => {
+    const c = await fx.connect(agent, { timeoutMs: 60_000 });
+    await Promise.all(['s0', 's1', 's2'].map((n) => c.stop(n, 2000)));
+    await waitFor(() => sharedHostPids(stateDir).length === 0, 15_000, 'no shared host left');
+  });
+});
