@@ -55,6 +55,12 @@ export interface GuestOptions {
   /** Required when detached: pid, enforcement report, exit record and control socket live here. */
   runDir?: string;
   /**
+   * The caller's word for what this guest runs (the agent: its spec digest), kept in the guest's
+   * record in `runDir` and handed back by `attachGuest` (`GuestHandle.tag`). A shared guest's
+   * record is written before it runs, so the agent writes no file of its own for it.
+   */
+  tag?: string;
+  /**
    * As root: the guest host's own uid (and gid) inside its wall, distinct per guest (the agent
    * allocates and keeps one per process). Without it `lowcloud run` keeps the caller's uid.
    */
@@ -102,6 +108,8 @@ export interface GuestHandle {
   readonly report: EnforcementReport;
   /** Settles once, when the guest host process is gone. */
   readonly exited: Promise<GuestExit>;
+  /** A re-attached guest's `GuestOptions.tag`, where it was started with one. */
+  readonly tag?: string;
   usage(): Promise<GuestUsage>;
   /** Ask to stop; after `graceMs` (default 5000) kill. Resolves with the exit. */
   stop(graceMs?: number): Promise<GuestExit>;

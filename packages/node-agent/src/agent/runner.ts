@@ -85,18 +85,27 @@ export class SandboxRunner implements GuestRunner {
   private prepare(spec: ProcessSpec, specDigest: string): GuestOptions {
     const opened = this.openSecrets(spec);
     const p = processPaths(this.stateDir, spec.name);
+    const shared = isolationOf(spec) === 'shared';
     // The logs directory once per runner (a start is one mkdir, not three: 1,000 starts in a batch).
     if (!this.logDirMade) fs.mkdirSync(path.dirname(p.log), { recursive: true, mode: 0o700 });
     this.logDirMade = true;
-    fs.mkdirSync(p.runDir, { recursive: true, mode: 0o700 });
     // As root each process's guest host runs as its own uid (the sandbox ignores it otherwise);
     // `shared` processes share one, so that their guests can share hosts (the sandbox groups guests
     // into hosts by uid, memory grant and wall).
-    const uid = process.getuid?.() === 0 ? this.uids.uidFor(isolationOf(spec) === 'shared' ? SHARED_UID_KEY : spec.name) : undefined;
+    const uid = process.getuid?.() === 0 ? this.uids.uidFor(shared ? SHARED_UID_KEY : spec.name) : undefined;
     if (spec.grants.disk !== undefined) fs.mkdirSync(p.dataDir, { recursive: true, mode: 0o700 });
     const out = { file: p.log, maxBytes: this.logLimits.maxBytes, keep: this.logLimits.keep };
-    this.writeSpecDigest(p.runDir, specDigest);
+    // Which spec it runs goes into the guest's record (`tag`, guest.json): for a shared guest that
+    // record is written before it runs, so no file of the agent's is needed (nor the run
+    // directory made here: the sandbox makes it), two file operations less a start (a profile of
+    // 1,000 shared starts: ~0.4 s of the agent's 1.6 CPU-s at load 12). A process guest's record
+    // is written once its host started, so its spec-digest is still written first.
+    if (!shared) {
+      fs.mkdirSync(p.runDir, { recursive: true, mode: 0o700 });
+      this.writeSpecDigest(p.runDir, specDigest);
+    }
     return {
+      tag: specDigest,
       wasm: this.blobs.path(spec.binary),
       argv0: spec.name,
       args: spec.args,
@@ -140,7 +149,8 @@ export class SandboxRunner implements GuestRunner {
     const { runDir } = processPaths(this.stateDir, name);
     const handle = await attachGuest(runDir);
     if (handle === null) return null;
-    return { handle, specDigest: readText(path.join(runDir, 'spec-digest')) };
+    // The record's tag where it has one (guests started since it came); the file otherwise.
+    return { handle, specDigest: handle.tag ?? readText(path.join(runDir, 'spec-digest')) };
   }
 
   /** How the guest ended while the agent was down, if it recorded it. */

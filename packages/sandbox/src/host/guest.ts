@@ -15,6 +15,8 @@ export interface GuestRecord {
   report: EnforcementReport;
   dirs: { host: string; readonly: boolean }[];
   exitRecord: string | null;
+  /** `GuestOptions.tag` (absent in records from before it, and for guests started without one). */
+  tag?: string;
 }
 
 /**
@@ -32,6 +34,7 @@ export class Guest {
     readonly boot: GuestBoot | null,
     /** Files the host made for the guest host to write (exit record, logs). */
     readonly files: string[],
+    readonly tag: string | null,
   ) {}
 
   /**
@@ -76,17 +79,17 @@ export class Guest {
       ...(exitRecord === null ? {} : { exitFd: true }),
     };
     const report = Object.fromEntries(host.names.map((n, i) => [n, host.layers[i]?.report ?? []])) as unknown as EnforcementReport;
-    return new Guest(host.id, report, dirs, exitRecord, boot, files);
+    return new Guest(host.id, report, dirs, exitRecord, boot, files, opts.tag ?? null);
   }
 
   /** A guest of a guest host this host re-attached to. */
   static restore(r: GuestRecord): Guest {
     r.report.isolation ??= []; // recorded by a version from before the wall
-    return new Guest(r.id, r.report, r.dirs, r.exitRecord, null, []);
+    return new Guest(r.id, r.report, r.dirs, r.exitRecord, null, [], r.tag ?? null);
   }
 
   get record(): GuestRecord {
-    return { id: this.id, report: this.report, dirs: this.dirs.map((d) => ({ host: d.host, readonly: d.readonly })), exitRecord: this.exitRecord };
+    return { id: this.id, report: this.report, dirs: this.dirs.map((d) => ({ host: d.host, readonly: d.readonly })), exitRecord: this.exitRecord, ...(this.tag === null ? {} : { tag: this.tag }) };
   }
 
   /** What the wall binds read-only for this guest: its binary, its config files, its read-only directories. */

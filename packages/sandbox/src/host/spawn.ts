@@ -91,6 +91,7 @@ function attachedShared(host: GuestHost, guest: Guest, link: SharedLink): GuestH
     host: host.id,
     report: guest.report,
     exited,
+    ...(guest.tag === null ? {} : { tag: guest.tag }),
     usage: async () => sharedUsage(await link.usage(guest.id), host),
     async stop(graceMs = 5000): Promise<GuestExit> {
       stopRequested = true;
@@ -174,6 +175,7 @@ function handle(host: GuestHost, guest: Guest): GuestHandle {
     host: host.id,
     report: guest.report,
     exited,
+    ...(guest.tag === null ? {} : { tag: guest.tag }),
     async usage(): Promise<GuestUsage> {
       return { ...host.usage(), diskBytes: guest.diskBytes() };
     },
