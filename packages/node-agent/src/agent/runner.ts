@@ -57,7 +57,7 @@ export class SandboxRunner implements GuestRunner {
     try {
       const uid = process.getuid?.() === 0 ? this.uids.uidFor(SHARED_UID_KEY) : undefined;
       const runDir = processPaths(this.stateDir, spec.name).runDir;
-      warmSharedHost({ wasm: this.blobs.path(spec.binary), args: [], env: {}, dirs: [], config: [], grants: spec.grants, detached: true, runDir, ...(uid === undefined ? {} : { uid }), isolation: 'shared' }, { requireWall: !this.allowUnwalled });
+      warmSharedHost({ wasm: this.blobs.path(spec.binary), args: [], env: {}, dirs: [], config: [], grants: spec.grants, detached: true, runDir, ...(uid === undefined ? {} : { uid }), ...(spec.allowUnwalled === true ? { allowUnwalled: true } : {}), isolation: 'shared' }, { requireWall: !this.allowUnwalled });
     } catch {
       // no uid left, or the like: the start itself will say so
     }
