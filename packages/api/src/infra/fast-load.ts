@@ -1,4 +1,5 @@
 import { FAILSAFE_SCHEMA, load, Type } from 'js-yaml';
+import { readBlock } from './block-read.js';
 
 /*
  * The fast reading of an infra file: js-yaml, several times faster than the `yaml` library on big
@@ -50,18 +51,29 @@ const floatType = new Type('tag:yaml.org,2002:float', {
     FLOAT_NAN.test(s) ? (s.slice(-3).toLowerCase() === 'nan' ? NaN : s[0] === '-' ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY) : parseFloat(s),
 });
 
+const CORE = [nullType, boolType, intType, floatType];
+
+/** A plain scalar as the core schema above reads it (block-read.ts reads plain scalars with it). */
+export function plainValue(s: string): unknown {
+  for (const type of CORE) if ((type.resolve as (s: string) => boolean)(s)) return (type.construct as (s: string) => unknown)(s);
+  return s;
+}
+
 const SCHEMA = FAILSAFE_SCHEMA.extend({ implicit: [nullType, boolType, intType, floatType] });
 
 /**
  * Text only the `yaml` path reads the same way: a `%` directive at the start of a line, a tag
  * (`!`) or an alias (`*`) where a node may start, an explicit key (`?`), or a flow collection used
- * as a key (`]:` / `}:`). Inside a quoted string these may match too: then the file merely takes
+ * as a key (`]:` / `}:`, whatever follows: js-yaml reads `[[x]:1]` as `[{x: 1}]`), or a comment
+ * right after a closing quote (`"x"#c`: js-yaml reads it, `yaml` wants a space before the `#`). Inside a quoted string these may match too: then the file merely takes
  * the slow path.
  */
-const DEFER = /^%|(?:^|[\s[\]{},])[!*?]|[\]}][ \t]*:(?:[\s,\]}]|$)/m;
+const DEFER = /^%|(?:^|[\s[\]{},])[!*?]|[\]}][ \t]*:|["']#/m;
 
 /** The document, or null where only the `yaml` path can say what the text means (or what is wrong). */
 export function fastLoad(text: string): { value: unknown } | null {
+  const block = readBlock(text);
+  if (block !== null) return block;
   if (DEFER.test(text) || spansLines(text)) return null;
   let value: unknown;
   try {

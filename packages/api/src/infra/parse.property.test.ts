@@ -2,12 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
 import { InvalidInputError } from '../errors.js';
+import { readBlock } from './block-read.js';
 import { fastLoad } from './fast-load.js';
 import { parseInfra, parseWithPositions } from './parse.js';
 
 /*
- * The fast path (js-yaml, for valid files) and the `yaml` path (positions, for errors) must read
- * every file the same way: the same document, or the same errors. Files are generated with the
+ * The fast paths (block-read.ts by hand, then js-yaml, for valid files) and the `yaml` path
+ * (positions, for errors) must read every file the same way: the same document, or the same errors. Files are generated with the
  * YAML that reads differently between libraries and YAML versions.
  */
 
@@ -30,7 +31,8 @@ const size = scalar(mostly(fc.constantFrom('64MiB', '1GiB', '512KB', '1.5GiB', '
 const number = mostly(fc.constantFrom('0.5', '1', '2', '.5', '1e0', '0x2', '0o1', '1.', '+2'), fc.constantFrom('-1', '1_0', 'one', '~', 'yes', '.inf', '"1"'));
 const port = mostly(fc.constantFrom('80', '7000', '0x50', '0o17', '+443'), fc.constantFrom('65536', '1_000', '"80"', '~', '80.0'));
 
-type Style = 'block' | 'flow';
+/** `compact`: a block sequence at its key's indentation (a block mapping otherwise). */
+type Style = 'block' | 'flow' | 'compact';
 
 /** A mapping written in block or flow style at an indentation. */
 function mapping(pairs: [string, string | Node][], style: Style, indent: string): string {
@@ -54,11 +56,12 @@ function flow(n: Node): string {
 function render(n: Node, indent: string): string {
   const anchor = n.anchor === undefined ? '' : ` &${n.anchor}`;
   if (n.style === 'flow' || n.items.length === 0) return ` ${flow(n)}`;
-  if (n.kind === 'seq') return `${anchor}${n.items.map(([, v]) => `\n${indent}- ${typeof v === 'string' ? v : flow(v)}`).join('')}`;
+  const dash = n.style === 'compact' ? indent.slice(2) : indent;
+  if (n.kind === 'seq') return `${anchor}${n.items.map(([, v]) => `\n${dash}- ${typeof v === 'string' ? v : flow(v)}`).join('')}`;
   return `${anchor}${mapping(n.items, 'block', indent)}`;
 }
 
-const style = fc.constantFrom<Style>('block', 'block', 'flow');
+const style = fc.constantFrom<Style>('block', 'block', 'block', 'compact', 'flow');
 const node = (kind: Node['kind'], items: fc.Arbitrary<[string, string | Node][]>, anchor = false): fc.Arbitrary<Node> =>
   fc.record({ kind: fc.constant(kind), style, items, ...(anchor ? { anchor: fc.option(fc.constant('g'), { nil: undefined }) } : {}) }) as fc.Arbitrary<Node>;
 
@@ -100,8 +103,12 @@ const processEntry = (machines: string[]) =>
     }),
   );
 
-/** Changes that may break the file's YAML: a tab, an unclosed bracket, a wrongly indented line. */
-const damage = mostly(fc.constant('none'), fc.constantFrom('tab', 'bracket', 'dedent', 'quote', 'directive', 'document', 'bom', 'crlf'));
+/** Changes that may break the file's YAML (a tab, an unclosed bracket, a wrongly indented line), or only add comments and blank lines. */
+const damage = fc.oneof(
+  { arbitrary: fc.constant('none'), weight: 16 },
+  { arbitrary: fc.constantFrom('comment', 'comment-line', 'blank'), weight: 8 },
+  { arbitrary: fc.constantFrom('tab', 'bracket', 'dedent', 'quote', 'directive', 'document', 'bom', 'crlf', 'marker-end', 'nul'), weight: 1 },
+);
 
 const infraFile = fc
   .tuple(fc.uniqueArray(name, { minLength: 1, maxLength: 3 }), mostly(fc.constantFrom('1', '0x1', '1.0', '+1', '0o1'), fc.constantFrom('2', '"1"', '~', 'yes')), style, style, mostly(fc.constant(false), fc.constant(true)), damage, fc.nat(1000))
@@ -141,6 +148,20 @@ function breakText(text: string, how: string, where: number): string {
       return `${text}---\nversion: 1\n`;
     case 'bom':
       return `\ufeff${text}`;
+    case 'comment':
+      lines[i] = `${line} # note: x`;
+      break;
+    case 'comment-line':
+      lines.splice(i, 0, `${' '.repeat(where % 7)}# note`);
+      break;
+    case 'blank':
+      lines.splice(i, 0, ' '.repeat(where % 5));
+      break;
+    case 'marker-end':
+      return `${text}...\n`;
+    case 'nul':
+      lines[i] = `${line}\u0000`;
+      break;
     case 'crlf':
       return text.replace(/\n/g, '\r\n');
   }
@@ -162,12 +183,21 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
   it('on generated infra files (anchors, merge keys, flow and block styles, quoting, version-like numbers, yes/no, timestamps, duplicate keys, broken YAML)', () => {
     let fast = 0;
     let valid = 0;
+    let block = 0;
     fc.assert(
       fc.property(infraFile, (text) => {
         const both = outcome(() => parseInfra(text, 'infra.yaml'));
         const slow = outcome(() => parseWithPositions(text, 'infra.yaml'));
         expect(both).toEqual(slow);
         if ('value' in slow) valid++;
+        // Whatever the hand-written reader reads, `yaml` reads the same, without a problem.
+        const b = readBlock(text);
+        if (b !== null) {
+          block++;
+          const doc = parseDocument(text, { uniqueKeys: false });
+          expect(doc.errors).toEqual([]);
+          expect(b.value).toEqual(doc.toJS({ maxAliasCount: 100 }));
+        }
         const f = fastLoad(text);
         if (f !== null && 'value' in slow) {
           fast++;
@@ -179,23 +209,85 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
       }),
       { numRuns: Number(process.env.PARSE_RUNS ?? 600) },
     );
-    if (process.env.PARSE_RUNS !== undefined) console.log({ valid, fast });
+    if (process.env.PARSE_RUNS !== undefined) console.log({ valid, fast, block });
     // The property is only worth something if both paths were exercised.
     expect(valid).toBeGreaterThan(20);
     expect(fast).toBeGreaterThan(10);
+    expect(block).toBeGreaterThan(0);
+  });
+
+  it('on block-style files, the style block-read.ts reads by hand (tricky scalars in every place, comments, blank lines, both sequence indentations)', () => {
+    let block = 0;
+    const line = fc.tuple(scalar(plain), fc.constantFrom('', ' # c', '   ', '#c'));
+    const proc = fc.record({
+      name,
+      machine: line,
+      args: fc.array(line, { maxLength: 3 }),
+      compact: fc.boolean(),
+      env: fc.array(fc.tuple(scalar(mostly(fc.constantFrom('LOG', 'MODE'), plain)), line), { maxLength: 2 }),
+      listen: fc.array(scalar(port), { maxLength: 2 }),
+      gap: fc.constantFrom('', '\n', '\n    # note\n', '\n  \n'),
+    });
+    const file = fc.array(proc, { minLength: 1, maxLength: 3 }).map((ps) => {
+      let text = 'version: 1\nmachines:\n  m1:\n    agent: local\nprocesses:\n';
+      for (const p of ps) {
+        const dash = p.compact ? '    ' : '      ';
+        text += `  ${p.name}:\n    machine: ${p.machine.join('')}${p.gap}\n    binary: app.wasm\n    args:${p.args.length === 0 ? ' []' : ''}\n`;
+        text += p.args.map((a) => `${dash}- ${a.join('')}\n`).join('');
+        text += `    env:${p.env.length === 0 ? ' {}' : ''}\n${p.env.map(([k, v]) => `      ${k}: ${v.join('')}\n`).join('')}`;
+        text += `    grants:\n      network:\n        listen: [${p.listen.join(', ')}]\n`;
+      }
+      return text;
+    });
+    fc.assert(
+      fc.property(file, (text) => {
+        expect(outcome(() => parseInfra(text, 'infra.yaml'))).toEqual(outcome(() => parseWithPositions(text, 'infra.yaml')));
+        const b = readBlock(text);
+        if (b === null) return;
+        block++;
+        const doc = parseDocument(text, { uniqueKeys: false });
+        expect(doc.errors).toEqual([]);
+        expect(b.value).toEqual(doc.toJS({ maxAliasCount: 100 }));
+      }),
+      { numRuns: Number(process.env.PARSE_RUNS ?? 600) },
+    );
+    expect(block).toBeGreaterThan(100);
   });
 
   it('reads tricky scalars, keys and block scalars as the yaml library does, or leaves them to it', () => {
     let read = 0;
+    let block = 0;
     for (const v of TRICKY) {
-      for (const text of [`x: ${v}\n`, `${v}: x\n`, `x: [${v}]\n`, `x: {${v}: 1}\n`, `x: |\n  ${v}\n`, `x: >-\n  ${v}\n\n  ${v}\n`]) {
+      for (const text of [
+        `x: ${v}\n`,
+        `${v}: x\n`,
+        `x: [${v}]\n`,
+        `x: [a, ${v}, b]\n`,
+        `x: {${v}: 1}\n`,
+        `x: |\n  ${v}\n`,
+        `x: >-\n  ${v}\n\n  ${v}\n`,
+        `x:\n  - ${v}\n`,
+        `x:\n- ${v}\ny: 1\n`,
+        `x: ${v} # c\n`,
+        `x:\n  ${v}: 1\n  y: ${v}\n`,
+        `x: ${v}\n  y\n`,
+        `x: "${v}"\n`,
+        `x: '${v}'\n`,
+        `"${v}": 1\n`,
+        `x: [${v}:1]\n`,
+      ]) {
         const f = fastLoad(text);
         const doc = parseDocument(text, { uniqueKeys: false });
+        if (readBlock(text) !== null) {
+          block++;
+          expect(doc.errors, text).toEqual([]);
+        }
         if (f === null || doc.errors.length > 0) continue;
         read++;
         expect(f.value, text).toEqual(doc.toJS({ maxAliasCount: 100 }));
       }
     }
-    expect(read).toBeGreaterThan(150);
+    expect(read).toBeGreaterThan(300);
+    expect(block).toBeGreaterThan(200);
   });
 });

@@ -1,0 +1,276 @@
+import { plainValue } from './fast-load.js';
+
+/*
+ * The fastest reading of an infra file: one pass over the lines of the block-style subset a
+ * hand-kept (or generated) infra file is written in, and nothing else. It gives up (null) on
+ * anything it does not fully understand, and fast-load.ts (js-yaml), then parse.ts (`yaml`), read
+ * the file instead; parse.property.test.ts checks all three agree.
+ *
+ * Why by hand: at 100,000 processes (36 MB a file) js-yaml took 2.7 s of the 4.3 s each side's
+ * worker spent, and the checks around it (fast-load.ts: DEFER, spansLines, hasNullKey) 0.3 s
+ * more; this reads the same file in ~0.5 s (docs/performance.md, "plan"). js-yaml is a
+ * general-purpose reader: a character at a time through every YAML production, a Type lookup per
+ * scalar. An infra file is block mappings, block sequences of scalars, one-line flow sequences and
+ * one-line scalars; a line at a time, that is a few indexOf calls and one scan of each value.
+ *
+ * What it reads: block mappings and sequences (a sequence may sit at its key's indentation),
+ * plain scalars resolved by the YAML 1.2 core schema (fast-load.ts plainValue, as `yaml` does),
+ * single- and double-quoted scalars on one line (no escapes in double quotes), one-line flow
+ * sequences of such scalars, `{}`, blank lines and comments. What makes it give up: tabs, CR, BOM,
+ * control characters, anchors, aliases, tags, merge keys, block scalars (`|`, `>`), flow mappings,
+ * multi-line scalars, explicit keys, directives and document markers, a key that is not a string
+ * (`1:`, `null:`, `true:`), `__proto__`, duplicate keys, and indentation it does not expect.
+ */
+
+/** Characters a plain key may hold (ASCII letters, digits, `_`, `.`, `-`, `/`); anything else gives up, or is quoted. */
+const KEY = new Uint8Array(128);
+for (const c of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/') KEY[c.charCodeAt(0)] = 1;
+
+/** Characters that give a line or a file up wherever they are: C0 and C1 controls (tab and CR among them), DEL, BOM, LS, PS. */
+const REFUSED = /[\x00-\x09\x0b-\x1f\x7f-\x9f\ufeff\u2028\u2029]/;
+
+const SPACE = 0x20;
+const NL = 0x0a;
+const HASH = 0x23;
+const COLON = 0x3a;
+const DASH = 0x2d;
+const DQUOTE = 0x22;
+const SQUOTE = 0x27;
+
+class GiveUp extends Error {}
+const giveUp = new GiveUp();
+
+/** The document, or null where only js-yaml or `yaml` may read the text. */
+export function readBlock(text: string): { value: Record<string, unknown> } | null {
+  if (REFUSED.test(text)) return null;
+  const r = new Reader(text);
+  try {
+    r.nextLine();
+    if (r.end < 0 || r.indent !== 0) return null;
+    const value = r.mapping(0);
+    if (r.end >= 0) return null;
+    return { value };
+  } catch (err) {
+    if (err === giveUp) return null;
+    throw err;
+  }
+}
+
+class Reader {
+  /** The current line: its indentation, where its content starts and where it ends (-1 past the last line). */
+  indent = 0;
+  start = 0;
+  end = 0;
+  /** Where the line after the current one starts. */
+  private next = 0;
+
+  constructor(private readonly text: string) {}
+
+  /** Moves to the next line that is neither blank nor a comment. */
+  nextLine(): void {
+    const t = this.text;
+    const n = t.length;
+    let pos = this.next;
+    while (pos < n) {
+      let eol = t.indexOf('\n', pos);
+      if (eol < 0) eol = n;
+      let i = pos;
+      while (i < eol && t.charCodeAt(i) === SPACE) i++;
+      if (i < eol && t.charCodeAt(i) !== HASH) {
+        this.indent = i - pos;
+        this.start = i;
+        this.end = eol;
+        this.next = eol + 1;
+        return;
+      }
+      pos = eol + 1;
+    }
+    this.end = -1;
+    this.indent = -1;
+    this.next = n;
+  }
+
+  /** A block mapping whose keys are at `indent`; the current line is its first. */
+  mapping(indent: number): Record<string, unknown> {
+    const t = this.text;
+    const out: Record<string, unknown> = {};
+    while (this.end >= 0 && this.indent === indent) {
+      let i = this.start;
+      const end = this.end;
+      let key: string;
+      const c = t.charCodeAt(i);
+      if (c === DQUOTE || c === SQUOTE) {
+        i = this.quotedEnd(i, end);
+        key = this.quotedValue(this.start, i);
+        if (t.charCodeAt(i) !== COLON) throw giveUp;
+      } else {
+        // A document marker, or a sequence where a key belongs.
+        if (c === DASH || (indent === 0 && c === 0x2e && t.startsWith('...', i))) throw giveUp;
+        while (i < end) {
+          const k = t.charCodeAt(i);
+          if (k >= 128 || KEY[k] === 0) break;
+          i++;
+        }
+        if (i === this.start || t.charCodeAt(i) !== COLON || i - this.start > 1000) throw giveUp;
+        const plain = t.slice(this.start, i);
+        if (typeof plainValue(plain) !== 'string') throw giveUp;
+        key = plain;
+      }
+      if (key === '__proto__' || key === '<<' || Object.hasOwn(out, key)) throw giveUp;
+      i++;
+      if (i < end && t.charCodeAt(i) !== SPACE) throw giveUp;
+      while (i < end && t.charCodeAt(i) === SPACE) i++;
+      if (i === end || t.charCodeAt(i) === HASH) {
+        this.nextLine();
+        if (this.end >= 0 && this.indent > indent) {
+          out[key] = this.isItem() ? this.sequence(this.indent) : this.mapping(this.indent);
+        } else if (this.end >= 0 && this.indent === indent && this.isItem()) {
+          out[key] = this.sequence(indent);
+        } else {
+          out[key] = null;
+        }
+      } else {
+        out[key] = this.value(i, end);
+        this.nextLine();
+      }
+      // Deeper than the keys here, not after `key:`: a continued scalar or an error; both for the others.
+      if (this.indent > indent) throw giveUp;
+    }
+    return out;
+  }
+
+  private isItem(): boolean {
+    return this.text.charCodeAt(this.start) === DASH && (this.start + 1 === this.end || this.text.charCodeAt(this.start + 1) === SPACE);
+  }
+
+  /** A block sequence of one-line values whose dashes are at `indent`. */
+  private sequence(indent: number): unknown[] {
+    const t = this.text;
+    const out: unknown[] = [];
+    while (this.end >= 0 && this.indent === indent && this.isItem()) {
+      let i = this.start + 1;
+      const end = this.end;
+      while (i < end && t.charCodeAt(i) === SPACE) i++;
+      if (i === end || t.charCodeAt(i) === HASH) throw giveUp;
+      out.push(this.value(i, end));
+      this.nextLine();
+      if (this.indent > indent) throw giveUp;
+    }
+    return out;
+  }
+
+  /** A value that starts at `i` and is the rest of the line. */
+  private value(i: number, end: number): unknown {
+    const t = this.text;
+    const c = t.charCodeAt(i);
+    if (c === DQUOTE || c === SQUOTE) {
+      const close = this.quotedEnd(i, end);
+      this.rest(close, end);
+      return this.quotedValue(i, close);
+    }
+    if (c === 0x5b) return this.flowSequence(i, end);
+    if (c === 0x7b) {
+      if (t.charCodeAt(i + 1) !== 0x7d) throw giveUp;
+      this.rest(i + 2, end);
+      return {};
+    }
+    // Indicators that cannot start a plain scalar (`-` can, followed by a non-space; `?` and `:` too, but are left to the others).
+    if (c === 0x2c || c === 0x5d || c === 0x7d || c === 0x26 || c === 0x2a || c === 0x21 || c === 0x7c || c === 0x3e || c === 0x25 || c === 0x40 || c === 0x60 || c === 0x3f || c === COLON) throw giveUp;
+    if (c === DASH && (i + 1 === end || t.charCodeAt(i + 1) === SPACE)) throw giveUp;
+    let j = i;
+    let last = i;
+    for (; j < end; j++) {
+      const k = t.charCodeAt(j);
+      if (k === SPACE) {
+        if (t.charCodeAt(j + 1) === HASH) break;
+        continue;
+      }
+      if (k === COLON && (j + 1 === end || t.charCodeAt(j + 1) === SPACE)) throw giveUp;
+      if (k === 0x5b || k === 0x5d || k === 0x7b || k === 0x7d) throw giveUp;
+      last = j;
+    }
+    return plainValue(t.slice(i, last + 1));
+  }
+
+  /** `[a, "b", 'c']` on one line; its items are scalars. */
+  private flowSequence(i: number, end: number): unknown[] {
+    const t = this.text;
+    const out: unknown[] = [];
+    i++;
+    while (i < end && t.charCodeAt(i) === SPACE) i++;
+    if (t.charCodeAt(i) === 0x5d) {
+      this.rest(i + 1, end);
+      return out;
+    }
+    for (;;) {
+      while (i < end && t.charCodeAt(i) === SPACE) i++;
+      if (i === end) throw giveUp;
+      const c = t.charCodeAt(i);
+      if (c === DQUOTE || c === SQUOTE) {
+        const close = this.quotedEnd(i, end);
+        out.push(this.quotedValue(i, close));
+        i = close;
+      } else {
+        if (c === 0x2c || c === 0x5b || c === 0x5d || c === 0x7b || c === 0x7d || c === HASH || c === 0x26 || c === 0x2a || c === 0x21 || c === 0x7c || c === 0x3e || c === 0x25 || c === 0x40 || c === 0x60 || c === 0x3f || c === COLON) throw giveUp;
+        if (c === DASH && (i + 1 === end || t.charCodeAt(i + 1) === SPACE || t.charCodeAt(i + 1) === 0x2c || t.charCodeAt(i + 1) === 0x5d)) throw giveUp;
+        let j = i;
+        let last = i;
+        for (; j < end; j++) {
+          const k = t.charCodeAt(j);
+          if (k === 0x2c || k === 0x5d) break;
+          if (k === SPACE) continue;
+          // `host:port` is one plain scalar in a flow sequence; `a: b`, `a:,` and `a:]` are pairs.
+          if (k === COLON) {
+            const after = t.charCodeAt(j + 1);
+            if (j + 1 === end || after === SPACE || after === 0x2c || after === 0x5d) throw giveUp;
+          } else if (k === HASH || k === 0x5b || k === 0x7b || k === 0x7d || k === 0x22 || k === 0x27) throw giveUp;
+          last = j;
+        }
+        out.push(plainValue(t.slice(i, last + 1)));
+        i = j;
+      }
+      while (i < end && t.charCodeAt(i) === SPACE) i++;
+      const d = t.charCodeAt(i);
+      if (d === 0x5d) {
+        this.rest(i + 1, end);
+        return out;
+      }
+      if (d !== 0x2c) throw giveUp;
+      i++;
+      // A trailing comma (`[a, ]`): `yaml` reads it, but leave it to the others.
+      while (i < end && t.charCodeAt(i) === SPACE) i++;
+      if (t.charCodeAt(i) === 0x5d) throw giveUp;
+    }
+  }
+
+  /** Where the quoted scalar that starts at `i` ends (after its closing quote), on this line; no escapes in double quotes. */
+  private quotedEnd(i: number, end: number): number {
+    const t = this.text;
+    const q = t.charCodeAt(i);
+    let j = i + 1;
+    for (;;) {
+      j = t.indexOf(q === DQUOTE ? '"' : "'", j);
+      if (j < 0 || j >= end) throw giveUp;
+      if (q === SQUOTE && t.charCodeAt(j + 1) === SQUOTE) {
+        j += 2;
+        continue;
+      }
+      if (q === DQUOTE) for (let k = i + 1; k < j; k++) if (t.charCodeAt(k) === 0x5c) throw giveUp;
+      return j + 1;
+    }
+  }
+
+  private quotedValue(i: number, close: number): string {
+    const s = this.text.slice(i + 1, close - 1);
+    return this.text.charCodeAt(i) === SQUOTE && s.includes("''") ? s.replaceAll("''", "'") : s;
+  }
+
+  /** After a value: nothing, or spaces and a comment. */
+  private rest(i: number, end: number): void {
+    const t = this.text;
+    if (i === end) return;
+    if (t.charCodeAt(i) !== SPACE) throw giveUp;
+    while (i < end && t.charCodeAt(i) === SPACE) i++;
+    if (i < end && t.charCodeAt(i) !== HASH) throw giveUp;
+  }
+}
