@@ -27,10 +27,10 @@ const KEY = new Uint8Array(128);
 for (const c of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/') KEY[c.charCodeAt(0)] = 1;
 
 /** Characters that give a line or a file up wherever they are: C0 and C1 controls (tab and CR among them), DEL, BOM, LS, PS. */
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const REFUSED = /[\x00-\x09\x0b-\x1f\x7f-\x9f\ufeff\u2028\u2029]/;
 
 const SPACE = 0x20;
-const NL = 0x0a;
 const HASH = 0x23;
 const COLON = 0x3a;
 const DASH = 0x2d;
