@@ -199,13 +199,15 @@ class WorkerProcess implements PlanProcess {
   }
 }
 
+const NONE_SEALED: string[] = [];
+
 function fromWorker(s: WorkerSide, want: number[], specs: string[]): PlanInfra {
-  const json = new Map<number, string>();
-  want.forEach((i, k) => json.set(i, specs[k] as string));
+  const json: (string | undefined)[] = new Array(s.names.length);
+  want.forEach((i, k) => (json[i] = specs[k]));
   const processes: Record<string, PlanProcess> = {};
   for (let i = 0; i < s.names.length; i++) {
     const name = s.names[i] as string;
-    processes[name] = new WorkerProcess(name, s.machineOf[i] as string, s.digests[i] as string, s.sealed[i] ?? [], json.get(i));
+    processes[name] = new WorkerProcess(name, s.machineOf[i] as string, s.digests[i] as string, s.sealed[i] ?? NONE_SEALED, json[i]);
   }
   return { label: s.label, file: s.file, machines: s.machines, processes, blobs: s.blobs, stateDigest: s.stateDigest };
 }

@@ -53,6 +53,8 @@ interface Target {
 /** Resolves the names of one infra file; problems go to `diags` at the field that holds them. */
 export class NameResolver {
   private readonly targets = new Map<string, Target>();
+  /** Connect target text -> its canonical text, for targets that name no process. */
+  private readonly plainTargets = new Map<string, string>();
 
   constructor(
     private readonly parsed: ParsedInfra,
@@ -101,6 +103,12 @@ export class NameResolver {
   /** A grant's connect list: named processes resolved to name@address:port, all canonical, sorted and distinct. */
   connect(texts: readonly string[], path: (string | number)[], diags: Diagnostic[]): string[] {
     const out: ConnectTarget[] = [];
+    // A target that names no process reads the same in every process: parsed once (a fleet's
+    // processes mostly share theirs; at 100,000 processes parsing each was 0.25 s).
+    if (texts.length === 1) {
+      const known = this.plainTargets.get(texts[0] as string);
+      if (known !== undefined) return [known];
+    }
     texts.forEach((text, i) => {
       let t: ConnectTarget;
       try {
@@ -114,6 +122,8 @@ export class NameResolver {
         const address = this.resolve(t.name, t.port, text, [...path, i], diags, true);
         if (address === null) return;
         t = { kind: 'process', name: t.name, port: t.port, address };
+      } else if (texts.length === 1) {
+        this.plainTargets.set(text, connectList([t])[0] as string);
       }
       out.push(t);
     });

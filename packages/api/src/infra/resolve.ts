@@ -93,14 +93,16 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     paths.add(p.binary);
     for (const file of Object.values(p.config ?? {})) paths.add(file);
   }
-  const hashes = new Map<string, FileRead & { digest?: string }>();
+  // A config file is sealed iff it holds a sealed string (the agent applies the same rule): decided once a file.
+  type Read = FileRead & { digest?: string; sealed?: boolean };
+  const hashes = new Map<string, Read>();
   await Promise.all(
     [...paths].map(async (p) => {
       const r = await source.read(p);
-      hashes.set(p, r.kind === 'file' ? { ...r, digest: sha256Hex(r.bytes) } : r);
+      hashes.set(p, r.kind === 'file' ? { ...r, digest: sha256Hex(r.bytes), sealed: isSealed(Buffer.from(r.bytes.subarray(0, 7)).toString('latin1')) } : r);
     }),
   );
-  const hash = (p: string) => hashes.get(p) as FileRead & { digest?: string };
+  const hash = (p: string) => hashes.get(p) as Read;
 
   const names = new NameResolver(parsed, new Map(Object.values(machines).map((m) => [m.name, m.address])));
   const processes: Record<string, ResolvedProcess> = {};
@@ -143,8 +145,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       } else {
         config[guestPath] = c.digest;
         blobs[c.digest] = file;
-        // A config file is sealed iff it holds a sealed string (the agent applies the same rule).
-        if (isSealed(Buffer.from(c.bytes.subarray(0, 7)).toString('latin1'))) {
+        if (c.sealed === true) {
           checkSealed([...base, 'config', guestPath], Buffer.from(c.bytes).toString('utf8'), `config.${guestPath}`, ' --file PLAIN-FILE', ` > ${file}`);
         }
       }

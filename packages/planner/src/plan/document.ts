@@ -37,8 +37,10 @@ export interface PlanDocument {
  */
 export function stateDigest(s: PlanState): string {
   const byName = <T>(x: [string, T], y: [string, T]) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0);
-  const machines = Object.values(s.machines).map((m) => [m.name, m] as [string, typeof m]).sort(byName);
-  const processes = Object.values(s.processes).map((p) => [p.name, p] as [string, typeof p]).sort(byName);
+  // Sorted already where the state was resolved (resolve.ts sorts processes): checked, not sorted again.
+  const sorted = <T>(list: [string, T][]) => (list.every((x, i) => i === 0 || (list[i - 1] as [string, T])[0] < x[0]) ? list : list.sort(byName));
+  const machines = sorted(Object.values(s.machines).map((m) => [m.name, m] as [string, typeof m]));
+  const processes = sorted(Object.values(s.processes).map((p) => [p.name, p] as [string, typeof p]));
   // Names that canonical JSON orders otherwise (array-index-like ones come first) or that repeat: the general writer.
   const plain = (list: [string, unknown][]) => list.every(([n], i) => !INDEX_LIKE.test(n) && (i === 0 || (list[i - 1] as [string, unknown])[0] !== n));
   if (!plain(machines) || !plain(processes)) return slowStateDigest(s);
