@@ -166,6 +166,23 @@ describe('a guest host whose code writes hostile bytes on its channel and tries 
     expect(await again?.stop(2000)).toEqual({ kind: 'stopped' });
   });
 
+  it('a detached guest that prints and ends while nothing reads its output: what it printed reaches the log when its host side finds it gone', { timeout: 60_000 }, async ({ skip }) => {
+    if (sandbox.probeWall().wall === null) return skip(`kernel wall unavailable here: ${sandbox.probeWall().reason}`);
+    const runDir = path.join(work, 'run-late');
+    const out = { file: log('late'), maxBytes: 64 * 1024, keep: 1 };
+    // spin 1: a second of work, then one line, then exit.
+    const g = await sandbox.spawnGuest(opts('spin', 'late', { args: ['1'], stdout: out, stderr: out, detached: true, runDir }));
+    pids.add(g.pid);
+    g.detach();
+    await waitFor(() => !alive(g.pid), 20_000, 'the guest to end unread');
+    expect(read('late')).not.toMatch(/iterations/);
+    // Its launcher took what was in the pipe; the next host side appends it to the log.
+    expect(await sandbox.attachGuest(runDir)).toBeNull();
+    expect(read('late')).toMatch(/^iterations \d+$/m);
+    expect(existsSync(path.join(runDir, 'output-1.tail'))).toBe(false);
+    expect(sandbox.readExitRecord(runDir)).toMatchObject({ kind: 'exit', code: 0 });
+  });
+
   it('a process guest host, attached (`lowcloud run`): its exit is still the one its guest made', { timeout: 60_000 }, async () => {
     const g = await sandbox.spawnGuest(opts('hello', 'p0'));
     pids.add(g.pid);

@@ -21,6 +21,7 @@ import { OutputPump, type OutputRecord } from './output-pump.js';
 import { JsonDocuments, parseGuestHostMessage } from './messages.js';
 import { cpuSeconds, rssBytes, startTime } from './proc.js';
 import { seccompProgram } from './seccomp.js';
+import { sleepSync } from '../common/sleep.js';
 
 /** Written by the launcher when the kernel OOM-killed the guest host's cgroup (run directory). */
 const OOM_FILE = 'oom-killed';
@@ -151,7 +152,7 @@ export class PreparedHost {
     const pipes = how.runDir !== null && how.shared === undefined ? await OutputPump.prepare(how.runDir, { 1: how.stdout, 2: how.stderr }) : null;
     const launcher = dirs.length > 0 || table !== null || pipes !== null;
     const exitFile = pipes === null || how.runDir === null ? null : path.join(how.runDir, 'exit.json');
-    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, how.runDir === null ? null : path.join(how.runDir, OOM_FILE), exitFile, command)] : command;
+    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, how.runDir === null ? null : path.join(how.runDir, OOM_FILE), exitFile, pipes?.pump.drainFds ?? [], command)] : command;
     const reports = launcher || wall !== null;
     const output = (t: OutputTarget, n: 1 | 2) => pipes?.fds[n] ?? (t === 'pipe' || typeof t === 'object' ? 'pipe' : t === 'inherit' && !how.detached ? 'inherit' : 'ignore');
     let child: ChildProcess;
@@ -310,8 +311,9 @@ export class GuestHost {
     if (this.launcher && child.pid !== undefined && child.pid !== this.pid) this.launcherRecord = { pid: child.pid, start: startTime(child.pid) };
     this.ended = exit.then(async ([code, signal]) => {
       await reportDone;
-      // Its last output read to the end (the launcher closed its ends as it exited).
+      // Its last output read to the end (the launcher closed its ends as it exited), then what the launcher took.
       await this.pump?.drained();
+      OutputPump.flushTails(this.outputs);
       for (const l of this.layers) l.unwatch?.('ended');
       const oom = this.oomReported || prepared.oomKilled;
       // The launcher deletes the table as the guest host ends, unless it was killed itself.
@@ -333,7 +335,13 @@ export class GuestHost {
       return null;
     }
     // A pid alone could have been reused by an unrelated process after a reboot.
-    if (startTime(rec.pid) === null || startTime(rec.pid) !== rec.start) return null;
+    if (startTime(rec.pid) === null || startTime(rec.pid) !== rec.start) {
+      // Ended while no host side read its output: what its launcher took from the pipes goes to the
+      // log (once the launcher, which takes it, has ended too; 2 s at most).
+      for (let i = 0; i < 40 && rec.launcher !== undefined && startTime(rec.launcher.pid) === rec.launcher.start; i++) sleepSync(50);
+      if (Array.isArray(rec.outputs)) OutputPump.flushTails(rec.outputs);
+      return null;
+    }
     const host = new GuestHost(rec.id ?? rec.guests[0]?.id.split('/')[0] ?? 'guest', null, null, rec.guests.map(restore), runDir, true);
     host.pid = rec.pid;
     host.start = rec.start;
@@ -370,6 +378,7 @@ export class GuestHost {
       const launcherRuns = () => rec.launcher !== undefined && startTime(rec.launcher.pid) === rec.launcher.start;
       for (let i = 0; i < 40 && (launcherRuns() || rec.cgroups.some((d) => fs.existsSync(d))); i++) await new Promise((r) => setTimeout(r, 50));
       await host.pump?.drained();
+      OutputPump.flushTails(host.outputs);
       const oom = readOomFile(path.join(runDir, OOM_FILE)) || rec.cgroups.some((d) => fs.existsSync(d) && cgroupOomKilled(d));
       const violation = host.violation(oom);
       for (const l of host.layers) await l.release?.(false);

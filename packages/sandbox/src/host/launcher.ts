@@ -9,7 +9,7 @@ const LAUNCHER = [
   // Not exported: the guest host gets no environment. SIGPIPE ignored: the report pipe's reader
   // (the agent) may be gone, and the cleanup below must still run.
   "PATH=/usr/sbin:/usr/bin:/sbin:/bin; trap '' PIPE; umask 077",
-  'n=$1; nft=$2; table=$3; oom=$4; rec=$5; shift 5',
+  'n=$1; nft=$2; table=$3; oom=$4; rec=$5; drain=$6; shift 6',
   // The output pipes (host/output-pump.ts) hold 1 MiB while no agent reads them, not 64 KiB:
   // F_SETPIPE_SZ (1031) has no shell or Node.js spelling; perl is in every Debian (perl-base).
   '[ "$rec" = - ] || perl -e \'fcntl(STDOUT, 1031, 1048576); fcntl(STDERR, 1031, 1048576)\' 2>/dev/null',
@@ -20,6 +20,10 @@ const LAUNCHER = [
   // The guest host's exit record came down a pipe (fd 7, common/protocol.ts GUEST_HOST_FD.exit):
   // at most 16 KiB of it reaches the run directory, written here, outside the wall.
   '[ "$rec" = - ] || dd if=/proc/self/fd/7 of="$rec" iflag=nonblock bs=16384 count=1 2>/dev/null',
+  // What is still in its output pipes (no agent read it) would go with the pipes: one read takes
+  // all of a pipe (at most its 1 MiB) into a file beside them, which the host appends to the log.
+  'case $drain in *1*) dd if=/proc/self/fd/1 of="${rec%/*}/output-1.tail" iflag=nonblock bs=1048576 count=1 2>/dev/null;; esac',
+  'case $drain in *2*) dd if=/proc/self/fd/2 of="${rec%/*}/output-2.tail" iflag=nonblock bs=1048576 count=1 2>/dev/null;; esac',
   // The kernel's OOM kill is read before the cgroup goes, and told to whoever still listens, and
   // to a file in the run directory for an agent that re-attached (it holds no pipe to this shell).
   'for d in $dirs; do if grep -qsE "^oom_kill [1-9]" "$d/memory.events" "$d/memory.oom_control"; then echo \'{"type": "oom"}\' >&4; [ "$oom" = - ] || echo \'{"type": "oom"}\' >"$oom"; break; fi; done',
@@ -32,9 +36,10 @@ const LAUNCHER = [
  * The launcher's arguments. It reports on fd 4 in the protocol of common/protocol.ts (`ready`,
  * `refused`, `oom`); `oomFile`: where it also records the `oom` message (in the agent's own run
  * directory, never the guest's) for a host that re-attached and holds no pipe to it; `exitFile`:
- * where it writes the exit record the guest host sent down fd 7 (bounded), once it has ended.
+ * where it writes the exit record the guest host sent down fd 7 (bounded), once it has ended, and
+ * beside it what is left in the output pipes on `drainFds` (host/output-pump.ts).
  */
-export function launcherArgs(cgroupDirs: string[], firewall: { nft: string; table: string } | null, reportsOwnPid: boolean, oomFile: string | null, exitFile: string | null, command: string[]): string[] {
+export function launcherArgs(cgroupDirs: string[], firewall: { nft: string; table: string } | null, reportsOwnPid: boolean, oomFile: string | null, exitFile: string | null, drainFds: (1 | 2)[], command: string[]): string[] {
   for (const d of cgroupDirs) if (/\s/.test(d)) throw new TypeError(`cgroup path with white space: ${d}`); // programmer error: names are ours
-  return ['-c', LAUNCHER, 'sh', String(cgroupDirs.length), firewall?.nft ?? '-', firewall?.table ?? '-', oomFile ?? '-', exitFile ?? '-', ...cgroupDirs, ...(reportsOwnPid ? ['--pid'] : []), ...command];
+  return ['-c', LAUNCHER, 'sh', String(cgroupDirs.length), firewall?.nft ?? '-', firewall?.table ?? '-', oomFile ?? '-', exitFile ?? '-', exitFile === null || drainFds.length === 0 ? '-' : drainFds.join(''), ...cgroupDirs, ...(reportsOwnPid ? ['--pid'] : []), ...command];
 }

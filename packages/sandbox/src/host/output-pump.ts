@@ -33,8 +33,9 @@ export interface OutputRecord extends LogTarget {
  * and, once it is full, the guest blocks in its next write until an agent re-attaches and opens
  * the FIFO again (`attach`). That is the trade systemd-journald makes with its stream sockets:
  * output is never dropped on the floor or written unbounded, and a guest whose reader is away
- * waits for it. Bytes still in the pipe when the guest host and its launcher end while no agent
- * runs are lost with the pipe.
+ * waits for it. Bytes still in a pipe when the guest host ends are taken by its launcher (one read:
+ * all of the pipe, at most 1 MiB) into `<fifo>.tail`, which the host appends to the log once it
+ * has read the pipe to its end (`flushTails`), or when it finds the guest host gone on re-attach.
  *
  * Attached (`lowcloud run`, tests): a plain pipe from the child.
  */
@@ -62,6 +63,8 @@ export class OutputPump {
     }
     // The exit record's pipe (host/launcher.ts reads it): a FIFO, so the launcher can open it anew, non-blocking.
     const exit = path.join(runDir, 'exit-pipe');
+    // A tail left by a run no host side saw end is older than anything this run writes.
+    for (const n of [1, 2]) fs.rmSync(path.join(runDir, `output-${n}.tail`), { force: true });
     await makeFifos([...records.map((r) => r.fifo), exit]);
     // Read-write: opening does not wait for a reader, and every holder is one (no EPIPE).
     const opened = [...records.map((r) => r.fifo), exit].map((f) => fs.openSync(f, fs.constants.O_RDWR | fs.constants.O_NOFOLLOW));
@@ -74,6 +77,39 @@ export class OutputPump {
         for (const fd of opened) fs.closeSync(fd);
       },
     };
+  }
+
+  /** The fds of the guest host whose pipes its launcher drains as it ends (`output-<fd>`). */
+  get drainFds(): (1 | 2)[] {
+    return this.records.map((r) => (r.fifo.endsWith('output-2') ? 2 : 1));
+  }
+
+  /**
+   * Appends what the launcher took from the pipes as the guest host ended (`<fifo>.tail`) to
+   * their logs, and removes it: after the pipe was read to its end, its tail comes last.
+   */
+  static flushTails(records: OutputRecord[]): void {
+    for (const r of records) {
+      const tail = `${r.fifo}.tail`;
+      try {
+        const fd = fs.openSync(tail, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+        try {
+          // The launcher writes at most 1 MiB (one read of a pipe); a larger file is none of its.
+          const buf = Buffer.alloc(TAIL_BYTES);
+          const n = fs.fstatSync(fd).isFile() ? fs.readSync(fd, buf, 0, buf.length, 0) : 0;
+          if (n > 0) {
+            const f = rotatingFile(r.file, r.maxBytes, r.keep);
+            f.write(buf.subarray(0, n));
+            f.close();
+          }
+        } finally {
+          fs.closeSync(fd);
+        }
+        fs.rmSync(tail, { force: true });
+      } catch {
+        // no tail (an agent read it all), or a log that cannot be written: dropped
+      }
+    }
   }
 
   /** For an attached child's piped stdout/stderr (file targets only). */
@@ -146,6 +182,9 @@ export class OutputPump {
     this.files.clear();
   }
 }
+
+/** At most what the launcher takes from one pipe (its size, F_SETPIPE_SZ). */
+const TAIL_BYTES = 1024 * 1024;
 
 /**
  * The FIFOs, mode 0600 and this process's (the guest host gets descriptors, never the paths). Node.js
