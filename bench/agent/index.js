@@ -74,6 +74,15 @@ function footprint(agentPid, guestPids) {
   return { bytes, processes: counted.size };
 }
 
+/** Shared guest hosts of the agent under `dir` that no guest runs in (spares): guest/shared.js with its control FIFOs there. */
+function sparesOf(dir, used) {
+  return pids().filter((p) => {
+    if (used.has(p)) return false;
+    const args = readText(`/proc/${p}/cmdline`).split('\0');
+    return /\/node$/.test(args[0] ?? '') && args.some((a) => a.endsWith('guest/shared.js')) && args.some((a) => a.startsWith(`${dir}/`));
+  });
+}
+
 const metricsOf = async (url) => {
   const text = await new Promise((resolve, reject) => get(url, (res) => {
     let body = '';
@@ -132,18 +141,21 @@ async function upRun(n, isolation) {
   const after = await metricsOf(metricsUrl);
   const running = st.processes.filter((p) => p.state === 'running');
   const hosts = new Set(running.map((p) => p.host ?? `pid ${p.pid}`));
-  const mem = footprint(rec.pid, [...new Set(running.map((p) => p.pid))]);
+  // Spare shared hosts (no guest yet) count too: they are this agent's, started for these guests
+  // (already below the agent in the process tree; named here so the line says how many).
+  const spares = sparesOf(dir, new Set(running.map((p) => p.pid)));
+  const mem = footprint(rec.pid, [...new Set(running.map((p) => p.pid)), ...spares]);
   // The guest hosts' whole lives so far (start-up included): they began with this `up`.
   cpu.hosts = [...new Set(running.map((p) => p.pid))].reduce((a, p) => a + cpuOf(p), 0);
   const steps = Object.fromEntries(['check', 'state', 'act', 'audit', 'finish'].map((k) => [k, ((after[k] ?? 0) - (before[k] ?? 0)) * 1000]));
-  return { n, isolation, dir, file, client, metricsUrl, agentPid: rec.pid, agentStartMs, planMs, upMs, allMs, running: running.length, hosts: hosts.size, mem, steps, groups: after.groups - before.groups, cpu };
+  return { n, isolation, dir, file, client, metricsUrl, agentPid: rec.pid, agentStartMs, planMs, upMs, allMs, running: running.length, hosts: hosts.size, spares: spares.length, mem, steps, groups: after.groups - before.groups, cpu };
 }
 
 function print(r) {
   if (r.failed === true) return;
   const agentMs = Object.values(r.steps).reduce((a, b) => a + b, 0);
   console.log(
-    `${r.isolation.padEnd(7)} ${String(r.n).padStart(5)} guests: up -> last running ${(r.allMs / 1000).toFixed(2)} s = ${(r.n / (r.allMs / 1000)).toFixed(0)} starts/s (${r.running} running in ${r.hosts} guest host(s)); ` +
+    `${r.isolation.padEnd(7)} ${String(r.n).padStart(5)} guests: up -> last running ${(r.allMs / 1000).toFixed(2)} s = ${(r.n / (r.allMs / 1000)).toFixed(0)} starts/s (${r.running} running in ${r.hosts} guest host(s), ${r.spares} spare); ` +
       `PSS ${(r.mem.bytes / MiB).toFixed(0)} MiB in ${r.mem.processes} processes = ${(r.mem.bytes / r.n / MiB).toFixed(2)} MiB/guest`,
   );
   console.log(

@@ -31,7 +31,7 @@ export { isSealed, openSealed, parseSealed, sealValue, SEALED_PREFIX, SecretErro
 export type { OpeningKey, SealedValue } from './secrets/index.js';
 
 // Keys and signatures.
-export { generateKeyPair, parsePublicKey, parsePrivateKey, privateKeyPem, signBytes, verifyBytes, signRequest, verifyRequest, bodyDigest } from './signing.js';
+export { generateKeyPair, parsePublicKey, parsePrivateKey, privateKeyPem, signBytes, verifyBytes, signRequest, verifyRequest, bodyDigest, verifiedBodyDigest } from './signing.js';
 export type { KeyPair, RequestAuth } from './signing.js';
 
 // The agent protocol and what the sandbox reports through it.

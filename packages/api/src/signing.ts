@@ -98,7 +98,22 @@ export function signRequest(request: object, agent: string, generation: number, 
   return { key: key.publicKey, generation, timestamp: fields.timestamp, nonce: fields.nonce, signature: signBytes(key.privateKey, canonicalJson(fields)) };
 }
 
+/**
+ * Body digests of the requests `verifyRequest` checked, by request object: the agent records the
+ * same digest in its audit log, and computing it again (canonical JSON of a whole spec and its
+ * sha256) was ~0.2 s of the agent's CPU in a 1,000-start `up`. A received request is not changed
+ * after it is parsed; a WeakMap keeps nothing alive.
+ */
+const verifiedBodies = new WeakMap<object, string>();
+
 export function verifyRequest(request: object, agent: string, auth: RequestAuth): boolean {
-  const fields: SignedFields = { agent, body: bodyDigest(request), generation: auth.generation, timestamp: auth.timestamp, nonce: auth.nonce };
+  const body = bodyDigest(request);
+  verifiedBodies.set(request, body);
+  const fields: SignedFields = { agent, body, generation: auth.generation, timestamp: auth.timestamp, nonce: auth.nonce };
   return verifyBytes(auth.key, canonicalJson(fields), auth.signature);
+}
+
+/** `bodyDigest` of a request as `verifyRequest` computed it (computed now if it did not see it). */
+export function verifiedBodyDigest(request: object): string {
+  return verifiedBodies.get(request) ?? bodyDigest(request);
 }

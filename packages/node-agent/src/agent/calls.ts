@@ -1,5 +1,6 @@
 import {
   bodyDigest,
+  verifiedBodyDigest,
   ErrorCode,
   helloProofData,
   isolationOf,
@@ -383,7 +384,7 @@ export class AgentCalls implements ConnectionHost {
   /** A state-changing call checked against the state the calls before it in its group leave: its step, or its answer without a change. */
   private check(p: Pending, draft: DesiredState['processes'], generation: number): Step | { unchanged: Reply } {
     const { req, caller } = p;
-    const record = (process: string): Omit<CallRecord, 'generation'> => ({ key: caller.key, type: req.type, body: bodyDigest(req), process });
+    const record = (process: string): Omit<CallRecord, 'generation'> => ({ key: caller.key, type: req.type, body: verifiedBodyDigest(req), process });
     const core = this.core;
     switch (req.type) {
       case 'start': {
