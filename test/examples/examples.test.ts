@@ -90,6 +90,10 @@ describe('examples/hello: the two-minute tour', () => {
       const planned = await runCli(['plan', '--live', 'infra.yaml', '--detailed-exitcode', '--out', 'live.json'], { cwd: repo.dir });
       expect(planned.code).toBe(2);
       expect(planned.stdout).toContain('~ replace-config hello  config changed (/etc/hello.conf); restarts once');
+      // The same plan where the file is loaded in a worker thread (as a big one is: load.ts loadForLivePlan).
+      const viaWorker = await runCli(['plan', '--live', 'infra.yaml', '--detailed-exitcode', '--out', 'live-worker.json'], { cwd: repo.dir, env: { LOWCLOUD_PLAN_WORKERS: 'on' } });
+      expect([viaWorker.code, viaWorker.stdout]).toEqual([planned.code, planned.stdout]);
+      expect(readFileSync(path.join(repo.dir, 'live-worker.json'), 'utf8')).toBe(readFileSync(path.join(repo.dir, 'live.json'), 'utf8'));
       const edited = await runCli(['apply', 'live.json'], { cwd: repo.dir });
       expect(edited.stdout).toContain('Apply complete: 1 call(s) made, 0 already done');
       await waitFor(() => seen.includes('"kind":"started"'), 10_000, 'the started event');

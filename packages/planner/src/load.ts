@@ -76,19 +76,48 @@ export async function loadForPlan(base: PlanSide, target: PlanSide, baseSpecs: '
   }
 }
 
+/**
+ * The target of `plan --live`, loaded the way loadForPlan loads a side: above WORKER_BYTES in a
+ * worker thread, where it is read, parsed, resolved and hashed while this thread asks the agents
+ * for the base (`live`, given the target's machines). Only the specs of the processes that differ
+ * from the live state cross back.
+ */
+export async function loadForLivePlan<T>(
+  target: PlanSide,
+  live: (machines: Record<string, ResolvedMachine>) => Promise<T & { live: PlanState }>,
+): Promise<{ target: PlanInfra } & T & { live: PlanState }> {
+  if (!(await useWorkers(target))) {
+    const infra = await loadFromWorkingTree(target.file);
+    return { target: infra, ...(await live(infra.machines)) };
+  }
+  const worker = new SideWorker(target);
+  try {
+    const b = await worker.summary;
+    const got = await live(b.machines);
+    const want: number[] = [];
+    for (let j = 0; j < b.names.length; j++) {
+      const now = got.live.processes[b.names[j] as string];
+      if (now === undefined || now.digest !== b.digests[j] || now.machine !== b.machineOf[j]) want.push(j);
+    }
+    return { target: fromWorker(b, want, await worker.specs(want)), ...got };
+  } finally {
+    void worker.worker.terminate();
+  }
+}
+
 /** The value, or the error thrown; called base first, so the base's problems win whichever came first. */
 function settled<T>(r: PromiseSettledResult<T>): T {
   if (r.status === 'rejected') throw r.reason;
   return r.value;
 }
 
-async function useWorkers(base: PlanSide, target: PlanSide): Promise<boolean> {
+async function useWorkers(...sides: PlanSide[]): Promise<boolean> {
   const knob = process.env.LOWCLOUD_PLAN_WORKERS;
   if (knob === 'on' || knob === 'off') return knob === 'on';
   // A side at a git revision is about as big as the file in the working tree.
   const size = (s: PlanSide) => stat(s.file).then((st) => st.size, () => 0);
-  const [x, y] = await Promise.all([size(base), size(target)]);
-  return x + y >= WORKER_BYTES;
+  const sizes = await Promise.all(sides.map(size));
+  return sizes.reduce((x, y) => x + y, 0) >= WORKER_BYTES;
 }
 
 /**

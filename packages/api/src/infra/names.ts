@@ -101,7 +101,7 @@ export class NameResolver {
   }
 
   /** A grant's connect list: named processes resolved to name@address:port, all canonical, sorted and distinct. */
-  connect(texts: readonly string[], path: (string | number)[], diags: Diagnostic[]): string[] {
+  connect(texts: readonly string[], field: () => (string | number)[], diags: Diagnostic[]): string[] {
     const out: ConnectTarget[] = [];
     // A target that names no process reads the same in every process: parsed once (a fleet's
     // processes mostly share theirs; at 100,000 processes parsing each was 0.25 s).
@@ -109,6 +109,7 @@ export class NameResolver {
       const known = this.plainTargets.get(texts[0] as string);
       if (known !== undefined) return [known];
     }
+    const path = field();
     texts.forEach((text, i) => {
       let t: ConnectTarget;
       try {

@@ -4,7 +4,7 @@ import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/doc
 import { getPlanner } from '../plan/registry.js';
 import { renderHuman, summaryLine } from '../plan/render-human.js';
 import type { PlanState } from '../plan/types.js';
-import { loadForPlan, loadFromWorkingTree, type LoadedInfra } from '../load.js';
+import { loadForLivePlan, loadForPlan, loadFromWorkingTree, type LoadedInfra, type PlanInfra } from '../load.js';
 import { AgentUnreachableError, asError, FlagError, MissingKeyError, PlanFormatError, UnknownNameError } from '../errors.js';
 import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
 import { connectAll, liveState, loadSigner, statusAll, type Endpoints } from './live.js';
@@ -96,7 +96,7 @@ export async function applyBase(infraFile: string, base: string, flags: ApplyFla
  * The live state of every machine in the file; machines whose agent could not be reached, failed
  * its key check or refused `status` are listed with their error, not fatal.
  */
-async function readLive(infra: LoadedInfra, endpoints: Endpoints, key: KeyPair, limit: number): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
+async function readLive(infra: Pick<LoadedInfra, 'machines'>, endpoints: Endpoints, key: KeyPair, limit: number): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
   const { statuses, errors } = await statusAll(endpoints, Object.keys(infra.machines), key, limit);
   return { live: liveState(infra.machines, statuses), statuses, unreachable: errors };
 }
@@ -120,19 +120,21 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
 }
 
 /** The plan from what the agents run now to `target`; it records each agent's generation. */
-function livePlanDocument(live: PlanState, statuses: Map<string, AgentStatus>, target: LoadedInfra, planner: string): PlanDocument {
+function livePlanDocument(live: PlanState, statuses: Map<string, AgentStatus>, target: PlanInfra, planner: string): PlanDocument {
   const generations = Object.fromEntries([...statuses].map(([m, s]) => [m, s.generation]));
   return buildDocument(getPlanner(planner).plan(live, target), { ...live, label: 'live state' }, target, generations);
 }
 
 /** `lowcloud plan --live`: plan against what the agents run now (drift included), not a git revision. */
 export async function planLive(infraFile: string, planner: string, flags: { key?: string | undefined; parallelism: string }): Promise<PlanDocument> {
-  const infra = await loadFromWorkingTree(infraFile);
-  const { live, statuses, unreachable } = await readLive(infra, localEndpoints(localDir(infraFile), infra.machines), signer(flags, infraFile), parallelism(flags));
+  // A big file is loaded in a worker thread while the agents are asked (load.ts).
+  const { target, live, statuses, unreachable } = await loadForLivePlan({ file: infraFile }, (machines) =>
+    readLive({ machines }, localEndpoints(localDir(infraFile), machines), signer(flags, infraFile), parallelism(flags)),
+  );
   if (unreachable.size > 0) {
     throw new AgentUnreachableError(`cannot plan against live state without every agent:\n${[...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n')}`);
   }
-  return livePlanDocument(live, statuses, infra, planner);
+  return livePlanDocument(live, statuses, target, planner);
 }
 
 /** Why an agent could not be checked: its pinned key did not check out, or it was not reached, or it refused. */
