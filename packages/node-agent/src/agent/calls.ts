@@ -29,7 +29,8 @@ import { crashPoint, crashTicket, slowAct, type CrashTicket } from './test-hooks
 
 /**
  * At most this many calls in one group (one state.json write, one audit append). A pipelining
- * client's window (64) fits; a larger group would only make each reply wait longer.
+ * client's window fits (the apply engine's is 256: fewer groups, fewer fsyncs); a larger group
+ * would only make each reply wait longer.
  */
 const MAX_GROUP = 256;
 /** Guests started or replaced at once within a group (each a process spawn or a message to a shared host). */
