@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson, sha256Hex } from '@lowcloud/api';
@@ -24,10 +24,16 @@ const rehash = (e: Entry): Entry => {
   return { ...e, hash: createHash('sha256').update(canonicalJson(rest)).digest('hex') };
 };
 
+/**
+ * A copy of a live state directory: its files, not the FIFOs of running guest hosts (their output
+ * pipes in run/, which Node.js's cpSync refuses to copy and which hold nothing to verify).
+ */
+const copyState = (from: string, to: string) => cpSync(from, to, { recursive: true, filter: (src) => !lstatSync(src).isFIFO() });
+
 /** A copy of the agent's state directory with its audit log replaced by `text`. */
 function tampered(name: string, text: string): string {
   const dir = path.join(fx.dir, name);
-  cpSync(fx.stateDir, dir, { recursive: true });
+  copyState(fx.stateDir, dir);
   writeFileSync(path.join(dir, 'audit.log'), text);
   return dir;
 }
@@ -188,7 +194,7 @@ describe('audit log: signed chain and head, checked offline and at start', () =>
   it('another valid log of the same agent put in its place (a fresh one, signed with its key): the line state.json records is not in it', async () => {
     const dir = tampered('replaced', '');
     const other = path.join(fx.dir, 'other-state');
-    cpSync(fx.stateDir, other, { recursive: true });
+    copyState(fx.stateDir, other);
     for (const f of ['state.json', 'audit.log', 'audit.head']) rmSync(path.join(other, f));
     await fx.kill(await fx.start({ stateDir: other }));
     for (const f of ['audit.log', 'audit.head']) cpSync(path.join(other, f), path.join(dir, f));
