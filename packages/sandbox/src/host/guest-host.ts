@@ -15,7 +15,7 @@ import { cgroupOomKilled, GuestCgroup, removeCgroupDir, type CgroupLimits } from
 import { classifyExit } from './exit.js';
 import { LAYER_MODULES, type GrantLayers } from './grants/index.js';
 import type { Guest, GuestRecord } from './guest.js';
-import { codeView, wallCommand, type WallLimits, type Wall } from './isolation.js';
+import { codeView, wallCommand, type WallLimits, type Wall, type WallSpec } from './isolation.js';
 import { launcherArgs } from './launcher.js';
 import { OutputPump, type OutputRecord } from './output-pump.js';
 import { JsonDocuments, parseGuestHostMessage } from './messages.js';
@@ -109,7 +109,7 @@ export class PreparedHost {
     return LAYER_MODULES.map((m) => m.name);
   }
 
-  get wall(): { wall: Wall | null; uid: number; devices: string[]; network?: boolean; limits?: WallLimits; userland?: boolean } {
+  get wall(): { wall: Wall | null; uid: number; devices: string[]; network?: WallSpec['network']; limits?: WallLimits; userland?: boolean } {
     return this.layers.find((l) => l.wall !== undefined)?.wall ?? { wall: null, uid: process.getuid?.() ?? 0, devices: [] };
   }
 
@@ -146,7 +146,7 @@ export class PreparedHost {
     const command =
       wall === null
         ? node
-        : wallCommand(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...nodeDir, ...(how.shared?.ctl === undefined || how.shared.ctl === null ? [] : [how.shared.ctl]), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), devices, network: network === true, userland: userland === true, ...(limits === undefined ? {} : { limits }), seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node });
+        : wallCommand(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...nodeDir, ...(how.shared?.ctl === undefined || how.shared.ctl === null ? [] : [how.shared.ctl]), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), devices, network: network ?? false, userland: userland === true, ...(limits === undefined ? {} : { limits }), seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node });
     // A process guest host with a run directory sends its output and exit record down pipes to
     // this side and its launcher (host/output-pump.ts), so the launcher always runs for it.
     const pipes = how.runDir !== null && how.shared === undefined ? await OutputPump.prepare(how.runDir, { 1: how.stdout, 2: how.stderr }) : null;

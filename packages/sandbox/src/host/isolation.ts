@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Enforcement } from '../types.js';
+import { PASTA_SHELL, pastaArgs, type NetworkPorts, type PastaNetwork } from './netns.js';
 import { ALLOWED_SYSCALLS, seccompProgram } from './seccomp.js';
 
 /**
@@ -11,8 +12,8 @@ import { ALLOWED_SYSCALLS, seccompProgram } from './seccomp.js';
  *
  * - as root: bubblewrap builds new mount, pid, ipc, uts (and cgroup) namespaces whose filesystem
  *   holds only Node.js and the libraries it loads, lowcloud's code, the guest's binary and config
- *   (read-only) and its own data, every writable place noexec; its own empty network namespace
- *   unless it has a network grant; task, file-size and core limits (prlimit); inside, setpriv switches to the guest's own uid and gid, drops every capability
+ *   (read-only) and its own data, every writable place noexec; its own network namespace: empty
+ *   without a network grant, reached through pasta with one (netns.ts); task, file-size and core limits (prlimit); inside, setpriv switches to the guest's own uid and gid, drops every capability
  *   (effective, permitted, inheritable, bounding, ambient) and sets no_new_privs; bubblewrap
  *   installs the seccomp allow-list (seccomp.ts) before that;
  * - without root: the same view through an unprivileged user namespace (the caller's uid, no
@@ -119,8 +120,11 @@ export const PROBE_UID = 2046885887;
 
 /** What the isolation module tells the report about one wall (besides the wall itself). */
 export interface WallFacts {
-  /** The guest host keeps the host's network namespace (a network grant); otherwise an empty one of its own. */
-  network: boolean;
+  /**
+   * Its network namespace: 'empty' (no network grant), 'pasta' (its own, forwarded by pasta as
+   * `ports` say), 'host' (a network grant where pasta cannot be used: `hostWhy` says why).
+   */
+  network: { ns: 'empty' } | { ns: 'pasta'; ports: NetworkPorts } | { ns: 'host'; hostWhy: string };
   limits: WallLimits;
   /** The task limit is a pids cgroup (else RLIMIT_NPROC where `limits.tasks`, else none). */
   pidsCgroup: boolean;
@@ -142,7 +146,7 @@ export function isolationReport(wall: Wall | null, reason: string, uid: number, 
     facts?.userland === true
       ? "mount/pid/ipc/uts namespaces (bubblewrap): the machine's /usr (the GPU driver stack of the gpu grant), lowcloud, the binary, its config and data are visible"
       : 'mount/pid/ipc/uts namespaces (bubblewrap): only Node.js and its libraries, lowcloud, the binary, its config and data are visible',
-    ...(facts === undefined ? [] : [facts.network ? "the host's network namespace (the network grant's kernel layer filters it)" : 'an empty network namespace of its own']),
+    ...(facts === undefined ? [] : [networkPart(facts.network)]),
     ...(facts === undefined
       ? []
       : [
@@ -152,8 +156,16 @@ export function isolationReport(wall: Wall | null, reason: string, uid: number, 
         ]),
   ];
   const out: Enforcement[] = [{ mechanism: parts.join(', '), level: 'kernel' }, runtime];
+  if (facts?.network.ns === 'host') out.push({ mechanism: `/proc/net in the guest host lists the host's sockets (the agent's, other guests'): its network grant keeps the host's network namespace because ${facts.network.hostWhy}`, level: 'advisory' });
   if (facts !== undefined && tasks === null) out.push({ mechanism: 'no task limit: no pids cgroup here and no uid of its own for RLIMIT_NPROC', level: 'advisory' });
   return out;
+}
+
+function networkPart(n: WallFacts['network']): string {
+  if (n.ns === 'empty') return 'an empty network namespace of its own';
+  if (n.ns === 'host') return "the host's network namespace (the network grant's kernel layer filters it)";
+  const list = (ps: number[]) => (ps.length === 0 ? 'none' : ps.join(', '));
+  return `a network namespace of its own (/proc/net shows only its sockets), reached through pasta in its cgroup: host ports [${list(n.ports.listen)}] forwarded in, loopback ports [${list(n.ports.loopback)}] out to the host's loopback${n.ports.udp ? ', TCP and UDP' : ', TCP only'}`;
 }
 
 /** Top-level links of a merged /usr (kept as links in the view, so library paths resolve). */
@@ -194,8 +206,11 @@ export interface WallSpec {
   rw: string[];
   /** Device nodes bound into the wall's otherwise minimal /dev, where they exist (a gpu grant's). */
   devices?: string[];
-  /** Keep the host's network namespace (a network grant); default: an empty one of its own. */
-  network?: boolean;
+  /**
+   * true: keep the host's network namespace; ports: a namespace of its own reached through pasta
+   * (root mode only, netns.ts); default: an empty one of its own.
+   */
+  network?: boolean | PastaNetwork;
   /**
    * Bind the machine's /usr (and any /lib* that is not a link into it): a gpu grant's driver
    * stack (Vulkan/EGL loaders, Mesa or NVIDIA libraries, their ICD files) is loaded at run time and
@@ -283,8 +298,24 @@ function libraries(bins: string[]): { path: string; source: string }[] {
 export function wallCommand(w: Wall, s: WallSpec): string[] {
   const limits = s.limits ?? DEFAULT_LIMITS;
   const prlimit = [w.prlimit, '--core=0', `--fsize=${limits.fileBytes}`, ...(limits.tasks === null ? [] : [`--nproc=${limits.tasks}`]), '--'];
-  if (w.mode !== 'root') return [...prlimit, w.bwrap, ...bwrapArgs(w, s, null)];
-  return [w.unshare, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NOEXEC_MOUNTS, 'sh', TMP_STAGE, String(limits.tmpBytes), String(s.rw.length), ...s.rw, ...prlimit, w.bwrap, ...bwrapArgs(w, s, TMP_STAGE)];
+  if (w.mode !== 'root') {
+    // pasta would have to run as the caller inside its user namespace: not done in this version (isolation module).
+    if (typeof s.network === 'object') throw new TypeError('a pasta network namespace needs the root wall'); // programmer error
+    return [...prlimit, w.bwrap, ...bwrapArgs(w, s, null)];
+  }
+  const ports = typeof s.network === 'object' ? s.network : null;
+  // With pasta: bubblewrap reports to and waits on the wall's shell (netns.ts), which reports to `infoFd`.
+  const bwrap = [w.bwrap, ...bwrapArgs(w, ports === null ? s : { ...s, infoFd: PASTA_FD.info }, TMP_STAGE, ports === null ? null : PASTA_FD.block)];
+  const pasta = ports === null ? [] : ['/bin/sh', '-c', PASTA_SHELL, 'sh', ports.pasta, ...counted(pastaArgs(ports.ports))];
+  if (ports !== null && s.infoFd !== 4) throw new TypeError('the pasta shell reports on fd 4'); // programmer error: GUEST_HOST_FD.report
+  return [w.unshare, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NOEXEC_MOUNTS, 'sh', TMP_STAGE, String(limits.tmpBytes), String(s.rw.length), ...s.rw, ...prlimit, ...pasta, ...bwrap];
+}
+
+/** The FIFOs between bubblewrap and the pasta shell (free: 3-6 are the guest host's). */
+const PASTA_FD = { info: 7, block: 8 } as const;
+
+function counted(args: string[]): string[] {
+  return [String(args.length), ...args];
 }
 
 /** Where, in the wall's private mount namespace, its /tmp is mounted before bubblewrap binds it (made once, empty on the host). */
@@ -303,7 +334,7 @@ export function wallArgs(w: Wall, s: WallSpec): string[] {
   return bwrapArgs(w, s, null);
 }
 
-function bwrapArgs(w: Wall, s: WallSpec, tmpStage: string | null): string[] {
+function bwrapArgs(w: Wall, s: WallSpec, tmpStage: string | null, blockFd: number | null = null): string[] {
   const a: string[] = ['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', '--as-pid-1', '--new-session'];
   if (s.network !== true) a.push('--unshare-net');
   if (w.mode === 'userns') a.push('--unshare-user', '--cap-drop', 'ALL');
@@ -349,6 +380,7 @@ function bwrapArgs(w: Wall, s: WallSpec, tmpStage: string | null): string[] {
   for (const { p, source, rw } of binds) a.push(rw ? '--bind' : '--ro-bind', source, p);
   a.push('--seccomp', String(s.seccompFd));
   if (s.infoFd !== null) a.push('--info-fd', String(s.infoFd));
+  if (blockFd !== null) a.push('--block-fd', String(blockFd));
   a.push('--', w.setpriv);
   if (w.mode === 'root') {
     if (s.uid !== null) a.push('--reuid', String(s.uid), '--regid', String(s.uid));

@@ -2,7 +2,7 @@ import type { Capabilities, Enforcement, Grant, GuestExit, NetworkAccess } from 
 import type { GuestOptions } from '../../types.js';
 import type { BinaryKind } from '../../wasm/module.js';
 import type { CgroupLimits, GuestCgroup } from '../cgroup.js';
-import type { Wall, WallLimits } from '../isolation.js';
+import type { Wall, WallLimits, WallSpec } from '../isolation.js';
 
 /**
  * One module per grant (and one for the wall around the guest host): each turns its typed grant
@@ -57,7 +57,7 @@ export interface GrantLayers {
   /** The nftables table the launcher deletes as the guest host ends. */
   readonly table?: { nft: string; table: string };
   /** The wall around the guest host, and the uid it runs as (the isolation module). */
-  readonly wall?: { wall: Wall | null; uid: number; devices: string[]; network?: boolean; limits?: WallLimits; userland?: boolean };
+  readonly wall?: { wall: Wall | null; uid: number; devices: string[]; network?: WallSpec['network']; limits?: WallLimits; userland?: boolean };
   /** Runtime layers acting on the guest host process, from when its pid is known. */
   watch?(pid: number, violated: (v: GuestExit) => void): void;
   /** Stop them: the guest host ended, is being stopped, or is no longer watched (detach). */

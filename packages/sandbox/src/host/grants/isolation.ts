@@ -1,5 +1,7 @@
 import { GrantUnavailableError } from '../../errors.js';
-import { DEFAULT_LIMITS, GUEST_TASKS, isolationReport, probeWall, type WallLimits } from '../isolation.js';
+import type { NetworkAccess } from '@lowcloud/api';
+import { DEFAULT_LIMITS, GUEST_TASKS, isolationReport, probeWall, type Wall, type WallFacts, type WallLimits } from '../isolation.js';
+import { namespacePorts, pastaBinary } from '../netns.js';
 import { gpuDeviceNodes } from './gpu.js';
 import type { GrantModule } from './grant.js';
 
@@ -12,6 +14,19 @@ import type { GrantModule } from './grant.js';
  */
 function fileLimit(disk: number | undefined): number {
   return disk ?? DEFAULT_LIMITS.fileBytes;
+}
+
+/**
+ * The network namespace of a walled guest host: its own in every case where that can be done. A
+ * network grant falls back to the host's namespace (and says so in an advisory line) where pasta is
+ * not installed, rather than refusing: the grant's two filtering layers hold either way; what the
+ * host's namespace adds is that /proc/net there lists the host's sockets.
+ */
+function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess): WallFacts['network'] {
+  if (!granted) return { ns: 'empty' };
+  if (wall?.mode !== 'root') return { ns: 'host', hostWhy: 'pasta is used by the root wall only in this version (not in a user namespace)' };
+  if (pastaBinary() === null) return { ns: 'host', hostWhy: 'pasta is not installed (Debian/Ubuntu package passt)' };
+  return { ns: 'pasta', ports: namespacePorts(grant) };
 }
 
 /**
@@ -38,8 +53,9 @@ export const isolation: GrantModule<null> = {
     const uid = wall?.mode === 'root' && options.uid !== undefined ? options.uid : mine;
     // The GPU's device nodes exist in the guest host's view only with a gpu grant.
     const devices = options.grants.gpu === undefined ? [] : gpuDeviceNodes();
-    // The host's network only for a component granted some of it (preview1 has no sockets at all).
-    const net = kind === 'component' && (network.listen.length > 0 || network.connect.length > 0);
+    // A network only for a component granted some of it (preview1 has no sockets at all).
+    const granted = kind === 'component' && (network.listen.length > 0 || network.connect.length > 0);
+    const facts = wallNetwork(granted, wall, network);
     const pidsCgroup = cgroup?.dirs.pids !== undefined;
     // RLIMIT_NPROC counts every task of a uid on the machine: only for a uid that is the guest's own.
     const ownUid = wall?.mode === 'root' && uid !== 0 && uid !== mine;
@@ -51,7 +67,8 @@ export const isolation: GrantModule<null> = {
     };
     // Where the caller requires the wall, an unwalled guest runs by its own opt-in: its report says so.
     const why = wall === null && allowed && requireWall ? `${reason}; it runs unwalled by its own opt-in, allowUnwalled in the infra file` : reason;
-    const report = isolationReport(wall, why, uid, { network: net, limits, pidsCgroup, userland: options.grants.gpu !== undefined });
+    const report = isolationReport(wall, why, uid, { network: facts, limits, pidsCgroup, userland: options.grants.gpu !== undefined });
+    const net = facts.ns === 'empty' ? false : facts.ns === 'host' ? true : { pasta: pastaBinary() as string, ports: facts.ports };
     return { report, record: null, wall: { wall, uid, devices, network: net, limits, userland: options.grants.gpu !== undefined } };
   },
   reattach: () => ({ report: [], record: null }),

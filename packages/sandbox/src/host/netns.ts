@@ -1,0 +1,147 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { NetworkAccess } from '@lowcloud/api';
+import { parseIp } from '../common/ip.js';
+
+/**
+ * The network namespace of a guest host with a network grant (issue 17). Its own, like the empty
+ * one of a guest host without the grant, so that `/proc/net` inside shows only its own sockets and
+ * no abstract socket of the host; reached only through pasta (Debian's `passt` package), which
+ * attaches to it before any guest code runs:
+ *
+ * - the granted listen ports are bound on the host by pasta and forwarded into the namespace
+ *   (`-t`, `-u`): the agent, other guests and tests reach them at the host's 127.0.0.1 as before;
+ * - the ports of granted loopback targets (another guest at 127.0.0.1:7101) are bound on the
+ *   namespace's loopback and forwarded to the host's loopback (`-T`, `-U`); nothing else of the
+ *   host's loopback is reachable (no `auto`, no gateway mapped to it: `--no-map-gw`);
+ * - other targets go out through pasta's tap device, as connections pasta makes on the host.
+ *
+ * pasta is started by the wall's own shell, which the launcher already moved into the guest's
+ * cgroups: every socket it opens for the guest host is in the guest's cgroup, so the network
+ * grant's nftables table (firewall.ts) filters them as it filtered the guest host's own, and its
+ * memory and tasks count against the guest's. It is paid once per guest host, not per call.
+ *
+ * Measured alternative (docs/performance.md): a veth pair with nftables inside the namespace costs
+ * less per start but needs forwarding, NAT and route_localnet on the host for loopback and outside
+ * targets: host-wide settings a guest's start should not change.
+ */
+export interface NetworkPorts {
+  /** Host ports forwarded into the namespace: the listen grant. */
+  listen: number[];
+  /** Ports of the host's loopback reachable at the namespace's loopback: granted loopback targets. */
+  loopback: number[];
+  udp: boolean;
+}
+
+/** A guest host's own namespace as the wall makes it: the pasta binary and its forwarding. */
+export interface PastaNetwork {
+  pasta: string;
+  ports: NetworkPorts;
+}
+
+/** Where the pasta binary is, or null (package passt not installed). */
+export function pastaBinary(): string | null {
+  for (const dir of ['/usr/bin', '/usr/sbin', '/bin', '/sbin']) {
+    const p = path.join(dir, 'pasta');
+    if (fs.existsSync(p)) return p;
+  }
+  return null;
+}
+
+function loopbackAddress(ip: string): boolean {
+  const p = parseIp(ip);
+  return p !== null && (p.family === 4 ? ip.startsWith('127.') : p.bytes.every((b, i) => b === (i === 15 ? 1 : 0)));
+}
+
+/**
+ * The forwarding for a grant. A named host (or a process target the planner left unresolved)
+ * may resolve to the loopback: its port is forwarded too, as its nftables rule matches by port
+ * alone. A listen port is never also forwarded out (pasta would hold the port the guest binds).
+ */
+export function namespacePorts(grant: NetworkAccess): NetworkPorts {
+  const loopback = new Set<number>();
+  for (const t of grant.connect) {
+    switch (t.kind) {
+      case 'address':
+        if (loopbackAddress(t.ip)) loopback.add(t.port);
+        break;
+      case 'cidr':
+        // A range that holds the loopback (127.0.0.0/8, 0.0.0.0/0, ::1/128, ::/0).
+        if (t.family === 4 ? t.prefix === 0 || (t.ip.startsWith('127.') && t.prefix >= 8) : t.prefix === 0 || (loopbackAddress(t.ip) && t.prefix === 128)) loopback.add(t.port);
+        break;
+      case 'host':
+        loopback.add(t.port);
+        break;
+      case 'process':
+        if (t.address === undefined || parseIp(t.address) === null || loopbackAddress(t.address)) loopback.add(t.port);
+        break;
+    }
+  }
+  const listen = [...new Set(grant.listen)].sort((a, b) => a - b);
+  return { listen, loopback: [...loopback].filter((p) => !listen.includes(p)).sort((a, b) => a - b), udp: grant.udp };
+}
+
+/** pasta's options for `ports` (the namespace is given by the wall's shell, which knows the pid). */
+export function pastaArgs(ports: NetworkPorts): string[] {
+  const list = (ps: number[]) => (ps.length === 0 ? 'none' : ps.join(','));
+  return [
+    '--quiet',
+    // Root: pasta enters the namespace again for each spliced connection (setns needs CAP_SYS_ADMIN,
+    // which it keeps; it drops the rest and runs under its own seccomp filter).
+    '--runas',
+    '0:0',
+    '--config-net',
+    // The gateway's address would otherwise be the host's loopback, every port of it.
+    '--no-map-gw',
+    '--no-icmp',
+    '--no-dhcp',
+    '--no-dhcpv6',
+    '--no-ndp',
+    '--no-ra',
+    // pasta's default for each is `auto`: every port bound on the other side at its start.
+    '--tcp-ports',
+    list(ports.listen),
+    '--udp-ports',
+    ports.udp ? list(ports.listen) : 'none',
+    '--tcp-ns',
+    list(ports.loopback),
+    '--udp-ns',
+    ports.udp ? list(ports.loopback) : 'none',
+    '--netns-only',
+  ];
+}
+
+/**
+ * The wall's shell when the guest host gets a namespace through pasta (root mode, run inside the
+ * wall's private mount namespace and the guest's cgroups): bubblewrap reports the pid on a FIFO
+ * (`--info-fd 7`) and waits on another (`--block-fd 8`) before it runs anything; pasta attaches
+ * to that pid's namespace and returns once it is configured; only then is the pid reported to the
+ * host (fd 4, `ready`) and bubblewrap let go. A pasta that fails means `refused` and no guest code.
+ * Arguments: pasta, the number of its options, the options, then the bubblewrap command.
+ */
+export const PASTA_SHELL = [
+  'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
+  'pasta=$1; n=$2; shift 2',
+  'opts=""; i=0; while [ "$i" -lt "$n" ]; do opts="$opts $1"; shift; i=$((i+1)); done',
+  'refuse() { printf \'{"type": "refused", "message": "%s"}\\n\' "$(printf %s "$1" | tr -d \'"\\\\\' | tr \'\\n\' \' \')" >&4; }',
+  // The FIFOs live on a tmpfs of this private mount namespace: nothing of them is left on the host.
+  'd=/run/lowcloud-net',
+  'mkdir -p "$d" && mount -t tmpfs -o mode=0700,size=64k lowcloud-net "$d" && mkfifo "$d/info" "$d/block" || { refuse "could not make the FIFOs for pasta in $d"; exit 125; }',
+  // A background job reads /dev/null unless told otherwise: the guest host keeps this stdin.
+  'exec 9<&0',
+  '"$@" 0<&9 9<&- 7>"$d/info" 8<"$d/block" &',
+  'w=$!',
+  'exec 9<&- 7<"$d/info" 8>"$d/block"',
+  'pid=""; while IFS= read -r line <&7; do case $line in *child-pid*) pid=${line##*:}; pid=${pid%%,*}; pid=$(echo $pid); break;; esac; done',
+  // bubblewrap failed before its child (it said why on stderr): its status is the wall's.
+  '[ -n "$pid" ] || { exec 7<&- 8>&-; wait "$w"; exit $?; }',
+  // The namespace is opened here: pasta drops CAP_SYS_PTRACE before it opens its path, and
+  // bubblewrap's child is not dumpable. The launcher ignores SIGPIPE, and a shell cannot undo that; pasta takes an ignored SIGPIPE for a failed signal().
+  'if ! env --default-signal=PIPE "$pasta" $opts --netns /proc/self/fd/9 9<"/proc/$pid/ns/net" </dev/null >/dev/null 2>"$d/err" 3<&- 4>&- 5<&- 6<&- 7<&- 8>&-; then',
+  '  refuse "pasta (package passt) could not attach to the guest host\'s network namespace: $(head -c 300 "$d/err")"; kill -KILL "$pid" "$w" 2>/dev/null; wait "$w"; exit 125',
+  'fi',
+  'umount "$d" 2>/dev/null',
+  'printf \'{"type": "ready", "pid": %s}\\n\' "$pid" >&4',
+  'echo go >&8; exec 7<&- 8>&-',
+  'wait "$w"',
+].join('\n');
