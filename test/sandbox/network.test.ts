@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -145,26 +145,30 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       stderr: 'pipe',
     });
     children.push(g.pid);
-    const intruder = spawn(
-      process.execPath,
-      [
-        '-e',
-        // A process that ignores every runtime rule, placed in the guest's cgroup: only the kernel stops it.
-        `const net = require('node:net');
+    // A process that ignores every runtime rule, placed in the guest's cgroup: only the kernel stops it.
+    const intruderCode = (listen: number[]) => `const net = require('node:net');
          const say = (s) => process.stdout.write(s + '\\n');
          const dial = (p) => new Promise((r) => { const s = net.connect(p, '127.0.0.1'); s.on('data', (d) => { r(String(d).trim()); s.destroy(); }); s.on('error', (e) => r(e.code)); });
          process.stdin.once('data', async () => {
            say('granted: ' + await dial(${granted}));
            say('ungranted: ' + await dial(${ungranted}));
-           for (const p of [${spare}, ${unlisted}]) await new Promise((r) => net.createServer((s) => s.end('intruder ' + p + '\\n')).listen(p, '127.0.0.1', r));
+           for (const p of [${listen.join(', ')}]) await new Promise((r) => net.createServer((s) => s.end('intruder ' + p + '\\n')).listen(p, '127.0.0.1', r));
            say('listening');
-         });`,
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    );
+         });`;
+    // One in the host's network namespace: the nftables table on the cgroup refuses what is not granted.
+    const intruder = spawn(process.execPath, ['-e', intruderCode([unlisted])], { stdio: ['pipe', 'pipe', 'inherit'] });
     children.push(intruder.pid as number);
+    let inside: ReturnType<typeof spawn> | null = null;
     let cgroup: string | undefined;
     const root = existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup' : '/sys/fs/cgroup/unified';
+    const run = async (p: ReturnType<typeof spawn>) => {
+      writeFileSync(path.join(root, cgroup as string, 'cgroup.procs'), String(p.pid));
+      let out = '';
+      p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+      p.stdin?.write('go\n');
+      await waitFor(() => out.includes('listening'), 10_000, 'the intruder to try');
+      return out;
+    };
     try {
       let guestOut = '';
       g.child.stdout?.on('data', (d: Buffer) => (guestOut += d.toString()));
@@ -172,17 +176,24 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       expect(g.report.network[0]).toEqual({ level: 'kernel', mechanism: `nftables allow-list on the guest's cgroup v2 (listen [${guestPort}, ${spare}], connect [127.0.0.1:${granted}], no UDP)` });
       cgroup = /^0::(\/lowcloud\/g-\S+)$/m.exec(readFileSync(`/proc/${g.pid}/cgroup`, 'utf8'))?.[1];
       expect(cgroup).toBeDefined();
-      writeFileSync(path.join(root, cgroup as string, 'cgroup.procs'), String(intruder.pid));
-      let out = '';
-      intruder.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-      intruder.stdin?.write('go\n');
-      await waitFor(() => out.includes('listening'), 10_000, 'the intruder to try');
-      expect(out).toBe(`granted: hello from ${granted}\nungranted: ECONNREFUSED\nlistening\n`);
-      expect(await probe(spare)).toBe(`intruder ${spare}`);
+      expect(await run(intruder)).toBe(`granted: hello from ${granted}\nungranted: ECONNREFUSED\nlistening\n`);
       expect(await probe(unlisted)).toBe('ECONNREFUSED');
+      const ownNs = readlinkSync(`/proc/${g.pid}/ns/net`) !== readlinkSync('/proc/self/ns/net');
+      if (ownNs) {
+        // The guest host's own namespace (pasta): its sockets leave through pasta, which is in the
+        // guest's cgroup, so the same table filters them; a granted port reaches a listener inside.
+        const procs = readFileSync(path.join(root, cgroup as string, 'cgroup.procs'), 'utf8').trim().split('\n');
+        expect(procs.some((pid) => /^pasta/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]?.split('/').pop() ?? ''))).toBe(true);
+        inside = spawn('nsenter', [`--net=/proc/${g.pid}/ns/net`, process.execPath, '-e', intruderCode([spare, unlisted])], { stdio: ['pipe', 'pipe', 'inherit'] });
+        children.push(inside.pid as number);
+        expect(await run(inside)).toBe(`granted: hello from ${granted}\nungranted: ECONNREFUSED\nlistening\n`);
+        expect(await probe(spare)).toBe(`intruder ${spare}`);
+        expect(await probe(unlisted)).toBe('ECONNREFUSED');
+      }
       expect(await nodeEcho(guestPort, 'the guest itself still serves')).toBe('the guest itself still serves\n');
     } finally {
       intruder.kill('SIGKILL');
+      inside?.kill('SIGKILL');
       await new Promise((r) => setTimeout(r, 100));
       await g.stop(1000);
       servers.forEach((s) => s.close());

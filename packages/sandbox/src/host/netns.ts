@@ -124,7 +124,7 @@ export const PASTA_SHELL = [
   'pasta=$1; n=$2; shift 2',
   'opts=""; i=0; while [ "$i" -lt "$n" ]; do opts="$opts $1"; shift; i=$((i+1)); done',
   'refuse() { printf \'{"type": "refused", "message": "%s"}\\n\' "$(printf %s "$1" | tr -d \'"\\\\\' | tr \'\\n\' \' \')" >&4; }',
-  // The FIFOs live on a tmpfs of this private mount namespace: nothing of them is left on the host.
+  // The FIFOs and pasta's pid file live on a tmpfs of this private mount namespace: nothing is left on the host.
   'd=/run/lowcloud-net',
   'mkdir -p "$d" && mount -t tmpfs -o mode=0700,size=64k lowcloud-net "$d" && mkfifo "$d/info" "$d/block" || { refuse "could not make the FIFOs for pasta in $d"; exit 125; }',
   // A background job reads /dev/null unless told otherwise: the guest host keeps this stdin.
@@ -137,11 +137,13 @@ export const PASTA_SHELL = [
   '[ -n "$pid" ] || { exec 7<&- 8>&-; wait "$w"; exit $?; }',
   // The namespace is opened here: pasta drops CAP_SYS_PTRACE before it opens its path, and
   // bubblewrap's child is not dumpable. The launcher ignores SIGPIPE, and a shell cannot undo that; pasta takes an ignored SIGPIPE for a failed signal().
-  'if ! env --default-signal=PIPE "$pasta" $opts --netns /proc/self/fd/9 9<"/proc/$pid/ns/net" </dev/null >/dev/null 2>"$d/err" 3<&- 4>&- 5<&- 6<&- 7<&- 8>&-; then',
+  'if ! env --default-signal=PIPE "$pasta" $opts --pid "$d/pasta.pid" --netns /proc/self/fd/9 9<"/proc/$pid/ns/net" </dev/null >/dev/null 2>"$d/err" 3<&- 4>&- 5<&- 6<&- 7<&- 8>&-; then',
   '  refuse "pasta (package passt) could not attach to the guest host\'s network namespace: $(head -c 300 "$d/err")"; kill -KILL "$pid" "$w" 2>/dev/null; wait "$w"; exit 125',
   'fi',
-  'umount "$d" 2>/dev/null',
   'printf \'{"type": "ready", "pid": %s}\\n\' "$pid" >&4',
   'echo go >&8; exec 7<&- 8>&-',
-  'wait "$w"',
+  // pasta holds the namespace itself, so it would never see it go: it ends with the guest host.
+  'wait "$w"; rc=$?',
+  'kill "$(cat "$d/pasta.pid")" 2>/dev/null',
+  'exit $rc',
 ].join('\n');

@@ -1,0 +1,145 @@
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GuestOptions } from '@lowcloud/sandbox';
+import { repoRoot } from '../helpers/cli.js';
+import { alive, guestOptions, waitFor } from '../helpers/guests.js';
+import { machineFacts } from '../helpers/machine-facts.js';
+import { freePort } from '../helpers/net.js';
+
+/**
+ * Code that has left the WebAssembly sandbox of a guest with a network grant reads /proc/net
+ * inside its wall (issue 17): it must see only its own network namespace, not the sockets of the
+ * host (the agent's, other guests', this test's), while its granted target and its granted listen
+ * port work as before. A test build of the guest host (this package's dist, copied, as in
+ * hostile-channel.test.ts) runs a prologue in guest/main.js that prints what it reads.
+ */
+const build = path.join(repoRoot, 'test', `.hostile-build-netns-${process.pid}`);
+const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-netns-'));
+const pids = new Set<number>();
+let sandbox: typeof import('@lowcloud/sandbox');
+
+const PROLOGUE = `import { readFileSync as __r, writeSync as __w } from 'node:fs';
+for (const f of ['tcp', 'tcp6', 'udp', 'udp6', 'unix']) {
+  let t;
+  try {
+    t = __r('/proc/net/' + f, 'utf8');
+  } catch (e) {
+    t = 'unreadable: ' + e.code;
+  }
+  __w(2, 'procnet ' + f + ' ' + JSON.stringify(t) + '\\n');
+}
+`;
+
+beforeAll(async () => {
+  mkdirSync(build, { mode: 0o755 });
+  chmodSync(build, 0o755);
+  const pkg = path.join(repoRoot, 'packages', 'sandbox');
+  cpSync(path.join(pkg, 'dist'), path.join(build, 'dist'), { recursive: true, filter: (f) => !f.endsWith('.map') });
+  cpSync(path.join(pkg, 'package.json'), path.join(build, 'package.json'));
+  for (const f of readdirSync(path.join(build, 'dist'), { recursive: true, encoding: 'utf8' })) {
+    const file = path.join(build, 'dist', f);
+    if (f.endsWith('.js')) writeFileSync(file, readFileSync(file, 'utf8').replace(/^\/\/# sourceMappingURL=.*$/m, ''));
+  }
+  const main = path.join(build, 'dist', 'guest', 'main.js');
+  writeFileSync(main, PROLOGUE + readFileSync(main, 'utf8'));
+  sandbox = (await import(path.join(build, 'dist', 'index.js'))) as typeof import('@lowcloud/sandbox');
+});
+
+afterAll(() => {
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  rmSync(build, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
+});
+
+const opts = (args: string[], network: { listen: number[]; connect: string[] }): GuestOptions =>
+  guestOptions('netguest.component', { args, grants: { network }, stdout: 'pipe', stderr: 'pipe', cacheDir: path.join(work, 'cache') });
+
+/** The `/proc/net` files the prologue printed. */
+function procNet(stderr: string): Record<string, string> {
+  return Object.fromEntries([...stderr.matchAll(/^procnet (\S+) (".*")$/gm)].map((m) => [m[1] as string, JSON.parse(m[2] as string) as string]));
+}
+
+/** A local port as /proc/net/tcp and udp write it (`:1F90` for 8080, after the address). */
+const hexPort = (p: number) => `:${p.toString(16).toUpperCase().padStart(4, '0')} `;
+
+describe("a network-granted guest host's own network namespace", () => {
+  it("code inside the wall reads /proc/net and sees none of the host's sockets; its granted target and listen port still work", { timeout: 90_000 }, async ({ skip }) => {
+    const facts = machineFacts();
+    if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
+    if (!existsSync('/usr/bin/pasta')) return skip('pasta (package passt) is not installed: the guest host keeps the host network namespace and its report says so');
+    // The host's sockets code inside must not see: a TCP listener, a UDP socket, a named unix socket.
+    const secret = net.createServer((s) => s.end()).listen(0, '127.0.0.1');
+    await new Promise((r) => secret.once('listening', r));
+    const secretPort = (secret.address() as net.AddressInfo).port;
+    const udp = dgram.createSocket('udp4');
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+    const udpPort = udp.address().port;
+    const unixPath = path.join(work, `secret-${process.pid}.sock`);
+    const unix = net.createServer().listen(unixPath);
+    // The granted target: an echo server on the host's loopback.
+    const target = net.createServer((s) => s.on('data', (d) => s.end(d))).listen(0, '127.0.0.1');
+    await new Promise((r) => target.once('listening', r));
+    const targetPort = (target.address() as net.AddressInfo).port;
+    const guestPort = await freePort();
+    try {
+      const server = await sandbox.spawnGuest(opts(['server', String(guestPort), '1'], { listen: [guestPort], connect: [] }));
+      pids.add(server.pid);
+      let out = '';
+      let err = '';
+      server.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+      server.child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+      await waitFor(() => out.includes('listening on'), 30_000, 'the guest to listen');
+      const cgroup = /^0::(\/lowcloud\/g-\S+)$/m.exec(readFileSync(`/proc/${server.pid}/cgroup`, 'utf8'))?.[1];
+      const seen = procNet(err);
+      // Read, not refused: the files are there and list sockets (their headers at least).
+      expect(seen.tcp).toMatch(/local_address/);
+      expect(seen.udp).toMatch(/local_address/);
+      expect(seen.unix).toMatch(/^Num/);
+      expect(seen.tcp).not.toContain(hexPort(secretPort));
+      expect(seen.tcp6 ?? '').not.toContain(hexPort(secretPort));
+      expect(seen.udp).not.toContain(hexPort(udpPort));
+      expect(seen.unix).not.toContain(unixPath);
+      // This test's own namespace does list them: the check above can see a leak.
+      expect(readFileSync('/proc/net/tcp', 'utf8')).toContain(hexPort(secretPort));
+      expect(readFileSync('/proc/net/unix', 'utf8')).toContain(unixPath);
+      expect(server.report.isolation[0]?.mechanism).toContain('a network namespace of its own (/proc/net shows only its sockets), reached through pasta in its cgroup');
+      expect(server.report.isolation.some((l) => l.level === 'advisory' && l.mechanism.includes('/proc/net'))).toBe(false);
+      // Its granted listen port, from the host's loopback.
+      const reply = await new Promise<string>((resolve, reject) => {
+        const s = net.connect(guestPort, '127.0.0.1', () => s.write('from the host\n'));
+        let got = '';
+        s.on('data', (d) => {
+          got += d.toString();
+          if (got.endsWith('\n')) s.end();
+        });
+        s.on('close', () => resolve(got));
+        s.on('error', reject);
+      });
+      expect(reply).toBe('from the host\n');
+      await server.exited;
+      // pasta, in the guest's cgroup, ends with the guest host: the cgroup can go.
+      if (cgroup !== undefined) await waitFor(() => !existsSync(path.join('/sys/fs/cgroup', cgroup)), 5000, 'pasta to end with the guest host and its cgroup to go');
+
+      // A guest granted a target on the host's loopback reaches it (and sees no host socket either).
+      const client = await sandbox.spawnGuest(opts(['client', '127.0.0.1', String(targetPort), 'from a guest'], { listen: [], connect: [`127.0.0.1:${targetPort}`] }));
+      pids.add(client.pid);
+      let cout = '';
+      let cerr = '';
+      client.child.stdout?.on('data', (d: Buffer) => (cout += d.toString()));
+      client.child.stderr?.on('data', (d: Buffer) => (cerr += d.toString()));
+      expect(await client.exited).toEqual({ kind: 'exit', code: 0 });
+      expect(cout).toBe('reply: from a guest\n');
+      expect(procNet(cerr).tcp).not.toContain(hexPort(secretPort));
+      expect(procNet(cerr).tcp).toMatch(/local_address/);
+    } finally {
+      secret.close();
+      udp.close();
+      unix.close();
+      target.close();
+    }
+  });
+});
