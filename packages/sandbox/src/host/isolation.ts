@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Enforcement } from '../types.js';
-import { PASTA_SHELL, pastaArgs, type NetworkPorts, type PastaNetwork } from './netns.js';
+import { PASTA_SHELL, pastaArgs, portArgs, type NetworkPorts, type PastaNetwork } from './netns.js';
 import { ALLOWED_SYSCALLS, seccompProgram } from './seccomp.js';
 
 /**
@@ -306,7 +306,7 @@ export function wallCommand(w: Wall, s: WallSpec): string[] {
   const ports = typeof s.network === 'object' ? s.network : null;
   // With pasta: bubblewrap reports to and waits on the wall's shell (netns.ts), which reports to `infoFd`.
   const bwrap = [w.bwrap, ...bwrapArgs(w, ports === null ? s : { ...s, infoFd: PASTA_FD.info }, TMP_STAGE, ports === null ? null : PASTA_FD.block)];
-  const pasta = ports === null ? [] : ['/bin/sh', '-c', PASTA_SHELL, 'sh', ports.pasta, ...counted(pastaArgs(ports.ports))];
+  const pasta = ports === null ? [] : ['/bin/sh', '-c', PASTA_SHELL, 'sh', ports.pasta, ...portArgs(ports.ports), ...counted(pastaArgs())];
   if (ports !== null && s.infoFd !== 4) throw new TypeError('the pasta shell reports on fd 4'); // programmer error: GUEST_HOST_FD.report
   return [w.unshare, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NOEXEC_MOUNTS, 'sh', TMP_STAGE, String(limits.tmpBytes), String(s.rw.length), ...s.rw, ...prlimit, ...pasta, ...bwrap];
 }

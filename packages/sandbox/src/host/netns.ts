@@ -81,9 +81,11 @@ export function namespacePorts(grant: NetworkAccess): NetworkPorts {
   return { listen, loopback: [...loopback].filter((p) => !listen.includes(p)).sort((a, b) => a - b), udp: grant.udp };
 }
 
-/** pasta's options for `ports` (the namespace is given by the wall's shell, which knows the pid). */
-export function pastaArgs(ports: NetworkPorts): string[] {
-  const list = (ps: number[]) => (ps.length === 0 ? 'none' : ps.join(','));
+/**
+ * pasta's options for `ports`, less the forwarding, which the wall's shell adds as it starts pasta
+ * (it depends on which listen ports are free on the host then: PASTA_SHELL).
+ */
+export function pastaArgs(): string[] {
   return [
     '--quiet',
     // Root: pasta enters the namespace again for each spliced connection (setns needs CAP_SYS_ADMIN,
@@ -98,17 +100,14 @@ export function pastaArgs(ports: NetworkPorts): string[] {
     '--no-dhcpv6',
     '--no-ndp',
     '--no-ra',
-    // pasta's default for each is `auto`: every port bound on the other side at its start.
-    '--tcp-ports',
-    list(ports.listen),
-    '--udp-ports',
-    ports.udp ? list(ports.listen) : 'none',
-    '--tcp-ns',
-    list(ports.loopback),
-    '--udp-ns',
-    ports.udp ? list(ports.loopback) : 'none',
     '--netns-only',
   ];
+}
+
+/** The wall's shell arguments for `ports`: listen ports, loopback ports (comma lists or `none`), UDP (1 or 0). */
+export function portArgs(ports: NetworkPorts): string[] {
+  const list = (ps: number[]) => (ps.length === 0 ? 'none' : ps.join(','));
+  return [list(ports.listen), list(ports.loopback), ports.udp ? '1' : '0'];
 }
 
 /**
@@ -117,12 +116,21 @@ export function pastaArgs(ports: NetworkPorts): string[] {
  * (`--info-fd 7`) and waits on another (`--block-fd 8`) before it runs anything; pasta attaches
  * to that pid's namespace and returns once it is configured; only then is the pid reported to the
  * host (fd 4, `ready`) and bubblewrap let go. A pasta that fails means `refused` and no guest code.
- * Arguments: pasta, the number of its options, the options, then the bubblewrap command.
+ * Arguments: pasta, portArgs, the number of its options, the options, then the bubblewrap command.
  */
 export const PASTA_SHELL = [
   'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
-  'pasta=$1; n=$2; shift 2',
+  'pasta=$1; listen=$2; loopback=$3; udp=$4; n=$5; shift 5',
   'opts=""; i=0; while [ "$i" -lt "$n" ]; do opts="$opts $1"; shift; i=$((i+1)); done',
+  // pasta's default for each direction is `auto` (every port bound on the other side): always given.
+  // A listen port something on the host holds (the instance this one replaces, not yet stopped)
+  // cannot be bound by pasta, which would go on without it: it is held inside instead (forwarded
+  // out, where the nftables table refuses it), so the guest's own bind fails as it did in the
+  // host's namespace, and a guest that restarts on that gets the port once it is free.
+  'held() { h=$(printf %04X "$2"); awk -v p=":$h" -v st="$3" \'FNR > 1 && substr($2, length($2) - 4) == p && (st == "" || $4 == st) { f = 1 } END { exit !f }\' $1 2>/dev/null; }',
+  'fwd() { fin=""; fout=""; for p in $(echo "$2" | tr , " "); do [ "$p" = none ] && continue; if held "$1" "$p" "$3"; then fout="$fout,$p"; else fin="$fin,$p"; fi; done; for p in $(echo "$loopback" | tr , " "); do [ "$p" = none ] || fout="$fout,$p"; done; fin=${fin#,}; fout=${fout#,}; echo "${fin:-none} ${fout:-none}"; }',
+  'set -- $(fwd "/proc/net/tcp /proc/net/tcp6" "$listen" 0A) "$@"; opts="$opts --tcp-ports $1 --tcp-ns $2"; shift 2',
+  'if [ "$udp" = 1 ]; then set -- $(fwd "/proc/net/udp /proc/net/udp6" "$listen" "") "$@"; opts="$opts --udp-ports $1 --udp-ns $2"; shift 2; else opts="$opts --udp-ports none --udp-ns none"; fi',
   'refuse() { printf \'{"type": "refused", "message": "%s"}\\n\' "$(printf %s "$1" | tr -d \'"\\\\\' | tr \'\\n\' \' \')" >&4; }',
   // The FIFOs and pasta's pid file live on a tmpfs of this private mount namespace: nothing is left on the host.
   'd=/run/lowcloud-net',
@@ -144,6 +152,7 @@ export const PASTA_SHELL = [
   'echo go >&8; exec 7<&- 8>&-',
   // pasta holds the namespace itself, so it would never see it go: it ends with the guest host.
   'wait "$w"; rc=$?',
-  'kill "$(cat "$d/pasta.pid")" 2>/dev/null',
+  // ... and its host ports are free again once the wall has ended (a restart binds them at once).
+  'p=$(cat "$d/pasta.pid" 2>/dev/null); if [ -n "$p" ] && kill "$p" 2>/dev/null; then k=0; while [ $k -lt 100 ] && [ -e "/proc/$p" ] && ! grep -q "^$p ([^)]*) Z" "/proc/$p/stat" 2>/dev/null; do sleep 0.02; k=$((k+1)); done; fi',
   'exit $rc',
 ].join('\n');
