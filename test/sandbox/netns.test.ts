@@ -17,6 +17,9 @@ import { freePort } from '../helpers/net.js';
  * port work as before. A test build of the guest host (this package's dist, copied, as in
  * hostile-channel.test.ts) runs a prologue in guest/main.js that prints what it reads.
  */
+// Asked for (off by default: docs/security.md); read by spawnGuest in this process.
+process.env.LOWCLOUD_NETNS = 'pasta';
+
 const build = path.join(repoRoot, 'test', `.hostile-build-netns-${process.pid}`);
 const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-netns-'));
 const pids = new Set<number>();

@@ -132,6 +132,8 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       ctx.skip(`kernel network layer unavailable here: ${facts.why.nftables}; the runtime layer is tested above`);
       return;
     }
+    // The guest host in a namespace of its own through pasta where pasta is installed (asked for: off by default).
+    process.env.LOWCLOUD_NETNS = 'pasta';
     const [guestPort, spare, unlisted, granted, ungranted] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const servers = [granted, ungranted].map((p) => net.createServer((s) => s.end(`hello from ${p}\n`)).listen(p, '127.0.0.1'));
     const g = await spawnGuest({
@@ -144,6 +146,7 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       stdout: 'pipe',
       stderr: 'pipe',
     });
+    delete process.env.LOWCLOUD_NETNS;
     children.push(g.pid);
     // A process that ignores every runtime rule, placed in the guest's cgroup: only the kernel stops it.
     const intruderCode = (listen: number[]) => `const net = require('node:net');

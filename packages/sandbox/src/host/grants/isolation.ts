@@ -17,13 +17,18 @@ function fileLimit(disk: number | undefined): number {
 }
 
 /**
- * The network namespace of a walled guest host: its own in every case where that can be done. A
- * network grant falls back to the host's namespace (and says so in an advisory line) where pasta is
- * not installed, rather than refusing: the grant's two filtering layers hold either way; what the
- * host's namespace adds is that /proc/net there lists the host's sockets.
+ * The network namespace of a walled guest host. A network grant gets one of its own through pasta
+ * only when asked (`LOWCLOUD_NETNS=pasta` in the agent's environment): pasta accepts a connection
+ * on its side before it knows whether the target is up, and resets it after, which a client that
+ * relies on a refused connect cannot tell from a dead peer (examples/kv-cluster's load balancer
+ * then waits forever on the client it serves). Otherwise, and where pasta is not installed, it
+ * keeps the host's namespace and says so in an advisory line, rather than refusing: the grant's two
+ * filtering layers hold either way; what the host's namespace adds is that /proc/net there lists
+ * the host's sockets.
  */
 function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess): WallFacts['network'] {
   if (!granted) return { ns: 'empty' };
+  if (process.env.LOWCLOUD_NETNS !== 'pasta') return { ns: 'host', hostWhy: 'its own namespace through pasta is not turned on (LOWCLOUD_NETNS=pasta; off by default: pasta accepts a connection before its target is known up, see docs/security.md)' };
   if (wall?.mode !== 'root') return { ns: 'host', hostWhy: 'pasta is used by the root wall only in this version (not in a user namespace)' };
   if (pastaBinary() === null) return { ns: 'host', hostWhy: 'pasta is not installed (Debian/Ubuntu package passt)' };
   return { ns: 'pasta', ports: namespacePorts(grant) };

@@ -1,0 +1,20 @@
+import net from 'node:net';
+import path from 'node:path';
+import { spawnGuest } from '@lowcloud/sandbox';
+const port = 7461;
+const wasm = path.resolve('test/fixtures/guests/netguest.component.wasm');
+const start = async () => {
+  const g = await spawnGuest({ wasm, args: ['server', String(port), '100'], env: {}, dirs: [], config: [], grants: { network: { listen: [port], connect: [] } }, stdout: 'pipe', stderr: 'pipe', detached: true, runDir: '/tmp/netns-exp/run-' + Date.now() });
+  let out = ''; g.child.stdout.on('data', (d) => (out += d)); g.child.stderr.on('data', (d) => (out += d));
+  for (let i = 0; i < 200 && !out.includes('listening'); i++) await new Promise((r) => setTimeout(r, 50));
+  return { g, out: () => out };
+};
+const echo = () => new Promise((resolve) => { const s = net.connect(port, '127.0.0.1', () => s.write('hi\n')); let got = ''; s.on('data', (d) => { got += d; s.end(); }); s.on('close', () => resolve(got || 'closed')); s.on('error', (e) => resolve(e.code)); setTimeout(() => s.destroy(), 3000); });
+const a = await start();
+console.log('a', JSON.stringify(await echo()), a.out().trim());
+const t = Date.now();
+console.log('stop a', await a.g.stop(1000), Date.now() - t, 'ms');
+const b = await start();
+console.log('b', JSON.stringify(await echo()), b.out().trim());
+console.log(b.g.report.isolation[0].mechanism.slice(-200));
+await b.g.stop(1000);
