@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { parseConnectTarget, type NetworkGrant } from '@lowcloud/api';
+import { DEFAULT_LIMITS, isolationReport, type Wall, type WallFacts } from './isolation.js';
 import { namespacePorts, PASTA_SHELL, pastaArgs } from './netns.js';
 
 const ports = (g: NetworkGrant) => namespacePorts({ listen: g.listen, connect: g.connect.map((t) => parseConnectTarget(t)), udp: g.udp === true });
@@ -39,5 +40,22 @@ describe('the wall shell: a listen port the host still holds is held inside inst
     } finally {
       server.close();
     }
+  });
+});
+
+describe('the isolation report line of a network-granted guest host', () => {
+  const wall: Wall = { mode: 'root', bwrap: 'bwrap', setpriv: 'setpriv', prlimit: 'prlimit', unshare: 'unshare', proven: { capEffZero: true, noNewPrivs: true, seccomp: true, viewHidden: true, uidChanged: true } };
+  const facts = (network: WallFacts['network']): WallFacts => ({ network, limits: DEFAULT_LIMITS, pidsCgroup: true });
+
+  it("the host's namespace is said, with an advisory line that /proc/net lists the host's sockets and why", () => {
+    const r = isolationReport(wall, '', 2046820352, facts({ ns: 'host', hostWhy: 'pasta is not installed (Debian/Ubuntu package passt)' }));
+    expect(r[0]?.mechanism).toContain("the host's network namespace (the network grant's kernel layer filters it)");
+    expect(r).toContainEqual({ level: 'advisory', mechanism: "/proc/net in the guest host lists the host's sockets (the agent's, other guests'): its network grant keeps the host's network namespace because pasta is not installed (Debian/Ubuntu package passt)" });
+  });
+
+  it('its own namespace through pasta is said with what is forwarded, and no advisory line', () => {
+    const r = isolationReport(wall, '', 2046820352, facts({ ns: 'pasta', ports: { listen: [7100], loopback: [7101, 7102], udp: false } }));
+    expect(r[0]?.mechanism).toContain("a network namespace of its own (/proc/net shows only its sockets), reached through pasta in its cgroup: host ports [7100] forwarded in, loopback ports [7101, 7102] out to the host's loopback, TCP only");
+    expect(r.some((l) => l.level === 'advisory')).toBe(false);
   });
 });
