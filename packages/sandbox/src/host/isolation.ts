@@ -312,8 +312,8 @@ export function wallCommand(w: Wall, s: WallSpec): string[] {
   return [w.unshare, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NOEXEC_MOUNTS, 'sh', TMP_STAGE, String(limits.tmpBytes), String(s.rw.length), ...s.rw, ...prlimit, ...pasta, ...bwrap];
 }
 
-/** The FIFOs between bubblewrap and the pasta shell (free: 3-6 are the guest host's). */
-const PASTA_FD = { info: 7, block: 8 } as const;
+/** The FIFOs between bubblewrap and the pasta shell (free: 3-7 are the guest host's, GUEST_HOST_FD). */
+const PASTA_FD = { info: 8, block: 9 } as const;
 
 function counted(args: string[]): string[] {
   return [String(args.length), ...args];

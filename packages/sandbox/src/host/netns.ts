@@ -114,7 +114,7 @@ export function portArgs(ports: NetworkPorts): string[] {
 /**
  * The wall's shell when the guest host gets a namespace through pasta (root mode, run inside the
  * wall's private mount namespace and the guest's cgroups): bubblewrap reports the pid on a FIFO
- * (`--info-fd 7`) and waits on another (`--block-fd 8`) before it runs anything; pasta attaches
+ * (`--info-fd 8`) and waits on another (`--block-fd 9`) before it runs anything; pasta attaches
  * to that pid's namespace and returns once it is configured; only then is the pid reported to the
  * host (fd 4, `ready`) and bubblewrap let go. A pasta that fails means `refused` and no guest code.
  * Arguments: pasta, portArgs, the number of its options, the options, then the bubblewrap command.
@@ -137,20 +137,21 @@ export const PASTA_SHELL = [
   'd=/run/lowcloud-net',
   'mkdir -p "$d" && mount -t tmpfs -o mode=0700,size=64k lowcloud-net "$d" && mkfifo "$d/info" "$d/block" || { refuse "could not make the FIFOs for pasta in $d"; exit 125; }',
   // A background job reads /dev/null unless told otherwise: the guest host keeps this stdin.
+  // (dash has fds 0-9 only; 3-7 are the guest host's: its saved stdin is 9 until the FIFOs take 8 and 9.)
   'exec 9<&0',
-  '"$@" 0<&9 9<&- 7>"$d/info" 8<"$d/block" &',
+  '"$@" 0<&9 8>"$d/info" 9<"$d/block" &',
   'w=$!',
-  'exec 9<&- 7<"$d/info" 8>"$d/block"',
-  'pid=""; while IFS= read -r line <&7; do case $line in *child-pid*) pid=${line##*:}; pid=${pid%%,*}; pid=$(echo $pid); break;; esac; done',
+  'exec 9<&- 8<"$d/info" 9>"$d/block"',
+  'pid=""; while IFS= read -r line <&8; do case $line in *child-pid*) pid=${line##*:}; pid=${pid%%,*}; pid=$(echo $pid); break;; esac; done',
   // bubblewrap failed before its child (it said why on stderr): its status is the wall's.
-  '[ -n "$pid" ] || { exec 7<&- 8>&-; wait "$w"; exit $?; }',
+  '[ -n "$pid" ] || { exec 8<&- 9>&-; wait "$w"; exit $?; }',
   // The namespace is opened here: pasta drops CAP_SYS_PTRACE before it opens its path, and
   // bubblewrap's child is not dumpable. The launcher ignores SIGPIPE, and a shell cannot undo that; pasta takes an ignored SIGPIPE for a failed signal().
-  'if ! env --default-signal=PIPE "$pasta" $opts --pid "$d/pasta.pid" --netns /proc/self/fd/9 9<"/proc/$pid/ns/net" </dev/null >/dev/null 2>"$d/err" 3<&- 4>&- 5<&- 6<&- 7<&- 8>&-; then',
+  'if ! env --default-signal=PIPE "$pasta" $opts --pid "$d/pasta.pid" --netns /proc/self/fd/9 </dev/null >/dev/null 2>"$d/err" 3<&- 4>&- 5<&- 6<&- 7>&- 8<&- 9<"/proc/$pid/ns/net"; then',
   '  refuse "pasta (package passt) could not attach to the guest host\'s network namespace: $(head -c 300 "$d/err")"; kill -KILL "$pid" "$w" 2>/dev/null; wait "$w"; exit 125',
   'fi',
   'printf \'{"type": "ready", "pid": %s}\\n\' "$pid" >&4',
-  'echo go >&8; exec 7<&- 8>&-',
+  'echo go >&9; exec 8<&- 9>&-',
   // pasta holds the namespace itself, so it would never see it go: it ends with the guest host.
   'wait "$w"; rc=$?',
   // ... and its host ports are free again once the wall has ended (a restart binds them at once).
