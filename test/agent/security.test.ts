@@ -111,7 +111,7 @@ describe('null is refused wherever a value is required (issue 17)', () => {
     const auth = { key: fx.operator.publicKey, generation: 0, timestamp: Date.now(), nonce: 'n'.repeat(16), signature: 's' };
     const hex = 'a'.repeat(64);
     const spec = {
-      name: 'p', binary: hex, args: ['x'], env: { A: '1' }, config: { '/etc/x': hex }, restart: 'always', isolation: 'process',
+      name: 'p', binary: hex, args: ['x'], env: { A: '1' }, config: { '/etc/x': hex }, restart: 'always', isolation: 'process', allowUnwalled: true,
       grants: { cpu: 1, memory: 2 ** 20, disk: 2 ** 20, gpu: { memory: 1, submitSeconds: 1 }, network: { listen: [80], connect: ['db:1'], udp: true } },
     };
     const samples = [
