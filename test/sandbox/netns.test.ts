@@ -17,8 +17,8 @@ import { freePort } from '../helpers/net.js';
  * port work as before. A test build of the guest host (this package's dist, copied, as in
  * hostile-channel.test.ts) runs a prologue in guest/main.js that prints what it reads.
  */
-// Asked for (off by default: docs/security.md); read by spawnGuest in this process.
-process.env.LOWCLOUD_NETNS = 'pasta';
+// Asked for (off by default: docs/security.md): lowcloud agent --netns pasta passes the same tuning.
+const PASTA = { netns: 'pasta' } as const;
 
 const build = path.join(repoRoot, 'test', `.hostile-build-netns-${process.pid}`);
 const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-netns-'));
@@ -89,7 +89,7 @@ describe("a network-granted guest host's own network namespace", () => {
     const targetPort = (target.address() as net.AddressInfo).port;
     const guestPort = await freePort();
     try {
-      const server = await sandbox.spawnGuest(opts(['server', String(guestPort), '1'], { listen: [guestPort], connect: [] }));
+      const server = await sandbox.spawnGuest(opts(['server', String(guestPort), '1'], { listen: [guestPort], connect: [] }), PASTA);
       pids.add(server.pid);
       let out = '';
       let err = '';
@@ -128,7 +128,7 @@ describe("a network-granted guest host's own network namespace", () => {
       if (cgroup !== undefined) await waitFor(() => !existsSync(path.join('/sys/fs/cgroup', cgroup)), 5000, 'pasta to end with the guest host and its cgroup to go');
 
       // A guest granted a target on the host's loopback reaches it (and sees no host socket either).
-      const client = await sandbox.spawnGuest(opts(['client', '127.0.0.1', String(targetPort), 'from a guest'], { listen: [], connect: [`127.0.0.1:${targetPort}`] }));
+      const client = await sandbox.spawnGuest(opts(['client', '127.0.0.1', String(targetPort), 'from a guest'], { listen: [], connect: [`127.0.0.1:${targetPort}`] }), PASTA);
       pids.add(client.pid);
       let cout = '';
       let cerr = '';

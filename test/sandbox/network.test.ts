@@ -133,7 +133,6 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       return;
     }
     // The guest host in a namespace of its own through pasta where pasta is installed (asked for: off by default).
-    process.env.LOWCLOUD_NETNS = 'pasta';
     const [guestPort, spare, unlisted, granted, ungranted] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const servers = [granted, ungranted].map((p) => net.createServer((s) => s.end(`hello from ${p}\n`)).listen(p, '127.0.0.1'));
     const g = await spawnGuest({
@@ -145,8 +144,7 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       grants: { network: { listen: [guestPort, spare], connect: [`127.0.0.1:${granted}`] } },
       stdout: 'pipe',
       stderr: 'pipe',
-    });
-    delete process.env.LOWCLOUD_NETNS;
+    }, { netns: 'pasta' });
     children.push(g.pid);
     // A process that ignores every runtime rule, placed in the guest's cgroup: only the kernel stops it.
     const intruderCode = (listen: number[]) => `const net = require('node:net');

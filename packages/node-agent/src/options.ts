@@ -21,6 +21,7 @@ export interface RawAgentFlags {
   connectBudget?: string;
   stateReserve?: string;
   allowUnwalled?: boolean;
+  netns?: string;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
@@ -38,6 +39,9 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new AgentFlagError('--allow-origin', `--allow-origin ${o}: give an origin as a browser sends it, scheme://host[:port] with no path, e.g. https://ops.example.com`);
   }
   const logs = compileLogLimits(raw);
+  if (raw.netns !== undefined && raw.netns !== 'host' && raw.netns !== 'pasta') {
+    throw new AgentFlagError('--netns', `--netns ${raw.netns}: write host (the host's network namespace, the default) or pasta (one of its own per network-granted guest host, through pasta from Debian's passt)`);
+  }
   const connectRate = raw.connectRate === undefined ? undefined : Number(raw.connectRate);
   if (connectRate !== undefined && (!Number.isInteger(connectRate) || connectRate < 1 || connectRate > 100_000)) {
     throw new AgentFlagError('--connect-rate', `--connect-rate ${raw.connectRate}: write a whole number of new connections per second per client address, from 1 to 100000`);
@@ -62,6 +66,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     insecureLoopback: raw.insecureLoopback === true,
     logs,
     ...(raw.allowUnwalled === true ? { allowUnwalled: true } : {}),
+    ...(raw.netns === 'pasta' ? { netns: 'pasta' as const } : {}),
     ...(maxBlobBytes === undefined ? {} : { maxBlobBytes }),
     ...(stateReserveBytes === undefined ? {} : { stateReserveBytes }),
     ...(connectRate === undefined && connectBudget === undefined

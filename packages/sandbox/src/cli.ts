@@ -27,6 +27,7 @@ export function register(program: Command): void {
     .option('--config <GUEST=HOST>', 'a read-only file at an absolute guest path (repeatable)', collect, [])
     .option('--stdin', 'pass standard input through to the guest (default: the guest reads end-of-file)')
     .option('-v, --verbose', 'print the enforcement report (which mechanism enforces each grant, at which level) to stderr')
+    .addOption(new Option('--netns <mode>', 'network namespace of a guest with a network grant: host (default; /proc/net shows the host\'s sockets) or pasta (its own, reached through Debian\'s passt; root wall only)').choices(['host', 'pasta']).default('host'))
     .addOption(new Option('--no-kernel', 'use only the runtime layer of each grant, even where the kernel layers (cgroups, nftables) are available'))
     .addHelpText(
       'after',
@@ -65,6 +66,7 @@ interface RunFlags {
   stdin?: boolean;
   verbose?: boolean;
   kernel: boolean;
+  netns: 'host' | 'pasta';
 }
 
 /** Compile the flags into a grant once; every error names the flag and the fix. */
@@ -120,7 +122,7 @@ function connectTargets(flags: readonly string[]): string[] {
 
 async function runOnce(wasm: string, args: string[], o: RunFlags): Promise<number> {
   const { grants, dirs, env, config } = compileRunFlags(o);
-  const guest = await spawnGuest({ wasm, args, env, dirs, config, grants, stdin: o.stdin === true ? 'inherit' : 'ignore' }, { kernel: o.kernel });
+  const guest = await spawnGuest({ wasm, args, env, dirs, config, grants, stdin: o.stdin === true ? 'inherit' : 'ignore' }, { kernel: o.kernel, netns: o.netns });
   if (o.verbose === true) process.stderr.write(formatReport(guest.report));
   const onSignal = () => void guest.stop(2000);
   process.once('SIGINT', onSignal);

@@ -31,4 +31,6 @@ export interface AgentOptions {
   stateReserveBytes?: number;
   /** Run guests without the kernel wall where it cannot be built (default: refuse them, GRANT_UNAVAILABLE). */
   allowUnwalled?: boolean;
+  /** `--netns pasta`: a network-granted guest host gets a network namespace of its own (default: the host's). */
+  netns?: 'host' | 'pasta';
 }

@@ -36,6 +36,8 @@ export class SandboxRunner implements GuestRunner {
     private readonly logLimits: LogLimits = DEFAULT_LOG_LIMITS,
     /** `--allow-unwalled`: a guest the wall cannot be built around runs without it (else it is refused). */
     private readonly allowUnwalled = false,
+    /** `--netns`: the network namespace of a network-granted guest host (sandbox HostTuning.netns). */
+    private readonly netns: 'host' | 'pasta' = 'host',
   ) {
     this.uids = new UidTable(stateDir, disk);
   }
@@ -43,7 +45,7 @@ export class SandboxRunner implements GuestRunner {
   async spawn(spec: ProcessSpec, specDigest: string): Promise<GuestHandle> {
     const opts = this.prepare(spec, specDigest);
     // A full disk while the sandbox prepares the guest is STATE_DISK_FULL too (it cleans up what it made).
-    return this.disk.guardAsync(`starting ${spec.name}`, 0, () => spawnGuest(opts, { requireWall: !this.allowUnwalled }));
+    return this.disk.guardAsync(`starting ${spec.name}`, 0, () => spawnGuest(opts, { requireWall: !this.allowUnwalled, netns: this.netns }));
   }
 
   /**
@@ -57,7 +59,7 @@ export class SandboxRunner implements GuestRunner {
     try {
       const uid = process.getuid?.() === 0 ? this.uids.uidFor(SHARED_UID_KEY) : undefined;
       const runDir = processPaths(this.stateDir, spec.name).runDir;
-      warmSharedHost({ wasm: this.blobs.path(spec.binary), args: [], env: {}, dirs: [], config: [], grants: spec.grants, detached: true, runDir, ...(uid === undefined ? {} : { uid }), ...(spec.allowUnwalled === true ? { allowUnwalled: true } : {}), isolation: 'shared' }, { requireWall: !this.allowUnwalled });
+      warmSharedHost({ wasm: this.blobs.path(spec.binary), args: [], env: {}, dirs: [], config: [], grants: spec.grants, detached: true, runDir, ...(uid === undefined ? {} : { uid }), ...(spec.allowUnwalled === true ? { allowUnwalled: true } : {}), isolation: 'shared' }, { requireWall: !this.allowUnwalled, netns: this.netns });
     } catch {
       // no uid left, or the like: the start itself will say so
     }

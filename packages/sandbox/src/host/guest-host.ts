@@ -33,7 +33,14 @@ export interface HostTuning {
   wall?: boolean;
   /** Refuse to start a guest the wall cannot be built around (GRANT_UNAVAILABLE) instead of running it unwalled. */
   requireWall?: boolean;
+  /**
+   * The network namespace of a network-granted guest host: the host's (default) or one of its own
+   * reached through pasta (`lowcloud agent --netns pasta`; why not the default: grants/isolation.ts).
+   */
+  netns?: NetnsMode;
 }
+
+export type NetnsMode = 'host' | 'pasta';
 
 /** What a re-attaching host needs (runDir/guest.json). */
 interface GuestHostRecord {
@@ -96,7 +103,7 @@ export class PreparedHost {
     const layers: GrantLayers[] = [];
     const prepared = new PreparedHost(name, layers, cgroup);
     try {
-      for (const m of LAYER_MODULES) layers.push(await m.setUp({ options: opts, kind: binary.kind, network: binary.network, kernel, wall: tuning.wall !== false, requireWall: tuning.requireWall === true, caps, name, cgroup }));
+      for (const m of LAYER_MODULES) layers.push(await m.setUp({ options: opts, kind: binary.kind, network: binary.network, kernel, wall: tuning.wall !== false, requireWall: tuning.requireWall === true, netns: tuning.netns ?? 'host', caps, name, cgroup }));
     } catch (err) {
       await prepared.release();
       throw err;

@@ -13,7 +13,7 @@ import { ALLOWED_SYSCALLS, seccompProgram } from './seccomp.js';
  * - as root: bubblewrap builds new mount, pid, ipc, uts (and cgroup) namespaces whose filesystem
  *   holds only Node.js and the libraries it loads, lowcloud's code, the guest's binary and config
  *   (read-only) and its own data, every writable place noexec; its own empty network namespace
- *   unless it has a network grant (then the host's, or with LOWCLOUD_NETNS=pasta its own reached
+ *   unless it has a network grant (then the host's, or with `--netns pasta` its own reached
  *   through pasta: netns.ts); task, file-size and core limits (prlimit); inside, setpriv switches to the guest's own uid and gid, drops every capability
  *   (effective, permitted, inheritable, bounding, ambient) and sets no_new_privs; bubblewrap
  *   installs the seccomp allow-list (seccomp.ts) before that;

@@ -5,7 +5,7 @@ import { parseIp } from '../common/ip.js';
 
 /**
  * The network namespace of a guest host with a network grant (issue 17), when asked for
- * (`LOWCLOUD_NETNS=pasta`; why it is not the default: grants/isolation.ts). Its own, like the empty
+ * (`lowcloud agent --netns pasta`; why it is not the default: grants/isolation.ts). Its own, like the empty
  * one of a guest host without the grant, so that `/proc/net` inside shows only its own sockets and
  * no abstract socket of the host; reached only through pasta (Debian's `passt` package), which
  * attaches to it before any guest code runs:

@@ -33,6 +33,8 @@ export interface SetUpContext {
   readonly wall: boolean;
   /** A guest that cannot be walled must not start (the agent, unless --allow-unwalled). */
   readonly requireWall: boolean;
+  /** A network-granted guest host's namespace: the host's, or its own through pasta (HostTuning.netns). */
+  readonly netns: 'host' | 'pasta';
   readonly caps: Capabilities;
   /** Unique name of the guest host: its cgroup directory, its nftables table. */
   readonly name: string;

@@ -18,7 +18,7 @@ function fileLimit(disk: number | undefined): number {
 
 /**
  * The network namespace of a walled guest host. A network grant gets one of its own through pasta
- * only when asked (`LOWCLOUD_NETNS=pasta` in the agent's environment): pasta accepts a connection
+ * only when asked (`lowcloud agent --netns pasta`, `lowcloud run --netns pasta`): pasta accepts a connection
  * on its side before it knows whether the target is up, and resets it after, which a client that
  * relies on a refused connect cannot tell from a dead peer (examples/kv-cluster's load balancer
  * then waits forever on the client it serves). Otherwise, and where pasta is not installed, it
@@ -26,9 +26,9 @@ function fileLimit(disk: number | undefined): number {
  * filtering layers hold either way; what the host's namespace adds is that /proc/net there lists
  * the host's sockets.
  */
-function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess): WallFacts['network'] {
+function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, asked: 'host' | 'pasta'): WallFacts['network'] {
   if (!granted) return { ns: 'empty' };
-  if (process.env.LOWCLOUD_NETNS !== 'pasta') return { ns: 'host', hostWhy: 'its own namespace through pasta is not turned on (LOWCLOUD_NETNS=pasta; off by default: pasta accepts a connection before its target is known up, see docs/security.md)' };
+  if (asked !== 'pasta') return { ns: 'host', hostWhy: 'its own namespace through pasta is not turned on (lowcloud agent --netns pasta; off by default: pasta accepts a connection before its target is known up, see docs/security.md)' };
   if (wall?.mode !== 'root') return { ns: 'host', hostWhy: 'pasta is used by the root wall only in this version (not in a user namespace)' };
   if (pastaBinary() === null) return { ns: 'host', hostWhy: 'pasta is not installed (Debian/Ubuntu package passt)' };
   return { ns: 'pasta', ports: namespacePorts(grant) };
@@ -43,7 +43,7 @@ export const isolation: GrantModule<null> = {
   name: 'isolation',
   // Every process and thread of the guest host counts, whatever grants it has.
   cgroupLimits: () => ({ tasks: GUEST_TASKS }),
-  async setUp({ options, kind, network, cgroup, wall: allowed, requireWall }) {
+  async setUp({ options, kind, network, cgroup, wall: allowed, requireWall, netns }) {
     const { wall, reason } = allowed ? probeWall() : { wall: null, reason: 'turned off for this guest' };
     // The guest's own opt-in (the infra file's allowUnwalled) lets this guest alone run unwalled.
     const optedIn = options.allowUnwalled === true;
@@ -60,7 +60,7 @@ export const isolation: GrantModule<null> = {
     const devices = options.grants.gpu === undefined ? [] : gpuDeviceNodes();
     // A network only for a component granted some of it (preview1 has no sockets at all).
     const granted = kind === 'component' && (network.listen.length > 0 || network.connect.length > 0);
-    const facts = wallNetwork(granted, wall, network);
+    const facts = wallNetwork(granted, wall, network, netns);
     const pidsCgroup = cgroup?.dirs.pids !== undefined;
     // RLIMIT_NPROC counts every task of a uid on the machine: only for a uid that is the guest's own.
     const ownUid = wall?.mode === 'root' && uid !== 0 && uid !== mine;
