@@ -72,7 +72,15 @@ function expectNoPlaintext(where: string, text: string | Buffer): void {
   for (const m of MARKS) expect(Buffer.from(text).includes(m), `${where} holds a plaintext`).toBe(false);
 }
 
-const appLog = (a: RunningAgent) => readFileSync(path.join(a.stateDir, 'logs', 'app.log'), 'utf8');
+/** The guest's log so far ('' before its first byte: the agent makes the file when output first arrives). */
+const appLog = (a: RunningAgent) => {
+  try {
+    return readFileSync(path.join(a.stateDir, 'logs', 'app.log'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+};
 const DIGESTS = [
   `env DB_PASSWORD fnv1a64=${fnv1a64(Buffer.from(ENV_PLAIN))} len=${ENV_PLAIN.length}`,
   `file /etc/app/secret.toml fnv1a64=${fnv1a64(Buffer.from(FILE_PLAIN))} len=${FILE_PLAIN.length}`,

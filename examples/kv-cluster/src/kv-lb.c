@@ -1,7 +1,10 @@
 // kv-lb: a TCP load balancer for line protocols. kv-lb <listen-port> <ip:port>...
 // (`${kv-a:7101}` in the infra file's args becomes kv-a's ip:port at plan time.)
 // Each client connection is sent to the next backend (round robin); every line is relayed and
-// the backend's one-line reply comes back. If a backend is down, the next one is tried.
+// the backend's one-line reply comes back. If a backend is down, the next one is tried; if it goes
+// away before it has answered, the client gets "ERR backend lost" and its connection ends (its
+// reply would never come, and it would wait for it while this one-client-at-a-time loop waited for
+// its next line: a replica moved or restarted mid-request must not stop the load balancer).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,20 +58,25 @@ int main(int argc, char **argv) {
       continue;
     }
     char buf[4096], reply[4096];
-    int got;
-    while ((got = ws_read(cin, buf, sizeof buf)) > 0) {
-      if (ws_write(bout, buf, got) != 0) break;
+    int got, lost = 0;
+    while (!lost && (got = ws_read(cin, buf, sizeof buf)) > 0) {
+      if (ws_write(bout, buf, got) != 0) { lost = 1; break; }
       int lines = 0;
       for (int i = 0; i < got; i++) if (buf[i] == '\n') lines++;
       // Relay one reply line per request line.
       int have = 0;
       while (lines > 0) {
         int n = ws_read(bin, reply + have, sizeof reply - have);
-        if (n <= 0) { lines = 0; break; }
+        if (n <= 0) { lost = 1; break; }
         for (int i = have; i < have + n; i++) if (reply[i] == '\n') lines--;
         have += n;
         if (lines <= 0 || have == (int)sizeof reply) { ws_write(cout, reply, have); have = 0; }
       }
+    }
+    if (lost) {
+      printf("kv-lb: backend %d went away mid-request; the client was told\n", which);
+      fflush(stdout);
+      ws_write(cout, "ERR backend lost\n", 17);
     }
     ws_drop_input(bin); ws_drop_output(bout);
     ws_drop_input(cin); ws_drop_output(cout); ws_drop_tcp(c);
