@@ -79,6 +79,10 @@ describe('red team: a read key or no key', () => {
     }
     // Each follower is sent up to 5 MiB/s; loopback's socket buffers take ~36 MiB of it, the rest is
     // queued in the agent: up to 16 x 64 MiB (the per-connection limit) without a total budget.
+    // The flood reaches the log through the agent itself (host/output-pump.ts: it reads the guest
+    // host's output pipe and writes the file), so it comes at the pace the agent drains it while it
+    // also serves 16 followers: 11-16 s to the budget when the guest host wrote its own file, 33 s
+    // and more on 2 loaded cores since; hence the long wait.
     const gauge = (text: string, name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
     let peakQueued = 0;
     let peakRss = before;
@@ -91,7 +95,7 @@ describe('red team: a read key or no key', () => {
       connections = gauge(text, 'lowcloud_agent_connections');
       // Done once a follower was dropped (17 = the followers and the operator's client).
       return connections < n + 1;
-    }, 45_000, 'a follower dropped for the total send budget');
+    }, 100_000, 'a follower dropped for the total send budget');
     console.log(`agent rss ${before >> 20} -> peak ${peakRss >> 20} MiB; peak queued ${(peakQueued / 2 ** 20).toFixed(1)} MiB; ${n + 1 - connections} of ${n} followers dropped after ${Date.now() - t0} ms`);
     // The budget plus, per connection, what is sent without the total being summed: up to 1 MiB
     // queued (the check runs only past it, as it costs a sum over all peers) and one log line (64 KiB).
@@ -99,7 +103,7 @@ describe('red team: a read key or no key', () => {
     expect(connections).toBeGreaterThan(1);
     for (const w of followers) w.socket.destroy();
     await stillServes();
-  }, 60_000);
+  }, 120_000);
 
   it('a read key signing a timestamp past what a Date holds gets BAD_MESSAGE naming auth.timestamp (was INTERNAL "Invalid time value")', async () => {
     for (const ts of [1e300, 8.7e15]) {
