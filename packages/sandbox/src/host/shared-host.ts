@@ -157,7 +157,14 @@ const wanted = (pool: Pool): boolean => !sparesStopped && (pool.warmUntil > Date
  */
 function ensureSpare(pool: Pool): void {
   if (sparesStopped || pool.starting !== null || pool.hosts.some(isSpare) || sparesNow() >= MAX_SPARE_HOSTS) return;
-  startHost(pool).catch(() => undefined);
+  // A spare still starting when its group's last guest went (`close` ends only the spares it
+  // sees) is ended as it comes up, instead of idling out its SPARE_MS.
+  startHost(pool).then(
+    (made) => {
+      if (made.guests === 0 && !wanted(pool)) made.closeIdle();
+    },
+    () => undefined,
+  );
 }
 
 /**
@@ -401,6 +408,11 @@ export class SharedHost {
     }
     this.send({ type: 'close' });
     setTimeout(() => void this.host.stop(0), 2000).unref();
+  }
+
+  /** A host with no guest and no slot kept is closed (a spare its group no longer wants). */
+  closeIdle(): void {
+    if (this.count === 0) this.close();
   }
 
   /** A spare stopped now, waited for (an agent closing). */
