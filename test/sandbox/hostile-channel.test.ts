@@ -36,6 +36,8 @@ const HOSTILE = `import { openSync as __o, closeSync as __c, writeSync as __w } 
       said.push(f.split('/').pop() + ' ' + e.code);
     }
   }
+  // A failed write is not hidden: the test waits for this line in the log and fails without it;
+  // the hostile code must go on to its other attacks either way.
   try { __w(2, 'hostile: ' + said.join(', ') + '\\n'); } catch {}
 }
 {
