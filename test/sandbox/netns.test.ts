@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -17,15 +18,26 @@ import { freePort } from '../helpers/net.js';
  * port work as before. A test build of the guest host (this package's dist, copied, as in
  * hostile-channel.test.ts) runs a prologue in guest/main.js that prints what it reads.
  */
-// Asked for (off by default: docs/security.md): lowcloud agent --netns pasta passes the same tuning.
-const PASTA = { netns: 'pasta' } as const;
+/** The two ways of making it: veth (the default, no tuning) and pasta (lowcloud agent --netns pasta passes the same tuning). */
+const MODES = [
+  { mode: 'veth', tuning: {}, line: "reached over a veth pair with the network grant's nftables allow-list inside it" },
+  { mode: 'pasta', tuning: { netns: 'pasta' } as const, line: 'reached through pasta in its cgroup' },
+] as const;
 
 const build = path.join(repoRoot, 'test', `.hostile-build-netns-${process.pid}`);
 const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-netns-'));
 const pids = new Set<number>();
 let sandbox: typeof import('@lowcloud/sandbox');
 
-const PROLOGUE = `import { readFileSync as __r, writeSync as __w } from 'node:fs';
+/** A port of the host's loopback no guest is granted: code inside the wall tries it (PROLOGUE). */
+let probePort = 0;
+const PROLOGUE = () => `import { readFileSync as __r, writeSync as __w } from 'node:fs';
+import { connect as __c } from 'node:net';
+{
+  const s = __c(${probePort}, '127.0.0.1');
+  s.on('connect', () => { __w(2, 'probe connected\\n'); s.destroy(); });
+  s.on('error', (e) => __w(2, 'probe ' + e.code + '\\n'));
+}
 for (const f of ['tcp', 'tcp6', 'udp', 'udp6', 'unix']) {
   let t;
   try {
@@ -48,7 +60,8 @@ beforeAll(async () => {
     if (f.endsWith('.js')) writeFileSync(file, readFileSync(file, 'utf8').replace(/^\/\/# sourceMappingURL=.*$/m, ''));
   }
   const main = path.join(build, 'dist', 'guest', 'main.js');
-  writeFileSync(main, PROLOGUE + readFileSync(main, 'utf8'));
+  probePort = await freePort();
+  writeFileSync(main, PROLOGUE() + readFileSync(main, 'utf8'));
   sandbox = (await import(path.join(build, 'dist', 'index.js'))) as typeof import('@lowcloud/sandbox');
 });
 
@@ -69,11 +82,23 @@ function procNet(stderr: string): Record<string, string> {
 /** A local port as /proc/net/tcp and udp write it (`:1F90` for 8080, after the address). */
 const hexPort = (p: number) => `:${p.toString(16).toUpperCase().padStart(4, '0')} `;
 
-describe("a network-granted guest host's own network namespace", () => {
+/** Runs a client guest to its end: its status, stdout and the /proc/net it read. */
+async function runClient(args: string[], connect: string[], tuning: { netns?: 'pasta' }): Promise<{ status: unknown; out: string; tcp: string | undefined; probe: string | undefined }> {
+  const client = await sandbox.spawnGuest(opts(['client', ...args], { listen: [], connect }), tuning);
+  pids.add(client.pid);
+  let out = '';
+  let err = '';
+  client.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  client.child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const status = await client.exited;
+  return { status, out, tcp: procNet(err).tcp, probe: /^probe (\S+)$/m.exec(err)?.[1] };
+}
+
+describe.each(MODES)("a network-granted guest host's own network namespace ($mode)", ({ mode, tuning, line }) => {
   it("code inside the wall reads /proc/net and sees none of the host's sockets; its granted target and listen port still work", { timeout: 90_000 }, async ({ skip }) => {
     const facts = machineFacts();
     if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
-    if (!existsSync('/usr/bin/pasta')) return skip('pasta (package passt) is not installed: the guest host keeps the host network namespace and its report says so');
+    if (mode === 'pasta' && !existsSync('/usr/bin/pasta')) return skip('pasta (package passt) is not installed: the guest host keeps the host network namespace and its report says so');
     // The host's sockets code inside must not see: a TCP listener, a UDP socket, a named unix socket.
     const secret = net.createServer((s) => s.end()).listen(0, '127.0.0.1');
     await new Promise((r) => secret.once('listening', r));
@@ -89,7 +114,7 @@ describe("a network-granted guest host's own network namespace", () => {
     const targetPort = (target.address() as net.AddressInfo).port;
     const guestPort = await freePort();
     try {
-      const server = await sandbox.spawnGuest(opts(['server', String(guestPort), '1'], { listen: [guestPort], connect: [] }), PASTA);
+      const server = await sandbox.spawnGuest(opts(['server', String(guestPort), '1'], { listen: [guestPort], connect: [] }), tuning);
       pids.add(server.pid);
       let out = '';
       let err = '';
@@ -109,7 +134,7 @@ describe("a network-granted guest host's own network namespace", () => {
       // This test's own namespace does list them: the check above can see a leak.
       expect(readFileSync('/proc/net/tcp', 'utf8')).toContain(hexPort(secretPort));
       expect(readFileSync('/proc/net/unix', 'utf8')).toContain(unixPath);
-      expect(server.report.isolation[0]?.mechanism).toContain('a network namespace of its own (/proc/net shows only its sockets), reached through pasta in its cgroup');
+      expect(server.report.isolation[0]?.mechanism).toContain(`a network namespace of its own (/proc/net shows only its sockets), ${line}`);
       expect(server.report.isolation.some((l) => l.level === 'advisory' && l.mechanism.includes('/proc/net'))).toBe(false);
       // Its granted listen port, from the host's loopback.
       const reply = await new Promise<string>((resolve, reject) => {
@@ -126,23 +151,51 @@ describe("a network-granted guest host's own network namespace", () => {
       await server.exited;
       // pasta, in the guest's cgroup, ends with the guest host: the cgroup can go.
       if (cgroup !== undefined) await waitFor(() => !existsSync(path.join('/sys/fs/cgroup', cgroup)), 5000, 'pasta to end with the guest host and its cgroup to go');
+      // The veth pair goes with the namespace, the host's table with the wall's shell.
+      if (mode === 'veth') await waitFor(() => !/lowcloud_veth_/.test(execFileSync('nft', ['list', 'tables']).toString()), 5000, "the host's veth table to go with the guest host");
 
       // A guest granted a target on the host's loopback reaches it (and sees no host socket either).
-      const client = await sandbox.spawnGuest(opts(['client', '127.0.0.1', String(targetPort), 'from a guest'], { listen: [], connect: [`127.0.0.1:${targetPort}`] }), PASTA);
-      pids.add(client.pid);
-      let cout = '';
-      let cerr = '';
-      client.child.stdout?.on('data', (d: Buffer) => (cout += d.toString()));
-      client.child.stderr?.on('data', (d: Buffer) => (cerr += d.toString()));
-      expect(await client.exited).toEqual({ kind: 'exit', code: 0 });
-      expect(cout).toBe('reply: from a guest\n');
-      expect(procNet(cerr).tcp).not.toContain(hexPort(secretPort));
-      expect(procNet(cerr).tcp).toMatch(/local_address/);
+      const client = await runClient(['127.0.0.1', String(targetPort), 'from a guest'], [`127.0.0.1:${targetPort}`], tuning);
+      expect(client.status).toEqual({ kind: 'exit', code: 0 });
+      expect(client.out).toBe('reply: from a guest\n');
+      expect(client.tcp).not.toContain(hexPort(secretPort));
+      expect(client.tcp).toMatch(/local_address/);
     } finally {
       secret.close();
       udp.close();
       unix.close();
       target.close();
+    }
+  });
+});
+
+describe("the veth namespace keeps the kernel's TCP: a guest reaches a guest, and a connect nobody answers is refused", () => {
+  it('guest to guest at 127.0.0.1, each in its own namespace; a granted target that is down is refused, not accepted and reset; an ungranted one is refused too', { timeout: 90_000 }, async ({ skip }) => {
+    const facts = machineFacts();
+    if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
+    const serverPort = await freePort();
+    const server = await sandbox.spawnGuest(opts(['server', String(serverPort), '1'], { listen: [serverPort], connect: [] }), {});
+    pids.add(server.pid);
+    let out = '';
+    server.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(() => out.includes('listening on'), 30_000, 'the server guest to listen');
+    const reached = await runClient(['127.0.0.1', String(serverPort), 'guest to guest'], [`127.0.0.1:${serverPort}`], {});
+    expect(reached).toMatchObject({ status: { kind: 'exit', code: 0 }, out: 'reply: guest to guest\n' });
+    await server.exited;
+    // The server is gone: its port is refused at once, as in the host's namespace.
+    const down = await runClient(['127.0.0.1', String(serverPort), 'anyone?'], [`127.0.0.1:${serverPort}`], {});
+    expect(down.out).toBe('connect: connection-refused\n');
+    // Code inside the wall connects to a port of the host's loopback it is not granted: it stays
+    // the namespace's own (and the allow-list inside refuses it): the host's listener is not reached.
+    const ungranted = net.createServer((s) => s.end('leak\n')).listen(probePort, '127.0.0.1');
+    await new Promise((r) => ungranted.once('listening', r));
+    try {
+      const sneaky = await runClient(['127.0.0.1', String(serverPort), 'let me in'], [`127.0.0.1:${serverPort}`], {});
+      expect(sneaky.probe).toBe('ECONNREFUSED');
+      // From this test's namespace the same port answers: the probe can see a leak.
+      await new Promise<void>((resolve, reject) => net.connect(probePort, '127.0.0.1', resolve).on('error', reject));
+    } finally {
+      ungranted.close();
     }
   });
 });

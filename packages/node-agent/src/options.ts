@@ -39,8 +39,8 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new AgentFlagError('--allow-origin', `--allow-origin ${o}: give an origin as a browser sends it, scheme://host[:port] with no path, e.g. https://ops.example.com`);
   }
   const logs = compileLogLimits(raw);
-  if (raw.netns !== undefined && raw.netns !== 'host' && raw.netns !== 'pasta') {
-    throw new AgentFlagError('--netns', `--netns ${raw.netns}: write host (the host's network namespace, the default) or pasta (one of its own per network-granted guest host, through pasta from Debian's passt)`);
+  if (raw.netns !== undefined && raw.netns !== 'veth' && raw.netns !== 'host' && raw.netns !== 'pasta') {
+    throw new AgentFlagError('--netns', `--netns ${raw.netns}: write veth (one network namespace per network-granted guest host, over a veth pair: the default), pasta (one of its own, through pasta from Debian's passt) or host (the host's network namespace)`);
   }
   const connectRate = raw.connectRate === undefined ? undefined : Number(raw.connectRate);
   if (connectRate !== undefined && (!Number.isInteger(connectRate) || connectRate < 1 || connectRate > 100_000)) {
@@ -66,7 +66,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     insecureLoopback: raw.insecureLoopback === true,
     logs,
     ...(raw.allowUnwalled === true ? { allowUnwalled: true } : {}),
-    ...(raw.netns === 'pasta' ? { netns: 'pasta' as const } : {}),
+    ...(raw.netns === 'pasta' || raw.netns === 'host' ? { netns: raw.netns } : {}),
     ...(maxBlobBytes === undefined ? {} : { maxBlobBytes }),
     ...(stateReserveBytes === undefined ? {} : { stateReserveBytes }),
     ...(connectRate === undefined && connectBudget === undefined

@@ -2,6 +2,7 @@ import { constants } from 'node:os';
 import { Command, Option } from 'commander';
 import { CONNECT_FORMS, connectList, ErrorCode, InvalidConnectTargetError, LowcloudError, parseConnectTarget, parseCpu, parseSize, UsageError, type Grants } from '@lowcloud/api';
 import { REPORT_KEYS } from './host/grants/index.js';
+import type { NetnsMode } from './host/netns.js';
 import { spawnGuest } from './host/spawn.js';
 import type { DirMount, EnforcementReport, GuestExit } from './types.js';
 
@@ -27,7 +28,7 @@ export function register(program: Command): void {
     .option('--config <GUEST=HOST>', 'a read-only file at an absolute guest path (repeatable)', collect, [])
     .option('--stdin', 'pass standard input through to the guest (default: the guest reads end-of-file)')
     .option('-v, --verbose', 'print the enforcement report (which mechanism enforces each grant, at which level) to stderr')
-    .addOption(new Option('--netns <mode>', 'network namespace of a guest with a network grant: host (default; /proc/net shows the host\'s sockets) or pasta (its own, reached through Debian\'s passt; root wall only)').choices(['host', 'pasta']).default('host'))
+    .addOption(new Option('--netns <mode>', 'network namespace of a guest with a network grant (root wall only): veth (default: its own over a veth pair; IPv4), pasta (its own through Debian\'s passt) or host (the host\'s; /proc/net shows the host\'s sockets)').choices(['veth', 'pasta', 'host']).default('veth'))
     .addOption(new Option('--no-kernel', 'use only the runtime layer of each grant, even where the kernel layers (cgroups, nftables) are available'))
     .addHelpText(
       'after',
@@ -66,7 +67,7 @@ interface RunFlags {
   stdin?: boolean;
   verbose?: boolean;
   kernel: boolean;
-  netns: 'host' | 'pasta';
+  netns: NetnsMode;
 }
 
 /** Compile the flags into a grant once; every error names the flag and the fix. */

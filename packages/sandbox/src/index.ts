@@ -9,7 +9,7 @@ export { cpuSeconds, rssBytes } from './host/proc.js';
 export { sweepStaleFirewalls, removeGuestFirewall, type FirewallRecord } from './host/firewall.js';
 /** The wall itself, so a plain program can be run inside the same confinement as a guest host (tests, operators). */
 export { forgetWallProbe, probeWall, wallArgs, wallCommand, GUEST_TASKS, type WallLimits } from './host/isolation.js';
-export { namespacePorts, pastaArgs, pastaBinary, type NetworkPorts } from './host/netns.js';
+export { namespacePorts, pastaArgs, pastaBinary, type NetnsMode, type NetworkPorts } from './host/netns.js';
 export { seccompProgram } from './host/seccomp.js';
 /** The one write helper and the one disk-use rule, shared with the node agent. */
 export { writeAll, writeFileAtomic, restorePrevious, appendWhole, truncateBack, fsyncDir } from './common/durable-file.js';

@@ -1,3 +1,4 @@
+import type { NetnsMode } from '@lowcloud/sandbox';
 import type { Clock } from './clock.js';
 import type { LogLimits } from './logs.js';
 import type { NetworkLimits } from './network-limits.js';
@@ -31,6 +32,6 @@ export interface AgentOptions {
   stateReserveBytes?: number;
   /** Run guests without the kernel wall where it cannot be built (default: refuse them, GRANT_UNAVAILABLE). */
   allowUnwalled?: boolean;
-  /** `--netns pasta`: a network-granted guest host gets a network namespace of its own (default: the host's). */
-  netns?: 'host' | 'pasta';
+  /** `--netns`: how a network-granted guest host's own network namespace is made, or the host's kept (default veth). */
+  netns?: NetnsMode;
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isolationOf, type ProcessSpec } from '@lowcloud/api';
-import { attachGuest, readExitRecord, spawnGuest, stopSpareHosts, warmSharedHost, type GuestExit, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
+import { attachGuest, readExitRecord, spawnGuest, stopSpareHosts, warmSharedHost, type GuestExit, type GuestHandle, type GuestOptions, type NetnsMode } from '@lowcloud/sandbox';
 import type { OpeningKey } from '@lowcloud/api';
 import type { BlobStore } from './blob-store.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
@@ -37,7 +37,7 @@ export class SandboxRunner implements GuestRunner {
     /** `--allow-unwalled`: a guest the wall cannot be built around runs without it (else it is refused). */
     private readonly allowUnwalled = false,
     /** `--netns`: the network namespace of a network-granted guest host (sandbox HostTuning.netns). */
-    private readonly netns: 'host' | 'pasta' = 'host',
+    private readonly netns: NetnsMode = 'veth',
   ) {
     this.uids = new UidTable(stateDir, disk);
   }

@@ -13,6 +13,7 @@ import type { BinaryKind } from '../wasm/module.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import { cgroupOomKilled, GuestCgroup, removeCgroupDir, type CgroupLimits } from './cgroup.js';
 import { classifyExit } from './exit.js';
+import type { NetnsMode } from './netns.js';
 import { LAYER_MODULES, type GrantLayers } from './grants/index.js';
 import type { Guest, GuestRecord } from './guest.js';
 import { codeView, wallCommand, type WallLimits, type Wall, type WallSpec } from './isolation.js';
@@ -34,13 +35,13 @@ export interface HostTuning {
   /** Refuse to start a guest the wall cannot be built around (GRANT_UNAVAILABLE) instead of running it unwalled. */
   requireWall?: boolean;
   /**
-   * The network namespace of a network-granted guest host: the host's (default) or one of its own
-   * reached through pasta (`lowcloud agent --netns pasta`; why not the default: grants/isolation.ts).
+   * The network namespace of a network-granted guest host: its own reached over a veth pair
+   * (default), or through pasta, or the host's (`lowcloud agent --netns`: grants/isolation.ts).
    */
   netns?: NetnsMode;
 }
 
-export type NetnsMode = 'host' | 'pasta';
+export type { NetnsMode } from './netns.js';
 
 /** What a re-attaching host needs (runDir/guest.json). */
 interface GuestHostRecord {
@@ -103,7 +104,7 @@ export class PreparedHost {
     const layers: GrantLayers[] = [];
     const prepared = new PreparedHost(name, layers, cgroup);
     try {
-      for (const m of LAYER_MODULES) layers.push(await m.setUp({ options: opts, kind: binary.kind, network: binary.network, kernel, wall: tuning.wall !== false, requireWall: tuning.requireWall === true, netns: tuning.netns ?? 'host', caps, name, cgroup }));
+      for (const m of LAYER_MODULES) layers.push(await m.setUp({ options: opts, kind: binary.kind, network: binary.network, kernel, wall: tuning.wall !== false, requireWall: tuning.requireWall === true, netns: tuning.netns ?? 'veth', caps, name, cgroup }));
     } catch (err) {
       await prepared.release();
       throw err;

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Enforcement } from '../types.js';
-import { PASTA_SHELL, pastaArgs, portArgs, type NetworkPorts, type PastaNetwork } from './netns.js';
+import { PASTA_SHELL, pastaArgs, portArgs, VETH_SHELL, vethArgs, type NetworkPorts, type OwnNetwork } from './netns.js';
 import { ALLOWED_SYSCALLS, seccompProgram } from './seccomp.js';
 
 /**
@@ -13,8 +13,8 @@ import { ALLOWED_SYSCALLS, seccompProgram } from './seccomp.js';
  * - as root: bubblewrap builds new mount, pid, ipc, uts (and cgroup) namespaces whose filesystem
  *   holds only Node.js and the libraries it loads, lowcloud's code, the guest's binary and config
  *   (read-only) and its own data, every writable place noexec; its own empty network namespace
- *   unless it has a network grant (then the host's, or with `--netns pasta` its own reached
- *   through pasta: netns.ts); task, file-size and core limits (prlimit); inside, setpriv switches to the guest's own uid and gid, drops every capability
+ *   unless it has a network grant (then its own reached over a veth pair, or through pasta, or
+ *   with `--netns host` the host's: netns.ts); task, file-size and core limits (prlimit); inside, setpriv switches to the guest's own uid and gid, drops every capability
  *   (effective, permitted, inheritable, bounding, ambient) and sets no_new_privs; bubblewrap
  *   installs the seccomp allow-list (seccomp.ts) before that;
  * - without root: the same view through an unprivileged user namespace (the caller's uid, no
@@ -61,7 +61,8 @@ function retryMs(): number {
   return Number.isInteger(v) && v >= 0 ? v : RETRY_MS;
 }
 
-function tool(name: string): string | null {
+/** Where a system tool is installed, or null. */
+export function tool(name: string): string | null {
   for (const dir of ['/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
     const p = path.join(dir, name);
     if (fs.existsSync(p)) return p;
@@ -122,10 +123,10 @@ export const PROBE_UID = 2046885887;
 /** What the isolation module tells the report about one wall (besides the wall itself). */
 export interface WallFacts {
   /**
-   * Its network namespace: 'empty' (no network grant), 'pasta' (its own, forwarded by pasta as
-   * `ports` say), 'host' (a network grant where pasta cannot be used: `hostWhy` says why).
+   * Its network namespace: 'empty' (no network grant), 'veth' or 'pasta' (its own, reached as
+   * `ports` say), 'host' (a network grant that keeps the host's: `hostWhy` says why).
    */
-  network: { ns: 'empty' } | { ns: 'pasta'; ports: NetworkPorts } | { ns: 'host'; hostWhy: string };
+  network: { ns: 'empty' } | { ns: 'veth' | 'pasta'; ports: NetworkPorts } | { ns: 'host'; hostWhy: string };
   limits: WallLimits;
   /** The task limit is a pids cgroup (else RLIMIT_NPROC where `limits.tasks`, else none). */
   pidsCgroup: boolean;
@@ -166,7 +167,9 @@ function networkPart(n: WallFacts['network']): string {
   if (n.ns === 'empty') return 'an empty network namespace of its own';
   if (n.ns === 'host') return "the host's network namespace (the network grant's kernel layer filters it)";
   const list = (ps: number[]) => (ps.length === 0 ? 'none' : ps.join(', '));
-  return `a network namespace of its own (/proc/net shows only its sockets), reached through pasta in its cgroup: host ports [${list(n.ports.listen)}] forwarded in, loopback ports [${list(n.ports.loopback)}] out to the host's loopback${n.ports.udp ? ', TCP and UDP' : ', TCP only'}`;
+  const l4 = n.ports.udp ? ', TCP and UDP' : ', TCP only';
+  if (n.ns === 'veth') return `a network namespace of its own (/proc/net shows only its sockets), reached over a veth pair with the network grant's nftables allow-list inside it: host ports [${list(n.ports.listen)}] redirected in, loopback ports [${list(n.ports.loopback)}] routed out to the host's loopback${l4}`;
+  return `a network namespace of its own (/proc/net shows only its sockets), reached through pasta in its cgroup: host ports [${list(n.ports.listen)}] forwarded in, loopback ports [${list(n.ports.loopback)}] out to the host's loopback${l4}`;
 }
 
 /** Top-level links of a merged /usr (kept as links in the view, so library paths resolve). */
@@ -208,10 +211,10 @@ export interface WallSpec {
   /** Device nodes bound into the wall's otherwise minimal /dev, where they exist (a gpu grant's). */
   devices?: string[];
   /**
-   * true: keep the host's network namespace; ports: a namespace of its own reached through pasta
-   * (root mode only, netns.ts); default: an empty one of its own.
+   * true: keep the host's network namespace; an object: a namespace of its own reached over a veth
+   * pair or through pasta (root mode only, netns.ts); default: an empty one of its own.
    */
-  network?: boolean | PastaNetwork;
+  network?: boolean | OwnNetwork;
   /**
    * Bind the machine's /usr (and any /lib* that is not a link into it): a gpu grant's driver
    * stack (Vulkan/EGL loaders, Mesa or NVIDIA libraries, their ICD files) is loaded at run time and
@@ -300,20 +303,20 @@ export function wallCommand(w: Wall, s: WallSpec): string[] {
   const limits = s.limits ?? DEFAULT_LIMITS;
   const prlimit = [w.prlimit, '--core=0', `--fsize=${limits.fileBytes}`, ...(limits.tasks === null ? [] : [`--nproc=${limits.tasks}`]), '--'];
   if (w.mode !== 'root') {
-    // pasta would have to run as the caller inside its user namespace: not done in this version (isolation module).
-    if (typeof s.network === 'object') throw new TypeError('a pasta network namespace needs the root wall'); // programmer error
+    // Its own connected namespace would have to be made as the caller inside its user namespace: not done in this version (isolation module).
+    if (typeof s.network === 'object') throw new TypeError('a connected network namespace needs the root wall'); // programmer error
     return [...prlimit, w.bwrap, ...bwrapArgs(w, s, null)];
   }
-  const ports = typeof s.network === 'object' ? s.network : null;
-  // With pasta: bubblewrap reports to and waits on the wall's shell (netns.ts), which reports to `infoFd`.
-  const bwrap = [w.bwrap, ...bwrapArgs(w, ports === null ? s : { ...s, infoFd: PASTA_FD.info }, TMP_STAGE, ports === null ? null : PASTA_FD.block)];
-  const pasta = ports === null ? [] : ['/bin/sh', '-c', PASTA_SHELL, 'sh', ports.pasta, ...portArgs(ports.ports), ...counted(pastaArgs())];
-  if (ports !== null && s.infoFd !== 4) throw new TypeError('the pasta shell reports on fd 4'); // programmer error: GUEST_HOST_FD.report
-  return [w.unshare, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NOEXEC_MOUNTS, 'sh', TMP_STAGE, String(limits.tmpBytes), String(s.rw.length), ...s.rw, ...prlimit, ...pasta, ...bwrap];
+  const own = typeof s.network === 'object' ? s.network : null;
+  // With its own namespace: bubblewrap reports to and waits on the wall's shell (netns.ts), which reports to `infoFd`.
+  const bwrap = [w.bwrap, ...bwrapArgs(w, own === null ? s : { ...s, infoFd: NS_FD.info }, TMP_STAGE, own === null ? null : NS_FD.block)];
+  const shell = own === null ? [] : own.kind === 'veth' ? ['/bin/sh', '-c', VETH_SHELL, 'sh', ...vethArgs(own)] : ['/bin/sh', '-c', PASTA_SHELL, 'sh', own.pasta, ...portArgs(own.ports), ...counted(pastaArgs())];
+  if (own !== null && s.infoFd !== 4) throw new TypeError('the network shell reports on fd 4'); // programmer error: GUEST_HOST_FD.report
+  return [w.unshare, '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', NOEXEC_MOUNTS, 'sh', TMP_STAGE, String(limits.tmpBytes), String(s.rw.length), ...s.rw, ...prlimit, ...shell, ...bwrap];
 }
 
-/** The FIFOs between bubblewrap and the pasta shell (free: 3-7 are the guest host's, GUEST_HOST_FD). */
-const PASTA_FD = { info: 8, block: 9 } as const;
+/** The FIFOs between bubblewrap and the network shell (free: 3-7 are the guest host's, GUEST_HOST_FD). */
+const NS_FD = { info: 8, block: 9 } as const;
 
 function counted(args: string[]): string[] {
   return [String(args.length), ...args];

@@ -3,7 +3,8 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { parseConnectTarget, type NetworkGrant } from '@lowcloud/api';
 import { DEFAULT_LIMITS, isolationReport, type Wall, type WallFacts } from './isolation.js';
-import { namespacePorts, PASTA_SHELL, pastaArgs } from './netns.js';
+import { allowList } from './firewall.js';
+import { namespacePorts, PASTA_SHELL, pastaArgs, VETH_SHELL, vethScripts } from './netns.js';
 
 const ports = (g: NetworkGrant) => namespacePorts({ listen: g.listen, connect: g.connect.map((t) => parseConnectTarget(t)), udp: g.udp === true });
 
@@ -24,6 +25,42 @@ describe("namespacePorts: what pasta forwards for a network grant", () => {
     const shell = PASTA_SHELL;
     for (const opt of ['--tcp-ports', '--tcp-ns', '--udp-ports', '--udp-ns']) expect(shell).toContain(opt);
     expect(pastaArgs()).toEqual(expect.arrayContaining(['--no-map-gw', '--netns-only']));
+  });
+});
+
+describe('vethScripts: what the wall shell loads for a veth namespace', () => {
+  const grant = { listen: [7100], connect: ['127.0.0.1:7101', '10.0.0.6:5432', 'db.internal:5433'], udp: false };
+  const access = { listen: grant.listen, connect: grant.connect.map((t) => parseConnectTarget(t)), udp: false };
+  const v = vethScripts({ kind: 'veth', ports: ports(grant), loopbackNameservers: ['127.0.0.53'], rules: allowList(access, ['127.0.0.53']) });
+
+  it("the host's table sends the host's own addresses at a listen port to the guest, and only those", () => {
+    expect(v.hostNft).toContain('chain pre { type nat hook prerouting priority dstnat; fib daddr type local meta l4proto { tcp } th dport { 7100 } dnat to @G@; }');
+    expect(v.hostNft).toContain('chain out { type nat hook output priority -100; fib daddr type local meta l4proto { tcp } th dport { 7100 } dnat to @G@; }');
+    // Replaced, not added to, when a killed shell left one under the same interface name.
+    expect(v.hostNft.split('\n').slice(0, 3)).toEqual(['table ip lowcloud_veth_@HIF@ {', '}', 'delete table ip lowcloud_veth_@HIF@']);
+  });
+
+  it('inside, only the granted loopback ports (and the loopback nameserver at 53) are routed out of 127.0.0.0/8, before the local table', () => {
+    const lines = v.nsIp.split('\n');
+    expect(lines.filter((l) => l.startsWith('rule add pref 100 '))).toEqual([
+      'rule add pref 100 to 127.0.0.0/8 ipproto tcp dport 5433 table 100',
+      'rule add pref 100 to 127.0.0.0/8 ipproto tcp dport 7101 table 100',
+      'rule add pref 100 to 127.0.0.53/32 ipproto udp dport 53 table 100',
+      'rule add pref 100 to 127.0.0.53/32 ipproto tcp dport 53 table 100',
+    ]);
+    expect(lines.slice(-2)).toEqual(['rule add pref 1000 table local', 'rule del pref 0 table local']);
+  });
+
+  it("inside, the grant's allow-list filters every socket, and a listen port reached over the pair is the namespace's 127.0.0.1", () => {
+    expect(v.nsNft).toContain('ip daddr 127.0.0.1 tcp dport 7101 accept; ip daddr 10.0.0.6 tcp dport 5432 accept; tcp dport 5433 accept;');
+    expect(v.nsNft).toContain('chain output { type filter hook output priority 0; policy accept; jump guest_out; }');
+    expect(v.nsNft).toContain('iifname "eth0" meta l4proto { tcp } th dport { 7100 } dnat to 127.0.0.1;');
+    expect(v.nsNft).not.toContain('udp dport 7100');
+  });
+
+  it('the shell puts the interface and its addresses in, and removes the host table when the wall ends', () => {
+    expect(VETH_SHELL).toContain('sed "s/@HIF@/$hif/g; s/@H@/$h/g; s/@G@/$g/g"');
+    expect(VETH_SHELL.split('\n').at(-2)).toBe('nft delete table ip "lowcloud_veth_$hif" 2>/dev/null');
   });
 });
 
@@ -51,6 +88,12 @@ describe('the isolation report line of a network-granted guest host', () => {
     const r = isolationReport(wall, '', 2046820352, facts({ ns: 'host', hostWhy: 'pasta is not installed (Debian/Ubuntu package passt)' }));
     expect(r[0]?.mechanism).toContain("the host's network namespace (the network grant's kernel layer filters it)");
     expect(r).toContainEqual({ level: 'advisory', mechanism: "/proc/net in the guest host lists the host's sockets (the agent's, other guests'): its network grant keeps the host's network namespace because pasta is not installed (Debian/Ubuntu package passt)" });
+  });
+
+  it('its own namespace over a veth pair is said with what is redirected and routed, and no advisory line', () => {
+    const r = isolationReport(wall, '', 2046820352, facts({ ns: 'veth', ports: { listen: [7100], loopback: [7101], udp: true } }));
+    expect(r[0]?.mechanism).toContain("a network namespace of its own (/proc/net shows only its sockets), reached over a veth pair with the network grant's nftables allow-list inside it: host ports [7100] redirected in, loopback ports [7101] routed out to the host's loopback, TCP and UDP");
+    expect(r.some((l) => l.level === 'advisory')).toBe(false);
   });
 
   it('its own namespace through pasta is said with what is forwarded, and no advisory line', () => {

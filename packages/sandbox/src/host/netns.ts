@@ -4,27 +4,45 @@ import type { NetworkAccess } from '@lowcloud/api';
 import { parseIp } from '../common/ip.js';
 
 /**
- * The network namespace of a guest host with a network grant (issue 17), when asked for
- * (`lowcloud agent --netns pasta`; why it is not the default: grants/isolation.ts). Its own, like the empty
+ * The network namespace of a guest host with a network grant (issue 17). Its own, like the empty
  * one of a guest host without the grant, so that `/proc/net` inside shows only its own sockets and
- * no abstract socket of the host; reached only through pasta (Debian's `passt` package), which
- * attaches to it before any guest code runs:
+ * no abstract socket of the host is reachable; the wall's shell connects it before any guest code
+ * runs, in one of two ways (`lowcloud agent --netns veth|pasta|host`):
  *
+ * **veth (default)**: a veth pair, `lcv<i>` on the host and `eth0` inside, with addresses from
+ * 169.254.0.0/17 (a /30 per guest host; `i` is the first free interface name, so a name taken is
+ * the lock and the kernel removes the pair with the namespace). No proxy: every packet is the
+ * kernel's, so a connect to a port nobody listens on is refused as in the host's namespace.
+ * - the granted listen ports: the host's table `lowcloud_veth_lcv<i>` redirects the host's own
+ *   addresses at those ports (127.0.0.1 included) to the guest's address, and inside they are
+ *   redirected to its 127.0.0.1 (a guest that binds 127.0.0.1 is reached as before);
+ * - granted loopback targets (another guest at 127.0.0.1:7101, a nameserver at 127.0.0.53): policy
+ *   routing inside sends 127.0.0.0/8 at those ports (and those only) out over the pair, where the
+ *   host delivers them to its loopback (`route_localnet` on `lcv<i>` alone), or to the guest that
+ *   listens on that port through its own table;
+ * - other targets: routed by the host (forwarding on `lcv<i>` alone, which is the input interface
+ *   whose setting the kernel checks) and masqueraded as the host's address;
+ * - the network grant's nftables allow-list is loaded inside the namespace, where it sees every
+ *   packet of the guest host before any address is rewritten (the cgroup's table on the host sees
+ *   none of them: they are another namespace's).
+ * IPv4 only: a grant that names an IPv6 target keeps the host's namespace (grants/isolation.ts).
+ * Reaching a listen port from other machines needs forwarding on the interface they come in by
+ * (the operator's choice: docs/security.md); the machine itself and its guests reach it always.
+ *
+ * **pasta**: Debian's `passt`, attached to the namespace; it forwards by proxying each connection:
  * - the granted listen ports are bound on the host by pasta and forwarded into the namespace
  *   (`-t`, `-u`): the agent, other guests and tests reach them at the host's 127.0.0.1 as before;
  * - the ports of granted loopback targets (another guest at 127.0.0.1:7101) are bound on the
  *   namespace's loopback and forwarded to the host's loopback (`-T`, `-U`); nothing else of the
  *   host's loopback is reachable (no `auto`, no gateway mapped to it: `--no-map-gw`);
  * - other targets go out through pasta's tap device, as connections pasta makes on the host.
+ * pasta runs in the guest's cgroups: every socket it opens for the guest host is filtered by the
+ * network grant's nftables table (firewall.ts) on the host, and its memory and tasks count against
+ * the guest's. It accepts a connection before it knows its target is up and resets it after: a
+ * client cannot tell a refused connect from a dead peer. It costs ~2.5x the veth pair per start
+ * (docs/performance.md).
  *
- * pasta is started by the wall's own shell, which the launcher already moved into the guest's
- * cgroups: every socket it opens for the guest host is in the guest's cgroup, so the network
- * grant's nftables table (firewall.ts) filters them as it filtered the guest host's own, and its
- * memory and tasks count against the guest's. It is paid once per guest host, not per call.
- *
- * Measured alternative (docs/performance.md): a veth pair with nftables inside the namespace costs
- * less per start but needs forwarding, NAT and route_localnet on the host for loopback and outside
- * targets: host-wide settings a guest's start should not change.
+ * Both are paid once per guest host, not per call.
  */
 export interface NetworkPorts {
   /** Host ports forwarded into the namespace: the listen grant. */
@@ -36,9 +54,25 @@ export interface NetworkPorts {
 
 /** A guest host's own namespace as the wall makes it: the pasta binary and its forwarding. */
 export interface PastaNetwork {
+  kind: 'pasta';
   pasta: string;
   ports: NetworkPorts;
 }
+
+/** A guest host's own namespace reached over a veth pair: its forwarding and the allow-list loaded inside. */
+export interface VethNetwork {
+  kind: 'veth';
+  ports: NetworkPorts;
+  /** Nameservers on the host's loopback (127.0.0.53) a guest granted a named host asks: routed out too. */
+  loopbackNameservers: string[];
+  /** The network grant's rules (firewall.ts allowList), for the namespace's own filter. */
+  rules: { out: string[]; in: string[] };
+}
+
+export type OwnNetwork = PastaNetwork | VethNetwork;
+
+/** How a network-granted guest host's namespace is made (`lowcloud agent --netns`): see above. */
+export type NetnsMode = 'veth' | 'pasta' | 'host';
 
 /** Where the pasta binary is, or null (package passt not installed). */
 export function pastaBinary(): string | null {
@@ -111,13 +145,128 @@ export function portArgs(ports: NetworkPorts): string[] {
   return [list(ports.listen), list(ports.loopback), ports.udp ? '1' : '0'];
 }
 
+/** The interfaces of veth namespaces on the host: `lcv<i>`, i < VETH_SLOTS (a /30 each of 169.254.0.0/17). */
+export const VETH_PREFIX = 'lcv';
+const VETH_SLOTS = 8192;
+/** The host's table of a veth namespace (its listen ports, its masquerade), named after its interface. */
+export const VETH_TABLE_PREFIX = 'lowcloud_veth_';
+
 /**
- * The wall's shell when the guest host gets a namespace through pasta (root mode, run inside the
- * wall's private mount namespace and the guest's cgroups): bubblewrap reports the pid on a FIFO
- * (`--info-fd 8`) and waits on another (`--block-fd 9`) before it runs anything; pasta attaches
- * to that pid's namespace and returns once it is configured; only then is the pid reported to the
- * host (fd 4, `ready`) and bubblewrap let go. A pasta that fails means `refused` and no guest code.
- * Arguments: pasta, portArgs, the number of its options, the options, then the bubblewrap command.
+ * What the wall's shell runs for a veth namespace, with `@HIF@` (the host's interface), `@H@` (its
+ * address) and `@G@` (the guest's) put in once the interface is made: the host's nftables table,
+ * the namespace's `ip -batch` and the namespace's nftables rules.
+ */
+export function vethScripts(n: VethNetwork): { hostNft: string; nsIp: string; nsNft: string } {
+  const { listen, loopback, udp } = n.ports;
+  const l4 = udp ? 'tcp, udp' : 'tcp';
+  const redirect = (to: string) => (listen.length === 0 ? '' : ` fib daddr type local meta l4proto { ${l4} } th dport { ${listen.join(', ')} } dnat to ${to};`);
+  const table = `${VETH_TABLE_PREFIX}@HIF@`;
+  const hostNft = [
+    // Made, then deleted, then made again in one transaction: a table left by a wall shell that was
+    // killed (same interface name, an earlier guest host) is replaced, not added to.
+    `table ip ${table} {`,
+    '}',
+    `delete table ip ${table}`,
+    `table ip ${table} {`,
+    `  chain pre { type nat hook prerouting priority dstnat;${redirect('@G@')} }`,
+    `  chain out { type nat hook output priority -100;${redirect('@G@')} }`,
+    // The host's loopback answering into the pair needs an address the guest can answer; the guest
+    // going out to the world, the host's.
+    `  chain post { type nat hook postrouting priority srcnat; oifname "@HIF@" ip saddr 127.0.0.0/8 masquerade; ip saddr @G@ oifname != "${VETH_PREFIX}*" masquerade; }`,
+    '}',
+  ].join('\n');
+  const protos = udp ? ['tcp', 'udp'] : ['tcp'];
+  const nsIp = [
+    'link set lo up',
+    'addr add @G@/30 dev eth0',
+    'link set eth0 up',
+    'route add default via @H@ dev eth0',
+    // 127.0.0.0/8 at the granted loopback ports (and the loopback nameservers' port 53) goes out over
+    // the pair; everything else of it stays the namespace's own. The rules must come before the
+    // local table's, which is moved from 0 to 1000 for that.
+    'route add 127.0.0.0/8 via @H@ dev eth0 onlink table 100',
+    ...loopback.flatMap((port) => protos.map((p) => `rule add pref 100 to 127.0.0.0/8 ipproto ${p} dport ${port} table 100`)),
+    ...n.loopbackNameservers.flatMap((ns) => ['udp', 'tcp'].map((p) => `rule add pref 100 to ${ns}/32 ipproto ${p} dport 53 table 100`)),
+    'rule add pref 1000 table local',
+    'rule del pref 0 table local',
+  ].join('\n');
+  const nsNft = [
+    // A listen port reached over the pair is the namespace's 127.0.0.1 at that port: a guest that
+    // binds 127.0.0.1 is reached as it was in the host's namespace.
+    ...(listen.length === 0 ? [] : ['table ip lowcloud_nat {', `  chain pre { type nat hook prerouting priority dstnat; iifname "eth0" meta l4proto { ${l4} } th dport { ${listen.join(', ')} } dnat to 127.0.0.1; }`, '}']),
+    // The grant's allow-list, as firewall.ts loads it on the host, for every socket in here.
+    'table inet lowcloud {',
+    `  chain guest_out { ct state established,related accept; ${n.rules.out.map((r) => `${r}; `).join('')}reject; }`,
+    `  chain guest_in { ct state established,related accept; ${n.rules.in.map((r) => `${r}; `).join('')}reject; }`,
+    '  chain output { type filter hook output priority 0; policy accept; jump guest_out; }',
+    '  chain input { type filter hook input priority 0; policy accept; jump guest_in; }',
+    '}',
+  ].join('\n');
+  return { hostNft, nsIp, nsNft };
+}
+
+/** The wall's shell arguments for a veth namespace (VETH_SHELL). */
+export function vethArgs(n: VethNetwork): string[] {
+  const { hostNft, nsIp, nsNft } = vethScripts(n);
+  return [hostNft, nsIp, nsNft];
+}
+
+/**
+ * The start both shells share (run inside the wall's private mount namespace and the guest's
+ * cgroups): bubblewrap reports the pid on a FIFO (`--info-fd 8`) and waits on another
+ * (`--block-fd 9`) before it runs anything. A shell then connects that pid's namespace, and only
+ * then reports the pid to the host (fd 4, `ready`) and lets bubblewrap go. A namespace that cannot
+ * be connected means `refused` and no guest code.
+ */
+const NS_START = [
+  'refuse() { printf \'{"type": "refused", "message": "%s"}\\n\' "$(printf %s "$1" | tr -d \'"\\\\\' | tr \'\\n\' \' \')" >&4; }',
+  // The FIFOs (and pasta's pid file) live on a tmpfs of this private mount namespace: nothing is left on the host.
+  'd=/run/lowcloud-net',
+  'mkdir -p "$d" && mount -t tmpfs -o mode=0700,size=64k lowcloud-net "$d" && mkfifo "$d/info" "$d/block" || { refuse "could not make the FIFOs for the network namespace in $d"; exit 125; }',
+  // A background job reads /dev/null unless told otherwise: the guest host keeps this stdin.
+  // (dash has fds 0-9 only; 3-7 are the guest host's: its saved stdin is 9 until the FIFOs take 8 and 9.)
+  'exec 9<&0',
+  '"$@" 0<&9 8>"$d/info" 9<"$d/block" &',
+  'w=$!',
+  'exec 9<&- 8<"$d/info" 9>"$d/block"',
+  'pid=""; while IFS= read -r line <&8; do case $line in *child-pid*) pid=${line##*:}; pid=${pid%%,*}; pid=$(echo $pid); break;; esac; done',
+  // bubblewrap failed before its child (it said why on stderr): its status is the wall's.
+  '[ -n "$pid" ] || { exec 8<&- 9>&-; wait "$w"; exit $?; }',
+];
+
+/** Reports the guest host ready, lets bubblewrap go and waits for the wall to end. */
+const NS_RUN = ['printf \'{"type": "ready", "pid": %s}\\n\' "$pid" >&4', 'echo go >&9; exec 8<&- 9>&-', 'wait "$w"; rc=$?'];
+
+/**
+ * The wall's shell for a veth namespace. Arguments: the three scripts of vethScripts, then the
+ * bubblewrap command. The interface name is the lock: `ip link add` fails with "File exists" for
+ * one taken, and the next is tried (from the pid's slot, so that starts rarely collide).
+ */
+export const VETH_SHELL = [
+  'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
+  'hostnft=$1; nsip=$2; nsnft=$3; shift 3',
+  ...NS_START,
+  'fail() { refuse "$1: $(head -c 300 "$d/err" | tr \'\\n\' \' \')"; kill -KILL "$pid" "$w" 2>/dev/null; wait "$w"; exit 125; }',
+  `i=$((pid % ${VETH_SLOTS})); k=0`,
+  `until ip link add "${VETH_PREFIX}$i" type veth peer name eth0 netns "$pid" 2>"$d/err"; do grep -q "File exists" "$d/err" && [ "$k" -lt ${VETH_SLOTS} ] || fail "could not make the guest host's veth pair"; i=$(((i + 1) % ${VETH_SLOTS})); k=$((k + 1)); done`,
+  `hif=${VETH_PREFIX}$i; a=$((i * 4)); net=169.254.$((a / 256)); h=$net.$((a % 256 + 1)); g=$net.$((a % 256 + 2))`,
+  'sub() { printf "%s\\n" "$1" | sed "s/@HIF@/$hif/g; s/@H@/$h/g; s/@G@/$g/g" >"$2"; }',
+  'sub "$hostnft" "$d/host.nft"; sub "$nsip" "$d/ns.ip"; sub "$nsnft" "$d/ns.nft"',
+  'c=/proc/sys/net; echo 1 >$c/ipv6/conf/$hif/disable_ipv6 2>/dev/null',
+  '{ echo 1 >$c/ipv4/conf/$hif/route_localnet && echo 1 >$c/ipv4/conf/$hif/forwarding && ip addr add "$h/30" dev "$hif" && ip link set "$hif" up; } 2>"$d/err" || fail "could not set up $hif"',
+  `nft -f "$d/host.nft" 2>"$d/err" || fail "nft refused the host's rules for $hif"`,
+  // Inside: the namespace's own sysctls (route_localnet lets 127.0.0.0/8 cross the pair), routes and rules.
+  'nsenter --net="/proc/$pid/ns/net" sh -c \'echo 1 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null; echo 1 >/proc/sys/net/ipv4/conf/eth0/route_localnet && ip -batch "$1" && nft -f "$2"\' sh "$d/ns.ip" "$d/ns.nft" 2>"$d/err" || { nft delete table ip "' + VETH_TABLE_PREFIX + '$hif" 2>/dev/null; fail "could not set up the guest host\'s network namespace"; }',
+  ...NS_RUN,
+  // The pair goes with the namespace; the host's table is this shell's to remove.
+  `nft delete table ip "${VETH_TABLE_PREFIX}$hif" 2>/dev/null`,
+  'exit $rc',
+].join('\n');
+
+/**
+ * The wall's shell when the guest host gets a namespace through pasta (NS_START): pasta attaches to
+ * the pid's namespace and returns once it is configured. Arguments: pasta, portArgs, the number of
+ * its options, the options, then the bubblewrap command.
  */
 export const PASTA_SHELL = [
   'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
@@ -132,29 +281,15 @@ export const PASTA_SHELL = [
   'fwd() { fin=""; fout=""; for p in $(echo "$2" | tr , " "); do [ "$p" = none ] && continue; if held "$1" "$p" "$3"; then fout="$fout,$p"; else fin="$fin,$p"; fi; done; for p in $(echo "$loopback" | tr , " "); do [ "$p" = none ] || fout="$fout,$p"; done; fin=${fin#,}; fout=${fout#,}; echo "${fin:-none} ${fout:-none}"; }',
   'set -- $(fwd "/proc/net/tcp /proc/net/tcp6" "$listen" 0A) "$@"; opts="$opts --tcp-ports $1 --tcp-ns $2"; shift 2',
   'if [ "$udp" = 1 ]; then set -- $(fwd "/proc/net/udp /proc/net/udp6" "$listen" "") "$@"; opts="$opts --udp-ports $1 --udp-ns $2"; shift 2; else opts="$opts --udp-ports none --udp-ns none"; fi',
-  'refuse() { printf \'{"type": "refused", "message": "%s"}\\n\' "$(printf %s "$1" | tr -d \'"\\\\\' | tr \'\\n\' \' \')" >&4; }',
-  // The FIFOs and pasta's pid file live on a tmpfs of this private mount namespace: nothing is left on the host.
-  'd=/run/lowcloud-net',
-  'mkdir -p "$d" && mount -t tmpfs -o mode=0700,size=64k lowcloud-net "$d" && mkfifo "$d/info" "$d/block" || { refuse "could not make the FIFOs for pasta in $d"; exit 125; }',
-  // A background job reads /dev/null unless told otherwise: the guest host keeps this stdin.
-  // (dash has fds 0-9 only; 3-7 are the guest host's: its saved stdin is 9 until the FIFOs take 8 and 9.)
-  'exec 9<&0',
-  '"$@" 0<&9 8>"$d/info" 9<"$d/block" &',
-  'w=$!',
-  'exec 9<&- 8<"$d/info" 9>"$d/block"',
-  'pid=""; while IFS= read -r line <&8; do case $line in *child-pid*) pid=${line##*:}; pid=${pid%%,*}; pid=$(echo $pid); break;; esac; done',
-  // bubblewrap failed before its child (it said why on stderr): its status is the wall's.
-  '[ -n "$pid" ] || { exec 8<&- 9>&-; wait "$w"; exit $?; }',
+  ...NS_START,
   // The namespace is opened here: pasta drops CAP_SYS_PTRACE before it opens its path, and
   // bubblewrap's child is not dumpable. The launcher ignores SIGPIPE, and a shell cannot undo that; pasta takes an ignored SIGPIPE for a failed signal().
   'if ! env --default-signal=PIPE "$pasta" $opts --pid "$d/pasta.pid" --netns /proc/self/fd/9 </dev/null >/dev/null 2>"$d/err" 3<&- 4>&- 5<&- 6<&- 7>&- 8<&- 9<"/proc/$pid/ns/net"; then',
   '  refuse "pasta (package passt) could not attach to the guest host\'s network namespace: $(head -c 300 "$d/err")"; kill -KILL "$pid" "$w" 2>/dev/null; wait "$w"; exit 125',
   'fi',
-  'printf \'{"type": "ready", "pid": %s}\\n\' "$pid" >&4',
-  'echo go >&9; exec 8<&- 9>&-',
-  // pasta holds the namespace itself, so it would never see it go: it ends with the guest host.
-  'wait "$w"; rc=$?',
-  // ... and its host ports are free again once the wall has ended (a restart binds them at once).
+  ...NS_RUN,
+  // pasta holds the namespace itself, so it would never see it go: it ends with the guest host,
+  // and its host ports are free again once the wall has ended (a restart binds them at once).
   'p=$(cat "$d/pasta.pid" 2>/dev/null); if [ -n "$p" ] && kill "$p" 2>/dev/null; then k=0; while [ $k -lt 100 ] && [ -e "/proc/$p" ] && ! grep -q "^$p ([^)]*) Z" "/proc/$p/stat" 2>/dev/null; do sleep 0.02; k=$((k+1)); done; fi',
   'exit $rc',
 ].join('\n');

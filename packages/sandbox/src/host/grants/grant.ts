@@ -3,6 +3,7 @@ import type { GuestOptions } from '../../types.js';
 import type { BinaryKind } from '../../wasm/module.js';
 import type { CgroupLimits, GuestCgroup } from '../cgroup.js';
 import type { Wall, WallLimits, WallSpec } from '../isolation.js';
+import type { NetnsMode } from '../netns.js';
 
 /**
  * One module per grant (and one for the wall around the guest host): each turns its typed grant
@@ -33,8 +34,8 @@ export interface SetUpContext {
   readonly wall: boolean;
   /** A guest that cannot be walled must not start (the agent, unless --allow-unwalled). */
   readonly requireWall: boolean;
-  /** A network-granted guest host's namespace: the host's, or its own through pasta (HostTuning.netns). */
-  readonly netns: 'host' | 'pasta';
+  /** A network-granted guest host's namespace: its own over a veth pair or through pasta, or the host's (HostTuning.netns). */
+  readonly netns: NetnsMode;
   readonly caps: Capabilities;
   /** Unique name of the guest host: its cgroup directory, its nftables table. */
   readonly name: string;

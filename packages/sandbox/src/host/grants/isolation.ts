@@ -1,7 +1,9 @@
 import { GrantUnavailableError } from '../../errors.js';
-import type { NetworkAccess } from '@lowcloud/api';
+import { formatConnectTarget, type NetworkAccess } from '@lowcloud/api';
 import { DEFAULT_LIMITS, GUEST_TASKS, isolationReport, probeWall, type Wall, type WallFacts, type WallLimits } from '../isolation.js';
-import { namespacePorts, pastaBinary } from '../netns.js';
+import { allowList, nftBinary, systemNameservers } from '../firewall.js';
+import { namespacePorts, pastaBinary, type NetnsMode, type OwnNetwork } from '../netns.js';
+import { tool } from '../isolation.js';
 import { gpuDeviceNodes } from './gpu.js';
 import type { GrantModule } from './grant.js';
 
@@ -17,21 +19,32 @@ function fileLimit(disk: number | undefined): number {
 }
 
 /**
- * The network namespace of a walled guest host. A network grant gets one of its own through pasta
- * only when asked (`lowcloud agent --netns pasta`, `lowcloud run --netns pasta`): pasta accepts a connection
- * on its side before it knows whether the target is up, and resets it after, which a client that
- * relies on a refused connect cannot tell from a dead peer (examples/kv-cluster's load balancer
- * then waits forever on the client it serves). Otherwise, and where pasta is not installed, it
- * keeps the host's namespace and says so in an advisory line, rather than refusing: the grant's two
- * filtering layers hold either way; what the host's namespace adds is that /proc/net there lists
- * the host's sockets.
+ * The network namespace of a walled guest host with a network grant: its own (netns.ts), reached
+ * over a veth pair by default (`lowcloud agent --netns veth`), through pasta when asked
+ * (`--netns pasta`), or the host's when asked (`--netns host`). The host's is kept, with an
+ * advisory line, also where its own cannot be made: the user-namespace wall, a tool missing, an
+ * IPv6 target over veth. The grant's two filtering layers hold either way; what the host's
+ * namespace adds is that /proc/net there lists the host's sockets.
  */
-function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, asked: 'host' | 'pasta'): WallFacts['network'] {
-  if (!granted) return { ns: 'empty' };
-  if (asked !== 'pasta') return { ns: 'host', hostWhy: 'its own namespace through pasta is not turned on (lowcloud agent --netns pasta; off by default: pasta accepts a connection before its target is known up, see docs/security.md)' };
-  if (wall?.mode !== 'root') return { ns: 'host', hostWhy: 'pasta is used by the root wall only in this version (not in a user namespace)' };
-  if (pastaBinary() === null) return { ns: 'host', hostWhy: 'pasta is not installed (Debian/Ubuntu package passt)' };
-  return { ns: 'pasta', ports: namespacePorts(grant) };
+function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, asked: NetnsMode): { facts: WallFacts['network']; own: OwnNetwork | null } {
+  const host = (hostWhy: string) => ({ facts: { ns: 'host', hostWhy } as const, own: null });
+  if (!granted) return { facts: { ns: 'empty' }, own: null };
+  if (asked === 'host') return host('the agent was asked to keep it (lowcloud agent --netns host)');
+  if (wall?.mode !== 'root') return host('a namespace of its own is made by the root wall only in this version (not in a user namespace)');
+  const ports = namespacePorts(grant);
+  if (asked === 'pasta') {
+    const pasta = pastaBinary();
+    if (pasta === null) return host('pasta is not installed (Debian/Ubuntu package passt)');
+    return { facts: { ns: 'pasta', ports }, own: { kind: 'pasta', pasta, ports } };
+  }
+  if (nftBinary() === null || tool('ip') === null || tool('nsenter') === null) return host('its veth pair needs ip (iproute2), nsenter (util-linux) and nft (nftables), and one is not installed');
+  const v6 = grant.connect.find((t) => ((t.kind === 'address' || t.kind === 'cidr') && t.family === 6) || (t.kind === 'process' && t.address?.includes(':') === true));
+  if (v6 !== undefined) return host(`its grant names an IPv6 target (${formatConnectTarget(v6)}), which the veth pair does not route in this version (IPv4 only; lowcloud agent --netns pasta routes both)`);
+  const nameservers = systemNameservers();
+  return {
+    facts: { ns: 'veth', ports },
+    own: { kind: 'veth', ports, loopbackNameservers: nameservers.filter((ns) => ns.startsWith('127.')), rules: allowList(grant, nameservers) },
+  };
 }
 
 /**
@@ -60,7 +73,7 @@ export const isolation: GrantModule<null> = {
     const devices = options.grants.gpu === undefined ? [] : gpuDeviceNodes();
     // A network only for a component granted some of it (preview1 has no sockets at all).
     const granted = kind === 'component' && (network.listen.length > 0 || network.connect.length > 0);
-    const facts = wallNetwork(granted, wall, network, netns);
+    const { facts, own } = wallNetwork(granted, wall, network, netns);
     const pidsCgroup = cgroup?.dirs.pids !== undefined;
     // RLIMIT_NPROC counts every task of a uid on the machine: only for a uid that is the guest's own.
     const ownUid = wall?.mode === 'root' && uid !== 0 && uid !== mine;
@@ -73,7 +86,7 @@ export const isolation: GrantModule<null> = {
     // Where the caller requires the wall, an unwalled guest runs by its own opt-in: its report says so.
     const why = wall === null && allowed && requireWall ? `${reason}; it runs unwalled by its own opt-in, allowUnwalled in the infra file` : reason;
     const report = isolationReport(wall, why, uid, { network: facts, limits, pidsCgroup, userland: options.grants.gpu !== undefined });
-    const net = facts.ns === 'empty' ? false : facts.ns === 'host' ? true : { pasta: pastaBinary() as string, ports: facts.ports };
+    const net = own ?? facts.ns === 'host';
     return { report, record: null, wall: { wall, uid, devices, network: net, limits, userland: options.grants.gpu !== undefined } };
   },
   reattach: () => ({ report: [], record: null }),
