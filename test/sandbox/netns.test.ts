@@ -199,3 +199,24 @@ describe("the veth namespace keeps the kernel's TCP: a guest reaches a guest, an
     }
   });
 });
+
+describe("a veth namespace's host table left by a killed wall shell", () => {
+  it('is removed by the sweep once its interface is gone; a live one is kept', { timeout: 30_000 }, async ({ skip }) => {
+    const facts = machineFacts();
+    if (!facts.root || !existsSync('/usr/sbin/nft')) return skip('needs root and nft');
+    const table = (n: number) => `lowcloud_veth_lcv${n}`;
+    // 8190 and 8191: slots a guest host here takes only after 8,189 others.
+    execFileSync('ip', ['link', 'add', 'lcv8190', 'type', 'veth', 'peer', 'name', `lcvp${process.pid % 10000}`]);
+    try {
+      for (const n of [8190, 8191]) execFileSync('nft', ['-f', '-'], { input: `table ip ${table(n)} {\n chain out { type nat hook output priority -100; tcp dport 1 dnat to 169.254.31.254; }\n}\n` });
+      sandbox.sweepStaleFirewalls();
+      const left = execFileSync('nft', ['list', 'tables', 'ip']).toString();
+      expect(left).not.toContain(table(8191));
+      expect(left).toContain(table(8190));
+    } finally {
+      execFileSync('ip', ['link', 'del', 'lcv8190']);
+      sandbox.sweepStaleFirewalls();
+    }
+    expect(execFileSync('nft', ['list', 'tables', 'ip']).toString()).not.toContain(table(8190));
+  });
+});

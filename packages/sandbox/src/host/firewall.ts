@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api';
 import { parseIp } from '../common/ip.js';
+import { VETH_PREFIX, VETH_TABLE_PREFIX } from './netns.js';
 import { cgroup2Root, cgroupParent, removeCgroupDir, sweepStaleCgroups } from './cgroup.js';
 
 export { cgroup2Root } from './cgroup.js';
@@ -219,7 +220,7 @@ export function sweepStaleFirewalls(now = Date.now()): number {
   } catch {
     return 0;
   }
-  let removed = 0;
+  let removed = sweepStaleVethTables(nft);
   // Cgroups (v1 and v2) left without a table and without a process.
   removed += sweepStaleCgroups(now, (name) => tables.includes(`${TABLE_PREFIX}${name.replace(/-/g, '_')}`));
   for (const table of tables) {
@@ -235,6 +236,30 @@ export function sweepStaleFirewalls(now = Date.now()): number {
     removed++;
   }
   return removed;
+}
+
+/**
+ * The host tables of veth namespaces (netns.ts) whose interface is gone: left by a wall shell that
+ * was killed before it could remove its own. A later guest host that takes the same interface name
+ * replaces its table; this removes the others, whose listen ports would otherwise still be sent
+ * to an address nobody has.
+ */
+function sweepStaleVethTables(nft: string): number {
+  let tables: string[];
+  try {
+    const text = execFileSync(nft, ['list', 'tables', 'ip'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    tables = [...text.matchAll(new RegExp(`^table ip (${VETH_TABLE_PREFIX}(${VETH_PREFIX}\\d+))$`, 'gm'))].filter((m) => !fs.existsSync(`/sys/class/net/${m[2]}`)).map((m) => m[1] as string);
+  } catch {
+    return 0;
+  }
+  for (const table of tables) {
+    try {
+      execFileSync(nft, ['delete', 'table', 'ip', table], { stdio: 'ignore' });
+    } catch {
+      // its shell removed it meanwhile
+    }
+  }
+  return tables.length;
 }
 
 /**
