@@ -32,13 +32,16 @@ export async function wallMechanisms(work) {
     'less prlimit and the noexec mounts (bubblewrap alone)': bare,
     'bubblewrap alone with the whole of /usr bound (the view before)': [wall.bwrap, ...wallArgs(wall, { ...spec, ro: ['/usr'] })],
   };
-  // A guest host with a network grant (issue 17), before and after in the same loop: the host's
-  // namespace as it was, and its own namespace reached through pasta (its shell attaches pasta to
-  // the blocked bubblewrap child, reports the pid on fd 4, then lets it run).
-  const pasta = pastaBinary();
-  if (wall.mode === 'root' && pasta !== null) {
-    variants['network grant, before: the host network namespace'] = wallCommand(wall, { ...spec, network: true });
-    variants['network grant, now: its own namespace through pasta'] = wallCommand(wall, { ...spec, infoFd: 4, network: { pasta, ports: { listen: [7101], loopback: [7102], udp: false } } });
+  // A guest host with a network grant (issue 17), the three ways in the same loop: the host's
+  // namespace (--netns host), its own over a veth pair (the default: the wall's shell makes the
+  // pair and loads the rules while the bubblewrap child is blocked), its own through pasta.
+  const ports = { listen: [7101], loopback: [7102], udp: false };
+  if (wall.mode === 'root') {
+    variants['network grant, --netns host: the host network namespace'] = wallCommand(wall, { ...spec, network: true });
+    const rules = { out: ['ip daddr 127.0.0.1 tcp dport 7102 accept'], in: ['tcp dport { 7101 } accept'] };
+    variants['network grant, --netns veth (default): its own over a veth pair'] = wallCommand(wall, { ...spec, infoFd: 4, network: { kind: 'veth', ports, loopbackNameservers: [], rules } });
+    const pasta = pastaBinary();
+    if (pasta !== null) variants['network grant, --netns pasta: its own through pasta'] = wallCommand(wall, { ...spec, infoFd: 4, network: { kind: 'pasta', pasta, ports } });
   }
   const run = (argv) => {
     const t = performance.now();
