@@ -59,7 +59,7 @@ describe('vethScripts: what the wall shell loads for a veth namespace', () => {
   });
 
   it('the shell puts the interface and its addresses in, and removes the host table when the wall ends', () => {
-    expect(VETH_SHELL).toContain('sed "s/@HIF@/$hif/g; s/@H@/$h/g; s/@G@/$g/g"');
+    expect(VETH_SHELL).toContain('sed -i "s/@HIF@/$hif/g; s/@H@/$h/g; s/@G@/$g/g"');
     expect(VETH_SHELL.split('\n').at(-2)).toBe('nft delete table ip "lowcloud_veth_$hif" 2>/dev/null');
   });
 });
