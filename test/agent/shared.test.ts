@@ -85,11 +85,8 @@ describe.skipIf(jspiNode() === null)('200 shared guests on one agent', () => {
   }, 180_000);
 
   it('the agent SIGKILLed and started again: every guest re-attached, same pid, same host, no restart', async () => {
-    // Known gap (stop 27 note): a shared start is answered once its `add` is queued on the host's
-    // channel, not once the host has it, so a SIGKILL while a busy host has not read the last adds
-    // loses those guests (they restart by policy). Seen once in CI on Node 24: the last 37 of 200.
-    // Until starts wait for the host's `started`, give the hosts time to read what was sent.
-    await new Promise((r) => setTimeout(r, 3000));
+    // At once: a shared start is answered once its host has the guest (its `started`), so none of
+    // the adds can still sit unread in the killed agent (CI on Node 24 once lost the last 37 of 200).
     await fx.kill(agent, 'SIGKILL');
     expect([...new Set(before.map((p) => p.pid as number))].every(alive)).toBe(true);
     agent = await fx.start({ stateDir: path.join(fx.dir, 'many') });

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFile
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { attachGuest, jspiNode, spawnGuest, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
+import { attachGuest, jspiNode, spawnGuest, warmSharedHost, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
 import { repoRoot } from '../helpers/cli.js';
 import { alive, guestOptions, waitFor } from '../helpers/guests.js';
 
@@ -90,16 +90,20 @@ describe.skipIf(jspiNode() === null)('shared guest hosts (JSPI)', () => {
   it('a shared guest reads its config files (a host file and bytes), read-only, served from memory', { timeout: 30_000 }, async () => {
     const file = path.join(work, 'app.conf');
     writeFileSync(file, 'from a host file\n');
+    // A sleeper keeps the host up: a start is answered once the host has the guest, and a guest
+    // that reads its file and exits at once may be gone by then, its host with it (the last guest).
+    const keeper = await spawnGuest(shared('sleeper', 'conf-keeper'));
+    pids.add(keeper.pid);
     const a = await spawnGuest(shared('catconf', 'conf-a', { args: ['/etc/app.conf'], config: [{ guest: '/etc/app.conf', host: file }] }));
     const b = await spawnGuest(shared('catconf', 'conf-b', { args: ['/etc/b.conf'], config: [{ guest: '/etc/b.conf', content: new TextEncoder().encode('from bytes\n') }] }));
-    pids.add(a.pid);
-    expect(a.host).toBe(b.host);
+    expect([a.host, b.host]).toEqual([keeper.host, keeper.host]);
     expect((await a.exited).kind).toBe('exit');
     expect((await b.exited).kind).toBe('exit');
     expect(read('conf-a')).toContain('from a host file');
     expect(read('conf-b')).toContain('from bytes');
     // It cannot write them.
     expect(read('conf-a')).toMatch(/write: Read-only file system/);
+    expect((await keeper.stop(2000)).kind).toBe('stopped');
     // Their logs are closed once they ended (an agent makes thousands of starts).
     expect(openFiles().filter((f) => f.startsWith(path.join(work, 'conf-')))).toEqual([]);
   });
@@ -147,6 +151,35 @@ setInterval(() => undefined, 1000);`;
     expect(await b.stop(2000)).toEqual({ kind: 'stopped' });
     expect(await c.stop(2000)).toEqual({ kind: 'stopped' });
     await waitFor(() => !alive(started[0] as number), 10_000, 'the shared host ended with its last guest');
+  });
+
+  it('a starter SIGKILLed as soon as its shared starts return loses none of them: each start is answered once the host has its guest', { timeout: 60_000 }, async () => {
+    // 16 adds of ~2.7 MiB each (a 2 MiB config file, as base64): far more than the channel's
+    // kernel buffer, so a start answered when its add was queued left most of them in the
+    // starter's memory, lost with it (an agent SIGKILLed right after answering its starts).
+    const big = path.join(work, 'big.conf');
+    writeFileSync(big, Buffer.alloc(2 * MiB, 'x'));
+    const names = Array.from({ length: 16 }, (_, i) => `k${i}`);
+    const runDirs = names.map((n) => path.join(work, `run-${n}`));
+    const opts = names.map((n, i) => ({ ...shared('sleeper', n, { config: [{ guest: '/etc/big.conf', host: big }] }), detached: true, runDir: runDirs[i] }));
+    // No spare host: one still starting as its starter is killed can be left behind, half started in its wall.
+    const script = `import { spawnGuest, stopSpareHosts } from '@lowcloud/sandbox';
+await stopSpareHosts();
+const hs = await Promise.all(${JSON.stringify(opts)}.map((o) => spawnGuest(o)));
+process.stdout.write(JSON.stringify(hs.map((h) => h.pid)) + '\\n');
+setInterval(() => undefined, 1000);`;
+    const starter = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    const started = await new Promise<number[]>((resolve) => starter.stdout.once('data', (b: Buffer) => resolve(JSON.parse(b.toString()) as number[])));
+    starter.kill('SIGKILL');
+    await new Promise((r) => starter.once('exit', r));
+    for (const p of started) pids.add(p);
+    const handles = (await Promise.all(runDirs.map((d) => attachGuest(d)))) as GuestHandle[];
+    expect(handles.map((h) => h?.pid)).toEqual(started);
+    // The host answers for a guest it has (usage measured per guest); one it never had is gone.
+    const levels = await Promise.all(handles.map(async (h) => (await h.usage()).level?.memory));
+    expect(levels).toEqual(names.map(() => 'guest'));
+    const ends = await Promise.all(handles.map((h) => h.stop(2000)));
+    expect(ends.every((e) => e.kind === 'stopped')).toBe(true);
   });
 
   it('a re-attach that comes before the shared host has seen its starter go still reaches the guests through the FIFOs (stopping one never ends the host)', { timeout: 60_000 }, async () => {
@@ -215,5 +248,50 @@ setInterval(() => undefined, 1000);`;
     await waitFor(() => [0, 1, 2, 3, 4].every((i) => read(`c${i}`) === 'ready\n'), 10_000, 'the guests logged ready');
     process.kill(pid, 'SIGKILL');
     for (const e of await Promise.all(gs.map((g) => g.exited))) expect(e).toMatchObject({ kind: 'trap', message: expect.stringMatching(new RegExp(`shared guest host \\(pid ${pid}\\) ended`)) });
+  });
+
+  it('a shared start is answered once its host has the guest: not while the host reads nothing, and with an error when the host dies first', { timeout: 60_000 }, async () => {
+    // A group of its own (5 MiB), detached: its hosts' control FIFOs under `base` tell them apart.
+    const base = path.join(work, 'held');
+    const held = (name: string): GuestOptions => ({ ...shared('sleeper', name, { grants: { memory: 5 * MiB, network: { listen: [], connect: [] } } }), detached: true, runDir: path.join(base, `run-${name}`) });
+    const hosts = () =>
+      readdirSync('/proc')
+        .filter((n) => /^\d+$/.test(n))
+        .filter((n) => {
+          let args: string[];
+          try {
+            args = readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
+          } catch {
+            return false;
+          }
+          return /\/node$/.test(args[0] ?? '') && args.some((a) => a.endsWith('guest/shared.js')) && args.some((a) => a.startsWith(path.join(base, '.shared-hosts')));
+        })
+        .map(Number);
+    const outcome = (p: Promise<unknown>) => Promise.race([p.then(() => 'answered', () => 'failed'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
+    // Its spare, stopped (SIGSTOP): it reads nothing from its channel.
+    warmSharedHost(held('warm'));
+    await waitFor(() => hosts().length === 1, 30_000, 'the spare host running');
+    const host = hosts()[0] as number;
+    pids.add(host);
+    process.kill(host, 'SIGSTOP');
+    try {
+      const first = spawnGuest(held('h0'));
+      expect(await outcome(first)).toBe('pending');
+      process.kill(host, 'SIGCONT');
+      const g = await first;
+      expect(g.pid).toBe(host);
+      await waitFor(() => read('h0') === 'ready\n', 10_000, 'the guest logged ready');
+      // The host dies before it reads the next add: that start fails and says why; the first guest ends with its host.
+      process.kill(host, 'SIGSTOP');
+      const second = spawnGuest(held('h1'));
+      expect(await outcome(second)).toBe('pending');
+      process.kill(host, 'SIGKILL');
+      await expect(second).rejects.toMatchObject({ code: 'GUEST_START_FAILED', message: expect.stringMatching(/^shared guest \S+ not started: its shared guest host \(pid \d+\) ended or closed its channel before it confirmed the guest$/) });
+      expect((await g.exited).kind).toBe('trap');
+    } finally {
+      // The spare started when h0 took this one (it would end with this process anyway).
+      hosts().forEach((p) => pids.add(p));
+      if (alive(host)) process.kill(host, 'SIGKILL');
+    }
   });
 });

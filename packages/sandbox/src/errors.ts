@@ -29,6 +29,18 @@ export class GuestStartError extends LowcloudError {
   }
 }
 
+/**
+ * A shared start that failed after its guest was sent: the host went away (ended, or its channel
+ * closed) or did not confirm it in time, before it said it had it (a shared start is answered once
+ * its host has the guest).
+ */
+export class SharedGuestLostError extends LowcloudError {
+  override name = 'SharedGuestLostError';
+  constructor(guest: string, detail: string) {
+    super(ErrorCode.GUEST_START_FAILED, `shared guest ${guest} not started: ${detail}`, { details: { guest } });
+  }
+}
+
 /** A directory given to a guest cannot be one (a file or a link where a directory belongs). */
 export class GuestDirError extends LowcloudError {
   override name = 'GuestDirError';

@@ -255,6 +255,7 @@ export class GuestHost {
 
   private channel: Duplex | null = null;
   private readonly listeners: ((m: unknown) => void)[] = [];
+  private readonly closeListeners: (() => void)[] = [];
 
   /**
    * The guest host's channel (fd 3), read as lines with a cap: what comes this way is hostile (code
@@ -265,6 +266,7 @@ export class GuestHost {
     if (channel === null) return;
     this.channel = channel;
     channel.on('error', () => undefined);
+    channel.once('close', () => this.closeListeners.forEach((f) => f()));
     const lines = new Lines();
     channel.setEncoding('utf8');
     channel.on('data', (chunk: string) => {
@@ -283,6 +285,14 @@ export class GuestHost {
   /** Each message from the guest host on its channel, decoded but not parsed (hostile input). */
   onMessage(f: (m: unknown) => void): void {
     this.listeners.push(f);
+  }
+
+  /**
+   * Called once its channel closed: the guest host ended (this comes before `whenEnded`, which
+   * waits for its layers) or closed it, or `detach`. Nothing said after this reaches either side.
+   */
+  onChannelClosed(f: () => void): void {
+    this.closeListeners.push(f);
   }
 
   /** Lines to the guest host on its channel; false when there is none or it is closed. */

@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../common/durable-file.js';
 import net from 'node:net';
 import { decodeLine, encodeLine, Lines, SHARED_CTL, type GuestBoot, type SharedHostRequest } from '../common/protocol.js';
 import { rotatingFile, type RotatingFile } from '../common/rotating-file.js';
+import { SharedGuestLostError } from '../errors.js';
 import type { EnforcementReport, GuestExit, GuestOptions, OutputTarget } from '../types.js';
 import type { Admitted } from './admission.js';
 import { memoryLimits } from './grants/index.js';
@@ -44,6 +45,13 @@ const SPARE_AT = SHARED_GUESTS_PER_HOST / 4;
  * ~30-40 MiB). A group has at most one.
  */
 export const MAX_SPARE_HOSTS = 4;
+
+/**
+ * How long a host has to confirm a guest sent to it (`started`). It reads its channel between its
+ * guests' waits: a guest that computes without waiting holds its one thread, and a start into it
+ * fails after this instead of waiting for ever (~1.5 s for 200 starts into two hosts here).
+ */
+const CONFIRM_MS = 30_000;
 
 /** A spare that died is replaced after this long (a spare that cannot live does not spin). */
 const SPARE_RETRY_MS = 1000;
@@ -95,10 +103,20 @@ export interface SharedGuest {
   readonly host: SharedHost;
   readonly report: EnforcementReport;
   readonly exited: Promise<GuestExit>;
+  /**
+   * Settled once the host has the guest: it said `started`, or reported its exit first (then
+   * `exited` has it), or this side detached (the guest's record is written: a re-attaching agent
+   * finds it or restarts it). Rejected (SharedGuestLostError) when the host ended or its channel
+   * closed before, or it was not confirmed in `CONFIRM_MS` (then it is stopped). Until then the `add` may sit unread in the channel, and a starter killed now
+   * (an agent SIGKILLed) would lose it.
+   */
+  readonly started: Promise<void>;
 }
 
 interface Slot {
   resolve: (e: GuestExit) => void;
+  /** Settles `started`, and its `CONFIRM_MS` timer; null once it is settled. */
+  start: { resolve: () => void; reject: (err: Error) => void; timer?: NodeJS.Timeout } | null;
   out: ReturnType<typeof outputs>;
   runDir: string | null;
   stopRequested: boolean;
@@ -216,6 +234,8 @@ export class SharedHost {
     readonly jspi: boolean,
   ) {
     host.onMessage((m) => this.receive(m));
+    // Nothing sent on it after this is read, nothing more comes back: a guest not confirmed yet never will be.
+    host.onChannelClosed(() => this.startsLost());
     this.spareTimer();
     void this.hostEnded();
   }
@@ -318,8 +338,12 @@ export class SharedHost {
     const id = `${this.id}/${this.nextGuest++}`;
     let resolve!: (e: GuestExit) => void;
     const exited = new Promise<GuestExit>((r) => (resolve = r));
+    let start!: NonNullable<Slot['start']>;
+    const started = new Promise<void>((res, rej) => (start = { resolve: res, reject: rej }));
+    // Awaited by the starter; a caller that does not await it does not crash the process.
+    started.catch(() => undefined);
     const runDir = opts.runDir ?? null;
-    const slot: Slot = { resolve, out: outputs(opts.stdout ?? 'inherit', opts.stderr ?? 'inherit'), runDir, stopRequested: false };
+    const slot: Slot = { resolve, start, out: outputs(opts.stdout ?? 'inherit', opts.stderr ?? 'inherit'), runDir, stopRequested: false };
     this.slots.set(id, slot);
     const first = !this.sentDigests.has(admitted.digest + admitted.modulePath);
     this.sentDigests.add(admitted.digest + admitted.modulePath);
@@ -337,13 +361,42 @@ export class SharedHost {
       this.host.save(path.join(runDir, 'guest.json'), this.host.layerList, [{ id, report, dirs: [], exitRecord: path.join(runDir, 'exit.json'), ...(opts.tag === undefined ? {} : { tag: opts.tag }) }], false);
     }
     this.send({ type: 'add', guest: { ...boot, id }, digest: key, module: first ? fs.readFileSync(admitted.modulePath) : null });
+    start.timer = setTimeout(() => this.unconfirmed(id), CONFIRM_MS).unref();
     void exited.then((e) => {
       if (runDir !== null) writeFileAtomic(path.join(runDir, 'exit.json'), JSON.stringify({ ...e, at: new Date().toISOString() }), { durable: false });
       slot.out.close();
       this.slots.delete(id);
       this.release();
     });
-    return { id, host: this, report, exited };
+    return { id, host: this, report, exited, started };
+  }
+
+  /** The guest's `started` settled (once): resolved, or rejected with `err`. */
+  private settleStart(id: string, err: Error | null = null): void {
+    const slot = this.slots.get(id);
+    const start = slot?.start;
+    if (slot === undefined || start === null || start === undefined) return;
+    slot.start = null;
+    clearTimeout(start.timer);
+    if (err === null) start.resolve();
+    else start.reject(err);
+  }
+
+  /** The host can no longer confirm a guest (its channel closed, or it ended): those not confirmed fail their start. */
+  private startsLost(): void {
+    for (const id of this.slots.keys()) this.settleStart(id, new SharedGuestLostError(id, `its shared guest host (pid ${this.pid}) ended or closed its channel before it confirmed the guest`));
+  }
+
+  /**
+   * Not confirmed in `CONFIRM_MS`: its start fails, and it is stopped, so that a host that reads
+   * the add later does not run a guest no one started (its exit then frees its slot).
+   */
+  private unconfirmed(id: string): void {
+    const slot = this.slots.get(id);
+    if (slot === undefined || slot.start === null) return;
+    this.settleStart(id, new SharedGuestLostError(id, `its shared guest host (pid ${this.pid}) did not confirm it within ${CONFIRM_MS / 1000} s (busy: a guest that computes without waiting holds the host's one thread)`));
+    slot.stopRequested = true;
+    this.send({ type: 'stop', guest: id });
   }
 
   /** Ask one guest to stop; past `graceMs` (a guest that computes and never waits) the whole host is killed. */
@@ -380,15 +433,20 @@ export class SharedHost {
   private flush(): void {
     const all = this.outbox;
     this.outbox = [];
-    this.host.sendLines(all.map(encodeLine).join(''));
+    // No channel to write to: the adds never reach the host.
+    if (!this.host.sendLines(all.map(encodeLine).join(''))) this.startsLost();
   }
 
   private receive(raw: unknown): void {
     const m = parseSharedHostReply(raw);
     if (m === null) return;
     if (m.type === 'out') this.slots.get(m.guest)?.out.write(m.fd, m.data);
-    else if (m.type === 'exit') this.slots.get(m.guest)?.resolve(m.exit);
-    else if (m.type === 'usage') this.usageWaiters.get(m.seq)?.({ memoryBytes: m.memoryBytes, cpuSeconds: m.cpuSeconds });
+    else if (m.type === 'started') this.settleStart(m.guest);
+    else if (m.type === 'exit') {
+      // An exit before `started` (its module did not compile there): the host had it, the handle carries the exit.
+      this.settleStart(m.guest);
+      this.slots.get(m.guest)?.resolve(m.exit);
+    } else if (m.type === 'usage') this.usageWaiters.get(m.seq)?.({ memoryBytes: m.memoryBytes, cpuSeconds: m.cpuSeconds });
   }
 
   /** No guests left: out of the pool and ended (a later guest of the group gets a new host). */
@@ -431,6 +489,8 @@ export class SharedHost {
     // A spare that died (killed, OOM) is replaced while its group wants one, after a pause.
     if (died && this.count === 0 && pool !== undefined) setTimeout(() => (wanted(pool) ? ensureSpare(pool) : undefined), SPARE_RETRY_MS).unref();
     if (this.host.ctl !== null) fs.rmSync(this.host.ctl, { recursive: true, force: true });
+    // Its channel closed first, as a rule; this is certain.
+    this.startsLost();
     for (const [id, slot] of this.slots) {
       const why = end.violation ?? (slot.stopRequested ? { kind: 'stopped' as const } : { kind: 'trap' as const, message: `its shared guest host (pid ${this.pid}) ended: ${end.status?.signal ?? `exit ${end.status?.code ?? 'unknown'}`}` });
       slot.resolve(why);
@@ -438,7 +498,13 @@ export class SharedHost {
     }
   }
 
+  /**
+   * Leave the host running without this side (an agent closing). A guest sent and not yet confirmed
+   * counts as started: its record is written, and the host reads what was sent before the channel
+   * ends; the next agent re-attaches it, or restarts it by policy where the host never had it.
+   */
   detach(): void {
+    for (const id of this.slots.keys()) this.settleStart(id);
     this.host.detach();
   }
 }

@@ -133,6 +133,9 @@ async function spawnShared(
     stderr: opts.stderr ?? 'inherit',
     exitRecord: null,
   });
+  // Answered once the host has the guest, not once its `add` is queued: a starter killed right
+  // after (an agent SIGKILLed after answering a start) must not lose an add the host never read.
+  await guest.started;
   return { ...sharedHandle(guest, opts, tuning), child: host.host.child as ChildProcess };
 }
 
