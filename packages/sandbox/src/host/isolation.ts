@@ -126,7 +126,7 @@ export interface WallFacts {
    * Its network namespace: 'empty' (no network grant), 'veth' or 'pasta' (its own, reached as
    * `ports` say), 'host' (a network grant that keeps the host's: `hostWhy` says why).
    */
-  network: { ns: 'empty' } | { ns: 'veth' | 'pasta'; ports: NetworkPorts } | { ns: 'host'; hostWhy: string };
+  network: { ns: 'empty' } | { ns: 'pasta'; ports: NetworkPorts } | { ns: 'veth'; ports: NetworkPorts; closedTo?: string[] } | { ns: 'host'; hostWhy: string };
   limits: WallLimits;
   /** The task limit is a pids cgroup (else RLIMIT_NPROC where `limits.tasks`, else none). */
   pidsCgroup: boolean;
@@ -159,6 +159,13 @@ export function isolationReport(wall: Wall | null, reason: string, uid: number, 
   ];
   const out: Enforcement[] = [{ mechanism: parts.join(', '), level: 'kernel' }, runtime];
   if (facts?.network.ns === 'host') out.push({ mechanism: `/proc/net in the guest host lists the host's sockets (the agent's, other guests'): its network grant keeps the host's network namespace because ${facts.network.hostWhy}`, level: 'advisory' });
+  if (facts?.network.ns === 'veth' && facts.network.ports.listen.length > 0 && (facts.network.closedTo ?? []).length > 0) {
+    const ifs = facts.network.closedTo ?? [];
+    out.push({
+      mechanism: `its listen ports [${facts.network.ports.listen.join(', ')}] are reached from this machine and its guests, not from other machines by ${ifs.join(', ')}: the kernel forwards into its veth pair only from an interface with forwarding on (sysctl net.ipv4.conf.${ifs[0]}.forwarding=1, the operator's choice), or run the agent with --netns host`,
+      level: 'advisory',
+    });
+  }
   if (facts !== undefined && tasks === null) out.push({ mechanism: 'no task limit: no pids cgroup here and no uid of its own for RLIMIT_NPROC', level: 'advisory' });
   return out;
 }

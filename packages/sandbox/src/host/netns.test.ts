@@ -96,6 +96,17 @@ describe('the isolation report line of a network-granted guest host', () => {
     expect(r.some((l) => l.level === 'advisory')).toBe(false);
   });
 
+  it('a veth namespace with listen ports says, in an advisory line, by which interfaces other machines do not reach them and the fix', () => {
+    const r = isolationReport(wall, '', 2046820352, facts({ ns: 'veth', ports: { listen: [7100, 7200], loopback: [], udp: false }, closedTo: ['eth0', 'eth1'] }));
+    expect(r).toContainEqual({
+      level: 'advisory',
+      mechanism: 'its listen ports [7100, 7200] are reached from this machine and its guests, not from other machines by eth0, eth1: the kernel forwards into its veth pair only from an interface with forwarding on (sysctl net.ipv4.conf.eth0.forwarding=1, the operator\'s choice), or run the agent with --netns host',
+    });
+    // Nothing to say without listen ports, or where every interface forwards.
+    expect(isolationReport(wall, '', 2046820352, facts({ ns: 'veth', ports: { listen: [], loopback: [7101], udp: false }, closedTo: ['eth0'] })).some((l) => l.level === 'advisory')).toBe(false);
+    expect(isolationReport(wall, '', 2046820352, facts({ ns: 'veth', ports: { listen: [7100], loopback: [], udp: false }, closedTo: [] })).some((l) => l.level === 'advisory')).toBe(false);
+  });
+
   it('its own namespace through pasta is said with what is forwarded, and no advisory line', () => {
     const r = isolationReport(wall, '', 2046820352, facts({ ns: 'pasta', ports: { listen: [7100], loopback: [7101, 7102], udp: false } }));
     expect(r[0]?.mechanism).toContain("a network namespace of its own (/proc/net shows only its sockets), reached through pasta in its cgroup: host ports [7100] forwarded in, loopback ports [7101, 7102] out to the host's loopback, TCP only");

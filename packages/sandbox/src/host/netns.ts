@@ -145,6 +145,29 @@ export function portArgs(ports: NetworkPorts): string[] {
   return [list(ports.listen), list(ports.loopback), ports.udp ? '1' : '0'];
 }
 
+/**
+ * The machine's own interfaces (not the loopback, not a veth namespace's) with IPv4 forwarding
+ * off: a listen port in a veth namespace is not reached from other machines by them.
+ */
+export function interfacesNotForwarding(): string[] {
+  const dir = '/proc/sys/net/ipv4/conf';
+  try {
+    return fs
+      .readdirSync(dir)
+      .filter((i) => i !== 'all' && i !== 'default' && i !== 'lo' && !i.startsWith(VETH_PREFIX))
+      .filter((i) => {
+        try {
+          return fs.readFileSync(path.join(dir, i, 'forwarding'), 'utf8').trim() === '0';
+        } catch {
+          return false; // gone meanwhile
+        }
+      })
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
 /** The interfaces of veth namespaces on the host: `lcv<i>`, i < VETH_SLOTS (a /30 each of 169.254.0.0/17). */
 export const VETH_PREFIX = 'lcv';
 const VETH_SLOTS = 8192;

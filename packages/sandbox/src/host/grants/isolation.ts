@@ -2,7 +2,7 @@ import { GrantUnavailableError } from '../../errors.js';
 import { formatConnectTarget, type NetworkAccess } from '@lowcloud/api';
 import { DEFAULT_LIMITS, GUEST_TASKS, isolationReport, probeWall, type Wall, type WallFacts, type WallLimits } from '../isolation.js';
 import { allowList, nftBinary, systemNameservers } from '../firewall.js';
-import { namespacePorts, pastaBinary, type NetnsMode, type OwnNetwork } from '../netns.js';
+import { interfacesNotForwarding, namespacePorts, pastaBinary, type NetnsMode, type OwnNetwork } from '../netns.js';
 import { tool } from '../isolation.js';
 import { gpuDeviceNodes } from './gpu.js';
 import type { GrantModule } from './grant.js';
@@ -42,7 +42,7 @@ function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, 
   if (v6 !== undefined) return host(`its grant names an IPv6 target (${formatConnectTarget(v6)}), which the veth pair does not route in this version (IPv4 only; lowcloud agent --netns pasta routes both)`);
   const nameservers = systemNameservers();
   return {
-    facts: { ns: 'veth', ports },
+    facts: { ns: 'veth', ports, ...(ports.listen.length === 0 ? {} : { closedTo: interfacesNotForwarding() }) },
     own: { kind: 'veth', ports, loopbackNameservers: nameservers.filter((ns) => ns.startsWith('127.')), rules: allowList(grant, nameservers) },
   };
 }
