@@ -220,3 +220,16 @@ describe("a veth namespace's host table left by a killed wall shell", () => {
     expect(execFileSync('nft', ['list', 'tables', 'ip']).toString()).not.toContain(table(8190));
   });
 });
+
+describe('a grant that names an IPv6 target (the veth pair routes IPv4 only)', () => {
+  it('gets its own namespace through pasta by default, not the host\'s', { timeout: 60_000 }, async ({ skip }) => {
+    const facts = machineFacts();
+    if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
+    if (!existsSync('/usr/bin/pasta')) return skip('pasta (package passt) is not installed: the guest host keeps the host network namespace and its report says so');
+    // (netguest's client speaks IPv4 only: what is checked is where its guest host runs.)
+    const four = await sandbox.spawnGuest(opts(['client', '127.0.0.1', '9', 'x'], { listen: [], connect: ['[::1]:9'] }), {});
+    pids.add(four.pid);
+    expect(four.report.isolation[0]?.mechanism).toContain('a network namespace of its own (/proc/net shows only its sockets), reached through pasta in its cgroup');
+    await four.exited;
+  });
+});

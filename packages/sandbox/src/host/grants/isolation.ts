@@ -21,9 +21,9 @@ function fileLimit(disk: number | undefined): number {
 /**
  * The network namespace of a walled guest host with a network grant: its own (netns.ts), reached
  * over a veth pair by default (`lowcloud agent --netns veth`), through pasta when asked
- * (`--netns pasta`), or the host's when asked (`--netns host`). The host's is kept, with an
- * advisory line, also where its own cannot be made: the user-namespace wall, a tool missing, an
- * IPv6 target over veth. The grant's two filtering layers hold either way; what the host's
+ * (`--netns pasta`, and for a grant that names an IPv6 target, which the pair does not route), or
+ * the host's when asked (`--netns host`). The host's is kept, with an advisory line, also where its
+ * own cannot be made: the user-namespace wall, a tool missing. The grant's two filtering layers hold either way; what the host's
  * namespace adds is that /proc/net there lists the host's sockets.
  */
 function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, asked: NetnsMode): { facts: WallFacts['network']; own: OwnNetwork | null } {
@@ -32,14 +32,16 @@ function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, 
   if (asked === 'host') return host('the agent was asked to keep it (lowcloud agent --netns host)');
   if (wall?.mode !== 'root') return host('a namespace of its own is made by the root wall only in this version (not in a user namespace)');
   const ports = namespacePorts(grant);
-  if (asked === 'pasta') {
+  const viaPasta = (why: string) => {
     const pasta = pastaBinary();
-    if (pasta === null) return host('pasta is not installed (Debian/Ubuntu package passt)');
-    return { facts: { ns: 'pasta', ports }, own: { kind: 'pasta', pasta, ports } };
-  }
+    if (pasta === null) return host(`${why}pasta is not installed (Debian/Ubuntu package passt)`);
+    return { facts: { ns: 'pasta', ports } as const, own: { kind: 'pasta', pasta, ports } as const };
+  };
+  if (asked === 'pasta') return viaPasta('');
   if (nftBinary() === null || tool('ip') === null || tool('nsenter') === null) return host('its veth pair needs ip (iproute2), nsenter (util-linux) and nft (nftables), and one is not installed');
+  // IPv4 only over the pair: a grant that names an IPv6 target gets its own namespace through pasta.
   const v6 = grant.connect.find((t) => ((t.kind === 'address' || t.kind === 'cidr') && t.family === 6) || (t.kind === 'process' && t.address?.includes(':') === true));
-  if (v6 !== undefined) return host(`its grant names an IPv6 target (${formatConnectTarget(v6)}), which the veth pair does not route in this version (IPv4 only; lowcloud agent --netns pasta routes both)`);
+  if (v6 !== undefined) return viaPasta(`its grant names an IPv6 target (${formatConnectTarget(v6)}), which the veth pair does not route in this version, and `);
   const nameservers = systemNameservers();
   return {
     facts: { ns: 'veth', ports, ...(ports.listen.length === 0 ? {} : { closedTo: interfacesNotForwarding() }) },
