@@ -25,7 +25,7 @@ import { parseIp } from '../common/ip.js';
  * - the network grant's nftables allow-list is loaded inside the namespace, where it sees every
  *   packet of the guest host before any address is rewritten (the cgroup's table on the host sees
  *   none of them: they are another namespace's).
- * IPv4 only: a grant that names an IPv6 target keeps the host's namespace (grants/isolation.ts).
+ * IPv4 only: a grant that names an IPv6 target goes through pasta instead (grants/isolation.ts).
  * Reaching a listen port from other machines needs forwarding on the interface they come in by
  * (the operator's choice: docs/security.md); the machine itself and its guests reach it always.
  *
