@@ -17,3 +17,11 @@ describe('--netns', () => {
     expect(() => compileAgentOptions(raw({ netns: 'slirp' }), {})).toThrow(/--netns slirp: write veth .*, pasta .* or host/);
   });
 });
+
+describe('LOWCLOUD_TEST_HEARTBEAT_MS (tests of readers that never read)', () => {
+  it('sets the heartbeat; a value that is not a whole number of at least 100 ms is ignored', () => {
+    expect(compileAgentOptions(raw(), { LOWCLOUD_TEST_HEARTBEAT_MS: '300000' }).limits?.heartbeatMs).toBe(300_000);
+    expect(compileAgentOptions(raw(), { LOWCLOUD_TEST_HEARTBEAT_MS: '5' }).limits).toBeUndefined();
+    expect(compileAgentOptions(raw(), { LOWCLOUD_TEST_HEARTBEAT_MS: 'soon' }).limits).toBeUndefined();
+  });
+});

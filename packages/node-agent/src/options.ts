@@ -55,6 +55,9 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
   const stateReserveBytes = raw.stateReserve === undefined ? undefined : parseSize(raw.stateReserve, '--state-reserve');
   const diskMs = env.LOWCLOUD_DISK_INTERVAL_MS === undefined ? undefined : Number(env.LOWCLOUD_DISK_INTERVAL_MS);
   const base = env.LOWCLOUD_BACKOFF_BASE_MS === undefined ? undefined : Number(env.LOWCLOUD_BACKOFF_BASE_MS);
+  // Tests of the send budget hold readers that never read: past two heartbeats they are dropped for that instead.
+  const heartbeat = env.LOWCLOUD_TEST_HEARTBEAT_MS === undefined ? undefined : Number(env.LOWCLOUD_TEST_HEARTBEAT_MS);
+  const heartbeatMs = heartbeat !== undefined && Number.isInteger(heartbeat) && heartbeat >= 100 ? heartbeat : undefined;
   return {
     host,
     port,
@@ -69,9 +72,15 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     ...(raw.netns === 'pasta' || raw.netns === 'host' ? { netns: raw.netns } : {}),
     ...(maxBlobBytes === undefined ? {} : { maxBlobBytes }),
     ...(stateReserveBytes === undefined ? {} : { stateReserveBytes }),
-    ...(connectRate === undefined && connectBudget === undefined
+    ...(connectRate === undefined && connectBudget === undefined && heartbeatMs === undefined
       ? {}
-      : { limits: { ...(connectRate === undefined ? {} : { connectsPerSecondPerAddress: connectRate }), ...(connectBudget === undefined ? {} : { connectsPerSecond: connectBudget }) } }),
+      : {
+          limits: {
+            ...(connectRate === undefined ? {} : { connectsPerSecondPerAddress: connectRate }),
+            ...(connectBudget === undefined ? {} : { connectsPerSecond: connectBudget }),
+            ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
+          },
+        }),
     ...(diskMs === undefined || !Number.isFinite(diskMs) || diskMs < 0 ? {} : { diskIntervalMs: diskMs }),
     ...(base === undefined || !Number.isFinite(base) ? {} : { backoff: { ...DEFAULT_BACKOFF, baseMs: base, maxMs: Math.max(base, base * 30) } }),
   };
