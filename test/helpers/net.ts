@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 
@@ -21,4 +23,19 @@ export function httpGet(url: string): Promise<string> {
       })
       .on('error', reject),
   );
+}
+
+/**
+ * The host's end of a guest host's veth pair (`lcv<i>`), found from its `eth0@if<index>` inside
+ * the namespace of `pid`; undefined when it has none.
+ */
+export function vethOf(pid: number): string | undefined {
+  try {
+    const link = execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-o', 'link', 'show', 'eth0'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    const index = /eth0@if(\d+)/.exec(link)?.[1];
+    if (index === undefined) return undefined;
+    return readdirSync('/sys/class/net').find((i) => i.startsWith('lcv') && readFileSync(`/sys/class/net/${i}/ifindex`, 'utf8').trim() === index);
+  } catch {
+    return undefined;
+  }
 }

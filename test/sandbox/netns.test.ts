@@ -9,7 +9,7 @@ import type { GuestOptions } from '@lowcloud/sandbox';
 import { repoRoot } from '../helpers/cli.js';
 import { alive, guestOptions, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
-import { freePort } from '../helpers/net.js';
+import { freePort, vethOf } from '../helpers/net.js';
 
 /**
  * Code that has left the WebAssembly sandbox of a guest with a network grant reads /proc/net
@@ -123,6 +123,7 @@ describe.each(MODES)("a network-granted guest host's own network namespace ($mod
       await waitFor(() => out.includes('listening on'), 30_000, 'the guest to listen');
       const cgroup = /^0::(\/lowcloud\/g-\S+)$/m.exec(readFileSync(`/proc/${server.pid}/cgroup`, 'utf8'))?.[1];
       const seen = procNet(err);
+      const veth = vethOf(server.pid);
       // Read, not refused: the files are there and list sockets (their headers at least).
       expect(seen.tcp).toMatch(/local_address/);
       expect(seen.udp).toMatch(/local_address/);
@@ -152,7 +153,10 @@ describe.each(MODES)("a network-granted guest host's own network namespace ($mod
       // pasta, in the guest's cgroup, ends with the guest host: the cgroup can go.
       if (cgroup !== undefined) await waitFor(() => !existsSync(path.join('/sys/fs/cgroup', cgroup)), 5000, 'pasta to end with the guest host and its cgroup to go');
       // The veth pair goes with the namespace, the host's table with the wall's shell.
-      if (mode === 'veth') await waitFor(() => !/lowcloud_veth_/.test(execFileSync('nft', ['list', 'tables']).toString()), 5000, "the host's veth table to go with the guest host");
+      if (mode === 'veth') {
+        expect(veth).toMatch(/^lcv\d+$/);
+        await waitFor(() => !execFileSync('nft', ['list', 'tables']).toString().includes(`lowcloud_veth_${veth}\n`), 5000, "the host's veth table to go with the guest host");
+      }
 
       // A guest granted a target on the host's loopback reaches it (and sees no host socket either).
       const client = await runClient(['127.0.0.1', String(targetPort), 'from a guest'], [`127.0.0.1:${targetPort}`], tuning);

@@ -9,7 +9,7 @@ import { alive, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { cliPath } from '../helpers/cli.js';
-import { freePort } from '../helpers/net.js';
+import { freePort, vethOf } from '../helpers/net.js';
 
 const netguest = 'test/fixtures/guests/netguest.component.wasm';
 const children: number[] = [];
@@ -113,7 +113,10 @@ describe('WASI 0.2 components with network grants', () => {
   });
 });
 
-describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => {
+describe.each([
+  { mode: 'veth', tuning: {} },
+  { mode: 'pasta', tuning: { netns: 'pasta' } as const },
+])('network grant, kernel layer ($mode: nftables in its namespace, or on the guest cgroup v2)', ({ mode, tuning }) => {
   /** Connect from this (unconfined) process; resolves with the reply or the error code. */
   const probe = (port: number) =>
     new Promise<string>((resolve) => {
@@ -132,7 +135,9 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       ctx.skip(`kernel network layer unavailable here: ${facts.why.nftables}; the runtime layer is tested above`);
       return;
     }
-    // The guest host in a namespace of its own through pasta where pasta is installed (asked for: off by default).
+    if (mode === 'veth' && !(facts.root && facts.wall)) return ctx.skip(`a veth namespace is made by the root wall, unavailable here: ${facts.why.wall}`);
+    // The guest host in a namespace of its own: over a veth pair (the default), or through pasta
+    // (asked for; the host's namespace where pasta is not installed: the cgroup table filters it).
     const [guestPort, spare, unlisted, granted, ungranted] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const servers = [granted, ungranted].map((p) => net.createServer((s) => s.end(`hello from ${p}\n`)).listen(p, '127.0.0.1'));
     const g = await spawnGuest({
@@ -144,7 +149,7 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       grants: { network: { listen: [guestPort, spare], connect: [`127.0.0.1:${granted}`] } },
       stdout: 'pipe',
       stderr: 'pipe',
-    }, { netns: 'pasta' });
+    }, tuning);
     children.push(g.pid);
     // A process that ignores every runtime rule, placed in the guest's cgroup: only the kernel stops it.
     const intruderCode = (listen: number[]) => `const net = require('node:net');
@@ -161,9 +166,10 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
     children.push(intruder.pid as number);
     let inside: ReturnType<typeof spawn> | null = null;
     let cgroup: string | undefined;
+    let veth: string | undefined;
     const root = existsSync('/sys/fs/cgroup/cgroup.controllers') ? '/sys/fs/cgroup' : '/sys/fs/cgroup/unified';
     const run = async (p: ReturnType<typeof spawn>) => {
-      writeFileSync(path.join(root, cgroup as string, 'cgroup.procs'), String(p.pid));
+      if (cgroup !== undefined) writeFileSync(path.join(root, cgroup, 'cgroup.procs'), String(p.pid));
       let out = '';
       p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
       p.stdin?.write('go\n');
@@ -174,17 +180,27 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       let guestOut = '';
       g.child.stdout?.on('data', (d: Buffer) => (guestOut += d.toString()));
       await waitFor(() => guestOut.includes('listening on'), 20_000, 'the guest to listen');
-      expect(g.report.network[0]).toEqual({ level: 'kernel', mechanism: `nftables allow-list on the guest's cgroup v2 (listen [${guestPort}, ${spare}], connect [127.0.0.1:${granted}], no UDP)` });
+      const summary = `listen [${guestPort}, ${spare}], connect [127.0.0.1:${granted}], no UDP`;
+      veth = vethOf(g.pid);
       cgroup = /^0::(\/lowcloud\/g-\S+)$/m.exec(readFileSync(`/proc/${g.pid}/cgroup`, 'utf8'))?.[1];
-      expect(cgroup).toBeDefined();
-      expect(await run(intruder)).toBe(`granted: hello from ${granted}\nungranted: ECONNREFUSED\nlistening\n`);
-      expect(await probe(unlisted)).toBe('ECONNREFUSED');
+      if (mode === 'veth') {
+        // Its allow-list is loaded inside its namespace; a cgroup table on the host would see none
+        // of its packets, and none is made (nor its cgroup v2 directory, where that is all it was for).
+        expect(g.report.network[0]).toEqual({ level: 'kernel', mechanism: `nftables allow-list inside the guest host's own network namespace, loaded before it runs (${summary})` });
+      } else {
+        expect(cgroup).toBeDefined();
+        expect(g.report.network[0]).toEqual({ level: 'kernel', mechanism: `nftables allow-list on the guest's cgroup v2 (${summary})` });
+        expect(await run(intruder)).toBe(`granted: hello from ${granted}\nungranted: ECONNREFUSED\nlistening\n`);
+        expect(await probe(unlisted)).toBe('ECONNREFUSED');
+      }
       const ownNs = readlinkSync(`/proc/${g.pid}/ns/net`) !== readlinkSync('/proc/self/ns/net');
+      if (mode === 'veth') expect(ownNs).toBe(true);
       if (ownNs) {
-        // The guest host's own namespace (pasta): its sockets leave through pasta, which is in the
-        // guest's cgroup, so the same table filters them; a granted port reaches a listener inside.
-        const procs = readFileSync(path.join(root, cgroup as string, 'cgroup.procs'), 'utf8').trim().split('\n');
-        expect(procs.some((pid) => /^pasta/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]?.split('/').pop() ?? ''))).toBe(true);
+        // The guest host's own namespace. Through pasta its sockets leave through pasta, which is in
+        // the guest's cgroup, so the same table filters them; over a veth pair the allow-list inside
+        // filters every socket there. Either way a granted port reaches a listener inside.
+        const procs = mode === 'pasta' ? readFileSync(path.join(root, cgroup as string, 'cgroup.procs'), 'utf8').trim().split('\n') : [];
+        if (mode === 'pasta') expect(procs.some((pid) => /^pasta/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]?.split('/').pop() ?? ''))).toBe(true);
         inside = spawn('nsenter', [`--net=/proc/${g.pid}/ns/net`, process.execPath, '-e', intruderCode([spare, unlisted])], { stdio: ['pipe', 'pipe', 'inherit'] });
         children.push(inside.pid as number);
         expect(await run(inside)).toBe(`granted: hello from ${granted}\nungranted: ECONNREFUSED\nlistening\n`);
@@ -199,9 +215,10 @@ describe('network grant, kernel layer (nftables on the guest cgroup v2)', () => 
       await g.stop(1000);
       servers.forEach((s) => s.close());
     }
-    // The guest's table and cgroup are gone with it.
-    const table = `lowcloud_${path.basename(cgroup as string).replace(/-/g, '_')}`;
-    await waitFor(() => !execFileSync('nft', ['list', 'tables']).toString().includes(table) && !existsSync(path.join(root, cgroup as string)), 5000, `table ${table} and its cgroup to be removed`);
+    // The guest's tables (its cgroup's, or its veth pair's on the host) and cgroup are gone with it.
+    if (mode === 'veth') expect(veth).toMatch(/^lcv\d+$/);
+    const table = cgroup === undefined ? `lowcloud_veth_${veth}\n` : `lowcloud_${path.basename(cgroup).replace(/-/g, '_')}`;
+    await waitFor(() => !execFileSync('nft', ['list', 'tables']).toString().includes(table) && (cgroup === undefined || !existsSync(path.join(root, cgroup))), 5000, `table ${table} and its cgroup to be removed`);
   });
 });
 

@@ -23,8 +23,9 @@ import { parseIp } from '../common/ip.js';
  * - other targets: routed by the host (forwarding on `lcv<i>` alone, which is the input interface
  *   whose setting the kernel checks) and masqueraded as the host's address;
  * - the network grant's nftables allow-list is loaded inside the namespace, where it sees every
- *   packet of the guest host before any address is rewritten (the cgroup's table on the host sees
- *   none of them: they are another namespace's).
+ *   packet of the guest host before any address is rewritten: it is the grant's kernel layer
+ *   (grants/network.ts makes no cgroup table, which would see none of them: they are another
+ *   namespace's).
  * IPv4 only: a grant that names an IPv6 target goes through pasta instead (grants/isolation.ts).
  * Reaching a listen port from other machines needs forwarding on the interface they come in by
  * (the operator's choice: docs/security.md); the machine itself and its guests reach it always.

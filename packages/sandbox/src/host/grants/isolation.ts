@@ -5,7 +5,7 @@ import { allowList, nftBinary, systemNameservers } from '../firewall.js';
 import { interfacesNotForwarding, namespacePorts, pastaBinary, type NetnsMode, type OwnNetwork } from '../netns.js';
 import { tool } from '../isolation.js';
 import { gpuDeviceNodes } from './gpu.js';
-import type { GrantModule } from './grant.js';
+import type { GrantModule, SetUpContext } from './grant.js';
 
 /**
  * RLIMIT_FSIZE of the guest host: its disk grant (its data, also held by the disk grant's layers),
@@ -50,6 +50,20 @@ function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, 
 }
 
 /**
+ * The network namespace a guest host of `ctx` will have, as the isolation module decides it: the
+ * network grant's module asks, as a veth namespace's own allow-list is its kernel layer.
+ */
+export function networkNamespace(ctx: Pick<SetUpContext, 'kind' | 'network' | 'wall' | 'netns'>): WallFacts['network']['ns'] {
+  const wall = ctx.wall ? probeWall().wall : null;
+  return wallNetwork(networkGranted(ctx.kind, ctx.network), wall, ctx.network, ctx.netns).facts.ns;
+}
+
+/** A network only for a component granted some of it (preview1 has no sockets at all). */
+function networkGranted(kind: SetUpContext['kind'], network: NetworkAccess): boolean {
+  return kind === 'component' && (network.listen.length > 0 || network.connect.length > 0);
+}
+
+/**
  * The wall around the guest host (host/isolation.ts): not a grant of the guest's, but set up,
  * reported and released like one. It decides the uid the guest host runs as, its network
  * namespace and the limits on what it can multiply (tasks, file size, /tmp).
@@ -73,9 +87,7 @@ export const isolation: GrantModule<null> = {
     const uid = wall?.mode === 'root' && options.uid !== undefined ? options.uid : mine;
     // The GPU's device nodes exist in the guest host's view only with a gpu grant.
     const devices = options.grants.gpu === undefined ? [] : gpuDeviceNodes();
-    // A network only for a component granted some of it (preview1 has no sockets at all).
-    const granted = kind === 'component' && (network.listen.length > 0 || network.connect.length > 0);
-    const { facts, own } = wallNetwork(granted, wall, network, netns);
+    const { facts, own } = wallNetwork(networkGranted(kind, network), wall, network, netns);
     const pidsCgroup = cgroup?.dirs.pids !== undefined;
     // RLIMIT_NPROC counts every task of a uid on the machine: only for a uid that is the guest's own.
     const ownUid = wall?.mode === 'root' && uid !== 0 && uid !== mine;

@@ -1,5 +1,6 @@
 import { formatConnectTarget, type Enforcement } from '@lowcloud/api';
-import { GuestFirewall, sweepStaleFirewalls, systemNameservers, type FirewallRecord } from '../firewall.js';
+import { allowList, GuestFirewall, sweepStaleFirewalls, systemNameservers, type FirewallRecord } from '../firewall.js';
+import { networkNamespace } from './isolation.js';
 import type { GrantLayers, GrantModule } from './grant.js';
 
 interface NetworkRecord {
@@ -10,11 +11,14 @@ let swept = false;
 
 /**
  * The network grant: its runtime layer is the guest host's wasi:sockets allow-list
- * (guest/net/policy.ts); its kernel layer an nftables table on the guest host's cgroup v2.
+ * (guest/net/policy.ts); its kernel layer an nftables table on the guest host's cgroup v2, or,
+ * for a guest host in a network namespace of its own over a veth pair, the same allow-list loaded
+ * inside that namespace by the wall (host/netns.ts): no packet of such a guest host passes the
+ * host's hooks as its socket's, so a cgroup table would filter nothing of it.
  */
 export const network: GrantModule<NetworkRecord> = {
   name: 'network',
-  async setUp({ network: n, kind, kernel, caps, name }) {
+  async setUp({ network: n, kind, kernel, caps, name, wall, netns }) {
     const report: Enforcement[] = [
       kind === 'module'
         ? { mechanism: 'WASI preview1 has no socket imports: no network access', level: 'runtime' }
@@ -24,6 +28,9 @@ export const network: GrantModule<NetworkRecord> = {
           },
     ];
     if (!kernel || !caps.nftables) return layers(null, report);
+    if (networkNamespace({ kind, network: n, wall, netns }) === 'veth') {
+      return layers(null, [{ mechanism: `nftables allow-list inside the guest host's own network namespace, loaded before it runs (${allowList(n, systemNameservers()).summary})`, level: 'kernel' }, ...report]);
+    }
     // Once per process: remove what guests of killed owners left behind.
     if (!swept) {
       swept = true;
