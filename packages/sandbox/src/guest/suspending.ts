@@ -43,6 +43,8 @@ export class SuspendingGuest {
   ) {}
 
   start(): void {
+    // Stopped before it ran (its host defers each start to after the adds it read with it).
+    if (this.stopRequested) return this.end({ kind: 'stopped' }, 143);
     const jspi = WebAssembly as unknown as Jspi;
     const wait = (ms: number) => this.suspend((resume) => (ms > 0 ? setTimeout(resume, ms) : setImmediate(resume)));
     const { imports, memory } = preview1Imports({
