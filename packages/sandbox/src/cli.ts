@@ -28,7 +28,7 @@ export function register(program: Command): void {
     .option('--config <GUEST=HOST>', 'a read-only file at an absolute guest path (repeatable)', collect, [])
     .option('--stdin', 'pass standard input through to the guest (default: the guest reads end-of-file)')
     .option('-v, --verbose', 'print the enforcement report (which mechanism enforces each grant, at which level) to stderr')
-    .addOption(new Option('--netns <mode>', 'network namespace of a guest with a network grant (root wall only): veth (default: its own over a veth pair; IPv4), pasta (its own through Debian\'s passt) or host (the host\'s; /proc/net shows the host\'s sockets)').choices(['veth', 'pasta', 'host']).default('veth'))
+    .addOption(new Option('--netns <mode>', 'network namespace of a guest with a network grant (root wall only): veth (default: its own over a veth pair; IPv4: a grant with an IPv6 target goes through pasta), pasta (its own through Debian\'s passt) or host (the host\'s; /proc/net shows the host\'s sockets)').choices(['veth', 'pasta', 'host']).default('veth'))
     .addOption(new Option('--no-kernel', 'use only the runtime layer of each grant, even where the kernel layers (cgroups, nftables) are available'))
     .addHelpText(
       'after',
