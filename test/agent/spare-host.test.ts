@@ -1,10 +1,10 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ProcessSpec } from '@lowcloud/api';
 import { jspiNode } from '@lowcloud/sandbox';
 import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
-import { alive, guest, waitFor } from '../helpers/guests.js';
+import { alive, guest, sharedHostPids, waitFor } from '../helpers/guests.js';
 
 /**
  * Warm shared guest hosts (issue 23): a `start` of a `shared` guest starts its group's spare host
@@ -15,21 +15,8 @@ import { alive, guest, waitFor } from '../helpers/guests.js';
 const fx = useAgentFixture();
 
 /** Shared guest hosts of the agent with this state directory: node running guest/shared.js with its control FIFOs there. */
-function sharedHostPids(stateDir: string): number[] {
-  const ctl = path.join(stateDir, 'run', '.shared-hosts');
-  return readdirSync('/proc')
-    .filter((n) => /^\d+$/.test(n))
-    .filter((n) => {
-      let args: string[];
-      try {
-        args = readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
-      } catch {
-        return false;
-      }
-      return /\/node$/.test(args[0] ?? '') && args.some((a) => a.endsWith('guest/shared.js')) && args.some((a) => a.startsWith(ctl));
-    })
-    .map(Number);
-}
+/** The agent's shared guest hosts (their control FIFOs are under its state directory). */
+const agentHostPids = (stateDir: string): number[] => sharedHostPids(path.join(stateDir, 'run', '.shared-hosts'));
 
 describe.skipIf(jspiNode() === null)('warm shared guest hosts', () => {
   const stateDir = path.join(fx.dir, 'spare');
@@ -47,7 +34,7 @@ describe.skipIf(jspiNode() === null)('warm shared guest hosts', () => {
     await waitFor(
       async () => {
         const used = new Set((await c.status()).processes.map((p) => p.pid));
-        const spares = sharedHostPids(stateDir).filter((p) => !used.has(p));
+        const spares = agentHostPids(stateDir).filter((p) => !used.has(p));
         spares.forEach((p) => seen.add(p));
         spare = spares.length === 1 ? (spares[0] as number) : 0;
         return spare !== 0;
@@ -108,6 +95,6 @@ describe.skipIf(jspiNode() === null)('warm shared guest hosts', () => {
   it('no spare outlives the last guest of its group (down)', { timeout: 60_000 }, async () => {
     const c = await fx.connect(agent, { timeoutMs: 60_000 });
     await Promise.all(['s0', 's1', 's2'].map((n) => c.stop(n, 2000)));
-    await waitFor(() => sharedHostPids(stateDir).length === 0, 15_000, 'no shared host left');
+    await waitFor(() => agentHostPids(stateDir).length === 0, 15_000, 'no shared host left');
   });
 });

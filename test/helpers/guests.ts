@@ -129,3 +129,19 @@ function findFiles(dir: string, name: string): string[] {
     return e.isFile() && e.name === name ? [p] : [];
   });
 }
+
+/** The pids of running shared guest hosts whose control FIFOs lie under `ctl` (an agent's `<state>/run/.shared-hosts`). */
+export function sharedHostPids(ctl: string): number[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((n) => {
+      let args: string[];
+      try {
+        args = readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
+      } catch {
+        return false; // ended meanwhile
+      }
+      return /\/node$/.test(args[0] ?? '') && args.some((a) => a.endsWith('guest/shared.js')) && args.some((a) => a.startsWith(ctl));
+    })
+    .map(Number);
+}

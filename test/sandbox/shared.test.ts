@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { attachGuest, jspiNode, spawnGuest, warmSharedHost, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
 import { repoRoot } from '../helpers/cli.js';
-import { alive, guestOptions, waitFor } from '../helpers/guests.js';
+import { alive, guestOptions, sharedHostPids, waitFor } from '../helpers/guests.js';
 
 /**
  * Shared guest hosts (isolation: 'shared'): many preview1 guests in one walled process, each
@@ -254,19 +254,7 @@ setInterval(() => undefined, 1000);`;
     // A group of its own (5 MiB), detached: its hosts' control FIFOs under `base` tell them apart.
     const base = path.join(work, 'held');
     const held = (name: string): GuestOptions => ({ ...shared('sleeper', name, { grants: { memory: 5 * MiB, network: { listen: [], connect: [] } } }), detached: true, runDir: path.join(base, `run-${name}`) });
-    const hosts = () =>
-      readdirSync('/proc')
-        .filter((n) => /^\d+$/.test(n))
-        .filter((n) => {
-          let args: string[];
-          try {
-            args = readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
-          } catch {
-            return false;
-          }
-          return /\/node$/.test(args[0] ?? '') && args.some((a) => a.endsWith('guest/shared.js')) && args.some((a) => a.startsWith(path.join(base, '.shared-hosts')));
-        })
-        .map(Number);
+    const hosts = () => sharedHostPids(path.join(base, '.shared-hosts'));
     const outcome = (p: Promise<unknown>) => Promise.race([p.then(() => 'answered', () => 'failed'), new Promise((r) => setTimeout(() => r('pending'), 1000))]);
     // Its spare, stopped (SIGSTOP): it reads nothing from its channel.
     warmSharedHost(held('warm'));
