@@ -107,8 +107,10 @@ export interface SharedGuest {
    * Settled once the host has the guest: it said `started`, or reported its exit first (then
    * `exited` has it), or this side detached (the guest's record is written: a re-attaching agent
    * finds it or restarts it). Rejected (SharedGuestLostError) when the host ended or its channel
-   * closed before, or it was not confirmed in `CONFIRM_MS` (then it is stopped). Until then the `add` may sit unread in the channel, and a starter killed now
-   * (an agent SIGKILLed) would lose it.
+   * closed before, or it was not confirmed in `CONFIRM_MS` (then it is stopped). Until then the
+   * `add` may sit unread in the channel, and a starter killed now (an agent SIGKILLed) would lose
+   * it. The caller of `add` must await it (spawnShared does, in the same turn): its rejection is
+   * the start's error, not swallowed here.
    */
   readonly started: Promise<void>;
 }
@@ -340,8 +342,6 @@ export class SharedHost {
     const exited = new Promise<GuestExit>((r) => (resolve = r));
     let start!: NonNullable<Slot['start']>;
     const started = new Promise<void>((res, rej) => (start = { resolve: res, reject: rej }));
-    // Awaited by the starter; a caller that does not await it does not crash the process.
-    started.catch(() => undefined);
     const runDir = opts.runDir ?? null;
     const slot: Slot = { resolve, start, out: outputs(opts.stdout ?? 'inherit', opts.stderr ?? 'inherit'), runDir, stopRequested: false };
     this.slots.set(id, slot);

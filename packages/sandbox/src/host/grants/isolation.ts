@@ -26,22 +26,31 @@ function fileLimit(disk: number | undefined): number {
  * own cannot be made: the user-namespace wall, a tool missing. The grant's two filtering layers hold either way; what the host's
  * namespace adds is that /proc/net there lists the host's sockets.
  */
-function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, asked: NetnsMode): { facts: WallFacts['network']; own: OwnNetwork | null } {
-  const host = (hostWhy: string) => ({ facts: { ns: 'host', hostWhy } as const, own: null });
-  if (!granted) return { facts: { ns: 'empty' }, own: null };
+type NamespaceChoice = { ns: 'empty' } | { ns: 'host'; hostWhy: string } | { ns: 'pasta'; pasta: string } | { ns: 'veth' };
+
+/** Which namespace, from the grant's shape and the machine's tools alone (no file read, no rule built). */
+function chooseNamespace(granted: boolean, wall: Wall | null, grant: NetworkAccess, asked: NetnsMode): NamespaceChoice {
+  const host = (hostWhy: string) => ({ ns: 'host', hostWhy }) as const;
+  if (!granted) return { ns: 'empty' };
   if (asked === 'host') return host('the agent was asked to keep it (lowcloud agent --netns host)');
   if (wall?.mode !== 'root') return host('a namespace of its own is made by the root wall only in this version (not in a user namespace)');
-  const ports = namespacePorts(grant);
-  const viaPasta = (why: string) => {
+  const viaPasta = (why: string): NamespaceChoice => {
     const pasta = pastaBinary();
-    if (pasta === null) return host(`${why}pasta is not installed (Debian/Ubuntu package passt)`);
-    return { facts: { ns: 'pasta', ports } as const, own: { kind: 'pasta', pasta, ports } as const };
+    return pasta === null ? host(`${why}pasta is not installed (Debian/Ubuntu package passt)`) : { ns: 'pasta', pasta };
   };
   if (asked === 'pasta') return viaPasta('');
   if (nftBinary() === null || tool('ip') === null || tool('nsenter') === null) return host('its veth pair needs ip (iproute2), nsenter (util-linux) and nft (nftables), and one is not installed');
   // IPv4 only over the pair: a grant that names an IPv6 target gets its own namespace through pasta.
   const v6 = grant.connect.find((t) => ((t.kind === 'address' || t.kind === 'cidr') && t.family === 6) || (t.kind === 'process' && t.address?.includes(':') === true));
   if (v6 !== undefined) return viaPasta(`its grant names an IPv6 target (${formatConnectTarget(v6)}), which the veth pair does not route in this version, and `);
+  return { ns: 'veth' };
+}
+
+/** The chosen namespace as the report states it and the wall makes it. */
+function wallNetwork(choice: NamespaceChoice, grant: NetworkAccess): { facts: WallFacts['network']; own: OwnNetwork | null } {
+  if (choice.ns === 'empty' || choice.ns === 'host') return { facts: choice, own: null };
+  const ports = namespacePorts(grant);
+  if (choice.ns === 'pasta') return { facts: { ns: 'pasta', ports }, own: { kind: 'pasta', pasta: choice.pasta, ports } };
   const nameservers = systemNameservers();
   return {
     facts: { ns: 'veth', ports, ...(ports.listen.length === 0 ? {} : { closedTo: interfacesNotForwarding() }) },
@@ -53,9 +62,9 @@ function wallNetwork(granted: boolean, wall: Wall | null, grant: NetworkAccess, 
  * The network namespace a guest host of `ctx` will have, as the isolation module decides it: the
  * network grant's module asks, as a veth namespace's own allow-list is its kernel layer.
  */
-export function networkNamespace(ctx: Pick<SetUpContext, 'kind' | 'network' | 'wall' | 'netns'>): WallFacts['network']['ns'] {
+export function networkNamespace(ctx: Pick<SetUpContext, 'kind' | 'network' | 'wall' | 'netns'>): NamespaceChoice['ns'] {
   const wall = ctx.wall ? probeWall().wall : null;
-  return wallNetwork(networkGranted(ctx.kind, ctx.network), wall, ctx.network, ctx.netns).facts.ns;
+  return chooseNamespace(networkGranted(ctx.kind, ctx.network), wall, ctx.network, ctx.netns).ns;
 }
 
 /** A network only for a component granted some of it (preview1 has no sockets at all). */
@@ -87,7 +96,7 @@ export const isolation: GrantModule<null> = {
     const uid = wall?.mode === 'root' && options.uid !== undefined ? options.uid : mine;
     // The GPU's device nodes exist in the guest host's view only with a gpu grant.
     const devices = options.grants.gpu === undefined ? [] : gpuDeviceNodes();
-    const { facts, own } = wallNetwork(networkGranted(kind, network), wall, network, netns);
+    const { facts, own } = wallNetwork(chooseNamespace(networkGranted(kind, network), wall, network, netns), network);
     const pidsCgroup = cgroup?.dirs.pids !== undefined;
     // RLIMIT_NPROC counts every task of a uid on the machine: only for a uid that is the guest's own.
     const ownUid = wall?.mode === 'root' && uid !== 0 && uid !== mine;
