@@ -144,7 +144,9 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       if (problem === null) sealed.push(name);
       else diags.push(at(field, problem.message, problem.hint));
     };
-    for (const [k, v] of Object.entries(p.env ?? {})) {
+    const envKeys = p.env === undefined ? [] : Object.keys(p.env);
+    for (const k of envKeys) {
+      const v = (p.env as Record<string, string>)[k] as string;
       if (isSealed(v)) checkSealed([...base, 'env', k], v, `env.${k}`, '', '');
     }
     const config: Record<string, string> = {};
@@ -176,12 +178,23 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
       connect: names.connect(g.network?.connect ?? [], () => [...base, 'grants', 'network', 'connect'], diags),
     };
     if (g.network?.udp === true) grants.network.udp = true;
-    // fromEntries: a variable named __proto__ stays a variable.
-    const env = Object.fromEntries(Object.entries(p.env ?? {}).map(([k, v]) => [k, names.substitute(v, () => [...base, 'env', k], diags)]));
+    const env: Record<string, string> = {};
+    for (const k of envKeys) {
+      const v = (p.env as Record<string, string>)[k] as string;
+      const value = v.includes('${') ? names.substitute(v, () => [...base, 'env', k], diags) : v;
+      // A variable named __proto__ stays a variable.
+      if (k === '__proto__') Object.defineProperty(env, k, { value, enumerable: true, writable: true, configurable: true });
+      else env[k] = value;
+    }
+    const args = p.args === undefined ? [] : p.args.slice();
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i] as string;
+      if (a.includes('${')) args[i] = names.substitute(a, () => [...base, 'args', i], diags);
+    }
     const spec: ProcessSpec = {
       name,
       binary,
-      args: (p.args ?? []).map((a, i) => names.substitute(a, () => [...base, 'args', i], diags)),
+      args,
       env,
       config,
       grants,
@@ -189,10 +202,10 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     };
     if (p.isolation === 'shared') spec.isolation = 'shared';
     if (p.allowUnwalled === true) spec.allowUnwalled = true;
-    processes[name] = { name, machine: p.machine, spec, digest: resolvedSpecDigest(spec), files: { binary: p.binary, config: { ...(p.config ?? {}) } }, sealed: sealed.sort() };
+    processes[name] = { name, machine: p.machine, spec, digest: resolvedSpecDigest(spec), files: { binary: p.binary, config: p.config ?? {} }, sealed: sealed.length < 2 ? sealed : sealed.sort() };
   }
 
-  fillDigests(processes, parsed, diags);
+  if (names.namesDigests) fillDigests(processes, parsed, diags);
   const sorted = sortRecord(processes);
   checkMachines(parsed, machines, sorted.order, diags);
   if (diags.length > 0) {
