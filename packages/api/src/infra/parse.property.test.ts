@@ -254,6 +254,31 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
     expect(block).toBeGreaterThan(30);
   });
 
+  it('reads a scalar written again, in any style and place, as the yaml library does (block-read.ts remembers the scalars it has read)', () => {
+    const styles = TRICKY.flatMap((v) => [v, `'${v.replace(/'/g, "''")}'`, JSON.stringify(v)]);
+    // Scalars the reader takes alone, as a value and in a flow sequence: a file of them is one it reads.
+    const values = styles.filter((v) => readBlock(`x: ${v}\n`) !== null);
+    const items = styles.filter((v) => readBlock(`x: [${v}]\n`) !== null);
+    const keys = styles.filter((v) => readBlock(`${v}: x\n`) !== null);
+    let block = 0;
+    const row = fc.record({ x: fc.constantFrom(...values), y: fc.constantFrom(...values), list: fc.array(fc.constantFrom(...items), { maxLength: 3 }), key: fc.option(fc.constantFrom(...keys), { nil: undefined }) });
+    const file = fc.array(row, { minLength: 1, maxLength: 12 }).map((rows) =>
+      rows.map((r, i) => `k${i}:\n  a: ${r.x}\n  b: ${r.y}\n  l: [${r.list.join(', ')}]\n  s:\n    - ${r.x}\n    - ${r.y}\n${r.key === undefined ? '' : `  ${r.key}: ${r.x}\n`}`).join(''),
+    );
+    fc.assert(
+      fc.property(file, (text) => {
+        const b = readBlock(text);
+        if (b === null) return;
+        block++;
+        const doc = parseDocument(text, { uniqueKeys: false });
+        expect(doc.errors).toEqual([]);
+        expect(b.value).toEqual(doc.toJS({ maxAliasCount: 100 }));
+      }),
+      { numRuns: Number(process.env.PARSE_RUNS ?? 300) },
+    );
+    expect(block).toBeGreaterThan(100);
+  });
+
   it('reads tricky scalars, keys and block scalars as the yaml library does, or leaves them to it', () => {
     let read = 0;
     let block = 0;
