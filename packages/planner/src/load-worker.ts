@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { InvalidInputError, LowcloudError, type ProcessSpec } from '@lowcloud/api';
 import { stateDigest } from './plan/document.js';
-import { loadFromGit, loadFromWorkingTree, type PlanSide, type WorkerError, type WorkerReply, type WorkerSide, type WorkerSpecs } from './load.js';
+import { loadFromGit, loadFromWorkingTree, type PlanSide, type WorkerError, type WorkerReply, type WorkerSpecs, type WorkerSummary } from './load.js';
 
 const side = workerData as PlanSide;
 const port = parentPort;
@@ -12,15 +12,29 @@ let reply: WorkerReply;
 let specs: ProcessSpec[] = [];
 try {
   const r = await (side.revision === undefined ? loadFromWorkingTree(side.file) : loadFromGit(side.file, side.revision));
-  const out: WorkerSide = { label: r.label, file: r.file, machines: r.machines, blobs: r.blobs, stateDigest: stateDigest(r), names: [], machineOf: [], digests: [], sealed: {} };
+  const names: string[] = [];
+  const machineOf: string[] = [];
+  const digests: string[] = [];
+  const sealed: WorkerSummary['sealed'] = {};
   for (const p of Object.values(r.processes)) {
-    if (p.sealed.length > 0) out.sealed[out.names.length] = p.sealed;
-    out.names.push(p.name);
-    out.machineOf.push(p.machine);
-    out.digests.push(p.digest);
+    if (p.sealed.length > 0) sealed[names.length] = p.sealed;
+    names.push(p.name);
+    machineOf.push(p.machine);
+    digests.push(p.digest);
     specs.push(p.spec);
   }
-  reply = { ok: true, side: out };
+  const summary: WorkerSummary = {
+    label: r.label,
+    file: r.file,
+    machines: r.machines,
+    blobs: r.blobs,
+    stateDigest: stateDigest(r),
+    names: names.join('\n'),
+    machineOf: machineOf.join('\n'),
+    digests: digests.join('\n'),
+    sealed,
+  };
+  reply = { ok: true, side: summary };
 } catch (err) {
   const e = err instanceof Error ? err : new Error(String(err));
   const error: WorkerError = { message: e.message, ...(e.stack === undefined ? {} : { stack: e.stack }) };

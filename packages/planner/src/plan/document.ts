@@ -36,14 +36,9 @@ export interface PlanDocument {
  * text first cost ~1 s a state at 100,000 processes.
  */
 export function stateDigest(s: PlanState): string {
-  const byName = <T>(x: [string, T], y: [string, T]) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0);
-  // Sorted already where the state was resolved (resolve.ts sorts processes): checked, not sorted again.
-  const sorted = <T>(list: [string, T][]) => (list.every((x, i) => i === 0 || (list[i - 1] as [string, T])[0] < x[0]) ? list : list.sort(byName));
-  const machines = sorted(Object.values(s.machines).map((m) => [m.name, m] as [string, typeof m]));
-  const processes = sorted(Object.values(s.processes).map((p) => [p.name, p] as [string, typeof p]));
-  // Names that canonical JSON orders otherwise (array-index-like ones come first) or that repeat: the general writer.
-  const plain = (list: [string, unknown][]) => list.every(([n], i) => !INDEX_LIKE.test(n) && (i === 0 || (list[i - 1] as [string, unknown])[0] !== n));
-  if (!plain(machines) || !plain(processes)) return slowStateDigest(s);
+  const machines = inOrder(Object.values(s.machines));
+  const processes = inOrder(Object.values(s.processes));
+  if (machines === null || processes === null) return slowStateDigest(s);
   const hash = createHash('sha256');
   let out = '{"machines":{';
   const flush = () => {
@@ -51,16 +46,35 @@ export function stateDigest(s: PlanState): string {
     hash.update(out);
     out = '';
   };
-  machines.forEach(([n, m], i) => {
-    out += `${i === 0 ? '' : ','}${JSON.stringify(n)}:{"agent":${JSON.stringify(m.agent)}${m.key === undefined ? '' : `,"key":${JSON.stringify(m.key)}`}}`;
+  for (let i = 0; i < machines.length; i++) {
+    const m = machines[i] as PlanState['machines'][string];
+    out += `${i === 0 ? '' : ','}${JSON.stringify(m.name)}:{"agent":${JSON.stringify(m.agent)}${m.key === undefined ? '' : `,"key":${JSON.stringify(m.key)}`}}`;
     flush();
-  });
+  }
   out += '},"processes":{';
-  processes.forEach(([n, p], i) => {
-    out += `${i === 0 ? '' : ','}${JSON.stringify(n)}:{"digest":${JSON.stringify(p.digest)},"machine":${JSON.stringify(p.machine)}}`;
+  for (let i = 0; i < processes.length; i++) {
+    const p = processes[i] as PlanState['processes'][string];
+    out += `${i === 0 ? '' : ','}${JSON.stringify(p.name)}:{"digest":${JSON.stringify(p.digest)},"machine":${JSON.stringify(p.machine)}}`;
     flush();
-  });
+  }
   return hash.update(`${out}}}`).digest('hex');
+}
+
+/**
+ * The list in canonical JSON's order of names, or null where only the general writer has it
+ * right: names that look like array indexes (canonical JSON puts them first) or that repeat. Sorted
+ * already where the state was resolved (resolve.ts sorts processes): checked, not sorted again.
+ */
+function inOrder<T extends { name: string }>(list: T[]): T[] | null {
+  let sorted = true;
+  for (let i = 1; i < list.length && sorted; i++) sorted = (list[i - 1] as T).name < (list[i] as T).name;
+  if (!sorted) list.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  for (let i = 0; i < list.length; i++) {
+    const n = (list[i] as T).name;
+    const c = n.charCodeAt(0);
+    if ((c >= 0x30 && c <= 0x39 && INDEX_LIKE.test(n)) || (i > 0 && (list[i - 1] as T).name === n)) return null;
+  }
+  return list;
 }
 
 const INDEX_LIKE = /^(?:0|[1-9][0-9]*)$/;
