@@ -98,9 +98,16 @@ export function buildDocument(
   // Grouped once: scanning every process for every machine took 13 s for 10,000 x 1,000.
   const beforeByMachine = new Map<string, Record<string, string>>();
   for (const p of Object.values(a.processes)) {
-    const before = beforeByMachine.get(p.machine) ?? {};
+    let before = beforeByMachine.get(p.machine);
+    if (before === undefined) {
+      // A table, not an object of fixed shape: each machine's process names are its own, and V8
+      // gave every record of a few names a hidden-class chain of its own (at 100,000 processes on
+      // 10,000 machines, 0.18 s against 0.05 s). No prototype either: a process named `constructor`
+      // is a name like any other.
+      before = Object.create(null) as Record<string, string>;
+      beforeByMachine.set(p.machine, before);
+    }
     before[p.name] = p.digest;
-    beforeByMachine.set(p.machine, before);
   }
   const machines: Record<string, PlanMachine> = {};
   for (const name of [...new Set([...Object.keys(a.machines), ...Object.keys(b.machines)])].sort()) {
