@@ -1,4 +1,5 @@
-import { isMap, isSeq, type Document, type LineCounter, type Node, type Pair, type YAMLMap } from 'yaml';
+import type { Document, LineCounter, Node, Pair, YAMLMap } from 'yaml';
+import { yamlLib } from './yaml-lib.js';
 
 export interface Position {
   line: number;
@@ -11,6 +12,7 @@ export interface Position {
  * to the nearest enclosing node that exists, so every diagnostic has a position.
  */
 export function locate(doc: Document, lines: LineCounter, path: readonly (string | number)[], key = false): Position {
+  const { isMap, isSeq } = yamlLib();
   let node: unknown = doc.contents;
   let best: Node | null = (doc.contents as Node | null) ?? null;
   for (let i = 0; i < path.length; i++) {

@@ -1,13 +1,18 @@
-import { Ajv, type ErrorObject } from 'ajv';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { Document, LineCounter } from 'yaml';
 import { InvalidInputError, type Diagnostic } from '../errors.js';
 import { fastLoad } from './fast-load.js';
 import { locate } from './locate.js';
+import { yamlLib } from './yaml-lib.js';
 import { infraSchema } from './schema.js';
 import type { InfraFile } from './types.js';
 
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
-const validate = ajv.compile(infraSchema);
+let compiled: ValidateFunction<InfraFile> | undefined;
+
+/** The schema's validator, compiled when a file is first checked: `plan` loads each side in a worker, and its main thread checks none. */
+function validator(): ValidateFunction<InfraFile> {
+  return (compiled ??= new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true }).compile(infraSchema));
+}
 
 /** A parsed infra file that still knows where each field came from, for later diagnostics. */
 export interface ParsedInfra {
@@ -39,11 +44,12 @@ export function parseInfra(text: string, file: string): ParsedInfra {
 function isInfraFile(value: unknown): value is InfraFile {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   const version = (value as Record<string, unknown>).version;
-  return (version === undefined || version === 1) && validate(value);
+  return (version === undefined || version === 1) && validator()(value);
 }
 
 /** The `yaml` path: every node keeps its position, so every problem is reported at its line and column. */
 export function parseWithPositions(text: string, file: string): ParsedInfra {
+  const { LineCounter, parseDocument } = yamlLib();
   const lines = new LineCounter();
   // yaml's own unique-key check compares every key with every other key of its mapping: for 10,000
   // processes it took 6 of the 10 s a 2.4 MB file took to parse. The walk below is linear.
@@ -81,12 +87,14 @@ export function parseWithPositions(text: string, file: string): ParsedInfra {
   if (v.version !== undefined && v.version !== 1) {
     throw new InvalidInputError([at(['version'], `unsupported version ${JSON.stringify(v.version)}`, 'this lowcloud reads version: 1')]);
   }
+  const validate = validator();
   if (!validate(value)) throw new InvalidInputError(schemaDiagnostics(validate.errors ?? [], value, doc, at));
   return { file, value, at };
 }
 
 /** Every key that appears twice in one mapping, at the second appearance, naming the first. */
 function duplicateKeys(node: unknown, path: string[], lines: LineCounter, file: string): Diagnostic[] {
+  const { isMap, isScalar, isSeq } = yamlLib();
   const out: Diagnostic[] = [];
   if (isSeq(node)) node.items.forEach((item, i) => out.push(...duplicateKeys(item, [...path, String(i)], lines, file)));
   if (!isMap(node)) return out;
