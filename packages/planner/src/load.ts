@@ -59,15 +59,17 @@ export async function loadForPlan(base: PlanSide, target: PlanSide, baseSpecs: '
     const a = settled(x);
     const b = settled(y);
     // Specs cross only where the plan reads them: a process that is new, changed or moved.
-    const aIndex = new Map<string, number>();
-    a.names.forEach((n, i) => aIndex.set(n, i));
+    const aIndex = indexIn(a.names, b.names);
     const wantA: number[] = [];
     const wantB: number[] = [];
     for (let j = 0; j < b.names.length; j++) {
-      const i = aIndex.get(b.names[j] as string);
+      const i = aIndex[j];
       const changed = i === undefined || a.digests[i] !== b.digests[j];
       if (changed || a.machineOf[i] !== b.machineOf[j]) wantB.push(j);
       if (changed && i !== undefined && baseSpecs === 'changed') wantA.push(i);
+      // The same string on both sides: the target's table of processes then finds each name
+      // already hashed and in V8's table of property names (fromWorker builds the base's first).
+      if (i !== undefined) b.names[j] = a.names[i] as string;
     }
     const [specsA, specsB] = await Promise.all([workers[0].specs(baseSpecs === 'all' ? 'all' : wantA), workers[1].specs(wantB)]);
     return [fromWorker(a, baseSpecs === 'all' ? a.names.map((_, i) => i) : wantA, specsA), fromWorker(b, wantB, specsB)];
@@ -103,6 +105,28 @@ export async function loadForLivePlan<T>(
   } finally {
     void worker.worker.terminate();
   }
+}
+
+/**
+ * For each name of `y`, its index in `x` (undefined where x lacks it). Both come sorted from
+ * resolve.ts: then one merge walk, where a Map of 100,000 names cost ~0.05 s more.
+ */
+function indexIn(x: string[], y: string[]): (number | undefined)[] {
+  const out: (number | undefined)[] = new Array<number | undefined>(y.length);
+  const sorted = (l: string[]) => l.every((n, k) => k === 0 || (l[k - 1] as string) < n);
+  if (!sorted(x) || !sorted(y)) {
+    const index = new Map<string, number>();
+    x.forEach((n, i) => index.set(n, i));
+    y.forEach((n, j) => (out[j] = index.get(n)));
+    return out;
+  }
+  let i = 0;
+  for (let j = 0; j < y.length; j++) {
+    const n = y[j] as string;
+    while (i < x.length && (x[i] as string) < n) i++;
+    out[j] = i < x.length && x[i] === n ? i : undefined;
+  }
+  return out;
 }
 
 /** The value, or the error thrown; called base first, so the base's problems win whichever came first. */
