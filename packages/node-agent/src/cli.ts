@@ -15,6 +15,7 @@ export function register(program: Command): void {
     .description('Run the node agent: the daemon that runs this machine\'s processes and serves the signed API.')
     .option('--listen <host:port>', 'where to listen (port 0 picks a free port)', '0.0.0.0:7443')
     .option('--state <dir>', 'state directory: keys, desired state, blobs, logs, audit log', '/var/lib/lowcloud')
+    .option('--cache <dir>', 'where admitted binaries are kept (memory-capped modules, transpiled components), default <state>/cache; agents of one computer may share one: a binary is then transpiled once between them', undefined)
     .option('--trust <file-or-key>', 'a public key (file from `lowcloud keygen`, or ed25519:...) allowed to read and change this machine (repeatable)', collect, [])
     .option('--trust-read <file-or-key>', 'a public key allowed only to read: status, logs, events, blob-status (repeatable)', collect, [])
     .option('--metrics-listen <host:port>', 'where /metrics (Prometheus text) is served, over plain HTTP; "off" for nowhere', '127.0.0.1:9464')

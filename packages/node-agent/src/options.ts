@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { ErrorCode, parsePublicKey, parseSize } from '@lowcloud/api';
 import type { AgentOptions } from './agent/agent-options.js';
 import { AgentFlagError } from './errors.js';
@@ -8,6 +9,7 @@ import { DEFAULT_BACKOFF } from './agent/supervisor.js';
 export interface RawAgentFlags {
   listen: string;
   state: string;
+  cache?: string;
   trust: string[];
   trustRead: string[];
   allowOrigin: string[];
@@ -62,6 +64,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     host,
     port,
     stateDir: raw.state,
+    ...(raw.cache === undefined ? {} : { cacheDir: path.resolve(raw.cache) }),
     trusted,
     trustedRead,
     allowedOrigins: raw.allowOrigin,

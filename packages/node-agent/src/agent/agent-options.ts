@@ -9,6 +9,11 @@ export interface AgentOptions {
   host: string;
   port: number;
   stateDir: string;
+  /**
+   * `--cache`: where admitted binaries are kept (memory-capped modules, transpiled components);
+   * default `<stateDir>/cache`. Agents of one computer may share one (`lowcloud up`'s do).
+   */
+  cacheDir?: string;
   /** Public keys (`ed25519:...`) allowed every call (role `write`). */
   trusted: string[];
   /** Public keys allowed the read calls only (role `read`). */

@@ -3,7 +3,7 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { KeyPair } from '@lowcloud/api';
-import { jspiNode, sweepStaleFirewalls } from '@lowcloud/sandbox';
+import { prewarmSandbox, sweepStaleFirewalls } from '@lowcloud/sandbox';
 import { AgentCalls } from './calls.js';
 import { AgentCore } from './core.js';
 import { loadOrCreateCertificate } from './identity.js';
@@ -60,9 +60,9 @@ export class Agent {
     this.core.network = () => listener.usage();
     await this.listener.listen();
     this.listener.startHeartbeat();
-    // Which Node.js runs shared guest hosts is found once (on a Node.js without JSPI, by running
-    // the candidate): now, while idle, not in the first batch of starts.
-    setImmediate(() => jspiNode()).unref();
+    // What the sandbox learns by running tools (the wall's probe, ldd, which Node.js has JSPI) is
+    // found now, off this thread, not synchronously in the first batch of starts.
+    void prewarmSandbox();
     if (this.opts.metrics !== null && this.opts.metrics !== undefined) this.metricsServer = await serveMetrics(this.opts.metrics, this.core.metrics, () => this.calls.status());
   }
 

