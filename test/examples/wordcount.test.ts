@@ -1,4 +1,4 @@
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { repoRoot, runCli } from '../helpers/cli.js';
@@ -54,6 +54,12 @@ describe('examples/wordcount: mappers, reducers and collect as processes on two 
     }
     const s = await status();
     for (const name of ['map-a', 'map-b', 'reduce-0', 'reduce-1', 'collect']) expect([name, s[name]?.restarts]).toEqual([name, 0]);
+    // The two local agents share one cache of admitted binaries: each of the three components was
+    // transpiled once between them (agent --cache), and each grant got its copy from that.
+    const cache = readdirSync(path.join(repo.dir, '.lowcloud/cache'));
+    expect(cache.filter((n) => n.endsWith('.transpiled'))).toHaveLength(3);
+    expect(cache.filter((n) => n.endsWith('.component')).length).toBeGreaterThanOrEqual(3);
+    for (const m of ['eu', 'us']) expect(existsSync(path.join(repo.dir, '.lowcloud/agents', m, 'state/cache'))).toBe(false);
   });
 
   it('after one input changes, only that mapper and the processes downstream of it restart, and the result is new', async () => {
