@@ -1,10 +1,11 @@
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GuestHandle, GuestOptions } from '@lowcloud/sandbox';
 import { repoRoot } from '../helpers/cli.js';
 import { alive, guestOptions, waitFor } from '../helpers/guests.js';
+import { hostileSandbox } from '../helpers/hostile-build.js';
 
 /**
  * Code that has left the WebAssembly sandbox owns its guest host process, and with it the host's
@@ -66,22 +67,7 @@ const HOSTILE = `import { openSync as __o, closeSync as __c, writeSync as __w } 
 `;
 
 beforeAll(async () => {
-  // A package of its own inside the repository: its dependencies resolve through the repository's node_modules.
-  mkdirSync(build, { mode: 0o755 });
-  chmodSync(build, 0o755);
-  const pkg = path.join(repoRoot, 'packages', 'sandbox');
-  cpSync(path.join(pkg, 'dist'), path.join(build, 'dist'), { recursive: true, filter: (f) => !f.endsWith('.map') });
-  cpSync(path.join(pkg, 'package.json'), path.join(build, 'package.json'));
-  // No source maps: they would point at sources this copy does not have.
-  for (const f of readdirSync(path.join(build, 'dist'), { recursive: true, encoding: 'utf8' })) {
-    const file = path.join(build, 'dist', f);
-    if (f.endsWith('.js')) writeFileSync(file, readFileSync(file, 'utf8').replace(/^\/\/# sourceMappingURL=.*$/m, ''));
-  }
-  for (const entry of ['main.js', 'shared.js']) {
-    const file = path.join(build, 'dist', 'guest', entry);
-    writeFileSync(file, HOSTILE + readFileSync(file, 'utf8'));
-  }
-  sandbox = (await import(path.join(build, 'dist', 'index.js'))) as typeof import('@lowcloud/sandbox');
+  sandbox = await hostileSandbox(build, HOSTILE, ['main.js', 'shared.js']);
 });
 
 afterAll(() => {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,7 @@ import type { GuestOptions } from '@lowcloud/sandbox';
 import { repoRoot } from '../helpers/cli.js';
 import { alive, guestOptions, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
+import { hostileSandbox } from '../helpers/hostile-build.js';
 import { freePort, vethOf } from '../helpers/net.js';
 
 /**
@@ -50,19 +51,8 @@ for (const f of ['tcp', 'tcp6', 'udp', 'udp6', 'unix']) {
 `;
 
 beforeAll(async () => {
-  mkdirSync(build, { mode: 0o755 });
-  chmodSync(build, 0o755);
-  const pkg = path.join(repoRoot, 'packages', 'sandbox');
-  cpSync(path.join(pkg, 'dist'), path.join(build, 'dist'), { recursive: true, filter: (f) => !f.endsWith('.map') });
-  cpSync(path.join(pkg, 'package.json'), path.join(build, 'package.json'));
-  for (const f of readdirSync(path.join(build, 'dist'), { recursive: true, encoding: 'utf8' })) {
-    const file = path.join(build, 'dist', f);
-    if (f.endsWith('.js')) writeFileSync(file, readFileSync(file, 'utf8').replace(/^\/\/# sourceMappingURL=.*$/m, ''));
-  }
-  const main = path.join(build, 'dist', 'guest', 'main.js');
   probePort = await freePort();
-  writeFileSync(main, PROLOGUE() + readFileSync(main, 'utf8'));
-  sandbox = (await import(path.join(build, 'dist', 'index.js'))) as typeof import('@lowcloud/sandbox');
+  sandbox = await hostileSandbox(build, PROLOGUE());
 });
 
 afterAll(() => {
