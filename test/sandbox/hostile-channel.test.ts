@@ -63,6 +63,11 @@ const HOSTILE = `import { openSync as __o, closeSync as __c, writeSync as __w } 
   // A forged exit for a guest that does not exist, and one of the wrong shape.
   say(JSON.stringify({ type: 'exit', guest: 'nobody/0', exit: { kind: 'exit', code: 0 }, status: 0 }) + '\\n');
   say(JSON.stringify({ type: 'exit', guest: 42, exit: 'gone' }) + '\\n');
+  // Forged confirmations (a shared host's \`started\`): for a guest it was never sent, of the wrong
+  // shape, and a flood of them. Each is ignored; only a real add's own confirmation settles it.
+  say(JSON.stringify({ type: 'started', guest: 'nobody/0' }) + '\\n');
+  say(JSON.stringify({ type: 'started', guest: { id: 'h0' } }) + '\\n');
+  for (let i = 0; i < 1000; i++) say(JSON.stringify({ type: 'started', guest: 'h' + i + '/' + i }) + '\\n');
 }
 `;
 
