@@ -1,9 +1,7 @@
 import { constants } from 'node:os';
 import { Command, Option } from 'commander';
 import { CONNECT_FORMS, connectList, ErrorCode, InvalidConnectTargetError, LowcloudError, parseConnectTarget, parseCpu, parseSize, UsageError, type Grants } from '@lowcloud/api';
-import { REPORT_KEYS } from './host/grants/index.js';
 import type { NetnsMode } from './host/netns.js';
-import { spawnGuest } from './host/spawn.js';
 import type { DirMount, EnforcementReport, GuestExit } from './types.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -123,8 +121,12 @@ function connectTargets(flags: readonly string[]): string[] {
 
 async function runOnce(wasm: string, args: string[], o: RunFlags): Promise<number> {
   const { grants, dirs, env, config } = compileRunFlags(o);
+  // Loaded here, not with the CLI: every other `lowcloud` command would pay for the sandbox's
+  // modules at start-up (~0.15-0.2 s) and never use them.
+  const { spawnGuest } = await import('./host/spawn.js');
+  const { REPORT_KEYS } = await import('./host/grants/index.js');
   const guest = await spawnGuest({ wasm, args, env, dirs, config, grants, stdin: o.stdin === true ? 'inherit' : 'ignore' }, { kernel: o.kernel, netns: o.netns });
-  if (o.verbose === true) process.stderr.write(formatReport(guest.report));
+  if (o.verbose === true) process.stderr.write(formatReport(guest.report, REPORT_KEYS));
   const onSignal = () => void guest.stop(2000);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -150,9 +152,10 @@ export function exitStatus(exit: GuestExit): number {
   }
 }
 
-export function formatReport(r: EnforcementReport): string {
+/** The report as `--verbose` prints it, grants in `keys` order (host/grants REPORT_KEYS). */
+export function formatReport(r: EnforcementReport, keys: readonly (keyof EnforcementReport)[]): string {
   const lines = ['enforcement:'];
-  for (const grant of REPORT_KEYS) {
+  for (const grant of keys) {
     for (const e of r[grant] ?? []) lines.push(`  ${grant.padEnd(8)} ${e.level.padEnd(8)} ${e.mechanism}`);
   }
   return `${lines.join('\n')}\n`;
