@@ -10,6 +10,7 @@ import { prewarmJspiNode } from './shared-host.js';
  * answer is asked again, synchronously, when first needed.
  */
 export async function prewarmSandbox(): Promise<void> {
-  const jspi = prewarmJspiNode().catch(() => null);
-  await Promise.allSettled([prewarmWall(), jspi.then((node) => prewarmNodeView([null, node]))]);
+  // Neither rejects in practice (a tool that fails to run is an answer); should one, the question is
+  // left unanswered here and asked synchronously at the first start, so nothing is lost by settling.
+  await Promise.allSettled([prewarmWall(), prewarmJspiNode().then((node) => prewarmNodeView([null, node]))]);
 }

