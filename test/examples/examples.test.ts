@@ -154,7 +154,9 @@ describe('examples/kv-cluster: a system of processes across three machines', () 
     const after = await pids(repo.dir);
     expect(after['kv-a']).not.toBe(before['kv-a']);
     expect([after['kv-b'], after.lb, after.client]).toEqual([before['kv-b'], before.lb, before.client]);
-    await waitFor(async () => (await pingTwice()).includes('PONG kv-a-eu'), 15_000, 'the renamed store to answer');
+    // 2.5 s on a quiet machine; 16.7 s was seen once under load 8 (the restarted store's guest host
+    // start on 2 busy cores): the bound is for a loaded CI machine, not the expected time.
+    await waitFor(async () => (await pingTwice()).includes('PONG kv-a-eu'), 45_000, 'the renamed store to answer');
   });
 
   it('walk-through step 2: moving a replica starts it on the new machine and stops it on the old one', async () => {
