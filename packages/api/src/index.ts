@@ -21,9 +21,9 @@ export { infraSchema } from './infra/schema.js';
 export type { InfraFile } from './infra/types.js';
 export { parseInfra } from './infra/parse.js';
 export type { ParsedInfra } from './infra/parse.js';
-export { loadInfra } from './infra/resolve.js';
+export { loadInfra, loadInfraDigests } from './infra/resolve.js';
 export { machineAddress } from './infra/names.js';
-export type { ResolvedInfra, ResolvedMachine } from './infra/resolve.js';
+export type { ResolvedDigests, ResolvedInfra, ResolvedMachine } from './infra/resolve.js';
 export { WorkingTreeSource, GitRevisionSource } from './infra/file-source.js';
 
 // Sealed secrets: values sealed to one machine's pinned key (api/src/secrets).

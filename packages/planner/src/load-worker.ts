@@ -2,37 +2,27 @@
 // check and resolve the file, send back each process's name, machine and digest, then the specs
 // the plan asks for.
 import { parentPort, workerData } from 'node:worker_threads';
-import { InvalidInputError, LowcloudError, type ProcessSpec } from '@lowcloud/api';
-import { stateDigest } from './plan/document.js';
-import { loadFromGit, loadFromWorkingTree, type PlanSide, type WorkerError, type WorkerReply, type WorkerSpecs, type WorkerSummary } from './load.js';
+import { InvalidInputError, LowcloudError, type ResolvedDigests } from '@lowcloud/api';
+import { stateDigestOf } from './plan/document.js';
+import { loadDigests, type PlanSide, type WorkerError, type WorkerReply, type WorkerSpecs, type WorkerSummary } from './load.js';
 
 const side = workerData as PlanSide;
 const port = parentPort;
 let reply: WorkerReply;
-let specs: ProcessSpec[] = [];
+let loaded: ResolvedDigests | undefined;
 try {
-  const r = await (side.revision === undefined ? loadFromWorkingTree(side.file) : loadFromGit(side.file, side.revision));
-  const names: string[] = [];
-  const machineOf: string[] = [];
-  const digests: string[] = [];
-  const sealed: WorkerSummary['sealed'] = {};
-  for (const p of Object.values(r.processes)) {
-    if (p.sealed.length > 0) sealed[names.length] = p.sealed;
-    names.push(p.name);
-    machineOf.push(p.machine);
-    digests.push(p.digest);
-    specs.push(p.spec);
-  }
+  const r = await loadDigests(side);
+  loaded = r;
   const summary: WorkerSummary = {
     label: r.label,
     file: r.file,
     machines: r.machines,
     blobs: r.blobs,
-    stateDigest: stateDigest(r),
-    names: names.join('\n'),
-    machineOf: machineOf.join('\n'),
-    digests: digests.join('\n'),
-    sealed,
+    stateDigest: stateDigestOf(r.machines, r.names, r.machineOf, r.digests),
+    names: r.names.join('\n'),
+    machineOf: r.machineOf.join('\n'),
+    digests: r.digests.join('\n'),
+    sealed: r.sealed,
   };
   reply = { ok: true, side: summary };
 } catch (err) {
@@ -46,8 +36,10 @@ try {
   reply = { ok: false, error };
 }
 port?.once('message', (want: number[] | 'all') => {
-  const out: WorkerSpecs = { specs: want === 'all' ? specs.map((s) => JSON.stringify(s)) : want.map((i) => JSON.stringify(specs[i])) };
-  specs = [];
+  const r = loaded;
+  const spec = (i: number) => JSON.stringify((r as ResolvedDigests).spec(i));
+  const out: WorkerSpecs = { specs: r === undefined ? [] : want === 'all' ? r.names.map((_, i) => spec(i)) : want.map(spec) };
+  loaded = undefined;
   port.postMessage(out);
   port.close();
 });

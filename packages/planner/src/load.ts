@@ -1,25 +1,55 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { GitRevisionSource, InvalidInputError, loadInfra, LowcloudError, WorkingTreeSource, type ErrorCode, type ProcessSpec, type ResolvedInfra, type ResolvedMachine } from '@lowcloud/api';
+import {
+  GitRevisionSource,
+  InvalidInputError,
+  loadInfra,
+  loadInfraDigests,
+  LowcloudError,
+  WorkingTreeSource,
+  type ErrorCode,
+  type ProcessSpec,
+  type ResolvedDigests,
+  type ResolvedInfra,
+  type ResolvedMachine,
+} from '@lowcloud/api';
 import type { PlanProcess, PlanState } from './plan/types.js';
 
 export type LoadedInfra = ResolvedInfra & { label: string; file: string };
 
 /** An infra file from the working tree; files it references are relative to its directory. */
 export async function loadFromWorkingTree(file: string): Promise<LoadedInfra> {
-  const abs = path.resolve(file);
-  const r = await loadInfra(file, path.basename(abs), await WorkingTreeSource.open(path.dirname(abs)));
-  return { ...r, label: file, file };
+  return fromWorkingTree(file, loadInfra);
 }
 
 /** The same infra file, and every file it references, as they were at a git revision. */
 export async function loadFromGit(file: string, revision: string): Promise<LoadedInfra> {
+  return fromGit(file, revision, loadInfra);
+}
+
+/**
+ * A side as its worker loads it: checked as loadFromWorkingTree or loadFromGit check it (the same
+ * errors), kept as each process's name, machine and digest (loadInfraDigests).
+ */
+export async function loadDigests(side: PlanSide): Promise<ResolvedDigests & { label: string; file: string }> {
+  return side.revision === undefined ? fromWorkingTree(side.file, loadInfraDigests) : fromGit(side.file, side.revision, loadInfraDigests);
+}
+
+type Loader<T> = (fileLabel: string, relPath: string, source: Parameters<typeof loadInfra>[2]) => Promise<T>;
+
+async function fromWorkingTree<T>(file: string, load: Loader<T>): Promise<T & { label: string; file: string }> {
+  const abs = path.resolve(file);
+  const r = await load(file, path.basename(abs), await WorkingTreeSource.open(path.dirname(abs)));
+  return { ...r, label: file, file };
+}
+
+async function fromGit<T>(file: string, revision: string, load: Loader<T>): Promise<T & { label: string; file: string }> {
   const abs = path.resolve(file);
   const source = await GitRevisionSource.open(path.dirname(abs), revision);
   try {
     const label = `${file}@${revision}`;
-    const r = await loadInfra(label, path.basename(abs), source);
+    const r = await load(label, path.basename(abs), source);
     return { ...r, label, file };
   } finally {
     source.close();

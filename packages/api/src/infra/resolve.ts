@@ -4,6 +4,7 @@ import { isSealed, parseSealed, SecretError } from '../secrets/sealed.js';
 import type { ProcessSpec } from '../spec.js';
 import { formatSize, parseSize as parseSizeText } from '../units.js';
 import type { FileRead, FileSource } from './file-source.js';
+import type { ProcessEntry } from './types.js';
 import { fillDigests, machineAddress, NameResolver, parseAddress } from './names.js';
 import { closest, parseInfra, type ParsedInfra } from './parse.js';
 import { resolvedSpecDigest } from './spec-digest.js';
@@ -42,18 +43,153 @@ export interface ResolvedInfra {
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
 const REPO_HINT = 'keep binary and config paths relative to the infra file and inside the repository';
 
-/** Read, parse, check and resolve an infra file from a source; throws every problem at once. */
-export async function loadInfra(fileLabel: string, relPath: string, source: FileSource): Promise<ResolvedInfra> {
+/** The bytes of the infra file itself, as text; a missing or refused file is a diagnostic. */
+async function readInfraText(fileLabel: string, relPath: string, source: FileSource): Promise<string> {
   const r = await source.read(relPath);
   if (r.kind === 'refused') throw new InvalidInputError([{ file: fileLabel, path: '', message: `${r.reason} (in the ${source.label})`, hint: REPO_HINT }]);
   if (r.kind === 'missing') throw new InvalidInputError([{ file: fileLabel, path: '', message: `not found in the ${source.label}`, hint: 'check the path' }]);
   // A view, not a copy: at 100,000 processes the file is 36 MB, and a plan reads two. (Reading
   // ASCII text as latin1 measured no faster than decoding it.)
-  const text = Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength).toString('utf8');
-  return resolveInfra(parseInfra(text, fileLabel), source);
+  return Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength).toString('utf8');
+}
+
+/** Read, parse, check and resolve an infra file from a source; throws every problem at once. */
+export async function loadInfra(fileLabel: string, relPath: string, source: FileSource): Promise<ResolvedInfra> {
+  return resolveInfra(parseInfra(await readInfraText(fileLabel, relPath, source), fileLabel), source);
+}
+
+/**
+ * An infra file resolved and checked as loadInfra does (the same errors), kept as each process's
+ * name, machine and digest, in the order of ResolvedInfra's processes; a spec is built again when
+ * asked for. What a plan needs of a big file, where most processes do not change: at 100,000
+ * processes, keeping every resolved spec alive until the side was done was a second object tree
+ * beside the parsed file's, and much of the garbage collector's work.
+ */
+export interface ResolvedDigests {
+  file: string;
+  machines: Record<string, ResolvedMachine>;
+  blobs: Record<string, string>;
+  names: string[];
+  machineOf: string[];
+  digests: string[];
+  /** Index -> sealed fields, for the processes that have any. */
+  sealed: Record<number, string[]>;
+  /** The spec of the process at `index`: the one loadInfra gives. */
+  spec(index: number): ProcessSpec;
+}
+
+/** loadInfra, keeping only what ResolvedDigests keeps. */
+export async function loadInfraDigests(fileLabel: string, relPath: string, source: FileSource): Promise<ResolvedDigests> {
+  return resolveInfraDigests(parseInfra(await readInfraText(fileLabel, relPath, source), fileLabel), source);
 }
 
 export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Promise<ResolvedInfra> {
+  const r = await resolver(parsed, source);
+  const processes: Record<string, ResolvedProcess> = {};
+  for (let i = 0; i < r.keys.length; i++) {
+    const name = r.keys[i] as string;
+    const p = r.entries[i] as ProcessEntry;
+    const { spec, sealed } = r.process(name, p, r.diags);
+    processes[name] = { name, machine: p.machine, spec, digest: resolvedSpecDigest(spec), files: { binary: p.binary, config: p.config ?? {} }, sealed: sealed.length < 2 ? sealed : sealed.sort() };
+  }
+  if (r.names.namesDigests) fillDigests(processes, parsed, r.diags);
+  const sorted = sortRecord(processes);
+  const order = sorted.order;
+  const grants = new GrantTable(order.length);
+  order.forEach((p, i) => grants.set(i, p.spec.grants));
+  checkMachines(
+    parsed,
+    r.machines,
+    order.map((_, i) => i),
+    order.map((p) => p.name),
+    order.map((p) => p.machine),
+    grants,
+    r.diags,
+  );
+  r.done();
+  return { file: parsed.file, machines: r.machines, processes: sorted.record, blobs: sortRecord(r.blobs).record };
+}
+
+/** resolveInfra, keeping only what ResolvedDigests keeps: the same checks in the same order, so the same errors. */
+export async function resolveInfraDigests(parsed: ParsedInfra, source: FileSource): Promise<ResolvedDigests> {
+  const r = await resolver(parsed, source);
+  const { keys, entries } = r;
+  const digests: string[] = new Array<string>(keys.length);
+  const machineOf: string[] = new Array<string>(keys.length);
+  const grants = new GrantTable(keys.length);
+  const sealedAt: (string[] | undefined)[] = new Array<string[] | undefined>(keys.length);
+  for (let i = 0; i < keys.length; i++) {
+    const p = entries[i] as ProcessEntry;
+    const { spec, sealed } = r.process(keys[i] as string, p, r.diags);
+    digests[i] = resolvedSpecDigest(spec);
+    machineOf[i] = p.machine;
+    grants.set(i, spec.grants);
+    if (sealed.length > 0) sealedAt[i] = sealed.length < 2 ? sealed : sealed.sort();
+  }
+  // `${name:digest}` makes one process's spec depend on others' digests: the whole resolution then.
+  if (r.names.namesDigests) return fromResolved(await resolveInfra(parsed, source));
+  const { sorted, listed: order } = recordOrder(keys);
+  checkMachines(parsed, r.machines, sorted, keys, machineOf, grants, r.diags);
+  r.done();
+  const sealed: Record<number, string[]> = {};
+  order.forEach((i, k) => {
+    const s = sealedAt[i];
+    if (s !== undefined) sealed[k] = s;
+  });
+  const names = order.map((i) => keys[i] as string);
+  return {
+    file: parsed.file,
+    machines: r.machines,
+    blobs: sortRecord(r.blobs).record,
+    names,
+    machineOf: order.map((i) => machineOf[i] as string),
+    digests: order.map((i) => digests[i] as string),
+    sealed,
+    // Built again as the loop above built it: from the same parsed file, files and names; no problem
+    // can come up that the loop did not report.
+    spec: (k) => r.process(names[k] as string, entries[order[k] as number] as ProcessEntry, []).spec,
+  };
+}
+
+function fromResolved(r: ResolvedInfra): ResolvedDigests {
+  const list = Object.values(r.processes);
+  const sealed: Record<number, string[]> = {};
+  list.forEach((p, i) => {
+    if (p.sealed.length > 0) sealed[i] = p.sealed;
+  });
+  return {
+    file: r.file,
+    machines: r.machines,
+    blobs: r.blobs,
+    names: list.map((p) => p.name),
+    machineOf: list.map((p) => p.machine),
+    digests: list.map((p) => p.digest),
+    sealed,
+    spec: (i) => (list[i] as ResolvedProcess).spec,
+  };
+}
+
+/**
+ * Indexes into `keys` sorted by name (`sorted`: the order resolveInfra checks machines in), and in
+ * the order sortRecord's record enumerates them (`listed`): the same, except that names which are
+ * array indexes come first, in numeric order, as in every JavaScript object.
+ */
+function recordOrder(keys: string[]): { sorted: number[]; listed: number[] } {
+  const sorted = keys.map((_, i) => i);
+  let inOrder = true;
+  for (let i = 1; i < keys.length && inOrder; i++) inOrder = (keys[i - 1] as string) < (keys[i] as string);
+  if (!inOrder) sorted.sort((x, y) => ((keys[x] as string) < (keys[y] as string) ? -1 : (keys[x] as string) > (keys[y] as string) ? 1 : 0));
+  if (!keys.some((k) => INDEX_LIKE.test(k))) return { sorted, listed: sorted };
+  // Rare: let an object put the names in its order.
+  const at: Record<string, number> = {};
+  for (const i of sorted) at[keys[i] as string] = i;
+  return { sorted, listed: Object.values(at) };
+}
+
+const INDEX_LIKE = /^(?:0|[1-9][0-9]*)$/;
+
+/** What resolving a process needs of the whole file: its machines, every file read and hashed once, names, sizes. */
+async function resolver(parsed: ParsedInfra, source: FileSource) {
   const { value, at } = parsed;
   const diags: Diagnostic[] = [];
   const machines: Record<string, ResolvedMachine> = {};
@@ -95,11 +231,12 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
 
   // Each distinct file is read and hashed once, all at once; then every process is resolved in one
   // synchronous pass (an async step per process cost more than the hashing at 100,000 processes).
-  const entries = Object.entries(value.processes ?? {});
+  const keys = Object.keys(value.processes ?? {});
+  const entries = Object.values(value.processes ?? {});
   const paths = new Set<string>();
-  for (const [, p] of entries) {
+  for (const p of entries) {
     paths.add(p.binary);
-    for (const file of Object.values(p.config ?? {})) paths.add(file);
+    if (p.config !== undefined) for (const guestPath in p.config) paths.add(p.config[guestPath] as string);
   }
   // A config file is sealed iff it holds a sealed string (the agent applies the same rule); a binary
   // has the wasm header or not: both decided once a file, not once a process.
@@ -117,9 +254,10 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
   const hash = (p: string) => hashes.get(p) as Read;
 
   const names = new NameResolver(parsed, new Map(Object.values(machines).map((m) => [m.name, m.address])));
-  const processes: Record<string, ResolvedProcess> = {};
   const blobs: Record<string, string> = {};
-  for (const [name, p] of entries) {
+
+  /** The spec of one process and its sealed fields (unsorted); its problems go to `diags`. */
+  const process = (name: string, p: ProcessEntry, diags: Diagnostic[]): { spec: ProcessSpec; sealed: string[] } => {
     const base = ['processes', name];
     if (machines[p.machine] === undefined) {
       const guess = closest(p.machine, Object.keys(machines));
@@ -174,7 +312,8 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     if (g.gpu !== undefined) grants.gpu = g.gpu.submitSeconds === undefined ? { memory: parseSize(g.gpu.memory) } : { memory: parseSize(g.gpu.memory), submitSeconds: g.gpu.submitSeconds };
     const listen = g.network?.listen ?? [];
     grants.network = {
-      listen: listen.length < 2 ? [...listen] : [...listen].sort((a, b) => a - b),
+      // One port or none is in order already: the file's own list (no copy a process).
+      listen: listen.length < 2 ? listen : [...listen].sort((a, b) => a - b),
       connect: names.connect(g.network?.connect ?? [], () => [...base, 'grants', 'network', 'connect'], diags),
     };
     if (g.network?.udp === true) grants.network.udp = true;
@@ -202,16 +341,16 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     };
     if (p.isolation === 'shared') spec.isolation = 'shared';
     if (p.allowUnwalled === true) spec.allowUnwalled = true;
-    processes[name] = { name, machine: p.machine, spec, digest: resolvedSpecDigest(spec), files: { binary: p.binary, config: p.config ?? {} }, sealed: sealed.length < 2 ? sealed : sealed.sort() };
-  }
+    return { spec, sealed };
+  };
 
-  if (names.namesDigests) fillDigests(processes, parsed, diags);
-  const sorted = sortRecord(processes);
-  checkMachines(parsed, machines, sorted.order, diags);
-  if (diags.length > 0) {
-    throw new InvalidInputError(diags.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)));
-  }
-  return { file: parsed.file, machines, processes: sorted.record, blobs: sortRecord(blobs).record };
+  /** Throws every problem found, in file order. */
+  const done = () => {
+    if (diags.length > 0) {
+      throw new InvalidInputError(diags.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)));
+    }
+  };
+  return { machines, keys, entries, names, blobs, diags, process, done };
 }
 
 /**
@@ -243,35 +382,73 @@ function sealedProblem(text: string, machine: string, machineKey: string | undef
   return null;
 }
 
-/** Grants must fit the machine's declared capacity; listen ports must be unique per address. */
+/**
+ * What checkMachines reads of each process's grants, by index: a number a dimension (NaN where
+ * none is granted) and the listen ports; no object a process kept alive for it.
+ */
+class GrantTable {
+  readonly cpu: Float64Array;
+  readonly memory: Float64Array;
+  readonly disk: Float64Array;
+  readonly gpu: Float64Array;
+  readonly listen: (readonly number[])[];
+
+  constructor(n: number) {
+    this.cpu = new Float64Array(n).fill(NaN);
+    this.memory = new Float64Array(n).fill(NaN);
+    this.disk = new Float64Array(n).fill(NaN);
+    this.gpu = new Float64Array(n).fill(NaN);
+    this.listen = new Array<readonly number[]>(n);
+  }
+
+  set(i: number, g: ProcessSpec['grants']): void {
+    if (g.cpu !== undefined) this.cpu[i] = g.cpu;
+    if (g.memory !== undefined) this.memory[i] = g.memory;
+    if (g.disk !== undefined) this.disk[i] = g.disk;
+    if (g.gpu !== undefined) this.gpu[i] = g.gpu.memory;
+    this.listen[i] = g.network.listen;
+  }
+}
+
+/**
+ * Grants must fit the machine's declared capacity; listen ports must be unique per address.
+ * `order`: every process by name, as indexes; process `i` is `names[i]` on `machineOf[i]`.
+ */
 function checkMachines(
   parsed: ParsedInfra,
   machines: Record<string, ResolvedMachine>,
-  /** Every process, by name. */
-  processes: readonly ResolvedProcess[],
+  order: readonly number[],
+  names: readonly string[],
+  machineOf: readonly string[],
+  grants: GrantTable,
   diags: Diagnostic[],
 ): void {
-  const byMachine = new Map<string, ResolvedProcess[]>();
-  for (const p of processes) {
-    const list = byMachine.get(p.machine);
-    if (list === undefined) byMachine.set(p.machine, [p]);
-    else list.push(p);
+  const byMachine = new Map<string, number[]>();
+  for (const i of order) {
+    const machine = machineOf[i] as string;
+    const list = byMachine.get(machine);
+    if (list === undefined) byMachine.set(machine, [i]);
+    else list.push(i);
   }
-  const portsByAddress = new Map<string, Map<number, ResolvedProcess>>();
+  const portsByAddress = new Map<string, Map<number, number>>();
   for (const m of Object.values(machines)) {
     const mine = byMachine.get(m.name) ?? [];
     for (const dim of ['cpu', 'memory', 'disk', 'gpu'] as const) {
       const cap = m.capacity[dim];
       if (cap === undefined) continue;
-      const granted = (p: ResolvedProcess) => (dim === 'gpu' ? p.spec.grants.gpu?.memory : p.spec.grants[dim]);
-      const users = mine.filter((p) => granted(p) !== undefined);
-      const total = users.reduce((s, p) => s + (granted(p) ?? 0), 0);
+      const granted = grants[dim];
+      let total = 0;
+      for (const i of mine) {
+        const g = granted[i] as number;
+        if (!Number.isNaN(g)) total += g;
+      }
       if (total > cap + 1e-9) {
         const show = (n: number) => (dim === 'cpu' ? `${Math.round(n * 1000) / 1000} cores` : formatSize(n));
+        const users = mine.filter((i) => !Number.isNaN(granted[i] as number));
         diags.push(
           parsed.at(
             ['machines', m.name, 'capacity', dim],
-            `grants over capacity: processes on ${m.name} are granted ${show(total)} of ${dim} but the machine has ${show(cap)} (${users.map((p) => `${p.name} ${show(granted(p) ?? 0)}`).join(', ')})`,
+            `grants over capacity: processes on ${m.name} are granted ${show(total)} of ${dim} but the machine has ${show(cap)} (${users.map((i) => `${names[i] as string} ${show(granted[i] as number)}`).join(', ')})`,
             `lower the grants, raise capacity.${dim}, or move a process to another machine`,
           ),
         );
@@ -281,19 +458,22 @@ function checkMachines(
     // a named target resolves to address:port, which must mean one process.
     let ports = portsByAddress.get(m.address);
     if (ports === undefined) portsByAddress.set(m.address, (ports = new Map()));
-    for (const p of mine) {
-      for (const port of p.spec.grants.network.listen) {
-        const other = ports.get(port);
-        if (other === undefined) {
-          ports.set(port, p);
-        } else if (other.machine === m.name) {
+    for (const i of mine) {
+      for (const port of grants.listen[i] as readonly number[]) {
+        const o = ports.get(port);
+        if (o === undefined) {
+          ports.set(port, i);
+          continue;
+        }
+        const other = { name: names[o] as string, machine: machineOf[o] as string };
+        if (other.machine === m.name) {
           diags.push(
-            parsed.at(['processes', p.name, 'grants', 'network', 'listen'], `port ${port} is already granted to ${other.name} on machine ${m.name}`, 'give each process on a machine its own listen ports'),
+            parsed.at(['processes', names[i] as string, 'grants', 'network', 'listen'], `port ${port} is already granted to ${other.name} on machine ${m.name}`, 'give each process on a machine its own listen ports'),
           );
         } else {
           diags.push(
             parsed.at(
-              ['processes', p.name, 'grants', 'network', 'listen'],
+              ['processes', names[i] as string, 'grants', 'network', 'listen'],
               `port ${port} is already granted to ${other.name} on machine ${other.machine}, which has the same address (${m.address}) as ${m.name}${m.agent === 'local' ? ': local machines share this computer' : ''}`,
               'give each process its own listen port across machines that share an address',
             ),

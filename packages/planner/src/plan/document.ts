@@ -36,9 +36,20 @@ export interface PlanDocument {
  * text first cost ~1 s a state at 100,000 processes.
  */
 export function stateDigest(s: PlanState): string {
-  const machines = inOrder(Object.values(s.machines));
-  const processes = inOrder(Object.values(s.processes));
-  if (machines === null || processes === null) return slowStateDigest(s);
+  const processes = Object.values(s.processes);
+  return stateDigestOf(
+    s.machines,
+    processes.map((p) => p.name),
+    processes.map((p) => p.machine),
+    processes.map((p) => p.digest),
+  );
+}
+
+/** stateDigest of a state given as lists: process `names[i]` on `machineOf[i]` with spec digest `digests[i]`. */
+export function stateDigestOf(machineTable: PlanState['machines'], names: string[], machineOf: string[], digests: string[]): string {
+  const machines = inOrder(Object.values(machineTable).map((m) => m.name));
+  const processes = inOrder(names);
+  if (machines === null || processes === null) return slowStateDigest(machineTable, names, machineOf, digests);
   const hash = createHash('sha256');
   let out = '{"machines":{';
   const flush = () => {
@@ -46,44 +57,46 @@ export function stateDigest(s: PlanState): string {
     hash.update(out);
     out = '';
   };
-  for (let i = 0; i < machines.length; i++) {
-    const m = machines[i] as PlanState['machines'][string];
-    out += `${i === 0 ? '' : ','}${JSON.stringify(m.name)}:{"agent":${JSON.stringify(m.agent)}${m.key === undefined ? '' : `,"key":${JSON.stringify(m.key)}`}}`;
+  const machineList = Object.values(machineTable);
+  for (let k = 0; k < machines.length; k++) {
+    const m = machineList[machines[k] as number] as PlanState['machines'][string];
+    out += `${k === 0 ? '' : ','}${JSON.stringify(m.name)}:{"agent":${JSON.stringify(m.agent)}${m.key === undefined ? '' : `,"key":${JSON.stringify(m.key)}`}}`;
     flush();
   }
   out += '},"processes":{';
-  for (let i = 0; i < processes.length; i++) {
-    const p = processes[i] as PlanState['processes'][string];
-    out += `${i === 0 ? '' : ','}${JSON.stringify(p.name)}:{"digest":${JSON.stringify(p.digest)},"machine":${JSON.stringify(p.machine)}}`;
+  for (let k = 0; k < processes.length; k++) {
+    const i = processes[k] as number;
+    out += `${k === 0 ? '' : ','}${JSON.stringify(names[i])}:{"digest":${JSON.stringify(digests[i])},"machine":${JSON.stringify(machineOf[i])}}`;
     flush();
   }
   return hash.update(`${out}}}`).digest('hex');
 }
 
 /**
- * The list in canonical JSON's order of names, or null where only the general writer has it
- * right: names that look like array indexes (canonical JSON puts them first) or that repeat. Sorted
- * already where the state was resolved (resolve.ts sorts processes): checked, not sorted again.
+ * The indexes of `names` in canonical JSON's order of names, or null where only the general writer
+ * has it right: names that look like array indexes (canonical JSON puts them first) or that repeat.
+ * Sorted already where the state was resolved (resolve.ts sorts processes): checked, not sorted again.
  */
-function inOrder<T extends { name: string }>(list: T[]): T[] | null {
+function inOrder(names: string[]): number[] | null {
+  const order = names.map((_, i) => i);
   let sorted = true;
-  for (let i = 1; i < list.length && sorted; i++) sorted = (list[i - 1] as T).name < (list[i] as T).name;
-  if (!sorted) list.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-  for (let i = 0; i < list.length; i++) {
-    const n = (list[i] as T).name;
+  for (let i = 1; i < names.length && sorted; i++) sorted = (names[i - 1] as string) < (names[i] as string);
+  if (!sorted) order.sort((x, y) => ((names[x] as string) < (names[y] as string) ? -1 : (names[x] as string) > (names[y] as string) ? 1 : 0));
+  for (let k = 0; k < order.length; k++) {
+    const n = names[order[k] as number] as string;
     const c = n.charCodeAt(0);
-    if ((c >= 0x30 && c <= 0x39 && INDEX_LIKE.test(n)) || (i > 0 && (list[i - 1] as T).name === n)) return null;
+    if ((c >= 0x30 && c <= 0x39 && INDEX_LIKE.test(n)) || (k > 0 && names[order[k - 1] as number] === n)) return null;
   }
-  return list;
+  return order;
 }
 
 const INDEX_LIKE = /^(?:0|[1-9][0-9]*)$/;
 
-function slowStateDigest(s: PlanState): string {
+function slowStateDigest(machineTable: PlanState['machines'], names: string[], machineOf: string[], digests: string[]): string {
   return sha256Hex(
     canonicalJson({
-      machines: Object.fromEntries(Object.values(s.machines).map((m) => [m.name, { agent: m.agent, key: m.key }])),
-      processes: Object.fromEntries(Object.values(s.processes).map((p) => [p.name, { machine: p.machine, digest: p.digest }])),
+      machines: Object.fromEntries(Object.values(machineTable).map((m) => [m.name, { agent: m.agent, key: m.key }])),
+      processes: Object.fromEntries(names.map((n, i) => [n, { machine: machineOf[i], digest: digests[i] }])),
     }),
   );
 }
