@@ -1,5 +1,6 @@
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { ENFORCEMENT_LEVELS, ErrorCode, formatSize, LowcloudError, machineAddress, type AgentStatus, type Enforcement, type KeyPair, type ProcessStatus } from '@lowcloud/api';
+import { ENFORCEMENT_LEVELS, ErrorCode, formatSize, LowcloudError, machineAddress, parseInfra, type AgentStatus, type Enforcement, type KeyPair, type ProcessStatus, type ResolvedMachine } from '@lowcloud/api';
 import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/document.js';
 import { getPlanner } from '../plan/registry.js';
 import { renderHuman, summaryLine } from '../plan/render-human.js';
@@ -8,7 +9,7 @@ import { loadForLivePlan, loadForPlan, loadFromWorkingTree, type LoadedInfra, ty
 import { AgentUnreachableError, asError, FlagError, MissingKeyError, PlanFormatError, UnknownNameError } from '../errors.js';
 import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
 import { connectAll, liveState, loadSigner, statusAll, type Endpoints } from './live.js';
-import { ensureLocalAgents, localDir, localEndpoints, stopLocalAgents } from './local-agents.js';
+import { awaitExit, localDir, type LocalDir, localEndpoints, startLocalAgents, stopAgentsOf, stopLocalAgents, type LocalAgentOptions, type LocalAgentsStarted } from './local-agents.js';
 import { createReporter, formatMs } from './progress.js';
 
 export interface ApplyFlags {
@@ -103,10 +104,37 @@ async function readLive(infra: Pick<LoadedInfra, 'machines'>, endpoints: Endpoin
 
 /** `lowcloud up`: start local agents, plan live state -> file, apply. Run again: only the difference. */
 export async function up(infraFile: string, flags: ApplyFlags & { planner: string; allowUnwalled?: boolean }, down = false): Promise<void> {
-  const infra = await loadFromWorkingTree(infraFile);
   const dir = localDir(infraFile);
   const log = (s: string) => process.stderr.write(`${s}\n`);
-  if (!down) await ensureLocalAgents(dir, infra.machines, log, parallelism(flags), { allowUnwalled: flags.allowUnwalled === true });
+  const limit = parallelism(flags);
+  const how = { allowUnwalled: flags.allowUnwalled === true };
+  // The local agents start (~0.8 s each) while the file's binaries and config files are read and
+  // hashed (WordCount's 200 MB of input: ~0.9 s), from the machines of its parse. A file that then
+  // does not load changes nothing: the agents this started are stopped again, before its error.
+  const fresh = !existsSync(dir.root);
+  const early = down ? null : startAgentsFromParse(infraFile, dir, limit, how);
+  let infra: LoadedInfra;
+  try {
+    infra = await loadFromWorkingTree(infraFile);
+  } catch (err) {
+    const r = await early;
+    if (r !== null) {
+      // Stopped, and, where this `up` made .lowcloud/ (the operator key, the agents' state), removed.
+      const stopped = await awaitExit(stopAgentsOf(dir, r.started, () => undefined), 5000);
+      if (fresh && stopped) rmSync(dir.root, { recursive: true, force: true });
+    }
+    throw err;
+  }
+  if (!down) {
+    const r = await early;
+    for (const line of r?.lines ?? []) log(line);
+    if (r && r.error !== null) throw r.error;
+    // Those the parse did not give (a file too big to parse twice, or changed in between): started now.
+    const rest = Object.fromEntries(Object.entries(infra.machines).filter(([m]) => !(r?.running.includes(m) ?? false)));
+    const late = await startLocalAgents(dir, rest, limit, how);
+    for (const line of late.lines) log(line);
+    if (late.error !== null) throw late.error;
+  }
   const endpoints = localEndpoints(dir, infra.machines);
   const { live, statuses, unreachable } = await readLive(infra, endpoints, signer(flags, infraFile), parallelism(flags));
   if (unreachable.size > 0 && !down) {
@@ -117,6 +145,30 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
   process.stdout.write(doc.calls.length === 0 ? `${summaryLine(doc).replace('the base', 'the live state')}\n` : renderHuman(doc));
   if (doc.calls.length > 0) await runApply(doc, flags, endpoints, infraFile);
   if (down && process.exitCode !== 1) stopLocalAgents(dir, infra.machines, log);
+}
+
+/** Files up to this size are parsed once more, alone, so that `up` can start local agents early. */
+const EARLY_PARSE_MAX = 1 << 20;
+
+/**
+ * `up`'s local agents, started from the parse of the file alone (the machines), before its files
+ * are read and hashed; null when the file is too big to parse twice or does not parse (its load
+ * then says why, and no agent was started).
+ */
+function startAgentsFromParse(infraFile: string, dir: LocalDir, limit: number, how: LocalAgentOptions): Promise<LocalAgentsStarted> | null {
+  let machines: Record<string, ResolvedMachine>;
+  try {
+    if (statSync(infraFile).size > EARLY_PARSE_MAX) return null;
+    const { value } = parseInfra(readFileSync(infraFile, 'utf8'), infraFile);
+    machines = Object.fromEntries(
+      Object.entries(value.machines)
+        .filter(([, m]) => m.agent === 'local')
+        .map(([name, m]) => [name, { name, agent: m.agent, address: machineAddress(m), ...(m.key === undefined ? {} : { key: m.key }), capacity: {} }]),
+    );
+  } catch {
+    return null;
+  }
+  return startLocalAgents(dir, machines, limit, how);
 }
 
 /** The plan from what the agents run now to `target`; it records each agent's generation. */

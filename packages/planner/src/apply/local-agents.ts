@@ -68,23 +68,48 @@ function lowcloudBin(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../bin/lowcloud.js');
 }
 
+/** What starting the local agents did. */
+export interface LocalAgentsStarted {
+  /** Machines whose agent this call started (and may stop again: `stopLocalAgents`). */
+  started: string[];
+  /** Machines whose agent runs now: started, or found running. */
+  running: string[];
+  /** What to print, in machine order. */
+  lines: string[];
+  /** The first failure (an agent that did not start, a key file that is not the pinned key), or null. */
+  error: unknown;
+}
+
 /**
  * Start (or find running) the agent of each local machine: every agent is looked at, and the
- * missing ones started, at once (at most `limit` at a time); what was started is logged in machine
- * order.
+ * missing ones started, at once (at most `limit` at a time). Never rejects: what failed is `error`,
+ * and what did start is still listed.
  */
-export async function ensureLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, log: (s: string) => void, limit = DEFAULT_CONNECTIONS, how: LocalAgentOptions = {}): Promise<void> {
-  ensureOperatorKey(dir);
-  const local = Object.values(machines).filter((m) => m.agent === 'local');
-  const started = await mapLimited(local, limit, async (m) => {
-    const rec = readRecord(dir, m.name);
-    if (rec !== null && (await reachable(rec))) return how.allowUnwalled === true ? `local agent for ${m.name} already runs (pid ${rec.pid}): --allow-unwalled applies to agents up starts (lowcloud down first)` : null;
-    return startLocalAgent(dir, m, how);
-  });
-  for (const r of started) {
-    if (r.status === 'rejected') throw r.reason;
-    if (r.value !== null) log(r.value);
+export async function startLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, limit = DEFAULT_CONNECTIONS, how: LocalAgentOptions = {}): Promise<LocalAgentsStarted> {
+  const out: LocalAgentsStarted = { started: [], running: [], lines: [], error: null };
+  try {
+    ensureOperatorKey(dir);
+  } catch (err) {
+    out.error = err;
+    return out;
   }
+  const local = Object.values(machines).filter((m) => m.agent === 'local');
+  const results = await mapLimited(local, limit, async (m) => {
+    const rec = readRecord(dir, m.name);
+    if (rec !== null && (await reachable(rec))) return { started: false, line: how.allowUnwalled === true ? `local agent for ${m.name} already runs (pid ${rec.pid}): --allow-unwalled applies to agents up starts (lowcloud down first)` : null };
+    return { started: true, line: await startLocalAgent(dir, m, how) };
+  });
+  results.forEach((r, i) => {
+    const name = (local[i] as ResolvedMachine).name;
+    if (r.status === 'rejected') {
+      out.error ??= r.reason;
+      return;
+    }
+    out.running.push(name);
+    if (r.value.started) out.started.push(name);
+    if (r.value.line !== null) out.lines.push(r.value.line);
+  });
+  return out;
 }
 
 /** How `up` starts a local agent. */
@@ -130,18 +155,47 @@ function seedPinnedKey(dir: LocalDir, m: ResolvedMachine, stateDir: string): voi
 
 /** Stop the local agents (their processes were stopped through the API first). */
 export function stopLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, log: (s: string) => void): void {
-  for (const m of Object.values(machines)) {
-    if (m.agent !== 'local') continue;
-    const rec = readRecord(dir, m.name);
+  stopAgentsOf(
+    dir,
+    Object.values(machines).filter((m) => m.agent === 'local').map((m) => m.name),
+    log,
+  );
+}
+
+/** Stop the local agents of these machines, by the pid each one's record names; returns the pids signalled. */
+export function stopAgentsOf(dir: LocalDir, names: string[], log: (s: string) => void): number[] {
+  const pids: number[] = [];
+  for (const name of names) {
+    const rec = readRecord(dir, name);
     if (rec === null) continue;
     try {
       process.kill(rec.pid, 'SIGTERM');
-      log(`stopped local agent for ${m.name} (pid ${rec.pid})`);
+      pids.push(rec.pid);
+      log(`stopped local agent for ${name} (pid ${rec.pid})`);
     } catch {
       // already gone
     }
-    fs.rmSync(recordFile(dir, m.name), { force: true });
+    fs.rmSync(recordFile(dir, name), { force: true });
   }
+  return pids;
+}
+
+/** Waits (at most `ms`) for these processes to be gone; true when they all are. */
+export async function awaitExit(pids: number[], ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  while (pids.some(alive)) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
 }
 
 async function reachable(rec: AgentRecord): Promise<boolean> {

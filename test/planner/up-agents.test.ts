@@ -1,0 +1,69 @@
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { tempGitRepo } from '../helpers/git.js';
+import { guest } from '../helpers/guests.js';
+
+// `up` starts the local agents from the file's parse, while its binaries and config files are read
+// and hashed. A file that parses but does not load must still change nothing.
+
+const repo = tempGitRepo();
+afterAll(async () => {
+  await runCli(['down', 'good.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+  repo.remove();
+});
+
+/** Pids of the processes whose command line names the repository (the agents `up` starts there). */
+function agentsOfRepo(): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      if (cmd.includes(repo.dir) && cmd.includes('\0agent\0')) out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+const infra = (binary: string) =>
+  `version: 1\nmachines:\n  here: { agent: local, capacity: { cpu: 1, memory: 256MiB } }\nprocesses:\n  p:\n    machine: here\n    binary: ${binary}\n    grants: { memory: 16MiB }\n`;
+
+describe('lowcloud up: local agents and a file that does not load', () => {
+  it('a missing binary: the error names it, and no agent and no .lowcloud/ are left', async () => {
+    writeFileSync(path.join(repo.dir, 'bad.yaml'), infra('bin/missing.wasm'));
+    const r = await runCli(['up', 'bad.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('bin/missing.wasm');
+    expect(r.stderr).not.toContain('started local agent');
+    expect(existsSync(path.join(repo.dir, '.lowcloud'))).toBe(false);
+    expect(agentsOfRepo()).toEqual([]);
+  });
+
+  it('an agent that already runs is left running when the file does not load', async () => {
+    mkdirSync(path.join(repo.dir, 'bin'), { recursive: true });
+    cpSync(guest('sleeper'), path.join(repo.dir, 'bin/sleeper.wasm'));
+    writeFileSync(path.join(repo.dir, 'good.yaml'), infra('bin/sleeper.wasm'));
+    const up = await runCli(['up', 'good.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stderr.match(/started local agent for here/g)).toHaveLength(1);
+    const running = agentsOfRepo();
+    expect(running).toHaveLength(1);
+
+    writeFileSync(path.join(repo.dir, 'bad.yaml'), infra('bin/missing.wasm'));
+    const r = await runCli(['up', 'bad.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('bin/missing.wasm');
+    expect(agentsOfRepo()).toEqual(running);
+    expect(existsSync(path.join(repo.dir, '.lowcloud/agents/here/agent.json'))).toBe(true);
+
+    // And `up` again finds it, starting none.
+    const again = await runCli(['up', 'good.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toContain('started local agent');
+    expect(agentsOfRepo()).toEqual(running);
+  });
+});
