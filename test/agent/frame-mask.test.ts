@@ -44,8 +44,8 @@ describe('the client masks frames only where something could read them', () => {
   it('on loopback the first frame (hello) is masked with an all-zero key', async () => {
     const h = await firstFrameHead();
     expect(h[0]).toBe(0x81); // FIN, text
-    expect(h[1] & 0x80).toBe(0x80); // the mask bit is set, as RFC 6455 requires of a client
-    const len = h[1] & 0x7f;
+    expect((h[1] as number) & 0x80).toBe(0x80); // the mask bit is set, as RFC 6455 requires of a client
+    const len = (h[1] as number) & 0x7f;
     const key = len === 126 ? null : h.subarray(2, 6);
     expect(len).toBeLessThan(126);
     expect(key).toEqual(Buffer.alloc(4));
