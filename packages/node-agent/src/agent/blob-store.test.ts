@@ -78,6 +78,35 @@ describe('BlobStore', () => {
     expect(await s.put(digest, data.length, 0, data)).toBe(true);
   });
 
+  it('a wrong byte in a middle chunk is caught by the hash kept as the chunks arrive: DIGEST_MISMATCH, nothing stored', async () => {
+    const { s } = store();
+    const wrong = Buffer.from(data);
+    wrong[900] = 0;
+    await s.put(digest, data.length, 0, wrong.subarray(0, 700));
+    await s.put(digest, data.length, 700, wrong.subarray(700, 1400));
+    await expect(s.put(digest, data.length, 1400, wrong.subarray(1400))).rejects.toMatchObject({ code: ErrorCode.DIGEST_MISMATCH, details: { expected: digest, actual: sha(wrong) } });
+    expect([s.has(digest), s.partialSize(digest)]).toEqual([false, undefined]);
+  });
+
+  it('a chunk taken back (undo) and sent again, and a resumed upload whose file changed while the agent was down, are checked from the file', async () => {
+    const { s, dir } = store();
+    await s.put(digest, data.length, 0, data.subarray(0, 1000));
+    await s.put(digest, data.length, 1000, data.subarray(1000, 1500));
+    s.undo(digest, 1000);
+    await s.put(digest, data.length, 1000, data.subarray(1000, 1500));
+    expect(await s.put(digest, data.length, 1500, data.subarray(1500))).toBe(true);
+    expect(fs.readFileSync(s.path(digest))).toEqual(data);
+
+    const other = Buffer.from('klmnopqrst'.repeat(100));
+    const otherDigest = sha(other);
+    await s.put(otherDigest, other.length, 0, other.subarray(0, 600));
+    const partial = path.join(dir, 'blobs', 'partial', otherDigest);
+    fs.writeFileSync(partial, Buffer.concat([Buffer.from('X'), other.subarray(1, 600)]));
+    const restarted = new BlobStore(dir);
+    await expect(restarted.put(otherDigest, other.length, 600, other.subarray(600))).rejects.toMatchObject({ code: ErrorCode.DIGEST_MISMATCH });
+    expect(restarted.has(otherDigest)).toBe(false);
+  });
+
   it('a blob it already has is complete at once; its bytes are not touched', async () => {
     const { s } = store();
     await s.put(digest, data.length, 0, data);

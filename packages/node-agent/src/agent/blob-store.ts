@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, truncateBack, writeAll } from '@lowcloud/sandbox';
@@ -9,6 +9,8 @@ import { StateDisk } from './state-disk.js';
 export const DEFAULT_MAX_BLOB_BYTES = 1024 ** 3;
 const DIGEST = /^[0-9a-f]{64}$/;
 const HASH_CHUNK = 1024 * 1024;
+/** Uploads whose running hash is kept at once; past it the oldest falls back to hashing its file. */
+const MAX_RUNNING_HASHES = 256;
 
 /**
  * Content-addressed blobs (binaries and config files) by sha256. Uploads arrive in chunks into a
@@ -16,7 +18,7 @@ const HASH_CHUNK = 1024 * 1024;
  * its bytes hash to its name (then fsync + atomic rename). A chunk is written whole or not at all:
  * a chunk that does not fit (a full disk) is cut off again, so the partial file ends at a chunk the
  * agent accepted, and the upload resumes there. Chunks are not fsynced one by one (that made a
- * 100 MB upload wait on 200 disk flushes); the whole blob is, once, before it is hashed. A crash
+ * 100 MB upload wait on 200 disk flushes); the whole blob is, once, before it is published. A crash
  * loses at most unflushed chunks: the partial file is then shorter (the upload resumes at its size,
  * never past the audit log's lines, see trimUnaccepted), and anything else its bytes became fails
  * the digest check, so no wrong blob is ever published.
@@ -31,6 +33,13 @@ export class BlobStore {
   private readonly partialDir: string;
   private readonly present = new Set<string>();
   private readonly partials = new Map<string, number>();
+  /**
+   * The sha256 of each upload this process has seen from offset 0, fed each chunk as it is stored:
+   * the last chunk then needs no second pass over the file (100 MB: 0.2-0.4 s of CPU and a re-read,
+   * at the end of the upload, when the caller waits). Any upload that is not whole here (resumed
+   * after a restart, a chunk taken back, one dropped past MAX_RUNNING_HASHES) is hashed from its file.
+   */
+  private readonly running = new Map<string, { hash: Hash; at: number }>();
 
   private readonly disk: StateDisk;
 
@@ -132,8 +141,11 @@ export class BlobStore {
         this.partials.delete(digest);
       } else this.partials.set(digest, now);
     }
+    this.feed(digest, offset, data);
     if (now < size) return false;
-    const actual = await hashFile(partial);
+    const run = this.running.get(digest);
+    this.running.delete(digest);
+    const actual = run !== undefined && run.at === size ? run.hash.digest('hex') : await hashFile(partial);
     this.partials.delete(digest);
     if (actual !== digest) {
       fs.rmSync(partial, { force: true });
@@ -145,11 +157,30 @@ export class BlobStore {
     return true;
   }
 
+  /** A chunk stored at `offset`: into the upload's running hash, if it has one that ends there. */
+  private feed(digest: string, offset: number, data: Buffer): void {
+    let run = this.running.get(digest);
+    if (offset === 0) {
+      this.running.delete(digest);
+      if (this.running.size >= MAX_RUNNING_HASHES) this.running.delete(this.running.keys().next().value as string);
+      run = { hash: createHash('sha256'), at: 0 };
+      this.running.set(digest, run);
+    }
+    if (run === undefined) return;
+    if (run.at !== offset) {
+      this.running.delete(digest);
+      return;
+    }
+    run.hash.update(data);
+    run.at += data.length;
+  }
+
   /**
    * Take back the chunk just stored at `offset` (its call is refused after all: its audit line could
    * not be written). A blob it completed becomes partial again. Needs no free space.
    */
   undo(digest: string, offset: number): void {
+    this.running.delete(digest);
     const partial = path.join(this.partialDir, digest);
     if (this.present.delete(digest)) {
       fs.renameSync(this.path(digest), partial);
