@@ -32,12 +32,35 @@ let sandbox: typeof import('@lowcloud/sandbox');
 
 /** A port of the host's loopback no guest is granted: code inside the wall tries it (PROLOGUE). */
 let probePort = 0;
+/**
+ * A port no guest is granted, which a listener of the host's on every address answers: code inside
+ * the wall tries it at its namespace's default gateway, the host's end of the veth pair (PROLOGUE).
+ * Only the allow-list inside the namespace stands between the two: the host's table of the pair
+ * rewrites addresses, it filters nothing.
+ */
+let gatewayPort = 0;
 const PROLOGUE = () => `import { readFileSync as __r, writeSync as __w } from 'node:fs';
 import { connect as __c } from 'node:net';
 {
   const s = __c(${probePort}, '127.0.0.1');
   s.on('connect', () => { __w(2, 'probe connected\\n'); s.destroy(); });
   s.on('error', (e) => __w(2, 'probe ' + e.code + '\\n'));
+}
+{
+  let gw = null;
+  try {
+    for (const l of __r('/proc/net/route', 'utf8').split('\\n').slice(1)) {
+      const f = l.trim().split(/\\s+/);
+      if (f[1] === '00000000' && f[2] !== undefined) gw = [0, 1, 2, 3].map((i) => parseInt(f[2].slice(6 - 2 * i, 8 - 2 * i), 16)).join('.');
+    }
+  } catch {}
+  if (gw === null) __w(2, 'gwprobe none\\n');
+  else {
+    const s = __c(${gatewayPort}, gw);
+    s.setTimeout(3000, () => { __w(2, 'gwprobe timeout\\n'); s.destroy(); });
+    s.on('connect', () => { __w(2, 'gwprobe connected ' + gw + '\\n'); s.destroy(); });
+    s.on('error', (e) => __w(2, 'gwprobe ' + e.code + '\\n'));
+  }
 }
 for (const f of ['tcp', 'tcp6', 'udp', 'udp6', 'unix']) {
   let t;
@@ -52,6 +75,7 @@ for (const f of ['tcp', 'tcp6', 'udp', 'udp6', 'unix']) {
 
 beforeAll(async () => {
   probePort = await freePort();
+  gatewayPort = await freePort();
   sandbox = await hostileSandbox(build, PROLOGUE());
 });
 
@@ -73,7 +97,7 @@ function procNet(stderr: string): Record<string, string> {
 const hexPort = (p: number) => `:${p.toString(16).toUpperCase().padStart(4, '0')} `;
 
 /** Runs a client guest to its end: its status, stdout and the /proc/net it read. */
-async function runClient(args: string[], connect: string[], tuning: { netns?: 'pasta' }): Promise<{ status: unknown; out: string; tcp: string | undefined; probe: string | undefined }> {
+async function runClient(args: string[], connect: string[], tuning: { netns?: 'pasta' }): Promise<{ status: unknown; out: string; tcp: string | undefined; probe: string | undefined; gatewayProbe: string | undefined }> {
   const client = await sandbox.spawnGuest(opts(['client', ...args], { listen: [], connect }), tuning);
   pids.add(client.pid);
   let out = '';
@@ -81,7 +105,7 @@ async function runClient(args: string[], connect: string[], tuning: { netns?: 'p
   client.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   client.child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const status = await client.exited;
-  return { status, out, tcp: procNet(err).tcp, probe: /^probe (\S+)$/m.exec(err)?.[1] };
+  return { status, out, tcp: procNet(err).tcp, probe: /^probe (\S+)$/m.exec(err)?.[1], gatewayProbe: /^gwprobe (.+)$/m.exec(err)?.[1] };
 }
 
 describe.each(MODES)("a network-granted guest host's own network namespace ($mode)", ({ mode, tuning, line }) => {
@@ -183,13 +207,21 @@ describe("the veth namespace keeps the kernel's TCP: a guest reaches a guest, an
     // the namespace's own (and the allow-list inside refuses it): the host's listener is not reached.
     const ungranted = net.createServer((s) => s.end('leak\n')).listen(probePort, '127.0.0.1');
     await new Promise((r) => ungranted.once('listening', r));
+    const everywhere = { accepted: 0, server: net.createServer((s) => (everywhere.accepted++, s.end('leak\n'))).listen(gatewayPort, '0.0.0.0') };
+    await new Promise((r) => everywhere.server.once('listening', r));
     try {
       const sneaky = await runClient(['127.0.0.1', String(serverPort), 'let me in'], [`127.0.0.1:${serverPort}`], {});
       expect(sneaky.probe).toBe('ECONNREFUSED');
       // From this test's namespace the same port answers: the probe can see a leak.
       await new Promise<void>((resolve, reject) => net.connect(probePort, '127.0.0.1', resolve).on('error', reject));
+      // The host's end of the pair, at a port the host answers on every address: routed to the host
+      // as any target is, and refused by the allow-list inside the namespace (its `reject`), which
+      // is all that stands between them.
+      expect(sneaky.gatewayProbe).toBe('ECONNREFUSED');
+      expect(everywhere.accepted).toBe(0);
     } finally {
       ungranted.close();
+      everywhere.server.close();
     }
   });
 });
