@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { ENFORCEMENT_LEVELS, ErrorCode, formatSize, LowcloudError, machineAddress, parseInfra, type AgentStatus, type Enforcement, type KeyPair, type ProcessStatus, type ResolvedMachine } from '@lowcloud/api';
 import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/document.js';
@@ -9,7 +9,7 @@ import { loadForLivePlan, loadForPlan, loadFromWorkingTree, type LoadedInfra, ty
 import { AgentUnreachableError, asError, FlagError, MissingKeyError, PlanFormatError, UnknownNameError } from '../errors.js';
 import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
 import { connectAll, liveState, loadSigner, statusAll, type Endpoints } from './live.js';
-import { awaitExit, localDir, type LocalDir, localEndpoints, startLocalAgents, stopAgentsOf, stopLocalAgents, type LocalAgentOptions, type LocalAgentsStarted } from './local-agents.js';
+import { awaitExit, localDir, removeMadeState, type LocalDir, localEndpoints, startLocalAgents, stopAgentsOf, stopLocalAgents, type LocalAgentOptions, type LocalAgentsStarted } from './local-agents.js';
 import { createReporter, formatMs } from './progress.js';
 
 export interface ApplyFlags {
@@ -119,9 +119,9 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
   } catch (err) {
     const r = await early;
     if (r !== null) {
-      // Stopped, and, where this `up` made .lowcloud/ (the operator key, the agents' state), removed.
+      // Stopped, and, where this `up` made .lowcloud/, what it made there (the operator key, the agents' state) removed.
       const stopped = await awaitExit(stopAgentsOf(dir, r.started, () => undefined), 5000);
-      if (fresh && stopped) rmSync(dir.root, { recursive: true, force: true });
+      if (fresh && stopped) removeMadeState(dir, r);
     }
     throw err;
   }

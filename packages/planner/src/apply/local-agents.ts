@@ -24,13 +24,31 @@ export function localDir(infraFile: string): LocalDir {
   return { root, operatorKey: path.join(root, 'operator.key'), operatorPub: path.join(root, 'operator.pub') };
 }
 
-/** The operator key `up` signs with, made on first use. */
-export function ensureOperatorKey(dir: LocalDir): void {
-  if (fs.existsSync(dir.operatorKey)) return;
+/** The operator key `up` signs with, made on first use; true when this call made it. */
+export function ensureOperatorKey(dir: LocalDir): boolean {
+  if (fs.existsSync(dir.operatorKey)) return false;
   fs.mkdirSync(dir.root, { recursive: true, mode: 0o700 });
   const pair = generateKeyPair();
   fs.writeFileSync(dir.operatorKey, privateKeyPem(pair.privateKey), { mode: 0o600 });
   fs.writeFileSync(dir.operatorPub, `${pair.publicKey}\n`);
+  return true;
+}
+
+/**
+ * Takes back what `startLocalAgents` made in a `.lowcloud/` that did not exist before it (its agents
+ * already stopped): their directories, the operator key if it made it, then the directories left
+ * empty. Anything else found there (another `up` at the same time) is left.
+ */
+export function removeMadeState(dir: LocalDir, made: LocalAgentsStarted): void {
+  for (const name of made.started) fs.rmSync(path.join(dir.root, 'agents', name), { recursive: true, force: true });
+  if (made.madeKey) for (const f of [dir.operatorKey, dir.operatorPub]) fs.rmSync(f, { force: true });
+  for (const d of [path.join(dir.root, 'agents'), path.join(dir.root, 'cache'), dir.root]) {
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      // not empty, or not there
+    }
+  }
 }
 
 interface AgentRecord {
@@ -78,6 +96,8 @@ export interface LocalAgentsStarted {
   lines: string[];
   /** The first failure (an agent that did not start, a key file that is not the pinned key), or null. */
   error: unknown;
+  /** This call made the operator key. */
+  madeKey: boolean;
 }
 
 /**
@@ -86,9 +106,9 @@ export interface LocalAgentsStarted {
  * and what did start is still listed.
  */
 export async function startLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, limit = DEFAULT_CONNECTIONS, how: LocalAgentOptions = {}): Promise<LocalAgentsStarted> {
-  const out: LocalAgentsStarted = { started: [], running: [], lines: [], error: null };
+  const out: LocalAgentsStarted = { started: [], running: [], lines: [], error: null, madeKey: false };
   try {
-    ensureOperatorKey(dir);
+    out.madeKey = ensureOperatorKey(dir);
   } catch (err) {
     out.error = err;
     return out;
