@@ -88,7 +88,7 @@ function lowcloudBin(): string {
 
 /** What starting the local agents did. */
 export interface LocalAgentsStarted {
-  /** Machines whose agent this call started (and may stop again: `stopLocalAgents`). */
+  /** Machines whose agent this call started (`stopAgentsOf` stops them again). */
   started: string[];
   /** Machines whose agent runs now: started, or found running. */
   running: string[];
