@@ -1,8 +1,9 @@
+import { processNamed } from './process-lists.js';
 import type { Change, PlanCall, PlanState, ReplaceConfigCall, StartCall, StopCall } from './types.js';
 
 /** The calls one change makes, before ordering; `phase` is filled by the planner. */
 export function callsFor(change: Change, b: PlanState): { start?: StartCall | undefined; stop?: StopCall | undefined; replace?: ReplaceConfigCall } {
-  const target = b.processes[change.process];
+  const target = processNamed(b, change.process);
   const start = (): StartCall | undefined =>
     target === undefined
       ? undefined

@@ -1,12 +1,16 @@
 import type { ProcessSpec } from '@lowcloud/api';
 import { envDigests, formatSize, isolationOf, parseConnectTarget } from '@lowcloud/api';
-import type { Change, FieldChange, PlanProcess, PlanState } from './types.js';
+import { listsOf, processNamed } from './process-lists.js';
+import type { Change, FieldChange, PlanProcess, PlanState, ProcessLists } from './types.js';
 
 /**
  * What changed for each process between two states, by content: a binary or config file counts as
  * changed iff its digest changed. Processes come out sorted by name so plans are deterministic.
  */
 export function diffStates(a: PlanState, b: PlanState): Change[] {
+  const x = listsOf(a);
+  const y = listsOf(b);
+  if (x !== undefined && y !== undefined) return diffLists(a, b, x, y);
   const bNames = Object.keys(b.processes);
   const names = sortedUnion(Object.keys(a.processes), bNames);
   const changes: Change[] = [];
@@ -14,43 +18,82 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
   for (const name of names) {
     const before = a.processes[name];
     const after = b.processes[name];
-    if (before === undefined && after !== undefined) {
-      const because = unwalledReasons(undefined, after.spec);
-      changes.push({ process: name, actions: ['start'], reason: 'new', paths: [], fields: [], to: after.machine, ...(because.length > 0 ? { because } : {}) });
-    } else if (before !== undefined && after === undefined) {
-      changes.push({ process: name, actions: ['stop'], reason: 'removed', paths: [], fields: [], from: before.machine });
-    } else if (before !== undefined && after !== undefined && before.digest !== after.digest) {
-      const fields = specFieldChanges(before.spec, after.spec, envOf(before), envOf(after));
-      const moved = before.machine !== after.machine;
-      if (moved) fields.unshift({ path: 'machine', from: before.machine, to: after.machine });
-      const onlyConfig = !moved && fields.every((f) => f.path.startsWith('config.'));
-      // A sealed value's identity is its ciphertext's digest: re-sealing it is a change, named as such.
-      const secret = new Set([...(before.sealed ?? []), ...(after.sealed ?? [])]);
-      const onlySecrets = !moved && fields.length > 0 && fields.every((f) => secret.has(f.path));
-      const because = [...dependencyReasons(a, b, before.spec, after.spec, named), ...unwalledReasons(before.spec, after.spec)];
-      changes.push({
-        process: name,
-        actions: onlyConfig ? ['replace-config'] : moved ? ['start', 'stop'] : ['stop', 'start'],
-        reason: moved ? 'moved' : onlySecrets ? 'secret-changed' : onlyConfig ? 'config-changed' : 'replaced',
-        paths: fields.map((f) => f.path),
-        fields,
-        from: before.machine,
-        to: after.machine,
-        ...(because.length > 0 ? { because } : {}),
-      });
-    } else if (before !== undefined && after !== undefined && before.machine !== after.machine) {
-      changes.push({
-        process: name,
-        actions: ['start', 'stop'],
-        reason: 'moved',
-        paths: ['machine'],
-        fields: [{ path: 'machine', from: before.machine, to: after.machine }],
-        from: before.machine,
-        to: after.machine,
-      });
-    }
+    if (before === undefined && after !== undefined) changes.push(added(name, after));
+    else if (before !== undefined && after === undefined) changes.push(removed(name, before.machine));
+    else if (before !== undefined && after !== undefined && before.digest !== after.digest) changes.push(replaced(a, b, name, before, after, named));
+    else if (before !== undefined && after !== undefined && before.machine !== after.machine) changes.push(moved(name, before.machine, after.machine));
   }
   return changes;
+}
+
+/**
+ * diffStates over two states' sorted lists (process-lists.ts): one merge walk of names, machines
+ * and digests; a process object is read only where it changes. The same changes as the walk of
+ * the tables (process-lists.property.test.ts).
+ */
+function diffLists(a: PlanState, b: PlanState, x: ProcessLists, y: ProcessLists): Change[] {
+  const named: ChangedDigests = new Map();
+  const changes: Change[] = [];
+  const merge = (each: (i: number, j: number) => void) => {
+    let i = 0;
+    let j = 0;
+    while (i < x.names.length || j < y.names.length) {
+      const p = x.names[i];
+      const q = y.names[j];
+      if (q === undefined || (p !== undefined && p < q)) each(i++, -1);
+      else if (p === undefined || q < p) each(-1, j++);
+      else each(i++, j++);
+    }
+  };
+  // B's order is its names' order: `index` as changedDigests counts it.
+  merge((i, j) => {
+    if (i < 0 || j < 0 || x.digests[i] === y.digests[j]) return;
+    const old = x.digests[i] as string;
+    const list = named.get(old) ?? [];
+    list.push({ name: y.names[j] as string, digest: y.digests[j] as string, index: j + 1 });
+    named.set(old, list);
+  });
+  merge((i, j) => {
+    if (i < 0) changes.push(added(y.names[j] as string, y.at(j)));
+    else if (j < 0) changes.push(removed(x.names[i] as string, x.machineOf[i] as string));
+    else if (x.digests[i] !== y.digests[j]) changes.push(replaced(a, b, y.names[j] as string, x.at(i), y.at(j), named));
+    else if (x.machineOf[i] !== y.machineOf[j]) changes.push(moved(y.names[j] as string, x.machineOf[i] as string, y.machineOf[j] as string));
+  });
+  return changes;
+}
+
+function added(name: string, after: PlanProcess): Change {
+  const because = unwalledReasons(undefined, after.spec);
+  return { process: name, actions: ['start'], reason: 'new', paths: [], fields: [], to: after.machine, ...(because.length > 0 ? { because } : {}) };
+}
+
+function removed(name: string, machine: string): Change {
+  return { process: name, actions: ['stop'], reason: 'removed', paths: [], fields: [], from: machine };
+}
+
+function replaced(a: PlanState, b: PlanState, name: string, before: PlanProcess, after: PlanProcess, named: ChangedDigests): Change {
+  const fields = specFieldChanges(before.spec, after.spec, envOf(before), envOf(after));
+  const moved = before.machine !== after.machine;
+  if (moved) fields.unshift({ path: 'machine', from: before.machine, to: after.machine });
+  const onlyConfig = !moved && fields.every((f) => f.path.startsWith('config.'));
+  // A sealed value's identity is its ciphertext's digest: re-sealing it is a change, named as such.
+  const secret = new Set([...(before.sealed ?? []), ...(after.sealed ?? [])]);
+  const onlySecrets = !moved && fields.length > 0 && fields.every((f) => secret.has(f.path));
+  const because = [...dependencyReasons(a, b, before.spec, after.spec, named), ...unwalledReasons(before.spec, after.spec)];
+  return {
+    process: name,
+    actions: onlyConfig ? ['replace-config'] : moved ? ['start', 'stop'] : ['stop', 'start'],
+    reason: moved ? 'moved' : onlySecrets ? 'secret-changed' : onlyConfig ? 'config-changed' : 'replaced',
+    paths: fields.map((f) => f.path),
+    fields,
+    from: before.machine,
+    to: after.machine,
+    ...(because.length > 0 ? { because } : {}),
+  };
+}
+
+function moved(name: string, from: string, to: string): Change {
+  return { process: name, actions: ['start', 'stop'], reason: 'moved', paths: ['machine'], fields: [{ path: 'machine', from, to }], from, to };
 }
 
 /**
@@ -131,8 +174,8 @@ function dependencyReasons(a: PlanState, b: PlanState, x: ProcessSpec, y: Proces
   for (const [name, address] of addresses(y)) {
     const was = before.get(name);
     if (was === undefined || was === address) continue;
-    const pa = a.processes[name];
-    const pb = b.processes[name];
+    const pa = processNamed(a, name);
+    const pb = processNamed(b, name);
     if (pa !== undefined && pb !== undefined && pa.machine !== pb.machine) out.push(`${name} moved: its address changed (${was} -> ${address})`);
     else out.push(`${name}'s machine ${pb?.machine ?? '?'} changed its address (${was} -> ${address})`);
   }

@@ -4,6 +4,20 @@ import type { ProcessSpec, ResolvedMachine } from '@lowcloud/api';
 export interface PlanState {
   machines: Record<string, ResolvedMachine>;
   processes: Record<string, PlanProcess>;
+  /**
+   * The same processes as lists sorted by name, where the loader has them (load.ts, from the plan
+   * workers). diffStates, callsFor and buildDocument walk these and look up only the processes
+   * that change: a table of 100,000 names then need not be built (see process-lists.ts).
+   */
+  lists?: ProcessLists;
+}
+
+/** `names[i]` runs on `machineOf[i]` with spec digest `digests[i]`; `at(i)` is `processes[names[i]]`. */
+export interface ProcessLists {
+  names: readonly string[];
+  machineOf: readonly string[];
+  digests: readonly string[];
+  at(i: number): PlanProcess;
 }
 
 export interface PlanProcess {
