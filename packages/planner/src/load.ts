@@ -15,6 +15,7 @@ import {
   type ResolvedMachine,
 } from '@lowcloud/api';
 import type { PlanProcess, PlanState } from './plan/types.js';
+import { own } from './own.js';
 
 export type LoadedInfra = ResolvedInfra & { label: string; file: string };
 
@@ -128,7 +129,7 @@ export async function loadForLivePlan<T>(
     const got = await live(b.machines);
     const want: number[] = [];
     for (let j = 0; j < b.names.length; j++) {
-      const now = got.live.processes[b.names[j] as string];
+      const now = own(got.live.processes, b.names[j] as string);
       if (now === undefined || now.digest !== b.digests[j] || now.machine !== b.machineOf[j]) want.push(j);
     }
     return { target: fromWorker(b, want, await worker.specs(want)), ...got };

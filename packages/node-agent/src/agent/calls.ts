@@ -24,7 +24,7 @@ import type { Caller, Connection, ConnectionHost } from './connection.js';
 import type { AgentCore } from './core.js';
 import { streamLog } from './logs.js';
 import { processPaths } from './runner.js';
-import type { CallRecord, DesiredState } from './state-store.js';
+import { byName, type CallRecord, type DesiredState } from './state-store.js';
 import { crashPoint, crashTicket, slowAct, type CrashTicket } from './test-hooks.js';
 
 /**
@@ -286,7 +286,7 @@ export class AgentCalls implements ConnectionHost {
   private async commitGroup(group: Pending[]): Promise<void> {
     const t0 = performance.now();
     const grace = this.core.opts.defaultGraceMs ?? 5000;
-    const draft: DesiredState['processes'] = { ...this.core.state.processes };
+    const draft = byName(this.core.state.processes);
     let generation = this.core.state.generation;
     const steps: Step[] = [];
     const answer = new Map<Pending, { reply: Reply } | { error: unknown }>();

@@ -70,7 +70,7 @@ export class StateStore {
       return;
     }
     if (current.reason === 'missing' && !fs.existsSync(`${this.file}.prev`)) {
-      this.state = { generation: 0, processes: {} };
+      this.state = { generation: 0, processes: byName({}) };
       return;
     }
     const prev = readState(`${this.file}.prev`);
@@ -149,7 +149,7 @@ export class StateStore {
   commitGroup(changes: StateChange[]): number {
     // A shallow copy: changes replace entries whole, so the state before stays as it was (for
     // rollback) without a deep clone of every spec per group (1,000 starts in 29 groups).
-    const next: DesiredState = { generation: this.state.generation, processes: { ...this.state.processes } };
+    const next: DesiredState = { generation: this.state.generation, processes: byName(this.state.processes) };
     const calls: CallRecord[] = [];
     for (const c of changes) {
       c.change(next.processes);
@@ -214,5 +214,13 @@ function readState(file: string): Read {
     }
     if (!matches) return { ok: false, reason: `process ${name}: its spec does not match its digest` };
   }
-  return { ok: true, state: s as DesiredState };
+  return { ok: true, state: { ...(s as DesiredState), processes: byName(s.processes as DesiredState['processes']) } };
+}
+
+/**
+ * A copy of `processes` with no prototype: a process may be named `constructor`, and a lookup of a
+ * name the state does not hold must find nothing, not Object.prototype's property.
+ */
+export function byName(processes: DesiredState['processes']): DesiredState['processes'] {
+  return Object.assign(Object.create(null) as DesiredState['processes'], processes);
 }

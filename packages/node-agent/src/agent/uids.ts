@@ -38,7 +38,8 @@ export class UidTable {
 
   /** The uid of a process, allocated on first use. */
   uidFor(name: string): number {
-    const known = this.table[name];
+    // Own entries only: `constructor` is a process name, and Object.prototype's is no uid.
+    const known = Object.hasOwn(this.table, name) ? this.table[name] : undefined;
     if (known !== undefined) return known;
     const taken = new Set(Object.values(this.table));
     const inUse = systemUids();

@@ -11,6 +11,7 @@ import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
 import { connectAll, liveState, loadSigner, statusAll, type Endpoints } from './live.js';
 import { awaitExit, localDir, removeMadeState, type LocalDir, localEndpoints, startLocalAgents, stopAgentsOf, stopLocalAgents, type LocalAgentOptions, type LocalAgentsStarted } from './local-agents.js';
 import { createReporter, formatMs } from './progress.js';
+import { own } from '../own.js';
 
 export interface ApplyFlags {
   key?: string;
@@ -248,7 +249,7 @@ export async function status(infraFile: string, json: boolean, flags: { key?: st
   }
   for (const [m, st] of statuses) {
     for (const live of st.processes) {
-      if (infra.processes[live.name]?.machine !== m) rows.push({ process: live.name, machine: m, drift: 'extra', state: live.state, pid: live.pid, restarts: live.restarts, ...details(live) });
+      if (own(infra.processes, live.name)?.machine !== m) rows.push({ process: live.name, machine: m, drift: 'extra', state: live.state, pid: live.pid, restarts: live.restarts, ...details(live) });
     }
   }
   rows.sort((a, b) => compare(a.machine, b.machine) || compare(a.process, b.process));
@@ -297,7 +298,7 @@ function strongestLevels(report: ProcessStatus['enforcement']): Record<string, s
 /** `lowcloud logs`: the last lines of a process's log, from the agent of the machine the file names. */
 export async function logs(infraFile: string, processName: string, opts: { tail: string; follow?: boolean; key?: string }): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
-  const proc = infra.processes[processName];
+  const proc = own(infra.processes, processName);
   if (proc === undefined) throw new UnknownNameError(infraFile, 'process', processName, Object.keys(infra.processes).sort());
   const tail = Number(opts.tail);
   if (!Number.isInteger(tail) || tail < 0) throw new FlagError(`--tail ${opts.tail}: give a whole number of lines, 0 or more`);
@@ -322,7 +323,7 @@ export async function logs(infraFile: string, processName: string, opts: { tail:
 export async function events(infraFile: string, opts: { machine?: string; json?: boolean; key?: string }): Promise<void> {
   const infra = await loadFromWorkingTree(infraFile);
   const names = opts.machine === undefined ? Object.keys(infra.machines).sort() : [opts.machine];
-  if (opts.machine !== undefined && infra.machines[opts.machine] === undefined) {
+  if (opts.machine !== undefined && own(infra.machines, opts.machine) === undefined) {
     throw new UnknownNameError(infraFile, 'machine', opts.machine, Object.keys(infra.machines).sort());
   }
   const { clients, errors } = await connectAll(localEndpoints(localDir(infraFile), infra.machines), names, signer(opts, infraFile));

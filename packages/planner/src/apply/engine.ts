@@ -9,6 +9,7 @@ import { APPLY_WINDOW, byMachine, connectOne, type Endpoints } from './live.js';
 import { mapLimited } from './limit.js';
 import type { ProgressReporter } from './progress.js';
 import { decideResume, describeDrift } from './resume.js';
+import { own } from '../own.js';
 
 export interface CallResult {
   machine: string;
@@ -91,7 +92,7 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
         // Both asked at once: one round trip.
         const [st, have] = await Promise.all([client.status(), blobs.length === 0 ? null : client.blobStatus(blobs)]);
         const live = Object.fromEntries(st.processes.map((p) => [p.name, p.specDigest]));
-        const decision = decideResume(mine, doc.machines[m]?.before ?? {}, live);
+        const decision = decideResume(mine, own(doc.machines, m)?.before ?? {}, live);
         if (!decision.ok) stale.set(m, describeDrift(m, decision.drift));
         else remaining.set(m, new Set(decision.remaining));
         present.set(m, new Set(have?.present ?? []));
@@ -350,7 +351,7 @@ async function reconnect(run: MachineRun, attempt: number): Promise<Set<PlanCall
     return null;
   }
   const live = Object.fromEntries(st.processes.map((p) => [p.name, p.specDigest]));
-  const decision = decideResume(run.calls.map((x) => x.call), run.doc.machines[m]?.before ?? {}, live);
+  const decision = decideResume(run.calls.map((x) => x.call), own(run.doc.machines, m)?.before ?? {}, live);
   return decision.ok ? new Set(decision.done) : new Set();
 }
 

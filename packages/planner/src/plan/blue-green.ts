@@ -2,6 +2,7 @@ import type { Grants } from '@lowcloud/api';
 import { callsFor, sortCalls } from './calls.js';
 import { diffStates } from './diff.js';
 import type { Plan, PlanCall, PlanState, Planner } from './types.js';
+import { own } from '../own.js';
 
 const PHASE = { earlyStart: 1, stop: 2, replaceConfig: 3, start: 4 } as const;
 
@@ -25,7 +26,7 @@ export const blueGreenPlanner: Planner = {
     for (const change of changes) {
       const c = callsFor(change, b);
       if (change.reason === 'moved' && c.start !== undefined && c.stop !== undefined) {
-        const target = b.machines[c.start.machine];
+        const target = own(b.machines, c.start.machine);
         const grants = c.start.spec.grants;
         const room = target === undefined ? null : fits(load.get(target.name), grants, target.capacity);
         if (room === null) {

@@ -2,6 +2,7 @@ import type { ProcessSpec } from '@lowcloud/api';
 import { envDigests, formatSize, isolationOf, parseConnectTarget } from '@lowcloud/api';
 import { listsOf, processNamed } from './process-lists.js';
 import type { Change, FieldChange, PlanProcess, PlanState, ProcessLists } from './types.js';
+import { own } from '../own.js';
 
 /**
  * What changed for each process between two states, by content: a binary or config file counts as
@@ -16,8 +17,8 @@ export function diffStates(a: PlanState, b: PlanState): Change[] {
   const changes: Change[] = [];
   const named = changedDigests(a, b, bNames);
   for (const name of names) {
-    const before = a.processes[name];
-    const after = b.processes[name];
+    const before = own(a.processes, name);
+    const after = own(b.processes, name);
     if (before === undefined && after !== undefined) changes.push(added(name, after));
     else if (before !== undefined && after === undefined) changes.push(removed(name, before.machine));
     else if (before !== undefined && after !== undefined && before.digest !== after.digest) changes.push(replaced(a, b, name, before, after, named));
@@ -135,7 +136,7 @@ function changedDigests(a: PlanState, b: PlanState, bNames: string[]): ChangedDi
   let index = 0;
   for (const name of bNames) {
     const p = b.processes[name] as PlanProcess;
-    const old = a.processes[name];
+    const old = own(a.processes, name);
     index++;
     if (old === undefined || old.digest === p.digest) continue;
     const list = out.get(old.digest) ?? [];

@@ -4,6 +4,7 @@ import { PlanFormatError } from '../errors.js';
 import { callBlobs } from './calls.js';
 import { listsOf } from './process-lists.js';
 import type { Change, Plan, PlanCall, PlanState } from './types.js';
+import { own } from '../own.js';
 
 /** The major version of the plan document this lowcloud writes and reads. */
 export const PLAN_FORMAT_VERSION = '1';
@@ -129,7 +130,7 @@ export function buildDocument(
   else for (const p of Object.values(a.processes)) add(p.name, p.machine, p.digest);
   const machines: Record<string, PlanMachine> = {};
   for (const name of [...new Set([...Object.keys(a.machines), ...Object.keys(b.machines)])].sort()) {
-    const m = b.machines[name] ?? a.machines[name];
+    const m = own(b.machines, name) ?? own(a.machines, name);
     if (m === undefined) continue;
     const before = beforeByMachine.get(name) ?? {};
     const gen = generations[name];

@@ -1,4 +1,5 @@
 import type { PlanProcess, PlanState, ProcessLists } from './types.js';
+import { own } from '../own.js';
 
 /**
  * Names whose place in a table of processes is not their place in sorted lists: array-index-like
@@ -49,7 +50,7 @@ export function indexOfName(names: readonly string[], name: string): number {
 /** `s.processes[name]`, found in the lists where they can be walked (the table is then not built). */
 export function processNamed(s: PlanState, name: string): PlanProcess | undefined {
   const l = listsOf(s);
-  if (l === undefined) return s.processes[name];
+  if (l === undefined) return own(s.processes, name);
   const i = indexOfName(l.names, name);
   return i < 0 ? undefined : l.at(i);
 }

@@ -1,5 +1,6 @@
 import type { PlanDocument } from './document.js';
 import type { Change } from './types.js';
+import { own } from '../own.js';
 
 export interface Style {
   add(s: string): string;
@@ -39,7 +40,7 @@ export function renderHuman(doc: PlanDocument, style: Style = plain): string {
   const machines = [...new Set(doc.calls.map((c) => c.machine))].sort();
   const width = Math.max(...doc.calls.map((c) => c.process.length));
   for (const m of machines) {
-    const info = doc.machines[m];
+    const info = own(doc.machines, m);
     lines.push('', style.bold(`machine ${m}`) + style.dim(info === undefined ? '' : ` (${info.agent})`));
     for (const call of doc.calls.filter((c) => c.machine === m)) {
       const change = byProcess.get(call.process);

@@ -13,6 +13,7 @@ import {
   type InfraFile,
   type ParsedInfra,
 } from '@lowcloud/api';
+import { own } from '../own.js';
 
 /**
  * `lowcloud secret seal` and `reseal`: the operator's side of sealed secrets. Sealing needs only the
@@ -31,7 +32,7 @@ function readInfra(file: string): ParsedInfra {
 
 /** The key a machine pins; the error says how to pin one. */
 export function machineKey(value: InfraFile, machine: string, file: string): string {
-  const m = value.machines[machine];
+  const m = own(value.machines, machine);
   if (m === undefined) {
     throw new LowcloudError(ErrorCode.INVALID_INPUT, `${file}: no machine "${machine}" (machines: ${Object.keys(value.machines).join(', ')})`);
   }
