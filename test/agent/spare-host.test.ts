@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ProcessSpec } from '@lowcloud/api';
@@ -56,10 +56,15 @@ describe.skipIf(jspiNode() === null)('warm shared guest hosts', () => {
     expect(spare).not.toBe(host);
     await c.start(spec(base, 's1'));
     expect(await pidOf(c, 's1')).toBe(host);
-    // Which spec a shared guest runs is in its record, written before it runs: no file of the agent's beside it.
+    // Which spec a shared guest runs is in its record, a line of its host's journal written before
+    // it runs: no run directory of its own, no file of the agent's in one.
     const run = path.join(stateDir, 'run', 's0');
-    expect(existsSync(path.join(run, 'spec-digest'))).toBe(false);
-    expect((JSON.parse(readFileSync(path.join(run, 'guest.json'), 'utf8')) as { guests: { tag?: string }[] }).guests[0]?.tag).toMatch(/^[0-9a-f]{64}$/);
+    expect(existsSync(run)).toBe(false);
+    const hosts = path.join(stateDir, 'run', '.shared-hosts');
+    const lines = readdirSync(hosts)
+      .filter((f) => f.endsWith('.guests.jsonl'))
+      .flatMap((f) => readFileSync(path.join(hosts, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { runDir?: string; guest?: { tag?: string } }));
+    expect(lines.find((l) => l.runDir === run)?.guest?.tag).toMatch(/^[0-9a-f]{64}$/);
     expect(await spareOf(c)).toBe(spare);
   });
 

@@ -55,10 +55,12 @@ export function alive(pid: number): boolean {
  */
 export function killGuestsUnder(dir: string): number[] {
   const killed: number[] = [];
-  for (const file of findFiles(dir, 'guest.json')) {
+  // A shared host's record is the first line of its journal (`<run>/.shared-hosts/<host>.guests.jsonl`).
+  for (const file of findFiles(dir, (n) => n === 'guest.json' || n.endsWith('.guests.jsonl'))) {
     let info: { pid?: unknown; start?: unknown; firewall?: FirewallRecord | null; layers?: { network?: { firewall?: FirewallRecord | null } | null } };
     try {
-      info = JSON.parse(readFileSync(file, 'utf8')) as typeof info;
+      const text = readFileSync(file, 'utf8');
+      info = file.endsWith('.jsonl') ? (JSON.parse(text.split('\n')[0] as string) as { host: typeof info }).host : (JSON.parse(text) as typeof info);
     } catch {
       continue;
     }
@@ -80,7 +82,7 @@ export function killGuestsUnder(dir: string): number[] {
   }
   // Local agents that `lowcloud up` started record their pid in agents/<machine>/agent.json; their
   // command line names their state directory under `dir`.
-  for (const file of findFiles(dir, 'agent.json')) {
+  for (const file of findFiles(dir, (n) => n === 'agent.json')) {
     try {
       const { pid } = JSON.parse(readFileSync(file, 'utf8')) as { pid?: unknown };
       if (typeof pid !== 'number' || !alive(pid) || !readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) continue;
@@ -116,7 +118,7 @@ function procStartTime(pid: number): string | null {
   }
 }
 
-function findFiles(dir: string, name: string): string[] {
+function findFiles(dir: string, name: (file: string) => boolean): string[] {
   let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
@@ -126,7 +128,7 @@ function findFiles(dir: string, name: string): string[] {
   return entries.flatMap((e) => {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) return findFiles(p, name);
-    return e.isFile() && e.name === name ? [p] : [];
+    return e.isFile() && name(e.name) ? [p] : [];
   });
 }
 

@@ -22,6 +22,7 @@ import { OutputPump, type OutputRecord } from './output-pump.js';
 import { JsonDocuments, parseGuestHostMessage } from './messages.js';
 import { cpuSeconds, rssBytes, startTime } from './proc.js';
 import { seccompProgram } from './seccomp.js';
+import { journalOf, sharedGuestRecord } from './shared-journal.js';
 import { sleepSync } from '../common/sleep.js';
 
 /** Written by the launcher when the kernel OOM-killed the guest host's cgroup (run directory). */
@@ -43,8 +44,8 @@ export interface HostTuning {
 
 export type { NetnsMode } from './netns.js';
 
-/** What a re-attaching host needs (runDir/guest.json). */
-interface GuestHostRecord {
+/** What a re-attaching host needs (runDir/guest.json; a shared host's journal, shared-journal.ts). */
+export interface GuestHostRecord {
   /** The host's id (absent in records from before shared hosts: then its first guest's id). */
   id?: string;
   /** A shared guest host's control FIFOs (common/protocol.ts SHARED_CTL). */
@@ -350,7 +351,10 @@ export class GuestHost {
     try {
       rec = upgradeRecord(JSON.parse(fs.readFileSync(path.join(runDir, 'guest.json'), 'utf8')), runDir);
     } catch {
-      return null;
+      // A shared guest started since its host kept a journal has no file of its own.
+      const shared = sharedGuestRecord(runDir);
+      if (shared === null) return null;
+      rec = shared;
     }
     // A pid alone could have been reused by an unrelated process after a reboot.
     if (startTime(rec.pid) === null || startTime(rec.pid) !== rec.start) {
@@ -402,7 +406,7 @@ export class GuestHost {
       for (const l of host.layers) await l.release?.(false);
       for (const d of rec.cgroups) removeCgroupDir(d);
       attachedShared.delete(key);
-      if (host.ctl !== null) fs.rmSync(host.ctl, { recursive: true, force: true });
+      if (host.ctl !== null) removeCtl(host.ctl);
       return { violation, status: null };
     });
     return host;
@@ -426,7 +430,12 @@ export class GuestHost {
   }
 
   save(file: string, layers: readonly GrantLayers[], guests: GuestRecord[] = this.guests.map((g) => g.record), durable = true): void {
-    const record: GuestHostRecord = {
+    writeFileAtomic(file, JSON.stringify(this.record(layers, guests)), { durable });
+  }
+
+  /** What a re-attaching host needs: this host's record with `guests` in it. */
+  record(layers: readonly GrantLayers[], guests: GuestRecord[]): GuestHostRecord {
+    return {
       id: this.id,
       pid: this.pid,
       start: this.start,
@@ -437,7 +446,6 @@ export class GuestHost {
       ...(this.outputs.length === 0 ? {} : { outputs: this.outputs }),
       ...(this.launcherRecord === null ? {} : { launcher: this.launcherRecord }),
     };
-    writeFileAtomic(file, JSON.stringify(record), { durable });
   }
 
   /** How the process ended (a shared host ends its remaining guests with it). */
@@ -559,4 +567,10 @@ function upgradeRecord(r: unknown, runDir: string): GuestHostRecord {
     },
     guests: [{ id: 'guest', report: o.report as GuestRecord['report'], dirs: o.dirs ?? [], exitRecord: path.join(runDir, 'exit.json') }],
   };
+}
+
+/** A shared host's control FIFOs and its journal, once it has ended. */
+export function removeCtl(ctl: string): void {
+  fs.rmSync(ctl, { recursive: true, force: true });
+  fs.rmSync(journalOf(ctl), { force: true });
 }

@@ -12,7 +12,8 @@ import { SharedGuestLostError } from '../errors.js';
 import type { EnforcementReport, GuestExit, GuestOptions, OutputTarget } from '../types.js';
 import type { Admitted } from './admission.js';
 import { memoryLimits } from './grants/index.js';
-import { GuestHost, PreparedHost, type HostTuning } from './guest-host.js';
+import { GuestHost, PreparedHost, removeCtl, type HostTuning } from './guest-host.js';
+import { GuestJournal } from './shared-journal.js';
 import { parseSharedHostReply } from './messages.js';
 
 /**
@@ -265,6 +266,8 @@ export class SharedHost {
     readonly host: GuestHost,
     private readonly hostReport: EnforcementReport,
     readonly jspi: boolean,
+    /** Its guests' records for a re-attaching agent (detached with run directories), else null. */
+    private readonly journal: GuestJournal | null,
   ) {
     host.onMessage((m) => this.receive(m));
     // Nothing sent on it after this is read, nothing more comes back: a guest not confirmed yet never will be.
@@ -343,7 +346,14 @@ export class SharedHost {
       });
       host.ctl = ctl;
       const report = Object.fromEntries(prepared.names.map((n, i) => [n, prepared.layers[i]?.report ?? []])) as unknown as EnforcementReport;
-      return new SharedHost(key, host, report, true);
+      let journal: GuestJournal | null = null;
+      try {
+        journal = ctl === null ? null : GuestJournal.create(ctl, host.record(host.layerList, []));
+      } catch (err) {
+        await host.stop(0); // no record, no re-attach: a host that would run unrecorded guests is not used
+        throw err;
+      }
+      return new SharedHost(key, host, report, true, journal);
     } catch (err) {
       await prepared.release();
       throw err;
@@ -380,7 +390,7 @@ export class SharedHost {
     this.sentDigests.add(admitted.digest + admitted.modulePath);
     const key = `${admitted.digest}:${path.basename(admitted.modulePath)}`;
     const report = guestReport(this.hostReport, opts);
-    // What a re-attaching agent needs (attachGuest): the host's record with this guest alone in it.
+    // What a re-attaching agent needs (attachGuest): the host's record with this guest in it.
     if (runDir !== null) {
       // A previous run's; one unlink (rmSync's checks first cost more than the call itself here).
       try {
@@ -388,13 +398,21 @@ export class SharedHost {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
-      // Not fsynced: 1,000 starts are not 1,000 fsyncs, and after a machine crash the host is gone anyway.
-      this.host.save(path.join(runDir, 'guest.json'), this.host.layerList, [{ id, report, dirs: [], exitRecord: path.join(runDir, 'exit.json'), ...(opts.tag === undefined ? {} : { tag: opts.tag }) }], false);
+      const record = { id, report, dirs: [], exitRecord: path.join(runDir, 'exit.json'), ...(opts.tag === undefined ? {} : { tag: opts.tag }) };
+      // A line of the host's journal, written with the other adds of this turn before they go to
+      // the host (`flush`); a host without one (not detached) gets the guest's own file. Not
+      // fsynced: 1,000 starts are not 1,000 fsyncs, and after a machine crash the host is gone anyway.
+      if (this.journal !== null) this.journal.add(runDir, record);
+      else {
+        fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
+        this.host.save(path.join(runDir, 'guest.json'), this.host.layerList, [record], false);
+      }
     }
     this.send({ type: 'add', guest: { ...boot, id }, digest: key, module: first ? fs.readFileSync(admitted.modulePath) : null });
     start.timer = setTimeout(() => this.unconfirmed(id), CONFIRM_MS).unref();
     void exited.then((e) => {
-      if (runDir !== null) writeFileAtomic(path.join(runDir, 'exit.json'), JSON.stringify({ ...e, at: new Date().toISOString() }), { durable: false });
+      this.journal?.drop(id);
+      if (runDir !== null) writeExit(runDir, e);
       slot.out.close();
       this.slots.delete(id);
       this.release();
@@ -464,6 +482,22 @@ export class SharedHost {
   private flush(): void {
     const all = this.outbox;
     this.outbox = [];
+    // The records first: an add the host reads is one a re-attaching agent finds. A journal the
+    // disk refuses fails these starts (the host never gets them).
+    try {
+      this.journal?.flush();
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      for (const m of all) {
+        if (m.type !== 'add') continue;
+        this.settleStart(m.guest.id, new SharedGuestLostError(m.guest.id, `its record could not be written (${why}); it was not started`));
+        // Its slot is freed as for a guest that ended (it never ran).
+        this.slots.get(m.guest.id)?.resolve({ kind: 'trap', message: `not started: its record could not be written (${why})` });
+      }
+      const rest = all.filter((m) => m.type !== 'add');
+      if (rest.length > 0 && !this.host.sendLines(rest.map(encodeLine).join(''))) this.startsLost();
+      return;
+    }
     // No channel to write to: the adds never reach the host.
     if (!this.host.sendLines(all.map(encodeLine).join(''))) this.startsLost();
   }
@@ -519,7 +553,8 @@ export class SharedHost {
     if (pool !== undefined) pool.hosts = pool.hosts.filter((h) => h !== this);
     // A spare that died (killed, OOM) is replaced while its group wants one, after a pause.
     if (died && this.count === 0 && pool !== undefined) setTimeout(() => (wanted(pool) ? ensureSpare(pool) : undefined), SPARE_RETRY_MS).unref();
-    if (this.host.ctl !== null) fs.rmSync(this.host.ctl, { recursive: true, force: true });
+    this.journal?.close();
+    if (this.host.ctl !== null) removeCtl(this.host.ctl);
     // Its channel closed first, as a rule; this is certain.
     this.startsLost();
     for (const [id, slot] of this.slots) {
@@ -696,4 +731,18 @@ function guestReport(host: EnforcementReport, opts: GuestOptions): EnforcementRe
     network: [{ mechanism: 'WASI preview1 has no socket imports: no network access', level: 'runtime' }, ...ofHost(host.network.filter((l) => l.level === 'kernel'))],
     isolation: [{ mechanism: 'separated from the other guests of its host by the WebAssembly sandbox and the runtime layer (its own instance, linear memory and WASI context)', level: 'runtime' }, ...ofHost(host.isolation)],
   } as EnforcementReport;
+}
+
+/**
+ * How a guest ended, in its run directory (`exit.json`), for an agent that reads it after a
+ * restart. A shared guest's run directory is made only now: its start writes nothing there. A disk
+ * that refuses it is said, not thrown: the exit itself is already known to the process that asks.
+ */
+export function writeExit(runDir: string, e: GuestExit): void {
+  try {
+    fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    writeFileAtomic(path.join(runDir, 'exit.json'), JSON.stringify({ ...e, at: new Date().toISOString() }), { durable: false });
+  } catch (err) {
+    process.stderr.write(`lowcloud: the exit record in ${runDir} was not written: ${err instanceof Error ? err.message : String(err)}\n`);
+  }
 }

@@ -7,8 +7,7 @@ import { admit } from './admission.js';
 import { memoryLimits } from './grants/index.js';
 import { Guest } from './guest.js';
 import { GuestHost, PreparedHost, type HostTuning } from './guest-host.js';
-import { SharedHost, SharedLink, sharedRefusal, type SharedGuest } from './shared-host.js';
-import { writeFileAtomic } from '../common/durable-file.js';
+import { SharedHost, SharedLink, sharedRefusal, writeExit, type SharedGuest } from './shared-host.js';
 
 export type SpawnTuning = HostTuning;
 
@@ -24,11 +23,12 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   // A programmer error of the caller (the agent always passes one): not a user-facing message.
   if (detached && opts.runDir === undefined) throw new TypeError('detached guests need a runDir');
   const runDir = opts.runDir ?? null;
-  if (runDir !== null) fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
   const limits = memoryLimits(opts.grants.memory);
   const refusal = opts.isolation === 'shared' ? sharedRefusal(opts, admitted.kind) : null;
+  // A shared guest's record is a line of its host's journal: no run directory made for it (a mkdir a start).
   if (opts.isolation === 'shared' && refusal === null) return spawnShared(opts, admitted, network, tuning);
+  if (runDir !== null) fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const prepared = await PreparedHost.create(opts, { kind: admitted.kind, network }, tuning);
   try {
     const { uid } = prepared.wall;
@@ -84,7 +84,7 @@ function attachedShared(host: GuestHost, guest: Guest, link: SharedLink): GuestH
   ]).then((e) => (stopRequested && e.kind === 'signal' ? { kind: 'stopped' as const } : e));
   void exited.then((e) => {
     const file = guest.exitRecord;
-    if (file !== null) writeFileAtomic(file, JSON.stringify({ ...e, at: new Date().toISOString() }), { durable: false });
+    if (file !== null) writeExit(path.dirname(file), e);
   });
   return {
     pid: host.pid,

@@ -1,0 +1,87 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { GuestRecord } from './guest.js';
+import type { GuestHostRecord } from './guest-host.js';
+import { GuestJournal, journalOf, sharedGuestRecord } from './shared-journal.js';
+
+const base = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-journal-'));
+afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
+
+let n = 0;
+/** A run directory `run/<name>` with its `.shared-hosts` beside, as the agent lays them out. */
+function layout(): { run: string; hosts: string } {
+  const run = path.join(base, `t${n++}`, 'run');
+  const hosts = path.join(run, '.shared-hosts');
+  fs.mkdirSync(hosts, { recursive: true });
+  return { run, hosts };
+}
+
+const hostRecord = (pid: number): GuestHostRecord => ({ id: `h${pid}`, pid, start: `s${pid}`, cgroups: [], layers: {}, guests: [], ctl: `/ctl/${pid}` });
+const guest = (id: string, tag = 'a'.repeat(64)): GuestRecord => ({ id, report: { isolation: [] } as unknown as GuestRecord['report'], dirs: [], exitRecord: null, tag });
+
+describe('a shared host journal', () => {
+  it("gives a re-attaching agent the host's record with the one guest of a run directory, the latest add winning across hosts", () => {
+    const { run, hosts } = layout();
+    const a = GuestJournal.create(path.join(hosts, 'ha'), hostRecord(101));
+    a.add(path.join(run, 'p1'), guest('ha/0'));
+    a.add(path.join(run, 'p2'), guest('ha/1'));
+    a.flush();
+    expect(sharedGuestRecord(path.join(run, 'p1'))).toMatchObject({ pid: 101, start: 's101', ctl: '/ctl/101', guests: [{ id: 'ha/0' }] });
+    expect(sharedGuestRecord(path.join(run, 'p2'))?.guests).toEqual([guest('ha/1')]);
+    expect(sharedGuestRecord(path.join(run, 'p3'))).toBeNull();
+    // p1's guest ended in ha and was started again in hb: hb's line is the one that runs.
+    a.drop('ha/0');
+    const b = GuestJournal.create(path.join(hosts, 'hb'), hostRecord(202));
+    b.add(path.join(run, 'p1'), guest('hb/0', 'b'.repeat(64)));
+    b.flush();
+    expect(sharedGuestRecord(path.join(run, 'p1'))).toMatchObject({ pid: 202, guests: [{ id: 'hb/0', tag: 'b'.repeat(64) }] });
+    // Lines are written only at flush: an add not flushed is not there yet.
+    a.add(path.join(run, 'p4'), guest('ha/2'));
+    expect(sharedGuestRecord(path.join(run, 'p4'))).toBeNull();
+    a.flush();
+    expect(sharedGuestRecord(path.join(run, 'p4'))?.guests[0]?.id).toBe('ha/2');
+    a.close();
+    b.close();
+  });
+
+  it('drops the lines of ended guests when it grows past twice its live ones; the live ones are still found', () => {
+    const { run, hosts } = layout();
+    const j = GuestJournal.create(path.join(hosts, 'hc'), hostRecord(303));
+    for (let i = 0; i < 300; i++) j.add(path.join(run, `p${i}`), guest(`hc/${i}`));
+    j.flush();
+    const file = journalOf(path.join(hosts, 'hc'));
+    expect(fs.readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(301);
+    for (let i = 0; i < 290; i++) j.drop(`hc/${i}`);
+    j.add(path.join(run, 'late'), guest('hc/300'));
+    j.flush();
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1 + 10 + 1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ host: { pid: 303 } });
+    expect(sharedGuestRecord(path.join(run, 'p0'))).toBeNull();
+    expect(sharedGuestRecord(path.join(run, 'p295'))?.guests[0]?.id).toBe('hc/295');
+    expect(sharedGuestRecord(path.join(run, 'late'))?.guests[0]?.id).toBe('hc/300');
+    // Appending goes on after the rewrite.
+    j.add(path.join(run, 'later'), guest('hc/301'));
+    j.flush();
+    expect(sharedGuestRecord(path.join(run, 'later'))?.guests[0]?.id).toBe('hc/301');
+    j.close();
+  });
+
+  it('skips a line cut short and anything that is not a record; reads the rest', () => {
+    const { run, hosts } = layout();
+    const j = GuestJournal.create(path.join(hosts, 'hd'), hostRecord(404));
+    j.add(path.join(run, 'ok'), guest('hd/0'));
+    j.flush();
+    j.close();
+    const file = journalOf(path.join(hosts, 'hd'));
+    fs.appendFileSync(file, '{"runDir":"' + path.join(run, 'cut') + '","at":1,"gu\n[1,2]\n{"runDir":5}\n');
+    // A journal whose first line is no host record gives nothing (its guests have no host to attach to).
+    fs.writeFileSync(journalOf(path.join(hosts, 'he')), `${JSON.stringify({ runDir: path.join(run, 'orphan'), at: 1, guest: guest('he/0') })}\n`);
+    expect(sharedGuestRecord(path.join(run, 'ok'))?.guests[0]?.id).toBe('hd/0');
+    expect(sharedGuestRecord(path.join(run, 'cut'))).toBeNull();
+    expect(sharedGuestRecord(path.join(run, 'orphan'))).toBeNull();
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  });
+});
