@@ -44,7 +44,8 @@ export interface ConnectOptions {
 /** Calls in flight on one connection unless `window` says otherwise. */
 export const DEFAULT_WINDOW = 64;
 
-type Pending = { type: RequestType; resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
+/** A call waiting for its answer; `since`: when it was sent (`performance.now()`). */
+type Pending = { type: RequestType; resolve: (r: Reply) => void; reject: (e: Error) => void; since: number };
 
 /**
  * The reference client of the agent protocol, used by `lowcloud apply` and the tests. It trusts an
@@ -59,6 +60,10 @@ export class AgentClient {
   /** What the signer may do on this agent (after connect with a signer). */
   role: Role | null = null;
   private readonly pending = new Map<string, Pending>();
+  /** The connection's one timer of the agent's silence (`armSilence`), while calls wait. */
+  private silence: NodeJS.Timeout | null = null;
+  /** When the last reply came (`performance.now()`). */
+  private lastReply = 0;
   private readonly streams = new Map<string, (r: Reply) => void>();
   private closedBy: string | null = null;
   /** Places of the window taken, and the calls waiting for one, first come first sent. */
@@ -269,11 +274,8 @@ export class AgentClient {
   private send(req: Request, payload?: Uint8Array): Promise<Reply> {
     if (this.closedBy !== null) return Promise.reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: ${this.closedBy}`));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(req.id);
-        reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: no answer to ${req.type}, and no other reply from the agent, within ${this.opts.timeoutMs ?? 15_000} ms`));
-      }, this.opts.timeoutMs ?? 15_000);
-      this.pending.set(req.id, { type: req.type, resolve, reject, timer });
+      this.pending.set(req.id, { type: req.type, resolve, reject, since: performance.now() });
+      this.armSilence();
       this.ws.send(payload !== undefined && req.type === 'put-blob' ? encodeBlobFrame(req, payload) : JSON.stringify(req), (err) => {
         if (err !== undefined && err !== null) this.fail(req.id, new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: ${err.message}`));
       });
@@ -299,9 +301,9 @@ export class AgentClient {
     const p = id === null ? undefined : this.pending.get(id);
     if (p === undefined || id === null) return;
     this.pending.delete(id);
-    clearTimeout(p.timer);
     // The agent answers: the calls still waiting count their silence from now (see `timeoutMs`).
-    for (const other of this.pending.values()) other.timer.refresh();
+    this.lastReply = performance.now();
+    this.disarmIfIdle();
     if (reply.type === 'error') {
       p.reject(new LowcloudError(reply.error.code as ErrorCode, reply.error.message, reply.error.details === undefined ? undefined : { details: reply.error.details }));
     } else p.resolve(reply);
@@ -311,8 +313,37 @@ export class AgentClient {
     const p = this.pending.get(id);
     if (p === undefined) return;
     this.pending.delete(id);
-    clearTimeout(p.timer);
+    this.disarmIfIdle();
     p.reject(err);
+  }
+
+  /** No call waits: the timer goes (a live one would hold the process up to `timeoutMs` as it ends). */
+  private disarmIfIdle(): void {
+    if (this.pending.size > 0 || this.silence === null) return;
+    clearTimeout(this.silence);
+    this.silence = null;
+  }
+
+  /**
+   * One timer for the connection, not one per call: a call fails when neither its answer nor any
+   * other reply came within `timeoutMs` of its sending. Each reply used to refresh the timer of
+   * every call still waiting, 500,000 timer moves for the 1,000 calls of an `up` in flight at
+   * once; now a reply only notes its time. The calls wait in the order they were sent, so the
+   * first one waiting has the earliest deadline.
+   */
+  private armSilence(): void {
+    if (this.silence !== null || this.pending.size === 0) return;
+    const first = this.pending.values().next().value as Pending;
+    const due = Math.max(first.since, this.lastReply) + (this.opts.timeoutMs ?? 15_000);
+    this.silence = setTimeout(() => {
+      this.silence = null;
+      const now = performance.now();
+      for (const [id, p] of this.pending) {
+        if (Math.max(p.since, this.lastReply) + (this.opts.timeoutMs ?? 15_000) > now) break;
+        this.fail(id, new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: no answer to ${p.type}, and no other reply from the agent, within ${this.opts.timeoutMs ?? 15_000} ms`));
+      }
+      this.armSilence();
+    }, Math.max(0, due - performance.now()));
   }
 
   private failAll(err: Error): void {
