@@ -10,7 +10,8 @@ import { guest } from '../helpers/guests.js';
 
 const repo = tempGitRepo();
 afterAll(async () => {
-  await runCli(['down', 'good.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+  // two.yaml names both machines: its `down` stops both agents.
+  await runCli(['down', existsSync(path.join(repo.dir, 'two.yaml')) ? 'two.yaml' : 'good.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
   repo.remove();
 });
 
@@ -65,5 +66,13 @@ describe('lowcloud up: local agents and a file that does not load', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).not.toContain('started local agent');
     expect(agentsOfRepo()).toEqual(running);
+
+    // A machine new in the file gets its agent too: with one running, `up` does not parse the file
+    // a second time to start agents early, and starts the new one after the load.
+    writeFileSync(path.join(repo.dir, 'two.yaml'), infra('bin/sleeper.wasm').replace('machines:\n', 'machines:\n  there: { agent: local, capacity: { cpu: 1, memory: 256MiB } }\n'));
+    const two = await runCli(['up', 'two.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stderr.match(/started local agent for \w+/g)).toEqual(['started local agent for there']);
+    expect(agentsOfRepo()).toHaveLength(2);
   });
 });

@@ -67,6 +67,29 @@ function readRecord(dir: LocalDir, machine: string): AgentRecord | null {
   }
 }
 
+/**
+ * Whether any local agent of this directory has a record whose process is alive: an `up` after
+ * the first. (A pid reused after a reboot only makes `up` start the agent after the load.)
+ */
+export function anyLocalAgentRecorded(dir: LocalDir): boolean {
+  let machines: string[];
+  try {
+    machines = fs.readdirSync(path.join(dir.root, 'agents'));
+  } catch {
+    return false;
+  }
+  return machines.some((m) => {
+    const pid = readRecord(dir, m)?.pid;
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  });
+}
+
 /** Addresses of the local agents that are running now (for apply and status). */
 export function localEndpoints(dir: LocalDir, machines: Record<string, ResolvedMachine>): Endpoints {
   const out: Endpoints = {};
