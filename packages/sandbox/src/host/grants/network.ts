@@ -1,13 +1,11 @@
 import { formatConnectTarget, type Enforcement } from '@lowcloud/api';
-import { allowList, GuestFirewall, sweepStaleFirewalls, systemNameservers, type FirewallRecord } from '../firewall.js';
+import { allowList, GuestFirewall, sweepStaleFirewallsOnce, systemNameservers, type FirewallRecord } from '../firewall.js';
 import { networkNamespace } from './isolation.js';
 import type { GrantLayers, GrantModule } from './grant.js';
 
 interface NetworkRecord {
   firewall: FirewallRecord | null;
 }
-
-let swept = false;
 
 /**
  * The network grant: its runtime layer is the guest host's wasi:sockets allow-list
@@ -32,10 +30,7 @@ export const network: GrantModule<NetworkRecord> = {
       return layers(null, [{ mechanism: `nftables allow-list inside the guest host's own network namespace, loaded before it runs (${allowList(n, systemNameservers()).summary})`, level: 'kernel' }, ...report]);
     }
     // Once per process: remove what guests of killed owners left behind.
-    if (!swept) {
-      swept = true;
-      sweepStaleFirewalls();
-    }
+    sweepStaleFirewallsOnce();
     try {
       const fw = await GuestFirewall.create(name, n, kind === 'component', systemNameservers());
       return layers(fw, [{ mechanism: fw.mechanism, level: 'kernel' }, ...report], { nft: fw.nft, table: fw.record.table });
