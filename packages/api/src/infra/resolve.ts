@@ -193,6 +193,10 @@ async function resolver(parsed: ParsedInfra, source: FileSource) {
   const { value, at } = parsed;
   const diags: Diagnostic[] = [];
   const machines: Record<string, ResolvedMachine> = {};
+  // What each process's machine is looked up in: a Map finds only declared machines (a process on
+  // `constructor` is on an unknown machine, not on Object's) and at 100,000 processes looks up a
+  // name faster than a table of 10,000 machines does.
+  const machineNamed = new Map<string, ResolvedMachine>();
   // A fleet writes few distinct sizes (64MiB, 1GiB): each parsed once.
   const sizes = new Map<string, number>();
   const parseSize = (text: string) => {
@@ -227,12 +231,17 @@ async function resolver(parsed: ParsedInfra, source: FileSource) {
       ...(m.region === undefined ? {} : { region: m.region }),
       capacity,
     };
+    machineNamed.set(name, machines[name]);
   }
 
   // Each distinct file is read and hashed once, all at once; then every process is resolved in one
   // synchronous pass (an async step per process cost more than the hashing at 100,000 processes).
-  const keys = Object.keys(value.processes ?? {});
-  const entries = Object.values(value.processes ?? {});
+  const table = value.processes ?? {};
+  const keys = Object.keys(table);
+  // Each value looked up by its key: Object.values of a table of 100,000 names (a dictionary, whose
+  // order V8 sorts out on each enumeration) took ~0.1 s, twice what the lookups take.
+  const entries = new Array<ProcessEntry>(keys.length);
+  for (let i = 0; i < keys.length; i++) entries[i] = table[keys[i] as string] as ProcessEntry;
   const paths = new Set<string>();
   for (const p of entries) {
     paths.add(p.binary);
@@ -259,7 +268,8 @@ async function resolver(parsed: ParsedInfra, source: FileSource) {
   /** The spec of one process and its sealed fields (unsorted); its problems go to `diags`. */
   const process = (name: string, p: ProcessEntry, diags: Diagnostic[]): { spec: ProcessSpec; sealed: string[] } => {
     const base = ['processes', name];
-    if (machines[p.machine] === undefined) {
+    const machine = machineNamed.get(p.machine);
+    if (machine === undefined) {
       const guess = closest(p.machine, Object.keys(machines));
       diags.push(at([...base, 'machine'], `unknown machine "${p.machine}"`, guess !== null ? `did you mean "${guess}"?` : `declare it under machines, or use one of: ${Object.keys(machines).join(', ')}`));
     }
@@ -276,7 +286,7 @@ async function resolver(parsed: ParsedInfra, source: FileSource) {
       blobs[binary] = p.binary;
     }
     const sealed: string[] = [];
-    const machineKey = machines[p.machine]?.key;
+    const machineKey = machine?.key;
     const checkSealed = (field: (string | number)[], text: string, name: string, flags: string, redirect: string) => {
       const problem = sealedProblem(text, p.machine, machineKey, `lowcloud secret seal --machine ${p.machine}${flags} ${parsed.file}${redirect}`, parsed.file);
       if (problem === null) sealed.push(name);
