@@ -65,8 +65,14 @@ contents are never printed, only digests.`,
     .action((files: string[], opts: { base?: string; live?: boolean; key?: string; parallelism: string; json?: boolean; out?: string; detailedExitcode?: boolean; planner: string; color: boolean }) =>
       run(async () => {
         const emit = async (doc: PlanDocument) => {
-          if (opts.out !== undefined) await writeFile(opts.out, `${JSON.stringify(doc, null, 2)}\n`);
-          if (opts.json === true) process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+          // The text and its line break written apart: joined, the text (15 MB at 100,000 processes)
+          // would be copied once more before it is encoded.
+          const text = opts.out !== undefined || opts.json === true ? JSON.stringify(doc, null, 2) : '';
+          if (opts.out !== undefined) await writeFile(opts.out, [text, '\n']);
+          if (opts.json === true) {
+            process.stdout.write(text);
+            process.stdout.write('\n');
+          }
           else process.stdout.write(renderHuman(doc, useColour(opts.color) ? colours : undefined).replace('matches the base.', opts.live === true ? 'matches the live state.' : 'matches the base.'));
           if (opts.detailedExitcode === true && doc.calls.length > 0) process.exitCode = 2;
         };
