@@ -1,7 +1,19 @@
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { LowcloudError } from '../errors.js';
-import { findForbiddenKey, parseRequest } from './schema.js';
-import { parseReply, parseResult } from './replies.js';
+import { findForbiddenKey, parseRequest, requestSchema } from './schema.js';
+import { parseReply, parseResult, replySchema, resultSchemas } from './replies.js';
+
+describe('the protocol schemas', () => {
+  // The validators are compiled without checking the schemas against JSON Schema's meta-schema
+  // (it cost every process 15-30 ms): the check is here.
+  it('are valid JSON Schema (draft-07 meta-schema)', () => {
+    const ajv = new Ajv({ strict: false });
+    for (const [name, schema] of [['request', requestSchema], ['reply', replySchema], ...Object.entries(resultSchemas).map(([t, s]) => [`${t} result`, s] as const)] as const) {
+      expect(ajv.validateSchema(schema as object), `${name}: ${ajv.errorsText()}`).toBe(true);
+    }
+  });
+});
 
 const spec = { name: 'p', binary: 'a'.repeat(64), args: [], env: { A: '1' }, config: {}, grants: { network: { listen: [], connect: [] } }, restart: 'always' };
 
