@@ -255,6 +255,8 @@ export class SharedHost {
   private seq = 0;
   private readonly usageWaiters = new Map<number, (u: { memoryBytes: number; cpuSeconds: number | null } | null) => void>();
   private readonly sentDigests = new Set<string>();
+  /** Adds not yet flushed that carry their module's bytes (by guest id): the digest they send. */
+  private readonly carries = new Map<string, string>();
   private nextGuest = 0;
   private closed = false;
   /** This side ended it (no guests left, or a spare stopped): not a death to replace. */
@@ -332,9 +334,12 @@ export class SharedHost {
       ...(opts.uid === undefined ? {} : { uid: opts.uid }),
     };
     const prepared = await PreparedHost.create(hostOpts, { kind: 'module', network: { listen: [], connect: [], udp: false } }, tuning);
-    // Detached with run directories (the agent): control FIFOs beside them, for a re-attaching agent.
-    const ctl = opts.detached === true && opts.runDir !== undefined ? await makeCtl(path.join(path.dirname(path.resolve(opts.runDir)), '.shared-hosts', prepared.name), prepared.wall.uid) : null;
+    let ctl: string | null = null;
     try {
+      // Detached with run directories (the agent): control FIFOs beside them, for a re-attaching
+      // agent. Inside the try: a full disk refusing their directory must not leave the kernel
+      // objects made above (cgroups, firewall table) behind, as it did.
+      if (opts.detached === true && opts.runDir !== undefined) ctl = await makeCtl(path.join(path.dirname(path.resolve(opts.runDir)), '.shared-hosts', prepared.name), prepared.wall.uid);
       const host = await prepared.launch([], {
         detached: opts.detached === true,
         runDir: null,
@@ -346,15 +351,9 @@ export class SharedHost {
       });
       host.ctl = ctl;
       const report = Object.fromEntries(prepared.names.map((n, i) => [n, prepared.layers[i]?.report ?? []])) as unknown as EnforcementReport;
-      let journal: GuestJournal | null = null;
-      try {
-        journal = ctl === null ? null : GuestJournal.create(ctl, host.record(host.layerList, []));
-      } catch (err) {
-        await host.stop(0); // no record, no re-attach: a host that would run unrecorded guests is not used
-        throw err;
-      }
-      return new SharedHost(key, host, report, true, journal);
+      return new SharedHost(key, host, report, true, ctl === null ? null : new GuestJournal(ctl, host.record(host.layerList, [])));
     } catch (err) {
+      if (ctl !== null) removeCtl(ctl);
       await prepared.release();
       throw err;
     }
@@ -388,6 +387,7 @@ export class SharedHost {
     this.slots.set(id, slot);
     const first = !this.sentDigests.has(admitted.digest + admitted.modulePath);
     this.sentDigests.add(admitted.digest + admitted.modulePath);
+    if (first) this.carries.set(id, admitted.digest + admitted.modulePath);
     const key = `${admitted.digest}:${path.basename(admitted.modulePath)}`;
     const report = guestReport(this.hostReport, opts);
     // What a re-attaching agent needs (attachGuest): the host's record with this guest in it.
@@ -487,17 +487,23 @@ export class SharedHost {
     try {
       this.journal?.flush();
     } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
+      // The disk's own error (ENOSPC: the agent answers STATE_DISK_FULL, as for any write it cannot make).
+      const error = err instanceof Error ? err : new Error(String(err));
       for (const m of all) {
         if (m.type !== 'add') continue;
-        this.settleStart(m.guest.id, new SharedGuestLostError(m.guest.id, `its record could not be written (${why}); it was not started`));
+        // A module these bytes carried is not in the host: the next add of its digest carries it.
+        const digest = this.carries.get(m.guest.id);
+        if (digest !== undefined) this.sentDigests.delete(digest);
+        this.carries.delete(m.guest.id);
+        this.settleStart(m.guest.id, error);
         // Its slot is freed as for a guest that ended (it never ran).
-        this.slots.get(m.guest.id)?.resolve({ kind: 'trap', message: `not started: its record could not be written (${why})` });
+        this.slots.get(m.guest.id)?.resolve({ kind: 'trap', message: `not started: its record could not be written (${error.message})` });
       }
       const rest = all.filter((m) => m.type !== 'add');
       if (rest.length > 0 && !this.host.sendLines(rest.map(encodeLine).join(''))) this.startsLost();
       return;
     }
+    for (const m of all) if (m.type === 'add') this.carries.delete(m.guest.id);
     // No channel to write to: the adds never reach the host.
     if (!this.host.sendLines(all.map(encodeLine).join(''))) this.startsLost();
   }
@@ -581,13 +587,18 @@ export class SharedHost {
  * for ~0.1 s a host in a profile of a 1,000-guest start (Node.js has no mkfifo of its own).
  */
 async function makeCtl(dir: string, uid: number): Promise<string> {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const fifos = [SHARED_CTL.requests, SHARED_CTL.replies].map((f) => path.join(dir, f));
-  for (const f of fifos) fs.rmSync(f, { force: true });
-  await execFileAsync('mkfifo', ['-m', '600', ...fifos]);
-  for (const f of fifos) fs.chownSync(f, uid, uid);
-  fs.chownSync(dir, uid, uid);
-  return dir;
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const fifos = [SHARED_CTL.requests, SHARED_CTL.replies].map((f) => path.join(dir, f));
+    for (const f of fifos) fs.rmSync(f, { force: true });
+    await execFileAsync('mkfifo', ['-m', '600', ...fifos]);
+    for (const f of fifos) fs.chownSync(f, uid, uid);
+    fs.chownSync(dir, uid, uid);
+    return dir;
+  } catch (err) {
+    fs.rmSync(dir, { recursive: true, force: true }); // half made (a full disk): nothing left
+    throw err;
+  }
 }
 
 /**

@@ -24,7 +24,7 @@ const guest = (id: string, tag = 'a'.repeat(64)): GuestRecord => ({ id, report: 
 describe('a shared host journal', () => {
   it("gives a re-attaching agent the host's record with the one guest of a run directory, the latest add winning across hosts", () => {
     const { run, hosts } = layout();
-    const a = GuestJournal.create(path.join(hosts, 'ha'), hostRecord(101));
+    const a = new GuestJournal(path.join(hosts, 'ha'), hostRecord(101));
     a.add(path.join(run, 'p1'), guest('ha/0'));
     a.add(path.join(run, 'p2'), guest('ha/1'));
     a.flush();
@@ -33,7 +33,7 @@ describe('a shared host journal', () => {
     expect(sharedGuestRecord(path.join(run, 'p3'))).toBeNull();
     // p1's guest ended in ha and was started again in hb: hb's line is the one that runs.
     a.drop('ha/0');
-    const b = GuestJournal.create(path.join(hosts, 'hb'), hostRecord(202));
+    const b = new GuestJournal(path.join(hosts, 'hb'), hostRecord(202));
     b.add(path.join(run, 'p1'), guest('hb/0', 'b'.repeat(64)));
     b.flush();
     expect(sharedGuestRecord(path.join(run, 'p1'))).toMatchObject({ pid: 202, guests: [{ id: 'hb/0', tag: 'b'.repeat(64) }] });
@@ -48,7 +48,7 @@ describe('a shared host journal', () => {
 
   it('drops the lines of ended guests when it grows past twice its live ones; the live ones are still found', () => {
     const { run, hosts } = layout();
-    const j = GuestJournal.create(path.join(hosts, 'hc'), hostRecord(303));
+    const j = new GuestJournal(path.join(hosts, 'hc'), hostRecord(303));
     for (let i = 0; i < 300; i++) j.add(path.join(run, `p${i}`), guest(`hc/${i}`));
     j.flush();
     const file = journalOf(path.join(hosts, 'hc'));
@@ -69,9 +69,22 @@ describe('a shared host journal', () => {
     j.close();
   });
 
+  it('writes nothing for a host that never gets a guest (a spare): its first line goes with its first guest', () => {
+    const { run, hosts } = layout();
+    const j = new GuestJournal(path.join(hosts, 'hs'), hostRecord(505));
+    j.flush();
+    expect(fs.existsSync(journalOf(path.join(hosts, 'hs')))).toBe(false);
+    j.add(path.join(run, 'first'), guest('hs/0'));
+    j.flush();
+    const lines = fs.readFileSync(journalOf(path.join(hosts, 'hs')), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(JSON.parse(lines[0] as string)).toEqual({ host: { id: 'h505', pid: 505, start: 's505', cgroups: [], layers: {}, ctl: '/ctl/505' } });
+    j.close();
+  });
+
   it('skips a line cut short and anything that is not a record; reads the rest', () => {
     const { run, hosts } = layout();
-    const j = GuestJournal.create(path.join(hosts, 'hd'), hostRecord(404));
+    const j = new GuestJournal(path.join(hosts, 'hd'), hostRecord(404));
     j.add(path.join(run, 'ok'), guest('hd/0'));
     j.flush();
     j.close();

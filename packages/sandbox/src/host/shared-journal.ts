@@ -36,28 +36,27 @@ interface GuestLine {
 }
 
 export class GuestJournal {
+  /** Opened at the first flush: a host that never gets a guest (a spare) writes nothing. */
+  private fd: number | null = null;
   private size = 0;
   private pending = '';
   /** Each live guest's line, by guest id (what a rewrite keeps). */
   private readonly live = new Map<string, string>();
   private lines = 0;
   private seq = 0;
+  private readonly hostLine: string;
 
-  private constructor(
-    readonly file: string,
-    private readonly hostLine: string,
-    private fd: number,
-  ) {}
-
-  /** A new journal for the host with control FIFOs in `ctl`, its first line the host's record (without guests). */
-  static create(ctl: string, host: Omit<GuestHostRecord, 'guests'>): GuestJournal {
-    const file = journalOf(ctl);
-    const hostLine = `${JSON.stringify({ host })}\n`;
-    const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
-    const j = new GuestJournal(file, hostLine, fd);
-    j.write(hostLine);
-    return j;
+  /**
+   * The journal of the host with control FIFOs in `ctl`; its first line, the host's record
+   * (without guests), is written with the first guest's. Nothing touches the disk here: a full
+   * disk fails the first guests' starts (STATE_DISK_FULL), not the host's.
+   */
+  constructor(ctl: string, host: GuestHostRecord) {
+    this.file = journalOf(ctl);
+    this.hostLine = `${JSON.stringify({ host: { ...host, guests: undefined } })}\n`;
   }
+
+  readonly file: string;
 
   /** A guest's line, written at the next `flush` (before its `add` goes to the host). */
   add(runDir: string, guest: GuestRecord): void {
@@ -67,34 +66,43 @@ export class GuestJournal {
     this.pending += line;
   }
 
-  /** The guest ended: its line goes at the next rewrite. */
+  /** The guest ended (or never started): its line goes at the next rewrite. */
   drop(id: string): void {
     this.live.delete(id);
   }
 
-  /** Write what `add` queued, as one write (or rewrite the file without the ended guests). Throws when the disk refuses it. */
+  /**
+   * Write what `add` queued, as one write (or rewrite the file without the ended guests). Throws
+   * when the disk refuses it; those lines are not written later (their guests are not started).
+   */
   flush(): void {
     if (this.pending === '') return;
     const text = this.pending;
     this.pending = '';
     this.lines += text.split('\n').length - 1;
+    if (this.fd === null) {
+      this.fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
+      this.size = 0;
+    }
     if (this.lines > Math.max(COMPACT_AT, 2 * this.live.size)) this.rewrite();
-    else this.write(text);
+    else this.write(this.size === 0 ? this.hostLine + text : text);
   }
 
   close(): void {
+    if (this.fd === null) return;
     try {
       fs.closeSync(this.fd);
     } catch {
       // closed already
     }
+    this.fd = null;
   }
 
   /** The host line and the live guests' lines, replacing the file whole (a temporary file renamed over it). */
   private rewrite(): void {
     const text = this.hostLine + [...this.live.values()].join('');
     writeFileAtomic(this.file, text, { durable: false });
-    fs.closeSync(this.fd);
+    this.close();
     this.fd = fs.openSync(this.file, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
     this.size = Buffer.byteLength(text);
     this.lines = this.live.size + 1;
@@ -103,11 +111,11 @@ export class GuestJournal {
   private write(text: string): void {
     const bytes = Buffer.from(text);
     try {
-      writeAll(this.fd, bytes, this.size);
+      writeAll(this.fd as number, bytes, this.size);
     } catch (err) {
       // A line cut short would be read as garbage: cut back to what was whole.
       try {
-        fs.ftruncateSync(this.fd, this.size);
+        fs.ftruncateSync(this.fd as number, this.size);
       } catch {
         // the reader skips a line it cannot parse
       }
