@@ -347,15 +347,8 @@ export class GuestHost {
    * when it is gone (its guests' exit records, if any, are in the run directory).
    */
   static attach(runDir: string, restore: (r: GuestRecord) => Guest): GuestHost | null {
-    let rec: GuestHostRecord;
-    try {
-      rec = upgradeRecord(JSON.parse(fs.readFileSync(path.join(runDir, 'guest.json'), 'utf8')), runDir);
-    } catch {
-      // A shared guest started since its host kept a journal has no file of its own.
-      const shared = sharedGuestRecord(runDir);
-      if (shared === null) return null;
-      rec = shared;
-    }
+    const rec = hostRecordOf(runDir);
+    if (rec === null) return null;
     // A pid alone could have been reused by an unrelated process after a reboot.
     if (startTime(rec.pid) === null || startTime(rec.pid) !== rec.start) {
       // Ended while no host side read its output: what its launcher took from the pipes goes to the
@@ -573,4 +566,23 @@ function upgradeRecord(r: unknown, runDir: string): GuestHostRecord {
 export function removeCtl(ctl: string): void {
   fs.rmSync(ctl, { recursive: true, force: true });
   fs.rmSync(journalOf(ctl), { force: true });
+}
+
+/**
+ * The record of the guest host that runs (or ran) the guest of a run directory: its `guest.json`
+ * (a `process` guest, or a shared one from before the journals), or its line in a shared host's
+ * journal, whichever was written last. Both can be there: a process that went from `process` to
+ * `shared` isolation (or back) keeps the other one's record, whose host may still run.
+ */
+export function hostRecordOf(runDir: string): GuestHostRecord | null {
+  const file = path.join(runDir, 'guest.json');
+  let own: { record: GuestHostRecord; at: number } | null = null;
+  try {
+    own = { record: upgradeRecord(JSON.parse(fs.readFileSync(file, 'utf8')), runDir), at: fs.statSync(file).mtimeMs };
+  } catch {
+    // none, or not readable as one
+  }
+  const shared = sharedGuestRecord(runDir);
+  if (own === null || (shared !== null && shared.at > own.at)) return shared?.record ?? null;
+  return own.record;
 }

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { GuestRecord } from './guest.js';
-import type { GuestHostRecord } from './guest-host.js';
+import { hostRecordOf, type GuestHostRecord } from './guest-host.js';
 import { GuestJournal, journalOf, sharedGuestRecord } from './shared-journal.js';
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-journal-'));
@@ -28,20 +28,20 @@ describe('a shared host journal', () => {
     a.add(path.join(run, 'p1'), guest('ha/0'));
     a.add(path.join(run, 'p2'), guest('ha/1'));
     a.flush();
-    expect(sharedGuestRecord(path.join(run, 'p1'))).toMatchObject({ pid: 101, start: 's101', ctl: '/ctl/101', guests: [{ id: 'ha/0' }] });
-    expect(sharedGuestRecord(path.join(run, 'p2'))?.guests).toEqual([guest('ha/1')]);
+    expect(sharedGuestRecord(path.join(run, 'p1'))?.record).toMatchObject({ pid: 101, start: 's101', ctl: '/ctl/101', guests: [{ id: 'ha/0' }] });
+    expect(sharedGuestRecord(path.join(run, 'p2'))?.record.guests).toEqual([guest('ha/1')]);
     expect(sharedGuestRecord(path.join(run, 'p3'))).toBeNull();
     // p1's guest ended in ha and was started again in hb: hb's line is the one that runs.
     a.drop('ha/0');
     const b = new GuestJournal(path.join(hosts, 'hb'), hostRecord(202));
     b.add(path.join(run, 'p1'), guest('hb/0', 'b'.repeat(64)));
     b.flush();
-    expect(sharedGuestRecord(path.join(run, 'p1'))).toMatchObject({ pid: 202, guests: [{ id: 'hb/0', tag: 'b'.repeat(64) }] });
+    expect(sharedGuestRecord(path.join(run, 'p1'))?.record).toMatchObject({ pid: 202, guests: [{ id: 'hb/0', tag: 'b'.repeat(64) }] });
     // Lines are written only at flush: an add not flushed is not there yet.
     a.add(path.join(run, 'p4'), guest('ha/2'));
     expect(sharedGuestRecord(path.join(run, 'p4'))).toBeNull();
     a.flush();
-    expect(sharedGuestRecord(path.join(run, 'p4'))?.guests[0]?.id).toBe('ha/2');
+    expect(sharedGuestRecord(path.join(run, 'p4'))?.record.guests[0]?.id).toBe('ha/2');
     a.close();
     b.close();
   });
@@ -60,12 +60,12 @@ describe('a shared host journal', () => {
     expect(lines).toHaveLength(1 + 10 + 1);
     expect(JSON.parse(lines[0] as string)).toMatchObject({ host: { pid: 303 } });
     expect(sharedGuestRecord(path.join(run, 'p0'))).toBeNull();
-    expect(sharedGuestRecord(path.join(run, 'p295'))?.guests[0]?.id).toBe('hc/295');
-    expect(sharedGuestRecord(path.join(run, 'late'))?.guests[0]?.id).toBe('hc/300');
+    expect(sharedGuestRecord(path.join(run, 'p295'))?.record.guests[0]?.id).toBe('hc/295');
+    expect(sharedGuestRecord(path.join(run, 'late'))?.record.guests[0]?.id).toBe('hc/300');
     // Appending goes on after the rewrite.
     j.add(path.join(run, 'later'), guest('hc/301'));
     j.flush();
-    expect(sharedGuestRecord(path.join(run, 'later'))?.guests[0]?.id).toBe('hc/301');
+    expect(sharedGuestRecord(path.join(run, 'later'))?.record.guests[0]?.id).toBe('hc/301');
     j.close();
   });
 
@@ -82,6 +82,29 @@ describe('a shared host journal', () => {
     j.close();
   });
 
+  it("a run directory's record is its guest.json or its journal line, whichever is newer (a process that changed isolation keeps the other's)", () => {
+    const { run, hosts } = layout();
+    const runDir = path.join(run, 'p');
+    fs.mkdirSync(runDir, { recursive: true });
+    const file = path.join(runDir, 'guest.json');
+    // A `process` guest's record from before the process went shared.
+    fs.writeFileSync(file, JSON.stringify({ ...hostRecord(11), guests: [guest('g-old/0')] }));
+    const old = new Date(Date.now() - 600_000);
+    fs.utimesSync(file, old, old);
+    expect(hostRecordOf(runDir)?.pid).toBe(11);
+    const j = new GuestJournal(path.join(hosts, 'hf'), hostRecord(606));
+    j.add(runDir, guest('hf/0'));
+    j.flush();
+    expect(hostRecordOf(runDir)).toMatchObject({ pid: 606, guests: [{ id: 'hf/0' }] });
+    // And back to `process`: its new guest.json is the newer.
+    const later = new Date(Date.now() + 10_000);
+    fs.writeFileSync(file, JSON.stringify({ ...hostRecord(12), guests: [guest('g-new/0')] }));
+    fs.utimesSync(file, later, later);
+    expect(hostRecordOf(runDir)?.pid).toBe(12);
+    expect(hostRecordOf(path.join(run, 'none'))).toBeNull();
+    j.close();
+  });
+
   it('skips a line cut short and anything that is not a record; reads the rest', () => {
     const { run, hosts } = layout();
     const j = new GuestJournal(path.join(hosts, 'hd'), hostRecord(404));
@@ -92,7 +115,7 @@ describe('a shared host journal', () => {
     fs.appendFileSync(file, '{"runDir":"' + path.join(run, 'cut') + '","at":1,"gu\n[1,2]\n{"runDir":5}\n');
     // A journal whose first line is no host record gives nothing (its guests have no host to attach to).
     fs.writeFileSync(journalOf(path.join(hosts, 'he')), `${JSON.stringify({ runDir: path.join(run, 'orphan'), at: 1, guest: guest('he/0') })}\n`);
-    expect(sharedGuestRecord(path.join(run, 'ok'))?.guests[0]?.id).toBe('hd/0');
+    expect(sharedGuestRecord(path.join(run, 'ok'))?.record.guests[0]?.id).toBe('hd/0');
     expect(sharedGuestRecord(path.join(run, 'cut'))).toBeNull();
     expect(sharedGuestRecord(path.join(run, 'orphan'))).toBeNull();
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);

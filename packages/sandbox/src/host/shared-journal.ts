@@ -127,20 +127,21 @@ export class GuestJournal {
 
 /**
  * The record a re-attaching agent needs for the shared guest of the process whose run directory
- * is `runDir`: its host's record with that guest alone in it, from the journals of the hosts beside
- * it; null when none names it. Where several do (the process's guest ended in one host and was
- * started again in another), the latest add is the guest that runs.
+ * is `runDir`: its host's record with that guest alone in it, and when it was added (ms since the
+ * epoch), from the journals of the hosts beside it; null when none names it. Where several do (the
+ * process's guest ended in one host and was started again in another), the latest add is the guest
+ * that runs.
  */
-export function sharedGuestRecord(runDir: string): GuestHostRecord | null {
+export function sharedGuestRecord(runDir: string): { record: GuestHostRecord; at: number } | null {
   const dir = path.join(path.dirname(path.resolve(runDir)), '.shared-hosts');
   const index = journalIndex(dir);
   return index.get(path.resolve(runDir)) ?? null;
 }
 
 /** Per `.shared-hosts` directory: the journals read (by name, size and mtime) and what they say, by run directory. */
-const indexes = new Map<string, { key: string; byRunDir: Map<string, GuestHostRecord> }>();
+const indexes = new Map<string, { key: string; byRunDir: Map<string, { record: GuestHostRecord; at: number }> }>();
 
-function journalIndex(dir: string): Map<string, GuestHostRecord> {
+function journalIndex(dir: string): Map<string, { record: GuestHostRecord; at: number }> {
   let names: string[];
   try {
     names = fs.readdirSync(dir).sort();
@@ -186,7 +187,6 @@ function journalIndex(dir: string): Map<string, GuestHostRecord> {
       }
     }
   }
-  const byRunDir = new Map([...latest].map(([k, v]) => [k, v.record]));
-  indexes.set(dir, { key, byRunDir });
-  return byRunDir;
+  indexes.set(dir, { key, byRunDir: latest });
+  return latest;
 }
