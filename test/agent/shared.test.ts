@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parsePrivateKey, type ProcessStatus } from '@lowcloud/api';
@@ -58,6 +58,27 @@ describe.skipIf(jspiNode() === null)('isolation through lowcloud up, status and 
     } finally {
       c.close();
     }
+    // The agent SIGKILLed and started again (by `up`): c, shared now, is re-attached from its host's
+    // journal, not taken for gone because of the guest.json its `process` guest left.
+    const view = async () => {
+      const r = JSON.parse(readFileSync(path.join(dir, '.lowcloud/agents/m1/agent.json'), 'utf8')) as { url: string; key: string; pid: number };
+      const c2 = await AgentClient.connect(r.url, { pinnedKey: r.key, signer: parsePrivateKey(readFileSync(path.join(dir, '.lowcloud/operator.key'), 'utf8')) });
+      try {
+        return { pid: r.pid, processes: (await c2.status()).processes.map((p) => [p.name, p.state, p.pid, p.host, p.restarts]).sort() };
+      } finally {
+        c2.close();
+      }
+    };
+    const was = await view();
+    expect(existsSync(path.join(dir, '.lowcloud/agents/m1/state/run/c/guest.json'))).toBe(true);
+    process.kill(was.pid, 'SIGKILL');
+    await waitFor(() => !alive(was.pid), 10_000, 'the agent killed');
+    const again = await runCli(['up', file]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain('No changes');
+    const now = await view();
+    expect(now.pid).not.toBe(was.pid);
+    expect(now.processes).toEqual(was.processes);
   });
 });
 
