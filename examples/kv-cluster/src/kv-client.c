@@ -15,7 +15,10 @@ static int ask(uint8_t ip[4], int port, const char *req, char *reply, int n) {
   ws_write(out, req, strlen(req));
   int got = 0;
   while (got < n - 1) {
-    int r = ws_read(in, reply + got, n - 1 - got);
+    // 5 s at most for each part of the answer: a load balancer replaced mid-round (its namespace
+    // gone, no FIN) would otherwise hold this round, and every round after it, for ever.
+    int r = ws_read_timeout(in, reply + got, n - 1 - got, 5000);
+    if (r == -2) { snprintf(reply, n, "timeout"); got = (int)strlen(reply); break; }
     if (r <= 0) break;
     got += r;
     if (reply[got - 1] == '\n') break;
