@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { GuestRecord } from './guest.js';
-import { hostRecordOf, type GuestHostRecord } from './guest-host.js';
+import { hostRecordOf, removeCtl, type GuestHostRecord } from './guest-host.js';
 import { GuestJournal, journalOf, sharedGuestRecord } from './shared-journal.js';
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-journal-'));
@@ -67,6 +67,26 @@ describe('a shared host journal', () => {
     j.flush();
     expect(sharedGuestRecord(path.join(run, 'later'))?.record.guests[0]?.id).toBe('hc/301');
     j.close();
+  });
+
+  it("forgets a journal removed with its host (removeCtl); another host's journal, written to meanwhile, is read again", () => {
+    const { run, hosts } = layout();
+    const a = new GuestJournal(path.join(hosts, 'hx'), hostRecord(707));
+    const b = new GuestJournal(path.join(hosts, 'hy'), hostRecord(808));
+    a.add(path.join(run, 'p1'), guest('hx/0'));
+    b.add(path.join(run, 'p2'), guest('hy/0'));
+    a.flush();
+    b.flush();
+    expect(sharedGuestRecord(path.join(run, 'p1'))?.record.pid).toBe(707);
+    expect(sharedGuestRecord(path.join(run, 'p2'))?.record.pid).toBe(808);
+    a.close();
+    removeCtl(path.join(hosts, 'hx'));
+    b.add(path.join(run, 'p3'), guest('hy/1'));
+    b.flush();
+    expect(sharedGuestRecord(path.join(run, 'p1'))).toBeNull();
+    expect(sharedGuestRecord(path.join(run, 'p2'))?.record.pid).toBe(808);
+    expect(sharedGuestRecord(path.join(run, 'p3'))?.record.guests[0]?.id).toBe('hy/1');
+    b.close();
   });
 
   it('writes nothing for a host that never gets a guest (a spare): its first line goes with its first guest', () => {

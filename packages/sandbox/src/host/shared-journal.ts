@@ -53,7 +53,9 @@ export class GuestJournal {
    */
   constructor(ctl: string, host: GuestHostRecord) {
     this.file = journalOf(ctl);
-    this.hostLine = `${JSON.stringify({ host: { ...host, guests: undefined } })}\n`;
+    // The host's record alone: its guests are the lines after it.
+    const { guests: _guests, ...alone } = host;
+    this.hostLine = `${JSON.stringify({ host: alone })}\n`;
   }
 
   readonly file: string;
@@ -134,59 +136,77 @@ export class GuestJournal {
  */
 export function sharedGuestRecord(runDir: string): { record: GuestHostRecord; at: number } | null {
   const dir = path.join(path.dirname(path.resolve(runDir)), '.shared-hosts');
-  const index = journalIndex(dir);
-  return index.get(path.resolve(runDir)) ?? null;
+  const key = path.resolve(runDir);
+  let best: { record: GuestHostRecord; at: number } | null = null;
+  for (const byRunDir of journalIndex(dir)) {
+    const found = byRunDir.get(key);
+    if (found !== undefined && (best === null || found.at > best.at)) best = found;
+  }
+  return best;
 }
 
-/** Per `.shared-hosts` directory: the journals read (by name, size and mtime) and what they say, by run directory. */
-const indexes = new Map<string, { key: string; byRunDir: Map<string, { record: GuestHostRecord; at: number }> }>();
+/** Each journal read, by file: its inode, size and mtime when read, and what it says by run directory. */
+const parsed = new Map<string, { stamp: string; byRunDir: Map<string, { record: GuestHostRecord; at: number }> }>();
 
-function journalIndex(dir: string): Map<string, { record: GuestHostRecord; at: number }> {
+/**
+ * What the journals of `dir` say, each file read again only when its inode, size or mtime changed (an
+ * agent re-attaching thousands of guests while its new starts append to one journal re-reads that
+ * one, not every host's), merged by the latest add of each run directory.
+ */
+function journalIndex(dir: string): Map<string, { record: GuestHostRecord; at: number }>[] {
   let names: string[];
   try {
-    names = fs.readdirSync(dir).sort();
+    names = fs.readdirSync(dir);
   } catch {
-    return new Map();
+    return [];
   }
-  const files: { file: string; stamp: string }[] = [];
+  const maps: Map<string, { record: GuestHostRecord; at: number }>[] = [];
+  const here = new Set<string>();
   for (const n of names) {
     if (!n.endsWith(SUFFIX)) continue;
     const file = path.join(dir, n);
+    here.add(file);
+    let stamp: string;
     try {
       const st = fs.lstatSync(file);
-      if (st.isFile()) files.push({ file, stamp: `${file}:${st.size}:${st.mtimeMs}` });
+      if (!st.isFile()) continue;
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
     } catch {
-      // a host without a journal (started attached, or ended)
+      continue; // a host without a journal (started attached, or ended)
     }
+    let known = parsed.get(file);
+    if (known?.stamp !== stamp) parsed.set(file, (known = { stamp, byRunDir: readJournal(file) }));
+    maps.push(known.byRunDir);
   }
-  const key = files.map((f) => f.stamp).join('|');
-  const known = indexes.get(dir);
-  if (known !== undefined && known.key === key) return known.byRunDir;
+  // The journals of hosts that ended are forgotten with their files.
+  for (const file of parsed.keys()) if (path.dirname(file) === dir && !here.has(file)) parsed.delete(file);
+  return maps;
+}
+
+/** One journal's guests by run directory (the latest add of each); lines it cannot parse are skipped. */
+function readJournal(file: string): Map<string, { record: GuestHostRecord; at: number }> {
   const latest = new Map<string, { at: number; record: GuestHostRecord }>();
-  for (const { file } of files) {
-    let host: Omit<GuestHostRecord, 'guests'> | null = null;
-    let text: string;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return latest;
+  }
+  let host: Omit<GuestHostRecord, 'guests'> | null = null;
+  for (const raw of text.split('\n')) {
+    if (raw === '') continue;
+    let line: { host?: Omit<GuestHostRecord, 'guests'> } & Partial<GuestLine>;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      line = JSON.parse(raw) as typeof line;
     } catch {
-      continue;
+      continue; // cut short: skipped
     }
-    for (const raw of text.split('\n')) {
-      if (raw === '') continue;
-      let line: { host?: Omit<GuestHostRecord, 'guests'> } & Partial<GuestLine>;
-      try {
-        line = JSON.parse(raw) as typeof line;
-      } catch {
-        continue; // cut short: skipped
-      }
-      if (line.host !== undefined && typeof line.host === 'object' && line.host !== null && typeof line.host.pid === 'number') host = line.host;
-      else if (host !== null && typeof line.runDir === 'string' && typeof line.at === 'number' && typeof line.guest === 'object' && line.guest !== null && typeof line.guest.id === 'string') {
-        const runDir = path.resolve(line.runDir);
-        const seen = latest.get(runDir);
-        if (seen === undefined || seen.at < line.at) latest.set(runDir, { at: line.at, record: { ...host, guests: [line.guest] } });
-      }
+    if (line.host !== undefined && typeof line.host === 'object' && line.host !== null && typeof line.host.pid === 'number') host = line.host;
+    else if (host !== null && typeof line.runDir === 'string' && typeof line.at === 'number' && typeof line.guest === 'object' && line.guest !== null && typeof line.guest.id === 'string') {
+      const runDir = path.resolve(line.runDir);
+      const seen = latest.get(runDir);
+      if (seen === undefined || seen.at < line.at) latest.set(runDir, { at: line.at, record: { ...host, guests: [line.guest] } });
     }
   }
-  indexes.set(dir, { key, byRunDir: latest });
   return latest;
 }
