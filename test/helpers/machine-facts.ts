@@ -30,8 +30,9 @@ export interface MachineFacts {
 export type Level = 'kernel' | 'runtime';
 
 /** The level each grant must get on this machine when all four are granted to an agent guest. */
+/** Network: a guest with no network grant, whose walled host has an empty namespace of its own (kernel) or, unwalled, a table on its cgroup. */
 export function expectedLevels(f: MachineFacts): Record<'memory' | 'cpu' | 'disk' | 'network', Level> {
-  return { memory: f.memoryCgroup ? 'kernel' : 'runtime', cpu: f.cpuCgroup ? 'kernel' : 'runtime', disk: f.diskImages ? 'kernel' : 'runtime', network: f.nftables ? 'kernel' : 'runtime' };
+  return { memory: f.memoryCgroup ? 'kernel' : 'runtime', cpu: f.cpuCgroup ? 'kernel' : 'runtime', disk: f.diskImages ? 'kernel' : 'runtime', network: f.nftables || (f.root && f.wall) ? 'kernel' : 'runtime' };
 }
 
 /** The strongest level in one grant's part of an enforcement report. */

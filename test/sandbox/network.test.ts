@@ -222,6 +222,34 @@ describe.each([
   });
 });
 
+describe('no network grant, kernel layer', () => {
+  it("the walled guest host sits in an empty network namespace of its own: nothing outside it is reached, and no firewall table is made for it", async (ctx) => {
+    const facts = machineFacts();
+    if (!(facts.root && facts.wall)) return ctx.skip(`needs root and the wall: ${facts.root ? facts.why.wall : 'not root'}; the runtime layer (no socket imports in preview1) holds everywhere`);
+    const port = await freePort();
+    const server = net.createServer((s) => s.end('reached\n')).listen(port, '127.0.0.1');
+    const before = execFileSync('nft', ['list', 'tables']).toString();
+    const g = await spawnGuest({ wasm: path.resolve('test/fixtures/guests/sleeper.wasm'), args: [], env: {}, dirs: [], config: [], grants: { memory: 16 * 2 ** 20, network: { listen: [], connect: [] } }, stdout: 'pipe', stderr: 'pipe' });
+    children.push(g.pid);
+    try {
+      expect(g.report.network[0]).toEqual({ level: 'kernel', mechanism: "an empty network namespace of its own (the wall's): loopback alone, no route to any other address" });
+      expect(readlinkSync(`/proc/${g.pid}/ns/net`)).not.toBe(readlinkSync('/proc/self/ns/net'));
+      expect(execFileSync('nft', ['list', 'tables']).toString()).toBe(before);
+      // Code in its namespace that ignores every runtime rule: the host's port is not there, no other address is routed.
+      const inside = execFileSync('nsenter', [`--net=/proc/${g.pid}/ns/net`, process.execPath, '-e', `const net = require('node:net');
+        const dial = (h) => new Promise((r) => { const s = net.connect(${port}, h); s.on('connect', () => { r('connected'); s.destroy(); }); s.on('error', (e) => r(e.code)); s.setTimeout(3000, () => { r('timeout'); s.destroy(); }); });
+        (async () => process.stdout.write(JSON.stringify([await dial('127.0.0.1'), await dial('10.255.255.1'), require('node:os').networkInterfaces()])))();`]).toString();
+      const [loopback, away, ifs] = JSON.parse(inside) as [string, string, Record<string, unknown>];
+      expect(loopback).toBe('ECONNREFUSED');
+      expect(away).toBe('ENETUNREACH');
+      expect(Object.keys(ifs)).toEqual(['lo']);
+    } finally {
+      await g.stop(1000);
+      server.close();
+    }
+  });
+});
+
 describe('network grant: the targets as parsed', () => {
   it('--connect targets are enforced and reported in their one spelling: sorted, each once', async () => {
     const r = await runCli(['run', netguest, '--connect', 'LocalHost:80', '--connect', '127.0.0.1/32:5432', '--connect', 'localhost:80', '--verbose', '--', 'udp']);
