@@ -151,7 +151,7 @@ export class SandboxRunner implements GuestRunner {
   /** The live guest of a process, if it survived the agent's restart, with the spec it runs. */
   async attach(name: string): Promise<{ handle: GuestHandle; specDigest: string | null } | null> {
     const { runDir } = processPaths(this.stateDir, name);
-    const handle = await attachGuest(runDir);
+    const handle = await attachGuest(runDir, { requireWall: !this.allowUnwalled, netns: this.netns });
     if (handle === null) return null;
     // The record's tag where it has one (guests started since it came); the file otherwise.
     return { handle, specDigest: handle.tag ?? readText(path.join(runDir, 'spec-digest')) };

@@ -165,7 +165,10 @@ export class ProcessSupervisor {
       this.deps.saveRestarts(this.name, this.restarts);
       this.stopping = false;
       this.watch(next);
-      this.deps.emit({ kind: 'started', process: this.name, at: new Date(this.deps.clock.now()).toISOString(), pid: next.pid });
+      // The same story as a stop and a start (its guest did stop), in the same host.
+      const at = new Date(this.deps.clock.now()).toISOString();
+      this.deps.emit({ kind: 'stopped', process: this.name, at });
+      this.deps.emit({ kind: 'started', process: this.name, at, pid: next.pid });
       return;
     }
     this.handle = h;

@@ -186,8 +186,25 @@ export function parseSharedHostRequest(v: unknown): SharedHostRequest {
   }
 }
 
+/**
+ * A request to a detached `process` guest host on its control FIFOs (`SHARED_CTL` names, in its
+ * run directory): its one guest started again with a new boot (new config files, sent as their
+ * bytes; the same binary, grants and directories), in the same process: a replace-config in place.
+ * The host answers with the old guest's `exit` and the new one's `started` (`SharedHostReply`).
+ */
+export type ProcessHostRequest = { type: 'restart'; guest: GuestBoot };
+
+/** A request to a process guest host; throws naming what is wrong (the host side is trusted, still checked). */
+export function parseProcessHostRequest(v: unknown): ProcessHostRequest {
+  const fail = (field: string): never => {
+    throw new TypeError(`process host request: ${field} is missing or malformed`);
+  };
+  if (!isObj(v) || v.type !== 'restart') return fail('type');
+  return { type: 'restart', guest: parseGuestBoot(v.guest, (f) => fail(`guest.${f}`)) };
+}
+
 /** One message as a line of the channel and the control FIFOs: JSON, byte arrays as `{ "$b64": ... }`. */
-export function encodeLine(m: SharedHostRequest | SharedHostReply | GuestHostMessage): string {
+export function encodeLine(m: SharedHostRequest | SharedHostReply | GuestHostMessage | ProcessHostRequest): string {
   // The value before its toJSON (a Buffer's is `{ type: 'Buffer', data: [...] }`).
   return `${JSON.stringify(m, function (this: Record<string, unknown>, k: string, v: unknown) {
     const o = this[k];

@@ -51,10 +51,12 @@ export class Instance {
     this.worker.on('exit', () => this.end({ kind: 'trap', message: 'guest worker ended without a result' }, 134));
   }
 
-  stop(): void {
+  /** Stop it: its end is reported now; resolves once its thread is gone (at once with a GPU device thread). */
+  async stop(): Promise<void> {
     // With a GPU device thread the process ends by exitGuestHost, not by terminating threads.
-    if (!this.gpu) void this.worker.terminate();
+    const gone = this.gpu ? Promise.resolve() : this.worker.terminate();
     this.end({ kind: 'stopped' }, 143);
+    await gone.catch(() => undefined);
   }
 
   private end(exit: GuestExit, status: number): void {

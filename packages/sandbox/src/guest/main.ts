@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { writeAll } from '../common/durable-file.js';
 import { writeAll as writeAllTo } from '../common/rotating-file.js';
-import { encodeLine, GUEST_HOST_FD, parseHostBoot, type GuestBoot, type GuestHostMessage, type HostBoot } from '../common/protocol.js';
+import path from 'node:path';
+import { decodeLine, encodeLine, GUEST_HOST_FD, Lines, parseHostBoot, parseProcessHostRequest, SHARED_CTL, type GuestBoot, type GuestHostMessage, type HostBoot, type SharedHostReply } from '../common/protocol.js';
 import type { GuestExit } from '../types.js';
 import { exitGuestHost } from './gpu/start.js';
 import { Instance } from './instance.js';
@@ -56,8 +57,17 @@ let connected = channel !== null;
 let left = boot.guests.length;
 let status: number | null = null;
 let sending = 0;
+/** Guests stopped to be started again in place (`restart`, below), by id. */
+const replaced = new Set<string>();
+/** The control FIFO the answers go to (`--ctl`), or null. */
+let replies: net.Socket | null = null;
 
 function ended(guest: GuestBoot, exit: GuestExit, code: number): void {
+  // Stopped to be started again in place (`restart`): its end is told on the control FIFO, and the host runs on.
+  if (replaced.delete(guest.id)) {
+    reply({ type: 'exit', guest: guest.id, exit, status: code });
+    return;
+  }
   // The host made the exit record for this guest (inside the wall: a bind mount, written in
   // place); it reads it only after this process is gone. The launcher removes the firewall table.
   const record = JSON.stringify({ ...exit, at: new Date().toISOString() });
@@ -106,8 +116,56 @@ function writeExitRecord(file: string, text: string): void {
 
 const instances = boot.guests.map((g) => new Instance(g, (exit, code) => ended(g, exit, code)));
 
+/**
+ * Control FIFOs (`--ctl DIR`, a detached host with one guest): the agent's requests to start its
+ * guest again with a new boot in this process (a replace-config in place, no new wall or Node.js
+ * start-up), and the answers. Opened read-write, non-blocking: never waits for the other side,
+ * never reads end-of-file when an agent goes away. What comes in is parsed closed.
+ */
+const ctlAt = process.argv.indexOf('--ctl');
+const ctl = ctlAt > 0 ? (process.argv[ctlAt + 1] ?? null) : null;
+let restarting = false;
+
+function reply(m: SharedHostReply): void {
+  // Nobody may be reading: past 1 MiB queued, answers are dropped (a re-attached agent falls back to a fresh start).
+  if (replies !== null && replies.writableLength < 2 ** 20) replies.write(encodeLine(m));
+}
+
+async function restart(next: GuestBoot): Promise<void> {
+  const old = instances[0];
+  if (restarting || instances.length !== 1 || old === undefined || old.gpu || left !== 1) return;
+  restarting = true;
+  replaced.add(old.boot.id);
+  // Its thread ended before the next one starts: never two of them at the guest's directories.
+  await old.stop();
+  instances[0] = new Instance(next, (exit, code) => ended(next, exit, code));
+  restarting = false;
+  reply({ type: 'started', guest: next.id });
+}
+
+if (boot.detached && ctl !== null) {
+  const [requestsFd, repliesFd] = [SHARED_CTL.requests, SHARED_CTL.replies].map((f) => fs.openSync(path.join(ctl, f), fs.constants.O_RDWR | fs.constants.O_NONBLOCK));
+  replies = new net.Socket({ fd: repliesFd as number, readable: false, writable: true });
+  replies.on('error', () => undefined);
+  replies.unref();
+  const requests = new net.Socket({ fd: requestsFd as number, readable: true, writable: false });
+  requests.on('error', () => undefined);
+  requests.unref();
+  const lines = new Lines(2 ** 26);
+  requests.setEncoding('utf8');
+  requests.on('data', (chunk: string) => {
+    for (const line of lines.push(chunk)) {
+      try {
+        void restart(parseProcessHostRequest(decodeLine(line)).guest);
+      } catch (err) {
+        process.stderr.write(`lowcloud guest host: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
+    }
+  });
+}
+
 const stop = () => {
-  for (const i of instances) i.stop();
+  for (const i of instances) void i.stop();
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -50,6 +50,8 @@ export interface GuestHostRecord {
   id?: string;
   /** A shared guest host's control FIFOs (common/protocol.ts SHARED_CTL). */
   ctl?: string;
+  /** A process guest host's control FIFOs, for a restart in place (guest/main.ts `--ctl`). */
+  processCtl?: string;
   pid: number;
   start: string | null;
   /** Every cgroup directory the launcher put the guest host in (v1 and v2). */
@@ -143,19 +145,21 @@ export class PreparedHost {
    */
   async launch(
     guests: Guest[],
-    how: { detached: boolean; runDir: string | null; hostHeapMb: number; stdin: boolean; stdout: OutputTarget; stderr: OutputTarget; shared?: { node: string; ctl: string | null } },
+    how: { detached: boolean; runDir: string | null; hostHeapMb: number; stdin: boolean; stdout: OutputTarget; stderr: OutputTarget; shared?: { node: string; ctl: string | null }; ctl?: string },
   ): Promise<GuestHost> {
     const { wall, uid, devices, network, limits, userland } = this.wall;
     const dirs = this.cgroupDirs;
     const table = this.layers.find((l) => l.table !== undefined)?.table ?? null;
     if (how.runDir !== null) fs.rmSync(path.join(how.runDir, OOM_FILE), { force: true }); // a previous run's
     // A shared guest host (guest/shared.ts) may run on another Node.js (one with JSPI): its directory is bound too.
-    const node = how.shared === undefined ? [process.execPath, `--max-old-space-size=${how.hostHeapMb}`, guestMain()] : [how.shared.node, `--max-old-space-size=${how.hostHeapMb}`, guestMain('shared.js'), ...(how.detached ? ['--detached'] : []), ...(how.shared.ctl === null ? [] : ['--ctl', how.shared.ctl])];
+    // A process guest host with control FIFOs (`how.ctl`) can start its guest again in place (guest/main.ts).
+    const ctl = how.shared?.ctl ?? how.ctl ?? null;
+    const node = how.shared === undefined ? [process.execPath, `--max-old-space-size=${how.hostHeapMb}`, guestMain(), ...(ctl === null ? [] : ['--ctl', ctl])] : [how.shared.node, `--max-old-space-size=${how.hostHeapMb}`, guestMain('shared.js'), ...(how.detached ? ['--detached'] : []), ...(how.shared.ctl === null ? [] : ['--ctl', how.shared.ctl])];
     const nodeDir = how.shared === undefined || how.shared.node === process.execPath ? [] : [path.dirname(path.dirname(fs.realpathSync(how.shared.node)))];
     const command =
       wall === null
         ? node
-        : wallCommand(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...nodeDir, ...(how.shared?.ctl === undefined || how.shared.ctl === null ? [] : [how.shared.ctl]), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), devices, network: network ?? false, userland: userland === true, ...(limits === undefined ? {} : { limits }), seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node });
+        : wallCommand(wall, { uid: wall.mode === 'root' ? uid : null, ro: [...codeView(), ...nodeDir, ...(ctl === null ? [] : [ctl]), ...guests.flatMap((g) => g.readable)], rw: guests.flatMap((g) => g.writable), devices, network: network ?? false, userland: userland === true, ...(limits === undefined ? {} : { limits }), seccompFd: GUEST_HOST_FD.seccomp, infoFd: GUEST_HOST_FD.report, dieWithParent: !how.detached, command: node });
     // A process guest host with a run directory sends its output and exit record down pipes to
     // this side and its launcher (host/output-pump.ts), so the launcher always runs for it.
     const pipes = how.runDir !== null && how.shared === undefined ? await OutputPump.prepare(how.runDir, { 1: how.stdout, 2: how.stderr }) : null;
@@ -184,6 +188,7 @@ export class PreparedHost {
     const boot: HostBoot = { type: 'boot', detached: how.detached, guests: guests.map((g) => g.boot).filter((b) => b !== null) };
     const host = new GuestHost(this.name, this, child, guests, how.runDir, launcher);
     host.pump = pump;
+    if (how.shared === undefined && ctl !== null) host.processCtl = ctl;
     if (pipes !== null) host.outputs = pipes.pump.records;
     // A guest host that failed to start closes its ends early; its failure is reported on the report pipe.
     const fds = child.stdio as unknown as (Writable | null)[];
@@ -237,6 +242,10 @@ export class GuestHost {
 
   /** A shared guest host's control FIFOs (set for a launched shared host, or from its record). */
   ctl: string | null = null;
+  /** A process guest host's control FIFOs (restart in place), or null. */
+  processCtl: string | null = null;
+  /** Recorded by the host that started it (a re-attached host has no `prepared`): written again with a new guest. */
+  private recordedCgroups: string[] = [];
 
   /** Writes the guest host's output to its log files, outside the wall (host/output-pump.ts). */
   pump: OutputPump | null = null;
@@ -361,6 +370,9 @@ export class GuestHost {
     host.pid = rec.pid;
     host.start = rec.start;
     host.ctl = typeof rec.ctl === 'string' ? rec.ctl : null;
+    host.processCtl = typeof rec.processCtl === 'string' ? rec.processCtl : null;
+    host.recordedCgroups = rec.cgroups;
+    if (rec.launcher !== undefined) host.launcherRecord = rec.launcher;
     // What it wrote while no host side read waited in its output pipes: read on from there.
     if (Array.isArray(rec.outputs) && rec.outputs.length > 0) {
       host.outputs = rec.outputs;
@@ -432,10 +444,11 @@ export class GuestHost {
       id: this.id,
       pid: this.pid,
       start: this.start,
-      cgroups: this.prepared?.cgroupDirs ?? [],
+      cgroups: this.prepared?.cgroupDirs ?? this.recordedCgroups,
       layers: Object.fromEntries(LAYER_MODULES.map((m, i) => [m.name, layers[i]?.record ?? null])),
       guests,
       ...(this.ctl === null ? {} : { ctl: this.ctl }),
+      ...(this.processCtl === null ? {} : { processCtl: this.processCtl }),
       ...(this.outputs.length === 0 ? {} : { outputs: this.outputs }),
       ...(this.launcherRecord === null ? {} : { launcher: this.launcherRecord }),
     };

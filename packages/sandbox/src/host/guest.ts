@@ -17,6 +17,8 @@ export interface GuestRecord {
   exitRecord: string | null;
   /** `GuestOptions.tag` (absent in records from before it, and for guests started without one). */
   tag?: string;
+  /** What must stay the same for its host to start it again in place (`restartKey`, spawn.ts); absent where it cannot. */
+  restartKey?: string;
 }
 
 /**
@@ -35,6 +37,7 @@ export class Guest {
     /** Files the host made for the guest host to write (exit record, logs). */
     readonly files: string[],
     readonly tag: string | null,
+    readonly restartKey: string | null = null,
   ) {}
 
   /**
@@ -45,7 +48,7 @@ export class Guest {
   static create(
     opts: GuestOptions,
     admitted: { modulePath: string; kind: BinaryKind },
-    host: { id: string; uid: number | null; runDir: string | null; workerHeapMb: number | null; network: NetworkAccess; layers: readonly GrantLayers[]; names: readonly string[] },
+    host: { id: string; uid: number | null; runDir: string | null; workerHeapMb: number | null; network: NetworkAccess; layers: readonly GrantLayers[]; names: readonly string[]; restartKey?: string; report?: EnforcementReport },
   ): Guest {
     const dirs = opts.dirs.map((d) => ({ host: path.resolve(d.host), guest: d.guest, readonly: d.readonly === true }));
     // The agent's data directories belong to the guest's uid (never `lowcloud run`'s: those are the user's).
@@ -78,18 +81,18 @@ export class Guest {
       exitRecord: null,
       ...(exitRecord === null ? {} : { exitFd: true }),
     };
-    const report = Object.fromEntries(host.names.map((n, i) => [n, host.layers[i]?.report ?? []])) as unknown as EnforcementReport;
-    return new Guest(host.id, report, dirs, exitRecord, boot, files, opts.tag ?? null);
+    const report = host.report ?? (Object.fromEntries(host.names.map((n, i) => [n, host.layers[i]?.report ?? []])) as unknown as EnforcementReport);
+    return new Guest(host.id, report, dirs, exitRecord, boot, files, opts.tag ?? null, host.restartKey ?? null);
   }
 
   /** A guest of a guest host this host re-attached to. */
   static restore(r: GuestRecord): Guest {
     r.report.isolation ??= []; // recorded by a version from before the wall
-    return new Guest(r.id, r.report, r.dirs, r.exitRecord, null, [], r.tag ?? null);
+    return new Guest(r.id, r.report, r.dirs, r.exitRecord, null, [], r.tag ?? null, typeof r.restartKey === 'string' ? r.restartKey : null);
   }
 
   get record(): GuestRecord {
-    return { id: this.id, report: this.report, dirs: this.dirs.map((d) => ({ host: d.host, readonly: d.readonly })), exitRecord: this.exitRecord, ...(this.tag === null ? {} : { tag: this.tag }) };
+    return { id: this.id, report: this.report, dirs: this.dirs.map((d) => ({ host: d.host, readonly: d.readonly })), exitRecord: this.exitRecord, ...(this.tag === null ? {} : { tag: this.tag }), ...(this.restartKey === null ? {} : { restartKey: this.restartKey }) };
   }
 
   /** What the wall binds read-only for this guest: its binary, its config files, its read-only directories. */

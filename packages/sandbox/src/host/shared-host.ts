@@ -586,7 +586,7 @@ export class SharedHost {
  * `mkfifo` for both, not awaited on the event loop: a synchronous one blocked the agent's calls
  * for ~0.1 s a host in a profile of a 1,000-guest start (Node.js has no mkfifo of its own).
  */
-async function makeCtl(dir: string, uid: number): Promise<string> {
+export async function makeCtl(dir: string, uid: number): Promise<string> {
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const fifos = [SHARED_CTL.requests, SHARED_CTL.replies].map((f) => path.join(dir, f));

@@ -1,13 +1,15 @@
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseNetworkGrant } from '@lowcloud/api';
-import type { GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
+import type { EnforcementReport, GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
 import { admit } from './admission.js';
 import { memoryLimits } from './grants/index.js';
 import { Guest } from './guest.js';
 import { GuestHost, PreparedHost, type HostTuning } from './guest-host.js';
-import { SharedHost, SharedLink, sharedRefusal, writeExit, type SharedGuest } from './shared-host.js';
+import { ProcessLink } from './process-link.js';
+import { makeCtl, SharedHost, SharedLink, sharedRefusal, writeExit, type SharedGuest } from './shared-host.js';
 
 export type SpawnTuning = HostTuning;
 
@@ -33,6 +35,10 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   try {
     const { uid } = prepared.wall;
     const mine = process.getuid?.() ?? 0;
+    // A detached guest (the agent's) gets control FIFOs in its run directory: a replace-config
+    // then starts it again in this host (`restartProcess`). Not with a gpu grant (its device
+    // thread ends only with the process).
+    const ctl = detached && runDir !== null && opts.grants.gpu === undefined ? await makeCtl(path.join(runDir, 'ctl'), uid) : null;
     const guest = Guest.create(opts, admitted, {
       id: `${prepared.name}/0`,
       uid: uid === mine ? null : uid,
@@ -41,6 +47,7 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       network,
       layers: prepared.layers,
       names: prepared.names,
+      ...(ctl === null ? {} : { restartKey: restartKey(opts, admitted) }),
     });
     const host = await prepared.launch([guest], {
       detached,
@@ -49,10 +56,11 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
       stdin: opts.stdin === 'inherit',
       stdout: opts.stdout ?? 'inherit',
       stderr: opts.stderr ?? 'inherit',
+      ...(ctl === null ? {} : { ctl }),
     });
     // Asked for a shared host and given one of its own: the report says why (it is only stronger).
     if (refusal !== null) guest.report.isolation.push({ mechanism: `isolation shared asked; runs in a guest host of its own: ${refusal}`, level: 'runtime' });
-    return { ...handle(host, guest), child: host.child as ChildProcess };
+    return { ...handle(host, guest, tuning), child: host.child as ChildProcess };
   } catch (err) {
     await prepared.release();
     throw err;
@@ -64,12 +72,12 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
  * same pid, no restart, and every runtime layer its report claims running again. Returns null
  * when the guest host is gone (its exit record, if any, is in runDir/exit.json).
  */
-export async function attachGuest(runDir: string): Promise<GuestHandle | null> {
+export async function attachGuest(runDir: string, tuning: SpawnTuning = {}): Promise<GuestHandle | null> {
   const host = GuestHost.attach(runDir, (r) => Guest.restore(r));
   const guest = host?.guests[0];
   if (host === null || guest === undefined) return null;
   const link = host.ctl === null ? null : SharedLink.to(host.ctl);
-  return link === null ? handle(host, guest) : attachedShared(host, guest, link);
+  return link === null ? handle(host, guest, tuning) : attachedShared(host, guest, link);
 }
 
 /**
@@ -171,8 +179,16 @@ function sharedUsage(own: { memoryBytes: number; cpuSeconds: number | null } | n
 }
 
 /** The handle of one guest: its exit, report and disk from the guest; pid, CPU, memory, stop from its host. */
-function handle(host: GuestHost, guest: Guest): GuestHandle {
-  const exited = host.exitOf(guest);
+function handle(host: GuestHost, guest: Guest, tuning: SpawnTuning): GuestHandle {
+  // Its end: the host's, or its host's answer to a restart in place (it was stopped, the host runs on).
+  let replaced: (e: GuestExit) => void = () => undefined;
+  const exited = Promise.race([host.exitOf(guest), new Promise<GuestExit>((r) => (replaced = r))]);
+  const stop = async (graceMs = 5000): Promise<GuestExit> => {
+    await host.stop(graceMs);
+    return exited;
+  };
+  const ctl = host.processCtl;
+  if (ctl !== null) void host.whenEnded().then(() => ProcessLink.close(ctl));
   return {
     pid: host.pid,
     host: host.id,
@@ -182,10 +198,55 @@ function handle(host: GuestHost, guest: Guest): GuestHandle {
     async usage(): Promise<GuestUsage> {
       return { ...host.usage(), diskBytes: guest.diskBytes() };
     },
-    async stop(graceMs = 5000): Promise<GuestExit> {
-      await host.stop(graceMs);
-      return exited;
-    },
+    stop,
     detach: () => host.detach(),
+    ...(ctl === null || guest.restartKey === null ? {} : { restart: (next: GuestOptions) => restartProcess(host, guest, next, tuning, { stop, replaced }) }),
   };
+}
+
+/** How long a process guest host has to say its guest runs again after a restart in place. */
+const RESTART_CONFIRM_MS = 5000;
+
+/**
+ * What must stay the same for a `process` guest to be started again in its own host: the binary
+ * (as admitted), its arguments, grants, directories, uid, output and wall. A replace-config
+ * changes only config files (and the environment its sealed values open into).
+ */
+function restartKey(opts: GuestOptions, admitted: { modulePath: string; kind: string }): string {
+  return JSON.stringify([admitted.modulePath, admitted.kind, opts.argv0 ?? path.basename(opts.wasm), opts.args, opts.grants, opts.dirs, opts.uid ?? null, opts.stdout ?? 'inherit', opts.stderr ?? 'inherit', opts.stdin ?? null, opts.allowUnwalled === true, opts.isolation ?? 'process', opts.detached === true]);
+}
+
+/**
+ * A `process` guest started again with `next` in the host it runs in (its wall, cgroups and
+ * Node.js stay; its thread ends and a new one starts with the new boot), where only what
+ * `restartKey` leaves out changed and the host answers in time; otherwise it is stopped and
+ * started afresh. The new config files go as bytes (the wall binds only the first ones).
+ */
+async function restartProcess(host: GuestHost, guest: Guest, next: GuestOptions, tuning: SpawnTuning, old: { stop: (graceMs?: number) => Promise<GuestExit>; replaced: (e: GuestExit) => void }): Promise<GuestHandle> {
+  const admitted = await admit(next.wasm, next.grants.memory, next.cacheDir).catch(() => null);
+  const runDir = guest.exitRecord === null ? null : path.dirname(guest.exitRecord);
+  const link = admitted === null || runDir === null || host.processCtl === null || restartKey(next, admitted) !== guest.restartKey ? null : ProcessLink.to(host.processCtl);
+  if (link !== null && admitted !== null && runDir !== null) {
+    const successor = Guest.create(next, admitted, {
+      id: `${host.id}/${randomBytes(4).toString('hex')}`,
+      uid: null, // its directories are its uid's already
+      runDir,
+      workerHeapMb: memoryLimits(next.grants.memory).workerHeapMb,
+      network: parseNetworkGrant(next.grants.network),
+      layers: host.layerList,
+      names: [],
+      restartKey: guest.restartKey as string,
+      report: guest.report as EnforcementReport,
+    });
+    const boot = successor.boot as NonNullable<Guest['boot']>;
+    const inline = { ...boot, config: boot.config.map((c) => ('host' in c ? { guest: c.guest, content: fs.readFileSync(c.host).toString('base64') } : c)) };
+    if (await link.restart(inline, RESTART_CONFIRM_MS)) {
+      old.replaced(link.exitOf(guest.id) ?? { kind: 'stopped' });
+      // What a re-attaching agent reads: the guest that runs now, with its tag.
+      host.save(path.join(runDir, 'guest.json'), host.layerList, [successor.record]);
+      return handle(host, successor, tuning);
+    }
+  }
+  await old.stop(5000);
+  return spawnGuest(next, tuning);
 }
