@@ -20,14 +20,14 @@ const facts = machineFacts();
 // Registered first, so it runs last, after the fixture's teardown killed the guests: their cgroups
 // (left by a SIGKILLed agent) and this test's cgroup parent go.
 afterAll(async () => {
-  if (cgroup2 === undefined) return;
-  const parent = path.join(cgroup2, cgroupParent);
-  for (let i = 0; i < 20 && existsSync(parent); i++) {
-    try {
-      for (const g of readdirSync(parent).filter((n) => n.startsWith('g-'))) rmdirSync(path.join(parent, g));
-      rmdirSync(parent);
-    } catch {
-      await new Promise((r) => setTimeout(r, 100)); // a killed guest not yet gone from its cgroup
+  for (const parent of hierarchies().map((h) => path.join(h, cgroupParent))) {
+    for (let i = 0; i < 20 && existsSync(parent); i++) {
+      try {
+        for (const g of readdirSync(parent).filter((n) => n.startsWith('g-'))) rmdirSync(path.join(parent, g));
+        rmdirSync(parent);
+      } catch {
+        await new Promise((r) => setTimeout(r, 100)); // a killed guest not yet gone from its cgroup
+      }
     }
   }
 });
@@ -40,15 +40,31 @@ let kind = '';
 // leaves behind can be counted.
 const cgroupParent = `lowcloud-fulldisk-${process.pid}`;
 const env = { LOWCLOUD_CGROUP_PARENT: cgroupParent };
-const cgroup2 = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[2] === 'cgroup2')?.[1];
-/** Guest cgroups under this test's parent (null where no cgroup v2 memory limit is set). */
+/** Every cgroup hierarchy mounted (v2, and each v1 controller's on a hybrid machine). */
+const hierarchies = (): string[] => readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => f[2] === 'cgroup2' || f[2] === 'cgroup').map((f) => f[1] as string);
+/** Guest cgroups under this test's parent, in any hierarchy, by name (null where no memory cgroup is set). */
 const guestCgroups = (): string[] | null => {
-  if (!facts.memoryCgroup || cgroup2 === undefined) return null;
-  try {
-    return readdirSync(path.join(cgroup2, cgroupParent)).filter((n) => n.startsWith('g-'));
-  } catch {
-    return [];
+  if (!facts.memoryCgroup) return null;
+  const names = new Set<string>();
+  for (const h of hierarchies()) {
+    try {
+      for (const n of readdirSync(path.join(h, cgroupParent))) if (n.startsWith('g-')) names.add(n);
+    } catch {
+      // not under this hierarchy
+    }
   }
+  return [...names];
+};
+/** Where a guest cgroup's processes are listed (its first hierarchy that has it). */
+const procsOf = (name: string): string => {
+  for (const h of hierarchies()) {
+    try {
+      return readFileSync(path.join(h, cgroupParent, name, 'cgroup.procs'), 'utf8');
+    } catch {
+      // not in this one
+    }
+  }
+  return '';
 };
 let agent: RunningAgent;
 let client: AgentClient;
@@ -190,10 +206,12 @@ describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own f
     process.stdout.write(`full-disk outcomes (free bytes left:call:result): ${outcomes.join(' ')}\n`);
     // Every start the disk refused removed the cgroup it had made: one is left, the keeper's, once
     // the shared hosts have ended (their guests were stopped: a host ends with its last guest, and
-    // its group's spare with it).
+    // its group's spare with it). A shared start refused after the group's last guest went warmed a
+    // spare again, kept for SPARE_MS (30 s) after that start was announced: hence the 40 s (this
+    // wait was 15 s and failed when the last levels' shared starts were refused).
     const cgroups = guestCgroups();
-    if (cgroups === null) process.stdout.write(`full-disk: guest cgroups not counted: ${facts.why.memoryCgroup || 'no cgroup v2 hierarchy'}\n`);
-    else await waitFor(() => guestCgroups()?.length === 1, 15_000, `one guest cgroup left, the keeper's (left: ${(guestCgroups() ?? []).map((n) => `${n} [${readFileSync(path.join(cgroup2 as string, cgroupParent, n, "cgroup.procs"), "utf8").trim().split("\n").map((p) => (p === "" ? "" : `${p} ${readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").slice(0, 4).join(" ").slice(-80)}`)).join("; ")}]`).join(", ")})`);
+    if (cgroups === null) process.stdout.write(`full-disk: guest cgroups not counted: ${facts.why.memoryCgroup}\n`);
+    else await waitFor(() => guestCgroups()?.length === 1, 40_000, `one guest cgroup left, the keeper's (left: ${(guestCgroups() ?? []).map((n) => `${n} [${procsOf(n).trim().split("\n").map((p) => (p === "" ? "" : `${p} ${readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").slice(0, 4).join(" ").slice(-80)}`)).join("; ")}]`).join(", ")})`);
     // The disk really refused calls of every kind, and really let some through.
     for (const type of ['start', 'replace-config', 'stop', 'put-blob']) expect(outcomes).toContainEqual(expect.stringMatching(new RegExp(`:${type}:${ErrorCode.STATE_DISK_FULL}$`)));
     expect(outcomes.some((o) => o.endsWith(':ok'))).toBe(true);
