@@ -4,3 +4,10 @@ export class GuestExit extends Error {
     super(`guest exited with ${code}`);
   }
 }
+
+/** A restart in place asked while the guest waited (guest/worker.ts): unwinds its code like an exit, as a stop (143). */
+export class GuestRestart extends GuestExit {
+  constructor() {
+    super(143);
+  }
+}

@@ -14,16 +14,21 @@ export class Instance {
   private ended = false;
   /** With a gpu grant: its GPU device thread runs (see guest/gpu/start.ts). */
   readonly gpu: boolean;
+  /** A preview1 guest's restart cell (worker.ts `sleep`): set, its clock wait unwinds it; null where it cannot. */
+  private readonly control: SharedArrayBuffer | null;
+  /** Waits for the worker to say its guest unwound (a restart in place). */
+  private unwound: (() => void) | null = null;
 
   constructor(
-    readonly boot: GuestBoot,
-    private readonly onEnd: (exit: GuestExit, status: number) => void,
+    public boot: GuestBoot,
+    private onEnd: (exit: GuestExit, status: number) => void,
   ) {
     // A guest with a gpu grant talks to its GPU device thread over this channel.
     const gpuChannel = boot.gpu === undefined ? null : new MessageChannel();
     this.gpu = gpuChannel !== null;
+    this.control = boot.kind === 'module' && !this.gpu ? new SharedArrayBuffer(4) : null;
     this.worker = new Worker(new URL('./worker.js', import.meta.url), {
-      workerData: { ...boot, gpuPort: gpuChannel?.port1 ?? null },
+      workerData: { ...boot, gpuPort: gpuChannel?.port1 ?? null, control: this.control },
       transferList: gpuChannel === null ? [] : [gpuChannel.port1],
       stdin: false,
       stdout: false,
@@ -31,7 +36,8 @@ export class Instance {
       ...(boot.workerHeapMb === null ? {} : { resourceLimits: { maxOldGenerationSizeMb: boot.workerHeapMb, maxYoungGenerationSizeMb: 8 } }),
     });
     this.worker.on('message', (r: WorkerResult) => {
-      if (r.kind === 'exit') this.end(r, r.code);
+      if (r.kind === 'unwound') this.unwound?.();
+      else if (r.kind === 'exit') this.end(r, r.code);
       else if (r.kind === 'trap') {
         process.stderr.write(`lowcloud: guest trapped: ${r.message}\n`);
         this.end(r, 134);
@@ -49,6 +55,33 @@ export class Instance {
       this.worker.once('online', () => startGpuThread(port2, memoryBytes).on('error', (err) => this.end({ kind: 'trap', message: `GPU device thread: ${err.message}` }, 134)));
     }
     this.worker.on('exit', () => this.end({ kind: 'trap', message: 'guest worker ended without a result' }, 134));
+  }
+
+  /**
+   * Start it again as `next` on the same thread, where its guest waits in a clock wait (then its
+   * code unwinds from there, the old guest ends as stopped, and the thread runs `next`'s module):
+   * no new thread, isolate or module load. False, changing nothing but the request, where it
+   * cannot (a component, a gpu grant, a guest that computes or has ended): then stop it and start anew.
+   */
+  async restartInPlace(next: GuestBoot, onEnd: (exit: GuestExit, status: number) => void, waitMs = 50): Promise<boolean> {
+    if (this.control === null || this.ended || next.kind !== 'module' || next.gpu !== undefined) return false;
+    const cell = new Int32Array(this.control);
+    let timer: NodeJS.Timeout | undefined;
+    const unwound = await new Promise<boolean>((resolve) => {
+      this.unwound = () => resolve(true);
+      timer = setTimeout(() => resolve(false), waitMs);
+      Atomics.store(cell, 0, 1);
+      Atomics.notify(cell, 0);
+    });
+    clearTimeout(timer);
+    this.unwound = null;
+    if (!unwound || this.ended) return false;
+    this.end({ kind: 'stopped' }, 143);
+    this.boot = next;
+    this.onEnd = onEnd;
+    this.ended = false;
+    this.worker.postMessage(next);
+    return true;
   }
 
   /** Stop it: its end is reported now; resolves once its thread is gone (at once with a GPU device thread). */

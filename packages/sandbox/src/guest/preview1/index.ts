@@ -23,6 +23,8 @@ export interface Preview1Options extends Preview1Io {
   preopens: [string, GuestDir][];
   /** A shared guest host with JSPI: how a clock wait suspends this guest alone (poll.ts). */
   wait?: (ms: number) => Promise<void>;
+  /** A process guest's thread: how a clock wait blocks it (poll.ts); default: without interruption. */
+  sleep?: (ms: number) => void;
 }
 
 export function preview1Imports(opts: Preview1Options): { imports: Record<string, WebAssembly.ImportValue>; memory: GuestMemory } {
@@ -34,7 +36,7 @@ export function preview1Imports(opts: Preview1Options): { imports: Record<string
     ...clockImports(ctx),
     ...fdImports(ctx),
     ...pathImports(ctx),
-    ...pollImports(ctx, opts.wait),
+    ...pollImports(ctx, opts.wait, opts.sleep),
     ...procImports(),
     ...randomImports(ctx),
     ...sockImports(ctx),

@@ -7,7 +7,7 @@ import { sys, type Preview1Context, type Syscall } from './context.js';
  * thread (sleepSync), or, given `wait` (a shared guest host with JSPI), only this guest: the call
  * then returns a promise and the instance is suspended until it settles.
  */
-export function pollImports(ctx: Preview1Context, wait?: (ms: number) => Promise<void>): Record<string, Syscall> {
+export function pollImports(ctx: Preview1Context, wait?: (ms: number) => Promise<void>, sleep: (ms: number) => void = sleepSync): Record<string, Syscall> {
   return {
     // Two passes over the guest's subscriptions, nothing kept per subscription on the host heap
     // (a list of them let a guest's million-entry call exhaust the guest host's heap).
@@ -32,7 +32,7 @@ export function pollImports(ctx: Preview1Context, wait?: (ms: number) => Promise
       // File and stdio descriptors are ready at once; otherwise every clock fires after the shortest wait.
       const ms = !anyFd && minTimeout !== null && minTimeout > 0n ? Number(minTimeout / 1_000_000n) : 0;
       if (wait !== undefined) return wait(ms).then(() => events(inPtr, outPtr, n, nevents, anyFd));
-      sleepSync(ms);
+      sleep(ms);
       return events(inPtr, outPtr, n, nevents, anyFd);
     }),
   };
