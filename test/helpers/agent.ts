@@ -138,7 +138,9 @@ export class AgentFixture {
     for (const c of this.clients) c.close();
     for (const a of this.agents) await killAgent(a);
     killGuestsUnder(this.dir);
-    rmSync(this.dir, { recursive: true, force: true });
+    // The launchers of the guests just killed write their exit records into the run directories
+    // as they end: a removal that meets one retries (ENOTEMPTY, seen in CI on Node.js 20).
+    rmSync(this.dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
   }
 }
 

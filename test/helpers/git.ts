@@ -26,7 +26,8 @@ export function tempGitRepo(): { dir: string; git(...args: string[]): string; co
     remove() {
       // `lowcloud up` keeps local agents' state (and their guests' records) under .lowcloud/.
       killGuestsUnder(dir);
-      rmSync(dir, { recursive: true, force: true });
+      // Their launchers write exit records as they end: retried where one lands mid-removal.
+      rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
     },
   };
 }
