@@ -218,7 +218,7 @@ function restartKey(opts: GuestOptions, admitted: { modulePath: string; kind: st
 
 /**
  * A `process` guest started again with `next` in the host it runs in (its wall, cgroups and
- * Node.js stay; its thread ends and a new one starts with the new boot), where only what
+ * Node.js stay; its thread runs the new boot, or a new thread does: guest/main.ts), where only what
  * `restartKey` leaves out changed and the host answers in time; otherwise it is stopped and
  * started afresh. The new config files go as bytes (the wall binds only the first ones).
  */
