@@ -89,6 +89,7 @@ export class Instance {
     // With a GPU device thread the process ends by exitGuestHost, not by terminating threads.
     const gone = this.gpu ? Promise.resolve() : this.worker.terminate();
     this.end({ kind: 'stopped' }, 143);
+    // terminate() rejects only for a thread that is already gone: what this waits for.
     await gone.catch(() => undefined);
   }
 

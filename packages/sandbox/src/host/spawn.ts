@@ -223,6 +223,7 @@ function restartKey(opts: GuestOptions, admitted: { modulePath: string; kind: st
  * started afresh. The new config files go as bytes (the wall binds only the first ones).
  */
 async function restartProcess(host: GuestHost, guest: Guest, next: GuestOptions, tuning: SpawnTuning, old: { stop: (graceMs?: number) => Promise<GuestExit>; replaced: (e: GuestExit) => void }): Promise<GuestHandle> {
+  // A binary that does not admit is not lost: the fresh start below admits it again and throws that error to the caller.
   const admitted = await admit(next.wasm, next.grants.memory, next.cacheDir).catch(() => null);
   const runDir = guest.exitRecord === null ? null : path.dirname(guest.exitRecord);
   const link = admitted === null || runDir === null || host.processCtl === null || restartKey(next, admitted) !== guest.restartKey ? null : ProcessLink.to(host.processCtl);
