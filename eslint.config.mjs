@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/*.component/**', 'examples/**/build/**', '**/.lowcloud/**', 'test/fixtures/guests/assemblyscript/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '**/*.component/**', 'examples/**/build/**', '**/.lowcloud/**', 'test/fixtures/guests/assemblyscript/**', 'packages/api/src/generated/*-validator*.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,18 +1,14 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { Document, LineCounter } from 'yaml';
 import { InvalidInputError, type Diagnostic } from '../errors.js';
 import { fastLoad } from './fast-load.js';
 import { locate } from './locate.js';
 import { yamlLib } from './yaml-lib.js';
-import { infraSchema } from './schema.js';
+import { validateInfra } from '../generated/infra-validator.js';
 import type { InfraFile } from './types.js';
 
-let compiled: ValidateFunction<InfraFile> | undefined;
-
-/** The schema's validator, compiled when a file is first checked: `plan` loads each side in a worker, and its main thread checks none. */
-function validator(): ValidateFunction<InfraFile> {
-  return (compiled ??= new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true }).compile(infraSchema));
-}
+/** The schema's validator: ajv's code for it, generated at build time (generated/generate.ts). */
+const validator = (): ValidateFunction<InfraFile> => validateInfra as unknown as ValidateFunction<InfraFile>;
 
 /** A parsed infra file that still knows where each field came from, for later diagnostics. */
 export interface ParsedInfra {

@@ -1,144 +1,16 @@
-import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { ErrorCode, LowcloudError } from '../errors.js';
-import { CONNECT_FORMS, isCanonicalConnectTarget, isSortedDistinct } from '../grants/network.js';
-import type { RequestAuth } from '../signing.js';
-import type { ProcessSpec } from '../spec.js';
+import { CONNECT_FORMS } from '../grants/network.js';
+import { validateRequest as generatedRequest } from '../generated/request-validator.js';
 import type { Request } from './messages.js';
+import { CONNECT_FORMAT, FORBIDDEN_KEYS } from './request-schema.js';
 
-const SHA256 = { type: 'string', pattern: '^[0-9a-f]{64}$' } as const;
-/**
- * Keys that change what a JavaScript object is rather than what it holds. JSON.parse makes them
- * ordinary own properties, but spreading, assigning or canonicalizing such an object can drop or
- * reinterpret them, so a signature over the canonical form would not cover them: refused anywhere.
- */
-export const FORBIDDEN_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
-const MAP_KEY = { not: { enum: FORBIDDEN_KEYS } } as const;
-const NAME = { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' } as const;
-const ID = { type: 'string', minLength: 1, maxLength: 128 } as const;
-const CONNECT_FORMAT = 'connect-target';
+export { FORBIDDEN_KEYS, processSpecSchema, requestSchema } from './request-schema.js';
 
-const auth: JSONSchemaType<RequestAuth> = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['key', 'generation', 'timestamp', 'nonce', 'signature'],
-  properties: {
-    key: { type: 'string', maxLength: 100 },
-    generation: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-    // The last millisecond a Date can hold: past it the agent could not even name the time.
-    timestamp: { type: 'integer', minimum: 0, maximum: 8.64e15 },
-    nonce: { type: 'string', minLength: 16, maxLength: 64 },
-    signature: { type: 'string', maxLength: 200 },
-  },
-};
-
-export const processSpecSchema: JSONSchemaType<ProcessSpec> = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['name', 'binary', 'args', 'env', 'config', 'grants', 'restart'],
-  properties: {
-    name: NAME,
-    binary: SHA256,
-    args: { type: 'array', items: { type: 'string' }, maxItems: 1000 },
-    env: { type: 'object', propertyNames: MAP_KEY, additionalProperties: { type: 'string' }, required: [] },
-    config: { type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: SHA256, required: [] },
-    grants: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['network'],
-      properties: {
-        cpu: { type: 'number', exclusiveMinimum: 0, nullable: true },
-        memory: { type: 'integer', minimum: 65536, nullable: true },
-        disk: { type: 'integer', minimum: 0, nullable: true },
-        gpu: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['memory'],
-          nullable: true,
-          properties: { memory: { type: 'integer', minimum: 1 }, submitSeconds: { type: 'number', exclusiveMinimum: 0, nullable: true } },
-        },
-        network: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['listen', 'connect'],
-          properties: {
-            listen: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
-            // Canonical targets, sorted, each once (normalizeConnect): one grant, one spelling, one digest.
-            connect: { type: 'array', items: { type: 'string', maxLength: 300, format: CONNECT_FORMAT }, sortedDistinct: true },
-            udp: { type: 'boolean', nullable: true },
-          },
-        },
-      },
-    },
-    restart: { type: 'string', enum: ['always', 'on-failure', 'never'] },
-    isolation: { type: 'string', enum: ['process', 'shared'], nullable: true },
-    // Only true (absent otherwise): one spelling, one digest.
-    allowUnwalled: { type: 'boolean', enum: [true], nullable: true },
-  },
-};
-
-const authProp = { ...auth, nullable: true };
-
-/**
- * Every request the agent takes, one closed schema per type. Exported for tests that walk every
- * field; the agent validates with the compiled form of `withoutNull(requestSchema)`.
- */
-export const requestSchema: object = {
-  type: 'object',
-  required: ['type', 'id'],
-  discriminator: { propertyName: 'type' },
-  oneOf: [
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'challenge'], properties: { type: { const: 'hello' }, id: ID, challenge: { type: 'string', minLength: 16, maxLength: 128 } } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'authenticate' }, id: ID, auth: authProp } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'status' }, id: ID, auth: authProp } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'spec'], properties: { type: { const: 'start' }, id: ID, spec: processSpecSchema, auth: authProp } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'stop' }, id: ID, process: NAME, graceMs: { type: 'integer', minimum: 0, maximum: 600000 }, auth: authProp } },
-    {
-      type: 'object',
-      additionalProperties: false,
-      required: ['type', 'id', 'process', 'config', 'specDigest'],
-      properties: { type: { const: 'replace-config' }, id: ID, process: NAME, config: { type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: SHA256, required: [] }, specDigest: SHA256, auth: authProp },
-    },
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'digests'], properties: { type: { const: 'blob-status' }, id: ID, digests: { type: 'array', items: SHA256, maxItems: 10000 }, auth: authProp } },
-    {
-      type: 'object',
-      additionalProperties: false,
-      required: ['type', 'id', 'digest', 'size', 'offset'],
-      properties: {
-        type: { const: 'put-blob' },
-        id: ID,
-        digest: SHA256,
-        size: { type: 'integer', minimum: 0 },
-        offset: { type: 'integer', minimum: 0 },
-        data: { type: 'string' },
-        chunk: { type: 'object', additionalProperties: false, required: ['bytes', 'sha256'], properties: { bytes: { type: 'integer', minimum: 0 }, sha256: SHA256 } },
-        auth: authProp,
-      },
-    },
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'logs' }, id: ID, process: NAME, tail: { type: 'integer', minimum: 0, maximum: 100000 }, follow: { type: 'boolean' }, auth: authProp } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'watch' }, id: ID, auth: authProp } },
-  ],
-};
-
-// validateSchema off: checking this schema against JSON Schema's meta-schema compiled the
-// meta-schema first, 15-30 ms of every process that parses one (the agent at its first request,
-// each command at its first reply); the check is a test now (protocol/schema.test.ts).
-const ajv = new Ajv({ allErrors: false, strict: false, discriminator: true, validateSchema: false });
-ajv.addFormat(CONNECT_FORMAT, { type: 'string', validate: isCanonicalConnectTarget });
-ajv.addKeyword({ keyword: 'sortedDistinct', type: 'array', schemaType: 'boolean', validate: (on: boolean, data: string[]) => !on || isSortedDistinct(data), errors: false });
-// Compiled at the first request parsed: a client (every \`lowcloud\` command) never parses one.
-let compiledRequest: ValidateFunction<Request> | null = null;
-const requestValidator = (): ValidateFunction<Request> => (compiledRequest ??= ajv.compile(withoutNull(requestSchema) as object) as unknown as ValidateFunction<Request>);
-
-/**
- * The schema with every `nullable` dropped. JSONSchemaType writes an optional field as nullable,
- * but on the wire an optional field is left out: a `null` would reach code that reads it as absent
- * or as a value (`auth: null` a TypeError, `grants.memory: null` arithmetic), so none is taken.
- */
-function withoutNull(schema: unknown): unknown {
-  if (Array.isArray(schema)) return schema.map(withoutNull);
-  if (schema === null || typeof schema !== 'object') return schema;
-  return Object.fromEntries(Object.entries(schema).filter(([k]) => k !== 'nullable').map(([k, v]) => [k, withoutNull(v)]));
-}
+// The validator is ajv's code for `withoutNull(requestSchema)`, generated at build time
+// (generated/generate.ts, with the connect-target format and the sortedDistinct keyword); the
+// schema's own check against JSON Schema's meta-schema is a test (protocol/schema.test.ts).
+const requestValidator = (): ValidateFunction<Request> => generatedRequest as unknown as ValidateFunction<Request>;
 
 /** Validate an incoming request; the error names the field (`details.path`). */
 export function parseRequest(value: unknown): Request {
