@@ -22,6 +22,8 @@ const root = path.join(here, '../..');
 const AGENTS = 20;
 const PER_AGENT = 25;
 const PARALLELISM = 10;
+/** The baseline's uids (as root), below the agents' range's top (UID_MAX of node-agent's uids.ts, whose top uid is the wall probe's). */
+const UID_TOP = 2046885000;
 const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-bench-apply-'));
 const operator = generateKeyPair();
 writeFileSync(path.join(dir, 'ci.pub'), operator.publicKey);
@@ -93,17 +95,27 @@ for (const isolation of (process.env.BENCH_ISOLATION ?? 'process,shared').split(
   const floorMs = performance.now() - t;
 
   // The work: the same guests started and stopped directly through the sandbox, detached with a run
-  // directory and log file as the agent does, at the same parallelism.
+  // directory and log file as the agent does, at the same parallelism, each machine's starts as
+  // its agent makes them (its calls come pipelined: shared guests all at once, process guests 8 at
+  // a time, the agent's bound on Node.js start-ups in one group). As root each guest host runs as
+  // the uid its agent would give it: a process guest one of its own, a machine's shared guests one
+  // for them all (each agent's table has its own), so one shared host a machine, as the agents
+  // need, not one for all twenty (this process's sandbox groups guests into hosts by uid).
   t = performance.now();
-  await mapLimited(agents, PARALLELISM, async (a) => {
-    const handles = [];
-    for (let i = 0; i < PER_AGENT; i++) {
+  const root = process.getuid?.() === 0;
+  const direct = await mapLimited(agents, PARALLELISM, async (a, k) => {
+    const started = await mapLimited(Array.from({ length: PER_AGENT }, (_, i) => i), isolation === 'shared' ? PER_AGENT : 8, (i) => {
       const runDir = path.join(dir, 'direct', isolation, a.name, String(i));
       const log = { file: path.join(runDir, 'log'), maxBytes: 1 << 20, keep: 3 };
-      handles.push(await spawnGuest({ wasm: wasmPath, args: [], env: {}, dirs: [], config: [], grants: { memory: 16 * 2 ** 20, network: { listen: [], connect: [] } }, stdout: log, stderr: log, detached: true, runDir, cacheDir: path.join(dir, 'cache'), isolation }));
-    }
-    for (const h of handles) await h.stop(5000);
+      const uid = root ? (isolation === 'shared' ? UID_TOP - k : UID_TOP - AGENTS - k * PER_AGENT - i) : undefined;
+      return spawnGuest({ wasm: wasmPath, args: [], env: {}, dirs: [], config: [], grants: { memory: 16 * 2 ** 20, network: { listen: [], connect: [] } }, stdout: log, stderr: log, detached: true, runDir, cacheDir: path.join(dir, 'cache'), isolation, ...(uid === undefined ? {} : { uid }) });
+    });
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    await Promise.all(started.map((r) => r.value.stop(5000)));
   });
+  const refused = direct.find((r) => r.status === 'rejected');
+  if (refused !== undefined) throw refused.reason;
   const workMs = performance.now() - t;
   console.log(`[${isolation}] apply ${calls} calls (${up.calls.length} starts + ${down.calls.length} stops) across ${AGENTS} agents, parallelism ${PARALLELISM}: ${(applyMs / 1000).toFixed(1)} s (${(calls / (applyMs / 1000)).toFixed(0)} calls/s)`);
   console.log(`floor: ${calls} raw WebSocket round trips to the same agents: ${floorMs.toFixed(0)} ms`);

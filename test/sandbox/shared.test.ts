@@ -240,6 +240,19 @@ setInterval(() => undefined, 1000);`;
     expect(alive(used[0] as number)).toBe(true);
   });
 
+  it('a guest that ends right after it started leaves its host up a moment: the next start of its group joins it instead of a cold host; past that the host ends', { timeout: 30_000 }, async () => {
+    // A memory grant of this test's own: a group (and host) no other test's guests join.
+    const opts = (name: string) => shared('hello', name, { grants: { memory: 12 * MiB, network: { listen: [], connect: [] } } });
+    const first = await spawnGuest(opts('brief-1'));
+    pids.add(first.pid);
+    expect(await first.exited).toEqual({ kind: 'exit', code: 0 });
+    expect(alive(first.pid)).toBe(true);
+    const second = await spawnGuest(opts('brief-2'));
+    expect(second.pid).toBe(first.pid);
+    expect(await second.exited).toEqual({ kind: 'exit', code: 0 });
+    await waitFor(() => !alive(first.pid), 10_000, 'the host ended once no start came');
+  });
+
   it('a shared host that dies ends each of its guests with an exit saying so (the agent restarts them per policy)', { timeout: 30_000 }, async () => {
     const gs = await Promise.all([0, 1, 2, 3, 4].map((i) => spawnGuest(shared('sleeper', `c${i}`, { grants: { memory: 4 * MiB, network: { listen: [], connect: [] } } }))));
     const pid = gs[0]?.pid as number;

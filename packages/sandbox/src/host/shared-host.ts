@@ -42,11 +42,19 @@ const execFileAsync = promisify(execFile);
 const SPARE_MS = 30_000;
 
 /**
- * A host taking its group's spare, or reaching this many guests, starts the next spare: a batch
- * finds a running host every `SHARED_GUESTS_PER_HOST` guests instead of waiting ~0.2 s for a cold,
- * walled one each time.
+ * A group whose hosts have room for this many more guests or fewer starts its next spare at once:
+ * a batch finds a running host every `SHARED_GUESTS_PER_HOST` guests instead of waiting ~0.2 s for
+ * a cold, walled one each time (a host's start is ~0.2 s, in which a batch adds ~200 guests here).
  */
-const SPARE_AT = SHARED_GUESTS_PER_HOST / 4;
+const SPARE_ROOM = SHARED_GUESTS_PER_HOST / 4;
+
+/**
+ * A group with more room than `SPARE_ROOM` starts its spare only once its starts have paused this
+ * long, and only while a host of it has guests: the spare (a launcher spawned from this thread,
+ * ~0.2 CPU-s of Node.js start-up) then does not take the CPU a batch's starts are using, and a
+ * batch whose guests all ended (they ran to completion) starts none.
+ */
+const QUIET_MS = 150;
 
 /**
  * At most this many spares at once in this process, all groups together (each an idle Node.js,
@@ -60,6 +68,14 @@ export const MAX_SPARE_HOSTS = 4;
  * fails after this instead of waiting for ever (~1.5 s for 200 starts into two hosts here).
  */
 const CONFIRM_MS = 30_000;
+
+/**
+ * A host whose last guest went within this long of its group's last start (a batch whose guests
+ * end at once, a guest that crashes and is restarted) is kept this long for the group's next start
+ * instead of ending at once: the next start finds it running, where it found a cold host to wait
+ * for (~0.2 s and a Node.js start-up each). Past it, it ends as any host whose guests are gone.
+ */
+const LINGER_MS = 1000;
 
 /** A spare that died is replaced after this long (a spare that cannot live does not spin). */
 const SPARE_RETRY_MS = 1000;
@@ -167,6 +183,10 @@ interface Pool {
   opts: GuestOptions;
   tuning: HostTuning;
   warmUntil: number;
+  /** When a start of the group was last announced or placed (`LINGER_MS`, `QUIET_MS`). */
+  lastStart: number;
+  /** The timer of a spare waiting for the group's starts to pause (`QUIET_MS`). */
+  quietTimer: NodeJS.Timeout | null;
 }
 const pools = new Map<string, Pool>();
 /** `stopSpareHosts` was called: this process is ending, no spare is started any more. */
@@ -175,7 +195,7 @@ let sparesStopped = false;
 function poolFor(opts: GuestOptions, tuning: HostTuning): Pool {
   const key = groupKey(opts, tuning);
   let pool = pools.get(key);
-  if (pool === undefined) pools.set(key, (pool = { hosts: [], starting: null, opts, tuning, warmUntil: 0 }));
+  if (pool === undefined) pools.set(key, (pool = { hosts: [], starting: null, opts, tuning, warmUntil: 0, lastStart: 0, quietTimer: null }));
   pool.opts = opts;
   pool.tuning = tuning;
   return pool;
@@ -203,12 +223,18 @@ const sparesNow = (): number => [...pools.values()].reduce((n, p) => n + p.hosts
 const wanted = (pool: Pool): boolean => !sparesStopped && (pool.warmUntil > Date.now() || pool.hosts.some((h) => !h.ended && h.guests > 0));
 
 /**
- * Start the group's spare unless it has one (or a host starting), within `MAX_SPARE_HOSTS`. A
- * spare that fails to start is dropped quietly: the guest that needs a new host starts one itself
- * and gets that start's error.
+ * Start the group's spare unless it has one (or a host starting), within `MAX_SPARE_HOSTS`: at once
+ * where its hosts have room for `SPARE_ROOM` more guests or fewer (none: its first start), else
+ * once its starts pause (`deferSpare`; `now`: they have). A spare that fails to start is dropped
+ * quietly: the guest that needs a new host starts one itself and gets that start's error.
  */
-function ensureSpare(pool: Pool): void {
+function ensureSpare(pool: Pool, now = false): void {
   if (sparesStopped || pool.starting !== null || pool.hosts.some(isSpare) || sparesNow() >= MAX_SPARE_HOSTS) return;
+  const room = pool.hosts.reduce((n, h) => n + (h.ended ? 0 : SHARED_GUESTS_PER_HOST - h.guests), 0);
+  if (!now && room > SPARE_ROOM) {
+    deferSpare(pool);
+    return;
+  }
   // A spare still starting when its group's last guest went (`close` ends only the spares it
   // sees) is ended as it comes up, instead of idling out its SPARE_MS.
   startHost(pool).then(
@@ -217,6 +243,17 @@ function ensureSpare(pool: Pool): void {
     },
     () => undefined,
   );
+}
+
+/** The group's spare, started once no start has come for `QUIET_MS`, if a host of the group then has guests. */
+function deferSpare(pool: Pool): void {
+  if (pool.quietTimer !== null) return;
+  const check = () => {
+    const wait = pool.lastStart + QUIET_MS - Date.now();
+    pool.quietTimer = wait > 0 ? setTimeout(check, wait).unref() : null;
+    if (wait <= 0 && wanted(pool) && pool.hosts.some((h) => !h.ended && h.guests > 0)) ensureSpare(pool, true);
+  };
+  pool.quietTimer = setTimeout(check, QUIET_MS).unref();
 }
 
 /**
@@ -232,6 +269,7 @@ export function warmSharedHost(opts: GuestOptions, tuning: HostTuning = {}): voi
   sparesStopped = false; // an agent started again in this process (tests)
   const pool = poolFor(opts, tuning);
   pool.warmUntil = Date.now() + SPARE_MS;
+  pool.lastStart = Date.now();
   ensureSpare(pool);
 }
 
@@ -310,9 +348,11 @@ export class SharedHost {
       const h = pool.hosts.find((x) => room(x) && x.count > 0) ?? pool.hosts.find(room);
       if (h !== undefined) {
         h.count++;
-        // The spare taken, or this host a quarter full: the next spare starts now, while this
-        // one fills; unused, it ends after a while (`spareTimer`).
-        if (h.count === 1 || h.count === SPARE_AT) ensureSpare(pool);
+        pool.lastStart = Date.now();
+        // The spare taken, or this host three quarters full: the next spare starts
+        // (`ensureSpare`: at once when the group is short of room, else once its starts pause),
+        // while this one fills; unused, it ends after a while (`spareTimer`).
+        if (h.count === 1 || h.count === SHARED_GUESTS_PER_HOST - SPARE_ROOM) ensureSpare(pool);
         return h;
       }
       await (pool.starting ?? startHost(pool));
@@ -368,7 +408,16 @@ export class SharedHost {
 
   /** Give back a slot `reserveFor` kept and no guest used. */
   release(): void {
-    if (--this.count === 0) this.close();
+    if (--this.count > 0) return;
+    const pool = pools.get(this.key);
+    if (pool === undefined || sparesStopped || Date.now() - pool.lastStart >= LINGER_MS) {
+      this.close();
+      return;
+    }
+    // Its guests ended right after they started: kept a moment for the group's next start.
+    setTimeout(() => {
+      if (this.count === 0) this.close();
+    }, LINGER_MS).unref();
   }
 
   get ended(): boolean {
