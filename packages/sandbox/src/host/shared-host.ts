@@ -299,6 +299,8 @@ export class SharedHost {
   private closed = false;
   /** This side ended it (no guests left, or a spare stopped): not a death to replace. */
   private closing = false;
+  /** Its guests are gone and it waits `LINGER_MS` for its group's next start (`release`). */
+  private lingering = false;
   private outbox: SharedHostRequest[] = [];
 
   private constructor(
@@ -406,18 +408,29 @@ export class SharedHost {
     return true;
   }
 
-  /** Give back a slot `reserveFor` kept and no guest used. */
+  /**
+   * Give back a slot (a guest that ended, or one `reserveFor` kept and no guest used). The last
+   * one ends the host, or keeps it `LINGER_MS` past its group's last start when that was recent.
+   */
   release(): void {
-    if (--this.count > 0) return;
+    if (--this.count > 0 || this.lingering) return;
     const pool = pools.get(this.key);
-    if (pool === undefined || sparesStopped || Date.now() - pool.lastStart >= LINGER_MS) {
+    const left = pool === undefined || sparesStopped ? 0 : pool.lastStart + LINGER_MS - Date.now();
+    if (left <= 0) {
       this.close();
       return;
     }
-    // Its guests ended right after they started: kept a moment for the group's next start.
-    setTimeout(() => {
-      if (this.count === 0) this.close();
-    }, LINGER_MS).unref();
+    // Its guests ended right after they started: kept for the group's next start, until that
+    // many ms after its last one (a later start pushes it on), unless a guest comes meanwhile.
+    this.lingering = true;
+    const check = (ms: number) =>
+      setTimeout(() => {
+        const more = pool === undefined ? 0 : pool.lastStart + LINGER_MS - Date.now();
+        if (this.count === 0 && more > 0) return void check(more);
+        this.lingering = false;
+        if (this.count === 0) this.close();
+      }, ms).unref();
+    check(left);
   }
 
   get ended(): boolean {
