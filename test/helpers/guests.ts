@@ -92,6 +92,34 @@ export function killGuestsUnder(dir: string): number[] {
       continue;
     }
   }
+  // What the records do not name: a guest host still starting when its agent was killed (its
+  // record not written yet), killed; and the launchers of the hosts killed, which write exit
+  // records and output tails into the run directories and remove their kernel objects as they end
+  // (a removal of `dir` meanwhile met ENOTEMPTY in CI), waited for. Each names a path under `dir`
+  // in its command line.
+  const self = new Set([process.pid, process.ppid]);
+  const stragglers = readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n) && !self.has(Number(n)))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${path.resolve(dir)}/`);
+      } catch {
+        return false;
+      }
+    });
+  for (const pid of stragglers) {
+    try {
+      // The launcher (`sh`) and the tools it runs as it ends are left to finish their clean-up.
+      if (['sh', 'dd', 'grep', 'rmdir', 'nft', 'ip', 'mkdir', 'mount', 'umount', 'perl'].includes(readFileSync(`/proc/${pid}/comm`, 'utf8').trim())) continue;
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    } catch {
+      // gone already
+    }
+  }
+  const end = Date.now() + 10_000;
+  while (stragglers.some(alive) && Date.now() < end) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
   // Disk images the guests' data directories were mounted from (the disk grant's kernel layer):
   // unmounted, so that removing `dir` afterwards removes files, not a mounted filesystem.
   const prefix = `${path.resolve(dir)}/`;
