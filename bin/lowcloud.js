@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 // The one `lowcloud` command. Each subcommand lives in the package that owns it; this file only
 // composes them, so `lowcloud --help` lists everything a user can do.
-import { Command } from 'commander';
-import { register as registerPlanner } from '@lowcloud/planner/cli';
-import { register as registerSandbox } from '@lowcloud/sandbox/cli';
-import { register as registerAgent } from '@lowcloud/node-agent/cli';
+
+// `lowcloud plan BASE TARGET` (what CI runs on every commit): the workers that load the two files
+// start first, and read and parse while the rest of the command loads (planner/src/side-thread.ts).
+// Hence the imports below are dynamic: static ones would all load before this line runs.
+if (process.argv[2] === 'plan') (await import('@lowcloud/planner/prestart')).prestartPlan(process.argv.slice(3));
+
+const { Command } = await import('commander');
+const { register: registerPlanner } = await import('@lowcloud/planner/cli');
 
 const program = new Command('lowcloud')
   .description('Run WebAssembly processes with enforced grants on your own machines, planned from a committed file.')
@@ -12,7 +16,11 @@ const program = new Command('lowcloud')
   .showHelpAfterError('(run with --help for usage)');
 
 registerPlanner(program);
-registerSandbox(program);
-registerAgent(program);
+// `plan` needs none of the other packages' commands: its help and errors name only its own.
+if (process.argv[2] !== 'plan') {
+  const [sandbox, agent] = await Promise.all([import('@lowcloud/sandbox/cli'), import('@lowcloud/node-agent/cli')]);
+  sandbox.register(program);
+  agent.register(program);
+}
 
 await program.parseAsync(process.argv);

@@ -1,6 +1,5 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import {
   GitRevisionSource,
   InvalidInputError,
@@ -16,6 +15,9 @@ import {
 } from '@lowcloud/api';
 import type { PlanProcess, PlanState } from './plan/types.js';
 import { own } from './own.js';
+import { endUnclaimed, sideThread, workersKnob, WORKER_BYTES, type SideThread, type ThreadEnd } from './side-thread.js';
+
+export { WORKER_BYTES };
 
 export type LoadedInfra = ResolvedInfra & { label: string; file: string };
 
@@ -67,24 +69,19 @@ export interface PlanSide {
 export type PlanInfra = PlanState & { label: string; file: string; blobs: Record<string, string>; stateDigest?: string };
 
 /**
- * Above this many bytes of infra files, `plan` reads, parses and resolves each side in a worker
- * thread of its own: the two sides then take the two cores. A worker costs ~0.2 s to start
- * (modules, schema), so small files stay in this thread. LOWCLOUD_PLAN_WORKERS=on|off overrides (the tests run both ways).
- */
-export const WORKER_BYTES = 4 << 20;
-
-/**
  * Both sides of a plan, loaded; the base's problems are reported first when both have some.
  * `baseSpecs`: which base specs the planner reads (Planner.reads); the target's it reads are those
  * of the processes that change.
  */
 export async function loadForPlan(base: PlanSide, target: PlanSide, baseSpecs: 'changed' | 'all' = 'all'): Promise<[PlanInfra, PlanInfra]> {
-  if (!(await useWorkers(base, target))) {
+  const workers = (await useWorkers(base, target)) ? ([new SideWorker(base), new SideWorker(target)] as const) : undefined;
+  // Workers bin/lowcloud.js started for other sides than these (it read the command line its own way).
+  endUnclaimed();
+  if (workers === undefined) {
     const load = (s: PlanSide) => (s.revision === undefined ? loadFromWorkingTree(s.file) : loadFromGit(s.file, s.revision));
     const [x, y] = await Promise.allSettled([load(base), load(target)]);
     return [settled(x), settled(y)];
   }
-  const workers = [new SideWorker(base), new SideWorker(target)] as const;
   try {
     const [x, y] = await Promise.allSettled([workers[0].summary, workers[1].summary]);
     const a = settled(x);
@@ -167,8 +164,8 @@ function settled<T>(r: PromiseSettledResult<T>): T {
 }
 
 async function useWorkers(...sides: PlanSide[]): Promise<boolean> {
-  const knob = process.env.LOWCLOUD_PLAN_WORKERS;
-  if (knob === 'on' || knob === 'off') return knob === 'on';
+  const knob = workersKnob();
+  if (knob !== undefined) return knob;
   // A side at a git revision is about as big as the file in the working tree.
   const size = (s: PlanSide) => stat(s.file).then((st) => st.size, () => 0);
   const sizes = await Promise.all(sides.map(size));
@@ -222,46 +219,38 @@ export interface WorkerError {
 
 export type WorkerReply = { ok: true; side: WorkerSummary } | { ok: false; error: WorkerError };
 
-/** A worker loading one side: its summary, then the specs asked for. */
+/** A worker loading one side (side-thread.ts): its summary, then the specs asked for, with errors as this package throws them. */
 class SideWorker {
-  readonly worker: Worker;
+  private readonly thread: SideThread;
   readonly summary: Promise<WorkerSide>;
-  private next: { resolve: (s: WorkerSpecs) => void; reject: (e: Error) => void } | undefined;
 
   constructor(side: PlanSide) {
-    this.worker = new Worker(new URL('./load-worker.js', import.meta.url), {
-      workerData: side,
-      // V8's default young generation: a bigger one (96 MiB) made no difference in time at
-      // 100,000 processes and cost 80 MiB of peak memory.
-      stdout: false,
-      stderr: false,
-    });
-    this.summary = new Promise((resolve, reject) => {
-      const fail = (err: Error) => {
-        reject(err);
-        this.next?.reject(err);
-        this.next = undefined;
-      };
-      this.worker.once('message', (reply: WorkerReply) => {
-        if (!reply.ok) return fail(toError(reply.error));
-        resolve(fromSummary(reply.side));
-        this.worker.on('message', (specs: WorkerSpecs) => {
-          this.next?.resolve(specs);
-          this.next = undefined;
-        });
-      });
-      this.worker.once('error', fail);
-      this.worker.once('exit', (code) => fail(new LowcloudError('INTERNAL', `the worker loading ${side.file} exited (${code}) before it was done`)));
-    });
+    this.thread = sideThread(side);
+    this.summary = this.thread.reply.then(
+      (reply) => {
+        if (!reply.ok) throw toError(reply.error);
+        return fromSummary(reply.side);
+      },
+      (end: ThreadEnd) => {
+        throw this.ended(end);
+      },
+    );
     // Failures reach the caller through `summary` or `specs`; this only keeps an unread one quiet.
     this.summary.catch(() => undefined);
   }
 
+  get worker() {
+    return this.thread.worker;
+  }
+
   specs(want: number[] | 'all'): Promise<string[]> {
-    return new Promise<WorkerSpecs>((resolve, reject) => {
-      this.next = { resolve, reject };
-      this.worker.postMessage(want);
-    }).then((r) => r.specs);
+    return this.thread.specs(want).catch((end: ThreadEnd) => {
+      throw this.ended(end);
+    });
+  }
+
+  private ended(end: ThreadEnd): Error {
+    return 'error' in end ? end.error : new LowcloudError('INTERNAL', `the worker loading ${this.thread.side.file} exited (${end.exit}) before it was done`);
   }
 }
 function toError(e: WorkerError): Error {
