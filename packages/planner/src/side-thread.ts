@@ -17,6 +17,9 @@ import type { PlanSide, WorkerReply, WorkerSpecs } from './load.js';
  */
 export const WORKER_BYTES = 4 << 20;
 
+/** A side worker's young generation (V8's new space), in MiB. */
+const YOUNG_GENERATION_MB = 16;
+
 /** LOWCLOUD_PLAN_WORKERS, or undefined where it does not decide. */
 export function workersKnob(): boolean | undefined {
   const knob = process.env.LOWCLOUD_PLAN_WORKERS;
@@ -36,8 +39,12 @@ export class SideThread {
   constructor(readonly side: PlanSide) {
     this.worker = new Worker(new URL('./load-worker.js', import.meta.url), {
       workerData: side,
-      // V8's default young generation: a bigger one (96 MiB) made no difference in time at
-      // 100,000 processes and cost 80 MiB of peak memory.
+      // A small young generation. Nearly all a side allocates lives until the side is resolved
+      // (the parsed file), so a bigger one copies no less and only touches more fresh memory: at
+      // 100,000 processes on Node.js 24 (whose default here is several times larger than 20's)
+      // 16 MiB made the plan's peak RSS 735 -> 525 MiB, its page faults 244,000 -> 185,000 and
+      // its CPU 10.4 -> 8.4-9.1 s (docs/performance.md, "plan"); on Node.js 20 about the same.
+      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
       stdout: false,
       stderr: false,
     });
