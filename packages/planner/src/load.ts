@@ -182,8 +182,6 @@ export interface WorkerSide {
   file: string;
   machines: Record<string, ResolvedMachine>;
   blobs: Record<string, string>;
-  /** document.ts stateDigest of the side, worked out in the worker alongside the other side's load. */
-  stateDigest: string;
   names: string[];
   machineOf: string[];
   digests: string[];
@@ -203,9 +201,13 @@ function fromSummary(s: WorkerSummary): WorkerSide {
   return { ...s, names: lines(s.names), machineOf: lines(s.machineOf), digests: lines(s.digests) };
 }
 
-/** The specs of the processes asked for (indexes into `names`, or all), in that order, as JSON. */
+/**
+ * The specs of the processes asked for (indexes into `names`, or all), in that order, as JSON; and
+ * document.ts stateDigest of the side, worked out in the worker after its summary.
+ */
 export interface WorkerSpecs {
   specs: string[];
+  stateDigest: string;
 }
 
 /** An error as it crosses from the worker: enough to throw the same error here. */
@@ -243,7 +245,7 @@ class SideWorker {
     return this.thread.worker;
   }
 
-  specs(want: number[] | 'all'): Promise<string[]> {
+  specs(want: number[] | 'all'): Promise<WorkerSpecs> {
     return this.thread.specs(want).catch((end: ThreadEnd) => {
       throw this.ended(end);
     });
@@ -292,7 +294,7 @@ const NONE_SEALED: string[] = [];
  * something reads it (a planner that walks every process: blue-green; the live plan). At 100,000
  * processes building the two tables cost this thread ~0.35 s and much of its collection.
  */
-function fromWorker(s: WorkerSide, want: number[], specs: string[]): PlanInfra {
+function fromWorker(s: WorkerSide, want: number[], { specs, stateDigest }: WorkerSpecs): PlanInfra {
   const json: (string | undefined)[] = new Array(s.names.length);
   want.forEach((i, k) => (json[i] = specs[k]));
   const made: (PlanProcess | undefined)[] = new Array(s.names.length);
@@ -311,6 +313,6 @@ function fromWorker(s: WorkerSide, want: number[], specs: string[]): PlanInfra {
     },
     lists: { names: s.names, machineOf: s.machineOf, digests: s.digests, at },
     blobs: s.blobs,
-    stateDigest: s.stateDigest,
+    stateDigest,
   };
 }

@@ -69,12 +69,12 @@ export class SideThread {
     this.reply.catch(() => undefined);
   }
 
-  /** The specs asked for (indexes into the summary's names, or all), as JSON; rejects with a ThreadEnd. */
-  specs(want: number[] | 'all'): Promise<string[]> {
+  /** The specs asked for (indexes into the summary's names, or all), as JSON, and the state digest; rejects with a ThreadEnd. */
+  specs(want: number[] | 'all'): Promise<WorkerSpecs> {
     return new Promise<WorkerSpecs>((resolve, reject) => {
       this.next = { resolve, reject };
       this.worker.postMessage(want);
-    }).then((r) => r.specs);
+    });
   }
 }
 
