@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -26,6 +26,22 @@ describe('plan in worker threads prints what plan in one thread prints', () => {
       expect(r.stdout).toContain('kv-b');
     }
     expect((await bothWays(['plan', 'base.yaml', 'base.yaml'], dir)).code).toBe(0);
+  });
+
+  it('flags around the files as bin/lowcloud.js reads them to start the workers first: --out and its value, --no-color, --parallelism', async () => {
+    const runs = [
+      ['plan', '--out', 'out-a.json', 'base.yaml', '--no-color', 'target.yaml'],
+      ['plan', 'base.yaml', '--parallelism', '4', 'target.yaml', '--out', 'out-b.json', '--json'],
+    ];
+    for (const args of runs) {
+      const r = await bothWays(args, dir);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('kv-b');
+    }
+    expect(readFileSync(path.join(dir, 'out-a.json'), 'utf8')).toBe(readFileSync(path.join(dir, 'out-b.json'), 'utf8'));
+    // Three files: the early start stands aside and the command says what is wrong, as always.
+    const three = await bothWays(['plan', 'base.yaml', 'target.yaml', 'base.yaml'], dir);
+    expect([three.code, three.stderr]).toEqual([1, 'error: give BASE.yaml and TARGET.yaml, or --base <git-rev> and one file (got 3 file(s))\n']);
   });
 
   it('errors: a broken base, a broken target, both broken (the base is reported), a missing file', async () => {
