@@ -15,19 +15,27 @@ afterAll(async () => {
   repo.remove();
 });
 
-/** Pids of the processes whose command line names the repository (the agents `up` starts there). */
+/**
+ * Pids of the agents `up` started in the repository: processes whose command line names it and
+ * `agent`. A child an agent has forked but not yet exec'd (a guest host's launcher, for the moment
+ * between fork and exec) has the agent's command line too: one whose parent is such an agent is not
+ * counted (CI once counted three agents for two).
+ */
 function agentsOfRepo(): number[] {
-  const out: number[] = [];
+  const found = new Map<number, number>();
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
       const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
-      if (cmd.includes(repo.dir) && cmd.includes('\0agent\0')) out.push(Number(e));
+      if (!cmd.includes(repo.dir) || !cmd.includes('\0agent\0')) continue;
+      // stat: "pid (comm) state ppid ...": the comm may hold spaces and parentheses.
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      found.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
     } catch {
       // gone
     }
   }
-  return out;
+  return [...found].filter(([, ppid]) => !found.has(ppid)).map(([pid]) => pid);
 }
 
 const infra = (binary: string) =>
