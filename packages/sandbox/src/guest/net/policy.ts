@@ -1,4 +1,6 @@
-import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api';
+// Not the package's barrel: that loads the whole api (the infra file's parser, signing, ws; ~110-150 ms
+// here), and a component guest's worker thread loads this module at every start.
+import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api/grants/network';
 import { parseIp, type IpAddr } from '../../common/ip.js';
 
 export { parseIp, type IpAddr } from '../../common/ip.js';
