@@ -1,5 +1,6 @@
 // Not the package's barrel: that loads the whole api (the infra file's parser, signing, ws; ~110-150 ms
-// here), and a component guest's worker thread loads this module at every start.
+// alone here), and a component guest's worker thread loads this module at every start (a component's
+// `lowcloud run`: 1.20 -> 1.15 s, median of 10 alternated).
 import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api/grants/network';
 import { parseIp, type IpAddr } from '../../common/ip.js';
 
