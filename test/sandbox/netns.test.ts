@@ -226,6 +226,55 @@ describe("the veth namespace keeps the kernel's TCP: a guest reaches a guest, an
   });
 });
 
+/** The pid's parent, from /proc (null once it is gone). */
+function parentOf(pid: number): number | null {
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+  } catch {
+    return null;
+  }
+}
+
+describe('a connection sent to a veth guest whose pair is gone, while its host table still redirects there', () => {
+  it('is refused at once (a reset), not left to time out: from another guest\'s namespace, as a load balancer connects to a backend', { timeout: 90_000 }, async ({ skip }) => {
+    const facts = machineFacts();
+    if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
+    const serverPort = await freePort();
+    const server = await sandbox.spawnGuest(opts(['server', String(serverPort)], { listen: [serverPort], connect: [] }), {});
+    pids.add(server.pid);
+    let out = '';
+    server.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(() => out.includes('listening on'), 30_000, 'the server guest to listen');
+    // Its pair and its host table (the one that redirects its listen port).
+    const ruleset = execFileSync('nft', ['list', 'ruleset']).toString();
+    const hif = [...ruleset.matchAll(/^table ip lowcloud_veth_(lcv\d+) \{[^]*?^\}/gm)].find((m) => m[0].includes(`dport ${serverPort} dnat to`))?.[1];
+    expect(hif).toBeDefined();
+    // The moment between a guest host's end and its wall shell's removal of the table, held open:
+    // the shell is killed first (as an OOM kill or a kill of the tree could), then the guest host.
+    let shell = parentOf(server.pid);
+    while (shell !== null && shell > 1 && !readFileSync(`/proc/${shell}/cmdline`, 'utf8').includes('hostnft=$1')) shell = parentOf(shell);
+    expect(shell).toBeGreaterThan(1);
+    process.kill(Number(shell), 'SIGKILL');
+    process.kill(server.pid, 'SIGKILL');
+    await server.exited;
+    await waitFor(() => !existsSync(`/sys/class/net/${hif}`), 10_000, 'the pair to go with the namespace');
+    expect(execFileSync('nft', ['list', 'tables', 'ip']).toString()).toContain(`lowcloud_veth_${hif}\n`);
+    // A guest connects to it as before: its SYN is redirected to an address no interface has any
+    // more. Without the refusal it left by the default route and went unanswered until the connect
+    // gave up (a minute or two); 15 s is the bound here.
+    const started = Date.now();
+    const down = await Promise.race([
+      runClient(['127.0.0.1', String(serverPort), 'anyone?'], [`127.0.0.1:${serverPort}`], {}),
+      new Promise<null>((r) => setTimeout(() => r(null), 15_000)),
+    ]);
+    expect(down?.out, 'the connect to a gone guest was still waiting after 15 s').toBe('connect: connection-refused\n');
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // The sweep removes the table its killed shell left (its interface is gone).
+    sandbox.sweepStaleFirewalls();
+    expect(execFileSync('nft', ['list', 'tables', 'ip']).toString()).not.toContain(`lowcloud_veth_${hif}\n`);
+  });
+});
+
 describe("a veth namespace's host table left by a killed wall shell", () => {
   it('is removed by the sweep once its interface is gone; a live one is kept', { timeout: 30_000 }, async ({ skip }) => {
     const facts = machineFacts();

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatConnectTarget, unresolvedProcessTarget, type NetworkAccess } from '@lowcloud/api';
 import { parseIp } from '../common/ip.js';
-import { VETH_PREFIX, VETH_TABLE_PREFIX } from './netns.js';
+import { VETH_PREFIX, VETH_REFUSE_TABLE, VETH_TABLE_PREFIX } from './netns.js';
 import { cgroup2Root, cgroupParent, removeCgroupDir, sweepStaleCgroups } from './cgroup.js';
 
 export { cgroup2Root } from './cgroup.js';
@@ -256,13 +256,18 @@ export function sweepStaleFirewalls(now = Date.now()): number {
  * The host tables of veth namespaces (netns.ts) whose interface is gone: left by a wall shell that
  * was killed before it could remove its own. A later guest host that takes the same interface name
  * replaces its table; this removes the others, whose listen ports would otherwise still be sent
- * to an address nobody has.
+ * to an address nobody has (where VETH_REFUSE_TABLE refuses them meanwhile).
  */
 function sweepStaleVethTables(nft: string): number {
   let tables: string[];
   try {
     const text = execFileSync(nft, ['list', 'tables', 'ip'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
-    tables = [...text.matchAll(new RegExp(`^table ip (${VETH_TABLE_PREFIX}(${VETH_PREFIX}\\d+))$`, 'gm'))].filter((m) => !fs.existsSync(`/sys/class/net/${m[2]}`)).map((m) => m[1] as string);
+    const pairs = [...text.matchAll(new RegExp(`^table ip (${VETH_TABLE_PREFIX}(${VETH_PREFIX}\\d+))$`, 'gm'))];
+    tables = pairs.filter((m) => !fs.existsSync(`/sys/class/net/${m[2]}`)).map((m) => m[1] as string);
+    // The shared refusal of a gone pair's address (netns.ts), once no pair has a table. A pair being
+    // made just now may lose it until the next one with listen ports is made: its own table goes
+    // on redirecting, and only a connect in the moments after its end waits instead of being refused.
+    if (pairs.length === tables.length && new RegExp(`^table ip ${VETH_REFUSE_TABLE}$`, 'm').test(text)) tables.push(VETH_REFUSE_TABLE);
   } catch {
     return 0;
   }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConnectTarget, type NetworkGrant } from '@lowcloud/api';
 import { DEFAULT_LIMITS, isolationReport, type Wall, type WallFacts } from './isolation.js';
 import { allowList } from './firewall.js';
-import { namespacePorts, PASTA_SHELL, pastaArgs, VETH_SHELL, vethScripts } from './netns.js';
+import { namespacePorts, PASTA_SHELL, pastaArgs, VETH_SHELL, vethScripts, type VethNetwork } from './netns.js';
 
 const ports = (g: NetworkGrant) => namespacePorts({ listen: g.listen, connect: g.connect.map((t) => parseConnectTarget(t)), udp: g.udp === true });
 
@@ -31,7 +31,8 @@ describe("namespacePorts: what pasta forwards for a network grant", () => {
 describe('vethScripts: what the wall shell loads for a veth namespace', () => {
   const grant = { listen: [7100], connect: ['127.0.0.1:7101', '10.0.0.6:5432', 'db.internal:5433'], udp: false };
   const access = { listen: grant.listen, connect: grant.connect.map((t) => parseConnectTarget(t)), udp: false };
-  const v = vethScripts({ kind: 'veth', ports: ports(grant), loopbackNameservers: ['127.0.0.53'], rules: allowList(access, ['127.0.0.53']) });
+  const veth: VethNetwork = { kind: 'veth', ports: ports(grant), loopbackNameservers: ['127.0.0.53'], rules: allowList(access, ['127.0.0.53']) };
+  const v = vethScripts(veth);
 
   it("the host's table sends the host's own addresses at a listen port to the guest, and only those", () => {
     expect(v.hostNft).toContain('chain pre { type nat hook prerouting priority dstnat; fib daddr type local meta l4proto { tcp } th dport { 7100 } dnat to @G@; }');
@@ -58,9 +59,22 @@ describe('vethScripts: what the wall shell loads for a veth namespace', () => {
     expect(v.nsNft).not.toContain('udp dport 7100');
   });
 
-  it('the shell puts the interface and its addresses in, and removes the host table when the wall ends', () => {
+  it('the shell puts the interface and its addresses in, and removes its own host table (by the handle nft echoed) when the wall ends', () => {
     expect(VETH_SHELL).toContain('sed -i "s/@HIF@/$hif/g; s/@H@/$h/g; s/@G@/$g/g"');
-    expect(VETH_SHELL.split('\n').at(-2)).toBe('nft delete table ip "lowcloud_veth_$hif" 2>/dev/null');
+    expect(VETH_SHELL.split('\n').at(-2)).toBe('untable');
+    // The handle of the table it made, read from nft's echo (`nft -e -a`), with dash as the wall runs it.
+    const read = VETH_SHELL.split('\n').find((l) => l.startsWith('th=""'));
+    const echo = ['add table ip lowcloud_veth_lcv7 # handle 41', 'add table ip lowcloud_veth_lcv7 # handle 42', 'add chain ip lowcloud_veth_lcv7 pre { type nat hook prerouting priority dstnat; policy accept; } # handle 1', 'add table ip lowcloud_veth_refuse # handle 44', 'add table ip lowcloud_veth_lcv71 # handle 45'];
+    const got = execFileSync('/bin/sh', ['-c', `hif=lcv7; d=$(mktemp -d); printf '%s\\n' "$@" >"$d/host.out"; ${read}; rm -r "$d"; echo "$th"`, 'sh', ...echo]).toString();
+    expect(got).toBe('42\n');
+  });
+
+  it('with listen ports, the shared table refuses a forwarded, redirected connection whose pair is gone, at once; without, it is not loaded', () => {
+    expect(v.hostNft).toContain('table ip lowcloud_veth_refuse {');
+    expect(v.hostNft).toContain('chain forward { type filter hook forward priority 0; ct status dnat ip daddr 169.254.0.0/17 oifname != "lcv*" meta l4proto tcp reject with tcp reset; ct status dnat ip daddr 169.254.0.0/17 oifname != "lcv*" reject; }');
+    // Not the output hook: there `oifname` is the route's before the redirect (lo), which refused every live pair.
+    expect(v.hostNft).not.toContain('hook output priority 0');
+    expect(vethScripts({ ...veth, ports: { ...veth.ports, listen: [] } }).hostNft).not.toContain('refuse');
   });
 });
 

@@ -175,6 +175,40 @@ const VETH_SLOTS = 8192;
 /** The host's table of a veth namespace (its listen ports, its masquerade), named after its interface. */
 export const VETH_TABLE_PREFIX = 'lowcloud_veth_';
 
+/** The addresses of the veth pairs: a /30 for each of the VETH_SLOTS interfaces. */
+const VETH_RANGE = '169.254.0.0/17';
+
+/**
+ * The one table, shared by every veth namespace with listen ports, that refuses a connection
+ * redirected to a guest whose pair is gone. Between a guest host's end (its namespace, and with it
+ * its pair and the route to its address, go with it) and its shell's removal of its host table (or,
+ * for a shell that was killed, the sweep's), the table still redirects its listen ports to its
+ * address, which the machine then routes by its default route, where nobody answers: a client's
+ * SYN went unanswered until its connect timed out (a minute or two), and a load balancer that
+ * connects to its backends one at a time hung with it (examples/kv-cluster, a replica moved).
+ * A redirected packet (`ct status dnat`) to that range that the machine forwards (from another
+ * guest's namespace) by any interface but a pair is refused at once instead, as a port nobody
+ * listens on is: a TCP reset, an ICMP port unreachable. One filter chain for all pairs (not one in
+ * each pair's table): every packet the machine forwards passes it, so its cost must not grow with
+ * the number of guests. The sweep removes it once no pair's table is left.
+ * Not the machine's own connects in that moment: the output hook's `oifname` is the device of the
+ * route before the redirect (`lo`), and the kernel drops a redirected 127.0.0.1 packet whose new
+ * route leaves by an interface without `route_localnet` before any later hook sees it; such a
+ * connect still waits (measured: test/sandbox/netns.test.ts, docs/security.md).
+ */
+export const VETH_REFUSE_TABLE = `${VETH_TABLE_PREFIX}refuse`;
+
+const refuseGone = `ct status dnat ip daddr ${VETH_RANGE} oifname != "${VETH_PREFIX}*"`;
+/** VETH_REFUSE_TABLE, made, then deleted, then made again in one transaction (so never twice). */
+const REFUSE_NFT = [
+  `table ip ${VETH_REFUSE_TABLE} {`,
+  '}',
+  `delete table ip ${VETH_REFUSE_TABLE}`,
+  `table ip ${VETH_REFUSE_TABLE} {`,
+  `  chain forward { type filter hook forward priority 0; ${refuseGone} meta l4proto tcp reject with tcp reset; ${refuseGone} reject; }`,
+  '}',
+];
+
 /**
  * What the wall's shell runs for a veth namespace, with `@HIF@` (the host's interface), `@H@` (its
  * address) and `@G@` (the guest's) put in once the interface is made: the host's nftables table,
@@ -198,6 +232,7 @@ export function vethScripts(n: VethNetwork): { hostNft: string; nsIp: string; ns
     // going out to the world, the host's.
     `  chain post { type nat hook postrouting priority srcnat; oifname "@HIF@" ip saddr 127.0.0.0/8 masquerade; ip saddr @G@ oifname != "${VETH_PREFIX}*" masquerade; }`,
     '}',
+    ...(listen.length === 0 ? [] : REFUSE_NFT),
   ].join('\n');
   const protos = udp ? ['tcp', 'udp'] : ['tcp'];
   const nsIp = [
@@ -279,12 +314,16 @@ export const VETH_SHELL = [
   'sed -i "s/@HIF@/$hif/g; s/@H@/$h/g; s/@G@/$g/g" "$d/host.nft" "$d/ns.ip" "$d/ns.nft"',
   'c=/proc/sys/net; echo 1 >$c/ipv6/conf/$hif/disable_ipv6 2>/dev/null',
   '{ echo 1 >$c/ipv4/conf/$hif/route_localnet && echo 1 >$c/ipv4/conf/$hif/forwarding && ip -batch "$d/host.ip"; } 2>"$d/err" || fail "could not set up $hif"',
-  `nft -f "$d/host.nft" 2>"$d/err" || fail "nft refused the host's rules for $hif"`,
+  // The table's handle, from nft's echo of what it made: the shell removes its own table by it, and
+  // never the table of a later guest host that took the same interface name once this pair went.
+  `nft -e -a -f "$d/host.nft" >"$d/host.out" 2>"$d/err" || fail "nft refused the host's rules for $hif"`,
+  `th=""; while IFS= read -r l; do case $l in "add table ip ${VETH_TABLE_PREFIX}$hif "*"# handle "*) th=\${l##* };; esac; done <"$d/host.out"`,
+  `untable() { if [ -n "$th" ]; then nft delete table ip handle "$th"; else nft delete table ip "${VETH_TABLE_PREFIX}$hif"; fi 2>/dev/null; }`,
   // Inside: the namespace's own sysctls (route_localnet lets 127.0.0.0/8 cross the pair), routes and rules.
-  'nsenter --net="/proc/$pid/ns/net" sh -c \'echo 1 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null; echo 1 >/proc/sys/net/ipv4/conf/eth0/route_localnet && ip -batch "$1" && nft -f "$2"\' sh "$d/ns.ip" "$d/ns.nft" 2>"$d/err" || { nft delete table ip "' + VETH_TABLE_PREFIX + '$hif" 2>/dev/null; fail "could not set up the guest host\'s network namespace"; }',
+  'nsenter --net="/proc/$pid/ns/net" sh -c \'echo 1 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null; echo 1 >/proc/sys/net/ipv4/conf/eth0/route_localnet && ip -batch "$1" && nft -f "$2"\' sh "$d/ns.ip" "$d/ns.nft" 2>"$d/err" || { untable; fail "could not set up the guest host\'s network namespace"; }',
   ...NS_RUN,
   // The pair goes with the namespace; the host's table is this shell's to remove.
-  `nft delete table ip "${VETH_TABLE_PREFIX}$hif" 2>/dev/null`,
+  'untable',
   'exit $rc',
 ].join('\n');
 
