@@ -75,6 +75,9 @@ export class Agent {
     await Promise.all([this.listener?.close(), new Promise((r) => (this.metricsServer === null ? r(null) : this.metricsServer.close(r)))]);
     // After the listener: no call can ask for a spare any more.
     await this.core.runner.close();
+    // What ended guests left, and the veth pairs' shared refusal once no pair is left: after
+    // `lowcloud down` the machine keeps no table of lowcloud's.
+    sweepStaleFirewalls();
   }
 
   /** Bring every process of the desired state back: re-attach live guests, start the others. */
