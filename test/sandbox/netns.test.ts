@@ -278,6 +278,40 @@ describe('a connection sent to a veth guest whose pair is gone, while its host t
   });
 });
 
+describe('a stop of a veth guest with listen ports', () => {
+  it("removes its host table before the guest host is signalled: a connect from this machine is refused at once, not sent to an address that is going", { timeout: 90_000 }, async ({ skip }) => {
+    const facts = machineFacts();
+    if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
+    const serverPort = await freePort();
+    const server = await sandbox.spawnGuest(opts(['server', String(serverPort)], { listen: [serverPort], connect: [] }), {});
+    pids.add(server.pid);
+    let out = '';
+    server.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(() => out.includes('listening on'), 30_000, 'the server guest to listen');
+    const ruleset = execFileSync('nft', ['list', 'ruleset']).toString();
+    const hif = [...ruleset.matchAll(/^table ip lowcloud_veth_(lcv\d+) \{[^]*?^\}/gm)].find((m) => m[0].includes(`dport ${serverPort} dnat to`))?.[1];
+    expect(hif).toBeDefined();
+    // Its wall shell, which removes the table once the guest host has ended, is killed first: what
+    // is removed now is removed by the stop, before the guest host goes.
+    let shell = parentOf(server.pid);
+    while (shell !== null && shell > 1 && !readFileSync(`/proc/${shell}/cmdline`, 'utf8').includes('hostnft=$1')) shell = parentOf(shell);
+    expect(shell).toBeGreaterThan(1);
+    process.kill(Number(shell), 'SIGKILL');
+    await server.stop(5000);
+    expect(execFileSync('nft', ['list', 'tables', 'ip']).toString()).not.toContain(`lowcloud_veth_${hif}\n`);
+    // This machine's own connect (not forwarded: the shared refusal does not see it) is refused.
+    const started = Date.now();
+    const got = await new Promise<string>((resolve) => {
+      const s = net.connect(serverPort, '127.0.0.1');
+      s.on('connect', () => (resolve('connected'), s.destroy()));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      s.setTimeout(10_000, () => (resolve('timeout'), s.destroy()));
+    });
+    expect(got).toBe('ECONNREFUSED');
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
 describe("a veth namespace's host table left by a killed wall shell", () => {
   it('is removed by the sweep once its interface is gone; a live one is kept', { timeout: 30_000 }, async ({ skip }) => {
     const facts = machineFacts();

@@ -74,8 +74,11 @@ export interface HostBoot {
 
 /** Messages that reach the host about a guest host and its guests. */
 export type GuestHostMessage =
-  /** The guest host runs (launcher or bubblewrap), as this pid in the host's pid namespace. */
-  | { type: 'ready'; pid: number }
+  /**
+   * The guest host runs (launcher or bubblewrap), as this pid in the host's pid namespace; in a veth
+   * namespace, with the nftables handle of its host table (host/netns.ts), which a stop removes first.
+   */
+  | { type: 'ready'; pid: number; hostTable?: number }
   /** The launcher could not confine the guest host (no guest code ran). */
   | { type: 'refused'; message: string }
   /** The kernel OOM-killed the guest host's memory cgroup (the launcher read it before removing it). */

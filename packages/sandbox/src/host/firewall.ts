@@ -253,6 +253,17 @@ export function sweepStaleFirewalls(now = Date.now()): number {
 }
 
 /**
+ * Remove a veth namespace's host table by its handle (as its wall shell reported it), before its
+ * guest host is signalled to stop (GuestHost.stop). Gone already (its shell removed it, a later
+ * guest host's has another handle) is no error.
+ */
+export async function removeVethTable(handle: number): Promise<void> {
+  const nft = nftBinary();
+  // 2 s at most: a stop does not wait on a stuck nft (the shell and the sweep remove it too).
+  if (nft !== null) await Promise.race([nftAsync(nft, ['delete', 'table', 'ip', 'handle', String(handle)]).catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+}
+
+/**
  * The host tables of veth namespaces (netns.ts) whose interface is gone: left by a wall shell that
  * was killed before it could remove its own. A later guest host that takes the same interface name
  * replaces its table; this removes the others, whose listen ports would otherwise still be sent

@@ -13,6 +13,7 @@ import type { BinaryKind } from '../wasm/module.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import { cgroupOomKilled, GuestCgroup, removeCgroupDir, type CgroupLimits } from './cgroup.js';
 import { classifyExit } from './exit.js';
+import { removeVethTable } from './firewall.js';
 import type { NetnsMode } from './netns.js';
 import { LAYER_MODULES, type GrantLayers } from './grants/index.js';
 import type { Guest, GuestRecord } from './guest.js';
@@ -63,6 +64,8 @@ export interface GuestHostRecord {
   outputs?: OutputRecord[];
   /** The launcher (its parent outside the wall), which writes the exit record after it: waited for too. */
   launcher?: { pid: number; start: string | null };
+  /** The nftables handle of its veth namespace's host table (host/netns.ts): a stop removes it first. */
+  hostTable?: number;
 }
 
 /** How a guest host process ended. */
@@ -252,6 +255,8 @@ export class GuestHost {
   /** Its output FIFOs, recorded for a re-attaching host. */
   outputs: OutputRecord[] = [];
   private launcherRecord: { pid: number; start: string | null } | null = null;
+  /** Its veth namespace's host table (the handle its wall shell reported), while it redirects here. */
+  private hostTable: number | null = null;
 
   constructor(
     /** Names the host (handle.host); a process guest's host has its guest alone. */
@@ -330,7 +335,9 @@ export class GuestHost {
           (child.stdio[GUEST_HOST_FD.report] as Readable).once('close', () => r());
           void exit.then(() => setTimeout(r, 1000).unref());
         });
-    this.pid = reports ? await readReport(child, () => (this.oomReported = true)) : (child.pid ?? -1);
+    const ready = reports ? await readReport(child, () => (this.oomReported = true)) : { pid: child.pid ?? -1 };
+    this.pid = ready.pid;
+    this.hostTable = ready.hostTable ?? null;
     // The reasons below reach the user as the cause of a GuestStartError (launch).
     if (this.pid <= 0) throw new Error('could not start the guest host process');
     this.start = startTime(this.pid);
@@ -373,6 +380,7 @@ export class GuestHost {
     host.processCtl = typeof rec.processCtl === 'string' ? rec.processCtl : null;
     host.recordedCgroups = rec.cgroups;
     if (rec.launcher !== undefined) host.launcherRecord = rec.launcher;
+    if (Number.isSafeInteger(rec.hostTable) && (rec.hostTable as number) > 0) host.hostTable = rec.hostTable as number;
     // What it wrote while no host side read waited in its output pipes: read on from there.
     if (Array.isArray(rec.outputs) && rec.outputs.length > 0) {
       host.outputs = rec.outputs;
@@ -451,6 +459,7 @@ export class GuestHost {
       ...(this.processCtl === null ? {} : { processCtl: this.processCtl }),
       ...(this.outputs.length === 0 ? {} : { outputs: this.outputs }),
       ...(this.launcherRecord === null ? {} : { launcher: this.launcherRecord }),
+      ...(this.hostTable === null ? {} : { hostTable: this.hostTable }),
     };
   }
 
@@ -479,6 +488,15 @@ export class GuestHost {
   async stop(graceMs: number): Promise<void> {
     this.stopRequested = true;
     for (const l of this.layers) l.unwatch?.('stopping');
+    // Its listen ports stop being sent to it before it ends: a connect in the moment between its end
+    // and its wall shell's removal of the table would go to an address no interface has any more,
+    // and one from this machine (not forwarded, so not refused by netns.ts's shared chain) would
+    // wait until it timed out. New connections are refused from here on; open ones go on.
+    if (this.hostTable !== null) {
+      const table = this.hostTable;
+      this.hostTable = null;
+      await removeVethTable(table);
+    }
     signal(this.pid, 'SIGTERM');
     const again = setInterval(() => signal(this.pid, 'SIGTERM'), 100);
     const kill = setTimeout(() => {
@@ -520,13 +538,13 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  * never closed early: bubblewrap writes its report in pieces and dies of SIGPIPE (leaving its
  * half-made child waiting) if the reader goes away between them.
  */
-function readReport(child: ChildProcess, onOom: () => void): Promise<number> {
+function readReport(child: ChildProcess, onOom: () => void): Promise<{ pid: number; hostTable?: number }> {
   const pipe = child.stdio[GUEST_HOST_FD.report] as Readable;
   const docs = new JsonDocuments();
   return new Promise((resolve, reject) => {
     let settled = false;
     const timer = setTimeout(() => done(new Error('no pid reported within 10 s')), 10_000);
-    const done = (r: number | Error) => {
+    const done = (r: { pid: number; hostTable?: number } | Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -536,7 +554,7 @@ function readReport(child: ChildProcess, onOom: () => void): Promise<number> {
     pipe.on('data', (b: Buffer) => {
       for (const doc of docs.push(b.toString())) {
         const msg = doc instanceof Error ? null : parseGuestHostMessage(doc);
-        if (msg?.type === 'ready') done(msg.pid);
+        if (msg?.type === 'ready') done(msg);
         else if (msg?.type === 'refused') done(new Error(msg.message));
         else if (msg?.type === 'oom') onOom();
         else done(new Error(`unreadable start report${doc instanceof Error ? `: ${doc.message}` : ''}`));

@@ -42,7 +42,9 @@ export function parseGuestHostMessage(v: unknown): GuestHostMessage | null {
   if ('child-pid' in v) return isInt(v['child-pid'], 1, 2 ** 22) ? { type: 'ready', pid: v['child-pid'] } : null;
   switch (v.type) {
     case 'ready':
-      return isInt(v.pid, 1, 2 ** 22) ? { type: 'ready', pid: v.pid } : null;
+      if (!isInt(v.pid, 1, 2 ** 22)) return null;
+      if (v.hostTable === undefined) return { type: 'ready', pid: v.pid };
+      return isInt(v.hostTable, 1, Number.MAX_SAFE_INTEGER) ? { type: 'ready', pid: v.pid, hostTable: v.hostTable } : null;
     case 'refused':
       return text(v.message) === null ? null : { type: 'refused', message: text(v.message) as string };
     case 'oom':

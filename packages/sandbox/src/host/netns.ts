@@ -193,8 +193,9 @@ const VETH_RANGE = '169.254.0.0/17';
  * the number of guests. The sweep removes it once no pair's table is left.
  * Not the machine's own connects in that moment: the output hook's `oifname` is the device of the
  * route before the redirect (`lo`), and the kernel drops a redirected 127.0.0.1 packet whose new
- * route leaves by an interface without `route_localnet` before any later hook sees it; such a
- * connect still waits (measured: test/sandbox/netns.test.ts, docs/security.md).
+ * route leaves by an interface without `route_localnet` before any later hook sees it. For those, a
+ * stop removes the table before it signals the guest host (the shell reports the table's handle:
+ * GuestHost.stop), so only a guest host that ends on its own leaves that moment (docs/security.md).
  */
 export const VETH_REFUSE_TABLE = `${VETH_TABLE_PREFIX}refuse`;
 
@@ -278,6 +279,7 @@ export function vethArgs(n: VethNetwork): string[] {
  * be connected means `refused` and no guest code.
  */
 const NS_START = [
+  'ready=""',
   'refuse() { printf \'{"type": "refused", "message": "%s"}\\n\' "$(printf %s "$1" | tr -d \'"\\\\\' | tr \'\\n\' \' \')" >&4; }',
   // The FIFOs (and pasta's pid file) live on a tmpfs of this private mount namespace: nothing is left on the host.
   'd=/run/lowcloud-net',
@@ -294,7 +296,7 @@ const NS_START = [
 ];
 
 /** Reports the guest host ready, lets bubblewrap go and waits for the wall to end. */
-const NS_RUN = ['printf \'{"type": "ready", "pid": %s}\\n\' "$pid" >&4', 'echo go >&9; exec 8<&- 9>&-', 'wait "$w"; rc=$?'];
+const NS_RUN = ['printf \'{"type": "ready", "pid": %s%s}\\n\' "$pid" "$ready" >&4', 'echo go >&9; exec 8<&- 9>&-', 'wait "$w"; rc=$?'];
 
 /**
  * The wall's shell for a veth namespace. Arguments: the three scripts of vethScripts, then the
@@ -317,7 +319,9 @@ export const VETH_SHELL = [
   // The table's handle, from nft's echo of what it made: the shell removes its own table by it, and
   // never the table of a later guest host that took the same interface name once this pair went.
   `nft -e -a -f "$d/host.nft" >"$d/host.out" 2>"$d/err" || fail "nft refused the host's rules for $hif"`,
-  `th=""; while IFS= read -r l; do case $l in "add table ip ${VETH_TABLE_PREFIX}$hif "*"# handle "*) th=\${l##* };; esac; done <"$d/host.out"`,
+  `th=""; while IFS= read -r l; do case $l in "add table ip ${VETH_TABLE_PREFIX}$hif "*"# handle "*) th=\${l##* };; esac; done <"$d/host.out"; case $th in *[!0-9]*) th="";; esac`,
+  // The host is told it too: a stop removes the table before it signals the guest host (GuestHost.stop).
+  '[ -z "$th" ] || ready=", \\"hostTable\\": $th"',
   `untable() { if [ -n "$th" ]; then nft delete table ip handle "$th"; else nft delete table ip "${VETH_TABLE_PREFIX}$hif"; fi 2>/dev/null; }`,
   // Inside: the namespace's own sysctls (route_localnet lets 127.0.0.0/8 cross the pair), routes and rules.
   'nsenter --net="/proc/$pid/ns/net" sh -c \'echo 1 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null; echo 1 >/proc/sys/net/ipv4/conf/eth0/route_localnet && ip -batch "$1" && nft -f "$2"\' sh "$d/ns.ip" "$d/ns.nft" 2>"$d/err" || { untable; fail "could not set up the guest host\'s network namespace"; }',
