@@ -291,14 +291,16 @@ describe('a stop of a veth guest with listen ports', () => {
     const ruleset = execFileSync('nft', ['list', 'ruleset']).toString();
     const hif = [...ruleset.matchAll(/^table ip lowcloud_veth_(lcv\d+) \{[^]*?^\}/gm)].find((m) => m[0].includes(`dport ${serverPort} dnat to`))?.[1];
     expect(hif).toBeDefined();
-    // Its wall shell, which removes the table once the guest host has ended, is killed first: what
-    // is removed now is removed by the stop, before the guest host goes.
+    // Its wall shell, which removes the table once the guest host has ended, is killed first: the
+    // redirect is gone because the stop removed it, before the guest host went.
     let shell = parentOf(server.pid);
     while (shell !== null && shell > 1 && !readFileSync(`/proc/${shell}/cmdline`, 'utf8').includes('hostnft=$1')) shell = parentOf(shell);
     expect(shell).toBeGreaterThan(1);
     process.kill(Number(shell), 'SIGKILL');
     await server.stop(5000);
-    expect(execFileSync('nft', ['list', 'tables', 'ip']).toString()).not.toContain(`lowcloud_veth_${hif}\n`);
+    const table = execFileSync('nft', ['list', 'table', 'ip', `lowcloud_veth_${hif}`]).toString();
+    expect(table).not.toContain('dnat to');
+    expect(table).toContain('masquerade');
     // This machine's own connect (not forwarded: the shared refusal does not see it) is refused.
     const started = Date.now();
     const got = await new Promise<string>((resolve) => {
@@ -309,6 +311,10 @@ describe('a stop of a veth guest with listen ports', () => {
     });
     expect(got).toBe('ECONNREFUSED');
     expect(Date.now() - started).toBeLessThan(10_000);
+    // What the killed shell left, the sweep removes (its interface is gone with the namespace).
+    await waitFor(() => !existsSync(`/sys/class/net/${hif}`), 10_000, 'the pair to go with the namespace');
+    sandbox.sweepStaleFirewalls();
+    expect(execFileSync('nft', ['list', 'tables', 'ip']).toString()).not.toContain(`lowcloud_veth_${hif}\n`);
   });
 });
 

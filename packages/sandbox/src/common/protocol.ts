@@ -76,9 +76,9 @@ export interface HostBoot {
 export type GuestHostMessage =
   /**
    * The guest host runs (launcher or bubblewrap), as this pid in the host's pid namespace; in a veth
-   * namespace, with the nftables handle of its host table (host/netns.ts), which a stop removes first.
+   * namespace, with its host interface (`lcv<i>`, host/netns.ts), whose redirects a stop removes first.
    */
-  | { type: 'ready'; pid: number; hostTable?: number }
+  | { type: 'ready'; pid: number; veth?: string }
   /** The launcher could not confine the guest host (no guest code ran). */
   | { type: 'refused'; message: string }
   /** The kernel OOM-killed the guest host's memory cgroup (the launcher read it before removing it). */

@@ -253,14 +253,15 @@ export function sweepStaleFirewalls(now = Date.now()): number {
 }
 
 /**
- * Remove a veth namespace's host table by its handle (as its wall shell reported it), before its
- * guest host is signalled to stop (GuestHost.stop). Gone already (its shell removed it, a later
- * guest host's has another handle) is no error.
+ * Stop a veth namespace's host table from redirecting its listen ports (its `pre` and `out` chains
+ * emptied; its masquerade stays), before its guest host is signalled to stop (GuestHost.stop).
+ * A table already gone (its shell removed it) is no error.
  */
-export async function removeVethTable(handle: number): Promise<void> {
+export async function stopVethRedirects(veth: string): Promise<void> {
   const nft = nftBinary();
-  // 2 s at most: a stop does not wait on a stuck nft (the shell and the sweep remove it too).
-  if (nft !== null) await Promise.race([nftAsync(nft, ['delete', 'table', 'ip', 'handle', String(handle)]).catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+  const table = `${VETH_TABLE_PREFIX}${veth}`;
+  // 2 s at most: a stop does not wait on a stuck nft (the shell removes the whole table anyway).
+  if (nft !== null) await Promise.race([nftAsync(nft, ['-f', '-'], `flush chain ip ${table} pre\nflush chain ip ${table} out\n`).catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
 }
 
 /**

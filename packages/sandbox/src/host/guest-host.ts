@@ -13,8 +13,8 @@ import type { BinaryKind } from '../wasm/module.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import { cgroupOomKilled, GuestCgroup, removeCgroupDir, type CgroupLimits } from './cgroup.js';
 import { classifyExit } from './exit.js';
-import { removeVethTable } from './firewall.js';
-import type { NetnsMode } from './netns.js';
+import { stopVethRedirects } from './firewall.js';
+import { VETH_INTERFACE, type NetnsMode } from './netns.js';
 import { LAYER_MODULES, type GrantLayers } from './grants/index.js';
 import type { Guest, GuestRecord } from './guest.js';
 import { codeView, wallCommand, type WallLimits, type Wall, type WallSpec } from './isolation.js';
@@ -64,8 +64,8 @@ export interface GuestHostRecord {
   outputs?: OutputRecord[];
   /** The launcher (its parent outside the wall), which writes the exit record after it: waited for too. */
   launcher?: { pid: number; start: string | null };
-  /** The nftables handle of its veth namespace's host table (host/netns.ts): a stop removes it first. */
-  hostTable?: number;
+  /** The host interface of its veth namespace (host/netns.ts): a stop removes its redirects first. */
+  veth?: string;
 }
 
 /** How a guest host process ended. */
@@ -255,8 +255,8 @@ export class GuestHost {
   /** Its output FIFOs, recorded for a re-attaching host. */
   outputs: OutputRecord[] = [];
   private launcherRecord: { pid: number; start: string | null } | null = null;
-  /** Its veth namespace's host table (the handle its wall shell reported), while it redirects here. */
-  private hostTable: number | null = null;
+  /** Its veth namespace's host interface (as its wall shell reported it), while its table redirects here. */
+  private veth: string | null = null;
 
   constructor(
     /** Names the host (handle.host); a process guest's host has its guest alone. */
@@ -337,7 +337,7 @@ export class GuestHost {
         });
     const ready = reports ? await readReport(child, () => (this.oomReported = true)) : { pid: child.pid ?? -1 };
     this.pid = ready.pid;
-    this.hostTable = ready.hostTable ?? null;
+    this.veth = ready.veth ?? null;
     // The reasons below reach the user as the cause of a GuestStartError (launch).
     if (this.pid <= 0) throw new Error('could not start the guest host process');
     this.start = startTime(this.pid);
@@ -380,7 +380,7 @@ export class GuestHost {
     host.processCtl = typeof rec.processCtl === 'string' ? rec.processCtl : null;
     host.recordedCgroups = rec.cgroups;
     if (rec.launcher !== undefined) host.launcherRecord = rec.launcher;
-    if (Number.isSafeInteger(rec.hostTable) && (rec.hostTable as number) > 0) host.hostTable = rec.hostTable as number;
+    if (typeof rec.veth === 'string' && VETH_INTERFACE.test(rec.veth)) host.veth = rec.veth;
     // What it wrote while no host side read waited in its output pipes: read on from there.
     if (Array.isArray(rec.outputs) && rec.outputs.length > 0) {
       host.outputs = rec.outputs;
@@ -459,7 +459,7 @@ export class GuestHost {
       ...(this.processCtl === null ? {} : { processCtl: this.processCtl }),
       ...(this.outputs.length === 0 ? {} : { outputs: this.outputs }),
       ...(this.launcherRecord === null ? {} : { launcher: this.launcherRecord }),
-      ...(this.hostTable === null ? {} : { hostTable: this.hostTable }),
+      ...(this.veth === null ? {} : { veth: this.veth }),
     };
   }
 
@@ -491,12 +491,11 @@ export class GuestHost {
     // Its listen ports stop being sent to it before it ends: a connect in the moment between its end
     // and its wall shell's removal of the table would go to an address no interface has any more,
     // and one from this machine (not forwarded, so not refused by netns.ts's shared chain) would
-    // wait until it timed out. New connections are refused from here on; open ones go on.
-    if (this.hostTable !== null) {
-      const table = this.hostTable;
-      this.hostTable = null;
-      await removeVethTable(table);
-    }
+    // wait until it timed out. New connections are refused from here on; open ones go on, and so
+    // does its way out (the table's masquerade) while it shuts down. Only while it runs: the
+    // interface of one that has ended may be another guest host's by now.
+    if (this.veth !== null && startTime(this.pid) === this.start) await stopVethRedirects(this.veth);
+    this.veth = null;
     signal(this.pid, 'SIGTERM');
     const again = setInterval(() => signal(this.pid, 'SIGTERM'), 100);
     const kill = setTimeout(() => {
@@ -538,13 +537,13 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  * never closed early: bubblewrap writes its report in pieces and dies of SIGPIPE (leaving its
  * half-made child waiting) if the reader goes away between them.
  */
-function readReport(child: ChildProcess, onOom: () => void): Promise<{ pid: number; hostTable?: number }> {
+function readReport(child: ChildProcess, onOom: () => void): Promise<{ pid: number; veth?: string }> {
   const pipe = child.stdio[GUEST_HOST_FD.report] as Readable;
   const docs = new JsonDocuments();
   return new Promise((resolve, reject) => {
     let settled = false;
     const timer = setTimeout(() => done(new Error('no pid reported within 10 s')), 10_000);
-    const done = (r: { pid: number; hostTable?: number } | Error) => {
+    const done = (r: { pid: number; veth?: string } | Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);

@@ -25,13 +25,13 @@ describe('the host <-> guest-host protocol, parsed closed', () => {
   });
 
   it('only well-formed messages are believed', () => {
-    for (const bad of [null, 7, 'oom', { type: 'ready', pid: -1 }, { type: 'ready', pid: 1.5 }, { type: 'ready', pid: 9, hostTable: '7' }, { type: 'ready', pid: 9, hostTable: 0 }, { 'child-pid': '12' }, { type: 'exit', guest: 'g', exit: { kind: 'exit', code: 300 } }, { type: 'nope' }]) {
+    for (const bad of [null, 7, 'oom', { type: 'ready', pid: -1 }, { type: 'ready', pid: 1.5 }, { type: 'ready', pid: 9, veth: 'eth0' }, { type: 'ready', pid: 9, veth: 'lcv1; flush ruleset' }, { type: 'ready', pid: 9, veth: 7 }, { 'child-pid': '12' }, { type: 'exit', guest: 'g', exit: { kind: 'exit', code: 300 } }, { type: 'nope' }]) {
       expect(parseGuestHostMessage(bad)).toBeNull();
     }
     expect(parseGuestHostMessage({ type: 'exit', guest: 'g', exit: { kind: 'violation', grant: 'memory', detail: 'x' } })).toEqual({ type: 'exit', guest: 'g', exit: { kind: 'violation', grant: 'memory', detail: 'x' } });
-    // The veth wall shell's ready line: the pid and its host table's handle, as dash prints them.
-    const line = execFileSync('/bin/sh', ['-c', `pid=4242; th=17; ready=""; ${VETH_SHELL.split('\n').find((l) => l.startsWith('[ -z "$th" ]'))}; printf '{"type": "ready", "pid": %s%s}' "$pid" "$ready"`]).toString();
-    expect(parseGuestHostMessage(JSON.parse(line))).toEqual({ type: 'ready', pid: 4242, hostTable: 17 });
+    // The veth wall shell's ready line: the pid and its host interface, as dash prints them.
+    const line = execFileSync('/bin/sh', ['-c', `pid=4242; hif=lcv17; ready=""; ${VETH_SHELL.split('\n').find((l) => l.startsWith('ready=", '))}; printf '{"type": "ready", "pid": %s%s}' "$pid" "$ready"`]).toString();
+    expect(parseGuestHostMessage(JSON.parse(line))).toEqual({ type: 'ready', pid: 4242, veth: 'lcv17' });
     expect(parseGuestExit({ kind: 'violation', grant: 'bogus', detail: 'x' })).toBeNull();
     expect(parseGuestExit({ kind: 'trap', message: 'm'.repeat(10_000) })).toEqual({ kind: 'trap', message: 'm'.repeat(4096) });
   });

@@ -1,6 +1,7 @@
 import { GRANTS, type Grant } from '@lowcloud/api';
 import type { GuestHostMessage, SharedHostReply } from '../common/protocol.js';
 import type { GuestExit } from '../types.js';
+import { VETH_INTERFACE } from './netns.js';
 
 /**
  * The messages that reach the host about a guest host (common/protocol.ts), parsed closed where
@@ -43,8 +44,8 @@ export function parseGuestHostMessage(v: unknown): GuestHostMessage | null {
   switch (v.type) {
     case 'ready':
       if (!isInt(v.pid, 1, 2 ** 22)) return null;
-      if (v.hostTable === undefined) return { type: 'ready', pid: v.pid };
-      return isInt(v.hostTable, 1, Number.MAX_SAFE_INTEGER) ? { type: 'ready', pid: v.pid, hostTable: v.hostTable } : null;
+      if (v.veth === undefined) return { type: 'ready', pid: v.pid };
+      return typeof v.veth === 'string' && VETH_INTERFACE.test(v.veth) ? { type: 'ready', pid: v.pid, veth: v.veth } : null;
     case 'refused':
       return text(v.message) === null ? null : { type: 'refused', message: text(v.message) as string };
     case 'oom':

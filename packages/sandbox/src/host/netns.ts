@@ -171,6 +171,8 @@ export function interfacesNotForwarding(): string[] {
 
 /** The interfaces of veth namespaces on the host: `lcv<i>`, i < VETH_SLOTS (a /30 each of 169.254.0.0/17). */
 export const VETH_PREFIX = 'lcv';
+/** A host interface of a veth pair, as the wall shell names it (and reports it). */
+export const VETH_INTERFACE = /^lcv\d{1,4}$/;
 const VETH_SLOTS = 8192;
 /** The host's table of a veth namespace (its listen ports, its masquerade), named after its interface. */
 export const VETH_TABLE_PREFIX = 'lowcloud_veth_';
@@ -320,8 +322,8 @@ export const VETH_SHELL = [
   // never the table of a later guest host that took the same interface name once this pair went.
   `nft -e -a -f "$d/host.nft" >"$d/host.out" 2>"$d/err" || fail "nft refused the host's rules for $hif"`,
   `th=""; while IFS= read -r l; do case $l in "add table ip ${VETH_TABLE_PREFIX}$hif "*"# handle "*) th=\${l##* };; esac; done <"$d/host.out"; case $th in *[!0-9]*) th="";; esac`,
-  // The host is told it too: a stop removes the table before it signals the guest host (GuestHost.stop).
-  '[ -z "$th" ] || ready=", \\"hostTable\\": $th"',
+  // The host is told the interface: a stop removes its redirects before it signals the guest host (GuestHost.stop).
+  'ready=", \\"veth\\": \\"$hif\\""',
   `untable() { if [ -n "$th" ]; then nft delete table ip handle "$th"; else nft delete table ip "${VETH_TABLE_PREFIX}$hif"; fi 2>/dev/null; }`,
   // Inside: the namespace's own sysctls (route_localnet lets 127.0.0.0/8 cross the pair), routes and rules.
   'nsenter --net="/proc/$pid/ns/net" sh -c \'echo 1 >/proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null; echo 1 >/proc/sys/net/ipv4/conf/eth0/route_localnet && ip -batch "$1" && nft -f "$2"\' sh "$d/ns.ip" "$d/ns.nft" 2>"$d/err" || { untable; fail "could not set up the guest host\'s network namespace"; }',
