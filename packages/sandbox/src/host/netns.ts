@@ -196,8 +196,9 @@ const VETH_RANGE = '169.254.0.0/17';
  * Not the machine's own connects in that moment: the output hook's `oifname` is the device of the
  * route before the redirect (`lo`), and the kernel drops a redirected 127.0.0.1 packet whose new
  * route leaves by an interface without `route_localnet` before any later hook sees it. For those, a
- * stop removes the table before it signals the guest host (the shell reports the table's handle:
- * GuestHost.stop), so only a guest host that ends on its own leaves that moment (docs/security.md).
+ * stop empties the table's redirects before it signals the guest host (the shell reports its
+ * interface: GuestHost.stop), so only a guest host that ends on its own leaves that moment
+ * (docs/security.md).
  */
 export const VETH_REFUSE_TABLE = `${VETH_TABLE_PREFIX}refuse`;
 
