@@ -94,8 +94,12 @@ export class GuestCgroup {
     return this.dirs.memory !== undefined && cgroupOomKilled(this.dirs.memory);
   }
 
+  /** Remove its directories once its guest host has ended (or never started): what is left in them is killed first. */
   remove(): void {
-    for (const d of this.all) removeCgroupDir(d);
+    for (const d of this.all) {
+      killLeftIn(d);
+      removeCgroupDir(d);
+    }
   }
 }
 
@@ -130,6 +134,34 @@ export function cgroupOomKilled(dir: string): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Kill every process still in a guest's cgroup directory, once its guest host has ended or failed to
+ * start: left over by definition (launcher.ts says what was seen), and a cgroup with a process in it
+ * cannot be removed. cgroup.kill where the kernel has it (v2, 5.14+), else each pid it lists (v1).
+ */
+export function killLeftIn(dir: string): void {
+  try {
+    fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
+    return;
+  } catch {
+    // v1, a kernel before 5.14, or gone
+  }
+  let procs: string;
+  try {
+    procs = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8');
+  } catch {
+    return; // gone
+  }
+  for (const p of procs.split('\n')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      process.kill(Number(p), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** rmdir a cgroup directory (never a recursive delete), retrying while its last task leaves. */

@@ -11,7 +11,7 @@ import { GrantUnavailableError, GuestStartError } from '../errors.js';
 import type { GuestExit, GuestOptions, OutputTarget } from '../types.js';
 import type { BinaryKind } from '../wasm/module.js';
 import { probeCapabilitiesSync } from './capabilities.js';
-import { cgroupOomKilled, GuestCgroup, removeCgroupDir, type CgroupLimits } from './cgroup.js';
+import { cgroupOomKilled, GuestCgroup, killLeftIn, removeCgroupDir, type CgroupLimits } from './cgroup.js';
 import { classifyExit } from './exit.js';
 import { stopVethRedirects } from './firewall.js';
 import { VETH_INTERFACE, type NetnsMode } from './netns.js';
@@ -417,7 +417,10 @@ export class GuestHost {
       const oom = readOomFile(path.join(runDir, OOM_FILE)) || rec.cgroups.some((d) => fs.existsSync(d) && cgroupOomKilled(d));
       const violation = host.violation(oom);
       for (const l of host.layers) await l.release?.(false);
-      for (const d of rec.cgroups) removeCgroupDir(d);
+      for (const d of rec.cgroups) {
+        killLeftIn(d);
+        removeCgroupDir(d);
+      }
       attachedShared.delete(key);
       if (host.ctl !== null) removeCtl(host.ctl);
       return { violation, status: null };

@@ -28,6 +28,12 @@ const LAUNCHER = [
   // to a file in the run directory for an agent that re-attached (it holds no pipe to this shell).
   'for d in $dirs; do if grep -qsE "^oom_kill [1-9]" "$d/memory.events" "$d/memory.oom_control"; then echo \'{"type": "oom"}\' >&4; [ "$oom" = - ] || echo \'{"type": "oom"}\' >"$oom"; break; fi; done',
   '[ "$table" = - ] || "$nft" delete table inet "$table" 2>/dev/null',
+  // The wall has ended, and with it the guest host's pid namespace: what is still in its cgroups is
+  // left over, and would hold them for good. Seen: bubblewrap's child, cloned and waiting for its
+  // parent's go (an eventfd, before it asks to die with its parent), when its parent died first
+  // (its report's reader had gone: an agent or a `lowcloud run` ended while the host started).
+  // cgroup.kill where the kernel has it (v2, 5.14+), else each pid the cgroup lists (v1).
+  'for d in $dirs; do if [ -e "$d/cgroup.kill" ]; then echo 1 >"$d/cgroup.kill"; else while read -r p; do kill -KILL "$p"; done <"$d/cgroup.procs"; fi; done 2>/dev/null',
   'for d in $dirs; do k=0; while [ -d "$d" ] && [ $k -lt 40 ] && ! rmdir "$d" 2>/dev/null; do sleep 0.05; k=$((k+1)); done; done',
   'exit $rc',
 ].join('\n');
