@@ -279,7 +279,7 @@ describe('a connection sent to a veth guest whose pair is gone, while its host t
 });
 
 describe('a stop of a veth guest with listen ports', () => {
-  it("removes its host table before the guest host is signalled: a connect from this machine is refused at once, not sent to an address that is going", { timeout: 90_000 }, async ({ skip }) => {
+  it("empties its host table's redirects before the guest host is signalled: a connect from this machine is refused at once, not sent to an address that is going", { timeout: 90_000 }, async ({ skip }) => {
     const facts = machineFacts();
     if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
     const serverPort = await freePort();
