@@ -235,26 +235,35 @@ function parentOf(pid: number): number | null {
   }
 }
 
+/**
+ * A server guest listening on a granted port, its veth pair's host interface (the table that
+ * redirects the port names it), and its wall shell killed, so that the shell removes nothing when
+ * the guest host ends: what is removed is removed by what the test checks.
+ */
+async function serverWithShellKilled(): Promise<{ server: Awaited<ReturnType<typeof sandbox.spawnGuest>>; port: number; hif: string }> {
+  const port = await freePort();
+  const server = await sandbox.spawnGuest(opts(['server', String(port)], { listen: [port], connect: [] }), {});
+  pids.add(server.pid);
+  let out = '';
+  server.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor(() => out.includes('listening on'), 30_000, 'the server guest to listen');
+  const ruleset = execFileSync('nft', ['list', 'ruleset']).toString();
+  const hif = [...ruleset.matchAll(/^table ip lowcloud_veth_(lcv\d+) \{[^]*?^\}/gm)].find((m) => m[0].includes(`dport ${port} dnat to`))?.[1];
+  expect(hif).toBeDefined();
+  let shell = parentOf(server.pid);
+  while (shell !== null && shell > 1 && !readFileSync(`/proc/${shell}/cmdline`, 'utf8').includes('hostnft=$1')) shell = parentOf(shell);
+  expect(shell).toBeGreaterThan(1);
+  process.kill(Number(shell), 'SIGKILL');
+  return { server, port, hif: hif as string };
+}
+
 describe('a connection sent to a veth guest whose pair is gone, while its host table still redirects there', () => {
   it('is refused at once (a reset), not left to time out: from another guest\'s namespace, as a load balancer connects to a backend', { timeout: 90_000 }, async ({ skip }) => {
     const facts = machineFacts();
     if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
-    const serverPort = await freePort();
-    const server = await sandbox.spawnGuest(opts(['server', String(serverPort)], { listen: [serverPort], connect: [] }), {});
-    pids.add(server.pid);
-    let out = '';
-    server.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-    await waitFor(() => out.includes('listening on'), 30_000, 'the server guest to listen');
-    // Its pair and its host table (the one that redirects its listen port).
-    const ruleset = execFileSync('nft', ['list', 'ruleset']).toString();
-    const hif = [...ruleset.matchAll(/^table ip lowcloud_veth_(lcv\d+) \{[^]*?^\}/gm)].find((m) => m[0].includes(`dport ${serverPort} dnat to`))?.[1];
-    expect(hif).toBeDefined();
     // The moment between a guest host's end and its wall shell's removal of the table, held open:
     // the shell is killed first (as an OOM kill or a kill of the tree could), then the guest host.
-    let shell = parentOf(server.pid);
-    while (shell !== null && shell > 1 && !readFileSync(`/proc/${shell}/cmdline`, 'utf8').includes('hostnft=$1')) shell = parentOf(shell);
-    expect(shell).toBeGreaterThan(1);
-    process.kill(Number(shell), 'SIGKILL');
+    const { server, port: serverPort, hif } = await serverWithShellKilled();
     process.kill(server.pid, 'SIGKILL');
     await server.exited;
     await waitFor(() => !existsSync(`/sys/class/net/${hif}`), 10_000, 'the pair to go with the namespace');
@@ -282,21 +291,9 @@ describe('a stop of a veth guest with listen ports', () => {
   it("empties its host table's redirects before the guest host is signalled: a connect from this machine is refused at once, not sent to an address that is going", { timeout: 90_000 }, async ({ skip }) => {
     const facts = machineFacts();
     if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
-    const serverPort = await freePort();
-    const server = await sandbox.spawnGuest(opts(['server', String(serverPort)], { listen: [serverPort], connect: [] }), {});
-    pids.add(server.pid);
-    let out = '';
-    server.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-    await waitFor(() => out.includes('listening on'), 30_000, 'the server guest to listen');
-    const ruleset = execFileSync('nft', ['list', 'ruleset']).toString();
-    const hif = [...ruleset.matchAll(/^table ip lowcloud_veth_(lcv\d+) \{[^]*?^\}/gm)].find((m) => m[0].includes(`dport ${serverPort} dnat to`))?.[1];
-    expect(hif).toBeDefined();
     // Its wall shell, which removes the table once the guest host has ended, is killed first: the
     // redirect is gone because the stop removed it, before the guest host went.
-    let shell = parentOf(server.pid);
-    while (shell !== null && shell > 1 && !readFileSync(`/proc/${shell}/cmdline`, 'utf8').includes('hostnft=$1')) shell = parentOf(shell);
-    expect(shell).toBeGreaterThan(1);
-    process.kill(Number(shell), 'SIGKILL');
+    const { server, port: serverPort, hif } = await serverWithShellKilled();
     await server.stop(5000);
     const table = execFileSync('nft', ['list', 'table', 'ip', `lowcloud_veth_${hif}`]).toString();
     expect(table).not.toContain('dnat to');

@@ -259,9 +259,19 @@ export function sweepStaleFirewalls(now = Date.now()): number {
  */
 export async function stopVethRedirects(veth: string): Promise<void> {
   const nft = nftBinary();
+  if (nft === null) return;
   const table = `${VETH_TABLE_PREFIX}${veth}`;
-  // 2 s at most: a stop does not wait on a stuck nft (the shell removes the whole table anyway).
-  if (nft !== null) await Promise.race([nftAsync(nft, ['-f', '-'], `flush chain ip ${table} pre\nflush chain ip ${table} out\n`).catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    // A failure is not the stop's to report: the usual one is a table already gone (nothing left to
+    // redirect); any other leaves the redirect to the wall shell's removal of the whole table once
+    // the guest host has ended, with the shared refusal (netns.ts) for other guests meanwhile, as
+    // before this step existed. The stop goes on either way.
+    nftAsync(nft, ['-f', '-'], `flush chain ip ${table} pre\nflush chain ip ${table} out\n`).catch(() => undefined),
+    // 2 s at most: a stop does not wait on a stuck nft.
+    new Promise((r) => (timer = setTimeout(r, 2000))),
+  ]);
+  clearTimeout(timer);
 }
 
 /**
