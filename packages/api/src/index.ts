@@ -1,6 +1,7 @@
 // What other packages (and test/, bench/) use of @lowcloud/api, by name; nothing else. The agent
 // client is the separate entry @lowcloud/api/client; the network grant's parsing alone is
-// @lowcloud/api/grants/network (a guest host's worker loads it without the rest).
+// @lowcloud/api/grants/network (a guest host's worker loads it without the rest); reading infra
+// files alone is @lowcloud/api/infra (`plan`'s side workers).
 
 // Errors: classes with stable codes; the wire shape.
 export { ErrorCode, LowcloudError, InvalidInputError, InvalidConnectTargetError, UsageError, toWireError } from './errors.js';

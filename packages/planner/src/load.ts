@@ -1,69 +1,12 @@
 import { stat } from 'node:fs/promises';
-import path from 'node:path';
-import {
-  GitRevisionSource,
-  InvalidInputError,
-  loadInfra,
-  loadInfraDigests,
-  LowcloudError,
-  WorkingTreeSource,
-  type ErrorCode,
-  type ProcessSpec,
-  type ResolvedDigests,
-  type ResolvedInfra,
-  type ResolvedMachine,
-} from '@lowcloud/api';
+import { InvalidInputError, LowcloudError, type ErrorCode, type ProcessSpec, type ResolvedMachine } from '@lowcloud/api';
 import type { PlanProcess, PlanState } from './plan/types.js';
 import { own } from './own.js';
+import { loadFromGit, loadFromWorkingTree, type PlanSide } from './side-load.js';
 import { endUnclaimed, sideThread, workersKnob, WORKER_BYTES, type SideThread, type ThreadEnd } from './side-thread.js';
 
 export { WORKER_BYTES };
-
-export type LoadedInfra = ResolvedInfra & { label: string; file: string };
-
-/** An infra file from the working tree; files it references are relative to its directory. */
-export async function loadFromWorkingTree(file: string): Promise<LoadedInfra> {
-  return fromWorkingTree(file, loadInfra);
-}
-
-/** The same infra file, and every file it references, as they were at a git revision. */
-export async function loadFromGit(file: string, revision: string): Promise<LoadedInfra> {
-  return fromGit(file, revision, loadInfra);
-}
-
-/**
- * A side as its worker loads it: checked as loadFromWorkingTree or loadFromGit check it (the same
- * errors), kept as each process's name, machine and digest (loadInfraDigests).
- */
-export async function loadDigests(side: PlanSide): Promise<ResolvedDigests & { label: string; file: string }> {
-  return side.revision === undefined ? fromWorkingTree(side.file, loadInfraDigests) : fromGit(side.file, side.revision, loadInfraDigests);
-}
-
-type Loader<T> = (fileLabel: string, relPath: string, source: Parameters<typeof loadInfra>[2]) => Promise<T>;
-
-async function fromWorkingTree<T>(file: string, load: Loader<T>): Promise<T & { label: string; file: string }> {
-  const abs = path.resolve(file);
-  const r = await load(file, path.basename(abs), await WorkingTreeSource.open(path.dirname(abs)));
-  return { ...r, label: file, file };
-}
-
-async function fromGit<T>(file: string, revision: string, load: Loader<T>): Promise<T & { label: string; file: string }> {
-  const abs = path.resolve(file);
-  const source = await GitRevisionSource.open(path.dirname(abs), revision);
-  try {
-    const label = `${file}@${revision}`;
-    const r = await load(label, path.basename(abs), source);
-    return { ...r, label, file };
-  } finally {
-    source.close();
-  }
-}
-
-/** One side of `lowcloud plan`: a file of the working tree, or the file at a git revision. */
-export interface PlanSide {
-  file: string;
-  revision?: string;
-}
+export { loadDigests, loadFromGit, loadFromWorkingTree, type LoadedInfra, type PlanSide } from './side-load.js';
 
 /** What `plan` needs of a side: the plan state, and the blobs a start may upload. */
 export type PlanInfra = PlanState & { label: string; file: string; blobs: Record<string, string>; stateDigest?: string };
@@ -192,13 +135,16 @@ export interface WorkerSide {
 /**
  * WorkerSide as it crosses: names, machines and digests each one string of lines (names and
  * digests hold no line break). Three strings copy and split faster than 300,000 strings copy one
- * by one (at 100,000 processes ~0.1 s less in this thread).
+ * by one (at 100,000 processes ~0.1 s less in this thread). The machines cross as their JSON
+ * text: at 5,000 machines the structured clone of their records took ~55 ms from the worker's
+ * post to this thread's message, the text with its JSON.stringify ~15 ms (and JSON keeps every
+ * field a record holds: strings and numbers).
  */
-export type WorkerSummary = Omit<WorkerSide, 'names' | 'machineOf' | 'digests'> & { names: string; machineOf: string; digests: string };
+export type WorkerSummary = Omit<WorkerSide, 'names' | 'machineOf' | 'digests' | 'machines'> & { names: string; machineOf: string; digests: string; machines: string };
 
 function fromSummary(s: WorkerSummary): WorkerSide {
   const lines = (text: string) => (text === '' ? [] : text.split('\n'));
-  return { ...s, names: lines(s.names), machineOf: lines(s.machineOf), digests: lines(s.digests) };
+  return { ...s, machines: JSON.parse(s.machines) as WorkerSide['machines'], names: lines(s.names), machineOf: lines(s.machineOf), digests: lines(s.digests) };
 }
 
 /**

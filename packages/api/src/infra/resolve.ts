@@ -1,6 +1,6 @@
 import { sha256Hex } from '../digest.js';
 import { InvalidInputError, type Diagnostic } from '../errors.js';
-import { isSealed, parseSealed, SecretError } from '../secrets/sealed.js';
+import { isSealed, parseSealed, SecretError } from '../secrets/sealed-format.js';
 import type { ProcessSpec } from '../spec.js';
 import { formatSize, parseSize as parseSizeText } from '../units.js';
 import type { FileRead, FileSource } from './file-source.js';

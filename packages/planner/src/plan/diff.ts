@@ -73,7 +73,10 @@ function removed(name: string, machine: string): Change {
 }
 
 function replaced(a: PlanState, b: PlanState, name: string, before: PlanProcess, after: PlanProcess, named: ChangedDigests): Change {
-  const fields = specFieldChanges(before.spec, after.spec, envOf(before), envOf(after));
+  // Env compared by value where both sides have their values (two files): equal values have equal
+  // digests, so the fields are the same, without hashing every value of every changed process.
+  const byValue = before.envDigests === undefined && after.envDigests === undefined;
+  const fields = specFieldChanges(before.spec, after.spec, byValue ? before.spec.env : envOf(before), byValue ? after.spec.env : envOf(after));
   const moved = before.machine !== after.machine;
   if (moved) fields.unshift({ path: 'machine', from: before.machine, to: after.machine });
   const onlyConfig = !moved && fields.every((f) => f.path.startsWith('config.'));
@@ -166,6 +169,8 @@ function dependencyReasons(a: PlanState, b: PlanState, x: ProcessSpec, y: Proces
   const addresses = (spec: ProcessSpec) => {
     const m = new Map<string, string>();
     for (const text of spec.grants.network.connect) {
+      // Only a resolved process target (name@address:port) has an address to compare.
+      if (!text.includes('@')) continue;
       const t = parseConnectTarget(text);
       if (t.kind === 'process' && t.address !== undefined) m.set(t.name, t.address);
     }
@@ -211,7 +216,8 @@ function envOf(p: PlanProcess): Record<string, string> {
 
 /**
  * Field-level differences between two specs, with values safe to print. Env is compared by the
- * digests of its values (`envA`/`envB`, computed from the specs when not given).
+ * digests of its values (`envA`/`envB`, computed from the specs when not given), or by the values
+ * themselves where both sides pass them: only whether each differs is printed, never a value.
  */
 export function specFieldChanges(a: ProcessSpec, b: ProcessSpec, envA = envDigests(a.env), envB = envDigests(b.env)): FieldChange[] {
   const out: FieldChange[] = [];
