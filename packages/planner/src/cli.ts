@@ -1,13 +1,13 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { InvalidInputError, LowcloudError } from '@lowcloud/api';
+import { InvalidInputError, LowcloudError } from '@lowcloud/api/infra';
 import { loadForPlan, loadFromWorkingTree } from './load.js';
 import { FlagError } from './errors.js';
 import { buildDocument, type PlanDocument } from './plan/document.js';
 import { getPlanner, planners } from './plan/registry.js';
 import { colours, renderHuman } from './plan/render-human.js';
 import type { ApplyFlags } from './apply/commands.js';
-import { DEFAULT_CONNECTIONS } from './apply/live.js';
+import { DEFAULT_CONNECTIONS } from './apply/limit.js';
 
 // The commands that talk to agents or seal secrets are loaded when one of them runs: `plan` and
 // `validate` (what CI runs on every commit) start ~0.07 s sooner without them.

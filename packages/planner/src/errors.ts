@@ -1,4 +1,4 @@
-import { ErrorCode, LowcloudError } from '@lowcloud/api';
+import { ErrorCode, LowcloudError } from '@lowcloud/api/infra';
 
 /**
  * The planner's errors: each a class with a stable code from `ErrorCode` (in `@lowcloud/api`), so

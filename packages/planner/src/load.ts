@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
-import { InvalidInputError, LowcloudError, type ErrorCode, type ProcessSpec, type ResolvedMachine } from '@lowcloud/api';
+import type { ProcessSpec } from '@lowcloud/api';
+import { InvalidInputError, LowcloudError, type ErrorCode, type ResolvedMachine } from '@lowcloud/api/infra';
 import type { PlanProcess, PlanState } from './plan/types.js';
 import { own } from './own.js';
 import { loadFromGit, loadFromWorkingTree, type PlanSide } from './side-load.js';

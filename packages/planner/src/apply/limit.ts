@@ -1,4 +1,11 @@
 /**
+ * Open connections at most, by default, for the commands that reach every machine (`status`,
+ * `plan --live`, `up`, `down`, `apply`): a fleet of this size is asked at once, in a few round
+ * trips; a larger one in turns. A connection costs the client a socket and little else.
+ */
+export const DEFAULT_CONNECTIONS = 256;
+
+/**
  * Run `task` for every item with at most `limit` running at once; results in input order. A failed
  * task does not stop the others (machines are independent): each result says how it ended.
  */

@@ -2,7 +2,7 @@ import { ErrorCode, LowcloudError, parsePrivateKey, type AgentStatus, type KeyPa
 import { AgentClient } from '@lowcloud/api/client';
 import fs from 'node:fs';
 import { AgentUnreachableError, asError, MissingFileError } from '../errors.js';
-import { mapLimited } from './limit.js';
+import { DEFAULT_CONNECTIONS, mapLimited } from './limit.js';
 import type { PlanState } from '../plan/types.js';
 
 /** How to reach each machine's agent: resolved from the infra file, or from `up`'s local agents. */
@@ -23,6 +23,9 @@ export function loadSigner(file: string): KeyPair {
   return parsePrivateKey(pem, `--key ${file}`);
 }
 
+// Lives in limit.ts: the CLI's flags read it without loading this module.
+export { DEFAULT_CONNECTIONS };
+
 /**
  * A map keyed by machine, in machine name order. Agents are asked concurrently and answer in any
  * order; everything listed per machine (status, errors, apply results) reads the maps in this one.
@@ -30,13 +33,6 @@ export function loadSigner(file: string): KeyPair {
 export function byMachine<T>(m: ReadonlyMap<string, T>): Map<string, T> {
   return new Map([...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
-
-/**
- * Open connections at most, by default, for the commands that reach every machine (`status`,
- * `plan --live`, `up`, `down`, `apply`): a fleet of this size is asked at once, in a few round
- * trips; a larger one in turns. A connection costs the client a socket and little else.
- */
-export const DEFAULT_CONNECTIONS = 256;
 
 /**
  * Calls in flight per machine during an apply (the client's default is 64). The agent takes the

@@ -1,5 +1,5 @@
 import type { ProcessSpec } from '@lowcloud/api';
-import { envDigests, formatSize, isolationOf, parseConnectTarget } from '@lowcloud/api';
+import { envDigests, formatSize, isolationOf, parseConnectTarget } from '@lowcloud/api/infra';
 import { listsOf, processNamed } from './process-lists.js';
 import type { Change, FieldChange, PlanProcess, PlanState, ProcessLists } from './types.js';
 import { own } from '../own.js';
