@@ -33,6 +33,41 @@ export interface PlanDocument {
   files: Record<string, string>;
 }
 
+/** Where a machine's `before` table comes from while it is not made yet: the base's lists, and the indexes of its processes in them. */
+export interface BeforeLists {
+  names: readonly string[];
+  digests: readonly string[];
+  at: readonly number[];
+}
+
+/** The machines whose `before` table is still their lists (buildDocument); document-text.ts writes those from the lists. */
+export const pendingBefore = new WeakMap<PlanMachine, BeforeLists>();
+
+/**
+ * Gives `record` a `before` made from `from` when first read, then kept as a plain property in
+ * the same place (a redefined property keeps its position, so JSON.stringify's order is as if it
+ * had been there from the start).
+ */
+function lazyBefore(record: PlanMachine, from: BeforeLists): void {
+  pendingBefore.set(record, from);
+  const make = (): Record<string, string> => {
+    const table = Object.create(null) as Record<string, string>;
+    for (const i of from.at) table[from.names[i] as string] = from.digests[i] as string;
+    pendingBefore.delete(record);
+    Object.defineProperty(record, 'before', { value: table, enumerable: true, writable: true, configurable: true });
+    return table;
+  };
+  Object.defineProperty(record, 'before', {
+    enumerable: true,
+    configurable: true,
+    get: make,
+    set(value: Record<string, string>) {
+      make();
+      record.before = value;
+    },
+  });
+}
+
 export function buildDocument(
   plan: Plan,
   // stateDigest: where the state was loaded its digest may come with it (load.ts: worked out in the worker).
@@ -54,17 +89,29 @@ export function buildDocument(
     }
     before[name] = digest;
   };
-  // The lists are the table's order (process-lists.ts): walked where they can be, the table is not built.
+  // The lists are the table's order (process-lists.ts): walked where they can be, the table is not
+  // built; nor are the machines' tables, until something reads one (document-text.ts writes them
+  // from the lists: at 50,000 processes building them cost ~40 ms and their text ~50 ms more).
   const lists = listsOf(a);
-  if (lists !== undefined) for (let i = 0; i < lists.names.length; i++) add(lists.names[i] as string, lists.machineOf[i] as string, lists.digests[i] as string);
-  else for (const p of Object.values(a.processes)) add(p.name, p.machine, p.digest);
+  const groups = new Map<string, number[]>();
+  if (lists !== undefined) {
+    for (let i = 0; i < lists.names.length; i++) {
+      const m = lists.machineOf[i] as string;
+      let g = groups.get(m);
+      if (g === undefined) groups.set(m, (g = []));
+      g.push(i);
+    }
+  } else for (const p of Object.values(a.processes)) add(p.name, p.machine, p.digest);
   const machines: Record<string, PlanMachine> = {};
   for (const name of [...new Set([...Object.keys(a.machines), ...Object.keys(b.machines)])].sort()) {
     const m = own(b.machines, name) ?? own(a.machines, name);
     if (m === undefined) continue;
-    const before = beforeByMachine.get(name) ?? {};
     const gen = generations[name];
-    machines[name] = { agent: m.agent, ...(m.key === undefined ? {} : { key: m.key }), ...(gen === undefined ? {} : { generation: gen }), before };
+    const at = groups.get(name);
+    const record = { agent: m.agent, ...(m.key === undefined ? {} : { key: m.key }), ...(gen === undefined ? {} : { generation: gen }) } as PlanMachine;
+    if (lists !== undefined && at !== undefined) lazyBefore(record, { names: lists.names, digests: lists.digests, at });
+    else record.before = beforeByMachine.get(name) ?? {};
+    machines[name] = record;
   }
   const files: Record<string, string> = {};
   for (const c of plan.calls) {

@@ -4,6 +4,7 @@ import type { ProcessSpec, ResolvedMachine } from '@lowcloud/api';
 import { callsFor } from './calls.js';
 import { diffStates } from './diff.js';
 import { buildDocument } from './document.js';
+import { documentText } from './document-text.js';
 import { minimalPlanner } from './minimal.js';
 import { listsOf } from './process-lists.js';
 import type { PlanProcess, PlanState } from './types.js';
@@ -130,9 +131,33 @@ describe('a plan walked over sorted lists', () => {
         same((p, q) => diffStates(p, q));
         same((p, q) => diffStates(p, q).map((c) => callsFor(c, q)));
         same((p, q) => buildDocument(minimalPlanner.plan(p, q), p, q));
+        // The document's text written from the lists (document-text.ts) is the one JSON.stringify
+        // writes of the same document: before its tables are made, and after.
+        for (const [p, q] of [[a, b], [al, bl], [al, b]] as const) {
+          const doc = buildDocument(minimalPlanner.plan(p, q), p, q, { m2: 7 });
+          const text = documentText(doc).join('');
+          expect(text).toBe(JSON.stringify(buildDocument(minimalPlanner.plan(p, q), p, q, { m2: 7 }), null, 2));
+          expect(JSON.stringify(doc, null, 2)).toBe(text);
+          expect(documentText(doc).join('')).toBe(text);
+        }
       }),
       { numRuns: 500 },
     );
+  });
+
+  it("makes a machine's table of processes when it is read, and takes one written to it", () => {
+    const names = ['a', 'b', 'c'];
+    const s: PlanState = { machines, processes: {}, lists: { names, machineOf: ['m1', 'm2', 'm1'], digests: ['x', 'y', 'z'], at: () => ({}) as PlanProcess } };
+    const doc = buildDocument({ planner: 'minimal', calls: [], changes: [] }, { ...s, label: 'a' }, { ...s, label: 'b' });
+    const m1 = doc.machines.m1 as NonNullable<(typeof doc.machines)['m1']>;
+    expect(Object.keys(m1)).toEqual(['agent', 'before']);
+    expect(m1.before).toEqual({ a: 'x', c: 'z' });
+    expect(doc.machines.m3?.before).toEqual({});
+    const m2 = doc.machines.m2 as NonNullable<(typeof doc.machines)['m2']>;
+    m2.before = { other: 'w' };
+    expect(m2.before).toEqual({ other: 'w' });
+    expect(Object.keys(m2)).toEqual(['agent', 'before']);
+    expect(documentText(doc).join('')).toBe(JSON.stringify(doc, null, 2));
   });
 
   it('walks the lists only where they are the table in order', () => {
