@@ -1,8 +1,9 @@
+import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { repoRoot, runCli } from '../helpers/cli.js';
+import { cliPath, repoRoot, runCli } from '../helpers/cli.js';
 import { tempGitRepo } from '../helpers/git.js';
 
 // `plan` loads big files in worker threads (packages/planner/src/load.ts); LOWCLOUD_PLAN_WORKERS
@@ -66,5 +67,29 @@ describe('plan in worker threads prints what plan in one thread prints', () => {
     } finally {
       repo.remove();
     }
+  });
+});
+
+describe('a plan document bigger than a pipe holds', () => {
+  it('reaches a reader that is slow to read it whole, and the same as --out writes', async () => {
+    // bin/lowcloud.js exits as soon as `plan` is done: not before a pipe has taken the document.
+    const proc = (i: number, machine: string) => `  p${i}:\n    machine: ${machine}\n    binary: bin/kv.wasm\n    args: [--id, "${i}"]\n`;
+    const file = (shift: number) => `version: 1\nmachines:\n  m1: { agent: local }\n  m2: { agent: local }\nprocesses:\n${Array.from({ length: 3000 }, (_, i) => proc(i, (i + shift) % 7 === 0 ? 'm2' : 'm1')).join('')}`;
+    writeFileSync(path.join(dir, 'big-a.yaml'), file(0));
+    writeFileSync(path.join(dir, 'big-b.yaml'), file(1));
+    const child = spawn(process.execPath, [cliPath, 'plan', '--json', 'big-a.yaml', 'big-b.yaml', '--out', 'big.json'], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+    const out = child.stdout;
+    out.pause();
+    // The command has written what the pipe holds (64 KiB) and waits on it before anything is read.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const chunks: Buffer[] = [];
+    out.on('data', (d: Buffer) => chunks.push(d));
+    out.resume();
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    const text = Buffer.concat(chunks).toString('utf8');
+    expect(code).toBe(0);
+    expect(text.length).toBeGreaterThan(256 * 1024);
+    expect(text).toBe(`${readFileSync(path.join(dir, 'big.json'), 'utf8')}`);
+    expect((JSON.parse(text) as { summary: { start: number } }).summary.start).toBeGreaterThan(0);
   });
 });
