@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, cpSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath, repoRoot, runCli } from '../helpers/cli.js';
 import { tempGitRepo } from '../helpers/git.js';
 
@@ -71,12 +71,16 @@ describe('plan in worker threads prints what plan in one thread prints', () => {
 });
 
 describe('a plan document bigger than a pipe holds', () => {
-  it('reaches a reader that is slow to read it whole, and the same as --out writes', async () => {
-    // bin/lowcloud.js exits as soon as `plan` is done: not before a pipe has taken the document.
+  // 3,000 processes, one in seven moved: a document of ~0.5 MB.
+  beforeAll(() => {
     const proc = (i: number, machine: string) => `  p${i}:\n    machine: ${machine}\n    binary: bin/kv.wasm\n    args: [--id, "${i}"]\n`;
     const file = (shift: number) => `version: 1\nmachines:\n  m1: { agent: local }\n  m2: { agent: local }\nprocesses:\n${Array.from({ length: 3000 }, (_, i) => proc(i, (i + shift) % 7 === 0 ? 'm2' : 'm1')).join('')}`;
     writeFileSync(path.join(dir, 'big-a.yaml'), file(0));
     writeFileSync(path.join(dir, 'big-b.yaml'), file(1));
+  });
+
+  it('reaches a reader that is slow to read it whole, and the same as --out writes', async () => {
+    // bin/lowcloud.js exits as soon as `plan` is done: not before a pipe has taken the document.
     const child = spawn(process.execPath, [cliPath, 'plan', '--json', 'big-a.yaml', 'big-b.yaml', '--out', 'big.json'], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
     const out = child.stdout;
     out.pause();
@@ -91,5 +95,31 @@ describe('a plan document bigger than a pipe holds', () => {
     expect(text.length).toBeGreaterThan(256 * 1024);
     expect(text).toBe(`${readFileSync(path.join(dir, 'big.json'), 'utf8')}`);
     expect((JSON.parse(text) as { summary: { start: number } }).summary.start).toBeGreaterThan(0);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('on a full disk: --out keeps the plan that was there, and both ways say what failed (needs root for a tmpfs)', async () => {
+    const mnt = mkdtempSync(path.join(tmpdir(), 'lowcloud-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
+    try {
+      writeFileSync(path.join(mnt, 'plan.json'), '{"the": "plan before"}\n');
+      const out = await runCli(['plan', 'big-a.yaml', 'big-b.yaml', '--out', path.join(mnt, 'plan.json')], { cwd: dir });
+      expect([out.code, out.stderr]).toEqual([1, `error: cannot write the plan to ${path.join(mnt, 'plan.json')}: ENOSPC: no space left on device, write\n`]);
+      expect(readdirSync(mnt)).toEqual(['plan.json']);
+      expect(readFileSync(path.join(mnt, 'plan.json'), 'utf8')).toBe('{"the": "plan before"}\n');
+      // stdout to a file there: the command says so and fails, it does not end as if it had written it.
+      const fd = openSync(path.join(mnt, 'stdout.json'), 'w');
+      try {
+        const child = spawn(process.execPath, [cliPath, 'plan', '--json', 'big-a.yaml', 'big-b.yaml'], { cwd: dir, stdio: ['ignore', fd, 'pipe'] });
+        let stderr = '';
+        child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+        const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+        expect([code, stderr]).toEqual([1, 'error: cannot write the plan to stdout: ENOSPC: no space left on device, write\n']);
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      execFileSync('umount', [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
   });
 });
