@@ -11,6 +11,16 @@ import { pendingBefore, type BeforeLists, type PlanDocument, type PlanMachine } 
 /** Pieces of about this many characters; each is written as it is (no join into one string). */
 const PIECE = 1 << 16;
 
+/** Strings JSON writes as they are, between quotes: names and digests, nearly always. */
+const PLAIN = /^[A-Za-z0-9._\-/:@]*$/;
+
+/**
+ * JSON.stringify of a string, which for a plain one is the string between quotes. Called twice a
+ * process, JSON.stringify took ~0.1 s at 50,000 processes on Node.js 20 (~0.03 s on 24); with the
+ * test first, 0.02-0.03 s on both.
+ */
+const quote = (text: string): string => (PLAIN.test(text) ? `"${text}"` : JSON.stringify(text));
+
 /** The document's text, in pieces whose concatenation is JSON.stringify(doc, null, 2). */
 export function documentText(doc: PlanDocument): string[] {
   const names = Object.keys(doc.machines);
@@ -30,7 +40,7 @@ export function documentText(doc: PlanDocument): string[] {
   };
   s += '{';
   names.forEach((name, k) => {
-    s += `${k === 0 ? '' : ','}\n    ${JSON.stringify(name)}: `;
+    s += `${k === 0 ? '' : ','}\n    ${quote(name)}: `;
     machineText(doc.machines[name] as PlanMachine, (t) => {
       s += t;
       flush();
@@ -67,7 +77,7 @@ function beforeText(l: BeforeLists, write: (t: string) => void): void {
   let s = '{';
   for (let k = 0; k < l.at.length; k++) {
     const i = l.at[k] as number;
-    s += `${k === 0 ? '' : ','}\n        ${JSON.stringify(l.names[i])}: ${JSON.stringify(l.digests[i])}`;
+    s += `${k === 0 ? '' : ','}\n        ${quote(l.names[i] as string)}: ${quote(l.digests[i] as string)}`;
     if (s.length >= PIECE) {
       write(s);
       s = '';

@@ -160,6 +160,17 @@ describe('a plan walked over sorted lists', () => {
     expect(documentText(doc).join('')).toBe(JSON.stringify(doc, null, 2));
   });
 
+  it('writes names and digests JSON must escape as JSON.stringify does', () => {
+    const odd = ['a"q', 'b\\', 'c\u0001', 'd\u2028', 'e\ud800', 'é', 'plain'].sort();
+    const m = ['m"1', 'm\\2'];
+    const ms = Object.fromEntries(m.map((n) => [n, { name: n, agent: 'ws://"x"', address: '127.0.0.1', capacity: {} }]));
+    const s: PlanState = { machines: ms, processes: {}, lists: { names: odd, machineOf: odd.map((_, i) => m[i % 2] as string), digests: odd.map((n) => `${n}-digest"`), at: () => ({}) as PlanProcess } };
+    const doc = buildDocument({ planner: 'minimal', calls: [], changes: [] }, { ...s, label: 'a"b' }, { ...s, label: 'b' });
+    const text = documentText(doc);
+    expect(text.length).toBeGreaterThan(1);
+    expect(text.join('')).toBe(JSON.stringify(doc, null, 2));
+  });
+
   it('walks the lists only where they are the table in order', () => {
     const state = (names: string[]): PlanState => ({
       machines,
