@@ -7,6 +7,13 @@
 // Hence the imports below are dynamic: static ones would all load before this line runs.
 if (process.argv[2] === 'plan') (await import('@lowcloud/planner/prestart')).prestartPlan(process.argv.slice(3));
 
+// A reader that stops early (`lowcloud plan --json | head`) closes the pipe under the command: it
+// ends quietly then, as a command in a pipeline does, not with a stack trace of the EPIPE.
+process.stdout.on('error', (err) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit();
+});
+
 const { Command } = await import('commander');
 const { register: registerPlanner } = await import('@lowcloud/planner/cli');
 

@@ -97,6 +97,15 @@ describe('a plan document bigger than a pipe holds', () => {
     expect((JSON.parse(text) as { summary: { start: number } }).summary.start).toBeGreaterThan(0);
   });
 
+  it('ends quietly when its reader stops early (`| head`), with no stack trace', async () => {
+    const child = spawn(process.execPath, [cliPath, 'plan', '--json', 'big-a.yaml', 'big-b.yaml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout?.once('data', () => child.stdout?.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect([code, stderr]).toEqual([0, '']);
+  });
+
   it.skipIf(process.getuid?.() !== 0)('on a full disk: --out keeps the plan that was there, and both ways say what failed (needs root for a tmpfs)', async () => {
     const mnt = mkdtempSync(path.join(tmpdir(), 'lowcloud-full-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
