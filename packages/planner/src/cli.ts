@@ -275,7 +275,6 @@ function useColour(flag: boolean): boolean {
   return flag && process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
 }
 
-/** Runs a command; errors become a clear message on stderr and exit code 1, never a stack trace. */
 /**
  * Pieces of text written to a file with fs.writeSync, each encoded by Node.js into memory it
  * reuses: through a stream (or writeFile's chunks) each piece became a Buffer of fresh pages
@@ -329,6 +328,7 @@ function writeStdout(pieces: readonly string[]): void {
   }
 }
 
+/** Runs a command; errors become a clear message on stderr and exit code 1, never a stack trace. */
 async function run(action: () => Promise<void>): Promise<void> {
   try {
     await action();

@@ -5,7 +5,7 @@ import { pendingBefore, type BeforeLists, type PlanDocument, type PlanMachine } 
  * in pieces, with the machines' `before` tables written straight from the base's lists where
  * buildDocument left them there. At 50,000 processes those tables are 4.5 of the document's 7.6
  * MB: made as objects and then stringified they cost the command's last thread ~0.1 s, and the
- * whole text as one string ~2,000 fresh pages more (plan-document.property.test.ts: the same text).
+ * whole text as one string ~2,000 fresh pages more (process-lists.property.test.ts: the same text).
  */
 
 /** Pieces of about this many characters; each is written as it is (no join into one string). */
