@@ -23,3 +23,23 @@ describe('a process machine', () => {
     }
   });
 });
+
+describe('a number JSON cannot write', () => {
+  // `.inf` is a YAML number the schema refuses (not finite); the message said "got number null".
+  it.each([
+    ['.inf', '.inf'],
+    ['-.inf', '-.inf'],
+    ['.nan', '.nan'],
+  ])('%s is named as the file writes it', (written, said) => {
+    const text = `version: 1\nmachines:\n  m1:\n    agent: local\n    capacity: { cpu: ${written} }\n`;
+    const err = (() => {
+      try {
+        return parseInfra(text, 'i.yaml');
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(InvalidInputError);
+    expect((err as InvalidInputError).diagnostics).toEqual([expect.objectContaining({ path: 'machines.m1.capacity.cpu', message: `must be a number, got ${said}` })]);
+  });
+});
