@@ -13,6 +13,8 @@ const side = workerData as PlanSide;
 // loaded meanwhile: only what a side needs (side-load.ts, the api's infra entry, the state
 // digest), not the plan code or the api's barrel, each module being start-up time on its path.
 const opening = side.revision === undefined ? WorkingTreeSource.open(path.dirname(path.resolve(side.file))) : undefined;
+// Not swallowed: loadDigests awaits `opening` below, inside the try that reports a side's errors;
+// this only keeps a rejection from counting as unhandled while the modules load.
 opening?.catch(() => undefined);
 const [{ InvalidInputError, LowcloudError }, { stateDigestOf }, { loadDigests }] = await Promise.all([
   import('@lowcloud/api/infra'),
