@@ -163,11 +163,15 @@ describe('a guest host whose code writes hostile bytes on its channel and tries 
     if (sandbox.probeWall().wall === null) return skip(`kernel wall unavailable here: ${sandbox.probeWall().reason}`);
     const runDir = path.join(work, 'run-late');
     const out = { file: log('late'), maxBytes: 64 * 1024, keep: 1 };
-    // spin 1: a second of work, then one line, then exit.
-    const g = await sandbox.spawnGuest(opts('spin', 'late', { args: ['1'], stdout: out, stderr: out, detached: true, runDir }));
+    // spin 4: four seconds of work, then one line, then exit. The guest runs as soon as its host
+    // is up, so the line must come after `detach` below: with one second, a CI machine whose two
+    // cores were busy with other files' guests once let the line be read before it (stop 35).
+    const g = await sandbox.spawnGuest(opts('spin', 'late', { args: ['4'], stdout: out, stderr: out, detached: true, runDir }));
     pids.add(g.pid);
     g.detach();
-    await waitFor(() => !alive(g.pid), 20_000, 'the guest to end unread');
+    const detachedAt = read('late');
+    await waitFor(() => !alive(g.pid), 30_000, 'the guest to end unread');
+    expect(detachedAt).not.toMatch(/iterations/);
     expect(read('late')).not.toMatch(/iterations/);
     // Its launcher took what was in the pipe; the next host side appends it to the log.
     expect(await sandbox.attachGuest(runDir)).toBeNull();

@@ -275,7 +275,7 @@ export async function stopVethRedirects(veth: string): Promise<void> {
           () => true,
           () => false,
         );
-        if (ok || !vethTableExists(nft, table)) return;
+        if (ok || !(await vethTableExists(nft, table))) return;
         await new Promise((r) => setTimeout(r, 50));
       }
     })(),
@@ -285,14 +285,12 @@ export async function stopVethRedirects(veth: string): Promise<void> {
   clearTimeout(timer);
 }
 
-/** Whether the table is there to flush (a failed flush of a table already gone is done). */
-function vethTableExists(nft: string, table: string): boolean {
-  try {
-    execFileSync(nft, ['list', 'table', 'ip', table], { stdio: 'ignore', timeout: 1000 });
-    return true;
-  } catch {
-    return false;
-  }
+/** Whether the table is there to flush (a failed flush of a table already gone is done). Off the event loop: it runs inside a stop. */
+async function vethTableExists(nft: string, table: string): Promise<boolean> {
+  return nftAsync(nft, ['list', 'table', 'ip', table]).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
