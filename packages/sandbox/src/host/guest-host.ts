@@ -254,6 +254,8 @@ export class GuestHost {
   pump: OutputPump | null = null;
   /** Its output FIFOs, recorded for a re-attaching host. */
   outputs: OutputRecord[] = [];
+  /** This side let it go (`detach`): what its launcher left in the pipes is the next side's to log. */
+  private detached = false;
   private launcherRecord: { pid: number; start: string | null } | null = null;
   /** Its veth namespace's host interface (as its wall shell reported it), while its table redirects here. */
   private veth: string | null = null;
@@ -346,9 +348,10 @@ export class GuestHost {
     if (this.launcher && child.pid !== undefined && child.pid !== this.pid) this.launcherRecord = { pid: child.pid, start: startTime(child.pid) };
     this.ended = exit.then(async ([code, signal]) => {
       await reportDone;
-      // Its last output read to the end (the launcher closed its ends as it exited), then what the launcher took.
+      // Its last output read to the end (the launcher closed its ends as it exited), then what the
+      // launcher took; after `detach` both are the next host side's (its `attach` appends the tails).
       await this.pump?.drained();
-      OutputPump.flushTails(this.outputs);
+      if (!this.detached) OutputPump.flushTails(this.outputs);
       for (const l of this.layers) l.unwatch?.('ended');
       const oom = this.oomReported || prepared.oomKilled;
       // The launcher deletes the table as the guest host ends, unless it was killed itself.
@@ -512,6 +515,7 @@ export class GuestHost {
 
   /** Stop watching without stopping it (agent shutdown; a detached guest host keeps running). */
   detach(): void {
+    this.detached = true;
     for (const l of this.layers) l.unwatch?.('detached');
     // Left in the pipes for the next host side (an agent that re-attaches).
     this.pump?.close();
