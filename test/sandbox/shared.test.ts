@@ -295,4 +295,29 @@ setInterval(() => undefined, 1000);`;
       if (alive(host)) process.kill(host, 'SIGKILL');
     }
   });
+
+  it('a start its host cannot take ends at once with the reason: refused before anything is made, or by the host that read it', { timeout: 30_000 }, async () => {
+    // Refused by spawnGuest: an output target no guest host takes (before, a shared host dropped
+    // the add and the start waited 30 s for a confirmation).
+    const t = Date.now();
+    await expect(spawnGuest(shared('sleeper', 'bad-out', { stdout: { file: log('bad-out'), maxBytes: 0, keep: 1 } }))).rejects.toThrow(/stdout must be 'inherit', 'pipe' or \{ file, maxBytes: an integer >= 1/);
+    expect(Date.now() - t).toBeLessThan(5000);
+    // A host that is sent an add it cannot parse (a host side of another version, say) answers
+    // with that guest's exit, naming the field, instead of leaving its start unanswered.
+    const host = spawn(jspiNode() as string, [path.join(repoRoot, 'packages/sandbox/dist/guest/shared.js')], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    try {
+      const channel = host.stdio[3] as import('node:stream').Duplex;
+      let got = '';
+      channel.setEncoding('utf8');
+      channel.on('data', (d: string) => (got += d));
+      channel.write(`${JSON.stringify({ type: 'add', guest: { id: 'h/7', stdout: 'nowhere' }, digest: 'd', module: null })}\n`);
+      // Its first line says it is up (`hello`), the next answers the add.
+      await waitFor(() => got.split('\n').length > 2, 10_000, 'the host to answer the add');
+      const reply = JSON.parse(got.split('\n')[1] as string) as { type: string; guest: string; exit: { kind: string; message: string } };
+      expect(reply).toMatchObject({ type: 'exit', guest: 'h/7', exit: { kind: 'trap' } });
+      expect(reply.exit.message).toMatch(/refused the start: shared host request: guest\.\w+ is missing or malformed/);
+    } finally {
+      host.kill('SIGKILL');
+    }
+  });
 });

@@ -26,7 +26,7 @@ export interface DirMount {
 export type OutputTarget =
   | 'inherit'
   | 'pipe'
-  /** Appended to a size-capped rotating log file written by the guest host process itself. */
+  /** Appended to a size-capped rotating log file, written outside the wall by the process that started the guest (maxBytes >= 1, keep 0-1000). */
   | { file: string; maxBytes: number; keep: number };
 
 export interface GuestOptions {

@@ -123,7 +123,8 @@ function parseGuestBoot(g: unknown, fail: (field: string) => never): GuestBoot {
   return g as unknown as GuestBoot;
 }
 
-function isOutput(v: unknown): v is OutputTarget {
+/** A guest's output target as the guest hosts take it (a log file: at least one byte, at most 1,000 rotated files). */
+export function isOutput(v: unknown): v is OutputTarget {
   return v === 'inherit' || v === 'pipe' || (isObj(v) && typeof v.file === 'string' && isInt(v.maxBytes, 1, Number.MAX_SAFE_INTEGER) && isInt(v.keep, 0, 1000));
 }
 

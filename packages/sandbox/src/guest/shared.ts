@@ -94,7 +94,12 @@ function handle(raw: unknown): void {
   try {
     m = parseSharedHostRequest(raw);
   } catch (err) {
-    process.stderr.write(`lowcloud shared guest host: ${err instanceof Error ? err.message : String(err)}\n`);
+    const why = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`lowcloud shared guest host: ${why}\n`);
+    // An add it cannot take, of a guest it can name: its start ends now with the reason, not after
+    // the starter's wait for a confirmation (an exit before `started` settles the start).
+    const id = addedId(raw);
+    if (id !== null && !guests.has(id)) send({ type: 'exit', guest: id, exit: { kind: 'trap', message: `the shared guest host refused the start: ${why}` }, status: 134 });
     return;
   }
   if (m.type === 'add') add(m.guest, m.digest, m.module);
@@ -106,6 +111,14 @@ function handle(raw: unknown): void {
     for (const e of undelivered) fifo?.write(encodeLine(e));
     send({ type: 'live', guests: [...guests.keys()] });
   } else if (m.type === 'close' && guests.size === 0) process.exit(0);
+}
+
+/** The guest id of an `add` that did not parse whole, where it has one. */
+function addedId(raw: unknown): string | null {
+  if (typeof raw !== 'object' || raw === null || (raw as { type?: unknown }).type !== 'add') return null;
+  const guest = (raw as { guest?: unknown }).guest;
+  const id = typeof guest === 'object' && guest !== null ? (guest as { id?: unknown }).id : undefined;
+  return typeof id === 'string' && id.length <= 256 ? id : null;
 }
 
 function add(boot: GuestBoot, digest: string, bytes: Uint8Array | null): void {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseNetworkGrant } from '@lowcloud/api';
 import type { EnforcementReport, GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
+import { isOutput } from '../common/protocol.js';
 import { admit } from './admission.js';
 import { memoryLimits } from './grants/index.js';
 import { Guest } from './guest.js';
@@ -22,7 +23,12 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   // The grant's targets are parsed here, once, before anything is made: both layers get typed values.
   const network = parseNetworkGrant(opts.grants.network);
   const detached = opts.detached === true;
-  // A programmer error of the caller (the agent always passes one): not a user-facing message.
+  // Programmer errors of the caller (the agent always passes good ones): not user-facing messages.
+  // An output target a guest host would refuse is refused here, before anything is made (a shared
+  // host dropped such a start, and the caller waited 30 s for a confirmation that never came).
+  for (const k of ['stdout', 'stderr'] as const) {
+    if (opts[k] !== undefined && !isOutput(opts[k])) throw new TypeError(`spawnGuest: ${k} must be 'inherit', 'pipe' or { file, maxBytes: an integer >= 1, keep: an integer 0-1000 }`);
+  }
   if (detached && opts.runDir === undefined) throw new TypeError('detached guests need a runDir');
   const runDir = opts.runDir ?? null;
   const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
