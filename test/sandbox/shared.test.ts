@@ -198,15 +198,17 @@ setInterval(() => undefined, 1000);`;
   });
 
   it('a detached host started ahead of need ends with its starter when no guest joined it; the host with guests runs on', { timeout: 90_000 }, async () => {
-    // 192 guests fill a host to three quarters: the next host starts, spare. The starter (an
-    // agent) is then killed before the spare's 30 s are up: nothing will ever re-attach to it.
+    // 48 guests in one host, and a start of another group announced (`warmSharedHost`, as an
+    // agent does when a start arrives): that group's host starts, spare. The starter (an agent) is
+    // then killed before the spare's 30 s are up: nothing will ever re-attach to it.
     const base = path.join(work, 'spare');
-    const opts = Array.from({ length: 192 }, (_, i) => ({ ...shared('sleeper', `sp${i}`, { grants: { memory: 6 * MiB, network: { listen: [], connect: [] } } }), detached: true, runDir: path.join(base, `run-${i}`) }));
+    const opts = Array.from({ length: 48 }, (_, i) => ({ ...shared('sleeper', `sp${i}`, { grants: { memory: 6 * MiB, network: { listen: [], connect: [] } } }), detached: true, runDir: path.join(base, `run-${i}`) }));
+    const other = { ...shared('sleeper', 'sp-other', { grants: { memory: 7 * MiB, network: { listen: [], connect: [] } } }), detached: true, runDir: path.join(base, 'run-other') };
     const script = `import { readdirSync } from 'node:fs';
-import { spawnGuest } from '@lowcloud/sandbox';
+import { spawnGuest, warmSharedHost } from '@lowcloud/sandbox';
 const opts = ${JSON.stringify(opts)};
-const hs = [];
-for (let i = 0; i < opts.length; i += 48) hs.push(...(await Promise.all(opts.slice(i, i + 48).map((o) => spawnGuest(o)))));
+const hs = await Promise.all(opts.map((o) => spawnGuest(o)));
+warmSharedHost(${JSON.stringify(other)});
 while (readdirSync(${JSON.stringify(path.join(base, '.shared-hosts'))}).length < 2) await new Promise((r) => setTimeout(r, 20));
 process.stdout.write(JSON.stringify([...new Set(hs.map((h) => h.pid))]) + '\\n');
 setInterval(() => undefined, 1000);`;
@@ -238,6 +240,27 @@ setInterval(() => undefined, 1000);`;
     await new Promise((r) => starter.once('exit', r));
     await waitFor(() => !alive(spare), 10_000, 'the spare host, with no guest, to end with its starter');
     expect(alive(used[0] as number)).toBe(true);
+  });
+
+  it('a group whose host has room keeps no spare beside it: its next start joins that host', { timeout: 30_000 }, async () => {
+    // A group of its own (9 MiB), detached: its hosts' control FIFOs under `base` tell them apart.
+    const base = path.join(work, 'roomy');
+    const opts = (name: string): GuestOptions => ({ ...shared('sleeper', name, { grants: { memory: 9 * MiB, network: { listen: [], connect: [] } } }), detached: true, runDir: path.join(base, `run-${name}`) });
+    const hosts = () => sharedHostPids(path.join(base, '.shared-hosts'));
+    // The start announced first, as an agent does: the group has no host, so one starts at once.
+    warmSharedHost(opts('r0'));
+    const gs = await Promise.all(['r0', 'r1', 'r2'].map((n) => spawnGuest(opts(n))));
+    gs.forEach((g) => pids.add(g.pid));
+    expect(new Set(gs.map((g) => g.pid)).size).toBe(1);
+    // Announced again, and a while later: still the one host (a spare beside a host with 1,021
+    // free places was a walled Node.js start on every agent; bench/apply took ~1.5x as long).
+    warmSharedHost(opts('r3'));
+    await new Promise((r) => setTimeout(r, 1500));
+    hosts().forEach((p) => pids.add(p));
+    expect(hosts()).toEqual([gs[0]?.pid]);
+    const next = await spawnGuest(opts('r3'));
+    expect(next.pid).toBe(gs[0]?.pid);
+    for (const g of [...gs, next]) expect(await g.stop(5000)).toEqual({ kind: 'stopped' });
   });
 
   it('a guest that ends right after it started leaves its host up a moment: the next start of its group joins it instead of a cold host; past that the host ends', { timeout: 30_000 }, async () => {
@@ -290,7 +313,7 @@ setInterval(() => undefined, 1000);`;
       await expect(second).rejects.toMatchObject({ code: 'GUEST_START_FAILED', message: expect.stringMatching(/^shared guest \S+ not started: its shared guest host \(pid \d+\) ended or closed its channel before it confirmed the guest$/) });
       expect((await g.exited).kind).toBe('trap');
     } finally {
-      // The spare started when h0 took this one (it would end with this process anyway).
+      // Any other host of the group (it would end with this process anyway).
       hosts().forEach((p) => pids.add(p));
       if (alive(host)) process.kill(host, 'SIGKILL');
     }

@@ -45,16 +45,12 @@ const SPARE_MS = 30_000;
  * A group whose hosts have room for this many more guests or fewer starts its next spare at once:
  * a batch finds a running host every `SHARED_GUESTS_PER_HOST` guests instead of waiting ~0.2 s for
  * a cold, walled one each time (a host's start is ~0.2 s, in which a batch adds ~200 guests here).
+ * A group with more room keeps no spare: one beside a host with hundreds of free places would serve
+ * only that host's crash, for a walled Node.js start (~0.2-0.3 CPU-s) and ~35 MiB a group, on every
+ * agent. Started once a group's starts paused (as before 2026-12-05), it made `bench/apply` (20
+ * agents of 25 shared guests on 2 cores) 12.2-12.3 s to apply against 7.5-8.3 s without it.
  */
 const SPARE_ROOM = SHARED_GUESTS_PER_HOST / 4;
-
-/**
- * A group with more room than `SPARE_ROOM` starts its spare only once its starts have paused this
- * long, and only while a host of it has guests: the spare (a launcher spawned from this thread,
- * ~0.2 CPU-s of Node.js start-up) then does not take the CPU a batch's starts are using, and a
- * batch whose guests all ended (they ran to completion) starts none.
- */
-const QUIET_MS = 150;
 
 /**
  * At most this many spares at once in this process, all groups together (each an idle Node.js,
@@ -183,10 +179,8 @@ interface Pool {
   opts: GuestOptions;
   tuning: HostTuning;
   warmUntil: number;
-  /** When a start of the group was last announced or placed (`LINGER_MS`, `QUIET_MS`). */
+  /** When a start of the group was last announced or placed (`LINGER_MS`). */
   lastStart: number;
-  /** The timer of a spare waiting for the group's starts to pause (`QUIET_MS`). */
-  quietTimer: NodeJS.Timeout | null;
 }
 const pools = new Map<string, Pool>();
 /** `stopSpareHosts` was called: this process is ending, no spare is started any more. */
@@ -195,7 +189,7 @@ let sparesStopped = false;
 function poolFor(opts: GuestOptions, tuning: HostTuning): Pool {
   const key = groupKey(opts, tuning);
   let pool = pools.get(key);
-  if (pool === undefined) pools.set(key, (pool = { hosts: [], starting: null, opts, tuning, warmUntil: 0, lastStart: 0, quietTimer: null }));
+  if (pool === undefined) pools.set(key, (pool = { hosts: [], starting: null, opts, tuning, warmUntil: 0, lastStart: 0 }));
   pool.opts = opts;
   pool.tuning = tuning;
   return pool;
@@ -223,18 +217,15 @@ const sparesNow = (): number => [...pools.values()].reduce((n, p) => n + p.hosts
 const wanted = (pool: Pool): boolean => !sparesStopped && (pool.warmUntil > Date.now() || pool.hosts.some((h) => !h.ended && h.guests > 0));
 
 /**
- * Start the group's spare unless it has one (or a host starting), within `MAX_SPARE_HOSTS`: at once
- * where its hosts have room for `SPARE_ROOM` more guests or fewer (none: its first start), else
- * once its starts pause (`deferSpare`; `now`: they have). A spare that fails to start is dropped
- * quietly: the guest that needs a new host starts one itself and gets that start's error.
+ * Start the group's spare unless it has one (or a host starting), within `MAX_SPARE_HOSTS`, where
+ * its hosts have room for `SPARE_ROOM` more guests or fewer (none: its first start); a group with
+ * more room needs none. A spare that fails to start is dropped quietly: the guest that needs a new
+ * host starts one itself and gets that start's error.
  */
-function ensureSpare(pool: Pool, now = false): void {
+function ensureSpare(pool: Pool): void {
   if (sparesStopped || pool.starting !== null || pool.hosts.some(isSpare) || sparesNow() >= MAX_SPARE_HOSTS) return;
   const room = pool.hosts.reduce((n, h) => n + (h.ended ? 0 : SHARED_GUESTS_PER_HOST - h.guests), 0);
-  if (!now && room > SPARE_ROOM) {
-    deferSpare(pool);
-    return;
-  }
+  if (room > SPARE_ROOM) return;
   // A spare still starting when its group's last guest went (`close` ends only the spares it
   // sees) is ended as it comes up, instead of idling out its SPARE_MS.
   startHost(pool).then(
@@ -245,22 +236,11 @@ function ensureSpare(pool: Pool, now = false): void {
   );
 }
 
-/** The group's spare, started once no start has come for `QUIET_MS`, if a host of the group then has guests. */
-function deferSpare(pool: Pool): void {
-  if (pool.quietTimer !== null) return;
-  const check = () => {
-    const wait = pool.lastStart + QUIET_MS - Date.now();
-    pool.quietTimer = wait > 0 ? setTimeout(check, wait).unref() : null;
-    if (wait <= 0 && wanted(pool) && pool.hosts.some((h) => !h.ended && h.guests > 0)) ensureSpare(pool, true);
-  };
-  pool.quietTimer = setTimeout(check, QUIET_MS).unref();
-}
-
 /**
  * A start of a guest with these options is on its way (the agent calls this as a `start` arrives,
- * before it is checked and committed): its group's spare host starts now, if it has none, so that
- * the host's start (~0.2 s, walled) runs while the agent checks and commits, and the group keeps a
- * spare for `SPARE_MS` after the last such call and while guests of the group run here. Only for
+ * before it is checked and committed): a group without room for it here gets its next host now
+ * (`ensureSpare`), so that the host's start (~0.2 s, walled) runs while the agent checks and
+ * commits; that host waits up to `SPARE_MS` after the last such call for its first guest. Only for
  * guests that would run shared (`sharedRefusal`; a component is known only once admitted: a
  * spare started for one ends unused).
  */
@@ -351,10 +331,9 @@ export class SharedHost {
       if (h !== undefined) {
         h.count++;
         pool.lastStart = Date.now();
-        // The spare taken, or this host three quarters full: the next spare starts
-        // (`ensureSpare`: at once when the group is short of room, else once its starts pause),
-        // while this one fills; unused, it ends after a while (`spareTimer`).
-        if (h.count === 1 || h.count === SHARED_GUESTS_PER_HOST - SPARE_ROOM) ensureSpare(pool);
+        // This host three quarters full: the next spare starts while it fills (`ensureSpare`,
+        // where the group is then short of room); unused, it ends after a while (`spareTimer`).
+        if (h.count === SHARED_GUESTS_PER_HOST - SPARE_ROOM) ensureSpare(pool);
         return h;
       }
       await (pool.starting ?? startHost(pool));
