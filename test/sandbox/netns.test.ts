@@ -240,7 +240,7 @@ function parentOf(pid: number): number | null {
  * redirects the port names it), and its wall shell killed, so that the shell removes nothing when
  * the guest host ends: what is removed is removed by what the test checks.
  */
-async function serverWithShellKilled(): Promise<{ server: Awaited<ReturnType<typeof sandbox.spawnGuest>>; port: number; hif: string }> {
+async function serverWithShell(sig: 'SIGKILL' | 'SIGSTOP' = 'SIGKILL'): Promise<{ server: Awaited<ReturnType<typeof sandbox.spawnGuest>>; port: number; hif: string; shell: number }> {
   const port = await freePort();
   const server = await sandbox.spawnGuest(opts(['server', String(port)], { listen: [port], connect: [] }), {});
   pids.add(server.pid);
@@ -253,8 +253,8 @@ async function serverWithShellKilled(): Promise<{ server: Awaited<ReturnType<typ
   let shell = parentOf(server.pid);
   while (shell !== null && shell > 1 && !readFileSync(`/proc/${shell}/cmdline`, 'utf8').includes('hostnft=$1')) shell = parentOf(shell);
   expect(shell).toBeGreaterThan(1);
-  process.kill(Number(shell), 'SIGKILL');
-  return { server, port, hif: hif as string };
+  process.kill(Number(shell), sig);
+  return { server, port, hif: hif as string, shell: Number(shell) };
 }
 
 describe('a connection sent to a veth guest whose pair is gone, while its host table still redirects there', () => {
@@ -263,7 +263,7 @@ describe('a connection sent to a veth guest whose pair is gone, while its host t
     if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
     // The moment between a guest host's end and its wall shell's removal of the table, held open:
     // the shell is killed first (as an OOM kill or a kill of the tree could), then the guest host.
-    const { server, port: serverPort, hif } = await serverWithShellKilled();
+    const { server, port: serverPort, hif } = await serverWithShell();
     process.kill(server.pid, 'SIGKILL');
     await server.exited;
     await waitFor(() => !existsSync(`/sys/class/net/${hif}`), 10_000, 'the pair to go with the namespace');
@@ -291,27 +291,34 @@ describe('a stop of a veth guest with listen ports', () => {
   it("empties its host table's redirects before the guest host is signalled: a connect from this machine is refused at once, not sent to an address that is going", { timeout: 90_000 }, async ({ skip }) => {
     const facts = machineFacts();
     if (!facts.root || !facts.wall) return skip(`the root wall is unavailable here: ${facts.why.wall}`);
-    // Its wall shell, which removes the table once the guest host has ended, is killed first: the
-    // redirect is gone because the stop removed it, before the guest host went.
-    const { server, port: serverPort, hif } = await serverWithShellKilled();
-    await server.stop(5000);
-    const table = execFileSync('nft', ['list', 'table', 'ip', `lowcloud_veth_${hif}`]).toString();
-    expect(table).not.toContain('dnat to');
-    expect(table).toContain('masquerade');
-    // This machine's own connect (not forwarded: the shared refusal does not see it) is refused.
-    const started = Date.now();
-    const got = await new Promise<string>((resolve) => {
-      const s = net.connect(serverPort, '127.0.0.1');
-      s.on('connect', () => (resolve('connected'), s.destroy()));
-      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-      s.setTimeout(10_000, () => (resolve('timeout'), s.destroy()));
-    });
-    expect(got).toBe('ECONNREFUSED');
-    expect(Date.now() - started).toBeLessThan(10_000);
-    // What the killed shell left, the sweep removes (its interface is gone with the namespace).
-    await waitFor(() => !existsSync(`/sys/class/net/${hif}`), 10_000, 'the pair to go with the namespace');
-    sandbox.sweepStaleFirewalls();
-    expect(execFileSync('nft', ['list', 'tables', 'ip']).toString()).not.toContain(`lowcloud_veth_${hif}\n`);
+    // Its wall shell, which removes the table once the guest host has ended, is held (SIGSTOP)
+    // until the guest host is gone: the redirect is then gone because the stop removed it, before
+    // the guest host went. (Killed, the shell took the attached guest host's wall with it, and a
+    // test could find the host gone before its stop: CI, twice.)
+    const { server, port: serverPort, hif, shell } = await serverWithShell('SIGSTOP');
+    try {
+      const stopping = server.stop(5000);
+      await waitFor(() => !alive(server.pid), 10_000, 'the guest host to end');
+      const table = execFileSync('nft', ['list', 'table', 'ip', `lowcloud_veth_${hif}`]).toString();
+      expect(table).not.toContain('dnat to');
+      expect(table).toContain('masquerade');
+      // This machine's own connect (not forwarded: the shared refusal does not see it) is refused.
+      const started = Date.now();
+      const got = await new Promise<string>((resolve) => {
+        const s = net.connect(serverPort, '127.0.0.1');
+        s.on('connect', () => (resolve('connected'), s.destroy()));
+        s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+        s.setTimeout(10_000, () => (resolve('timeout'), s.destroy()));
+      });
+      expect(got).toBe('ECONNREFUSED');
+      expect(Date.now() - started).toBeLessThan(10_000);
+      process.kill(shell, 'SIGCONT');
+      await stopping;
+      // Let go, the shell removes its table as the guest host has ended.
+      await waitFor(() => !execFileSync('nft', ['list', 'tables', 'ip']).toString().includes(`lowcloud_veth_${hif}\n`), 10_000, 'the shell to remove its table');
+    } finally {
+      if (alive(shell)) process.kill(shell, 'SIGCONT');
+    }
   });
 });
 
