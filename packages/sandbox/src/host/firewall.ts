@@ -267,30 +267,11 @@ export async function stopVethRedirects(veth: string): Promise<void> {
     // redirect); any other leaves the redirect to the wall shell's removal of the whole table once
     // the guest host has ended, with the shared refusal (netns.ts) for other guests meanwhile, as
     // before this step existed. The stop goes on either way.
-    // Tried three times: an nft run can fail while other tables change at the same moment (seen
-    // once in CI with the suite's other guests starting and stopping beside it).
-    (async () => {
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const ok = await nftAsync(nft, ['-f', '-'], `flush chain ip ${table} pre\nflush chain ip ${table} out\n`).then(
-          () => true,
-          () => false,
-        );
-        if (ok || !(await vethTableExists(nft, table))) return;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })(),
+    nftAsync(nft, ['-f', '-'], `flush chain ip ${table} pre\nflush chain ip ${table} out\n`).catch(() => undefined),
     // 2 s at most: a stop does not wait on a stuck nft.
     new Promise((r) => (timer = setTimeout(r, 2000))),
   ]);
   clearTimeout(timer);
-}
-
-/** Whether the table is there to flush (a failed flush of a table already gone is done). Off the event loop: it runs inside a stop. */
-async function vethTableExists(nft: string, table: string): Promise<boolean> {
-  return nftAsync(nft, ['list', 'table', 'ip', table]).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**
