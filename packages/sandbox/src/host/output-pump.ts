@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { ByteBudget } from '../common/output-budget.js';
 import { rotatingFile, type RotatingFile } from '../common/rotating-file.js';
 import type { OutputTarget } from '../types.js';
 
@@ -37,12 +38,21 @@ export interface OutputRecord extends LogTarget {
  * all of the pipe, at most 1 MiB) into `<fifo>.tail`, which the host appends to the log once it
  * has read the pipe to its end (`flushTails`), or when it finds the guest host gone on re-attach.
  *
+ * What it reads is bounded in rate too (common/output-budget.ts): past the guest's budget it stops
+ * reading until the budget allows more, so the pipe fills and the guest waits in its write, as
+ * it waits for an agent that is away. Its stdout and stderr share one budget.
+ *
  * Attached (`lowcloud run`, tests): a plain pipe from the child.
  */
 export class OutputPump {
   private readonly files = new Map<string, RotatingFile>();
   private readonly streams: Readable[] = [];
   private readonly done: Promise<void>[] = [];
+  private readonly budget = new ByteBudget();
+  /** Streams paused for the budget, by the timer that resumes them. */
+  private readonly held = new Map<NodeJS.Timeout, Readable>();
+  /** Draining (the guest host ended): what is left is read at once. */
+  private unbounded = false;
 
   private constructor(readonly records: OutputRecord[]) {}
 
@@ -161,6 +171,15 @@ export class OutputPump {
           } catch {
             // dropped
           }
+          const wait = this.budget.take(b.length);
+          if (wait > 0 && !this.unbounded) {
+            stream.pause();
+            const timer = setTimeout(() => {
+              this.held.delete(timer);
+              stream.resume();
+            }, wait);
+            this.held.set(timer, stream);
+          }
         });
         stream.on('error', () => resolve());
         stream.on('close', () => resolve());
@@ -171,15 +190,28 @@ export class OutputPump {
 
   /** Every stream read to its end (the guest host and its launcher closed theirs), then the files closed; at most `ms`. */
   async drained(ms = 2000): Promise<void> {
+    // The guest host is gone: its pipes hold at most what they buffer, read now, not at its budget.
+    this.unbounded = true;
+    this.release(true);
     await Promise.race([Promise.all(this.done), new Promise((r) => setTimeout(r, ms).unref())]);
     this.close();
   }
 
   /** Stops reading (the agent detaches: what the guest host writes now waits in the pipe for the next one). */
   close(): void {
+    this.release(false);
     for (const s of this.streams) s.destroy();
     for (const f of this.files.values()) f.close();
     this.files.clear();
+  }
+
+  /** The budget's timers cleared; the streams they held resumed, or left to be destroyed. */
+  private release(resume: boolean): void {
+    for (const [timer, stream] of this.held) {
+      clearTimeout(timer);
+      if (resume) stream.resume();
+    }
+    this.held.clear();
   }
 }
 
