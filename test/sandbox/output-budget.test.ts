@@ -17,6 +17,8 @@ const RATE = 16 * MiB;
 const work = mkdtempSync(path.join(tmpdir(), 'lowcloud-output-budget-'));
 const handles: GuestHandle[] = [];
 afterAll(async () => {
+  // Cleanup only: a test that failed midway may leave a guest running; one its test stopped, or
+  // that ended, has nothing left to stop, and whatever a stop says here is no test's result.
   await Promise.all(handles.map((h) => h.stop(2000).catch(() => undefined)));
   rmSync(work, { recursive: true, force: true });
 });

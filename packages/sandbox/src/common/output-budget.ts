@@ -60,3 +60,45 @@ export class ByteBudget {
 export function droppedNote(bytes: number): string {
   return `[lowcloud: ${bytes} bytes of this guest's output dropped: over its budget of ${OUTPUT_BUDGET.bytesPerSecond / 2 ** 20} MiB a second after ${OUTPUT_BUDGET.burstBytes / 2 ** 20} MiB at once]\n`;
 }
+
+/**
+ * A shared guest's output passed on within a budget, the rest dropped: a write past the budget (or
+ * one `full` refuses) is counted, not kept, and so is every write after it until the budget has
+ * room again (~the time of one `room` bytes), when the note of what went is passed on first, on
+ * stderr; or as the output ends. Used by the shared host for each guest (guest/shared.ts) and again
+ * by the host side for what a host sends (host/shared-host.ts).
+ */
+export class DroppingOutput {
+  private dropped = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly pass: (fd: 1 | 2, data: Uint8Array) => void,
+    private readonly budget = new ByteBudget(),
+    private readonly full: (bytes: number) => boolean = () => false,
+    private readonly room = 2 ** 20,
+  ) {}
+
+  write(fd: 1 | 2, data: Uint8Array): void {
+    if (this.dropped > 0 || this.full(data.length) || !this.budget.tryTake(data.length)) {
+      this.dropped += data.length;
+      this.timer ??= setTimeout(() => this.note(), this.budget.waitFor(this.room)).unref();
+      return;
+    }
+    this.pass(fd, data);
+  }
+
+  /** The output ends (its guest did): what was dropped is said now. */
+  end(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.dropped > 0) this.note();
+  }
+
+  private note(): void {
+    this.timer = null;
+    const note = Buffer.from(droppedNote(this.dropped));
+    this.dropped = 0;
+    this.budget.take(note.length);
+    this.pass(2, note);
+  }
+}

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { decodeLine, encodeLine, GUEST_HOST_FD, Lines, OUT_PIECE_BYTES, parseSharedHostRequest, SHARED_CTL, type GuestBoot, type SharedHostReply } from '../common/protocol.js';
-import { ByteBudget, droppedNote } from '../common/output-budget.js';
+import { ByteBudget, DroppingOutput } from '../common/output-budget.js';
 import type { GuestExit } from '../types.js';
 import { closeInheritedFds } from './stray-fds.js';
 import { SuspendingGuest } from './suspending.js';
@@ -127,7 +127,7 @@ function addedId(raw: unknown): string | null {
 
 function add(boot: GuestBoot, digest: string, bytes: Uint8Array | null): void {
   if (guests.has(boot.id)) return;
-  const output = new GuestOutput(boot.id);
+  const output = guestOutput(boot.id);
   const ended = (exit: GuestExit, status: number) => {
     output.end();
     guests.delete(boot.id);
@@ -163,49 +163,22 @@ function add(boot: GuestBoot, digest: string, bytes: Uint8Array | null): void {
 const OUT_QUEUE_BYTES = 16 * 2 ** 20;
 
 /**
- * A guest's output on its way to the starter, within its budget (common/output-budget.ts): a write
- * past it is dropped, not queued (the thread runs the other guests too, so this one cannot be made
- * to wait alone, and what it wrote would pile up in this process), and the log says how much went
- * once the budget has room again, or as the guest ends.
+ * A guest's output on its way to the starter, within its budget (common/output-budget.ts): what it
+ * writes past it, or past what may wait here unsent, is dropped, not queued. This thread runs the
+ * other guests too, so this one cannot be made to wait alone; and a guest that writes without a
+ * pause holds the thread that would send what it wrote (64 MiB in one go, encoded, was past this
+ * process's heap, and the host and every guest in it ended).
  */
-class GuestOutput {
-  private readonly budget = new ByteBudget();
-  private dropped = 0;
-  private timer: NodeJS.Timeout | null = null;
-
-  constructor(private readonly id: string) {}
-
-  write(fd: 1 | 2, data: Uint8Array): void {
-    // Past what may wait here unsent (a guest that writes without a pause holds the thread that
-    // would send it: 64 MiB in one go, encoded, was past this process's heap, and the host and
-    // every guest in it ended), or past its budget: dropped.
-    if (this.dropped > 0 || outboxBytes + (connected ? channel.writableLength : 0) + data.length > OUT_QUEUE_BYTES || !this.budget.tryTake(data.length)) {
-      this.dropped += data.length;
-      this.timer ??= setTimeout(() => this.note(), this.budget.waitFor(OUT_PIECE_BYTES)).unref();
-      return;
-    }
-    this.send(fd, data);
-  }
-
-  /** The guest ended: what was dropped is said now. */
-  end(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.dropped > 0) this.note();
-  }
-
-  private note(): void {
-    this.timer = null;
-    const note = new TextEncoder().encode(droppedNote(this.dropped));
-    this.dropped = 0;
-    this.budget.take(note.length);
-    this.send(2, note);
-  }
-
-  private send(fd: 1 | 2, data: Uint8Array): void {
-    if (connected) outboxBytes += data.length;
-    for (let at = 0; at < data.length; at += OUT_PIECE_BYTES) send({ type: 'out', guest: this.id, fd, data: data.subarray(at, at + OUT_PIECE_BYTES) });
-  }
+function guestOutput(id: string): DroppingOutput {
+  return new DroppingOutput(
+    (fd, data) => {
+      if (connected) outboxBytes += data.length;
+      for (let at = 0; at < data.length; at += OUT_PIECE_BYTES) send({ type: 'out', guest: id, fd, data: data.subarray(at, at + OUT_PIECE_BYTES) });
+    },
+    new ByteBudget(),
+    (bytes) => outboxBytes + (connected ? channel.writableLength : 0) + bytes > OUT_QUEUE_BYTES,
+    OUT_PIECE_BYTES,
+  );
 }
 
 /** Requests from the starter, one a line (no cap that matters: it is the trusted side, and a module travels in one line). */

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Enforcement } from '@lowcloud/api';
 import { writeFileAtomic } from '../common/durable-file.js';
 import net from 'node:net';
-import { ByteBudget, droppedNote, OUTPUT_BUDGET } from '../common/output-budget.js';
+import { ByteBudget, DroppingOutput, OUTPUT_BUDGET } from '../common/output-budget.js';
 import { decodeLine, encodeLine, Lines, SHARED_CTL, type GuestBoot, type SharedHostRequest } from '../common/protocol.js';
 import { rotatingFile, type RotatingFile } from '../common/rotating-file.js';
 import { SharedGuestLostError } from '../errors.js';
@@ -757,24 +757,11 @@ function outputs(stdout: OutputTarget, stderr: OutputTarget): { write: (fd: 1 | 
   // The host keeps its guests' output within their budget (guest/shared.ts); a host that does not
   // (code that took it over) meets it here again, with room for the host's own timing (twice the
   // budget), so that what an honest host sent is never dropped here.
-  const budget = new ByteBudget(2 * OUTPUT_BUDGET.bytesPerSecond, 2 * OUTPUT_BUDGET.burstBytes);
-  let dropped = 0;
+  const budgeted = new DroppingOutput((fd, b) => (fd === 1 ? out(b) : err(b)), new ByteBudget(2 * OUTPUT_BUDGET.bytesPerSecond, 2 * OUTPUT_BUDGET.burstBytes));
   return {
-    write: (fd, b) => {
-      if (!budget.tryTake(b.length)) {
-        dropped += b.length;
-        return;
-      }
-      if (dropped > 0) {
-        err(new TextEncoder().encode(droppedNote(dropped)));
-        dropped = 0;
-      }
-      if (fd === 1) out(b);
-      else err(b);
-    },
+    write: (fd, b) => budgeted.write(fd, b),
     close: () => {
-      if (dropped > 0) err(new TextEncoder().encode(droppedNote(dropped)));
-      dropped = 0;
+      budgeted.end();
       for (const f of files.values()) f?.close();
       // Later bytes (none are expected) are dropped, not reopened.
       for (const t of [stdout, stderr]) if (typeof t === 'object') files.set(t.file, null);
