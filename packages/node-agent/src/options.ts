@@ -24,6 +24,7 @@ export interface RawAgentFlags {
   stateReserve?: string;
   allowUnwalled?: boolean;
   netns?: string;
+  warmPool?: string;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
@@ -52,6 +53,10 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
   if (connectBudget !== undefined && (!Number.isInteger(connectBudget) || connectBudget < 1 || connectBudget > 100_000)) {
     throw new AgentFlagError('--connect-budget', `--connect-budget ${raw.connectBudget}: write a whole number of new connections per second for the whole agent, from 1 to 100000`);
   }
+  const warmPool = raw.warmPool === undefined ? undefined : Number(raw.warmPool);
+  if (warmPool !== undefined && (!/^\d+$/.test(raw.warmPool ?? '') || warmPool > 64)) {
+    throw new AgentFlagError('--warm-pool', `--warm-pool ${raw.warmPool}: write how many warm guest hosts to keep, a whole number from 0 (none) to 64`);
+  }
   const maxBlobBytes = raw.maxBlobSize === undefined ? undefined : parseSize(raw.maxBlobSize, '--max-blob-size');
   if (maxBlobBytes !== undefined && maxBlobBytes < 1) throw new AgentFlagError('--max-blob-size', `--max-blob-size ${raw.maxBlobSize}: must be at least 1B`);
   const stateReserveBytes = raw.stateReserve === undefined ? undefined : parseSize(raw.stateReserve, '--state-reserve');
@@ -73,6 +78,7 @@ export function compileAgentOptions(raw: RawAgentFlags, env: NodeJS.ProcessEnv =
     logs,
     ...(raw.allowUnwalled === true ? { allowUnwalled: true } : {}),
     ...(raw.netns === 'pasta' || raw.netns === 'host' ? { netns: raw.netns } : {}),
+    ...(warmPool === undefined ? {} : { warmPool }),
     ...(maxBlobBytes === undefined ? {} : { maxBlobBytes }),
     ...(stateReserveBytes === undefined ? {} : { stateReserveBytes }),
     ...(connectRate === undefined && connectBudget === undefined && heartbeatMs === undefined

@@ -39,4 +39,6 @@ export interface AgentOptions {
   allowUnwalled?: boolean;
   /** `--netns`: how a network-granted guest host's own network namespace is made, or the host's kept (default veth). */
   netns?: NetnsMode;
+  /** `--warm-pool`: warm guest hosts kept for `process` starts (default 2; 0: none). */
+  warmPool?: number;
 }

@@ -64,7 +64,7 @@ export class AgentCore {
     const roles = new Map<string, Role>([...(opts.trustedRead ?? []).map((k): [string, Role] => [k, 'read']), ...opts.trusted.map((k): [string, Role] => [k, 'write'])]);
     this.auth = new RequestAuthenticator(this.identity.publicKey, roles, () => (opts.clock ?? systemClock).now());
     const logs = opts.logs ?? DEFAULT_LOG_LIMITS;
-    this.runner = new SandboxRunner(opts.stateDir, this.blobs, this.disk, this.identity, logs, opts.allowUnwalled === true, opts.netns ?? 'veth', opts.cacheDir);
+    this.runner = new SandboxRunner(opts.stateDir, this.blobs, this.disk, this.identity, logs, opts.allowUnwalled === true, opts.netns ?? 'veth', opts.cacheDir, opts.warmPool);
     this.logBudget = new LogBudget(path.join(opts.stateDir, 'logs'), logs.totalBytes);
     this.usage = new UsageMonitor(() => this.diskTargets(), opts.diskIntervalMs);
     this.metrics = createMetrics(

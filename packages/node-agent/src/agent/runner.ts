@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isolationOf, type ProcessSpec } from '@lowcloud/api';
-import { attachGuest, readExitRecord, spawnGuest, stopSpareHosts, warmSharedHost, type GuestExit, type GuestHandle, type GuestOptions, type NetnsMode } from '@lowcloud/sandbox';
+import { attachGuest, readExitRecord, spawnGuest, startWarmHost, stopSpareHosts, stopWarmHosts, warmHostReady, warmPoolRefusal, warmRefusal, warmSharedHost, type GuestExit, type GuestHandle, type GuestOptions, type NetnsMode } from '@lowcloud/sandbox';
 import type { OpeningKey } from '@lowcloud/api';
 import type { BlobStore } from './blob-store.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
@@ -12,6 +12,15 @@ import { UidTable } from './uids.js';
 
 /** The uid table's key for the one uid of every `shared` process (not a process name: names have no `#`). */
 const SHARED_UID_KEY = '#shared';
+
+/** The uid table's keys of the warm pool's uids, before a process takes one (`#warm-0`, ...). */
+const WARM_UID_PREFIX = '#warm-';
+
+/** How many warm guest hosts an agent keeps for `process` starts unless told (`--warm-pool`). */
+export const DEFAULT_WARM_POOL = 2;
+
+/** A warm host that did not start is tried again no sooner than this. */
+const WARM_RETRY_MS = 10_000;
 
 /** Where a process lives in the state directory. */
 export function processPaths(stateDir: string, name: string) {
@@ -26,6 +35,13 @@ export function processPaths(stateDir: string, name: string) {
 export class SandboxRunner implements GuestRunner {
   private readonly uids: UidTable;
   private logDirMade = false;
+  /**
+   * The warm pool's placeholders (uid table keys) and their uids, each with a warm host running or
+   * starting (sandbox warm-pool.ts); empty until a `process` start is asked for (`warm`), so an
+   * agent that runs none keeps no idle host.
+   */
+  private readonly warmUids: { key: string; uid: number; triedAt: number }[] = [];
+  private warmClosed = false;
 
   constructor(
     private readonly stateDir: string,
@@ -40,6 +56,8 @@ export class SandboxRunner implements GuestRunner {
     private readonly netns: NetnsMode = 'veth',
     /** `--cache`: admitted binaries (sandbox GuestOptions.cacheDir); default `<stateDir>/cache`. */
     private readonly cacheDir = path.join(stateDir, 'cache'),
+    /** `--warm-pool`: warm guest hosts kept for `process` starts (0: none). */
+    private readonly warmPool = DEFAULT_WARM_POOL,
   ) {
     this.uids = new UidTable(stateDir, disk);
   }
@@ -57,7 +75,8 @@ export class SandboxRunner implements GuestRunner {
    * Never fails the call: a spare is an optimisation.
    */
   warm(spec: ProcessSpec): void {
-    if (isolationOf(spec) !== 'shared' || spec.grants.disk !== undefined) return;
+    if (isolationOf(spec) === 'process') return this.fillWarmPool();
+    if (spec.grants.disk !== undefined) return;
     try {
       const uid = process.getuid?.() === 0 ? this.uids.uidFor(SHARED_UID_KEY) : undefined;
       const runDir = processPaths(this.stateDir, spec.name).runDir;
@@ -67,9 +86,53 @@ export class SandboxRunner implements GuestRunner {
     }
   }
 
-  /** The agent closes: its spare guest hosts stop (the hosts with guests run on, detached). */
-  close(): Promise<void> {
-    return stopSpareHosts();
+  /** The agent closes: its spare and warm guest hosts stop (the hosts with guests run on, detached). */
+  async close(): Promise<void> {
+    this.warmClosed = true;
+    await Promise.all([stopSpareHosts(), stopWarmHosts()]);
+  }
+
+  /**
+   * Keep `warmPool` warm hosts running, each under a uid reserved in the uid table under a
+   * placeholder (`#warm-N`, kept across agent restarts: the next agent starts its hosts under the
+   * same uids). A host that died or did not start is started again, no sooner than
+   * `WARM_RETRY_MS` after its last try. Only as root on a machine with the kernel layer
+   * (`warmPoolRefusal`); never fails: a warm host is an optimisation.
+   */
+  private fillWarmPool(): void {
+    if (this.warmPool === 0 || this.warmClosed || process.getuid?.() !== 0 || warmPoolRefusal({ requireWall: !this.allowUnwalled, netns: this.netns }) !== null) return;
+    try {
+      if (this.warmUids.length === 0) for (const key of this.uids.namesWith(WARM_UID_PREFIX).slice(0, this.warmPool)) this.warmUids.push({ key, uid: this.uids.uidFor(key), triedAt: 0 });
+      for (let n = 0; this.warmUids.length < this.warmPool; n++) {
+        const key = `${WARM_UID_PREFIX}${n}`;
+        if (this.uids.has(key)) continue; // one of those above
+        this.warmUids.push({ key, uid: this.uids.uidFor(key), triedAt: 0 });
+      }
+    } catch {
+      // no uid left, or the table cannot be written: no (more) warm hosts
+    }
+    const now = Date.now();
+    for (const w of this.warmUids) {
+      if (warmHostReady(w.uid) || now - w.triedAt < WARM_RETRY_MS) continue;
+      w.triedAt = now;
+      void startWarmHost(w.uid, path.join(this.stateDir, 'run'), { requireWall: !this.allowUnwalled, netns: this.netns });
+    }
+  }
+
+  /**
+   * The uid of a `process` guest's host: its own (allocated on its first start), or, on its first
+   * start, a warm host's (whose placeholder is renamed to it: the host already runs as that uid,
+   * and the sandbox gives it to this guest, `spawnGuest`). Its pool then gets another.
+   */
+  private processUid(name: string, opts: GuestOptions): number {
+    if (this.uids.has(name) || warmRefusal(opts) !== null) return this.uids.uidFor(name);
+    const i = this.warmUids.findIndex((w) => warmHostReady(w.uid));
+    const w = this.warmUids[i];
+    if (w === undefined) return this.uids.uidFor(name);
+    this.warmUids.splice(i, 1);
+    const uid = this.uids.rename(w.key, name);
+    setImmediate(() => this.fillWarmPool());
+    return uid;
   }
 
   /** A running guest with a new spec, in place (`GuestHandle.restart`); null where the handle cannot. */
@@ -93,12 +156,8 @@ export class SandboxRunner implements GuestRunner {
     // The logs directory once per runner (a start is one mkdir, not three: 1,000 starts in a batch).
     if (!this.logDirMade) fs.mkdirSync(path.dirname(p.log), { recursive: true, mode: 0o700 });
     this.logDirMade = true;
-    // As root each process's guest host runs as its own uid (the sandbox ignores it otherwise);
-    // `shared` processes share one, so that their guests can share hosts (the sandbox groups guests
-    // into hosts by uid, memory grant and wall).
-    const uid = process.getuid?.() === 0 ? this.uids.uidFor(shared ? SHARED_UID_KEY : spec.name) : undefined;
     if (spec.grants.disk !== undefined) fs.mkdirSync(p.dataDir, { recursive: true, mode: 0o700 });
-    const out = { file: p.log, maxBytes: this.logLimits.maxBytes, keep: this.logLimits.keep };
+    const out = this.logTarget(p.log);
     // Which spec it runs goes into the guest's record (`tag`, guest.json): for a shared guest that
     // record is written before it runs, so no file of the agent's is needed (nor the run
     // directory made here: the sandbox makes it), two file operations less a start (a profile of
@@ -108,7 +167,7 @@ export class SandboxRunner implements GuestRunner {
       fs.mkdirSync(p.runDir, { recursive: true, mode: 0o700 });
       this.writeSpecDigest(p.runDir, specDigest);
     }
-    return {
+    const opts: GuestOptions = {
       tag: specDigest,
       wasm: this.blobs.path(spec.binary),
       argv0: spec.name,
@@ -122,10 +181,19 @@ export class SandboxRunner implements GuestRunner {
       detached: true,
       runDir: p.runDir,
       cacheDir: this.cacheDir,
-      ...(uid === undefined ? {} : { uid }),
       isolation: isolationOf(spec),
       ...(spec.allowUnwalled === true ? { allowUnwalled: true } : {}),
     };
+    // As root each process's guest host runs as its own uid (the sandbox ignores it otherwise);
+    // `shared` processes share one, so that their guests can share hosts (the sandbox groups guests
+    // into hosts by uid, memory grant and wall).
+    if (process.getuid?.() === 0) opts.uid = shared ? this.uids.uidFor(SHARED_UID_KEY) : this.processUid(spec.name, opts);
+    return opts;
+  }
+
+  /** A process's log file as the sandbox's output target (stdout and stderr both). */
+  private logTarget(file: string) {
+    return { file, maxBytes: this.logLimits.maxBytes, keep: this.logLimits.keep };
   }
 
   /** The env and config files the guest sees, its sealed values opened; throws a SecretError where one does not open. */
@@ -150,8 +218,10 @@ export class SandboxRunner implements GuestRunner {
 
   /** The live guest of a process, if it survived the agent's restart, with the spec it runs. */
   async attach(name: string): Promise<{ handle: GuestHandle; specDigest: string | null } | null> {
-    const { runDir } = processPaths(this.stateDir, name);
-    const handle = await attachGuest(runDir, { requireWall: !this.allowUnwalled, netns: this.netns });
+    const { runDir, log } = processPaths(this.stateDir, name);
+    // A shared guest's output goes to its log again (a process guest's record names its own).
+    const out = this.logTarget(log);
+    const handle = await attachGuest(runDir, { requireWall: !this.allowUnwalled, netns: this.netns }, { stdout: out, stderr: out });
     if (handle === null) return null;
     // The record's tag where it has one (guests started since it came); the file otherwise.
     return { handle, specDigest: handle.tag ?? readText(path.join(runDir, 'spec-digest')) };

@@ -57,6 +57,30 @@ export class UidTable {
     }
     throw new LowcloudError(ErrorCode.GRANT_UNAVAILABLE, `no free uid left in ${UID_MIN}-${UID_MAX} for process ${name}: every one is taken by this agent's processes, an account or a running process`);
   }
+
+  /** Whether `name` has a uid already. */
+  has(name: string): boolean {
+    return Object.hasOwn(this.table, name);
+  }
+
+  /** The names of the table that start with `prefix` (the warm pool's placeholders). */
+  namesWith(prefix: string): string[] {
+    return Object.keys(this.table).filter((n) => n.startsWith(prefix));
+  }
+
+  /**
+   * `from`'s uid becomes `to`'s for good (a warm host reserved under a placeholder, taken by a
+   * process: the host already runs as that uid). `to` must have none yet.
+   */
+  rename(from: string, to: string): number {
+    const uid = this.table[from];
+    if (!Object.hasOwn(this.table, from) || uid === undefined || Object.hasOwn(this.table, to)) throw new Error(`uid table: cannot give ${from}'s uid to ${to}`);
+    const { [from]: _gone, ...rest } = this.table;
+    const next = { ...rest, [to]: uid };
+    this.disk.writeFile(this.file, JSON.stringify(next, null, 2), { mode: 0o600 });
+    this.table = next;
+    return uid;
+  }
 }
 
 function readTable(file: string): Record<string, number> {

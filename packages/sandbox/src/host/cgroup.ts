@@ -89,6 +89,29 @@ export class GuestCgroup {
     }
   }
 
+  /**
+   * Write new memory and CPU limits to a cgroup whose guest host already runs (a warm host taken
+   * by its guest, warm-pool.ts): null lifts a limit. Only the directories it was made with; throws
+   * when one is missing or the kernel refuses a value (the caller then does not use the host).
+   */
+  setLimits(limits: { memoryBytes: number | null; cpuCores: number | null }): void {
+    const { memory, cpu } = this.dirs;
+    if (memory === undefined || cpu === undefined) throw new Error('the cgroup has no memory or cpu controller to set');
+    const quota = limits.cpuCores === null ? null : Math.round(limits.cpuCores * PERIOD);
+    if (this.version === 'v2') {
+      fs.writeFileSync(path.join(memory, 'memory.max'), limits.memoryBytes === null ? 'max' : String(limits.memoryBytes));
+      fs.writeFileSync(path.join(cpu, 'cpu.max'), `${quota === null ? 'max' : quota} ${PERIOD}`);
+      return;
+    }
+    // v1: memory+swap may never be below memory alone, so the lower one goes first when lowering.
+    const bytes = limits.memoryBytes === null ? '-1' : String(limits.memoryBytes);
+    const files = [path.join(memory, 'memory.limit_in_bytes'), path.join(memory, 'memory.memsw.limit_in_bytes')];
+    if (limits.memoryBytes === null) files.reverse();
+    fs.writeFileSync(files[0] as string, bytes);
+    tryWrite(files[1] as string, bytes);
+    fs.writeFileSync(path.join(cpu, 'cpu.cfs_quota_us'), quota === null ? '-1' : String(quota));
+  }
+
   /** True when the kernel killed a process of this cgroup for going past memory.max. */
   oomKilled(): boolean {
     return this.dirs.memory !== undefined && cgroupOomKilled(this.dirs.memory);

@@ -127,6 +127,11 @@ export class PreparedHost {
     return this.layers.find((l) => l.wall !== undefined)?.wall ?? { wall: null, uid: process.getuid?.() ?? 0, devices: [] };
   }
 
+  /** Its own cgroup (the grants' kernel limits), or null where none was made. */
+  get kernelCgroup(): GuestCgroup | null {
+    return this.cgroup;
+  }
+
   get cgroupDirs(): string[] {
     return [...new Set([...(this.cgroup?.all ?? []), ...this.layers.flatMap((l) => l.cgroupDirs ?? [])])];
   }

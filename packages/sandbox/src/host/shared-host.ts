@@ -12,7 +12,8 @@ import { rotatingFile, type RotatingFile } from '../common/rotating-file.js';
 import { SharedGuestLostError } from '../errors.js';
 import type { EnforcementReport, GuestExit, GuestOptions, OutputTarget } from '../types.js';
 import type { Admitted } from './admission.js';
-import { memoryLimits } from './grants/index.js';
+import type { GuestCgroup } from './cgroup.js';
+import { LAYER_MODULES, memoryLimits } from './grants/index.js';
 import { GuestHost, PreparedHost, removeCtl, type HostTuning } from './guest-host.js';
 import { GuestJournal } from './shared-journal.js';
 import { parseSharedHostReply } from './messages.js';
@@ -284,13 +285,23 @@ export class SharedHost {
   private lingering = false;
   private outbox: SharedHostRequest[] = [];
 
+  /**
+   * A warm host (warm-pool.ts): started for a uid before any guest asked, in no group, kept until
+   * taken (`claim`) or its pool lets it go; once taken it is `solo`: its one guest's host alone.
+   */
+  private warm = false;
+  private solo = false;
+
   private constructor(
-    readonly key: string,
+    /** Its group (`groupKey`); a taken warm host's own (`soloKey`). */
+    public key: string,
     readonly host: GuestHost,
-    private readonly hostReport: EnforcementReport,
+    private hostReport: EnforcementReport,
     readonly jspi: boolean,
     /** Its guests' records for a re-attaching agent (detached with run directories), else null. */
     private readonly journal: GuestJournal | null,
+    /** Its cgroup, whose limits a warm host's guest sets as it takes it. */
+    private readonly cgroup: GuestCgroup | null,
   ) {
     host.onMessage((m) => this.receive(m));
     // Nothing sent on it after this is read, nothing more comes back: a guest not confirmed yet never will be.
@@ -303,6 +314,7 @@ export class SharedHost {
   private spareTimer(): void {
     setTimeout(() => {
       if (this.closed || this.count > 0) return;
+      if (this.warm) return void this.spareTimer(); // its pool keeps it, or closes it
       const pool = pools.get(this.key);
       if (pool !== undefined && wanted(pool)) this.spareTimer();
       else this.close();
@@ -341,8 +353,11 @@ export class SharedHost {
     }
   }
 
-  /** A new host of the group `key` (only `startHost` calls this: the pool counts what it starts). */
-  static async launch(key: string, opts: GuestOptions, tuning: HostTuning): Promise<SharedHost> {
+  /**
+   * A new host of the group `key` (only `startHost` calls this: the pool counts what it starts),
+   * or a warm host (`hostGrants` given: its cgroup's first limits, replaced as a guest takes it).
+   */
+  static async launch(key: string, opts: GuestOptions, tuning: HostTuning, hostGrants?: GuestOptions['grants']): Promise<SharedHost> {
     const node = jspiNode() as string;
     const perGuest = opts.grants.memory;
     // The host's own layers: the kernel's union of its guests (memory for all of them, no network, no disk).
@@ -352,7 +367,7 @@ export class SharedHost {
       env: {},
       dirs: [],
       config: [],
-      grants: { network: { listen: [], connect: [] }, ...(perGuest === undefined ? {} : { memory: perGuest * SHARED_GUESTS_PER_HOST }) },
+      grants: hostGrants ?? { network: { listen: [], connect: [] }, ...(perGuest === undefined ? {} : { memory: perGuest * SHARED_GUESTS_PER_HOST }) },
       ...(opts.uid === undefined ? {} : { uid: opts.uid }),
     };
     const prepared = await PreparedHost.create(hostOpts, { kind: 'module', network: { listen: [], connect: [], udp: false } }, tuning);
@@ -373,7 +388,9 @@ export class SharedHost {
       });
       host.ctl = ctl;
       const report = Object.fromEntries(prepared.names.map((n, i) => [n, prepared.layers[i]?.report ?? []])) as unknown as EnforcementReport;
-      return new SharedHost(key, host, report, true, ctl === null ? null : new GuestJournal(ctl, host.record(host.layerList, [])));
+      const made = new SharedHost(key, host, report, true, ctl === null ? null : new GuestJournal(ctl, host.record(host.layerList, [])), prepared.kernelCgroup);
+      made.warm = hostGrants !== undefined;
+      return made;
     } catch (err) {
       if (ctl !== null) removeCtl(ctl);
       await prepared.release();
@@ -383,9 +400,50 @@ export class SharedHost {
 
   /** Keep a slot for a guest of this group (restart in place); false when it belongs elsewhere or the host is done. */
   reserveFor(opts: GuestOptions, tuning: HostTuning): boolean {
-    if (this.closed || groupKey(opts, tuning) !== this.key) return false;
+    if (this.closed || (this.solo ? soloKey(opts, tuning) : groupKey(opts, tuning)) !== this.key) return false;
     this.count++;
     return true;
+  }
+
+  /** A guest of this host must run as `process` (a taken warm host) or `shared`. */
+  get isolation(): 'process' | 'shared' {
+    return this.solo ? 'process' : 'shared';
+  }
+
+  /**
+   * A warm host taken by one `process` guest (warm-pool.ts): its cgroup gets the guest's memory and
+   * CPU limits (as a process guest's own host is made with them), its report and record say so,
+   * and it ends with its guest. False (nothing changed but what the kernel refused, and the caller
+   * then closes it) when it is not an idle warm host or its cgroup cannot take the limits.
+   */
+  claim(opts: GuestOptions, tuning: HostTuning): boolean {
+    if (!this.warm || this.closed || this.count > 0 || this.cgroup === null) return false;
+    const memoryBytes = memoryLimits(opts.grants.memory).processBytes ?? null;
+    const cpuCores = opts.grants.cpu ?? null;
+    try {
+      this.cgroup.setLimits({ memoryBytes, cpuCores });
+    } catch {
+      return false;
+    }
+    // What a violation says and a re-attaching agent reads (grants/memory.ts's record): the guest's limit.
+    const memoryLayer = this.host.layerList[LAYER_MODULES.findIndex((m) => m.name === 'memory')];
+    if (memoryLayer?.record !== null && memoryLayer?.record !== undefined) {
+      const record = memoryLayer.record as { cgroupBytes?: number };
+      if (memoryBytes === null) delete record.cgroupBytes;
+      else record.cgroupBytes = memoryBytes;
+    }
+    this.journal?.rehost(this.host.record(this.host.layerList, []));
+    this.hostReport = soloReport(this.hostReport, opts, this.cgroup.version, memoryBytes, cpuCores);
+    this.warm = false;
+    this.solo = true;
+    this.key = soloKey(opts, tuning);
+    this.count = 1;
+    return true;
+  }
+
+  /** An idle warm host its pool lets go. */
+  closeWarm(): void {
+    if (this.warm && this.count === 0) this.close();
   }
 
   /**
@@ -394,6 +452,7 @@ export class SharedHost {
    */
   release(): void {
     if (--this.count > 0 || this.lingering) return;
+    if (this.solo) return void this.close(); // a taken warm host ends with its guest
     const pool = pools.get(this.key);
     const left = pool === undefined || sparesStopped ? 0 : pool.lastStart + LINGER_MS - Date.now();
     if (left <= 0) {
@@ -431,7 +490,7 @@ export class SharedHost {
     this.sentDigests.add(admitted.digest + admitted.modulePath);
     if (first) this.carries.set(id, admitted.digest + admitted.modulePath);
     const key = `${admitted.digest}:${path.basename(admitted.modulePath)}`;
-    const report = guestReport(this.hostReport, opts);
+    const report = this.solo ? this.hostReport : guestReport(this.hostReport, opts);
     // What a re-attaching agent needs (attachGuest): the host's record with this guest in it.
     if (runDir !== null) {
       // A previous run's; one unlink (rmSync's checks first cost more than the call itself here).
@@ -656,6 +715,8 @@ export class SharedLink {
   private live: Set<string> | null = null;
   private seq = 0;
   private readonly usageWaiters = new Map<number, (u: { memoryBytes: number; cpuSeconds: number | null }) => void>();
+  /** Where each re-attached guest's output goes (`follow`): its log again, within its budget. */
+  private readonly outs = new Map<string, ReturnType<typeof outputs>>();
 
   private constructor(readonly ctl: string) {
     this.out = new net.Socket({ fd: fs.openSync(path.join(ctl, SHARED_CTL.requests), fs.constants.O_WRONLY | fs.constants.O_NONBLOCK), readable: false, writable: true });
@@ -674,7 +735,8 @@ export class SharedLink {
         } catch {
           continue; // hostile or cut short: not believed
         }
-        if (m?.type === 'exit') this.exited(m.guest, m.exit);
+        if (m?.type === 'out') this.outs.get(m.guest)?.write(m.fd, m.data);
+        else if (m?.type === 'exit') this.exited(m.guest, m.exit);
         else if (m?.type === 'live') {
           this.live = new Set(m.guests);
           for (const [g, w] of this.waiters) if (!this.live.has(g)) w(this.exits.get(g) ?? null);
@@ -697,7 +759,18 @@ export class SharedLink {
     }
   }
 
+  /**
+   * A re-attached guest's output goes to these targets again (as when it was started), until it
+   * exits. Without it the host's lines for it were read and dropped after an agent restart.
+   */
+  follow(guest: string, stdout: OutputTarget, stderr: OutputTarget): void {
+    this.outs.get(guest)?.close();
+    this.outs.set(guest, outputs(stdout, stderr));
+  }
+
   private exited(guest: string, exit: GuestExit): void {
+    this.outs.get(guest)?.close();
+    this.outs.delete(guest);
     this.exits.set(guest, exit);
     this.waiters.get(guest)?.(exit);
   }
@@ -789,6 +862,37 @@ function guestReport(host: EnforcementReport, opts: GuestOptions): EnforcementRe
     network: [{ mechanism: 'WASI preview1 has no socket imports: no network access', level: 'runtime' }, ...ofHost(host.network.filter((l) => l.level === 'kernel'))],
     isolation: [{ mechanism: 'separated from the other guests of its host by the WebAssembly sandbox and the runtime layer (its own instance, linear memory and WASI context)', level: 'runtime' }, ...ofHost(host.isolation)],
   } as EnforcementReport;
+}
+
+/**
+ * Guests with the same key may be started again in place in a taken warm host: what a process
+ * guest's host is made for (its uid, grants, wall), as `groupKey` is for a shared host.
+ */
+function soloKey(opts: GuestOptions, tuning: HostTuning): string {
+  return JSON.stringify(['solo', opts.detached === true, opts.uid ?? null, opts.grants, tuning.kernel ?? null, tuning.wall ?? null, opts.allowUnwalled === true]);
+}
+
+/**
+ * The report of a `process` guest in a warm host it took: the host's wall, network and disk layers
+ * as made (the same as a cold host's for a guest without disk, network or GPU grants), memory and
+ * CPU as the guest's limits now written to the host's cgroup, and how it runs inside.
+ */
+function soloReport(host: EnforcementReport, opts: GuestOptions, cgroup: 'v1' | 'v2', memoryBytes: number | null, cpuCores: number | null): EnforcementReport {
+  const grant = opts.grants.memory;
+  const memory: Enforcement[] =
+    grant === undefined || memoryBytes === null
+      ? [{ mechanism: 'not limited (no memory grant)', level: 'advisory' }]
+      : [
+          { mechanism: `cgroup ${cgroup} memory limit ${memoryBytes} bytes (grant + host overhead)`, level: 'kernel' },
+          { mechanism: `linear memory maximum rewritten to ${grant} bytes (memory.grow fails past it)`, level: 'runtime' },
+          { mechanism: 'V8 heap of the guest host capped (--max-old-space-size)', level: 'runtime' },
+        ];
+  const cpu: Enforcement[] = cpuCores === null ? [{ mechanism: 'not limited (no cpu grant)', level: 'advisory' }] : [{ mechanism: `cgroup ${cgroup} CPU quota ${cpuCores} cores`, level: 'kernel' }];
+  const alone: Enforcement = {
+    mechanism: 'a guest host of its own, started before the call (the agent\'s warm pool) and taken by this guest alone; the guest runs on its main thread under JSPI (no worker thread), and the host ends with it',
+    level: 'runtime',
+  };
+  return { ...host, memory, cpu, isolation: [...host.isolation, alone] } as EnforcementReport;
 }
 
 /**

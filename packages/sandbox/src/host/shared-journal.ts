@@ -35,6 +35,12 @@ interface GuestLine {
   guest: GuestRecord;
 }
 
+/** The host's record alone: its guests are the lines after it. */
+function hostLine(host: GuestHostRecord): string {
+  const { guests: _guests, ...alone } = host;
+  return `${JSON.stringify({ host: alone })}\n`;
+}
+
 export class GuestJournal {
   /** Opened at the first flush: a host that never gets a guest (a spare) writes nothing. */
   private fd: number | null = null;
@@ -44,7 +50,7 @@ export class GuestJournal {
   private readonly live = new Map<string, string>();
   private lines = 0;
   private seq = 0;
-  private readonly hostLine: string;
+  private hostLine: string;
 
   /**
    * The journal of the host with control FIFOs in `ctl`; its first line, the host's record
@@ -53,9 +59,13 @@ export class GuestJournal {
    */
   constructor(ctl: string, host: GuestHostRecord) {
     this.file = journalOf(ctl);
-    // The host's record alone: its guests are the lines after it.
-    const { guests: _guests, ...alone } = host;
-    this.hostLine = `${JSON.stringify({ host: alone })}\n`;
+    this.hostLine = hostLine(host);
+  }
+
+  /** The host's record changed before any guest was written (a warm host taken: its cgroup's limits). */
+  rehost(host: GuestHostRecord): void {
+    if (this.fd !== null) throw new Error('the journal was written already');
+    this.hostLine = hostLine(host);
   }
 
   readonly file: string;

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseNetworkGrant } from '@lowcloud/api';
-import type { EnforcementReport, GuestExit, GuestHandle, GuestOptions, GuestUsage } from '../types.js';
+import type { EnforcementReport, GuestExit, GuestHandle, GuestOptions, GuestUsage, OutputTarget } from '../types.js';
 import { isOutput } from '../common/protocol.js';
 import { admit } from './admission.js';
 import { memoryLimits } from './grants/index.js';
@@ -11,6 +11,7 @@ import { Guest } from './guest.js';
 import { GuestHost, PreparedHost, type HostTuning } from './guest-host.js';
 import { ProcessLink } from './process-link.js';
 import { makeCtl, SharedHost, SharedLink, sharedRefusal, writeExit, type SharedGuest } from './shared-host.js';
+import { takeWarmHost, warmRefusal } from './warm-pool.js';
 
 export type SpawnTuning = HostTuning;
 
@@ -36,6 +37,13 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   const refusal = opts.isolation === 'shared' ? sharedRefusal(opts, admitted.kind) : null;
   // A shared guest's record is a line of its host's journal: no run directory made for it (a mkdir a start).
   if (opts.isolation === 'shared' && refusal === null) return spawnShared(opts, admitted, network, tuning);
+  // A `process` guest whose uid has a warm host running takes it (warm-pool.ts); one that cannot
+  // (a component, a grant it does not have) leaves it to end: the uid is this guest's now.
+  const warm = opts.isolation !== 'shared' && opts.uid !== undefined ? takeWarmHost(opts.uid, tuning) : null;
+  if (warm !== null) {
+    if (warmRefusal(opts, admitted.kind) === null && warm.claim(opts, tuning)) return spawnShared(opts, admitted, network, tuning, warm);
+    warm.closeWarm();
+  }
   if (runDir !== null) fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const prepared = await PreparedHost.create(opts, { kind: admitted.kind, network }, tuning);
   try {
@@ -78,12 +86,16 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
  * same pid, no restart, and every runtime layer its report claims running again. Returns null
  * when the guest host is gone (its exit record, if any, is in runDir/exit.json).
  */
-export async function attachGuest(runDir: string, tuning: SpawnTuning = {}): Promise<GuestHandle | null> {
+export async function attachGuest(runDir: string, tuning: SpawnTuning = {}, output?: { stdout: OutputTarget; stderr: OutputTarget }): Promise<GuestHandle | null> {
   const host = GuestHost.attach(runDir, (r) => Guest.restore(r));
   const guest = host?.guests[0];
   if (host === null || guest === undefined) return null;
   const link = host.ctl === null ? null : SharedLink.to(host.ctl);
-  return link === null ? handle(host, guest, tuning) : attachedShared(host, guest, link);
+  if (link === null) return handle(host, guest, tuning);
+  // A shared guest's output comes over its host's FIFOs now: to where it went before (a process
+  // guest's output FIFOs are in its record, and its host side reads them again by itself).
+  if (output !== undefined) link.follow(guest.id, output.stdout, output.stderr);
+  return attachedShared(host, guest, link);
 }
 
 /**
@@ -163,15 +175,17 @@ function sharedHandle(guest: SharedGuest, opts: GuestOptions, tuning: SpawnTunin
     usage: async () => sharedUsage(await host.usage(guest), host.host),
     stop: (graceMs = 5000) => host.stop(guest, graceMs),
     detach: () => host.detach(),
-    // In place: the one guest stops and its successor joins a host of its group (the same one while it has room).
+    // In place: the one guest stops and its successor joins a host of its group (the same one while
+    // it has room); a `process` guest in a warm host it took, that host again (same uid and grants).
     async restart(next: GuestOptions): Promise<GuestHandle> {
       const opts2 = { ...next, isolation: next.isolation ?? opts.isolation };
       // Its slot is kept across the stop, so the host stays up for the successor.
-      const into = opts2.isolation === 'shared' && host.reserveFor(opts2, tuning) ? host : null;
+      const into = (opts2.isolation ?? 'process') === host.isolation && host.reserveFor(opts2, tuning) ? host : null;
       await host.stop(guest, 5000);
       // A module that does not admit is not lost: spawnGuest below admits it again and throws that error.
       const admitted = into === null ? null : await admit(opts2.wasm, opts2.grants.memory, opts2.cacheDir).catch(() => null);
-      if (into !== null && admitted !== null && sharedRefusal(opts2, admitted.kind) === null && !into.ended) return spawnShared(opts2, admitted, parseNetworkGrant(opts2.grants.network), tuning, into);
+      const fits = admitted !== null && (host.isolation === 'shared' ? sharedRefusal(opts2, admitted.kind) : warmRefusal(opts2, admitted.kind)) === null;
+      if (into !== null && admitted !== null && fits && !into.ended) return spawnShared(opts2, admitted, parseNetworkGrant(opts2.grants.network), tuning, into);
       into?.release();
       return spawnGuest(opts2, tuning);
     },
