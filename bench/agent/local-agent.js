@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-export async function startLocalAgent(dir) {
-  const proc = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, 'state'), '--trust', path.join(dir, 'ci.pub'), '--insecure-loopback', '--metrics-listen', 'off'], { stdio: ['ignore', 'pipe', 'inherit'] });
+export async function startLocalAgent(dir, flags = []) {
+  const proc = spawn(process.execPath, [path.join(root, 'bin/lowcloud.js'), 'agent', '--listen', '127.0.0.1:0', '--state', path.join(dir, 'state'), '--trust', path.join(dir, 'ci.pub'), '--insecure-loopback', '--metrics-listen', 'off', ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
   process.on('exit', () => proc.kill('SIGKILL'));
   const [url, key] = await new Promise((resolve) => {
     let out = '';

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { AgentEvent, ProcessStatus } from '@lowcloud/api';
 import { runCli } from '../helpers/cli.js';
 import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
-import { guest, waitFor } from '../helpers/guests.js';
+import { cgroupDirOf, guest, waitFor } from '../helpers/guests.js';
 import { machineFacts } from '../helpers/machine-facts.js';
 import { writeLateHogModule, writeMemoryHogModule } from '../helpers/wasm.js';
 import { httpGet } from '../helpers/net.js';
@@ -29,14 +29,7 @@ const LATE_LIMIT = LATE_GRANT + 96 * 2 ** 20;
 if (!facts.memoryCgroup) console.warn(`memory-violation: the kernel layer is not tested here: ${facts.why.memoryCgroup}`);
 
 /** The memory cgroup directory of `pid` (v1 memory controller, or the v2 unified tree). */
-function memoryCgroupOf(pid: number): string {
-  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
-  const v1 = lines.map((l) => /^\d+:([^:]*):(.*)$/.exec(l)).find((m) => m?.[1]?.split(',').includes('memory'));
-  if (v1 !== undefined && v1 !== null) return path.join('/sys/fs/cgroup/memory', v1[2] as string);
-  const v2 = lines.map((l) => /^0::(.*)$/.exec(l)).find((m) => m !== null);
-  const root = readFileSync('/proc/self/mounts', 'utf8').includes(' /sys/fs/cgroup/unified cgroup2 ') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
-  return path.join(root, v2?.[1] ?? '/');
-}
+const memoryCgroupOf = (pid: number): string => cgroupDirOf(pid, 'memory');
 
 async function violate(agent: RunningAgent, name: string, detail: RegExp, mechanism: RegExp, kernel: boolean): Promise<void> {
   const c = await fx.connect(agent);

@@ -1,11 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { sha256Hex, specDigest, type ProcessSpec } from '@lowcloud/api';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { sha256Hex, specDigest, type AgentEvent, type ProcessSpec } from '@lowcloud/api';
 import { probeCapabilities, warmPoolRefusal } from '@lowcloud/sandbox';
 import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { repoRoot } from '../helpers/cli.js';
-import { alive, sharedHostPids, waitFor } from '../helpers/guests.js';
+import { alive, cgroupDirOf, guest, sharedHostPids, waitFor } from '../helpers/guests.js';
 
 /**
  * The warm pool (issue 23): an agent that runs `process` guests keeps walled guest hosts running
@@ -24,13 +25,6 @@ const refusal = warmPoolRefusal();
 const hostPids = (stateDir: string): number[] => sharedHostPids(path.join(stateDir, 'run', '.shared-hosts'));
 const uidsOf = (stateDir: string): Record<string, number> => JSON.parse(readFileSync(path.join(stateDir, 'uids.json'), 'utf8')) as Record<string, number>;
 const procUid = (pid: number): number => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-/** The directory of the process's cgroup in a v1 controller's hierarchy, or the v2 one. */
-function cgroupDir(pid: number, controller: string): string {
-  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n');
-  const v1 = lines.find((l) => l.split(':')[1]?.split(',').includes(controller));
-  if (v1 !== undefined) return path.join('/sys/fs/cgroup', controller, v1.split(':')[2] as string);
-  return path.join('/sys/fs/cgroup', lines.find((l) => l.startsWith('0::'))?.slice(3) ?? '');
-}
 const read = (file: string): string => readFileSync(file, 'utf8').trim();
 
 describe.skipIf(refusal !== null)(`the warm pool for process guests${refusal === null ? '' : ` (skipped: ${refusal})`}`, () => {
@@ -93,10 +87,10 @@ describe.skipIf(refusal !== null)(`the warm pool for process guests${refusal ===
     expect(after[taken as string]).not.toBe(after.p1); // refilled with a new uid, or gone
     expect(procUid(pid)).toBe(after.p1);
     // Its cgroup has p1's limits, not the pool's: 32 MiB + the host overhead (96 MiB), 0.5 cores.
-    const memDir = cgroupDir(pid, 'memory');
+    const memDir = cgroupDirOf(pid, 'memory');
     const limit = read(path.join(memDir, caps.cgroup === 'v2' ? 'memory.max' : 'memory.limit_in_bytes'));
     expect(Number(limit)).toBe((32 + 96) * 2 ** 20);
-    const cpuDir = cgroupDir(pid, 'cpu');
+    const cpuDir = cgroupDirOf(pid, 'cpu');
     if (caps.cgroup === 'v2') expect(read(path.join(cpuDir, 'cpu.max'))).toBe('50000 100000');
     else expect(read(path.join(cpuDir, 'cpu.cfs_quota_us'))).toBe('50000');
     expect(p1?.enforcement?.memory[0]).toEqual({ mechanism: `cgroup ${caps.cgroup} memory limit ${(32 + 96) * 2 ** 20} bytes (grant + host overhead)`, level: 'kernel' });
@@ -152,6 +146,31 @@ describe.skipIf(refusal !== null)(`the warm pool for process guests${refusal ===
     expect(procUid(fresh)).toBe(uidsOf(stateDir).p1);
     // The new agent runs process guests: its pool fills again, under the placeholders kept in the table.
     await warmHosts(c, 2);
+  });
+
+  it('a kernel OOM kill of a taken warm host after an agent SIGKILL is the guest\'s memory violation, at its own limit', { timeout: 90_000 }, async () => {
+    let c = await fx.connect(agent, { timeoutMs: 60_000 });
+    const warm = await warmHosts(c, 2);
+    const hog = await uploadSpec(c, 'hog', guest('sleeper'), { grants: { memory: 16 << 20, network: { listen: [], connect: [] } }, restart: 'never' });
+    await c.start(hog);
+    const pid = (await statusOf(c, 'hog'))?.pid as number;
+    expect(warm).toContain(pid);
+    c.close();
+    await fx.kill(agent, 'SIGKILL');
+    agent = await fx.start({ stateDir });
+    c = await fx.connect(agent, { timeoutMs: 60_000 });
+    expect((await statusOf(c, 'hog'))?.pid).toBe(pid);
+    const events: AgentEvent[] = [];
+    await c.watch((e) => events.push(e));
+    // A writer in the host's memory cgroup fills a tmpfs file charged to it: past the limit the
+    // kernel kills the largest process of the cgroup, the warm host.
+    const shm = `/dev/shm/lowcloud-warm-oom-${process.pid}`;
+    onTestFinished(() => rmSync(shm, { force: true }));
+    spawnSync('sh', ['-c', 'echo $$ > "$1/cgroup.procs" && exec dd if=/dev/zero of="$2" bs=1M count=256 2>/dev/null', 'sh', cgroupDirOf(pid, 'memory'), shm]);
+    await waitFor(() => events.some((e) => e.process === 'hog' && e.kind === 'died'), 20_000, 'the guest to end');
+    rmSync(shm, { force: true });
+    expect((await statusOf(c, 'hog'))?.lastExit).toEqual({ kind: 'violation', grant: 'memory', detail: `killed by the kernel: past the cgroup memory limit of ${(16 + 96) * 2 ** 20} bytes` });
+    expect(events.filter((e) => e.process === 'hog').map((e) => [e.kind, e.grant ?? null])).toEqual([['grant-violated', 'memory'], ['died', null]]);
   });
 
   it('a stop ends the warm host with its guest; the agent\'s SIGTERM ends its idle warm hosts', { timeout: 60_000 }, async () => {

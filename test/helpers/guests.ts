@@ -175,3 +175,13 @@ export function sharedHostPids(ctl: string): number[] {
     })
     .map(Number);
 }
+
+/** The directory of a process's cgroup for `controller` (memory, cpu): its v1 hierarchy's, else its v2 one. */
+export function cgroupDirOf(pid: number, controller: string): string {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+  const v1 = lines.map((l) => /^\d+:([^:]*):(.*)$/.exec(l)).find((m) => m?.[1]?.split(',').includes(controller));
+  if (v1 !== undefined && v1 !== null) return path.join('/sys/fs/cgroup', controller, v1[2] as string);
+  const v2 = lines.map((l) => /^0::(.*)$/.exec(l)).find((m) => m !== null);
+  const root = readFileSync('/proc/self/mounts', 'utf8').includes(' /sys/fs/cgroup/unified cgroup2 ') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
+  return path.join(root, v2?.[1] ?? '/');
+}

@@ -102,11 +102,12 @@ export class SandboxRunner implements GuestRunner {
   private fillWarmPool(): void {
     if (this.warmPool === 0 || this.warmClosed || process.getuid?.() !== 0 || warmPoolRefusal({ requireWall: !this.allowUnwalled, netns: this.netns }) !== null) return;
     try {
-      if (this.warmUids.length === 0) for (const key of this.uids.namesWith(WARM_UID_PREFIX).slice(0, this.warmPool)) this.warmUids.push({ key, uid: this.uids.uidFor(key), triedAt: 0 });
+      // The placeholders in the table first (an earlier agent's), then new ones.
+      const known = new Set(this.warmUids.map((w) => w.key));
+      for (const key of this.uids.namesWith(WARM_UID_PREFIX)) if (this.warmUids.length < this.warmPool && !known.has(key)) this.warmUids.push({ key, uid: this.uids.uidFor(key), triedAt: 0 });
       for (let n = 0; this.warmUids.length < this.warmPool; n++) {
         const key = `${WARM_UID_PREFIX}${n}`;
-        if (this.uids.has(key)) continue; // one of those above
-        this.warmUids.push({ key, uid: this.uids.uidFor(key), triedAt: 0 });
+        if (!this.uids.has(key)) this.warmUids.push({ key, uid: this.uids.uidFor(key), triedAt: 0 });
       }
     } catch {
       // no uid left, or the table cannot be written: no (more) warm hosts
@@ -129,8 +130,10 @@ export class SandboxRunner implements GuestRunner {
     const i = this.warmUids.findIndex((w) => warmHostReady(w.uid));
     const w = this.warmUids[i];
     if (w === undefined) return this.uids.uidFor(name);
-    this.warmUids.splice(i, 1);
+    // Renamed first: where the table cannot be written (a full disk) the start fails and the warm
+    // host stays in the pool for the next one.
     const uid = this.uids.rename(w.key, name);
+    this.warmUids.splice(i, 1);
     setImmediate(() => this.fillWarmPool());
     return uid;
   }

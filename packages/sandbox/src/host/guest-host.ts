@@ -158,10 +158,13 @@ export class PreparedHost {
     const { wall, uid, devices, network, limits, userland } = this.wall;
     const dirs = this.cgroupDirs;
     const table = this.layers.find((l) => l.table !== undefined)?.table ?? null;
-    if (how.runDir !== null) fs.rmSync(path.join(how.runDir, OOM_FILE), { force: true }); // a previous run's
     // A shared guest host (guest/shared.ts) may run on another Node.js (one with JSPI): its directory is bound too.
     // A process guest host with control FIFOs (`how.ctl`) can start its guest again in place (guest/main.ts).
     const ctl = how.shared?.ctl ?? how.ctl ?? null;
+    // Where the launcher records an OOM kill, for a host side that re-attaches: the run directory,
+    // or beside a shared host's control FIFOs (in the agent's `.shared-hosts`, outside the wall).
+    const oomFile = how.runDir !== null ? path.join(how.runDir, OOM_FILE) : how.shared !== undefined && how.shared.ctl !== null ? sharedOomFile(how.shared.ctl) : null;
+    if (oomFile !== null) fs.rmSync(oomFile, { force: true }); // a previous run's
     const node = how.shared === undefined ? [process.execPath, `--max-old-space-size=${how.hostHeapMb}`, guestMain(), ...(ctl === null ? [] : ['--ctl', ctl])] : [how.shared.node, `--max-old-space-size=${how.hostHeapMb}`, guestMain('shared.js'), ...(how.detached ? ['--detached'] : []), ...(how.shared.ctl === null ? [] : ['--ctl', how.shared.ctl])];
     const nodeDir = how.shared === undefined || how.shared.node === process.execPath ? [] : [path.dirname(path.dirname(fs.realpathSync(how.shared.node)))];
     const command =
@@ -173,7 +176,7 @@ export class PreparedHost {
     const pipes = how.runDir !== null && how.shared === undefined ? await OutputPump.prepare(how.runDir, { 1: how.stdout, 2: how.stderr }) : null;
     const launcher = dirs.length > 0 || table !== null || pipes !== null;
     const exitFile = pipes === null || how.runDir === null ? null : path.join(how.runDir, 'exit.json');
-    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, how.runDir === null ? null : path.join(how.runDir, OOM_FILE), exitFile, pipes?.pump.drainFds ?? [], command)] : command;
+    const [file, ...args] = launcher ? ['/bin/sh', ...launcherArgs(dirs, table, wall === null, oomFile, exitFile, pipes?.pump.drainFds ?? [], command)] : command;
     const reports = launcher || wall !== null;
     const output = (t: OutputTarget, n: 1 | 2) => pipes?.fds[n] ?? (t === 'pipe' || typeof t === 'object' ? 'pipe' : t === 'inherit' && !how.detached ? 'inherit' : 'ignore');
     let child: ChildProcess;
@@ -422,7 +425,7 @@ export class GuestHost {
       for (let i = 0; i < 40 && (launcherRuns() || rec.cgroups.some((d) => fs.existsSync(d))); i++) await new Promise((r) => setTimeout(r, 50));
       await host.pump?.drained();
       OutputPump.flushTails(host.outputs);
-      const oom = readOomFile(path.join(runDir, OOM_FILE)) || rec.cgroups.some((d) => fs.existsSync(d) && cgroupOomKilled(d));
+      const oom = readOomFile(path.join(runDir, OOM_FILE)) || (host.ctl !== null && readOomFile(sharedOomFile(host.ctl))) || rec.cgroups.some((d) => fs.existsSync(d) && cgroupOomKilled(d));
       const violation = host.violation(oom);
       for (const l of host.layers) await l.release?.(false);
       for (const d of rec.cgroups) {
@@ -608,7 +611,11 @@ function upgradeRecord(r: unknown, runDir: string): GuestHostRecord {
 export function removeCtl(ctl: string): void {
   fs.rmSync(ctl, { recursive: true, force: true });
   fs.rmSync(journalOf(ctl), { force: true });
+  fs.rmSync(sharedOomFile(ctl), { force: true });
 }
+
+/** Where a shared guest host's launcher records an OOM kill (beside its journal). */
+const sharedOomFile = (ctl: string): string => `${ctl}.${OOM_FILE}`;
 
 /**
  * The record of the guest host that runs (or ran) the guest of a run directory: its `guest.json`
