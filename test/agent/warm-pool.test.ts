@@ -173,6 +173,22 @@ describe.skipIf(refusal !== null)(`the warm pool for process guests${refusal ===
     expect(events.filter((e) => e.process === 'hog').map((e) => [e.kind, e.grant ?? null])).toEqual([['grant-violated', 'memory'], ['died', null]]);
   });
 
+  it('an agent with --warm-pool 0 keeps no warm host: its process starts are all cold', { timeout: 60_000 }, async () => {
+    const offDir = path.join(fx.dir, 'off');
+    const off = await fx.start({ stateDir: offDir, args: ['--warm-pool', '0'] });
+    const c = await fx.connect(off, { timeoutMs: 60_000 });
+    const q = await uploadSpec(c, 'q0', hello, { args: ['/etc/hello.conf', '60'] }, { '/etc/hello.conf': 'greeting 0\n' });
+    await c.start({ ...q, name: 'q0' });
+    await c.start({ ...q, name: 'q1' });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(sharedHostPids(path.join(offDir, 'run', '.shared-hosts'))).toEqual([]);
+    expect(Object.keys(uidsOf(offDir)).sort()).toEqual(['q0', 'q1']);
+    const st = (await c.status()).processes;
+    st.forEach((p) => seen.add(p.pid as number));
+    expect(st.map((p) => p.enforcement?.isolation.some((l) => /warm pool/.test(l.mechanism)))).toEqual([false, false]);
+    await fx.kill(off, 'SIGTERM');
+  });
+
   it('a stop ends the warm host with its guest; the agent\'s SIGTERM ends its idle warm hosts', { timeout: 60_000 }, async () => {
     const c = await fx.connect(agent, { timeoutMs: 60_000 });
     const pid = (await statusOf(c, 'p1'))?.pid as number;

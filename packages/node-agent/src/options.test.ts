@@ -18,6 +18,21 @@ describe('--netns', () => {
   });
 });
 
+describe('--warm-pool', () => {
+  it('is the default (2) unless given; 0 turns the pool off', () => {
+    expect(compileAgentOptions(raw(), {}).warmPool).toBeUndefined();
+    expect(compileAgentOptions(raw({ warmPool: '0' }), {}).warmPool).toBe(0);
+    expect(compileAgentOptions(raw({ warmPool: '8' }), {}).warmPool).toBe(8);
+  });
+
+  it('refuses anything but a whole number from 0 to 64, naming the flag', () => {
+    for (const bad of ['-1', '1.5', 'two', '', '65', '1e1', ' 2']) {
+      expect(() => compileAgentOptions(raw({ warmPool: bad }), {}), bad).toThrow(AgentFlagError);
+      expect(() => compileAgentOptions(raw({ warmPool: bad }), {}), bad).toThrow(/^--warm-pool .*: write how many warm guest hosts to keep, a whole number from 0 \(none\) to 64$/);
+    }
+  });
+});
+
 describe('LOWCLOUD_TEST_HEARTBEAT_MS (tests of readers that never read)', () => {
   it('sets the heartbeat; a value that is not a whole number of at least 100 ms is ignored', () => {
     expect(compileAgentOptions(raw(), { LOWCLOUD_TEST_HEARTBEAT_MS: '300000' }).limits?.heartbeatMs).toBe(300_000);
