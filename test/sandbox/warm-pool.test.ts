@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -72,6 +72,17 @@ describe.skipIf(refusal !== null)(`warm hosts in the sandbox${refusal === null ?
     await new Promise((r) => setTimeout(r, 300));
     expect(await h.stop(500)).toEqual({ kind: 'stopped' });
     await waitFor(() => !alive(pid), 10_000, 'the warm host killed');
+  });
+
+  it('a start that fails (a binary that does not admit, a config file that cannot be read) leaves no warm host idle or half taken', { timeout: 60_000 }, async () => {
+    const bad = path.join(dir, 'bad.wasm');
+    writeFileSync(bad, 'not a module');
+    const first = await warmHost();
+    await expect(spawnGuest(opts('bad', first.uid, { wasm: bad }), { requireWall: true })).rejects.toThrow();
+    await waitFor(() => !alive(first.pid), 10_000, 'the warm host of a binary that did not admit ended');
+    const second = await warmHost();
+    await expect(spawnGuest(opts('sleeper', second.uid, { config: [{ host: path.join(dir, 'missing.conf'), guest: '/etc/x.conf' }] }), { requireWall: true })).rejects.toThrow(/ENOENT/);
+    await waitFor(() => !alive(second.pid), 10_000, 'the warm host taken for a config that could not be read ended');
   });
 
   it('a component given a warm host\'s uid starts cold, and the warm host ends', { timeout: 60_000 }, async () => {

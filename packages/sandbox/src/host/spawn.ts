@@ -32,14 +32,21 @@ export async function spawnGuest(opts: GuestOptions, tuning: SpawnTuning = {}): 
   }
   if (detached && opts.runDir === undefined) throw new TypeError('detached guests need a runDir');
   const runDir = opts.runDir ?? null;
-  const admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
+  // A `process` guest whose uid has a warm host running takes it (warm-pool.ts); one that cannot
+  // (a component, a grant it does not have, a binary that does not admit) leaves it to end: the uid
+  // is this guest's now. Out of the pool before anything can fail, so none is left idle.
+  const warm = opts.isolation !== 'shared' && opts.uid !== undefined ? takeWarmHost(opts.uid, tuning) : null;
+  let admitted: Awaited<ReturnType<typeof admit>>;
+  try {
+    admitted = await admit(opts.wasm, opts.grants.memory, opts.cacheDir);
+  } catch (err) {
+    warm?.closeWarm();
+    throw err;
+  }
   const limits = memoryLimits(opts.grants.memory);
   const refusal = opts.isolation === 'shared' ? sharedRefusal(opts, admitted.kind) : null;
   // A shared guest's record is a line of its host's journal: no run directory made for it (a mkdir a start).
   if (opts.isolation === 'shared' && refusal === null) return spawnShared(opts, admitted, network, tuning);
-  // A `process` guest whose uid has a warm host running takes it (warm-pool.ts); one that cannot
-  // (a component, a grant it does not have) leaves it to end: the uid is this guest's now.
-  const warm = opts.isolation !== 'shared' && opts.uid !== undefined ? takeWarmHost(opts.uid, tuning) : null;
   if (warm !== null) {
     if (warmRefusal(opts, admitted.kind) === null && warm.claim(opts, tuning)) return spawnShared(opts, admitted, network, tuning, warm);
     warm.closeWarm();
@@ -142,7 +149,13 @@ async function spawnShared(
 ): Promise<GuestHandle & { child: ChildProcess }> {
   // Read here, outside the wall (before a slot is taken: a missing file fails the start alone); the
   // shared host serves them from memory and has no file bound.
-  const config = opts.config.map((c) => ({ guest: c.guest, content: Buffer.from('host' in c ? fs.readFileSync(path.resolve(c.host)) : c.content).toString('base64') }));
+  let config: { guest: string; content: string }[];
+  try {
+    config = opts.config.map((c) => ({ guest: c.guest, content: Buffer.from('host' in c ? fs.readFileSync(path.resolve(c.host)) : c.content).toString('base64') }));
+  } catch (err) {
+    into?.release(); // the slot kept for this guest (a taken warm host ends with it)
+    throw err;
+  }
   const host = into ?? (await SharedHost.for(opts, tuning));
   const guest = host.add(opts, admitted, {
     modulePath: admitted.modulePath,
