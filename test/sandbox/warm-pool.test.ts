@@ -18,7 +18,9 @@ const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-warm-'));
 let nextUid = 2046885600;
 const handles: GuestHandle[] = [];
 afterAll(async () => {
-  await Promise.all(handles.map((h) => h.stop(500).catch(() => undefined))); // those a test did not stop: gone already is fine
+  // Cleanup only: a test that failed midway may leave a guest running; one its test stopped, or
+  // that ended with its host, has nothing left to stop, and what a stop says here is no test's result.
+  await Promise.all(handles.map((h) => h.stop(500).catch(() => undefined)));
   rmSync(dir, { recursive: true, force: true });
 });
 

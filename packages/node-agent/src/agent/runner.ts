@@ -100,7 +100,7 @@ export class SandboxRunner implements GuestRunner {
    * (`warmPoolRefusal`); never fails: a warm host is an optimisation.
    */
   private fillWarmPool(): void {
-    if (this.warmPool === 0 || this.warmClosed || process.getuid?.() !== 0 || warmPoolRefusal({ requireWall: !this.allowUnwalled, netns: this.netns }) !== null) return;
+    if (this.warmPool === 0 || this.warmClosed || warmPoolRefusal({ requireWall: !this.allowUnwalled, netns: this.netns }) !== null) return;
     try {
       // The placeholders in the table first (an earlier agent's), then new ones.
       const known = new Set(this.warmUids.map((w) => w.key));

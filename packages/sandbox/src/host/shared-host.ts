@@ -14,6 +14,7 @@ import type { EnforcementReport, GuestExit, GuestOptions, OutputTarget } from '.
 import type { Admitted } from './admission.js';
 import type { GuestCgroup } from './cgroup.js';
 import { LAYER_MODULES, memoryLimits } from './grants/index.js';
+import { setRecordedCgroupLimit } from './grants/memory.js';
 import { GuestHost, PreparedHost, removeCtl, type HostTuning } from './guest-host.js';
 import { GuestJournal } from './shared-journal.js';
 import { parseSharedHostReply } from './messages.js';
@@ -425,13 +426,8 @@ export class SharedHost {
     } catch {
       return false;
     }
-    // What a violation says and a re-attaching agent reads (grants/memory.ts's record): the guest's limit.
-    const memoryLayer = this.host.layerList[LAYER_MODULES.findIndex((m) => m.name === 'memory')];
-    if (memoryLayer?.record !== null && memoryLayer?.record !== undefined) {
-      const record = memoryLayer.record as { cgroupBytes?: number };
-      if (memoryBytes === null) delete record.cgroupBytes;
-      else record.cgroupBytes = memoryBytes;
-    }
+    // What a violation says and a re-attaching agent reads: the guest's limit.
+    setRecordedCgroupLimit(this.host.layerList[LAYER_MODULES.findIndex((m) => m.name === 'memory')]?.record ?? null, memoryBytes);
     this.journal?.rehost(this.host.record(this.host.layerList, []));
     this.hostReport = soloReport(this.hostReport, opts, this.cgroup.version, memoryBytes, cpuCores);
     this.warm = false;

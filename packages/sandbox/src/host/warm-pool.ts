@@ -5,7 +5,7 @@ import type { GuestOptions } from '../types.js';
 import type { BinaryKind } from '../wasm/module.js';
 import { probeCapabilitiesSync } from './capabilities.js';
 import type { HostTuning } from './guest-host.js';
-import { jspiNode, SharedHost } from './shared-host.js';
+import { jspiNode, SharedHost, sharedRefusal } from './shared-host.js';
 
 /**
  * Warm guest hosts for `process` guests: walled, cgrouped Node.js processes started before any
@@ -53,13 +53,13 @@ export function warmPoolRefusal(tuning: HostTuning = {}): string | null {
  */
 export function warmRefusal(opts: GuestOptions, kind: BinaryKind = 'module'): string | null {
   if (opts.isolation === 'shared') return 'a shared guest';
-  if (kind !== 'module') return 'a component runs on a thread of its own';
+  // What no shared host takes (a component, directories, a gpu, stdin, piped output, no JSPI Node.js)...
+  const shared = sharedRefusal(opts, kind);
+  if (shared !== null) return shared;
+  // ...and what a shared guest may have but a warm host was not made with: its own network.
   if (opts.detached !== true || opts.runDir === undefined) return 'not detached with a run directory';
-  if (opts.dirs.length > 0) return 'a disk grant';
-  if (opts.grants.gpu !== undefined) return 'a gpu grant';
   const net = parseNetworkGrant(opts.grants.network);
   if (net.listen.length > 0 || net.connect.length > 0 || net.udp) return 'a network grant';
-  if (opts.stdin === 'inherit' || opts.stdout === 'pipe' || opts.stderr === 'pipe') return 'stdin or piped output';
   return null;
 }
 

@@ -53,6 +53,18 @@ export const memory: GrantModule<MemoryRecord> = {
   reattach: (record) => layers(record ?? {}, []),
 };
 
+/**
+ * A memory layer's record given another kernel limit (a warm host taken by its guest:
+ * shared-host.ts `claim`), so that a violation, and an agent that re-attaches, name that limit; null
+ * lifts it.
+ */
+export function setRecordedCgroupLimit(record: object | null, bytes: number | null): void {
+  const r = record as MemoryRecord | null;
+  if (r === null) return;
+  if (bytes === null) delete r.cgroupBytes;
+  else r.cgroupBytes = bytes;
+}
+
 function layers(record: MemoryRecord, report: GrantLayers['report']): GrantLayers {
   let timer: NodeJS.Timeout | null = null;
   let seen: GuestExit | null = null;
