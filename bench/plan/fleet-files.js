@@ -18,13 +18,19 @@ export function changedSet(processes, share = 0.05) {
   return changed;
 }
 
-/** The text of one infra file of `processes` processes on `processes / 10` machines. */
-export function infraText(processes, changed) {
+/**
+ * The text of one infra file of `processes` processes on `processes / 10` machines. `style`:
+ * `block` (every mapping and list a block, as a hand-kept file of one key a line) or `flow` (the
+ * examples' style: capacity, env, config and grants as one-line flow mappings, args a flow list).
+ */
+export function infraText(processes, changed, style = 'block') {
+  const flow = style === 'flow';
   const machines = Math.max(1, Math.round(processes / 10));
   const lines = ['version: 1', 'machines:'];
   for (let m = 0; m < machines; m++) {
     // Each machine its own address: listen ports are unique per address, and local machines share 127.0.0.1.
-    lines.push(`  m${m}:`, '    agent: local', `    address: 10.${(m >> 16) & 255}.${(m >> 8) & 255}.${m & 255}`, `    region: r${m % 7}`, '    capacity:', '      cpu: 16', '      memory: 64GiB', '      disk: 1TiB');
+    lines.push(`  m${m}:`, '    agent: local', `    address: 10.${(m >> 16) & 255}.${(m >> 8) & 255}.${m & 255}`, `    region: r${m % 7}`);
+    lines.push(...(flow ? ['    capacity: { cpu: 16, memory: 64GiB, disk: 1TiB }'] : ['    capacity:', '      cpu: 16', '      memory: 64GiB', '      disk: 1TiB']));
   }
   lines.push('processes:');
   for (let p = 0; p < processes; p++) {
@@ -34,27 +40,35 @@ export function infraText(processes, changed) {
     const cfg = c && kind === 0 ? (p + 1) % 20 : p % 20;
     const mem = c && kind === 1 ? 128 : 64;
     const bin = c && kind === 2 ? (p + 1) % 10 : p % 10;
-    lines.push(
-      `  p${p}:`,
-      `    machine: m${machine}`,
-      `    binary: bin/app${bin}.wasm`,
-      '    args:',
-      '      - --id',
-      `      - "${p}"`,
-      '    env:',
-      '      LOG: info',
-      `      REPLICA: "${p % 3}"`,
-      '    config:',
-      `      /etc/app.toml: config/c${cfg}.toml`,
-      '    grants:',
-      '      cpu: 0.1',
-      `      memory: ${mem}MiB`,
-      '      disk: 1GiB',
-      '      network:',
-      `        listen: [${1024 + Math.floor(p / machines) * 2 + (p % 2)}]`,
-      '        connect: ["db.internal:5432"]',
-      '    restart: on-failure',
-    );
+    const listen = 1024 + Math.floor(p / machines) * 2 + (p % 2);
+    lines.push(`  p${p}:`, `    machine: m${machine}`, `    binary: bin/app${bin}.wasm`);
+    if (flow) {
+      lines.push(
+        `    args: [--id, "${p}"]`,
+        `    env: { LOG: info, REPLICA: "${p % 3}" }`,
+        `    config: { /etc/app.toml: config/c${cfg}.toml }`,
+        `    grants: { cpu: 0.1, memory: ${mem}MiB, disk: 1GiB, network: { listen: [${listen}], connect: ["db.internal:5432"] } }`,
+      );
+    } else {
+      lines.push(
+        '    args:',
+        '      - --id',
+        `      - "${p}"`,
+        '    env:',
+        '      LOG: info',
+        `      REPLICA: "${p % 3}"`,
+        '    config:',
+        `      /etc/app.toml: config/c${cfg}.toml`,
+        '    grants:',
+        '      cpu: 0.1',
+        `      memory: ${mem}MiB`,
+        '      disk: 1GiB',
+        '      network:',
+        `        listen: [${listen}]`,
+        '        connect: ["db.internal:5432"]',
+      );
+    }
+    lines.push('    restart: on-failure');
   }
   return `${lines.join('\n')}\n`;
 }

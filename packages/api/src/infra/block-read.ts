@@ -15,11 +15,14 @@ import { plainValue } from './fast-load.js';
  *
  * What it reads: block mappings and sequences (a sequence may sit at its key's indentation),
  * plain scalars resolved by the YAML 1.2 core schema (fast-load.ts plainValue, as `yaml` does),
- * single- and double-quoted scalars on one line (no escapes in double quotes), one-line flow
- * sequences of such scalars, `{}`, blank lines and comments. What makes it give up: tabs, CR, BOM,
- * control characters, anchors, aliases, tags, merge keys, block scalars (`|`, `>`), flow mappings,
- * multi-line scalars, explicit keys, directives and document markers, a key that is not a string
- * (`1:`, `null:`, `true:`), `__proto__`, duplicate keys, and indentation it does not expect.
+ * single- and double-quoted scalars on one line (no escapes in double quotes), flow sequences and
+ * flow mappings that open and close on one line, nested in each other (`grants: { memory: 64MiB,
+ * network: { listen: [7000] } }`, the style of the examples), blank lines and comments. What makes
+ * it give up: tabs, CR, BOM, control characters, anchors, aliases, tags, merge keys, block scalars
+ * (`|`, `>`), a flow collection over several lines, a flow pair without `: ` (`{a:1}`, `{a}`), a
+ * trailing comma, a `:` in a plain value of a flow mapping, multi-line scalars, explicit keys,
+ * directives and document markers, a key that is not a string (`1:`, `null:`, `true:`),
+ * `__proto__`, duplicate keys, and indentation it does not expect.
  */
 
 /** Characters a plain key may hold (ASCII letters, digits, `_`, `.`, `-`, `/`); anything else gives up, or is quoted. */
@@ -76,7 +79,10 @@ class Reader {
    * fleet so kept were ~40% of the parsed file's memory (and of what the garbage collector copied).
    */
   private readonly items: unknown[] = [];
-  private readonly flowItems: unknown[] = [];
+  /** The same for flow sequences, one a nesting depth. */
+  private readonly flowItems: unknown[][] = [];
+  /** Where the flow collection read last ends (after its closing bracket). */
+  private at = 0;
   /** The current line: its indentation, where its content starts and where it ends (-1 past the last line). */
   indent = 0;
   start = 0;
@@ -189,11 +195,10 @@ class Reader {
       this.rest(close, end);
       return this.scalar(i, close);
     }
-    if (c === 0x5b) return this.flowSequence(i, end);
-    if (c === 0x7b) {
-      if (t.charCodeAt(i + 1) !== 0x7d) throw giveUp;
-      this.rest(i + 2, end);
-      return {};
+    if (c === 0x5b || c === 0x7b) {
+      const v = this.flowCollection(i, end, 0);
+      this.rest(this.at, end);
+      return v;
     }
     // Indicators that cannot start a plain scalar (`-` can, followed by a non-space; `?` and `:` too, but are left to the others).
     if (c === 0x2c || c === 0x5d || c === 0x7d || c === 0x26 || c === 0x2a || c === 0x21 || c === 0x7c || c === 0x3e || c === 0x25 || c === 0x40 || c === 0x60 || c === 0x3f || c === COLON) throw giveUp;
@@ -213,27 +218,36 @@ class Reader {
     return this.scalar(i, last + 1);
   }
 
-  /** `[a, "b", 'c']` on one line; its items are scalars. */
-  private flowSequence(i: number, end: number): unknown[] {
+  /** The flow sequence or mapping whose bracket is at `i`, closed on this line; `at` is set past its end. */
+  private flowCollection(i: number, end: number, depth: number): unknown {
+    // Deeper than any infra file goes: left to the others (and no deep recursion here).
+    if (depth > 16) throw giveUp;
+    return this.text.charCodeAt(i) === 0x5b ? this.flowSequence(i, end, depth) : this.flowMapping(i, end, depth);
+  }
+
+  /** `[a, "b", {c: d}]` on one line; its items are scalars and flow collections. */
+  private flowSequence(i: number, end: number, depth: number): unknown[] {
     const t = this.text;
-    i++;
-    while (i < end && t.charCodeAt(i) === SPACE) i++;
+    i = this.spaces(i + 1, end);
     if (t.charCodeAt(i) === 0x5d) {
-      this.rest(i + 1, end);
+      this.at = i + 1;
       return [];
     }
-    const out = this.flowItems;
+    const out = (this.flowItems[depth] ??= []);
     out.length = 0;
     for (;;) {
-      while (i < end && t.charCodeAt(i) === SPACE) i++;
+      i = this.spaces(i, end);
       if (i === end) throw giveUp;
       const c = t.charCodeAt(i);
-      if (c === DQUOTE || c === SQUOTE) {
+      if (c === 0x5b || c === 0x7b) {
+        out.push(this.flowCollection(i, end, depth + 1));
+        i = this.at;
+      } else if (c === DQUOTE || c === SQUOTE) {
         const close = this.quotedEnd(i, end);
         out.push(this.scalar(i, close));
         i = close;
       } else {
-        if (c === 0x2c || c === 0x5b || c === 0x5d || c === 0x7b || c === 0x7d || c === HASH || c === 0x26 || c === 0x2a || c === 0x21 || c === 0x7c || c === 0x3e || c === 0x25 || c === 0x40 || c === 0x60 || c === 0x3f || c === COLON) throw giveUp;
+        if (c === 0x2c || c === 0x5d || c === 0x7d || c === HASH || c === 0x26 || c === 0x2a || c === 0x21 || c === 0x7c || c === 0x3e || c === 0x25 || c === 0x40 || c === 0x60 || c === 0x3f || c === COLON) throw giveUp;
         if (c === DASH && (i + 1 === end || t.charCodeAt(i + 1) === SPACE || t.charCodeAt(i + 1) === 0x2c || t.charCodeAt(i + 1) === 0x5d)) throw giveUp;
         let j = i;
         let last = i;
@@ -251,18 +265,98 @@ class Reader {
         out.push(this.scalar(i, last + 1));
         i = j;
       }
-      while (i < end && t.charCodeAt(i) === SPACE) i++;
+      i = this.spaces(i, end);
       const d = t.charCodeAt(i);
       if (d === 0x5d) {
-        this.rest(i + 1, end);
+        this.at = i + 1;
         return out.slice();
       }
       if (d !== 0x2c) throw giveUp;
-      i++;
       // A trailing comma (`[a, ]`): `yaml` reads it, but leave it to the others.
-      while (i < end && t.charCodeAt(i) === SPACE) i++;
+      i = this.spaces(i + 1, end);
       if (t.charCodeAt(i) === 0x5d) throw giveUp;
     }
+  }
+
+  /**
+   * `{a: 1, "b": [c], d: {e: f}}` on one line: each key a plain key (KEY's characters) or quoted,
+   * followed by `: `; each value a scalar or a flow collection.
+   */
+  private flowMapping(i: number, end: number, depth: number): Record<string, unknown> {
+    const t = this.text;
+    i = this.spaces(i + 1, end);
+    const out: Record<string, unknown> = {};
+    if (t.charCodeAt(i) === 0x7d) {
+      this.at = i + 1;
+      return out;
+    }
+    for (;;) {
+      i = this.spaces(i, end);
+      if (i === end) throw giveUp;
+      let key: unknown;
+      const c = t.charCodeAt(i);
+      if (c === DQUOTE || c === SQUOTE) {
+        const close = this.quotedEnd(i, end);
+        key = this.scalar(i, close);
+        i = close;
+      } else {
+        if (c === DASH) throw giveUp;
+        let j = i;
+        while (j < end) {
+          const k = t.charCodeAt(j);
+          if (k >= 128 || KEY[k] === 0) break;
+          j++;
+        }
+        if (j === i || j - i > 1000) throw giveUp;
+        key = this.scalar(i, j);
+        i = j;
+      }
+      // `key: ` exactly: `{a:1}` is one scalar in YAML, `{a : 1}` and `{a}` are left to the others.
+      if (typeof key !== 'string' || t.charCodeAt(i) !== COLON || t.charCodeAt(i + 1) !== SPACE || i + 1 >= end) throw giveUp;
+      if (key === '__proto__' || key === '<<' || Object.hasOwn(out, key)) throw giveUp;
+      i = this.spaces(i + 2, end);
+      if (i === end) throw giveUp;
+      const v = t.charCodeAt(i);
+      if (v === 0x5b || v === 0x7b) {
+        out[key] = this.flowCollection(i, end, depth + 1);
+        i = this.at;
+      } else if (v === DQUOTE || v === SQUOTE) {
+        const close = this.quotedEnd(i, end);
+        out[key] = this.scalar(i, close);
+        i = close;
+      } else {
+        // An empty value (`{a: , b: 1}`) and the indicators a plain scalar cannot start with.
+        if (v === 0x2c || v === 0x5d || v === 0x7d || v === HASH || v === 0x26 || v === 0x2a || v === 0x21 || v === 0x7c || v === 0x3e || v === 0x25 || v === 0x40 || v === 0x60 || v === 0x3f || v === COLON) throw giveUp;
+        if (v === DASH && (i + 1 === end || t.charCodeAt(i + 1) === SPACE || t.charCodeAt(i + 1) === 0x2c || t.charCodeAt(i + 1) === 0x7d)) throw giveUp;
+        let j = i;
+        let last = i;
+        for (; j < end; j++) {
+          const k = t.charCodeAt(j);
+          if (k === 0x2c || k === 0x7d) break;
+          if (k === SPACE) continue;
+          if (k === COLON || k === HASH || k === 0x5b || k === 0x5d || k === 0x7b || k === 0x22 || k === 0x27) throw giveUp;
+          last = j;
+        }
+        out[key] = this.scalar(i, last + 1);
+        i = j;
+      }
+      i = this.spaces(i, end);
+      const d = t.charCodeAt(i);
+      if (d === 0x7d) {
+        this.at = i + 1;
+        return out;
+      }
+      if (d !== 0x2c) throw giveUp;
+      i = this.spaces(i + 1, end);
+      if (t.charCodeAt(i) === 0x7d) throw giveUp;
+    }
+  }
+
+  /** The first position from `i` that is not a space (`end` at most). */
+  private spaces(i: number, end: number): number {
+    const t = this.text;
+    while (i < end && t.charCodeAt(i) === SPACE) i++;
+    return i;
   }
 
   /** Where the quoted scalar that starts at `i` ends (after its closing quote), on this line; no escapes in double quotes. */
