@@ -21,7 +21,7 @@ import { plainValue } from './fast-load.js';
  * it give up: tabs, CR, BOM, control characters, anchors, aliases, tags, merge keys, block scalars
  * (`|`, `>`), a flow collection over several lines, a flow pair without `: ` (`{a:1}`, `{a}`), a
  * trailing comma, a `:` in a plain value of a flow mapping, multi-line scalars, explicit keys,
- * directives and document markers, a key that is not a string (`1:`, `null:`, `true:`),
+ * directives and document markers (but a `---` on the first line), a key that is not a string (`1:`, `null:`, `true:`),
  * `__proto__`, duplicate keys, and indentation it does not expect.
  */
 
@@ -47,6 +47,13 @@ const giveUp = new GiveUp();
 export function readBlock(text: string): { value: Record<string, unknown> } | null {
   if (REFUSED.test(text)) return null;
   const r = new Reader(text);
+  // A document start marker on the first line (`---`, as some YAML writers begin every file): the
+  // same one document. Anything else on that line, or a marker later, is left to the others.
+  if (text.startsWith('---')) {
+    const eol = text.indexOf('\n');
+    if (!/^(?: +(?:#.*)?)?$/.test(text.slice(3, eol < 0 ? text.length : eol))) return null;
+    r.skipTo(eol < 0 ? text.length : eol + 1);
+  }
   try {
     r.nextLine();
     if (r.end < 0 || r.indent !== 0) return null;
@@ -91,6 +98,11 @@ class Reader {
   private next = 0;
 
   constructor(private readonly text: string) {}
+
+  /** Start reading at `pos` (past a document start marker). */
+  skipTo(pos: number): void {
+    this.next = pos;
+  }
 
   /** Moves to the next line that is neither blank nor a comment. */
   nextLine(): void {

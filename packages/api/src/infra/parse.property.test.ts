@@ -338,6 +338,10 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
         `x: [{a: ${v}}, [${v}]]\n`,
         `x: {k: [${v}], b: {}, ${v}: 1}\n`,
         `x:\n  - {a: ${v} }\n`,
+        `---\nx: ${v}\n`,
+        `--- # c\nx: [${v}]\n`,
+        `---\nx: ${v}\n---\n`,
+        `---x\nx: ${v}\n`,
       ]) {
         const f = fastLoad(text);
         const doc = parseDocument(text, { uniqueKeys: false });
