@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { sha256Hex, specDigest, type AgentEvent, type ProcessSpec } from '@lowcloud/api';
@@ -22,9 +22,22 @@ const caps = await probeCapabilities();
 const refusal = warmPoolRefusal();
 
 /** Every shared (and warm) guest host of the agent with this state directory. */
-const hostPids = (stateDir: string): number[] => sharedHostPids(path.join(stateDir, 'run', '.shared-hosts'));
+const allHostPids = (stateDir: string): number[] => sharedHostPids(path.join(stateDir, 'run', '.shared-hosts'));
 const uidsOf = (stateDir: string): Record<string, number> => JSON.parse(readFileSync(path.join(stateDir, 'uids.json'), 'utf8')) as Record<string, number>;
 const procUid = (pid: number): number => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+/** The uid a host runs as; null once it ended. */
+const uidOrNull = (pid: number): number | null => {
+  try {
+    return procUid(pid);
+  } catch {
+    return null;
+  }
+};
+/** Those hosts less the ones under the shared processes' uid (the warm host a fresh agent keeps for its first shared start, and shared hosts). */
+const hostPids = (stateDir: string): number[] => {
+  const shared = uidsOf(stateDir)['#shared'];
+  return allHostPids(stateDir).filter((p) => uidOrNull(p) !== shared);
+};
 const read = (file: string): string => readFileSync(file, 'utf8').trim();
 
 describe.skipIf(refusal !== null)(`the warm pool for process guests${refusal === null ? '' : ` (skipped: ${refusal})`}`, () => {
@@ -59,8 +72,46 @@ describe.skipIf(refusal !== null)(`the warm pool for process guests${refusal ===
     }
   };
 
-  it('a first process start takes a warm host: its uid becomes the process\'s, its cgroup gets the grant, the report says so', { timeout: 90_000 }, async () => {
+  it('a fresh agent keeps one warm host for its first shared start, under the shared processes\' uid; that start runs in it, with its group\'s limits', { timeout: 90_000 }, async () => {
     agent = await fx.start({ stateDir });
+    const c = await fx.connect(agent, { timeoutMs: 60_000 });
+    let warm = 0;
+    await waitFor(
+      () => {
+        const ps = allHostPids(stateDir);
+        warm = ps.length === 1 ? (ps[0] as number) : 0;
+        return warm !== 0 && uidOrNull(warm) !== null;
+      },
+      30_000,
+      'one warm host',
+    );
+    seen.add(warm);
+    // No process start asked for yet: no uid reserved for process starts.
+    expect(Object.keys(uidsOf(stateDir))).toEqual(['#shared']);
+    expect(procUid(warm)).toBe(uidsOf(stateDir)['#shared']);
+    const s = await uploadSpec(c, 's0', guest('sleeper'), { isolation: 'shared', grants: { memory: 4 << 20, network: { listen: [], connect: [] } } });
+    await c.start(s);
+    const s0 = await statusOf(c, 's0');
+    expect(s0?.pid).toBe(warm);
+    // Its cgroup has what a host of that group is launched with: memory for 1,024 guests of 4 MiB
+    // and the host overhead (96 MiB; above the warm host's first limit, which v1's memory+swap
+    // limit must follow upwards), no CPU quota.
+    const limit = (4 * 1024 + 96) * 2 ** 20;
+    const memDir = cgroupDirOf(warm, 'memory');
+    expect(Number(read(path.join(memDir, caps.cgroup === 'v2' ? 'memory.max' : 'memory.limit_in_bytes')))).toBe(limit);
+    if (caps.cgroup === 'v1' && existsSync(path.join(memDir, 'memory.memsw.limit_in_bytes'))) expect(Number(read(path.join(memDir, 'memory.memsw.limit_in_bytes')))).toBe(limit);
+    const cpuDir = cgroupDirOf(warm, 'cpu');
+    if (caps.cgroup === 'v2') expect(read(path.join(cpuDir, 'cpu.max'))).toBe('max 100000');
+    else expect(read(path.join(cpuDir, 'cpu.cfs_quota_us'))).toBe('-1');
+    expect(s0?.enforcement?.memory[1]).toEqual({ mechanism: `shared guest host (up to 1024 guests): cgroup ${caps.cgroup} memory limit ${limit} bytes (grant + host overhead)`, level: 'kernel' });
+    // A shared host like any other: the next guest of the group joins it, and it ends with its last guest.
+    await c.start({ ...s, name: 's1' });
+    expect((await statusOf(c, 's1'))?.pid).toBe(warm);
+    await Promise.all(['s0', 's1'].map((n) => c.stop(n, 2000)));
+    await waitFor(() => !alive(warm), 15_000, 'the shared host gone with its guests');
+  });
+
+  it('a first process start takes a warm host: its uid becomes the process\'s, its cgroup gets the grant, the report says so', { timeout: 90_000 }, async () => {
     const c = await fx.connect(agent, { timeoutMs: 60_000 });
     // No process asked for yet: no warm host (an agent of shared guests only keeps none).
     await new Promise((r) => setTimeout(r, 500));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnGuest, startWarmHost, warmHostReady, warmPoolRefusal, type GuestHandle, type GuestOptions } from '@lowcloud/sandbox';
-import { alive, guest, guestOptions, waitFor } from '../helpers/guests.js';
+import { alive, cgroupDirOf, guest, guestOptions, waitFor } from '../helpers/guests.js';
 
 /**
  * Warm hosts through the sandbox alone (host/warm-pool.ts): a `process` guest given the uid of a
@@ -63,6 +63,19 @@ describe.skipIf(refusal !== null)(`warm hosts in the sandbox${refusal === null ?
     expect(await h.exited).toEqual({ kind: 'exit', code: 0 });
     // malloc returned NULL below 16 MiB: the linear memory maximum is the grant.
     expect(read(logOf('memhog'))).toMatch(/^allocated (\d|1[0-5]) MiB then malloc returned NULL/m);
+    await waitFor(() => !alive(pid), 10_000, 'the warm host gone with its guest');
+  });
+
+  it('a guest whose memory grant is above the warm host\'s first limit takes it: its cgroup\'s limit rises (on v1, memory+swap first)', { timeout: 60_000 }, async () => {
+    const { uid, pid } = await warmHost();
+    const h = await spawnGuest(opts('sleeper', uid, { grants: { memory: 256 << 20, network: { listen: [], connect: [] } } }), { requireWall: true });
+    handles.push(h);
+    expect(h.pid).toBe(pid);
+    const memDir = cgroupDirOf(pid, 'memory');
+    const v2 = existsSync(path.join(memDir, 'memory.max'));
+    expect(Number(read(path.join(memDir, v2 ? 'memory.max' : 'memory.limit_in_bytes')))).toBe((256 + 96) * 2 ** 20);
+    if (!v2 && existsSync(path.join(memDir, 'memory.memsw.limit_in_bytes'))) expect(Number(read(path.join(memDir, 'memory.memsw.limit_in_bytes')))).toBe((256 + 96) * 2 ** 20);
+    expect(await h.stop(500)).toEqual({ kind: 'stopped' });
     await waitFor(() => !alive(pid), 10_000, 'the warm host gone with its guest');
   });
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { KeyPair } from '@lowcloud/api';
+import { isolationOf, type KeyPair } from '@lowcloud/api';
 import { prewarmSandbox, sweepStaleFirewalls } from '@lowcloud/sandbox';
 import { AgentCalls } from './calls.js';
 import { AgentCore } from './core.js';
@@ -114,6 +114,9 @@ export class Agent {
     }
     // A spare guest host for each group of `shared` processes it runs: the next start of one
     // (a new process, a restart by policy) joins a running host instead of waiting for a cold one.
-    for (const desired of Object.values(this.core.state.processes)) this.core.runner.warm(desired.spec);
+    const desired = Object.values(this.core.state.processes);
+    for (const d of desired) this.core.runner.warm(d.spec);
+    // None of them shared: one warm host for the first shared start (a plan usually follows an agent's start).
+    if (!desired.some((d) => isolationOf(d.spec) === 'shared')) this.core.runner.prewarmShared();
   }
 }

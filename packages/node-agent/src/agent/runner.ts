@@ -19,6 +19,12 @@ const WARM_UID_PREFIX = '#warm-';
 /** How many warm guest hosts an agent keeps for `process` starts unless told (`--warm-pool`). */
 export const DEFAULT_WARM_POOL = 2;
 
+/**
+ * How long an agent's warm shared host (`prewarmShared`) waits for a first shared start: a plan is
+ * usually applied right after its agents start (`lowcloud up` starts local agents, then applies).
+ */
+const WARM_SHARED_IDLE_MS = 60_000;
+
 /** A warm host that did not start is tried again no sooner than this. */
 const WARM_RETRY_MS = 10_000;
 
@@ -83,6 +89,22 @@ export class SandboxRunner implements GuestRunner {
       warmSharedHost({ wasm: this.blobs.path(spec.binary), args: [], env: {}, dirs: [], config: [], grants: spec.grants, detached: true, runDir, ...(uid === undefined ? {} : { uid }), ...(spec.allowUnwalled === true ? { allowUnwalled: true } : {}), isolation: 'shared' }, { requireWall: !this.allowUnwalled, netns: this.netns });
     } catch {
       // no uid left, or the like: the start itself will say so
+    }
+  }
+
+  /**
+   * The agent started with no `shared` process: one warm host under the shared processes' uid, for
+   * the first shared group that needs a host (sandbox `claimShared`: it gets that group's limits),
+   * ended after `WARM_SHARED_IDLE_MS` if none came. Where the agent keeps a warm pool at all
+   * (`--warm-pool` above 0, `warmPoolRefusal`); never fails.
+   */
+  prewarmShared(): void {
+    if (this.warmPool === 0 || this.warmClosed || warmPoolRefusal({ requireWall: !this.allowUnwalled, netns: this.netns }) !== null) return;
+    try {
+      const uid = this.uids.uidFor(SHARED_UID_KEY);
+      void startWarmHost(uid, path.join(this.stateDir, 'run'), { requireWall: !this.allowUnwalled, netns: this.netns }, WARM_SHARED_IDLE_MS);
+    } catch {
+      // no uid left, or the table cannot be written: the first shared start starts its host cold
     }
   }
 

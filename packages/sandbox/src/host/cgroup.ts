@@ -103,12 +103,18 @@ export class GuestCgroup {
       fs.writeFileSync(path.join(cpu, 'cpu.max'), `${quota === null ? 'max' : quota} ${PERIOD}`);
       return;
     }
-    // v1: memory+swap may never be below memory alone, so the lower one goes first when lowering.
+    // v1: memory+swap may never be below memory alone (the kernel refuses it), so memory goes first
+    // when the limit falls and memory+swap first when it rises (or is lifted).
     const bytes = limits.memoryBytes === null ? '-1' : String(limits.memoryBytes);
-    const files = [path.join(memory, 'memory.limit_in_bytes'), path.join(memory, 'memory.memsw.limit_in_bytes')];
-    if (limits.memoryBytes === null) files.reverse();
-    fs.writeFileSync(files[0] as string, bytes);
-    tryWrite(files[1] as string, bytes);
+    const mem = path.join(memory, 'memory.limit_in_bytes');
+    const memsw = path.join(memory, 'memory.memsw.limit_in_bytes');
+    if (limits.memoryBytes === null || limits.memoryBytes > Number(fs.readFileSync(mem, 'utf8'))) {
+      tryWrite(memsw, bytes);
+      fs.writeFileSync(mem, bytes);
+    } else {
+      fs.writeFileSync(mem, bytes);
+      tryWrite(memsw, bytes);
+    }
     fs.writeFileSync(path.join(cpu, 'cpu.cfs_quota_us'), quota === null ? '-1' : String(quota));
   }
 

@@ -14,9 +14,10 @@ import type { EnforcementReport, GuestExit, GuestOptions, OutputTarget } from '.
 import type { Admitted } from './admission.js';
 import type { GuestCgroup } from './cgroup.js';
 import { LAYER_MODULES, memoryLimits } from './grants/index.js';
-import { setRecordedCgroupLimit } from './grants/memory.js';
+import { memoryReport, setRecordedCgroupLimit } from './grants/memory.js';
 import { GuestHost, PreparedHost, removeCtl, type HostTuning } from './guest-host.js';
 import { GuestJournal } from './shared-journal.js';
+import { takeWarmHostWhenUp } from './warm-pool.js';
 import { parseSharedHostReply } from './messages.js';
 
 /**
@@ -198,10 +199,17 @@ function poolFor(opts: GuestOptions, tuning: HostTuning): Pool {
   return pool;
 }
 
-/** The group's next host, started now; `pool.starting` while it starts. */
+/**
+ * The group's next host, started now, or the warm host kept for its uid (warm-pool.ts: an agent
+ * keeps one for the first shared start after it starts), taken and given the group's limits;
+ * `pool.starting` while it starts.
+ */
 function startHost(pool: Pool): Promise<SharedHost> {
   const key = groupKey(pool.opts, pool.tuning);
-  return (pool.starting = SharedHost.launch(key, pool.opts, pool.tuning).then(
+  const launch = () => SharedHost.launch(key, pool.opts, pool.tuning);
+  const warm = pool.opts.uid === undefined ? null : takeWarmHostWhenUp(pool.opts.uid, pool.tuning);
+  const made = warm === null ? launch() : warm.then((h) => (h !== null && h.claimShared(key, pool.opts) ? h : (h?.closeWarm(), launch())));
+  return (pool.starting = made.then(
     (made) => {
       pool.hosts.push(made);
       pool.starting = null;
@@ -288,7 +296,8 @@ export class SharedHost {
 
   /**
    * A warm host (warm-pool.ts): started for a uid before any guest asked, in no group, kept until
-   * taken (`claim`) or its pool lets it go; once taken it is `solo`: its one guest's host alone.
+   * taken or its pool lets it go; taken by a `process` guest (`claim`) it is `solo`, its one
+   * guest's host alone; taken by a shared group (`claimShared`) it is that group's host.
    */
   private warm = false;
   private solo = false;
@@ -418,23 +427,50 @@ export class SharedHost {
    * then closes it) when it is not an idle warm host or its cgroup cannot take the limits.
    */
   claim(opts: GuestOptions, tuning: HostTuning): boolean {
-    if (!this.warm || this.closed || this.count > 0 || this.cgroup === null) return false;
     const memoryBytes = memoryLimits(opts.grants.memory).processBytes ?? null;
     const cpuCores = opts.grants.cpu ?? null;
-    try {
-      this.cgroup.setLimits({ memoryBytes, cpuCores });
-    } catch {
-      return false;
-    }
-    // What a violation says and a re-attaching agent reads: the guest's limit.
-    setRecordedCgroupLimit(this.host.layerList[LAYER_MODULES.findIndex((m) => m.name === 'memory')]?.record ?? null, memoryBytes);
-    this.journal?.rehost(this.host.record(this.host.layerList, []));
-    this.hostReport = soloReport(this.hostReport, opts, this.cgroup.version, memoryBytes, cpuCores);
-    this.warm = false;
+    const cgroup = this.retarget(memoryBytes, cpuCores);
+    if (cgroup === null) return false;
+    this.hostReport = soloReport(this.hostReport, opts, cgroup, memoryBytes, cpuCores);
     this.solo = true;
     this.key = soloKey(opts, tuning);
     this.count = 1;
     return true;
+  }
+
+  /**
+   * A warm host taken as the next host of the shared group `key` (`startHost`): its cgroup gets the
+   * limits a host of that group is launched with (memory for `SHARED_GUESTS_PER_HOST` guests of
+   * the group's grant, no CPU quota), its record and report say so, and from now on it is that
+   * group's like any other. False as `claim`.
+   */
+  claimShared(key: string, opts: GuestOptions): boolean {
+    const grant = opts.grants.memory === undefined ? undefined : opts.grants.memory * SHARED_GUESTS_PER_HOST;
+    const memoryBytes = memoryLimits(grant).processBytes ?? null;
+    const cgroup = this.retarget(memoryBytes, null);
+    if (cgroup === null) return false;
+    this.hostReport = { ...this.hostReport, memory: memoryReport(grant, cgroup), cpu: [{ mechanism: 'not limited (no cpu grant)', level: 'advisory' }] } as EnforcementReport;
+    this.key = key;
+    return true;
+  }
+
+  /**
+   * An idle warm host's cgroup given these limits, and the memory layer's record and the host's
+   * journal line rewritten to them (what a violation says and a re-attaching agent reads); its
+   * cgroup's version, or null (nothing changed but what the kernel refused) when it is not an idle
+   * warm host or the cgroup cannot take them.
+   */
+  private retarget(memoryBytes: number | null, cpuCores: number | null): 'v1' | 'v2' | null {
+    if (!this.warm || this.closed || this.count > 0 || this.cgroup === null) return null;
+    try {
+      this.cgroup.setLimits({ memoryBytes, cpuCores });
+    } catch {
+      return null;
+    }
+    setRecordedCgroupLimit(this.host.layerList[LAYER_MODULES.findIndex((m) => m.name === 'memory')]?.record ?? null, memoryBytes);
+    this.journal?.rehost(this.host.record(this.host.layerList, []));
+    this.warm = false;
+    return this.cgroup.version;
   }
 
   /** An idle warm host its pool lets go. */

@@ -20,6 +20,10 @@ import { jspiNode, SharedHost, sharedRefusal } from './shared-host.js';
  *
  * Kernel layer required: a host is made with memory and CPU cgroups whose limits a guest's replace
  * (root, cgroups with both controllers); without them no warm host is started (`warmPoolRefusal`).
+ *
+ * A warm host under the uid of an agent's `shared` processes is taken by the first shared group
+ * that needs a host (shared-host.ts `startHost`, `claimShared`): it gets that group's limits and is
+ * its host from then on, so an agent's first batch of shared starts does not wait for a cold host.
  */
 
 /** A warm host's cgroup before a guest takes it: room for an idle Node.js (~40 MiB) and its start-up, on every core. */
@@ -30,6 +34,8 @@ interface Warm {
   ready: Promise<SharedHost | null>;
   host: SharedHost | null;
   tuning: string;
+  /** Taken while it started (`takeWarmHostWhenUp`): out of the pool, but not let go. */
+  taken: boolean;
 }
 
 /** This process's warm hosts, by uid: at most one a uid. */
@@ -67,16 +73,17 @@ export function warmRefusal(opts: GuestOptions, kind: BinaryKind = 'module'): st
  * Start a warm host for `uid` (none if one is there or starting), with its control FIFOs under
  * `runBase/.shared-hosts` as a shared host's (the agent's run directory: a guest that takes it is
  * re-attached like a shared guest). Resolves true once it runs; false when it did not start (the
- * caller may try again later). Never rejects.
+ * caller may try again later). Never rejects. `idleMs`: ended when nothing took it by then.
  */
-export function startWarmHost(uid: number, runBase: string, tuning: HostTuning = {}): Promise<boolean> {
+export function startWarmHost(uid: number, runBase: string, tuning: HostTuning = {}, idleMs?: number): Promise<boolean> {
   const known = warm.get(uid);
   if (known !== undefined) return known.ready.then((h) => h !== null);
   const opts: GuestOptions = { wasm: '', args: [], env: {}, dirs: [], config: [], grants: { network: { listen: [], connect: [] } }, uid, detached: true, runDir: path.join(runBase, '.warm') };
   const grants = { network: { listen: [], connect: [] }, memory: WARM_MEMORY_GRANT, cpu: os.availableParallelism() };
-  const entry: Warm = { ready: Promise.resolve(null), host: null, tuning: tuningKey(tuning) };
+  const entry: Warm = { ready: Promise.resolve(null), host: null, tuning: tuningKey(tuning), taken: false };
   entry.ready = SharedHost.launch(`warm:${uid}`, opts, tuning, grants).then(
     (host) => {
+      if (entry.taken) return host;
       if (warm.get(uid) !== entry) {
         host.closeWarm(); // let go (stopWarmHosts) while it started
         return null;
@@ -92,6 +99,12 @@ export function startWarmHost(uid: number, runBase: string, tuning: HostTuning =
     },
   );
   warm.set(uid, entry);
+  if (idleMs !== undefined)
+    setTimeout(() => {
+      if (warm.get(uid) !== entry) return;
+      warm.delete(uid);
+      void entry.ready.then((h) => h?.closeWarm());
+    }, idleMs).unref();
   return entry.ready.then((h) => h !== null);
 }
 
@@ -117,6 +130,24 @@ export function takeWarmHost(uid: number, tuning: HostTuning): SharedHost | null
     return null;
   }
   return host;
+}
+
+/**
+ * The warm host of `uid` out of the pool, once it runs: for a shared group's next host
+ * (shared-host.ts `startHost`), which waits for one still starting rather than start another.
+ * Null at once when there is none or it was made with other tuning (then let go); the promise
+ * gives null when it did not start.
+ */
+export function takeWarmHostWhenUp(uid: number, tuning: HostTuning): Promise<SharedHost | null> | null {
+  const entry = warm.get(uid);
+  if (entry === undefined) return null;
+  warm.delete(uid);
+  if (entry.tuning !== tuningKey(tuning)) {
+    void entry.ready.then((h) => h?.closeWarm());
+    return null;
+  }
+  entry.taken = true;
+  return entry.ready.then((h) => (h === null || h.ended ? null : h));
 }
 
 /** Stop every warm host of this process (an agent closing: an untaken host has nothing to run). */

@@ -41,17 +41,29 @@ export const memory: GrantModule<MemoryRecord> = {
   cgroupLimits: (o) => (o.grants.memory === undefined ? {} : { memoryBytes: memoryLimits(o.grants.memory).processBytes }),
   async setUp({ options, cgroup }) {
     const grant = options.grants.memory;
-    if (grant === undefined) return layers({}, [{ mechanism: 'not limited (no memory grant)', level: 'advisory' }]);
+    const report = memoryReport(grant, cgroup?.dirs.memory === undefined ? null : cgroup.version);
+    if (grant === undefined) return layers({}, report);
     const limit = memoryLimits(grant).processBytes as number;
-    const runtime = [
-      { mechanism: `linear memory maximum rewritten to ${grant} bytes (memory.grow fails past it)`, level: 'runtime' as const },
-      { mechanism: 'V8 heap capped (worker resourceLimits, --max-old-space-size)', level: 'runtime' as const },
-    ];
-    if (cgroup?.dirs.memory !== undefined) return layers({ cgroupBytes: limit }, [{ mechanism: `cgroup ${cgroup.version} memory limit ${limit} bytes (grant + host overhead)`, level: 'kernel' }, ...runtime]);
-    return layers({ watchdogBytes: limit }, [...runtime, { mechanism: `RSS watchdog kills past ${limit} bytes (grant + host overhead)`, level: 'runtime' }]);
+    return layers(cgroup?.dirs.memory !== undefined ? { cgroupBytes: limit } : { watchdogBytes: limit }, report);
   },
   reattach: (record) => layers(record ?? {}, []),
 };
+
+/**
+ * What the memory layer reports for a grant: by a memory cgroup of this version, or by the RSS
+ * watchdog where there is none (null). Also what a warm host taken for another grant says
+ * (shared-host.ts `claimShared`).
+ */
+export function memoryReport(grant: number | undefined, cgroupVersion: 'v1' | 'v2' | null): GrantLayers['report'] {
+  if (grant === undefined) return [{ mechanism: 'not limited (no memory grant)', level: 'advisory' }];
+  const limit = memoryLimits(grant).processBytes as number;
+  const runtime = [
+    { mechanism: `linear memory maximum rewritten to ${grant} bytes (memory.grow fails past it)`, level: 'runtime' as const },
+    { mechanism: 'V8 heap capped (worker resourceLimits, --max-old-space-size)', level: 'runtime' as const },
+  ];
+  if (cgroupVersion !== null) return [{ mechanism: `cgroup ${cgroupVersion} memory limit ${limit} bytes (grant + host overhead)`, level: 'kernel' }, ...runtime];
+  return [...runtime, { mechanism: `RSS watchdog kills past ${limit} bytes (grant + host overhead)`, level: 'runtime' }];
+}
 
 /**
  * A memory layer's record given another kernel limit (a warm host taken by its guest:
