@@ -3,7 +3,7 @@ export type { DirMount, GuestExit, GuestHandle, GuestIsolation, GuestOptions, Gu
 export { spawnGuest, attachGuest } from './host/spawn.js';
 /** Shared guest hosts: the Node.js with JSPI they run on (null: shared guests run as process guests), and how many guests one carries. */
 export { prewarmSandbox } from './host/prewarm.js';
-export { jspiNode, MAX_SPARE_HOSTS, SHARED_GUESTS_PER_HOST, stopSpareHosts, warmSharedHost } from './host/shared-host.js';
+export { jspiNode, MAX_SPARE_HOSTS, prewarmJspiNode, SHARED_GUESTS_PER_HOST, stopSpareHosts, warmSharedHost } from './host/shared-host.js';
 export { startWarmHost, stopWarmHosts, warmHostReady, warmPoolRefusal, warmRefusal } from './host/warm-pool.js';
 export { readExitRecord } from './host/exit-record.js';
 export { probeCapabilities } from './host/capabilities.js';

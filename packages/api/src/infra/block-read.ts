@@ -20,7 +20,7 @@ import { plainValue } from './fast-load.js';
  * network: { listen: [7000] } }`, the style of the examples), blank lines and comments. What makes
  * it give up: tabs, CR, BOM, control characters, anchors, aliases, tags, merge keys, block scalars
  * (`|`, `>`), a flow collection over several lines, a flow pair without `: ` (`{a:1}`, `{a}`), a
- * trailing comma, a `:` in a plain value of a flow mapping, multi-line scalars, explicit keys,
+ * trailing comma, a `: ` inside a plain scalar of a flow collection, multi-line scalars, explicit keys,
  * directives and document markers (but a `---` on the first line), a key that is not a string (`1:`, `null:`, `true:`),
  * `__proto__`, duplicate keys, and indentation it does not expect.
  */
@@ -239,55 +239,18 @@ class Reader {
 
   /** `[a, "b", {c: d}]` on one line; its items are scalars and flow collections. */
   private flowSequence(i: number, end: number, depth: number): unknown[] {
-    const t = this.text;
     i = this.spaces(i + 1, end);
-    if (t.charCodeAt(i) === 0x5d) {
+    if (this.text.charCodeAt(i) === 0x5d) {
       this.at = i + 1;
       return [];
     }
     const out = (this.flowItems[depth] ??= []);
     out.length = 0;
-    for (;;) {
-      i = this.spaces(i, end);
-      if (i === end) throw giveUp;
-      const c = t.charCodeAt(i);
-      if (c === 0x5b || c === 0x7b) {
-        out.push(this.flowCollection(i, end, depth + 1));
-        i = this.at;
-      } else if (c === DQUOTE || c === SQUOTE) {
-        const close = this.quotedEnd(i, end);
-        out.push(this.scalar(i, close));
-        i = close;
-      } else {
-        if (c === 0x2c || c === 0x5d || c === 0x7d || c === HASH || c === 0x26 || c === 0x2a || c === 0x21 || c === 0x7c || c === 0x3e || c === 0x25 || c === 0x40 || c === 0x60 || c === 0x3f || c === COLON) throw giveUp;
-        if (c === DASH && (i + 1 === end || t.charCodeAt(i + 1) === SPACE || t.charCodeAt(i + 1) === 0x2c || t.charCodeAt(i + 1) === 0x5d)) throw giveUp;
-        let j = i;
-        let last = i;
-        for (; j < end; j++) {
-          const k = t.charCodeAt(j);
-          if (k === 0x2c || k === 0x5d) break;
-          if (k === SPACE) continue;
-          // `host:port` is one plain scalar in a flow sequence; `a: b`, `a:,` and `a:]` are pairs.
-          if (k === COLON) {
-            const after = t.charCodeAt(j + 1);
-            if (j + 1 === end || after === SPACE || after === 0x2c || after === 0x5d) throw giveUp;
-          } else if (k === HASH || k === 0x5b || k === 0x7b || k === 0x7d || k === 0x22 || k === 0x27) throw giveUp;
-          last = j;
-        }
-        out.push(this.scalar(i, last + 1));
-        i = j;
-      }
-      i = this.spaces(i, end);
-      const d = t.charCodeAt(i);
-      if (d === 0x5d) {
-        this.at = i + 1;
-        return out.slice();
-      }
-      if (d !== 0x2c) throw giveUp;
-      // A trailing comma (`[a, ]`): `yaml` reads it, but leave it to the others.
-      i = this.spaces(i + 1, end);
-      if (t.charCodeAt(i) === 0x5d) throw giveUp;
-    }
+    do {
+      out.push(this.flowItem(i, end, depth, 0x5d));
+      i = this.flowNext(this.at, end, 0x5d);
+    } while (i >= 0);
+    return out.slice();
   }
 
   /**
@@ -302,9 +265,7 @@ class Reader {
       this.at = i + 1;
       return out;
     }
-    for (;;) {
-      i = this.spaces(i, end);
-      if (i === end) throw giveUp;
+    do {
       let key: unknown;
       const c = t.charCodeAt(i);
       if (c === DQUOTE || c === SQUOTE) {
@@ -326,42 +287,58 @@ class Reader {
       // `key: ` exactly: `{a:1}` is one scalar in YAML, `{a : 1}` and `{a}` are left to the others.
       if (typeof key !== 'string' || t.charCodeAt(i) !== COLON || t.charCodeAt(i + 1) !== SPACE || i + 1 >= end) throw giveUp;
       if (key === '__proto__' || key === '<<' || Object.hasOwn(out, key)) throw giveUp;
-      i = this.spaces(i + 2, end);
-      if (i === end) throw giveUp;
-      const v = t.charCodeAt(i);
-      if (v === 0x5b || v === 0x7b) {
-        out[key] = this.flowCollection(i, end, depth + 1);
-        i = this.at;
-      } else if (v === DQUOTE || v === SQUOTE) {
-        const close = this.quotedEnd(i, end);
-        out[key] = this.scalar(i, close);
-        i = close;
-      } else {
-        // An empty value (`{a: , b: 1}`) and the indicators a plain scalar cannot start with.
-        if (v === 0x2c || v === 0x5d || v === 0x7d || v === HASH || v === 0x26 || v === 0x2a || v === 0x21 || v === 0x7c || v === 0x3e || v === 0x25 || v === 0x40 || v === 0x60 || v === 0x3f || v === COLON) throw giveUp;
-        if (v === DASH && (i + 1 === end || t.charCodeAt(i + 1) === SPACE || t.charCodeAt(i + 1) === 0x2c || t.charCodeAt(i + 1) === 0x7d)) throw giveUp;
-        let j = i;
-        let last = i;
-        for (; j < end; j++) {
-          const k = t.charCodeAt(j);
-          if (k === 0x2c || k === 0x7d) break;
-          if (k === SPACE) continue;
-          if (k === COLON || k === HASH || k === 0x5b || k === 0x5d || k === 0x7b || k === 0x22 || k === 0x27) throw giveUp;
-          last = j;
-        }
-        out[key] = this.scalar(i, last + 1);
-        i = j;
-      }
-      i = this.spaces(i, end);
-      const d = t.charCodeAt(i);
-      if (d === 0x7d) {
-        this.at = i + 1;
-        return out;
-      }
-      if (d !== 0x2c) throw giveUp;
-      i = this.spaces(i + 1, end);
-      if (t.charCodeAt(i) === 0x7d) throw giveUp;
+      out[key] = this.flowItem(this.spaces(i + 2, end), end, depth, 0x7d);
+      i = this.flowNext(this.at, end, 0x7d);
+    } while (i >= 0);
+    return out;
+  }
+
+  /**
+   * One item of a flow collection that `close` (`]` or `}`) ends, at `i`: a flow collection, a
+   * quoted scalar or a plain one (up to the next `,` or `close`); `at` is set past it.
+   */
+  private flowItem(i: number, end: number, depth: number, close: number): unknown {
+    const t = this.text;
+    if (i === end) throw giveUp;
+    const c = t.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) return this.flowCollection(i, end, depth + 1);
+    if (c === DQUOTE || c === SQUOTE) {
+      this.at = this.quotedEnd(i, end);
+      return this.scalar(i, this.at);
     }
+    // An empty item (`[a, , b]`, `{a: , b: 1}`) and the indicators a plain scalar cannot start with.
+    if (c === 0x2c || c === 0x5d || c === 0x7d || c === HASH || c === 0x26 || c === 0x2a || c === 0x21 || c === 0x7c || c === 0x3e || c === 0x25 || c === 0x40 || c === 0x60 || c === 0x3f || c === COLON) throw giveUp;
+    if (c === DASH && (i + 1 === end || t.charCodeAt(i + 1) === SPACE || t.charCodeAt(i + 1) === 0x2c || t.charCodeAt(i + 1) === close)) throw giveUp;
+    let j = i;
+    let last = i;
+    for (; j < end; j++) {
+      const k = t.charCodeAt(j);
+      if (k === 0x2c || k === close) break;
+      if (k === SPACE) continue;
+      // `host:port` is one plain scalar; `a: b`, `a:,` and `a:]` are pairs.
+      if (k === COLON) {
+        const after = t.charCodeAt(j + 1);
+        if (j + 1 === end || after === SPACE || after === 0x2c || after === close) throw giveUp;
+      } else if (k === HASH || k === 0x5b || k === 0x5d || k === 0x7b || k === 0x7d || k === DQUOTE || k === SQUOTE) throw giveUp;
+      last = j;
+    }
+    this.at = j;
+    return this.scalar(i, last + 1);
+  }
+
+  /** After an item, at `i`: the next item's start (past a `,`), or -1 at `close` (`at` past it). */
+  private flowNext(i: number, end: number, close: number): number {
+    const t = this.text;
+    i = this.spaces(i, end);
+    if (t.charCodeAt(i) === close) {
+      this.at = i + 1;
+      return -1;
+    }
+    if (t.charCodeAt(i) !== 0x2c) throw giveUp;
+    // A trailing comma (`[a, ]`): `yaml` reads it, but leave it to the others.
+    i = this.spaces(i + 1, end);
+    if (t.charCodeAt(i) === close) throw giveUp;
+    return i;
   }
 
   /** The first position from `i` that is not a space (`end` at most). */

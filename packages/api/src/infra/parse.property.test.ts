@@ -303,6 +303,14 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
     expect(maps).toBeGreaterThan(50);
   });
 
+  it('leaves a flow collection nested deeper than an infra file goes to the libraries, without recursing into it', () => {
+    const nested = (n: number) => `x: ${'{a: ['.repeat(n)}1${']}'.repeat(n)}\n`;
+    expect(blockAgrees(nested(4))).toBe(true);
+    expect(readBlock(nested(50))).toBeNull();
+    // A line no stack could recurse through: given up at the depth limit, not a RangeError.
+    expect(readBlock(`x: ${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}\n`)).toBeNull();
+  });
+
   it("reads the examples' infra files by hand, as the yaml library does", () => {
     const examples = new URL('../../../../examples/', import.meta.url);
     for (const name of readdirSync(examples)) {

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isolationOf, type ProcessSpec } from '@lowcloud/api';
-import { attachGuest, readExitRecord, spawnGuest, startWarmHost, stopSpareHosts, stopWarmHosts, warmHostReady, warmPoolRefusal, warmRefusal, warmSharedHost, type GuestExit, type GuestHandle, type GuestOptions, type NetnsMode } from '@lowcloud/sandbox';
+import { attachGuest, prewarmJspiNode, readExitRecord, spawnGuest, startWarmHost, stopSpareHosts, stopWarmHosts, warmHostReady, warmPoolRefusal, warmRefusal, warmSharedHost, type GuestExit, type GuestHandle, type GuestOptions, type NetnsMode } from '@lowcloud/sandbox';
 import type { OpeningKey } from '@lowcloud/api';
 import type { BlobStore } from './blob-store.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
@@ -99,13 +99,17 @@ export class SandboxRunner implements GuestRunner {
    * (`--warm-pool` above 0, `warmPoolRefusal`); never fails.
    */
   prewarmShared(): void {
-    if (this.warmPool === 0 || this.warmClosed || warmPoolRefusal({ requireWall: !this.allowUnwalled, netns: this.netns }) !== null) return;
-    try {
-      const uid = this.uids.uidFor(SHARED_UID_KEY);
-      void startWarmHost(uid, path.join(this.stateDir, 'run'), { requireWall: !this.allowUnwalled, netns: this.netns }, WARM_SHARED_IDLE_MS);
-    } catch {
-      // no uid left, or the table cannot be written: the first shared start starts its host cold
-    }
+    if (this.warmPool === 0) return;
+    // Once the JSPI Node.js is known without holding the agent's thread (a candidate is run: ~0.2 s).
+    void prewarmJspiNode().then(() => {
+      const tuning = { requireWall: !this.allowUnwalled, netns: this.netns };
+      if (this.warmClosed || warmPoolRefusal(tuning) !== null) return;
+      try {
+        void startWarmHost(this.uids.uidFor(SHARED_UID_KEY), path.join(this.stateDir, 'run'), tuning, WARM_SHARED_IDLE_MS);
+      } catch {
+        // no uid left, or the table cannot be written: the first shared start starts its host cold
+      }
+    });
   }
 
   /** The agent closes: its spare and warm guest hosts stop (the hosts with guests run on, detached). */

@@ -112,13 +112,17 @@ function jspiCandidates(): string[] {
  * agent can ask as it starts and its first shared start finds the answer known. Never rejects: a
  * candidate that fails to run is one without JSPI, as in `hasJspi`.
  */
-export async function prewarmJspiNode(): Promise<string | null> {
-  if (jspiNodeCache !== undefined) return jspiNodeCache;
-  const candidates = jspiCandidates();
-  const found = await Promise.all(candidates.map((n) => (n === process.execPath ? Promise.resolve(true) : hasJspiAsync(n))));
-  jspiNodeCache ??= candidates.find((_, i) => found[i]) ?? null;
-  return jspiNodeCache;
+export function prewarmJspiNode(): Promise<string | null> {
+  if (jspiNodeCache !== undefined) return Promise.resolve(jspiNodeCache);
+  // One search at a time: the agent's start asks twice (the sandbox's prewarm, its warm shared host).
+  return (jspiSearch ??= (async () => {
+    const candidates = jspiCandidates();
+    const found = await Promise.all(candidates.map((n) => (n === process.execPath ? Promise.resolve(true) : hasJspiAsync(n))));
+    jspiNodeCache ??= candidates.find((_, i) => found[i]) ?? null;
+    return jspiNodeCache;
+  })());
 }
+let jspiSearch: Promise<string | null> | null = null;
 
 const JSPI_CHECK = ['-p', 'typeof WebAssembly.Suspending'];
 

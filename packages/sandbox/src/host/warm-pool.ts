@@ -120,16 +120,12 @@ export function warmHostReady(uid: number): boolean {
  * the uid is its guest's now.
  */
 export function takeWarmHost(uid: number, tuning: HostTuning): SharedHost | null {
-  const entry = warm.get(uid);
-  if (entry === undefined) return null;
-  warm.delete(uid);
+  const entry = leavePool(uid, tuning);
+  if (entry === null) return null;
   const host = entry.host;
-  if (host === null || host.ended || entry.tuning !== tuningKey(tuning)) {
-    host?.closeWarm();
-    void entry.ready.then((h) => h?.closeWarm()); // still starting: ended as it comes up
-    return null;
-  }
-  return host;
+  if (host !== null && !host.ended) return host;
+  void entry.ready.then((h) => h?.closeWarm()); // still starting: ended as it comes up
+  return null;
 }
 
 /**
@@ -139,15 +135,20 @@ export function takeWarmHost(uid: number, tuning: HostTuning): SharedHost | null
  * gives null when it did not start.
  */
 export function takeWarmHostWhenUp(uid: number, tuning: HostTuning): Promise<SharedHost | null> | null {
+  const entry = leavePool(uid, tuning);
+  if (entry === null) return null;
+  entry.taken = true;
+  return entry.ready.then((h) => (h === null || h.ended ? null : h));
+}
+
+/** The warm host entry of `uid`, out of the pool; null when there is none, or (let go) when it was made with other tuning. */
+function leavePool(uid: number, tuning: HostTuning): Warm | null {
   const entry = warm.get(uid);
   if (entry === undefined) return null;
   warm.delete(uid);
-  if (entry.tuning !== tuningKey(tuning)) {
-    void entry.ready.then((h) => h?.closeWarm());
-    return null;
-  }
-  entry.taken = true;
-  return entry.ready.then((h) => (h === null || h.ended ? null : h));
+  if (entry.tuning === tuningKey(tuning)) return entry;
+  void entry.ready.then((h) => h?.closeWarm());
+  return null;
 }
 
 /** Stop every warm host of this process (an agent closing: an untaken host has nothing to run). */
