@@ -303,6 +303,74 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
     expect(maps).toBeGreaterThan(50);
   });
 
+  it('reads a block written again as the yaml library does, wherever it ends (block-read.ts reads a repeated block once and gives its value again)', () => {
+    // A few blocks a fleet repeats (grants, env), in both styles; each process takes one, sometimes
+    // with a line more inside it or a comment or blank line around it, so that one block's text is
+    // another's beginning, a block ends at the end of the file, at a comment indented less, or at a
+    // sequence's item at its key's indentation.
+    const leaf = fc.constantFrom('cpu: 0.5', 'memory: 64MiB', 'memory: 64MiB # c', 'disk: 1GiB', "memory: '64MiB'", 'cpu: 1');
+    const network = fc.constantFrom(
+      '  network:\n    listen: [80]',
+      '  network:\n    listen:\n    - 80\n    - 81',
+      '  network:\n    listen:\n      - 80',
+      '  network: { listen: [80], connect: ["db:5432"] }',
+      '  network:\n    connect:\n    - db:5432\n    # c\n    - db:5433',
+    );
+    const between = fc.constantFrom('', '', '\n', '\n# c', '\n  # c', '\n      \n', '\n        # c');
+    const grants = fc.tuple(fc.array(leaf, { minLength: 1, maxLength: 3 }), fc.option(network, { nil: undefined }), between, fc.nat(4)).map(([ls, net, gap, at]) => {
+      const keys = new Set<string>();
+      const lines = ls.filter((l) => !keys.has(l.split(':')[0] as string) && keys.add(l.split(':')[0] as string)).map((l) => `  ${l}`);
+      if (net !== undefined) lines.push(net);
+      // The blank line or comment inside the block or after it (a comment indented less than the block is inside it).
+      const k = at % (lines.length + 1);
+      if (k < lines.length) (lines as string[])[k] += gap;
+      return { lines, gap: k < lines.length ? '' : gap };
+    });
+    const file = fc
+      .tuple(fc.array(grants, { minLength: 1, maxLength: 3 }), fc.array(fc.tuple(fc.nat(2), fc.constantFrom('none', 'extra', 'env', 'flow', 'last')), { minLength: 2, maxLength: 8 }), fc.constantFrom('\n', ''))
+      .map(([pool, ps, eof]) => {
+        let text = 'version: 1\nmachines:\n  m1:\n    agent: local\n    capacity:\n      cpu: 1\nprocesses:\n';
+        ps.forEach(([g, how], i) => {
+          const b = pool[g % pool.length] as { lines: string[]; gap: string };
+          const inner = how === 'extra' ? [...b.lines, '  restart: never'] : b.lines;
+          text += `  p${i}:\n    machine: m1\n    grants:\n${inner.map((l) => l.replace(/^/gm, '    ')).join('\n')}${b.gap}\n`;
+          if (how === 'env') text += '    env:\n      LOG: info\n';
+          if (how === 'flow') text += '    env: { LOG: info }\n';
+          if (how === 'last') text += '    args:\n    - x\n';
+        });
+        return text.slice(0, text.length - 1) + eof;
+      });
+    let block = 0;
+    let shared = 0;
+    fc.assert(
+      fc.property(file, (text) => {
+        expect(outcome(() => parseInfra(text, 'infra.yaml'))).toEqual(outcome(() => parseWithPositions(text, 'infra.yaml')));
+        if (!blockAgrees(text)) return;
+        block++;
+        const ps = Object.values((readBlock(text)?.value as { processes: Record<string, { grants: unknown }> }).processes);
+        if (ps.some((p, i) => ps.slice(0, i).some((q) => q.grants === p.grants))) shared++;
+      }),
+      { numRuns: Number(process.env.PARSE_RUNS ?? 600) },
+    );
+    if (process.env.PARSE_RUNS !== undefined) console.log({ repeatedBlock: block, shared });
+    // Most files are read by hand, and in many a block was read once for two processes.
+    expect(block).toBeGreaterThan(300);
+    expect(shared).toBeGreaterThan(100);
+  });
+
+  it('gives a repeated block once, and stops looking blocks up under a key whose blocks do not repeat', () => {
+    const proc = (i: number, listen: number) => `  p${i}:\n    machine: m1\n    args:\n      - --id\n      - "${i}"\n    grants:\n      memory: 64MiB\n      network:\n        listen: [${listen}]\n    env: { LOG: info }\n`;
+    let text = 'version: 1\nmachines:\n  m1:\n    agent: local\nprocesses:\n';
+    for (let i = 0; i < 200; i++) text += proc(i, 7000 + (i % 3));
+    expect(blockAgrees(text)).toBe(true);
+    const ps = (readBlock(text)?.value as { processes: Record<string, { args: unknown; grants: { network: unknown }; env: unknown }> }).processes;
+    expect(ps.p3?.grants).toBe(ps.p0?.grants);
+    expect(ps.p4?.grants).not.toBe(ps.p3?.grants);
+    expect(ps.p4?.grants.network).not.toBe(ps.p3?.grants.network);
+    expect(ps.p199?.env).toBe(ps.p0?.env);
+    expect(ps.p199?.args).toEqual(['--id', '199']);
+  });
+
   it('leaves a flow collection nested deeper than an infra file goes to the libraries, without recursing into it', () => {
     const nested = (n: number) => `x: ${'{a: ['.repeat(n)}1${']}'.repeat(n)}\n`;
     expect(blockAgrees(nested(4))).toBe(true);
