@@ -7,7 +7,7 @@ import type { FileRead, FileSource } from './file-source.js';
 import type { ProcessEntry } from './types.js';
 import { fillDigests, machineAddress, NameResolver, parseAddress } from './names.js';
 import { closest, parseInfra, type ParsedInfra } from './parse.js';
-import { resolvedSpecDigest } from './spec-digest.js';
+import { resolvedSpecDigest, SpecParts } from './spec-digest.js';
 
 export interface ResolvedMachine {
   name: string;
@@ -41,6 +41,8 @@ export interface ResolvedInfra {
 }
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
+/** How many distinct blocks of a kind (grants, env, config) resolver remembers the resolved value of. */
+const MEMO = 4096;
 const REPO_HINT = 'keep binary and config paths relative to the infra file and inside the repository';
 
 /** The bytes of the infra file itself, as text; a missing or refused file is a diagnostic. */
@@ -90,7 +92,7 @@ export async function resolveInfra(parsed: ParsedInfra, source: FileSource): Pro
     const name = r.keys[i] as string;
     const p = r.entries[i] as ProcessEntry;
     const { spec, sealed } = r.process(name, p, r.diags);
-    processes[name] = { name, machine: p.machine, spec, digest: resolvedSpecDigest(spec), files: { binary: p.binary, config: p.config ?? {} }, sealed: sealed.length < 2 ? sealed : sealed.sort() };
+    processes[name] = { name, machine: p.machine, spec, digest: resolvedSpecDigest(spec, r.parts), files: { binary: p.binary, config: p.config ?? {} }, sealed: sealed.length < 2 ? sealed : sealed.sort() };
   }
   if (r.names.namesDigests) fillDigests(processes, parsed, r.diags);
   const sorted = sortRecord(processes);
@@ -121,7 +123,7 @@ export async function resolveInfraDigests(parsed: ParsedInfra, source: FileSourc
   for (let i = 0; i < keys.length; i++) {
     const p = entries[i] as ProcessEntry;
     const { spec, sealed } = r.process(keys[i] as string, p, r.diags);
-    digests[i] = resolvedSpecDigest(spec);
+    digests[i] = resolvedSpecDigest(spec, r.parts);
     machineOf[i] = p.machine;
     grants.set(i, spec.grants);
     if (sealed.length > 0) sealedAt[i] = sealed.length < 2 ? sealed : sealed.sort();
@@ -264,6 +266,18 @@ async function resolver(parsed: ParsedInfra, source: FileSource) {
 
   const names = new NameResolver(parsed, new Map(Object.values(machines).map((m) => [m.name, m.address])));
   const blobs: Record<string, string> = {};
+  // A block the file repeats is one parsed object (block-read.ts): its grants, env and config are
+  // resolved once too, and their JSON written once (SpecParts), wherever resolving them raised no
+  // problem (a problem names the process it is in) and depends on nothing but the block (no
+  // `${...}` reference, no sealed value, whose check depends on the process's machine).
+  const resolvedGrants = new Map<object, ProcessSpec['grants']>();
+  const resolvedEnv = new Map<object, Record<string, string>>();
+  const resolvedConfig = new Map<object, Record<string, string>>();
+  const parts = new SpecParts();
+  /** Kept for at most MEMO blocks a kind: a file whose blocks do not repeat costs a lookup a process, not a table of them. */
+  const remember = <T>(memo: Map<object, T>, block: object, value: T) => {
+    if (memo.size < MEMO) memo.set(block, value);
+  };
 
   /** The spec of one process and its sealed fields (unsorted); its problems go to `diags`. */
   const process = (name: string, p: ProcessEntry, diags: Diagnostic[]): { spec: ProcessSpec; sealed: string[] } => {
@@ -292,48 +306,74 @@ async function resolver(parsed: ParsedInfra, source: FileSource) {
       if (problem === null) sealed.push(name);
       else diags.push(at(field, problem.message, problem.hint));
     };
-    const envKeys = p.env === undefined ? [] : Object.keys(p.env);
+    const penv = p.env;
+    const envKnown = penv === undefined ? undefined : resolvedEnv.get(penv);
+    const envKeys = penv === undefined || envKnown !== undefined ? [] : Object.keys(penv);
+    let envSealed = false;
     for (const k of envKeys) {
-      const v = (p.env as Record<string, string>)[k] as string;
-      if (isSealed(v)) checkSealed([...base, 'env', k], v, `env.${k}`, '', '');
-    }
-    const config: Record<string, string> = {};
-    for (const [guestPath, file] of Object.entries(p.config ?? {})) {
-      const c = hash(file);
-      if (c.kind === 'refused') {
-        diags.push(at([...base, 'config', guestPath], `config ${guestPath}: ${c.reason} (in the ${source.label})`, REPO_HINT));
-      } else if (c.kind === 'missing' || c.digest === undefined) {
-        diags.push(at([...base, 'config', guestPath], `config file ${file} not found in the ${source.label}`, 'check the path; it is relative to the infra file'));
-      } else {
-        config[guestPath] = c.digest;
-        blobs[c.digest] = file;
-        if (c.sealed === true) {
-          checkSealed([...base, 'config', guestPath], Buffer.from(c.bytes).toString('utf8'), `config.${guestPath}`, ' --file PLAIN-FILE', ` > ${file}`);
-        }
+      const v = (penv as Record<string, string>)[k] as string;
+      if (isSealed(v)) {
+        envSealed = true;
+        checkSealed([...base, 'env', k], v, `env.${k}`, '', '');
       }
     }
-    const g = p.grants ?? {};
-    // Fields are set one by one, in the order the plan document prints them (spreads of optional
-    // fields cost more than the rest of the loop at 100,000 processes).
-    const grants = {} as ProcessSpec['grants'];
-    if (g.cpu !== undefined) grants.cpu = g.cpu;
-    if (g.memory !== undefined) grants.memory = parseSize(g.memory);
-    if (g.disk !== undefined) grants.disk = parseSize(g.disk);
-    if (g.gpu !== undefined) grants.gpu = g.gpu.submitSeconds === undefined ? { memory: parseSize(g.gpu.memory) } : { memory: parseSize(g.gpu.memory), submitSeconds: g.gpu.submitSeconds };
-    const listen = g.network?.listen ?? [];
-    grants.network = {
-      // One port or none is in order already: the file's own list (no copy a process).
-      listen: listen.length < 2 ? listen : [...listen].sort((a, b) => a - b),
-      connect: names.connect(g.network?.connect ?? [], () => [...base, 'grants', 'network', 'connect'], diags),
-    };
-    if (g.network?.udp === true) grants.network.udp = true;
-    const env: Record<string, string> = {};
-    for (const k of envKeys) {
-      const v = (p.env as Record<string, string>)[k] as string;
-      const value = v.includes('${') ? names.substitute(v, () => [...base, 'env', k], diags) : v;
-      // A variable named __proto__ stays a variable.
-      if (k === '__proto__') Object.defineProperty(env, k, { value, enumerable: true, writable: true, configurable: true });
-      else env[k] = value;
+    const pconfig = p.config;
+    let config = pconfig === undefined ? undefined : resolvedConfig.get(pconfig);
+    if (config === undefined) {
+      const problems = diags.length;
+      const sealedBefore = sealed.length;
+      config = {};
+      for (const [guestPath, file] of Object.entries(pconfig ?? {})) {
+        const c = hash(file);
+        if (c.kind === 'refused') {
+          diags.push(at([...base, 'config', guestPath], `config ${guestPath}: ${c.reason} (in the ${source.label})`, REPO_HINT));
+        } else if (c.kind === 'missing' || c.digest === undefined) {
+          diags.push(at([...base, 'config', guestPath], `config file ${file} not found in the ${source.label}`, 'check the path; it is relative to the infra file'));
+        } else {
+          config[guestPath] = c.digest;
+          blobs[c.digest] = file;
+          if (c.sealed === true) {
+            checkSealed([...base, 'config', guestPath], Buffer.from(c.bytes).toString('utf8'), `config.${guestPath}`, ' --file PLAIN-FILE', ` > ${file}`);
+          }
+        }
+      }
+      if (pconfig !== undefined && diags.length === problems && sealed.length === sealedBefore) remember(resolvedConfig, pconfig, config);
+    }
+    const pgrants = p.grants;
+    let grants = pgrants === undefined ? undefined : resolvedGrants.get(pgrants);
+    if (grants === undefined) {
+      const problems = diags.length;
+      const g = pgrants ?? {};
+      // Fields are set one by one, in the order the plan document prints them (spreads of optional
+      // fields cost more than the rest of the loop at 100,000 processes).
+      grants = {} as ProcessSpec['grants'];
+      if (g.cpu !== undefined) grants.cpu = g.cpu;
+      if (g.memory !== undefined) grants.memory = parseSize(g.memory);
+      if (g.disk !== undefined) grants.disk = parseSize(g.disk);
+      if (g.gpu !== undefined) grants.gpu = g.gpu.submitSeconds === undefined ? { memory: parseSize(g.gpu.memory) } : { memory: parseSize(g.gpu.memory), submitSeconds: g.gpu.submitSeconds };
+      const listen = g.network?.listen ?? [];
+      grants.network = {
+        // One port or none is in order already: the file's own list (no copy a process).
+        listen: listen.length < 2 ? listen : [...listen].sort((a, b) => a - b),
+        connect: names.connect(g.network?.connect ?? [], () => [...base, 'grants', 'network', 'connect'], diags),
+      };
+      if (g.network?.udp === true) grants.network.udp = true;
+      if (pgrants !== undefined && diags.length === problems) remember(resolvedGrants, pgrants, grants);
+    }
+    let env = envKnown;
+    if (env === undefined) {
+      let plain = !envSealed;
+      env = {};
+      for (const k of envKeys) {
+        const v = (penv as Record<string, string>)[k] as string;
+        const references = v.includes('${');
+        if (references) plain = false;
+        const value = references ? names.substitute(v, () => [...base, 'env', k], diags) : v;
+        // A variable named __proto__ stays a variable.
+        if (k === '__proto__') Object.defineProperty(env, k, { value, enumerable: true, writable: true, configurable: true });
+        else env[k] = value;
+      }
+      if (penv !== undefined && plain) remember(resolvedEnv, penv, env);
     }
     const args = p.args === undefined ? [] : p.args.slice();
     for (let i = 0; i < args.length; i++) {
@@ -360,7 +400,7 @@ async function resolver(parsed: ParsedInfra, source: FileSource) {
       throw new InvalidInputError(diags.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)));
     }
   };
-  return { machines, keys, entries, names, blobs, diags, process, done };
+  return { machines, keys, entries, names, blobs, diags, process, done, parts };
 }
 
 /**

@@ -8,13 +8,41 @@ import type { ProcessSpec } from '../spec.js';
  * At 100,000 processes the generic writer was the largest cost of resolving after parsing.
  * spec-digest.test.ts checks it against canonicalJson.
  */
-export function resolvedSpecDigest(spec: ProcessSpec): string {
-  return sha256(resolvedSpecJson(spec));
+export function resolvedSpecDigest(spec: ProcessSpec, parts?: SpecParts): string {
+  return sha256(resolvedSpecJson(spec, parts));
+}
+
+/**
+ * The JSON of a spec's grants, env and config, kept by object: resolve.ts gives the processes whose
+ * file blocks are one (block-read.ts reads a repeated block once) the same resolved objects, and
+ * their text is then written once. Only for objects that do not change while it is in use.
+ */
+export class SpecParts {
+  private readonly texts = new Map<object, string>();
+
+  /** The text of `part` as `write` writes it, written once an object (of the first 12,288: then each time). */
+  of<T extends object>(part: T, write: (part: T) => string): string {
+    let text = this.texts.get(part);
+    if (text === undefined) {
+      text = write(part);
+      if (this.texts.size < 12_288) this.texts.set(part, text);
+    }
+    return text;
+  }
 }
 
 /** canonicalJson(spec) for the shape resolve.ts builds (fields it leaves out are absent, never undefined). */
-export function resolvedSpecJson(spec: ProcessSpec): string {
-  const g = spec.grants;
+export function resolvedSpecJson(spec: ProcessSpec, parts?: SpecParts): string {
+  const grants = parts === undefined ? grantsJson(spec.grants) : parts.of(spec.grants, grantsJson);
+  const env = parts === undefined ? record(spec.env) : parts.of(spec.env, record);
+  const config = parts === undefined ? record(spec.config) : parts.of(spec.config, record);
+  return (
+    `{${spec.allowUnwalled === undefined ? '' : `"allowUnwalled":${JSON.stringify(spec.allowUnwalled)},`}"args":${JSON.stringify(spec.args)},"binary":${JSON.stringify(spec.binary)},"config":${config},"env":${env},` +
+    `"grants":${grants},${spec.isolation === undefined ? '' : `"isolation":${JSON.stringify(spec.isolation)},`}"name":${JSON.stringify(spec.name)},"restart":${JSON.stringify(spec.restart)}}`
+  );
+}
+
+function grantsJson(g: ProcessSpec['grants']): string {
   const n = g.network;
   let grants = '{';
   if (g.cpu !== undefined) grants += `"cpu":${JSON.stringify(g.cpu)},`;
@@ -23,11 +51,7 @@ export function resolvedSpecJson(spec: ProcessSpec): string {
     grants += `"gpu":{"memory":${JSON.stringify(g.gpu.memory)}${g.gpu.submitSeconds === undefined ? '' : `,"submitSeconds":${JSON.stringify(g.gpu.submitSeconds)}`}},`;
   }
   if (g.memory !== undefined) grants += `"memory":${JSON.stringify(g.memory)},`;
-  grants += `"network":{"connect":${JSON.stringify(n.connect)},"listen":${JSON.stringify(n.listen)}${n.udp === undefined ? '' : `,"udp":${JSON.stringify(n.udp)}`}}}`;
-  return (
-    `{${spec.allowUnwalled === undefined ? '' : `"allowUnwalled":${JSON.stringify(spec.allowUnwalled)},`}"args":${JSON.stringify(spec.args)},"binary":${JSON.stringify(spec.binary)},"config":${record(spec.config)},"env":${record(spec.env)},` +
-    `"grants":${grants},${spec.isolation === undefined ? '' : `"isolation":${JSON.stringify(spec.isolation)},`}"name":${JSON.stringify(spec.name)},"restart":${JSON.stringify(spec.restart)}}`
-  );
+  return `${grants}"network":{"connect":${JSON.stringify(n.connect)},"listen":${JSON.stringify(n.listen)}${n.udp === undefined ? '' : `,"udp":${JSON.stringify(n.udp)}`}}}`;
 }
 
 const INDEX = /^(?:0|[1-9][0-9]*)$/;
