@@ -275,8 +275,10 @@ async function resolver(parsed: ParsedInfra, source: FileSource) {
   const resolvedConfig = new Map<object, Record<string, string>>();
   const parts = new SpecParts();
   /** Kept for at most MEMO blocks a kind: a file whose blocks do not repeat costs a lookup a process, not a table of them. */
-  const remember = <T>(memo: Map<object, T>, block: object, value: T) => {
-    if (memo.size < MEMO) memo.set(block, value);
+  const remember = <T extends object>(memo: Map<object, T>, block: object, value: T) => {
+    if (memo.size >= MEMO) return;
+    memo.set(block, value);
+    parts.shared(value);
   };
 
   /** The spec of one process and its sealed fields (unsorted); its problems go to `diags`. */

@@ -15,19 +15,24 @@ export function resolvedSpecDigest(spec: ProcessSpec, parts?: SpecParts): string
 /**
  * The JSON of a spec's grants, env and config, kept by object: resolve.ts gives the processes whose
  * file blocks are one (block-read.ts reads a repeated block once) the same resolved objects, and
- * their text is then written once. Only for objects that do not change while it is in use.
+ * their text is then written once. Only objects it is told are shared are kept (a file whose blocks
+ * do not repeat costs a lookup a part), and only objects that do not change while it is in use.
  */
 export class SpecParts {
-  private readonly texts = new Map<object, string>();
+  private readonly texts = new Map<object, string | undefined>();
 
-  /** The text of `part` as `write` writes it, written once an object (of the first 12,288: then each time). */
+  /** `part` may be in several specs: its text is kept once written. */
+  shared(part: object): void {
+    this.texts.set(part, undefined);
+  }
+
+  /** The text of `part` as `write` writes it, written once where `part` is shared. */
   of<T extends object>(part: T, write: (part: T) => string): string {
-    let text = this.texts.get(part);
-    if (text === undefined) {
-      text = write(part);
-      if (this.texts.size < 12_288) this.texts.set(part, text);
-    }
-    return text;
+    const text = this.texts.get(part);
+    if (text !== undefined) return text;
+    const written = write(part);
+    if (this.texts.has(part)) this.texts.set(part, written);
+    return written;
   }
 }
 
