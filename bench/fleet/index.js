@@ -6,7 +6,10 @@
 // as wall time, as round trips (time / RTT) and with the client's CPU time; target <= 10 round
 // trips each, whatever the machine count. Baseline in the same run: `lowcloud --version` (Node.js
 // start-up and module loading: what any command costs before its first round trip).
-// `--sizes 10,25` picks machine counts.
+// `--sizes 10,25` picks machine counts; `--isolation shared` runs the sleepers as `shared` processes,
+// whose first start on an agent takes the guest host the agent keeps warm from its start (a
+// `process` guest's first start on an agent starts its own host: a Node.js start-up each, all at
+// once on this machine's 2 cores).
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -21,6 +24,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
 const args = process.argv.slice(2);
 const sizes = args.includes('--sizes') ? args[args.indexOf('--sizes') + 1].split(',').map(Number) : [25, 50, 100];
+const isolation = args.includes('--isolation') ? args[args.indexOf('--isolation') + 1] : 'process';
+if (isolation !== 'process' && isolation !== 'shared') throw new Error(`--isolation: process or shared, not ${isolation}`);
 const ONE_WAY_MS = 100;
 const RTT = 2 * ONE_WAY_MS;
 const TARGET_RTTS = 10;
@@ -72,7 +77,7 @@ function lowcloud(argv, cwd) {
 // The machine's cores busy during the step, of the cores x wall time they had: near 100%, the figure is bound by CPU, not by round trips.
 const fmt = (r) => `${(r.ms / 1000).toFixed(2)} s = ${(r.ms / RTT).toFixed(1)} RTT, client CPU ${(r.cpu / 1000).toFixed(2)} s; machine busy ${r.busy.toFixed(1)} CPU-s (${((100 * r.busy) / ((cpus().length * r.ms) / 1000)).toFixed(0)}% of ${cpus().length} cores)`;
 
-console.log(`node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}, RTT ${RTT} ms (proxy: ${ONE_WAY_MS} ms each way)`);
+console.log(`node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}, RTT ${RTT} ms (proxy: ${ONE_WAY_MS} ms each way), sleepers' isolation: ${isolation}`);
 const startup = await lowcloud(['--version'], dir);
 console.log(`baseline: \`lowcloud --version\` ${(startup.ms / 1000).toFixed(2)} s = ${(startup.ms / RTT).toFixed(1)} RTT (Node.js start-up, no round trip), CPU ${(startup.cpu / 1000).toFixed(2)} s`);
 const rows = [];
@@ -102,7 +107,7 @@ for (const n of sizes) {
   mkdirSync(path.join(work, 'bin'), { recursive: true });
   copyFileSync(path.join(root, 'test/fixtures/guests/sleeper.wasm'), path.join(work, 'bin/sleeper.wasm'));
   const machines = agents.slice(0, n).map((a, i) => `  m${i}:\n    agent: ws://127.0.0.1:${proxies[i].port}\n    key: ${a.key}\n    capacity: { memory: 1GiB }`);
-  const processes = agents.slice(0, n).map((_, i) => `  p${i}:\n    machine: m${i}\n    binary: bin/sleeper.wasm\n    grants: { memory: 16MiB }\n    restart: always`);
+  const processes = agents.slice(0, n).map((_, i) => `  p${i}:\n    machine: m${i}\n    binary: bin/sleeper.wasm\n    grants: { memory: 16MiB }\n    restart: always${isolation === 'shared' ? '\n    isolation: shared' : ''}`);
   writeFileSync(path.join(work, 'infra.yaml'), `version: 1\nmachines:\n${machines.join('\n')}\nprocesses:\n${processes.join('\n')}\n`);
 
   const planned = await lowcloud(['plan', '--live', 'infra.yaml', '--out', 'plan.json'], work);
