@@ -83,6 +83,14 @@ const SCALAR_SLOTS = 4096;
 const BLOCKS = 4096;
 const BLOCK_KEYS = 256;
 const BLOCK_TRIAL = 32;
+/** The longest block Reader.block looks up, in characters (a process's grants or env is a few hundred). */
+const BLOCK_CHARS = 16 * 1024;
+/**
+ * How deep block mappings may nest (the file's is 0): an infra file goes 5 deep. Finding a block's
+ * end reads its lines once more, so a line is read at most this many times more, whatever the file
+ * (and a file nested thousands deep gives up here, not with a RangeError from the recursion).
+ */
+const BLOCK_DEPTH = 32;
 
 class Reader {
   /** Reader.scalar's memory: a slot's text as written, and its value. */
@@ -143,6 +151,8 @@ class Reader {
 
   /** A block mapping whose keys are at `indent`, `depth` mappings deep (0: the file's); the current line is its first. */
   mapping(indent: number, depth: number): Record<string, unknown> {
+    // Deeper than any infra file goes (processes, a process, grants, network, a list): left to the others.
+    if (depth > BLOCK_DEPTH) throw giveUp;
     const t = this.text;
     const out: Record<string, unknown> = {};
     while (this.end >= 0 && this.indent === indent) {
@@ -209,7 +219,8 @@ class Reader {
     if (stat === undefined) return seq ? this.sequence(m) : this.mapping(m, depth);
     stat.tries++;
     const from = this.start - m;
-    const to = this.blockEnd(m);
+    const to = this.blockEnd(m, from + BLOCK_CHARS);
+    if (to < 0) return seq ? this.sequence(m) : this.mapping(m, depth);
     const text = this.text.slice(from, to);
     const seen = this.blocks.get(text);
     if (seen !== undefined) {
@@ -253,16 +264,18 @@ class Reader {
 
   /**
    * Where the block that starts on the current line, indented `m`, ends: the start of the first line
-   * (neither blank nor a comment) indented less. Where the reader takes the block, that is where
-   * it ends it: a line indented less than `m` ends a block mapping or sequence at `m`; one indented
-   * `m` or more and not read as part of it makes the reader give up (a block's items are at `m`, and
-   * after the block the key's mapping gives up on a line indented more than its keys).
+   * (neither blank nor a comment) indented less; -1 where it goes on past `limit`. Where the reader
+   * takes the block, that is where it ends it: a line indented less than `m` ends a block mapping or
+   * sequence at `m`; one indented `m` or more and not read as part of it makes the reader give up (a
+   * block's items are at `m`, and after the block the key's mapping gives up on a line indented
+   * more than its keys).
    */
-  private blockEnd(m: number): number {
+  private blockEnd(m: number, limit: number): number {
     const t = this.text;
     const n = t.length;
     let pos = this.next;
     while (pos < n) {
+      if (pos > limit) return -1;
       let eol = t.indexOf('\n', pos);
       if (eol < 0) eol = n;
       let i = pos;

@@ -379,6 +379,16 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
     expect(readBlock(`x: ${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}\n`)).toBeNull();
   });
 
+  it('leaves block mappings nested deeper than an infra file goes to the libraries, which report them', () => {
+    const nested = (n: number) => `version: 1\nprocesses:\n  p:\n    env:\n${Array.from({ length: n }, (_, i) => `${' '.repeat(6 + i)}k${i}:\n`).join('')}${' '.repeat(6 + n)}x: 1\n`;
+    expect(blockAgrees(nested(8))).toBe(true);
+    expect(readBlock(nested(40))).toBeNull();
+    // Thousands deep: given up, not a RangeError; the yaml path says where (its own limit).
+    expect(readBlock(nested(3000))).toBeNull();
+    const deep = outcome(() => parseInfra(nested(3000), 'infra.yaml'));
+    expect(deep).toEqual({ errors: expect.arrayContaining([expect.objectContaining({ file: 'infra.yaml', line: expect.any(Number) as number })]) as unknown });
+  });
+
   it("reads the examples' infra files by hand, as the yaml library does", () => {
     const examples = new URL('../../../../examples/', import.meta.url);
     for (const name of readdirSync(examples)) {
