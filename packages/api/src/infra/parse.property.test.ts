@@ -369,6 +369,19 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
     expect(ps.p4?.grants.network).not.toBe(ps.p3?.grants.network);
     expect(ps.p199?.env).toBe(ps.p0?.env);
     expect(ps.p199?.args).toEqual(['--id', '199']);
+    // `args` never repeated in 200 processes: no longer looked up, so two equal lists after that are two lists.
+    const again = `${text}  q1:\n    machine: m1\n    args:\n      - same\n  q2:\n    machine: m1\n    args:\n      - same\n`;
+    expect(blockAgrees(again)).toBe(true);
+    const qs = (readBlock(again)?.value as { processes: Record<string, { args: unknown }> }).processes;
+    expect(qs.q2?.args).toEqual(qs.q1?.args);
+    expect(qs.q2?.args).not.toBe(qs.q1?.args);
+    // A block over 16 KiB is read each time, not looked up.
+    const big = `    env:\n${Array.from({ length: 800 }, (_, i) => `      K${i}: value-${i}\n`).join('')}`;
+    const large = `version: 1\nmachines:\n  m1:\n    agent: local\nprocesses:\n  a:\n    machine: m1\n${big}  b:\n    machine: m1\n${big}`;
+    expect(big.length).toBeGreaterThan(16 * 1024);
+    expect(blockAgrees(large)).toBe(true);
+    const ls = (readBlock(large)?.value as { processes: Record<string, { env: unknown }> }).processes;
+    expect(ls.b?.env).not.toBe(ls.a?.env);
   });
 
   it('leaves a flow collection nested deeper than an infra file goes to the libraries, without recursing into it', () => {

@@ -168,6 +168,20 @@ function blockText(doc: { machines: Record<string, object>; processes: Record<st
 }
 
 describe('a block the file repeats is resolved once', () => {
+  it('gives the processes of one block one resolved grants, env and config; not an env with a reference', async () => {
+    const proc = (name: string, env: string) =>
+      `  ${name}:\n    machine: m1\n    binary: bin/a.wasm\n    env:\n      K: ${env}\n    config:\n      /etc/a: c/a.toml\n    grants:\n      memory: 64MiB\n      network:\n        connect: [x.example:1]\n`;
+    const text = `version: 1\nmachines:\n  m1:\n    agent: local\nprocesses:\n  db:\n    machine: m1\n    binary: bin/a.wasm\n    grants: { network: { listen: [5432] } }\n${proc('p1', 'v')}${proc('p2', 'v')}${proc('r1', '"${db:5432}"')}${proc('r2', '"${db:5432}"')}`;
+    const { processes: ps } = await resolveInfra(parseInfra(text, 'infra.yaml'), source);
+    expect(ps.p2?.spec.grants).toBe(ps.p1?.spec.grants);
+    expect(ps.p2?.spec.env).toBe(ps.p1?.spec.env);
+    expect(ps.p2?.spec.config).toBe(ps.p1?.spec.config);
+    // A reference is resolved for each process (it may report per process): equal values, two records.
+    expect(ps.r2?.spec.env).toEqual(ps.r1?.spec.env);
+    expect(ps.r2?.spec.env).not.toBe(ps.r1?.spec.env);
+    expect(ps.r1?.spec.env.K).toBe('127.0.0.1:5432');
+  });
+
   // block-read.ts gives a repeated block as one object, and resolve.ts resolves its grants, env and
   // config once (and writes their JSON once): every process must still get what it would get
   // alone, its own problems (a connect target it cannot reach, a sealed value its machine cannot
