@@ -7,15 +7,21 @@
 //     the sandbox, at the same parallelism. Every start spawns a guest host process (one Node.js
 //     per guest), and here 20 agents share 2 cores, so this baseline dominates; the ratio against
 //     it is the overhead of the agent, the protocol and the apply engine on top of the work.
+// Both start from a machine at rest: each side's timing begins once the agents (or, for the work,
+// this process's hosts) have done their own start-up (an agent probes the kernel, the wall and its
+// disk on its first calls and starts a warm shared host, ~0.3-0.5 CPU-s each: for 20 agents on 2
+// cores, seconds that a fleet's long-running agents spent before CI applied anything), and, as
+// root with the kernel layer, the work's shared guests get a warm host under their agent's uid,
+// as each agent has one (`startWarmHost`): the same work, the same warm hosts.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { generateKeyPair, sha256Hex, specDigest } from '@lowcloud/api';
 import { applyPlan, buildDocument, mapLimited, minimalPlanner } from '@lowcloud/planner';
-import { spawnGuest } from '@lowcloud/sandbox';
+import { spawnGuest, startWarmHost, warmPoolRefusal } from '@lowcloud/sandbox';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '../..');
@@ -24,6 +30,60 @@ const PER_AGENT = 25;
 const PARALLELISM = 10;
 /** The baseline's uids (as root), below the agents' range's top (UID_MAX of node-agent's uids.ts, whose top uid is the wall probe's). */
 const UID_TOP = 2046885000;
+/** CPU seconds (user + system) of these pids and every process below them, now. */
+function treeCpu(roots) {
+  const parent = new Map();
+  const stat = new Map();
+  for (const n of readdirSync('/proc')) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const f = readFileSync(`/proc/${n}/stat`, 'utf8').split(') ')[1].split(' ');
+      parent.set(Number(n), Number(f[1]));
+      stat.set(Number(n), (Number(f[11]) + Number(f[12])) / 100);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const inTree = (p) => {
+    for (let q = p, hops = 0; q > 1 && hops < 64; q = parent.get(q) ?? 0, hops++) if (roots.has(q)) return true;
+    return false;
+  };
+  let cpu = 0;
+  for (const [p, s] of stat) if (inTree(p)) cpu += s;
+  return cpu;
+}
+
+/** Shared guest hosts (guest/shared.js) whose control FIFOs are under `stateDir`: an agent's warm or running shared hosts. */
+function warmHostsUnder(stateDir) {
+  let n = 0;
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const args = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (args.some((a) => a.endsWith('guest/shared.js')) && args.some((a) => a.startsWith(`${stateDir}/`))) n++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n;
+}
+
+/**
+ * Wait until these processes and theirs use under 5% of a core over half a second (at most 20 s):
+ * their start-up done, as a fleet's agents are before CI applies a plan.
+ */
+async function atRest(roots, label) {
+  const t = performance.now();
+  let last = treeCpu(roots);
+  for (let quiet = 0; quiet < 2 && performance.now() - t < 20_000; ) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = treeCpu(roots);
+    quiet = now - last < 0.0125 ? quiet + 1 : 0;
+    last = now;
+  }
+  console.log(`${label} at rest after ${((performance.now() - t) / 1000).toFixed(1)} s`);
+}
+
 const dir = mkdtempSync(path.join(tmpdir(), 'lowcloud-bench-apply-'));
 const operator = generateKeyPair();
 writeFileSync(path.join(dir, 'ci.pub'), operator.publicKey);
@@ -62,6 +122,10 @@ for (const isolation of (process.env.BENCH_ISOLATION ?? 'process,shared').split(
   const quiet = { event() {}, close() {} };
   const opts = { endpoints, signer: operator, parallelism: PARALLELISM, readFile: async () => wasm, reporter: quiet };
 
+  await atRest(new Set(children.map((c) => c.pid)), `[${isolation}] the ${AGENTS} agents`);
+  // Which agents keep a warm shared host now (a shared guest host under their state directory).
+  const agentsWarm = agents.map((_, i) => warmHostsUnder(path.join(dir, `a${i}`)) > 0);
+  if (isolation === 'shared') console.log(`[shared] agents with a warm shared host: ${agentsWarm.filter(Boolean).length} of ${AGENTS}`);
   let t = performance.now();
   const up = buildDocument(minimalPlanner.plan(empty, full), { ...empty, label: 'empty' }, { ...full, label: 'full', blobs: { [sha256Hex(wasm)]: 'hello.wasm' } });
   const r1 = await applyPlan(up, opts);
@@ -101,8 +165,14 @@ for (const isolation of (process.env.BENCH_ISOLATION ?? 'process,shared').split(
   // the uid its agent would give it: a process guest one of its own, a machine's shared guests one
   // for them all (each agent's table has its own), so one shared host a machine, as the agents
   // need, not one for all twenty (this process's sandbox groups guests into hosts by uid).
-  t = performance.now();
   const root = process.getuid?.() === 0;
+  if (isolation === 'shared' && root && warmPoolRefusal() === null) {
+    // As many as the agents had when the apply began (an agent's goes after 60 s unused).
+    const warmed = await Promise.all(agents.map((_, k) => (agentsWarm[k] ? startWarmHost(UID_TOP - k, path.join(dir, 'direct', 'warm'), {}, 60_000) : false)));
+    console.log(`[shared] the work's warm hosts: ${warmed.filter(Boolean).length} of ${AGENTS}, as the agents had`);
+  }
+  await atRest(new Set([process.pid]), `[${isolation}] this process's hosts`);
+  t = performance.now();
   const direct = await mapLimited(agents, PARALLELISM, async (a, k) => {
     const started = await mapLimited(Array.from({ length: PER_AGENT }, (_, i) => i), isolation === 'shared' ? PER_AGENT : 8, (i) => {
       const runDir = path.join(dir, 'direct', isolation, a.name, String(i));

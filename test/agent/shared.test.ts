@@ -47,6 +47,15 @@ describe.skipIf(jspiNode() === null)('isolation through lowcloud up, status and 
       expect(st.b?.pid).toBe(st.a?.pid);
       expect(st.c?.host).toBeTruthy();
       expect(st.c?.host).not.toBe(st.a?.host);
+      // Usage: a shared guest's own figures (its linear memory, within its 4 MiB grant; its CPU
+      // between suspensions), not those of the host it shares; a process guest's are its host's.
+      expect(st.a?.usage?.level).toEqual({ memory: 'guest', cpu: 'guest' });
+      expect(st.a?.usage?.memoryBytes).toBeGreaterThan(0);
+      expect(st.a?.usage?.memoryBytes).toBeLessThanOrEqual(4 * 2 ** 20);
+      expect(st.c?.usage?.level).toEqual({ memory: 'host', cpu: 'host' });
+      expect(st.c?.usage?.memoryBytes).toBeGreaterThan(8 * 2 ** 20); // a Node.js process
+      const shown = await runCli(['status', file]);
+      expect(shown.stdout).toMatch(/ a +ok +running pid \d+ +mem [\d.]+KiB linear cpu /);
       writeFileSync(file, yaml('shared'));
       const plan = await runCli(['plan', '--live', file]);
       expect(plan.stdout).toContain('  - stop           c  replace: isolation changed');

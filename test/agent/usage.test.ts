@@ -2,7 +2,7 @@ import { linkSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ProcessStatus } from '@lowcloud/api';
-import { ENTRY_BYTES, usageOf } from '@lowcloud/sandbox';
+import { ENTRY_BYTES, jspiNode, usageOf } from '@lowcloud/sandbox';
 import { AgentClient } from '@lowcloud/api/client';
 import { useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest, waitFor } from '../helpers/guests.js';
@@ -74,5 +74,29 @@ describe('status: disk use is measured off the event loop and cached, with its t
     await waitFor(async () => !(await statusUsage('many')).diskMeasuring, 30_000, 'the walk to finish');
     expect((await statusUsage('many')).diskBytes).toBe(FILES * (ENTRY_BYTES + 1) + 2 * ENTRY_BYTES);
     await c.stop('many', 500);
+  });
+});
+
+describe.skipIf(jspiNode() === null)('status: a shared guest\'s own CPU and memory, without waiting on a busy host', () => {
+  it('a shared guest shows its linear memory (level guest); beside a guest that computes without a pause (its host\'s one thread held), status still answers within a second, with the host\'s figures said to be the host\'s', async () => {
+    const grants = { memory: 4 * 2 ** 20, network: { listen: [], connect: [] } };
+    await c.start(await uploadSpec(c, 'idle', guest('sleeper'), { isolation: 'shared', restart: 'never', grants }));
+    await waitFor(async () => (await statusUsage('idle')).level?.memory === 'guest', 30_000, 'the shared guest\'s own figures');
+    const own = await statusUsage('idle');
+    expect(own.level).toEqual({ memory: 'guest', cpu: 'guest' });
+    expect(own.memoryBytes).toBeLessThanOrEqual(grants.memory);
+    // Same grant, same group: the same host, whose thread this guest holds for 30 s.
+    await c.start(await uploadSpec(c, 'busy', guest('spin'), { isolation: 'shared', restart: 'never', args: ['30'], grants }));
+    const st = await c.status();
+    const [idle, busy] = ['idle', 'busy'].map((n) => st.processes.find((p) => p.name === n));
+    expect(busy?.host).toBe(idle?.host);
+    await new Promise((r) => setTimeout(r, 200)); // the spin has begun
+    const t = performance.now();
+    const u = await statusUsage('idle');
+    expect(performance.now() - t).toBeLessThan(1000);
+    expect(u.level).toEqual({ memory: 'host', cpu: 'host' });
+    expect(u.memoryBytes).toBeGreaterThan(8 * 2 ** 20); // the host's: a Node.js process
+    await c.stop('busy', 200);
+    await c.stop('idle', 200);
   });
 });

@@ -55,6 +55,14 @@ export type PublicSpec = Omit<ProcessSpec, 'env'> & { envDigests: Record<string,
 export interface ProcessUsage {
   cpuSeconds: number;
   memoryBytes: number;
+  /**
+   * Whose CPU and memory these are: `host`, the guest host process's (a `process` guest is alone in
+   * it: its resident memory and CPU); `guest`, the guest's own (a `shared` guest: its linear memory,
+   * and its CPU as its host measures it between suspensions). A shared guest whose host did not
+   * answer in time shows `host`: the figures of the host all its guests share. Absent (an agent from
+   * before it): `host`.
+   */
+  level?: { memory: 'host' | 'guest'; cpu: 'host' | 'guest' };
   diskBytes: number;
   diskMeasuredAt: string | null;
   diskMeasuring: boolean;

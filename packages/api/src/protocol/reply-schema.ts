@@ -57,7 +57,12 @@ const processStatus = obj({
   restarts: INT,
   lastExit: nullable(exit),
   enforcement: nullable(report),
-  usage: nullable(obj({ cpuSeconds: NUM, memoryBytes: NUM, diskBytes: NUM, diskMeasuredAt: nullable(STR), diskMeasuring: BOOL })),
+  usage: nullable(
+    obj(
+      { cpuSeconds: NUM, memoryBytes: NUM, level: obj({ memory: { enum: ['host', 'guest'] }, cpu: { enum: ['host', 'guest'] } }), diskBytes: NUM, diskMeasuredAt: nullable(STR), diskMeasuring: BOOL },
+      ['cpuSeconds', 'memoryBytes', 'diskBytes', 'diskMeasuredAt', 'diskMeasuring'],
+    ),
+  ),
   nextRestart: nullable(STR),
   host: nullable(STR),
   // host: not required (an agent from before it).

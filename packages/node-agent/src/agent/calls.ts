@@ -17,7 +17,7 @@ import {
   type Results,
   type ResultType,
 } from '@lowcloud/api';
-import { probeCapabilities } from '@lowcloud/sandbox';
+import { probeCapabilities, type GuestHandle } from '@lowcloud/sandbox';
 import { BlobMissingError, CallAuthError, ProcessNotFoundError, SpecConflictError } from '../errors.js';
 import { RequestAuthenticator } from './auth.js';
 import type { Caller, Connection, ConnectionHost } from './connection.js';
@@ -26,6 +26,7 @@ import { streamLog } from './logs.js';
 import { processPaths } from './runner.js';
 import { byName, type CallRecord, type DesiredState } from './state-store.js';
 import { crashPoint, crashTicket, slowAct, type CrashTicket } from './test-hooks.js';
+import { liveFigures } from './usage.js';
 
 /**
  * At most this many calls in one group (one state.json write, one audit append). A pipelining
@@ -501,9 +502,17 @@ export class AgentCalls implements ConnectionHost {
 
   async status(): Promise<AgentStatus> {
     const processes: ProcessStatus[] = [];
+    const handles = new Map<string, GuestHandle>();
+    for (const name of Object.keys(this.core.state.processes)) {
+      const h = this.core.supervisors.get(name)?.handle;
+      if (h !== null && h !== undefined) handles.set(name, h);
+    }
+    const live = await liveFigures(handles);
     for (const [name, desired] of Object.entries(this.core.state.processes)) {
       const s = this.core.supervisors.get(name);
-      const usage = s?.handle !== null && s?.handle !== undefined ? this.core.usage.of(name, s.handle.pid) : null;
+      const figures = live.get(name);
+      // The handle as measured: one that went during the wait shows no usage, as a stopped one.
+      const usage = s?.handle !== null && s?.handle !== undefined && figures !== undefined ? this.core.usage.of(name, figures, s.spec.grants.disk !== undefined) : null;
       if (usage !== null) {
         this.core.metrics.cpu.set({ process: name }, usage.cpuSeconds);
         this.core.metrics.memory.set({ process: name }, usage.memoryBytes);

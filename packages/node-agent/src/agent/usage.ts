@@ -1,11 +1,57 @@
 import type { ProcessStatus } from '@lowcloud/api';
-import { cpuSeconds, rssBytes, usageOfAsync } from '@lowcloud/sandbox';
+import { cpuSeconds, rssBytes, usageOfAsync, type GuestHandle } from '@lowcloud/sandbox';
 
 export const DISK_INTERVAL_MS = 10_000;
 
 /**
- * The usage `status` reports, answered in O(processes) from what is known: CPU and memory are read
- * from /proc at the call (cheap), disk use from the last background measurement, with its time. One
+ * How long `status` waits for the guests' own CPU and memory figures. A process guest's are read
+ * from /proc at once; a shared guest's come from its host (its linear memory, its CPU between
+ * suspensions), which answers between its guests' turns: one busy in a guest that computes answers
+ * late, and past this its guests show their host's figures (`level: host`) rather than hold the call.
+ */
+export const USAGE_WAIT_MS = 250;
+
+/** A running guest's CPU and memory as `status` reports them, and whose they are. */
+export type LiveFigures = Pick<NonNullable<ProcessStatus['usage']>, 'cpuSeconds' | 'memoryBytes' | 'level'>;
+
+/**
+ * The figures of running guests, by name, all asked at once (a shared host gets its guests' asks in
+ * one write): each guest's own where its handle answers within `waitMs`, else its host process's
+ * from /proc. Never rejects.
+ */
+export async function liveFigures(handles: Map<string, GuestHandle>, waitMs = USAGE_WAIT_MS): Promise<Map<string, LiveFigures>> {
+  const hostOf = (h: GuestHandle): LiveFigures => ({ cpuSeconds: cpuSeconds(h.pid) ?? 0, memoryBytes: rssBytes(h.pid) ?? 0, level: { memory: 'host', cpu: 'host' } });
+  const out = new Map<string, LiveFigures>();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((r) => (timer = setTimeout(r, waitMs)));
+  await Promise.race([
+    Promise.all(
+      [...handles].map(async ([name, h]) => {
+        try {
+          const u = await h.usage();
+          out.set(name, { cpuSeconds: u.cpuSeconds, memoryBytes: u.memoryBytes, level: u.level ?? { memory: 'host', cpu: 'host' } });
+        } catch {
+          out.set(name, hostOf(h));
+        }
+      }),
+    ),
+    late,
+  ]);
+  clearTimeout(timer);
+  // Those not answered in time: their host's figures, read now (one read of a host its guests share).
+  const read = new Map<number, LiveFigures>();
+  for (const [name, h] of handles) {
+    if (out.has(name)) continue;
+    let f = read.get(h.pid);
+    if (f === undefined) read.set(h.pid, (f = hostOf(h)));
+    out.set(name, f);
+  }
+  return out;
+}
+
+/**
+ * The usage `status` reports, answered in O(processes) from what is known: CPU and memory as
+ * `liveFigures` measured them at the call, disk use from the last background measurement, with its time. One
  * measurement round walks the guests' data directories one after another, every `intervalMs`,
  * asynchronously, by the disk grant's own rule (`usageOfAsync`: 4 KiB per entry plus each distinct
  * file's bytes once), so `status` shows what the grant is charged.
@@ -32,14 +78,16 @@ export class UsageMonitor {
     if (this.timer !== null) clearTimeout(this.timer);
   }
 
-  /** Usage of a running guest; `disk` fields say when the figure was measured (null: not yet). */
-  of(name: string, pid: number): NonNullable<ProcessStatus['usage']> {
+  /**
+   * Usage of a running guest (`hasDisk`: it has a writable directory to measure); `disk` fields say
+   * when the figure was measured (null: not yet).
+   */
+  of(name: string, live: LiveFigures, hasDisk: boolean): NonNullable<ProcessStatus['usage']> {
     const d = this.disk.get(name);
     // A guest without a figure yet (just started) gets measured now rather than at the next round.
-    if (d === undefined && this.targets().has(name)) this.schedule(0);
+    if (d === undefined && hasDisk) this.schedule(0);
     return {
-      cpuSeconds: cpuSeconds(pid) ?? 0,
-      memoryBytes: rssBytes(pid) ?? 0,
+      ...live,
       diskBytes: d?.bytes ?? 0,
       diskMeasuredAt: d === undefined ? null : new Date(d.at).toISOString(),
       diskMeasuring: this.measuring === name,

@@ -222,6 +222,8 @@ export async function status(infraFile: string, json: boolean, flags: { key?: st
     pid: number | null;
     restarts: number | null;
     usage?: ProcessStatus['usage'];
+    /** It runs in a shared guest host (`isolation: shared`). */
+    shared?: boolean;
     /** Per grant, the strongest level enforcing it (kernel > runtime > advisory). */
     enforcement?: Record<string, string>;
     /** The guest runs without the kernel wall, and by whose choice: its own (`allowUnwalled`) or the agent's (`--allow-unwalled`). */
@@ -231,7 +233,7 @@ export async function status(infraFile: string, json: boolean, flags: { key?: st
     const enforcement = strongestLevels(live.enforcement);
     // Reported as running without the wall: no kernel layer around its guest host.
     const unwalled = live.pid !== null && enforcement?.isolation !== undefined && enforcement.isolation !== 'kernel';
-    return { usage: live.usage, enforcement, ...(unwalled ? { unwalled: live.spec.allowUnwalled === true ? ('allowUnwalled' as const) : ('--allow-unwalled' as const) } : {}) };
+    return { usage: live.usage, shared: live.spec.isolation === 'shared', enforcement, ...(unwalled ? { unwalled: live.spec.allowUnwalled === true ? ('allowUnwalled' as const) : ('--allow-unwalled' as const) } : {}) };
   };
   const rows: Row[] = [];
   for (const p of Object.values(infra.processes)) {
@@ -271,13 +273,24 @@ export async function status(infraFile: string, json: boolean, flags: { key?: st
           : `Drift: ${drift} of ${rows.length} process(es) differ from ${infraFile}.`;
     process.stdout.write(`${headline}\n`);
     for (const r of rows) {
-      const usage = r.usage === null || r.usage === undefined ? '' : `  mem ${formatSize(r.usage.memoryBytes)} cpu ${r.usage.cpuSeconds.toFixed(1)}s${diskText(r.usage)}`;
+      const usage = r.usage === null || r.usage === undefined ? '' : `  mem ${formatSize(r.usage.memoryBytes)}${r.usage.level?.memory === 'guest' ? ' linear' : ''} cpu ${r.usage.cpuSeconds.toFixed(1)}s${hostFigures(r)}${diskText(r.usage)}`;
       const enforced = r.enforcement === undefined ? '' : `  [${Object.entries(r.enforcement).map(([g, l]) => `${g}:${l}`).join(' ')}]`;
       const unwalled = r.unwalled === undefined ? '' : r.unwalled === 'allowUnwalled' ? '  UNWALLED by its own opt-in (allowUnwalled)' : '  UNWALLED (agent --allow-unwalled)';
       process.stdout.write(`  ${r.machine.padEnd(10)} ${r.process.padEnd(14)} ${r.drift.padEnd(11)} ${r.state ?? '-'}${r.pid === null ? '' : ` pid ${r.pid}`}${r.restarts ? ` restarts ${r.restarts}` : ''}${usage}${enforced}${unwalled}\n`);
     }
     for (const [m, p] of problems) process.stdout.write(`  ${m}: ${PROBLEM_TEXT[p.problem]}: ${p.message}\n`);
   }
+}
+
+/**
+ * A shared guest's CPU or memory that are its host's (the host all its guests share did not answer
+ * in time, or cannot measure per guest): said, so 1,000 guests do not each seem to use the host's.
+ */
+function hostFigures(r: { shared?: boolean; usage?: ProcessStatus['usage'] }): string {
+  const level = r.usage?.level;
+  if (level === undefined || r.shared !== true) return '';
+  const host = [level.memory === 'host' ? 'mem' : '', level.cpu === 'host' ? 'cpu' : ''].filter((x) => x !== '');
+  return host.length === 0 ? '' : ` (${host.join(' and ')} of its shared host)`;
 }
 
 /** The disk figure with its age: it comes from the agent's background walk, not from this call. */
