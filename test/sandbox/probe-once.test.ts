@@ -33,4 +33,20 @@ describe.skipIf(!facts.diskImages)('capabilities', () => {
     expect(JSON.parse(r.stdout)).toEqual([true, true, true, true, true]);
     expect(seen.size).toBe(1);
   });
+
+  it('probes off the event loop where the asker can wait (an agent\'s status): timers keep firing while mkfs and mount run', () => {
+    const script = `const { probeCapabilities } = await import(${JSON.stringify(path.join(repoRoot, 'packages/sandbox/dist/index.js'))});
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 1);
+      const t = performance.now();
+      const caps = await probeCapabilities();
+      clearInterval(timer);
+      process.stdout.write(JSON.stringify({ works: caps.diskImages, ticks, ms: performance.now() - t }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, TMPDIR: tmp }, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { works: boolean; ticks: number; ms: number };
+    expect(out.works).toBe(true);
+    // Run synchronously (as before), not one timer fires until the probe is done.
+    expect(out.ticks, `${out.ticks} timer ticks in the ${out.ms.toFixed(0)} ms of the probe`).toBeGreaterThanOrEqual(3);
+  });
 });

@@ -1,11 +1,15 @@
 import type { Capabilities } from '../types.js';
 import { probeCgroups } from './cgroup.js';
-import { probeDiskImages } from './disk-image.js';
+import { probeDiskImages, probeDiskImagesAsync } from './disk-image.js';
 import { gpuUnavailable } from './grants/gpu.js';
 import { probeNftables } from './firewall.js';
 import { probeWall } from './isolation.js';
 
 let cached: Capabilities | null = null;
+
+/** The disk probe's answer once known (null: loop-mounted ext4 images work), and the asynchronous probe under way. */
+let disk: { why: string | null } | undefined;
+let diskAsking: Promise<void> | null = null;
 
 /**
  * What this machine lets the sandbox use for the kernel layer of each grant and for the wall.
@@ -35,9 +39,9 @@ export function probeCapabilitiesSync(): Capabilities {
   // is retried (probeWall waits 30 s between tries) instead of deciding for the process's life.
   Object.defineProperty(cached, 'wall', { enumerable: true, get: () => probeWall().wall?.mode ?? null });
   Object.defineProperty(unavailable, 'wall', { enumerable: true, get: () => (probeWall().wall === null ? probeWall().reason : undefined) });
-  // Mounting a test image takes ~0.1 s: probed when first asked (a guest with a disk image, status).
-  // Once: `null` is the probe's answer for "works", so `??=` would probe again on every read.
-  let disk: { why: string | null } | undefined;
+  // Mounting a test image takes ~0.1 s: probed when first asked (a guest with a disk image, status),
+  // off the thread where the asker can wait (`probeCapabilities`, `prewarmDiskProbe`), here where it
+  // cannot. Once: `null` is the probe's answer for "works", so `??=` would probe again on every read.
   const diskProbe = () => (disk ??= { why: root ? probeDiskImages() : 'not root' }).why;
   Object.defineProperty(cached, 'diskImages', { enumerable: true, get: () => diskProbe() === null });
   Object.defineProperty(unavailable, 'diskImages', { enumerable: true, get: () => diskProbe() ?? undefined });
@@ -47,6 +51,23 @@ export function probeCapabilitiesSync(): Capabilities {
   return cached;
 }
 
+/** The capabilities, the disk probe's tools run off the caller's thread where it is still to run. */
 export async function probeCapabilities(): Promise<Capabilities> {
+  await prewarmDiskProbe();
   return probeCapabilitiesSync();
+}
+
+/**
+ * Probe disk images without holding this thread (an agent asks as it starts): its first `status`
+ * then does not stop every connection for the ~0.1 s of mkfs and mount. Never rejects.
+ */
+export function prewarmDiskProbe(): Promise<void> {
+  if (disk !== undefined) return Promise.resolve();
+  if (process.getuid?.() !== 0) {
+    disk = { why: 'not root' };
+    return Promise.resolve();
+  }
+  return (diskAsking ??= probeDiskImagesAsync().then((why) => {
+    disk ??= { why };
+  }));
 }

@@ -131,26 +131,64 @@ export function unmountDiskImage(dir: string): void {
 
 /**
  * Can this machine loop-mount an ext4 image? Tried once with a 2 MiB image in a temporary
- * directory (made, mounted, unmounted, removed). Null when it can, else the reason.
+ * directory (made, mounted, unmounted, removed). Null when it can, else the reason. Its tools run
+ * synchronously (~0.1 s, more on a busy machine): the agent asks `probeDiskImagesAsync` as it
+ * starts, and this only where something needs the answer before that one has it.
  */
 export function probeDiskImages(): string | null {
+  const t = probeTrial();
+  if (typeof t === 'string') return t;
+  try {
+    for (const [cmd, args] of t.steps) run(cmd, args);
+    const why = t.verdict();
+    run(...t.unmount);
+    return why;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    t.cleanUp();
+  }
+}
+
+/** `probeDiskImages` with its tools run off the caller's thread; never rejects. */
+export async function probeDiskImagesAsync(): Promise<string | null> {
+  const t = probeTrial();
+  if (typeof t === 'string') return t;
+  try {
+    for (const [cmd, args] of t.steps) await runAsync(cmd, args);
+    const why = t.verdict();
+    await runAsync(...t.unmount);
+    return why;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    t.cleanUp();
+  }
+}
+
+/**
+ * The disk probe's trial: a 2 MiB image file in a fresh temporary directory, the commands that make
+ * and mount it, what their outcome means, the command that unmounts it, and the clean-up (a mount
+ * left by a failed step undone, the directory removed); or why there is no trial (no tools).
+ */
+function probeTrial(): { steps: [string, string[]][]; verdict(): string | null; unmount: [string, string[]]; cleanUp(): void } | string {
   if (!diskImageTools()) return 'needs mkfs.ext4, mount, umount, resize2fs, e2fsck and /dev/loop-control';
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-probe-'));
   const image = path.join(dir, 'probe.ext4');
   const mnt = path.join(dir, 'mnt');
-  try {
-    fs.mkdirSync(mnt);
-    fs.writeFileSync(image, '');
-    fs.truncateSync(image, 2 * MiB);
-    run('mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', image]);
-    run('mount', ['-o', 'loop,nosuid,nodev,noexec', image, mnt]);
-    const ok = mountedImage(mnt) === fs.realpathSync(image);
-    run('umount', [mnt]);
-    return ok ? null : 'the test image did not show up as a loop mount';
-  } catch (err) {
-    return (err as Error).message;
-  } finally {
-    if (isMountPoint(mnt)) unmountDiskImage(mnt);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  fs.mkdirSync(mnt);
+  fs.writeFileSync(image, '');
+  fs.truncateSync(image, 2 * MiB);
+  return {
+    steps: [
+      ['mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', image]],
+      ['mount', ['-o', 'loop,nosuid,nodev,noexec', image, mnt]],
+    ],
+    verdict: () => (mountedImage(mnt) === fs.realpathSync(image) ? null : 'the test image did not show up as a loop mount'),
+    unmount: ['umount', [mnt]],
+    cleanUp() {
+      if (isMountPoint(mnt)) unmountDiskImage(mnt);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
