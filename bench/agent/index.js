@@ -133,8 +133,11 @@ async function upRun(n, isolation) {
     console.log(`${isolation.padEnd(7)} ${String(n).padStart(5)} guests: lowcloud up failed after ${(upMs / 1000).toFixed(1)} s: ${why}`);
     return { n, isolation, dir, file, client, failed: true };
   }
-  // A shared guest's start is answered once its host said `started` (the guest's module
-  // instantiated and run to its first wait): the command's return is the last guest running. A
+  // A shared guest's start is answered once its host said `started`: it holds the guest, whose
+  // module it instantiates and runs to its first wait right after confirming the guests read with
+  // it (guest/shared.ts: a read of ~100 adds is confirmed, then run, ~0.45 ms a guest, before the
+  // next read), so the last ~100 are still being instantiated, for up to ~50 ms, when the command
+  // returns (the status below asks the host for each guest's usage, answered after those runs). A
   // process guest's is answered once its guest host process runs (its pid reported by the
   // launcher), before that Node.js has started the guest's code: (3) below times a start to the
   // guest's first output line for both. A status then confirms all n running; its own time (a

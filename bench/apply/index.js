@@ -180,15 +180,22 @@ for (const isolation of (process.env.BENCH_ISOLATION ?? 'process,shared').split(
       const uid = root ? (isolation === 'shared' ? UID_TOP - k : UID_TOP - AGENTS - k * PER_AGENT - i) : undefined;
       return spawnGuest({ wasm: wasmPath, args: [], env: {}, dirs: [], config: [], grants: { memory: 16 * 2 ** 20, network: { listen: [], connect: [] } }, stdout: log, stderr: log, detached: true, runDir, cacheDir: path.join(dir, 'cache'), isolation, ...(uid === undefined ? {} : { uid }) });
     });
+    // Those that started are stopped either way (detached: they would outlive the bench).
+    await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop(5000) : null)));
     const failed = started.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
-    await Promise.all(started.map((r) => r.value.stop(5000)));
   });
   const refused = direct.find((r) => r.status === 'rejected');
-  if (refused !== undefined) throw refused.reason;
   const workMs = performance.now() - t;
   console.log(`[${isolation}] apply ${calls} calls (${up.calls.length} starts + ${down.calls.length} stops) across ${AGENTS} agents, parallelism ${PARALLELISM}: ${(applyMs / 1000).toFixed(1)} s (${(calls / (applyMs / 1000)).toFixed(0)} calls/s)`);
   console.log(`floor: ${calls} raw WebSocket round trips to the same agents: ${floorMs.toFixed(0)} ms`);
+  if (refused !== undefined) {
+    // 80 walled Node.js start-ups at once in one process (10 machines' 8 each) can outwait the
+    // sandbox's 10 s for a host's pid on 2 cores: said, not thrown, so the apply's figures stand.
+    console.log(`work: the direct baseline failed after ${(workMs / 1000).toFixed(1)} s at this load: ${refused.reason instanceof Error ? refused.reason.message : String(refused.reason)}`);
+    console.log(`ratio vs raw round trips: ${(applyMs / floorMs).toFixed(1)}x (target <= 3x)`);
+    continue;
+  }
   console.log(`work: the same ${up.calls.length} guest starts + ${down.calls.length} stops directly through the sandbox: ${(workMs / 1000).toFixed(1)} s`);
   console.log(`ratio vs raw round trips: ${(applyMs / floorMs).toFixed(1)}x (target <= 3x) ${applyMs / floorMs <= 3 ? 'OK' : isolation === 'process' ? 'OVER TARGET: guest process starts dominate, see the work baseline' : 'OVER TARGET: the agents, the protocol and the engine, see the work baseline'}`);
   console.log(`ratio vs the work itself: ${(applyMs / workMs).toFixed(2)}x (apply + agents + protocol overhead: ${((applyMs - workMs) / calls).toFixed(1)} ms a call)`);
