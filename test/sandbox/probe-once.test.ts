@@ -49,4 +49,14 @@ describe.skipIf(!facts.diskImages)('capabilities', () => {
     // Run synchronously (as before), not one timer fires until the probe is done.
     expect(out.ticks, `${out.ticks} timer ticks in the ${out.ms.toFixed(0)} ms of the probe`).toBeGreaterThanOrEqual(3);
   });
+
+  it('where the test image cannot even be made (no temporary directory: a full disk is alike), both probes answer why, neither throws into status', () => {
+    const script = `const { probeDiskImages, probeDiskImagesAsync } = await import(${JSON.stringify(path.join(repoRoot, 'packages/sandbox/dist/host/disk-image.js'))});
+      process.stdout.write(JSON.stringify([probeDiskImages(), await probeDiskImagesAsync()]));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, TMPDIR: path.join(tmp, 'missing') }, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const [sync, async] = JSON.parse(r.stdout) as [string, string];
+    expect(sync).toMatch(/test image could not be made: ENOENT/);
+    expect(async).toBe(sync);
+  });
 });

@@ -26,7 +26,7 @@ import { streamLog } from './logs.js';
 import { processPaths } from './runner.js';
 import { byName, type CallRecord, type DesiredState } from './state-store.js';
 import { crashPoint, crashTicket, slowAct, type CrashTicket } from './test-hooks.js';
-import { liveFigures } from './usage.js';
+import { liveFigures, LIVE_REUSE_MS, type LiveFigures } from './usage.js';
 
 /**
  * At most this many calls in one group (one state.json write, one audit append). A pipelining
@@ -115,6 +115,8 @@ export class AgentCalls implements ConnectionHost {
   private readonly waiting: Pending[] = [];
   /** Whether groups are being taken off `waiting` (one group at a time). */
   private draining = false;
+  /** The running guests' CPU and memory last asked (`status`), and when. */
+  private live: { at: number; handles: Map<string, GuestHandle>; figures: Promise<Map<string, LiveFigures>> } | null = null;
 
   constructor(private readonly core: AgentCore) {}
 
@@ -507,7 +509,13 @@ export class AgentCalls implements ConnectionHost {
       const h = this.core.supervisors.get(name)?.handle;
       if (h !== null && h !== undefined) handles.set(name, h);
     }
-    const live = await liveFigures(handles);
+    // One measurement serves the calls of LIVE_REUSE_MS while the same guests run (a guest started
+    // or restarted since has a handle it did not ask: then they are asked again).
+    const now = performance.now();
+    const known = this.live;
+    const reuse = known !== null && now - known.at <= LIVE_REUSE_MS && [...handles].every(([name, h]) => known.handles.get(name) === h);
+    if (!reuse) this.live = { at: now, handles, figures: liveFigures(handles) };
+    const live = await (this.live as NonNullable<typeof this.live>).figures;
     for (const [name, desired] of Object.entries(this.core.state.processes)) {
       const s = this.core.supervisors.get(name);
       const figures = live.get(name);

@@ -14,13 +14,24 @@ export const USAGE_WAIT_MS = 250;
 /** A running guest's CPU and memory as `status` reports them, and whose they are. */
 export type LiveFigures = Pick<NonNullable<ProcessStatus['usage']>, 'cpuSeconds' | 'memoryBytes' | 'level'>;
 
+/** A guest's host process's CPU and memory, from /proc (a `process` guest's own; a shared guest's host's). */
+function hostOf(h: GuestHandle): LiveFigures {
+  return { cpuSeconds: cpuSeconds(h.pid) ?? 0, memoryBytes: rssBytes(h.pid) ?? 0, level: { memory: 'host', cpu: 'host' } };
+}
+
+/**
+ * How long one measurement of the guests' figures serves `status` calls: any number of calls in
+ * this time ask the hosts once, so a caller that repeats `status` (a read key may) cannot make the
+ * agent flood a shared host, whose one thread runs its guests, with a round of asks per call.
+ */
+export const LIVE_REUSE_MS = 500;
+
 /**
  * The figures of running guests, by name, all asked at once (a shared host gets its guests' asks in
  * one write): each guest's own where its handle answers within `waitMs`, else its host process's
  * from /proc. Never rejects.
  */
 export async function liveFigures(handles: Map<string, GuestHandle>, waitMs = USAGE_WAIT_MS): Promise<Map<string, LiveFigures>> {
-  const hostOf = (h: GuestHandle): LiveFigures => ({ cpuSeconds: cpuSeconds(h.pid) ?? 0, memoryBytes: rssBytes(h.pid) ?? 0, level: { memory: 'host', cpu: 'host' } });
   const out = new Map<string, LiveFigures>();
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<void>((r) => (timer = setTimeout(r, waitMs)));

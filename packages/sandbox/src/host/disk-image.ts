@@ -173,12 +173,20 @@ export async function probeDiskImagesAsync(): Promise<string | null> {
  */
 function probeTrial(): { steps: [string, string[]][]; verdict(): string | null; unmount: [string, string[]]; cleanUp(): void } | string {
   if (!diskImageTools()) return 'needs mkfs.ext4, mount, umount, resize2fs, e2fsck and /dev/loop-control';
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-probe-'));
+  let dir: string | null = null;
+  try {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowcloud-probe-'));
+    fs.mkdirSync(path.join(dir, 'mnt'));
+    fs.writeFileSync(path.join(dir, 'probe.ext4'), '');
+    fs.truncateSync(path.join(dir, 'probe.ext4'), 2 * MiB);
+  } catch (err) {
+    // A full or read-only temporary directory: an answer (no images), not a throw into `status`.
+    if (dir !== null) fs.rm(dir, { recursive: true, force: true }, () => undefined);
+    return `the test image could not be made: ${(err as Error).message}`;
+  }
   const image = path.join(dir, 'probe.ext4');
   const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  fs.writeFileSync(image, '');
-  fs.truncateSync(image, 2 * MiB);
+  const made = dir;
   return {
     steps: [
       ['mkfs.ext4', ['-q', '-F', '-m', '0', '-O', '^has_journal', image]],
@@ -188,7 +196,7 @@ function probeTrial(): { steps: [string, string[]][]; verdict(): string | null; 
     unmount: ['umount', [mnt]],
     cleanUp() {
       if (isMountPoint(mnt)) unmountDiskImage(mnt);
-      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(made, { recursive: true, force: true });
     },
   };
 }

@@ -60,6 +60,10 @@ describe('the shared guest host channel and its control FIFOs, parsed closed', (
     expect(parseSharedHostReply({ type: 'out', guest: 'x', fd: 3, data: new Uint8Array() })).toBeNull();
     expect(parseSharedHostReply({ type: 'exit', guest: 'x', exit: { kind: 'exit', code: 1 }, status: 999 })).toBeNull();
     expect(parseSharedHostReply({ type: 'usage', guest: 'x', seq: 1, memoryBytes: -1, cpuSeconds: 0 })).toBeNull();
+    // JSON reads 1e400 as Infinity: believed, it would reach status, whose reply writes it as null
+    // and which the client then refuses whole (one hostile host blinding the operator's status).
+    expect(parseSharedHostReply(decodeLine('{"type":"usage","guest":"x","seq":1,"memoryBytes":0,"cpuSeconds":1e400}'))).toBeNull();
+    expect(parseSharedHostReply({ type: 'usage', guest: 'x', seq: 1, memoryBytes: 0, cpuSeconds: 0.5 })).toEqual({ type: 'usage', guest: 'x', seq: 1, memoryBytes: 0, cpuSeconds: 0.5 });
     expect(parseSharedHostReply({ type: 'live', guests: [1] })).toBeNull();
     const lines = new Lines(64);
     expect(lines.push('{"type":"hel')).toEqual([]);

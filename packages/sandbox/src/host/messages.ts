@@ -71,7 +71,7 @@ export function parseSharedHostReply(v: unknown): SharedHostReply | null {
     case 'out':
       return guest !== null && (v.fd === 1 || v.fd === 2) && v.data instanceof Uint8Array ? { type: 'out', guest, fd: v.fd, data: v.data } : null;
     case 'usage':
-      return guest !== null && isInt(v.seq, 0, Number.MAX_SAFE_INTEGER) && isInt(v.memoryBytes, 0, Number.MAX_SAFE_INTEGER) && (v.cpuSeconds === null || (typeof v.cpuSeconds === 'number' && v.cpuSeconds >= 0))
+      return guest !== null && isInt(v.seq, 0, Number.MAX_SAFE_INTEGER) && isInt(v.memoryBytes, 0, Number.MAX_SAFE_INTEGER) && (v.cpuSeconds === null || (Number.isFinite(v.cpuSeconds) && (v.cpuSeconds as number) >= 0))
         ? { type: 'usage', guest, seq: v.seq, memoryBytes: v.memoryBytes, cpuSeconds: v.cpuSeconds as number | null }
         : null;
     case 'exit': {
