@@ -227,7 +227,16 @@ describe.skipIf(!facts.root)('a full state disk (root: a filesystem of its own f
     const notWarm = () => (guestCgroups() ?? []).filter((n) => !procsOf(n).trim().split('\n').some((p) => p !== '' && warmUids.has(uidOf(p) ?? -1)));
     const cgroups = guestCgroups();
     if (cgroups === null) process.stdout.write(`full-disk: guest cgroups not counted: ${facts.why.memoryCgroup}\n`);
-    else await waitFor(() => notWarm().length === 1, 40_000, `one guest cgroup left, the keeper's, beside the warm hosts' (left: ${notWarm().map((n) => `${n} [${procsOf(n).trim().split("\n").map((p) => (p === "" ? "" : `${p} ${readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").slice(0, 4).join(" ").slice(-80)}`)).join("; ")}]`).join(", ")})`);
+    // Described as things stand at the timeout; a process listed may end before its command line is read.
+    const cmdline = (p: string): string => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 4).join(' ').slice(-80);
+      } catch {
+        return '(ended)';
+      }
+    };
+    const left = () => notWarm().map((n) => `${n} [${procsOf(n).trim().split('\n').filter((p) => p !== '').map((p) => `${p} ${cmdline(p)}`).join('; ')}]`).join(', ');
+    if (cgroups !== null) await waitFor(() => notWarm().length === 1, 40_000, () => `one guest cgroup left, the keeper's, beside the warm hosts' (left: ${left()})`);
     // The disk really refused calls of every kind, and really let some through.
     for (const type of ['start', 'replace-config', 'stop', 'put-blob']) expect(outcomes).toContainEqual(expect.stringMatching(new RegExp(`:${type}:${ErrorCode.STATE_DISK_FULL}$`)));
     expect(outcomes.some((o) => o.endsWith(':ok'))).toBe(true);

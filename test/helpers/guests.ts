@@ -28,13 +28,14 @@ export function fnv1a64(bytes: Uint8Array): string {
 }
 
 /** Wait until `check` is true, polling; fails after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+/** Poll `check` until it holds; past `timeoutMs` throw naming `what` (a function: described as things stand then). */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what: string | (() => string) = 'condition'): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
 }
 
 /** True while the process runs; a zombie (exited, not yet reaped) counts as gone. */
