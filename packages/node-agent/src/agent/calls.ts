@@ -26,7 +26,7 @@ import { streamLog } from './logs.js';
 import { processPaths } from './runner.js';
 import { byName, type CallRecord, type DesiredState } from './state-store.js';
 import { crashPoint, crashTicket, slowAct, type CrashTicket } from './test-hooks.js';
-import { liveFigures, LIVE_REUSE_MS, type LiveFigures } from './usage.js';
+import { hostOf, liveFigures, LIVE_REUSE_MS, type LiveFigures } from './usage.js';
 
 /**
  * At most this many calls in one group (one state.json write, one audit append). A pipelining
@@ -504,10 +504,15 @@ export class AgentCalls implements ConnectionHost {
 
   async status(): Promise<AgentStatus> {
     const processes: ProcessStatus[] = [];
+    // A `process` guest's figures are its host process's (the process is its own, warm-pool host or
+    // not), read from /proc now; a `shared` guest's are asked of its host.
     const handles = new Map<string, GuestHandle>();
-    for (const name of Object.keys(this.core.state.processes)) {
+    const own = new Map<string, LiveFigures>();
+    for (const [name, desired] of Object.entries(this.core.state.processes)) {
       const h = this.core.supervisors.get(name)?.handle;
-      if (h !== null && h !== undefined) handles.set(name, h);
+      if (h === null || h === undefined) continue;
+      if (isolationOf(desired.spec) === 'shared') handles.set(name, h);
+      else own.set(name, hostOf(h));
     }
     // One measurement serves the calls of LIVE_REUSE_MS while the same guests run (a guest started
     // or restarted since has a handle it did not ask: then they are asked again).
@@ -515,7 +520,7 @@ export class AgentCalls implements ConnectionHost {
     const known = this.live;
     const reuse = known !== null && now - known.at <= LIVE_REUSE_MS && [...handles].every(([name, h]) => known.handles.get(name) === h);
     if (!reuse) this.live = { at: now, handles, figures: liveFigures(handles) };
-    const live = await (this.live as NonNullable<typeof this.live>).figures;
+    const live = new Map([...(await (this.live as NonNullable<typeof this.live>).figures), ...own]);
     for (const [name, desired] of Object.entries(this.core.state.processes)) {
       const s = this.core.supervisors.get(name);
       const figures = live.get(name);

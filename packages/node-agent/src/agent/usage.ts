@@ -15,7 +15,7 @@ export const USAGE_WAIT_MS = 250;
 export type LiveFigures = Pick<NonNullable<ProcessStatus['usage']>, 'cpuSeconds' | 'memoryBytes' | 'level'>;
 
 /** A guest's host process's CPU and memory, from /proc (a `process` guest's own; a shared guest's host's). */
-function hostOf(h: GuestHandle): LiveFigures {
+export function hostOf(h: GuestHandle): LiveFigures {
   return { cpuSeconds: cpuSeconds(h.pid) ?? 0, memoryBytes: rssBytes(h.pid) ?? 0, level: { memory: 'host', cpu: 'host' } };
 }
 
