@@ -147,6 +147,10 @@ describe.skipIf(refusal !== null)(`the warm pool for process guests${refusal ===
     expect(p1?.enforcement?.memory[0]).toEqual({ mechanism: `cgroup ${caps.cgroup} memory limit ${(32 + 96) * 2 ** 20} bytes (grant + host overhead)`, level: 'kernel' });
     expect(p1?.enforcement?.cpu).toEqual([{ mechanism: `cgroup ${caps.cgroup} CPU quota 0.5 cores`, level: 'kernel' }]);
     expect(p1?.enforcement?.isolation.map((l) => l.mechanism).join('\n')).toMatch(/warm pool\) and taken by this guest alone/);
+    // Its usage is its host process's, as a cold process guest's (the process is its own), not the
+    // linear memory its warm host (a shared host of one guest) would report.
+    expect(p1?.usage?.level).toEqual({ memory: 'host', cpu: 'host' });
+    expect(p1?.usage?.memoryBytes).toBeGreaterThan(8 * 2 ** 20);
     // The pool is refilled under a new placeholder.
     await warmHosts(c, 2);
     expect(Object.keys(uidsOf(stateDir)).filter((k) => k.startsWith('#warm-'))).toHaveLength(2);
