@@ -1,7 +1,8 @@
 import { cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sealValue, type ProcessSpec } from '@lowcloud/api';
+import type { ProcessSpec } from '@lowcloud/api';
+import { sealValue } from '@lowcloud/api/secrets';
 import { runCli } from '../helpers/cli.js';
 import { uploadSpec, useAgentFixture, type RunningAgent } from '../helpers/agent.js';
 import { tempGitRepo } from '../helpers/git.js';

@@ -2,7 +2,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { generateKeyPair, openSealed, parseSealed, privateKeyPem, type KeyPair } from '@lowcloud/api';
+import { generateKeyPair, parseSealed, privateKeyPem, type KeyPair } from '@lowcloud/api';
+import { openSealed } from '@lowcloud/api/secrets';
 import { repoRoot, runCli } from '../helpers/cli.js';
 
 /**

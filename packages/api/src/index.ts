@@ -28,9 +28,12 @@ export { machineAddress } from './infra/names.js';
 export type { ResolvedDigests, ResolvedInfra, ResolvedMachine } from './infra/resolve.js';
 export { WorkingTreeSource, GitRevisionSource } from './infra/file-source.js';
 
-// Sealed secrets: values sealed to one machine's pinned key (api/src/secrets).
-export { isSealed, openSealed, parseSealed, sealValue, SEALED_PREFIX, SecretError } from './secrets/index.js';
-export type { OpeningKey, SealedValue } from './secrets/index.js';
+// Sealed secrets: values sealed to one machine's pinned key (api/src/secrets). Their format here;
+// sealing and opening (`sealValue`, `openSealed`) are the entry @lowcloud/api/secrets: the curves
+// and ciphers they load (@noble) took ~55 ms of every command's start-up, `plan` and `up` included,
+// which never seal or open anything.
+export { isSealed, parseSealed, SEALED_PREFIX, SecretError } from './secrets/sealed-format.js';
+export type { SealedValue } from './secrets/sealed-format.js';
 
 // Keys and signatures.
 export { generateKeyPair, parsePublicKey, parsePrivateKey, privateKeyPem, signBytes, verifyBytes, signRequest, verifyRequest, bodyDigest, verifiedBodyDigest } from './signing.js';

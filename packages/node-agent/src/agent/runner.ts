@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isolationOf, type ProcessSpec } from '@lowcloud/api';
 import { attachGuest, prewarmJspiNode, readExitRecord, spawnGuest, startWarmHost, stopSpareHosts, stopWarmHosts, warmHostReady, warmPoolRefusal, warmRefusal, warmSharedHost, type GuestExit, type GuestHandle, type GuestOptions, type NetnsMode } from '@lowcloud/sandbox';
-import type { OpeningKey } from '@lowcloud/api';
+import type { OpeningKey } from '@lowcloud/api/secrets';
 import type { BlobStore } from './blob-store.js';
 import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs.js';
 import { openSecrets } from './secrets.js';

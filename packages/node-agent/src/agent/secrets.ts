@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import { ErrorCode, isSealed, LowcloudError, openSealed, SecretError, SEALED_PREFIX, type OpeningKey, type ProcessSpec } from '@lowcloud/api';
+import { ErrorCode, isSealed, LowcloudError, SecretError, SEALED_PREFIX, type ProcessSpec } from '@lowcloud/api';
+import { openSealed, type OpeningKey } from '@lowcloud/api/secrets';
 import type { GuestOptions } from '@lowcloud/sandbox';
 
 /**

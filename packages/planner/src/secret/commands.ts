@@ -4,15 +4,14 @@ import {
   ErrorCode,
   isSealed,
   LowcloudError,
-  openSealed,
   parseInfra,
   parsePrivateKey,
   parseSealed,
-  sealValue,
   WorkingTreeSource,
   type InfraFile,
   type ParsedInfra,
 } from '@lowcloud/api';
+import { openSealed, sealValue } from '@lowcloud/api/secrets';
 import { own } from '../own.js';
 
 /**
