@@ -121,6 +121,7 @@ describe('null is refused wherever a value is required (issue 17)', () => {
       { type: 'start', id: '1', spec, auth },
       { type: 'stop', id: '1', process: 'p', graceMs: 1, auth },
       { type: 'replace-config', id: '1', process: 'p', config: { '/x': hex }, specDigest: hex, auth },
+      { type: 'batch', id: '1', calls: [{ type: 'start', id: '2', spec }, { type: 'stop', id: '3', process: 'p', graceMs: 1 }, { type: 'replace-config', id: '4', process: 'p', config: { '/x': hex }, specDigest: hex }], auth },
       { type: 'blob-status', id: '1', digests: [hex], auth },
       { type: 'put-blob', id: '1', digest: hex, size: 1, offset: 0, data: 'eA==', chunk: { bytes: 1, sha256: hex }, auth },
       { type: 'logs', id: '1', process: 'p', tail: 1, follow: true, auth },

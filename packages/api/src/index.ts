@@ -40,8 +40,8 @@ export { generateKeyPair, parsePublicKey, parsePrivateKey, privateKeyPem, signBy
 export type { KeyPair, RequestAuth } from './signing.js';
 
 // The agent protocol and what the sandbox reports through it.
-export type { Request, Reply, Results, ResultType, Role, AgentStatus, ProcessStatus, ProcessState, AgentEvent } from './protocol/messages.js';
-export { requiredRole } from './protocol/messages.js';
+export type { BatchedCall, Request, Reply, Results, ResultType, Role, AgentStatus, ProcessStatus, ProcessState, AgentEvent } from './protocol/messages.js';
+export { BATCHED_CALLS, MAX_BATCH_CALLS, requiredRole } from './protocol/messages.js';
 export { parseRequest, requestSchema } from './protocol/schema.js';
 export { BLOB_CHUNK_BYTES, BLOB_FRAME_MAX_BYTES, encodeBlobFrame, parseBlobFrame, readBlobFrame } from './protocol/blob-frame.js';
 export { channelBinding, helloProofData } from './protocol/handshake.js';

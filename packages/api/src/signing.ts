@@ -88,8 +88,22 @@ export interface RequestAuth {
   signature: string;
 }
 
-export function bodyDigest(request: object): string {
-  const { auth: _auth, ...body } = request as { auth?: unknown };
+/**
+ * sha256 of the canonical JSON of a request without its `auth`. A `batch`'s covers its calls
+ * through theirs: its `calls` are replaced by each call's own digest (which is what each call's
+ * audit line records), so a batch costs one canonical form per call, not two. `seen` is given each
+ * call's digest.
+ */
+export function bodyDigest(request: object, seen?: (call: object, digest: string) => void): string {
+  const { auth: _auth, ...body } = request as { auth?: unknown; type?: unknown; calls?: unknown };
+  if (body.type === 'batch' && Array.isArray(body.calls)) {
+    body.calls = (body.calls as unknown[]).map((c) => {
+      // A call that is not an object is refused by the schema before any signature is checked.
+      const d = c !== null && typeof c === 'object' ? bodyDigest(c) : sha256Hex(canonicalJson(c));
+      if (seen !== undefined && c !== null && typeof c === 'object') seen(c, d);
+      return d;
+    });
+  }
   return sha256Hex(canonicalJson(body));
 }
 
@@ -107,7 +121,7 @@ export function signRequest(request: object, agent: string, generation: number, 
 const verifiedBodies = new WeakMap<object, string>();
 
 export function verifyRequest(request: object, agent: string, auth: RequestAuth): boolean {
-  const body = bodyDigest(request);
+  const body = bodyDigest(request, (call, digest) => verifiedBodies.set(call, digest));
   verifiedBodies.set(request, body);
   const fields: SignedFields = { agent, body, generation: auth.generation, timestamp: auth.timestamp, nonce: auth.nonce };
   return verifyBytes(auth.key, canonicalJson(fields), auth.signature);

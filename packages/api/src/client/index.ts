@@ -6,7 +6,7 @@ import { sha256Hex } from '../digest.js';
 import { ErrorCode, LowcloudError } from '../errors.js';
 import { BLOB_CHUNK_BYTES, encodeBlobFrame } from '../protocol/blob-frame.js';
 import { channelBinding, helloProofData } from '../protocol/handshake.js';
-import { requiredRole, type AgentEvent, type AgentStatus, type Reply, type Request, type RequestOf, type RequestType, type Results, type Role } from '../protocol/messages.js';
+import { MAX_BATCH_CALLS, requiredRole, type AgentEvent, type AgentStatus, type BatchedCall, type Reply, type Request, type RequestOf, type RequestType, type Results, type Role } from '../protocol/messages.js';
 import { parseReply, parseResult } from '../protocol/replies.js';
 import { signRequest, verifyBytes, type KeyPair } from '../signing.js';
 import type { ProcessSpec } from '../spec.js';
@@ -47,6 +47,15 @@ export const DEFAULT_WINDOW = 64;
 /** A call waiting for its answer; `since`: when it was sent (`performance.now()`). */
 type Pending = { type: RequestType; resolve: (r: Reply) => void; reject: (e: Error) => void; since: number };
 
+/** A state-changing call made and not yet sent: it goes in the next `batch` (see `flushBatch`). */
+type Batched = { req: BatchedCall; text: string; generation: number; resolve: (r: Reply) => void; reject: (e: Error) => void };
+
+/**
+ * A batch's JSON text stays under this (the agent takes messages of 16 MiB by default; its limit
+ * can be set lower): a call that would take it past goes in the next batch.
+ */
+const BATCH_BYTES = 2 ** 20;
+
 /**
  * The reference client of the agent protocol, used by `lowcloud apply` and the tests. It trusts an
  * agent only after the agent signs the client's random challenge, bound to this very connection
@@ -72,6 +81,11 @@ export class AgentClient {
   /** State-changing calls sent and not yet answered, and the generation the next one is signed with. */
   private writesInFlight = 0;
   private nextGeneration = 0;
+  /** The most calls the agent takes in one `batch` (its hello says; 0: an agent before batches). */
+  private batchMax = 0;
+  /** State-changing calls made in this turn, sent together when it ends (`flushBatch`). */
+  private batch: Batched[] = [];
+  private batchBytes = 0;
 
   private constructor(
     private readonly ws: WebSocket,
@@ -130,6 +144,7 @@ export class AgentClient {
       }
       client.agent = hello.agent;
       client.generation = hello.generation;
+      client.batchMax = Math.min(hello.batch ?? 0, MAX_BATCH_CALLS);
       if (opts.signer !== undefined) {
         const auth = client.call({ type: 'authenticate', id: randomUUID() }).then((r) => (client.role = r.role));
         // Pipelined: the calls made next go out behind it and the agent takes them in order; one
@@ -224,10 +239,13 @@ export class AgentClient {
       generation = this.nextGeneration++;
       this.writesInFlight++;
     }
-    (req as { auth?: unknown }).auth = signRequest(req, this.agent, generation, this.opts.signer);
     let reply: Reply;
     try {
-      reply = await this.send(req as Request, payload);
+      if (write && this.batchMax > 1) reply = await this.batched(req as BatchedCall, generation);
+      else {
+        (req as { auth?: unknown }).auth = signRequest(req, this.agent, generation, this.opts.signer);
+        reply = await this.send(req as Request, payload);
+      }
     } finally {
       if (write) this.writesInFlight--;
       this.leave();
@@ -237,6 +255,50 @@ export class AgentClient {
     // Replies of concurrent calls may cross; the agent's generation only grows.
     this.generation = Math.max(this.generation, reply.generation);
     return result;
+  }
+
+  /**
+   * A state-changing call goes out with the others made in the same turn of the event loop (an
+   * apply's window of calls, made at once): as one `batch` under one signature, or alone if it is
+   * the only one. The generations of a batch's calls follow each other (each was given the next).
+   */
+  private batched(req: BatchedCall, generation: number): Promise<Reply> {
+    if (this.closedBy !== null) return Promise.reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: ${this.closedBy}`));
+    const text = JSON.stringify(req);
+    if (this.batch.length >= this.batchMax || (this.batch.length > 0 && this.batchBytes + text.length > BATCH_BYTES)) this.flushBatch();
+    return new Promise((resolve, reject) => {
+      if (this.batch.length === 0) setImmediate(() => this.flushBatch());
+      this.batch.push({ req, text, generation, resolve, reject });
+      this.batchBytes += text.length + 1;
+    });
+  }
+
+  /** Send the calls of `batch`: alone, signed, if it is one; else as one signed `batch`. */
+  private flushBatch(): void {
+    const calls = this.batch;
+    if (calls.length === 0) return;
+    this.batch = [];
+    this.batchBytes = 0;
+    const signer = this.opts.signer as KeyPair;
+    const first = calls[0] as Batched;
+    if (calls.length === 1) {
+      const req = first.req as Request;
+      (req as { auth?: unknown }).auth = signRequest(req, this.agent, first.generation, signer);
+      this.send(req).then(first.resolve, first.reject);
+      return;
+    }
+    const batch = { type: 'batch' as const, id: randomUUID(), calls: calls.map((c) => c.req) };
+    const auth = signRequest(batch, this.agent, first.generation, signer);
+    const now = performance.now();
+    // The batch's own reply (`{ calls }`, or the error that refuses them all) comes first; each
+    // call's comes by its id. The text is the calls' as made, not stringified again.
+    this.pending.set(batch.id, { type: 'batch', resolve: () => undefined, reject: (err) => calls.forEach((c) => this.fail(c.req.id, err)), since: now });
+    for (const c of calls) this.pending.set(c.req.id, { type: c.req.type, resolve: c.resolve, reject: c.reject, since: now });
+    this.armSilence();
+    const text = `{"type":"batch","id":${JSON.stringify(batch.id)},"calls":[${calls.map((c) => c.text).join(',')}],"auth":${JSON.stringify(auth)}}`;
+    this.ws.send(text, (err) => {
+      if (err !== undefined && err !== null) this.fail(batch.id, new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: ${err.message}`));
+    });
   }
 
   /** Wait for a place in the window of calls in flight. */
@@ -273,6 +335,8 @@ export class AgentClient {
   /** A put-blob with `payload` goes as one binary frame (`encodeBlobFrame`), everything else as JSON text. */
   private send(req: Request, payload?: Uint8Array): Promise<Reply> {
     if (this.closedBy !== null) return Promise.reject(new LowcloudError(ErrorCode.AGENT_UNREACHABLE, `${this.url}: ${this.closedBy}`));
+    // What was made before this call goes before it.
+    if (this.batch.length > 0) this.flushBatch();
     return new Promise((resolve, reject) => {
       this.pending.set(req.id, { type: req.type, resolve, reject, since: performance.now() });
       this.armSilence();
@@ -347,6 +411,8 @@ export class AgentClient {
   }
 
   private failAll(err: Error): void {
+    for (const c of this.batch.splice(0)) c.reject(err);
+    this.batchBytes = 0;
     for (const id of [...this.pending.keys()]) this.fail(id, err);
   }
 }

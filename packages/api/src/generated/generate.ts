@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { _, Ajv, type KeywordCxt, type Options } from 'ajv';
 import standalone from 'ajv/dist/standalone/index.js';
 import { infraSchema } from '../infra/schema.js';
-import { CONNECT_FORMAT, requestSchema, withoutNull } from '../protocol/request-schema.js';
+import { CONNECT_FORMAT, processSpecSchema, requestSchema, withoutNull } from '../protocol/request-schema.js';
 import { replySchema, resultExport, resultSchemas } from '../protocol/reply-schema.js';
 import { isCanonicalConnectTarget, isSortedDistinct } from '../grants/network.js';
 
@@ -37,13 +37,26 @@ const code = (ajv: Ajv, exports: Record<string, string>) => {
   return text.includes('require(') ? `${REQUIRE}${text}` : text;
 };
 
+/** `schema` with each place a process spec is checked made a reference to one definition of it. */
+function specOnce(schema: object): object {
+  const walk = (v: unknown): unknown => {
+    if (v === processSpecSchema) return { $ref: '#/$defs/spec' };
+    if (Array.isArray(v)) return v.map(walk);
+    if (v === null || typeof v !== 'object') return v;
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+  };
+  return { ...(walk(schema) as object), $defs: { spec: processSpecSchema } };
+}
+
 /** The generated files (names in this directory) and their text. */
 export function validatorFiles(): Record<string, string> {
   // The infra file: every problem at once, with the offending value and schema (its diagnostics).
   const infra = ajvWith({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
   infra.addSchema(infraSchema, 'infra');
   // Requests: the first problem only (a frame is refused whole); connect targets in canonical form.
-  const request = ajvWith({ allErrors: false, strict: false, discriminator: true, validateSchema: false });
+  // `inlineRefs: false`: a spec's check is one function, called by `start` and by a batch's start
+  // (inlined twice, the file's one function grew past what tsc's flow analysis could walk).
+  const request = ajvWith({ allErrors: false, strict: false, discriminator: true, validateSchema: false, inlineRefs: false });
   request.addFormat(CONNECT_FORMAT, { type: 'string', validate: isCanonicalConnectTarget });
   request.addKeyword({
     keyword: 'sortedDistinct',
@@ -55,7 +68,7 @@ export function validatorFiles(): Record<string, string> {
       cxt.fail(_`!${sorted}(${cxt.data})`);
     },
   });
-  request.addSchema(withoutNull(requestSchema) as object, 'request');
+  request.addSchema(withoutNull(specOnce(requestSchema)) as object, 'request');
   // Replies, and each call's result.
   const replies = ajvWith({ allErrors: false, strict: false, discriminator: true, validateSchema: false });
   replies.addSchema(replySchema, 'reply');

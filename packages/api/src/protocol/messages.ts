@@ -9,7 +9,10 @@ import type { Capabilities, EnforcementReport, GuestExit, Grant } from './report
  * make the read calls, `write` keys every call. Defined once here; the agent validates requests
  * and the client validates replies with the schemas in `schema.ts` and `replies.ts`.
  */
-export type Request =
+export type Request = SingleRequest | { type: 'batch'; id: string; calls: BatchedCall[]; auth?: RequestAuth };
+
+/** Every request but `batch`. */
+export type SingleRequest =
   | { type: 'hello'; id: string; challenge: string }
   | { type: 'authenticate'; id: string; auth?: RequestAuth }
   | { type: 'status'; id: string; auth?: RequestAuth }
@@ -22,6 +25,21 @@ export type Request =
   | { type: 'put-blob'; id: string; digest: string; size: number; offset: number; data?: string; chunk?: { bytes: number; sha256: string }; auth?: RequestAuth }
   | { type: 'logs'; id: string; process: string; tail?: number; follow?: boolean; auth?: RequestAuth }
   | { type: 'watch'; id: string; auth?: RequestAuth };
+
+/**
+ * The calls a `batch` carries: state-changing calls (not put-blob, whose bytes come as binary
+ * frames), each with its own `id` and no `auth` of its own. The batch's one signature covers them
+ * all (signing.ts, `bodyDigest`); the agent takes them in order, the k-th (from 0) made against the
+ * batch's generation + k as if each had come alone, and answers each by its own id. The batch
+ * itself is answered at once (`{ calls: n }`) once its signature, key, role, time and nonce pass,
+ * or with the error that refuses every call in it. One signature for a window of calls instead of
+ * one each: an Ed25519 signature and its check, a nonce and a frame per call.
+ */
+export const BATCHED_CALLS = ['start', 'stop', 'replace-config'] as const;
+export type BatchedCall = WithoutAuth<Extract<SingleRequest, { type: (typeof BATCHED_CALLS)[number] }>>;
+type WithoutAuth<T> = T extends unknown ? Omit<T, 'auth'> : never;
+/** The most calls one `batch` may carry (an agent's commit group takes up to as many). */
+export const MAX_BATCH_CALLS = 1024;
 
 export type RequestType = Request['type'];
 export type RequestOf<T extends RequestType> = Extract<Request, { type: T }>;
@@ -145,6 +163,8 @@ export interface Results {
   'put-blob': { complete: boolean };
   logs: Record<string, never>;
   watch: Record<string, never>;
+  /** The calls the batch carried, each answered by its own id after this. */
+  batch: { calls: number };
 }
 export type ResultType = keyof Results;
 
@@ -155,7 +175,9 @@ export type ResultType = keyof Results;
 export type ChannelBinding = 'tls-exporter' | 'none';
 
 export type Reply =
-  | { type: 'hello'; id: string; agent: string; generation: number; proof: string; binding: ChannelBinding }
+  // `batch`: the most calls this agent takes in one `batch` request; absent from agents before
+  // batches (a client then sends each call alone).
+  | { type: 'hello'; id: string; agent: string; generation: number; proof: string; binding: ChannelBinding; batch?: number }
   | { type: 'result'; id: string; generation: number; result: Results[ResultType] }
   | { type: 'error'; id: string | null; error: WireError }
   | { type: 'event'; id: string; event: AgentEvent }

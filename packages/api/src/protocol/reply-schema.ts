@@ -101,6 +101,7 @@ export const resultSchemas: { [T in ResultType]: object } = {
   'put-blob': obj({ complete: BOOL }),
   logs: empty,
   watch: empty,
+  batch: obj({ calls: INT }),
 };
 
 const event = obj(
@@ -119,7 +120,7 @@ export const replySchema = {
   required: ['type'],
   discriminator: { propertyName: 'type' },
   oneOf: [
-    obj({ type: { const: 'hello' }, id: STR, agent: STR, generation: INT, proof: STR, binding: { enum: ['tls-exporter', 'none'] } }),
+    obj({ type: { const: 'hello' }, id: STR, agent: STR, generation: INT, proof: STR, binding: { enum: ['tls-exporter', 'none'] }, batch: { type: 'integer', minimum: 1 } }, ['type', 'id', 'agent', 'generation', 'proof', 'binding']),
     obj({ type: { const: 'result' }, id: STR, generation: INT, result: { type: 'object' } }),
     obj({ type: { const: 'error' }, id: nullable(STR), error: obj({ code: STR, message: STR, details: { type: 'object' } }, ['code', 'message']) }),
     obj({ type: { const: 'event' }, id: STR, event }),

@@ -1,6 +1,7 @@
 import type { JSONSchemaType } from 'ajv';
 import type { RequestAuth } from '../signing.js';
 import type { ProcessSpec } from '../spec.js';
+import { MAX_BATCH_CALLS } from './messages.js';
 
 // The schema of a request, apart from the code that checks one (schema.ts): the validator is
 // generated from it (generated/generate.ts), which must not import the code it generates.
@@ -78,6 +79,21 @@ export const processSpecSchema: JSONSchemaType<ProcessSpec> = {
 
 const authProp = { ...auth, nullable: true };
 
+/** The calls that change desired state (`BATCHED_CALLS`): with an optional `auth`, or, in a batch, with none. */
+function changeCalls(signed: boolean): object[] {
+  const a = signed ? { auth: authProp } : {};
+  return [
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'spec'], properties: { type: { const: 'start' }, id: ID, spec: processSpecSchema, ...a } },
+    { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'stop' }, id: ID, process: NAME, graceMs: { type: 'integer', minimum: 0, maximum: 600000 }, ...a } },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['type', 'id', 'process', 'config', 'specDigest'],
+      properties: { type: { const: 'replace-config' }, id: ID, process: NAME, config: { type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: SHA256, required: [] }, specDigest: SHA256, ...a },
+    },
+  ];
+}
+
 /**
  * Every request the agent takes, one closed schema per type. Exported for tests that walk every
  * field; the agent validates with the compiled form of `withoutNull(requestSchema)`.
@@ -90,13 +106,18 @@ export const requestSchema: object = {
     { type: 'object', additionalProperties: false, required: ['type', 'id', 'challenge'], properties: { type: { const: 'hello' }, id: ID, challenge: { type: 'string', minLength: 16, maxLength: 128 } } },
     { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'authenticate' }, id: ID, auth: authProp } },
     { type: 'object', additionalProperties: false, required: ['type', 'id'], properties: { type: { const: 'status' }, id: ID, auth: authProp } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'spec'], properties: { type: { const: 'start' }, id: ID, spec: processSpecSchema, auth: authProp } },
-    { type: 'object', additionalProperties: false, required: ['type', 'id', 'process'], properties: { type: { const: 'stop' }, id: ID, process: NAME, graceMs: { type: 'integer', minimum: 0, maximum: 600000 }, auth: authProp } },
+    ...changeCalls(true),
     {
       type: 'object',
       additionalProperties: false,
-      required: ['type', 'id', 'process', 'config', 'specDigest'],
-      properties: { type: { const: 'replace-config' }, id: ID, process: NAME, config: { type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: SHA256, required: [] }, specDigest: SHA256, auth: authProp },
+      required: ['type', 'id', 'calls'],
+      properties: {
+        type: { const: 'batch' },
+        id: ID,
+        // Each call without an `auth` of its own: the batch's signature covers them (messages.ts).
+        calls: { type: 'array', minItems: 1, maxItems: MAX_BATCH_CALLS, items: { type: 'object', required: ['type', 'id'], discriminator: { propertyName: 'type' }, oneOf: changeCalls(false) } },
+        auth: authProp,
+      },
     },
     { type: 'object', additionalProperties: false, required: ['type', 'id', 'digests'], properties: { type: { const: 'blob-status' }, id: ID, digests: { type: 'array', items: SHA256, maxItems: 10000 }, auth: authProp } },
     {

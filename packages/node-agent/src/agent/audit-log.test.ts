@@ -109,3 +109,32 @@ describe('AuditLog: an append is a whole line and its head, or nothing', () => {
     expect(again.uploads().since).toBeLessThanOrEqual(Date.now());
   });
 });
+
+describe('AuditLog: lines signed ahead (while a group acts)', () => {
+  it('are the lines appended when the chain has not moved (all, or the first ones of a group cut short); made again where it moved', async () => {
+    const { file, log } = newLog();
+    const group = [call(1), call(2), call(3)];
+    const signed = await log.sign(group);
+    const at = JSON.parse(signed.lines[0]?.text ?? '{}') as { at: string };
+    await new Promise((r) => setTimeout(r, 5)); // lines made again now would say another time
+    // The first two stand (the third failed as it acted): their lines as signed, the chain at the second.
+    log.appendAll(group.slice(0, 2), signed);
+    const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
+    expect(lines.slice(-2)).toEqual(signed.lines.slice(0, 2).map((l) => l.text.trimEnd()));
+    expect(JSON.parse(lines.at(-1) as string)).toMatchObject({ process: 'p2', at: at.at });
+    expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: 3 });
+    // Signed ahead, then the chain moved (another line went first): made again, still one chain.
+    const next = [call(4), call(5)];
+    const stale = await log.sign(next);
+    log.append(call(9));
+    log.appendAll(next, stale);
+    const after = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
+    expect(after.slice(-2)).not.toEqual(stale.lines.map((l) => l.text.trimEnd()));
+    expect(after.slice(-3).map((l) => (JSON.parse(l) as { process: string }).process)).toEqual(['p9', 'p4', 'p5']);
+    // Other entries than were signed: made for what is appended.
+    const other = await log.sign([call(6)]);
+    log.appendAll([call(7)], other);
+    expect(JSON.parse(fs.readFileSync(file, 'utf8').trimEnd().split('\n').at(-1) as string)).toMatchObject({ process: 'p7' });
+    expect(verifyAuditLog(file)).toMatchObject({ ok: true, entries: 7 });
+  });
+});

@@ -5,6 +5,7 @@ import {
   helloProofData,
   isolationOf,
   LowcloudError,
+  MAX_BATCH_CALLS,
   publicSpec,
   signBytes,
   specDigest,
@@ -50,7 +51,7 @@ const ACT_CONCURRENCY = 256;
  */
 const MAX_PROCESS_ACTS = 8;
 
-type MutatingRequest = Exclude<Request, { type: 'hello' }>;
+type MutatingRequest = Exclude<Request, { type: 'hello' | 'batch' }>;
 
 /** A state-changing call waiting to be taken into a group. */
 interface Pending {
@@ -80,6 +81,14 @@ interface Step {
   /** 5: what cannot fail (a guest stopped, the supervisor registered). */
   finish(grace: number): Promise<void>;
   reply(): Reply;
+}
+
+/** The disk as a group's checks see it (`commitGroup`). */
+interface GroupChecks {
+  /** Refuses a call whose bytes would leave less than the reserve free, counting the calls before it in the group. */
+  admit(what: string, bytes: number): void;
+  /** Whether a blob is stored. */
+  has(digest: string): boolean;
 }
 
 /** The process a state-changing call names ('' for none). */
@@ -121,7 +130,11 @@ export class AgentCalls implements ConnectionHost {
   constructor(private readonly core: AgentCore) {}
 
   hello(req: Extract<Request, { type: 'hello' }>, binding: { kind: 'tls-exporter' | 'none'; value: string }): Reply {
-    return { type: 'hello', id: req.id, agent: this.core.identity.publicKey, generation: this.core.state.generation, binding: binding.kind, proof: signBytes(this.core.identity.privateKey, helloProofData(req.challenge, binding.value)) };
+    return { type: 'hello', id: req.id, agent: this.core.identity.publicKey, generation: this.core.state.generation, binding: binding.kind, proof: signBytes(this.core.identity.privateKey, helloProofData(req.challenge, binding.value)), batch: MAX_BATCH_CALLS };
+  }
+
+  batchTaken(req: Extract<Request, { type: 'batch' }>): Reply {
+    return this.result<'batch'>(req.id, { calls: req.calls.length });
   }
 
   verify(req: Exclude<Request, { type: 'hello' }>): Caller {
@@ -136,7 +149,7 @@ export class AgentCalls implements ConnectionHost {
     return { type: 'result', id, generation: this.core.state.generation, result };
   }
 
-  async dispatch(req: Exclude<Request, { type: 'hello' }>, caller: Caller, conn: Connection, payload?: Buffer): Promise<Reply | null> {
+  async dispatch(req: Exclude<Request, { type: 'hello' | 'batch' }>, caller: Caller, conn: Connection, payload?: Buffer): Promise<Reply | null> {
     const send = (r: Reply) => conn.send(r);
     switch (req.type) {
       case 'authenticate':
@@ -300,11 +313,22 @@ export class AgentCalls implements ConnectionHost {
     let generation = this.core.state.generation;
     const steps: Step[] = [];
     const answer = new Map<Pending, { reply: Reply } | { error: unknown }>();
+    // What the group's checks ask of the disk, asked once for the group: its free space, and
+    // whether each blob named is stored (1,000 starts of one binary ask it 1,000 times).
+    const present = new Map<string, boolean>();
+    const checks: GroupChecks = {
+      admit: this.core.disk.admitter(),
+      has: (d) => {
+        let known = present.get(d);
+        if (known === undefined) present.set(d, (known = this.core.blobs.has(d)));
+        return known;
+      },
+    };
     for (const p of group) {
       crashPoint('before-save', p.ticket);
       try {
         RequestAuthenticator.checkGeneration(p.req, p.caller.auth, generation);
-        const step = this.check(p, draft, generation);
+        const step = this.check(p, draft, generation, checks);
         if ('unchanged' in step) answer.set(p, { reply: step.unchanged });
         else {
           steps.push(step);
@@ -356,11 +380,17 @@ export class AgentCalls implements ConnectionHost {
     save(steps);
     lap('state');
     for (const s of steps) crashPoint('state-written', s.pending.ticket);
-    // 3: concurrently, bounded. A step that fails has put back what it touched itself.
-    const errors = await mapBounded(steps, ACT_CONCURRENCY, (s) => this.core.disk.guardAsync(`${s.pending.req.type} ${s.name}`, 0, async () => {
+    // 3: concurrently, bounded. A step that fails has put back what it touched itself. Meanwhile
+    // (the agent mostly waits on guest hosts here) the audit lines of 4 are signed ahead.
+    const entries = steps.map((s) => ({ ...s.record, generation: s.generation }));
+    const [errors, signed] = await Promise.all([
+      mapBounded(steps, ACT_CONCURRENCY, (s) => this.core.disk.guardAsync(`${s.pending.req.type} ${s.name}`, 0, async () => {
         await slowAct(s.pending.req.type);
         return s.act();
-      }));
+      })),
+      // Lines not signed ahead are signed as they are appended.
+      this.core.audit.sign(entries).catch(() => undefined),
+    ]);
     lap('act');
     const first = errors.findIndex((e) => e !== undefined);
     let kept = steps;
@@ -379,7 +409,7 @@ export class AgentCalls implements ConnectionHost {
       }
     }
     try {
-      this.core.audit.appendAll(kept.map((s) => ({ ...s.record, generation: s.generation })));
+      this.core.audit.appendAll(entries.slice(0, kept.length), signed);
     } catch (err) {
       await Promise.all(kept.map((s) => s.undo(grace)));
       this.core.state.rollback();
@@ -393,7 +423,7 @@ export class AgentCalls implements ConnectionHost {
   }
 
   /** A state-changing call checked against the state the calls before it in its group leave: its step, or its answer without a change. */
-  private check(p: Pending, draft: DesiredState['processes'], generation: number): Step | { unchanged: Reply } {
+  private check(p: Pending, draft: DesiredState['processes'], generation: number, checks: GroupChecks): Step | { unchanged: Reply } {
     const { req, caller } = p;
     const record = (process: string): Omit<CallRecord, 'generation'> => ({ key: caller.key, type: req.type, body: verifiedBodyDigest(req), process });
     const core = this.core;
@@ -407,10 +437,10 @@ export class AgentCalls implements ConnectionHost {
         if (cur !== undefined && cur.specDigest !== digest) {
           throw new SpecConflictError(name, `process ${name} runs with another spec (${cur.specDigest.slice(0, 12)}); stop it first, or use replace-config for config changes`);
         }
-        const missing = [req.spec.binary, ...Object.values(req.spec.config)].filter((d) => !core.blobs.has(d));
+        const missing = [req.spec.binary, ...Object.values(req.spec.config)].filter((d) => !checks.has(d));
         if (missing.length > 0) throw new BlobMissingError(missing);
         core.runner.openSecrets(req.spec); // a sealed value that does not open refuses the call before anything changes
-        core.disk.admit(`start ${name}`, 2 * Buffer.byteLength(JSON.stringify(req.spec)));
+        checks.admit(`start ${name}`, 2 * Buffer.byteLength(JSON.stringify(req.spec)));
         const spec = req.spec;
         const s = known ?? core.newSupervisor(name, spec, digest);
         return {
@@ -469,10 +499,10 @@ export class AgentCalls implements ConnectionHost {
           throw new SpecConflictError(name, `replace-config ${name}: the new config gives spec ${digest.slice(0, 12)}, the call expects ${req.specDigest.slice(0, 12)}; only config may change this way`);
         }
         if (digest === cur.specDigest) return { unchanged: this.result<'stop'>(req.id, { changed: false }) };
-        const missing = Object.values(req.config).filter((d) => !core.blobs.has(d));
+        const missing = Object.values(req.config).filter((d) => !checks.has(d));
         if (missing.length > 0) throw new BlobMissingError(missing);
         core.runner.openSecrets(spec); // as for start: the old guest keeps running
-        core.disk.admit(`replace-config ${name}`, 2 * Buffer.byteLength(JSON.stringify(spec)));
+        checks.admit(`replace-config ${name}`, 2 * Buffer.byteLength(JSON.stringify(spec)));
         // Refused after the old guest was stopped: the old spec runs again (or its restart policy takes over).
         const revert = (grace: number) => sup.replace(cur.spec, cur.specDigest, grace).catch((e: unknown) => sup.adoptExited({ kind: 'trap', message: e instanceof Error ? e.message : String(e) }));
         const grace = core.opts.defaultGraceMs ?? 5000;

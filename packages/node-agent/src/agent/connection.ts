@@ -52,7 +52,9 @@ export interface ConnectionHost {
   /** Throws the error to send (UNAUTHENTICATED, UNKNOWN_KEY, FORBIDDEN, BAD_SIGNATURE, ...). */
   verify(req: Exclude<Request, { type: 'hello' }>): Caller;
   /** `payload`: the raw chunk of a put-blob that came as a binary frame (checked against its header). */
-  dispatch(req: Exclude<Request, { type: 'hello' }>, caller: Caller, conn: Connection, payload?: Buffer): Promise<Reply | null>;
+  dispatch(req: Exclude<Request, { type: 'hello' | 'batch' }>, caller: Caller, conn: Connection, payload?: Buffer): Promise<Reply | null>;
+  /** The reply to a `batch` whose signature and caller passed (its calls are dispatched next). */
+  batchTaken(req: Extract<Request, { type: 'batch' }>): Reply;
   count(type: string, result: string): void;
 }
 
@@ -236,6 +238,7 @@ export class Connection {
     }
     let caller: Caller;
     try {
+      if (req.type === 'batch') checkBatchIds(req);
       caller = this.host.verify(req);
     } catch (err) {
       const e = toWireError(err);
@@ -244,6 +247,17 @@ export class Connection {
       return;
     }
     this.listener.authenticated(this.peer);
+    if (req.type !== 'batch') {
+      this.run(req, caller, payload);
+      return;
+    }
+    // Each call as if it had come alone, in order, the k-th made against the batch's generation + k.
+    this.host.count('batch', 'ok');
+    this.send(this.host.batchTaken(req));
+    req.calls.forEach((call, k) => this.run(call, { ...caller, auth: { ...caller.auth, generation: caller.auth.generation + k } }));
+  }
+
+  private run(req: Exclude<Request, { type: 'hello' | 'batch' }>, caller: Caller, payload?: Buffer): void {
     this.inFlight++;
     void this.host.dispatch(req, caller, this, payload).then(
       (reply) => {
@@ -259,4 +273,13 @@ export class Connection {
       },
     );
   }
+}
+
+/** A batch's ids, its own and its calls', each once: every reply names the one call it answers. */
+function checkBatchIds(req: Extract<Request, { type: 'batch' }>): void {
+  const ids = new Set([req.id]);
+  req.calls.forEach((c, k) => {
+    if (ids.has(c.id)) throw new LowcloudError(ErrorCode.BAD_MESSAGE, `invalid request at /calls/${k}/id: "${c.id.slice(0, 40)}" is the id of the batch or of a call before it; each needs its own`, { details: { path: `calls.${k}.id` } });
+    ids.add(c.id);
+  });
 }
