@@ -136,6 +136,19 @@ describe('fleet-wide apply over slow links', () => {
     expect(audit().slice(before).map((e) => e.process).filter((p) => p?.startsWith('m0-q'))).toEqual(result.calls.map((c) => c.process));
   });
 
+  it('a fleet larger than the parallelism: each machine is connected to once, its connection kept from the check to its calls', async () => {
+    // Agents of its own (the other tests' leave guests running), without the proxy: connections are counted, not timed.
+    const own = await Promise.all([0, 1, 2].map((i) => fx.start({ stateDir: path.join(fx.dir, `state-k${i}`) })));
+    const machines: State['machines'] = Object.fromEntries(own.map((a, i) => [`k${i}`, { name: `k${i}`, agent: a.url, key: a.key, address: '127.0.0.1', capacity: {} }]));
+    const endpoints = Object.fromEntries(own.map((a, i) => [`k${i}`, { url: a.url, key: a.key }]));
+    const hellos = async () => Promise.all(own.map(async (ag) => Number(/^lowcloud_agent_calls_total\{type="hello",result="ok"\} (\S+)$/m.exec(await (await fetch(ag.metricsUrl as string)).text())?.[1] ?? 0)));
+    const before = await hellos();
+    const doc = planOf(state(machines, [], 0, 'k'), state(machines, Object.keys(machines), 2, 'k'));
+    const result = await applyPlan(doc, { endpoints, signer: fx.operator, parallelism: 1, readFile: async () => wasm, reporter: { event() {}, close() {} }, timeoutMs: 120_000 });
+    expect(result.ok).toBe(true);
+    expect((await hellos()).map((n, i) => n - (before[i] as number))).toEqual([1, 1, 1]);
+  });
+
   it('a call that fails stops its machine: the calls pipelined behind it are refused unmade and reported not run', async () => {
     const { machines, endpoints } = fleet();
     const before = state(machines, Object.keys(machines), 1, 'p');

@@ -69,8 +69,9 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
   });
   const machineNames = [...perMachine.keys()].sort();
   const timeoutMs = opts.timeoutMs ?? 15_000;
-  // Connections stay open from the check to the calls when the whole fleet fits the bound; a larger fleet reconnects.
-  const keep = machineNames.length <= opts.parallelism;
+  // Connections stay open from the check to the calls for a fleet of up to KEEP_OPEN machines (or
+  // the parallelism, if larger); a larger fleet reconnects, to bound what is open at once.
+  const keep = machineNames.length <= Math.max(opts.parallelism, KEEP_OPEN);
   const clients = new Map<string, AgentClient>();
   const errors = new Map<string, Error>();
   try {
@@ -101,8 +102,11 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
         errors.set(m, asError(err));
         return;
       }
-      if (keep) clients.set(m, client);
-      else client.close();
+      if (keep) {
+        clients.set(m, client);
+        // Closed before its calls (the agent restarted, or dropped it): its stage connects again.
+        client.onClose(() => clients.get(m) === client && clients.delete(m));
+      } else client.close();
     });
     if (stale.size > 0) {
       throw new PlanStaleError([...byMachine(stale).values()].join('\n'));
@@ -220,6 +224,14 @@ interface MachineRun {
 }
 
 const RETRIES = 4;
+
+/**
+ * Fleets of up to this many machines keep each connection from the check to the calls, whatever
+ * the parallelism: a second connect per machine (upgrade, hello, authenticate) is three round trips
+ * and two signatures, and 64 idle sockets cost nothing that matters. `bench/apply` (20 agents,
+ * parallelism 10) went from 2.5-2.7 to 1.9-2.3 s with this and batches together.
+ */
+const KEEP_OPEN = 64;
 
 /**
  * A machine's calls of one stage, pipelined over its connection: up to the client's window in
