@@ -218,9 +218,11 @@ describe('parseInfra: the fast path and the yaml path agree', () => {
       { numRuns: Number(process.env.PARSE_RUNS ?? 600) },
     );
     if (process.env.PARSE_RUNS !== undefined) console.log({ valid, fast, block });
-    // The property is only worth something if both paths were exercised.
-    expect(valid).toBeGreaterThan(20);
-    expect(fast).toBeGreaterThan(10);
+    // The property is only worth something if both paths were exercised. Of 600 generated files
+    // 20-42 are valid (and read by the fast path) from run to run: a bound of 20 failed CI once at
+    // exactly 20 (2026-12-06, Node.js 24); what matters is that some were.
+    expect(valid).toBeGreaterThan(5);
+    expect(fast).toBeGreaterThan(5);
     expect(block).toBeGreaterThan(0);
   });
 
