@@ -388,7 +388,9 @@ export class AgentCalls implements ConnectionHost {
         await slowAct(s.pending.req.type);
         return s.act();
       })),
-      // Lines not signed ahead are signed as they are appended.
+      // Signing ahead is only a head start: if it fails (it reads no file; a broken key would),
+      // `appendAll` signs the lines itself and any error is thrown there, refusing the group as
+      // before. Ignored here so that a guest already started is never left without its undo.
       this.core.audit.sign(entries).catch(() => undefined),
     ]);
     lap('act');
