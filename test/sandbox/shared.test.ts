@@ -263,6 +263,38 @@ setInterval(() => undefined, 1000);`;
     for (const g of [...gs, next]) expect(await g.stop(5000)).toEqual({ kind: 'stopped' });
   });
 
+  it('a host three quarters full gets its group\'s next spare once it has confirmed the starts sent to it, not while it takes them', { timeout: 90_000 }, async () => {
+    // A group of its own (3 MiB), detached: its hosts' control FIFOs under `base` tell them apart.
+    const base = path.join(work, 'burst');
+    const opts = (name: string): GuestOptions => ({ ...shared('sleeper', name, { grants: { memory: 3 * MiB, network: { listen: [], connect: [] } } }), detached: true, runDir: path.join(base, `run-${name}`) });
+    const hosts = () => sharedHostPids(path.join(base, '.shared-hosts'));
+    warmSharedHost(opts('w'));
+    await waitFor(() => hosts().length === 1, 30_000, 'the group\'s first host running');
+    const host = hosts()[0] as number;
+    pids.add(host);
+    // 800 starts (past three quarters of SHARED_GUESTS_PER_HOST, 1,024) sent while the host reads
+    // nothing (SIGSTOP): none is confirmed, so no spare starts. Before, one started at the 768th
+    // add, in the middle of the burst, taking the cores its guests were starting on.
+    process.kill(host, 'SIGSTOP');
+    let burst: Promise<GuestHandle[]>;
+    try {
+      burst = Promise.all(Array.from({ length: 800 }, (_, i) => spawnGuest(opts(`b${i}`))));
+      await new Promise((r) => setTimeout(r, 2500));
+      hosts().forEach((p) => pids.add(p));
+      expect(hosts()).toEqual([host]);
+    } finally {
+      process.kill(host, 'SIGCONT');
+    }
+    const gs = await burst;
+    expect(new Set(gs.map((g) => g.pid))).toEqual(new Set([host]));
+    // Confirmed: now the group, short of room (224 places), gets its spare.
+    await waitFor(() => hosts().length === 2, 30_000, 'the group\'s next spare');
+    hosts().forEach((p) => pids.add(p));
+    await Promise.all(gs.map((g) => g.stop(5000)));
+    // The group's last guest gone: its spare goes too.
+    await waitFor(() => hosts().length === 0, 30_000, 'the group\'s hosts ended');
+  });
+
   it('a guest that ends right after it started leaves its host up a moment: the next start of its group joins it instead of a cold host; past that the host ends', { timeout: 30_000 }, async () => {
     // A memory grant of this test's own: a group (and host) no other test's guests join.
     const opts = (name: string) => shared('hello', name, { grants: { memory: 12 * MiB, network: { listen: [], connect: [] } } });

@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../common/durable-file.js';
 import net from 'node:net';
 import { ByteBudget, DroppingOutput, OUTPUT_BUDGET } from '../common/output-budget.js';
 import { decodeLine, encodeLine, Lines, SHARED_CTL, type GuestBoot, type SharedHostRequest } from '../common/protocol.js';
-import { rotatingFile, type RotatingFile } from '../common/rotating-file.js';
+import { rotatingFileOpening, type OpeningFile } from '../common/rotating-file.js';
 import { SharedGuestLostError } from '../errors.js';
 import type { EnforcementReport, GuestExit, GuestOptions, OutputTarget } from '../types.js';
 import type { Admitted } from './admission.js';
@@ -55,6 +55,17 @@ const SPARE_MS = 30_000;
  * agents of 25 shared guests on 2 cores) 12.2-12.3 s to apply against 7.5-8.3 s without it.
  */
 const SPARE_ROOM = SHARED_GUESTS_PER_HOST / 4;
+
+/**
+ * A group short of room starts its spare this long after its host confirmed every start sent to
+ * it, not while the host is still taking them: a spare's start (the agent's spawn and wall, ~0.1
+ * CPU-s, and a walled Node.js start-up, ~0.2 CPU-s) made in the middle of a burst took those cores
+ * from the burst's own guests, and a burst that needs a second host finds no room and starts it at
+ * once anyway (`SharedHost.for`). The delay covers the host's instantiating of the last adds it
+ * confirmed (it confirms an add as it reads it). Measured on a 1,000-shared `up` (2 cores,
+ * alternated): see docs/performance.md, 2026-12-06.
+ */
+const SPARE_AFTER_MS = 200;
 
 /**
  * At most this many spares at once in this process, all groups together (each an idle Node.js,
@@ -291,6 +302,10 @@ export class SharedHost {
   /** Adds not yet flushed that carry their module's bytes (by guest id): the digest they send. */
   private readonly carries = new Map<string, string>();
   private nextGuest = 0;
+  /** Starts sent to it not yet confirmed (or failed). */
+  private unconfirmedStarts = 0;
+  /** The spare's start is due (`SPARE_AFTER_MS`). */
+  private spareDue: NodeJS.Timeout | null = null;
   private closed = false;
   /** This side ended it (no guests left, or a spare stopped): not a death to replace. */
   private closing = false;
@@ -358,9 +373,8 @@ export class SharedHost {
       if (h !== undefined) {
         h.count++;
         pool.lastStart = Date.now();
-        // This host three quarters full: the next spare starts while it fills (`ensureSpare`,
-        // where the group is then short of room); unused, it ends after a while (`spareTimer`).
-        if (h.count === SHARED_GUESTS_PER_HOST - SPARE_ROOM) ensureSpare(pool);
+        // A host three quarters full or more gets its group's next spare once it has confirmed
+        // the starts sent to it (`settleStart`); unused, the spare ends after a while (`spareTimer`).
         return h;
       }
       await (pool.starting ?? startHost(pool));
@@ -522,6 +536,7 @@ export class SharedHost {
     const runDir = opts.runDir ?? null;
     const slot: Slot = { resolve, start, out: outputs(opts.stdout ?? 'inherit', opts.stderr ?? 'inherit'), runDir, stopRequested: false };
     this.slots.set(id, slot);
+    this.unconfirmedStarts++;
     const first = !this.sentDigests.has(admitted.digest + admitted.modulePath);
     this.sentDigests.add(admitted.digest + admitted.modulePath);
     if (first) this.carries.set(id, admitted.digest + admitted.modulePath);
@@ -547,14 +562,16 @@ export class SharedHost {
     }
     this.send({ type: 'add', guest: { ...boot, id }, digest: key, module: first ? fs.readFileSync(admitted.modulePath) : null });
     start.timer = setTimeout(() => this.unconfirmed(id), CONFIRM_MS).unref();
-    void exited.then((e) => {
+    // Its exit is told once its output is in its log (a log still opening is written first).
+    const ended = exited.then(async (e) => {
+      await slot.out.close();
       this.journal?.drop(id);
       if (runDir !== null) writeExit(runDir, e);
-      slot.out.close();
       this.slots.delete(id);
       this.release();
+      return e;
     });
-    return { id, host: this, report, exited, started };
+    return { id, host: this, report, exited: ended, started };
   }
 
   /** The guest's `started` settled (once): resolved, or rejected with `err`. */
@@ -566,6 +583,17 @@ export class SharedHost {
     clearTimeout(start.timer);
     if (err === null) start.resolve();
     else start.reject(err);
+    if (--this.unconfirmedStarts === 0 && this.count >= SHARED_GUESTS_PER_HOST - SPARE_ROOM) this.spareAfterStarts();
+  }
+
+  /** The group's next spare, `SPARE_AFTER_MS` after this host confirmed what it was sent (`ensureSpare` decides). */
+  private spareAfterStarts(): void {
+    if (this.spareDue !== null) return;
+    this.spareDue = setTimeout(() => {
+      this.spareDue = null;
+      const pool = pools.get(this.key);
+      if (pool !== undefined && !this.closed) ensureSpare(pool);
+    }, SPARE_AFTER_MS).unref();
   }
 
   /** The host can no longer confirm a guest (its channel closed, or it ended): those not confirmed fail their start. */
@@ -800,15 +828,18 @@ export class SharedLink {
    * exits. Without it the host's lines for it were read and dropped after an agent restart.
    */
   follow(guest: string, stdout: OutputTarget, stderr: OutputTarget): void {
-    this.outs.get(guest)?.close();
+    void this.outs.get(guest)?.close();
     this.outs.set(guest, outputs(stdout, stderr));
   }
 
   private exited(guest: string, exit: GuestExit): void {
-    this.outs.get(guest)?.close();
+    const out = this.outs.get(guest);
     this.outs.delete(guest);
-    this.exits.set(guest, exit);
-    this.waiters.get(guest)?.(exit);
+    // Told once its output is in its log, as for a guest this process started.
+    void (out?.close() ?? Promise.resolve()).then(() => {
+      this.exits.set(guest, exit);
+      this.waiters.get(guest)?.(exit);
+    });
   }
 
   /** The guest's exit as the host reports it; null when the host says it is gone without one (it ended unseen). */
@@ -843,18 +874,19 @@ function groupKey(opts: GuestOptions, tuning: HostTuning): string {
  * How a shared guest's output is written, outside the wall: bounded log files or this process's
  * stdout/stderr; `close` closes its files when the guest ends (an agent runs thousands of starts).
  */
-function outputs(stdout: OutputTarget, stderr: OutputTarget): { write: (fd: 1 | 2, b: Uint8Array) => void; close: () => void } {
-  const files = new Map<string, RotatingFile | null>();
+function outputs(stdout: OutputTarget, stderr: OutputTarget): { write: (fd: 1 | 2, b: Uint8Array) => void; close: () => Promise<void> } {
+  const files = new Map<string, OpeningFile | null>();
   const writer = (t: OutputTarget, fd: 1 | 2): ((b: Uint8Array) => void) => {
     if (typeof t !== 'object') return (b) => (fd === 1 ? process.stdout : process.stderr).write(b);
     // One file for stdout and stderr when they name the same (one owner of its rotation). Opened
     // at the first byte: most idle guests write none, and 1,000 opens of new files cost ~0.6 s of
-    // a 1,000-guest start here (a missing log reads as empty).
+    // a 1,000-guest start here (a missing log reads as empty); and off this thread (the agent's),
+    // whose time the burst's other guests wait for (`rotatingFileOpening`).
     return (b) => {
       // A log that cannot be written (disk full, removed directory) drops the guest's bytes, never the host.
       try {
         let f = files.get(t.file);
-        if (f === undefined) files.set(t.file, (f = rotatingFile(t.file, t.maxBytes, t.keep)));
+        if (f === undefined) files.set(t.file, (f = rotatingFileOpening(t.file, t.maxBytes, t.keep)));
         f?.write(b);
       } catch {
         // dropped
@@ -871,9 +903,10 @@ function outputs(stdout: OutputTarget, stderr: OutputTarget): { write: (fd: 1 | 
     write: (fd, b) => budgeted.write(fd, b),
     close: () => {
       budgeted.end();
-      for (const f of files.values()) f?.close();
+      const closing = [...files.values()].map((f) => f?.close());
       // Later bytes (none are expected) are dropped, not reopened.
       for (const t of [stdout, stderr]) if (typeof t === 'object') files.set(t.file, null);
+      return Promise.all(closing).then(() => undefined);
     },
   };
 }
