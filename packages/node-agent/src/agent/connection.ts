@@ -76,6 +76,8 @@ export class Connection {
   private lastMessage = Date.now();
   private awaitingPong = false;
   private closing = false;
+  /** The socket is corked until the next tick (`send`). */
+  private corked = false;
 
   constructor(
     readonly ws: WebSocket,
@@ -137,6 +139,16 @@ export class Connection {
     if (queued > SEND_QUEUE_CHECK_BYTES) {
       this.listener.shedSendQueues();
       if (this.closing) return;
+    }
+    // The replies sent together (a group's, resolved in one pass) leave as one write, not a
+    // write or two each: the socket is corked until this turn's promise callbacks have run.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
     }
     this.ws.send(JSON.stringify(reply));
   }

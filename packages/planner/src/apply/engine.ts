@@ -400,8 +400,10 @@ async function uploadBlobs(client: AgentClient, machine: string, calls: PlanCall
 
 /** Files the plan names, read by the same repository rule as when it was planned (nothing outside). */
 export function readRelativeTo(file: string): (rel: string) => Promise<Uint8Array | null> {
-  const source = WorkingTreeSource.open(path.dirname(path.resolve(file)));
+  // Opened at the first read (a `git rev-parse`): an apply whose agents have every blob reads none.
+  let source: Promise<WorkingTreeSource> | null = null;
   return async (rel) => {
+    source ??= WorkingTreeSource.open(path.dirname(path.resolve(file)));
     const r = await (await source).read(rel);
     return r.kind === 'file' ? r.bytes : null;
   };

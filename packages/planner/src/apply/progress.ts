@@ -21,7 +21,16 @@ export function createReporter(stream: NodeJS.WriteStream = process.stderr, now:
   return stream.isTTY === true && process.env.CI === undefined ? new TtyReporter(stream) : new LineReporter(stream, now);
 }
 
+/**
+ * One timestamped line per step. The lines of one turn of the event loop go out as one write at
+ * its end (`close` writes what is left at once): an apply of 1,000 calls makes its 1,000
+ * `call-start` lines in one turn and reads its replies in a few, and 2,000 writes to a pipe (a
+ * system call each: stderr is synchronous there) were ~40 ms of `up`'s 1,000 starts, on the way
+ * from the plan to the first call sent.
+ */
 export class LineReporter implements ProgressReporter {
+  private pending = '';
+
   constructor(
     private readonly out: { write(s: string): unknown },
     private readonly now: () => Date = () => new Date(),
@@ -29,10 +38,21 @@ export class LineReporter implements ProgressReporter {
 
   event(e: ApplyEvent): void {
     const line = describe(e);
-    if (line !== null) this.out.write(`${this.now().toISOString()} ${line}\n`);
+    if (line === null) return;
+    if (this.pending === '') setImmediate(() => this.flush());
+    this.pending += `${this.now().toISOString()} ${line}\n`;
   }
 
-  close(): void {}
+  close(): void {
+    this.flush();
+  }
+
+  private flush(): void {
+    if (this.pending === '') return;
+    const text = this.pending;
+    this.pending = '';
+    this.out.write(text);
+  }
 }
 
 /** Machines that get a bar of their own on a terminal; the rest share one, so a fleet's display stays a screen. */
