@@ -302,6 +302,8 @@ export class SharedHost {
   /** Adds not yet flushed that carry their module's bytes (by guest id): the digest they send. */
   private readonly carries = new Map<string, string>();
   private nextGuest = 0;
+  /** Its shared guests' reports, by grants (`reportFor`). */
+  private readonly guestReports = new Map<string, EnforcementReport>();
   /** Starts sent to it not yet confirmed (or failed). */
   private unconfirmedStarts = 0;
   /** The spare's start is due (`SPARE_AFTER_MS`). */
@@ -541,7 +543,7 @@ export class SharedHost {
     this.sentDigests.add(admitted.digest + admitted.modulePath);
     if (first) this.carries.set(id, admitted.digest + admitted.modulePath);
     const key = `${admitted.digest}:${path.basename(admitted.modulePath)}`;
-    const report = this.solo ? this.hostReport : guestReport(this.hostReport, opts);
+    const report = this.solo ? this.hostReport : this.reportFor(opts);
     // What a re-attaching agent needs (attachGuest): the host's record with this guest in it.
     if (runDir !== null) {
       // A previous run's; one unlink (rmSync's checks first cost more than the call itself here).
@@ -572,6 +574,18 @@ export class SharedHost {
       return e;
     });
     return { id, host: this, report, exited: ended, started };
+  }
+
+  /**
+   * A shared guest's report: one object for the guests of this host with the same memory and CPU
+   * grants (what it depends on besides the host's), frozen, so that a journal line can reuse its
+   * JSON (shared-journal.ts) and no holder can change it for the others.
+   */
+  private reportFor(opts: GuestOptions): EnforcementReport {
+    const key = `${opts.grants.memory ?? ''}/${opts.grants.cpu ?? ''}`;
+    let report = this.guestReports.get(key);
+    if (report === undefined) this.guestReports.set(key, (report = deepFreeze(guestReport(this.hostReport, opts))));
+    return report;
   }
 
   /** The guest's `started` settled (once): resolved, or rejected with `err`. */
@@ -912,6 +926,14 @@ function outputs(stdout: OutputTarget, stderr: OutputTarget): { write: (fd: 1 | 
 }
 
 /** A shared guest's report: its own runtime layer per grant, then its host's layers (the union of its guests). */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 function guestReport(host: EnforcementReport, opts: GuestOptions): EnforcementReport {
   const ofHost = (lines: Enforcement[]) => lines.map((l) => ({ ...l, mechanism: `shared guest host (up to ${SHARED_GUESTS_PER_HOST} guests): ${l.mechanism}` }));
   const memory: Enforcement[] =

@@ -46,6 +46,17 @@ describe('a shared host journal', () => {
     b.close();
   });
 
+  it('writes a report shared by many guests once as JSON, and each guest reads back with it whole', () => {
+    const { run, hosts } = layout();
+    const j = new GuestJournal(path.join(hosts, 'hs'), hostRecord(404));
+    const report = Object.freeze({ memory: [{ mechanism: 'linear memory maximum "4 MiB"', level: 'runtime' }], isolation: [] }) as unknown as GuestRecord['report'];
+    const records = [0, 1, 2].map((i): GuestRecord => ({ id: `hs/${i}`, report, dirs: [], exitRecord: path.join(run, `p${i}`, 'exit.json'), tag: 'c'.repeat(64) }));
+    records.forEach((r, i) => j.add(path.join(run, `p${i}`), r));
+    j.flush();
+    for (const [i, r] of records.entries()) expect(sharedGuestRecord(path.join(run, `p${i}`))?.record.guests).toEqual([r]);
+    j.close();
+  });
+
   it('drops the lines of ended guests when it grows past twice its live ones; the live ones are still found', () => {
     const { run, hosts } = layout();
     const j = new GuestJournal(path.join(hosts, 'hc'), hostRecord(303));
