@@ -80,11 +80,12 @@ export class AgentCore {
   }
 
   /** A supervisor not yet known to the agent (a start registers it once the call is accepted). */
-  newSupervisor(name: string, spec: ProcessSpec, digest: string): ProcessSupervisor {
+  newSupervisor(name: string, spec: ProcessSpec, digest: string, runDirs: ReadonlySet<string> | null = null): ProcessSupervisor {
     // A process new here has no run directory (a shared guest never makes one): asked without an
-    // exception, 1,000 new processes in a batch (a thrown ENOENT each was ~40 ms of the agent's CPU).
+    // exception, 1,000 new processes in a batch (a thrown ENOENT each was ~40 ms of the agent's CPU),
+    // and not at all where the caller listed the run directories (`runDirNames`).
     const file = path.join(processPaths(this.opts.stateDir, name).runDir, 'restarts');
-    const restarts = fs.existsSync(file) ? Number(readText(file) ?? 0) : 0;
+    const restarts = (runDirs === null || runDirs.has(name)) && fs.existsSync(file) ? Number(readText(file) ?? 0) : 0;
     return new ProcessSupervisor(name, spec, digest, {
       runner: this.runner,
       clock: this.opts.clock ?? systemClock,
@@ -101,6 +102,15 @@ export class AgentCore {
         }
       },
     }, restarts);
+  }
+
+  /** The names of the processes with a run directory now, or null where the directory cannot be read. */
+  runDirNames(): ReadonlySet<string> | null {
+    try {
+      return new Set(fs.readdirSync(path.join(this.opts.stateDir, 'run')));
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ENOENT' ? new Set() : null;
+    }
   }
 
   emit(e: AgentEvent): void {
