@@ -7,9 +7,12 @@ import { GitRevisionSource, loadInfra, loadInfraDigests, WorkingTreeSource, type
 
 export type LoadedInfra = ResolvedInfra & { label: string; file: string };
 
-/** An infra file from the working tree; files it references are relative to its directory. */
-export async function loadFromWorkingTree(file: string): Promise<LoadedInfra> {
-  return fromWorkingTree(file, loadInfra);
+/**
+ * An infra file from the working tree; files it references are relative to its directory.
+ * `opening`: its directory's working tree, opened already (`up` reads its blobs from it too).
+ */
+export async function loadFromWorkingTree(file: string, opening?: Promise<WorkingTreeSource>): Promise<LoadedInfra> {
+  return fromWorkingTree(file, loadInfra, opening);
 }
 
 /** The same infra file, and every file it references, as they were at a git revision. */

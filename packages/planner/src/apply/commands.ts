@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { ENFORCEMENT_LEVELS, ErrorCode, formatSize, LowcloudError, machineAddress, parseInfra, type AgentStatus, type Enforcement, type KeyPair, type ProcessStatus, type ResolvedMachine } from '@lowcloud/api';
+import path from 'node:path';
+import { ENFORCEMENT_LEVELS, ErrorCode, formatSize, LowcloudError, machineAddress, parseInfra, WorkingTreeSource, type AgentStatus, type Enforcement, type KeyPair, type ProcessStatus, type ResolvedMachine } from '@lowcloud/api';
 import { buildDocument, parsePlanDocument, type PlanDocument } from '../plan/document.js';
 import { getPlanner } from '../plan/registry.js';
 import { renderHuman, summaryLine } from '../plan/render-human.js';
@@ -33,12 +34,12 @@ function signer(flags: { key?: string | undefined }, infraFile: string | undefin
 }
 
 /** Executes a plan document and prints per-call results and a summary with durations. */
-export async function runApply(doc: PlanDocument, flags: ApplyFlags, endpoints: Endpoints, infraFile: string): Promise<ApplyResult> {
+export async function runApply(doc: PlanDocument, flags: ApplyFlags, endpoints: Endpoints, infraFile: string, opening?: Promise<WorkingTreeSource>): Promise<ApplyResult> {
   const result = await applyPlan(doc, {
     endpoints,
     signer: signer(flags, infraFile),
     parallelism: parallelism(flags),
-    readFile: readRelativeTo(infraFile),
+    readFile: readRelativeTo(infraFile, opening),
     reporter: flags.json === true ? { event: () => undefined, close: () => undefined } : createReporter(process.stderr),
   });
   if (flags.json === true) {
@@ -113,10 +114,13 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
   // hashed (WordCount's 200 MB of input: ~0.9 s), from the machines of its parse. A file that then
   // does not load changes nothing: the agents this started are stopped again, before its error.
   const fresh = !existsSync(dir.root);
+  // The working tree (a `git rev-parse`, a process of its own) is opened once, first: the load
+  // reads the file from it, and the apply the blobs it uploads.
+  const opening = WorkingTreeSource.open(path.dirname(path.resolve(infraFile)));
   const early = down ? null : startAgentsFromParse(infraFile, dir, limit, how);
   let infra: LoadedInfra;
   try {
-    infra = await loadFromWorkingTree(infraFile);
+    infra = await loadFromWorkingTree(infraFile, opening);
   } catch (err) {
     const r = await early;
     if (r !== null) {
@@ -144,7 +148,7 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
   const target: LoadedInfra = down ? { ...infra, processes: {} } : infra;
   const doc = livePlanDocument(live, statuses, target, flags.planner);
   process.stdout.write(doc.calls.length === 0 ? `${summaryLine(doc).replace('the base', 'the live state')}\n` : renderHuman(doc));
-  if (doc.calls.length > 0) await runApply(doc, flags, endpoints, infraFile);
+  if (doc.calls.length > 0) await runApply(doc, flags, endpoints, infraFile, opening);
   if (down && process.exitCode !== 1) stopLocalAgents(dir, infra.machines, log);
 }
 

@@ -398,10 +398,13 @@ async function uploadBlobs(client: AgentClient, machine: string, calls: PlanCall
   for (const [d, data] of blobs) await client.putBlob(d, data);
 }
 
-/** Files the plan names, read by the same repository rule as when it was planned (nothing outside). */
-export function readRelativeTo(file: string): (rel: string) => Promise<Uint8Array | null> {
+/**
+ * Files the plan names, read by the same repository rule as when it was planned (nothing outside).
+ * `opening`: the file's working tree, opened already (by `up`, for its load).
+ */
+export function readRelativeTo(file: string, opening?: Promise<WorkingTreeSource>): (rel: string) => Promise<Uint8Array | null> {
   // Opened at the first read (a `git rev-parse`): an apply whose agents have every blob reads none.
-  let source: Promise<WorkingTreeSource> | null = null;
+  let source: Promise<WorkingTreeSource> | null = opening ?? null;
   return async (rel) => {
     source ??= WorkingTreeSource.open(path.dirname(path.resolve(file)));
     const r = await (await source).read(rel);
