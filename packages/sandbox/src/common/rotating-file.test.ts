@@ -43,9 +43,11 @@ describe('rotatingFileOpening (opened off the thread)', () => {
     expect(read('p.log.1')).toBe('aaaa\nbbbb\n');
   });
 
-  it('drops what is written to a file that cannot be opened, and still settles its close', async () => {
+  it('drops what is written to a file that cannot be opened, says so, and still settles its close', async () => {
     const f = rotatingFileOpening(path.join(dir, 'no-such-dir', 'x.log'), 1 << 20, 1);
     f.write(bytes('lost\n'));
+    expect(f.failed).toBe(false);
     await expect(f.close()).resolves.toBeUndefined();
+    expect(f.failed).toBe(true);
   });
 });

@@ -82,12 +82,15 @@ export function rotatingFile(file: string, maxBytes: number, keep: number, opene
 export interface OpeningFile {
   write(b: Uint8Array): void;
   close(): Promise<void>;
+  /** Its open failed (a full disk, a removed directory): what was written is dropped; open it anew to try again. */
+  readonly failed: boolean;
 }
 
 /**
  * A `rotatingFile` opened off this thread (libuv's pool): writes made before it is open wait in
  * memory, in order, and are written once it is; a close made meanwhile writes them, then closes,
- * and settles then. For the agent's shared guests: 1,000 guests' first lines were 1,000 file
+ * and settles then (`failed` says when the open failed: the caller opens it anew at its next write,
+ * as a synchronous open that threw was tried again at the next). For the agent's shared guests: 1,000 guests' first lines were 1,000 file
  * creations on the agent's thread, ~150 ms of a 1,000-guest start on 2 busy cores (~35 us each
  * on an idle machine), each held up behind the state's and audit's fsyncs in the journal. A file
  * that cannot be opened drops what was written to it, as a failing write does.
@@ -97,10 +100,12 @@ export function rotatingFileOpening(file: string, maxBytes: number, keep: number
   /** Bytes written before the file is open (null once it is, or failed). */
   let waiting: Uint8Array[] | null = [];
   let closed = false;
+  let failed = false;
   const opened = new Promise<void>((resolve) =>
     fs.open(file, 'a', 0o600, (err, fd) => {
       const early = waiting ?? [];
       waiting = null;
+      failed = err !== null;
       if (err === null) {
         try {
           f = rotatingFile(file, maxBytes, keep, fd);
@@ -123,6 +128,9 @@ export function rotatingFileOpening(file: string, maxBytes: number, keep: number
       closed = true;
       f?.close();
       return opened;
+    },
+    get failed() {
+      return failed;
     },
   };
 }

@@ -900,7 +900,8 @@ function outputs(stdout: OutputTarget, stderr: OutputTarget): { write: (fd: 1 | 
       // A log that cannot be written (disk full, removed directory) drops the guest's bytes, never the host.
       try {
         let f = files.get(t.file);
-        if (f === undefined) files.set(t.file, (f = rotatingFileOpening(t.file, t.maxBytes, t.keep)));
+        // Not opened yet, or its open failed (a full disk that may have room again): opened now.
+        if (f === undefined || f?.failed === true) files.set(t.file, (f = rotatingFileOpening(t.file, t.maxBytes, t.keep)));
         f?.write(b);
       } catch {
         // dropped
