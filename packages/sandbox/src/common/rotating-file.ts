@@ -89,11 +89,11 @@ export interface OpeningFile {
 /**
  * A `rotatingFile` opened off this thread (libuv's pool): writes made before it is open wait in
  * memory, in order, and are written once it is; a close made meanwhile writes them, then closes,
- * and settles then (`failed` says when the open failed: the caller opens it anew at its next write,
- * as a synchronous open that threw was tried again at the next). For the agent's shared guests: 1,000 guests' first lines were 1,000 file
- * creations on the agent's thread, ~150 ms of a 1,000-guest start on 2 busy cores (~35 us each
- * on an idle machine), each held up behind the state's and audit's fsyncs in the journal. A file
- * that cannot be opened drops what was written to it, as a failing write does.
+ * and settles then. A file that cannot be opened drops what was written to it, as a failing write
+ * does, and says so (`failed`: the caller opens it anew at its next write, as a synchronous open
+ * that threw was tried again at the next). For the agent's shared guests: 1,000 guests' first
+ * lines were 1,000 file creations on the agent's thread, ~150 ms of a 1,000-guest start on 2 busy
+ * cores (~35 us each on an idle machine), each held up behind the state's and audit's fsyncs.
  */
 export function rotatingFileOpening(file: string, maxBytes: number, keep: number): OpeningFile {
   let f: RotatingFile | null = null;
@@ -105,16 +105,21 @@ export function rotatingFileOpening(file: string, maxBytes: number, keep: number
     fs.open(file, 'a', 0o600, (err, fd) => {
       const early = waiting ?? [];
       waiting = null;
-      failed = err !== null;
       if (err === null) {
         try {
           f = rotatingFile(file, maxBytes, keep, fd);
-          for (const b of early) f.write(b);
         } catch {
-          // dropped, as any write this file refuses
+          // Opened but not usable (its fstat failed): closed again, and tried anew at the next write.
+          fs.close(fd, () => undefined);
         }
-        if (closed) f?.close();
       }
+      failed = f === null;
+      try {
+        for (const b of early) f?.write(b);
+      } catch {
+        // dropped, as any write this file refuses
+      }
+      if (closed) f?.close();
       resolve();
     }),
   );

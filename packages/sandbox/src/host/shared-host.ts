@@ -926,7 +926,7 @@ function outputs(stdout: OutputTarget, stderr: OutputTarget): { write: (fd: 1 | 
   };
 }
 
-/** A shared guest's report: its own runtime layer per grant, then its host's layers (the union of its guests). */
+/** `value` and everything it holds, frozen. */
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     for (const v of Object.values(value)) deepFreeze(v);
@@ -935,6 +935,7 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** A shared guest's report: its own runtime layer per grant, then its host's layers (the union of its guests). */
 function guestReport(host: EnforcementReport, opts: GuestOptions): EnforcementReport {
   const ofHost = (lines: Enforcement[]) => lines.map((l) => ({ ...l, mechanism: `shared guest host (up to ${SHARED_GUESTS_PER_HOST} guests): ${l.mechanism}` }));
   const memory: Enforcement[] =

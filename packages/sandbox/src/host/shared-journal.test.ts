@@ -54,6 +54,15 @@ describe('a shared host journal', () => {
     records.forEach((r, i) => j.add(path.join(run, `p${i}`), r));
     j.flush();
     for (const [i, r] of records.entries()) expect(sharedGuestRecord(path.join(run, `p${i}`))?.record.guests).toEqual([r]);
+    // A report that is not frozen may change between two guests: each line has it as it was then.
+    const open = { memory: [], isolation: [] as { mechanism: string; level: string }[] };
+    const mutable = open as unknown as GuestRecord['report'];
+    j.add(path.join(run, 'm0'), { id: 'hs/10', report: mutable, dirs: [], exitRecord: null });
+    open.isolation.push({ mechanism: 'added later', level: 'runtime' });
+    j.add(path.join(run, 'm1'), { id: 'hs/11', report: mutable, dirs: [], exitRecord: null });
+    j.flush();
+    expect(sharedGuestRecord(path.join(run, 'm0'))?.record.guests[0]?.report.isolation).toEqual([]);
+    expect(sharedGuestRecord(path.join(run, 'm1'))?.record.guests[0]?.report.isolation).toEqual([{ mechanism: 'added later', level: 'runtime' }]);
     j.close();
   });
 

@@ -73,14 +73,18 @@ export class GuestJournal {
   readonly file: string;
 
   /**
-   * A guest's line, written at the next `flush` (before its `add` goes to the host). A report
-   * object seen before (the host's guests of one grant share one, frozen) is serialized once: ~2
-   * KiB of JSON a line, ~30 us of the agent's thread a start.
+   * A guest's line, written at the next `flush` (before its `add` goes to the host). A frozen
+   * report seen before (the host's guests of one grant share one) is serialized once: ~2 KiB of
+   * JSON a line, ~30 us of the agent's thread a start.
    */
   add(runDir: string, guest: GuestRecord): void {
     const { report, ...rest } = guest;
+    // Only a frozen report's JSON is kept: one that can still change is written as it is now.
     let reportJson = this.reportJson.get(report);
-    if (reportJson === undefined) this.reportJson.set(report, (reportJson = JSON.stringify(report)));
+    if (reportJson === undefined) {
+      reportJson = JSON.stringify(report);
+      if (Object.isFrozen(report)) this.reportJson.set(report, reportJson);
+    }
     // Milliseconds and a counter: two adds of one run directory in one millisecond still order.
     const head = JSON.stringify({ runDir, at: Date.now() + this.seq++ / 1e6, guest: rest });
     // `{..., "guest": {...}}` with the report put last in the guest: the same GuestLine, parsed.
