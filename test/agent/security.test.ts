@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { generateKeyPair, requestSchema, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
+import { generateKeyPair, sha256Hex, signRequest, type KeyPair } from '@lowcloud/api';
+import { requestSchema } from '@lowcloud/api/requests';
 import { AgentClient } from '@lowcloud/api/client';
 import { expectServes, useAgentFixture, uploadSpec, type RunningAgent } from '../helpers/agent.js';
 import { guest } from '../helpers/guests.js';

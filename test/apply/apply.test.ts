@@ -138,7 +138,7 @@ describe('apply: from committed files to running agents', () => {
 
   it('across slow and flaky links (50-150 ms each way, drops) the apply converges and shows per-machine durations', async () => {
     for (const m of MACHINES) {
-      const p = await startLatencyProxy({ target: { host: '127.0.0.1', port: ports.get(m) as number }, delayMs: [50, 150], ...(m === 'm2' ? { dropEvery: 3 } : {}) });
+      const p = await startLatencyProxy({ target: { host: '127.0.0.1', port: ports.get(m) as number }, delayMs: [50, 150], ...(m === 'm2' ? { dropFirst: 1, dropEvery: 3 } : {}) });
       proxies.push(p);
       ports.set(`${m}-proxy`, p.port);
     }

@@ -14,8 +14,8 @@ export interface LatencyProxy {
 
 /**
  * A TCP proxy that adds latency in each direction (uniform in [min, max] ms per chunk, order kept)
- * and can drop every n-th connection after it carried some bytes: geography and flaky links for
- * tests, since this kernel has no netem.
+ * and can drop every n-th connection (`dropEvery`), and the first n (`dropFirst`), after it carried
+ * some bytes: geography and flaky links for tests, since this kernel has no netem.
  *
  * `dropReplies`: the worst moment for a link to fail: the first `count` chunks from the target
  * matching `match` (e.g. the reply to a call that changed something) are not delivered; the
@@ -25,6 +25,7 @@ export async function startLatencyProxy(opts: {
   target: { host: string; port: number };
   delayMs: [number, number];
   dropEvery?: number;
+  dropFirst?: number;
   dropReplies?: { match: RegExp; count: number };
 }): Promise<LatencyProxy> {
   const stats = { connections: 0, dropped: 0, repliesDropped: 0, bytesFromTarget: 0 };
@@ -88,7 +89,7 @@ export async function startLatencyProxy(opts: {
     let bytes = 0;
     const maybeDrop = () => {
       bytes++;
-      if (opts.dropEvery !== undefined && n % opts.dropEvery === 0 && bytes === 3) {
+      if (((opts.dropEvery !== undefined && n % opts.dropEvery === 0) || n <= (opts.dropFirst ?? 0)) && bytes === 3) {
         stats.dropped++;
         client.destroy();
         upstream.destroy();

@@ -83,4 +83,18 @@ describe('lowcloud up: local agents and a file that does not load', () => {
     expect(two.stderr.match(/started local agent for \w+/g)).toEqual(['started local agent for there']);
     expect(agentsOfRepo()).toHaveLength(2);
   });
+
+  it('an up with its agents running reaches each of them once: one connection checks it runs, reads its state and carries the calls', async () => {
+    const log = readFileSync(path.join(repo.dir, '.lowcloud/agents/here/agent.log'), 'utf8');
+    const metrics = /metrics on (\S+)/.exec(log)?.[1] as string;
+    expect(metrics).toBeDefined();
+    const hellos = async () => Number(/^lowcloud_agent_calls_total\{type="hello",result="ok"\} (\S+)$/m.exec(await (await fetch(metrics)).text())?.[1] ?? 0);
+    // two.yaml and one process more on `here`: a start goes through the apply.
+    writeFileSync(path.join(repo.dir, 'three.yaml'), readFileSync(path.join(repo.dir, 'two.yaml'), 'utf8') + '  q:\n    machine: here\n    binary: bin/sleeper.wasm\n    grants: { memory: 16MiB }\n');
+    const before = await hellos();
+    const three = await runCli(['up', 'three.yaml'], { cwd: repo.dir, timeoutMs: 60_000 });
+    expect(three.code, three.stderr).toBe(0);
+    expect(three.stdout).toContain('Apply complete: 1 call(s) made');
+    expect((await hellos()) - before).toBe(1);
+  });
 });

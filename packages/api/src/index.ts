@@ -1,7 +1,9 @@
 // What other packages (and test/, bench/) use of @lowcloud/api, by name; nothing else. The agent
 // client is the separate entry @lowcloud/api/client; the network grant's parsing alone is
 // @lowcloud/api/grants/network (a guest host's worker loads it without the rest); reading infra
-// files alone is @lowcloud/api/infra (`plan`'s side workers).
+// files alone is @lowcloud/api/infra (`plan`'s side workers). Checking requests that arrive
+// (`parseRequest`, `parseBlobFrame`: the agent's side) is @lowcloud/api/requests (its generated
+// validator took ~20 ms of every command's start-up, and a command only sends requests).
 
 // Errors: classes with stable codes; the wire shape.
 export { ErrorCode, LowcloudError, InvalidInputError, InvalidConnectTargetError, UsageError, toWireError } from './errors.js';
@@ -42,8 +44,7 @@ export type { KeyPair, RequestAuth } from './signing.js';
 // The agent protocol and what the sandbox reports through it.
 export type { BatchedCall, Request, Reply, Results, ResultType, Role, AgentStatus, ProcessStatus, ProcessState, AgentEvent } from './protocol/messages.js';
 export { BATCHED_CALLS, MAX_BATCH_CALLS, requiredRole } from './protocol/messages.js';
-export { parseRequest, requestSchema } from './protocol/schema.js';
-export { BLOB_CHUNK_BYTES, BLOB_FRAME_MAX_BYTES, encodeBlobFrame, parseBlobFrame, readBlobFrame } from './protocol/blob-frame.js';
+export { BLOB_CHUNK_BYTES, BLOB_FRAME_MAX_BYTES, encodeBlobFrame, readBlobFrame } from './protocol/blob-frame.js';
 export { channelBinding, helloProofData } from './protocol/handshake.js';
 export type { Capabilities, Enforcement, EnforcementLevel, EnforcementReport, ExitKind, Grant, GuestExit } from './protocol/report.js';
 export { ENFORCEMENT_LEVELS, GRANTS } from './protocol/report.js';

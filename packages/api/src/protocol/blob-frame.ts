@@ -1,7 +1,5 @@
-import { sha256Hex } from '../digest.js';
 import { ErrorCode, LowcloudError } from '../errors.js';
 import type { Request } from './messages.js';
-import { parseRequest } from './schema.js';
 
 type PutBlob = Extract<Request, { type: 'put-blob' }>;
 
@@ -26,28 +24,20 @@ export function encodeBlobFrame(req: PutBlob, payload: Uint8Array): Buffer {
 
 /** Split a binary frame at the edge into its JSON header (not yet checked) and the bytes after it. */
 export function readBlobFrame(frame: Buffer): { header: unknown; payload: Buffer } {
-  if (frame.length > BLOB_FRAME_MAX_BYTES) throw bad(`${frame.length} bytes, more than ${BLOB_FRAME_MAX_BYTES} (one chunk of at most ${BLOB_CHUNK_BYTES} bytes and its header); send smaller chunks`);
-  if (frame.length < 4) throw bad('shorter than its 4-byte header length');
+  if (frame.length > BLOB_FRAME_MAX_BYTES) throw badBlobFrame(`${frame.length} bytes, more than ${BLOB_FRAME_MAX_BYTES} (one chunk of at most ${BLOB_CHUNK_BYTES} bytes and its header); send smaller chunks`);
+  if (frame.length < 4) throw badBlobFrame('shorter than its 4-byte header length');
   const n = frame.readUInt32BE(0);
-  if (n > BLOB_HEADER_MAX_BYTES || 4 + n > frame.length) throw bad(`header length ${n} is past the frame (${frame.length} bytes) or over ${BLOB_HEADER_MAX_BYTES}`);
+  if (n > BLOB_HEADER_MAX_BYTES || 4 + n > frame.length) throw badBlobFrame(`header length ${n} is past the frame (${frame.length} bytes) or over ${BLOB_HEADER_MAX_BYTES}`);
   let header: unknown;
   try {
     header = JSON.parse(frame.subarray(4, 4 + n).toString('utf8'));
   } catch (err) {
-    throw bad(`the header is not JSON: ${(err as Error).message}`);
+    throw badBlobFrame(`the header is not JSON: ${(err as Error).message}`);
   }
   return { header, payload: frame.subarray(4 + n) };
 }
 
-/** The header of a binary frame as a typed put-blob whose `chunk` matches the bytes that followed it. */
-export function parseBlobFrame(header: unknown, payload: Buffer): PutBlob {
-  const req = parseRequest(header);
-  if (req.type !== 'put-blob' || req.chunk === undefined || req.data !== undefined) throw bad('only put-blob with `chunk` (and no `data`) travels in a binary frame');
-  if (payload.length !== req.chunk.bytes) throw bad(`the header announces ${req.chunk.bytes} bytes, ${payload.length} follow`);
-  if (sha256Hex(payload) !== req.chunk.sha256) throw bad(`the ${payload.length} bytes do not hash to the header's chunk.sha256 (changed on the way?)`);
-  return req;
-}
-
-function bad(message: string): LowcloudError {
+/** A frame refused at the edge (BAD_MESSAGE), saying what is wrong with it. */
+export function badBlobFrame(message: string): LowcloudError {
   return new LowcloudError(ErrorCode.BAD_MESSAGE, `binary frame: ${message}`);
 }

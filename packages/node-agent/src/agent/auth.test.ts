@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { generateKeyPair, parseRequest, signRequest, type Request, type Role } from '@lowcloud/api';
+import { generateKeyPair, signRequest, type Request, type Role } from '@lowcloud/api';
+import { parseRequest } from '@lowcloud/api/requests';
 import { MAX_SKEW_MS, RequestAuthenticator } from './auth.js';
 
 const agent = generateKeyPair().publicKey;

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { channelBinding, ErrorCode, LowcloudError, parseBlobFrame, parseRequest, readBlobFrame, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { channelBinding, ErrorCode, LowcloudError, readBlobFrame, toWireError, type Reply, type Request, type RequestAuth, type Role } from '@lowcloud/api';
+import { parseBlobFrame, parseRequest } from '@lowcloud/api/requests';
 import { TooManyFollowedError } from '../errors.js';
 import type { NetworkLimits } from './network-limits.js';
 

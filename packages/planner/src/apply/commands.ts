@@ -9,8 +9,8 @@ import type { PlanState } from '../plan/types.js';
 import { loadForLivePlan, loadForPlan, loadFromWorkingTree, type LoadedInfra, type PlanInfra } from '../load.js';
 import { AgentUnreachableError, asError, FlagError, MissingKeyError, PlanFormatError, UnknownNameError } from '../errors.js';
 import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
-import { connectAll, liveState, loadSigner, statusAll, type Endpoints } from './live.js';
-import { anyLocalAgentRecorded, awaitExit, localDir, removeMadeState, type LocalDir, localEndpoints, startLocalAgents, stopAgentsOf, stopLocalAgents, type LocalAgentOptions, type LocalAgentsStarted } from './local-agents.js';
+import { AgentLinks, connectAll, liveState, loadSigner, statusAll, type Endpoints } from './live.js';
+import { anyLocalAgentRecorded, awaitExit, localDir, removeMadeState, type LocalDir, localEndpoints, startLocalAgents, stopAgentsOf, stopLocalAgents, type LinkKeeping, type LocalAgentOptions, type LocalAgentsStarted } from './local-agents.js';
 import { createReporter, formatMs } from './progress.js';
 import { own } from '../own.js';
 
@@ -34,12 +34,13 @@ function signer(flags: { key?: string | undefined }, infraFile: string | undefin
 }
 
 /** Executes a plan document and prints per-call results and a summary with durations. */
-export async function runApply(doc: PlanDocument, flags: ApplyFlags, endpoints: Endpoints, infraFile: string, opening?: Promise<WorkingTreeSource>): Promise<ApplyResult> {
+export async function runApply(doc: PlanDocument, flags: ApplyFlags, endpoints: Endpoints, infraFile: string, from: { opening?: Promise<WorkingTreeSource>; links?: AgentLinks; signer?: KeyPair } = {}): Promise<ApplyResult> {
   const result = await applyPlan(doc, {
     endpoints,
-    signer: signer(flags, infraFile),
+    signer: from.signer ?? signer(flags, infraFile),
     parallelism: parallelism(flags),
-    readFile: readRelativeTo(infraFile, opening),
+    readFile: readRelativeTo(infraFile, from.opening),
+    ...(from.links === undefined ? {} : { links: from.links }),
     reporter: flags.json === true ? { event: () => undefined, close: () => undefined } : createReporter(process.stderr),
   });
   if (flags.json === true) {
@@ -99,8 +100,8 @@ export async function applyBase(infraFile: string, base: string, flags: ApplyFla
  * The live state of every machine in the file; machines whose agent could not be reached, failed
  * its key check or refused `status` are listed with their error, not fatal.
  */
-async function readLive(infra: Pick<LoadedInfra, 'machines'>, endpoints: Endpoints, key: KeyPair, limit: number): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
-  const { statuses, errors } = await statusAll(endpoints, Object.keys(infra.machines), key, limit);
+async function readLive(infra: Pick<LoadedInfra, 'machines'>, endpoints: Endpoints, key: KeyPair, limit: number, links?: AgentLinks): Promise<{ live: PlanState; statuses: Map<string, AgentStatus>; unreachable: Map<string, Error> }> {
+  const { statuses, errors } = await statusAll(endpoints, Object.keys(infra.machines), key, limit, undefined, links);
   return { live: liveState(infra.machines, statuses), statuses, unreachable: errors };
 }
 
@@ -110,14 +111,33 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const limit = parallelism(flags);
   const how = { allowUnwalled: flags.allowUnwalled === true };
-  // The local agents start (~0.8 s each) while the file's binaries and config files are read and
-  // hashed (WordCount's 200 MB of input: ~0.9 s), from the machines of its parse. A file that then
-  // does not load changes nothing: the agents this started are stopped again, before its error.
   const fresh = !existsSync(dir.root);
+  // Each agent is connected to once, by the first step that reaches it (the check that it runs, or
+  // its live state), and that connection serves the later steps; `key` is read once for them all.
+  const links = new AgentLinks();
+  let key: KeyPair | undefined;
+  const signing = () => (key ??= signer(flags, infraFile));
+  try {
+    await upWith(infraFile, flags, down, { dir, limit, how, fresh, links, signing, log });
+  } finally {
+    links.closeAll();
+  }
+}
+
+async function upWith(
+  infraFile: string,
+  flags: ApplyFlags & { planner: string },
+  down: boolean,
+  { dir, limit, how, fresh, links, signing, log }: { dir: LocalDir; limit: number; how: LocalAgentOptions; fresh: boolean; links: AgentLinks; signing: () => KeyPair; log: (s: string) => void },
+): Promise<void> {
+  const keeping = { to: links, signer: signing };
   // The working tree (a `git rev-parse`, a process of its own) is opened once, first: the load
   // reads the file from it, and the apply the blobs it uploads.
   const opening = WorkingTreeSource.open(path.dirname(path.resolve(infraFile)));
-  const early = down ? null : startAgentsFromParse(infraFile, dir, limit, how);
+  // The local agents start (~0.8 s each) while the file's binaries and config files are read and
+  // hashed (WordCount's 200 MB of input: ~0.9 s), from the machines of its parse. A file that then
+  // does not load changes nothing: the agents this started are stopped again, before its error.
+  const early = down ? null : startAgentsFromParse(infraFile, dir, limit, how, keeping);
   let infra: LoadedInfra;
   try {
     infra = await loadFromWorkingTree(infraFile, opening);
@@ -136,19 +156,19 @@ export async function up(infraFile: string, flags: ApplyFlags & { planner: strin
     if (r && r.error !== null) throw r.error;
     // Those the parse did not give (a file too big to parse twice, or changed in between): started now.
     const rest = Object.fromEntries(Object.entries(infra.machines).filter(([m]) => !(r?.running.includes(m) ?? false)));
-    const late = await startLocalAgents(dir, rest, limit, how);
+    const late = await startLocalAgents(dir, rest, limit, how, keeping);
     for (const line of late.lines) log(line);
     if (late.error !== null) throw late.error;
   }
   const endpoints = localEndpoints(dir, infra.machines);
-  const { live, statuses, unreachable } = await readLive(infra, endpoints, signer(flags, infraFile), parallelism(flags));
+  const { live, statuses, unreachable } = await readLive(infra, endpoints, signing(), limit, links);
   if (unreachable.size > 0 && !down) {
     throw new AgentUnreachableError([...unreachable].map(([m, e]) => `${m}: ${e.message}`).join('\n'));
   }
   const target: LoadedInfra = down ? { ...infra, processes: {} } : infra;
   const doc = livePlanDocument(live, statuses, target, flags.planner);
   process.stdout.write(doc.calls.length === 0 ? `${summaryLine(doc).replace('the base', 'the live state')}\n` : renderHuman(doc));
-  if (doc.calls.length > 0) await runApply(doc, flags, endpoints, infraFile, opening);
+  if (doc.calls.length > 0) await runApply(doc, flags, endpoints, infraFile, { opening, links, signer: signing() });
   if (down && process.exitCode !== 1) stopLocalAgents(dir, infra.machines, log);
 }
 
@@ -160,7 +180,7 @@ const EARLY_PARSE_MAX = 1 << 20;
  * are read and hashed; null when the file is too big to parse twice or does not parse (its load
  * then says why, and no agent was started).
  */
-function startAgentsFromParse(infraFile: string, dir: LocalDir, limit: number, how: LocalAgentOptions): Promise<LocalAgentsStarted> | null {
+function startAgentsFromParse(infraFile: string, dir: LocalDir, limit: number, how: LocalAgentOptions, keeping: LinkKeeping): Promise<LocalAgentsStarted> | null {
   let machines: Record<string, ResolvedMachine>;
   try {
     // Agents already running (an `up` after the first): nothing to start early, and no second
@@ -177,7 +197,7 @@ function startAgentsFromParse(infraFile: string, dir: LocalDir, limit: number, h
   } catch {
     return null;
   }
-  return startLocalAgents(dir, machines, limit, how);
+  return startLocalAgents(dir, machines, limit, how, keeping);
 }
 
 /** The plan from what the agents run now to `target`; it records each agent's generation. */

@@ -5,7 +5,7 @@ import { callBlobs } from '../plan/calls.js';
 import type { PlanDocument } from '../plan/document.js';
 import { asError, BlobChangedError, MissingFileError, PlanStaleError } from '../errors.js';
 import type { PlanCall } from '../plan/types.js';
-import { APPLY_WINDOW, byMachine, connectOne, type Endpoints } from './live.js';
+import { APPLY_WINDOW, byMachine, connectOne, type AgentLinks, type Endpoints } from './live.js';
 import { mapLimited } from './limit.js';
 import type { ProgressReporter } from './progress.js';
 import { decideResume, describeDrift } from './resume.js';
@@ -36,6 +36,8 @@ export interface ApplyOptions {
   readFile(relPath: string): Promise<Uint8Array | null>;
   reporter: ProgressReporter;
   timeoutMs?: number;
+  /** Connections the command's earlier steps left open (`up`): the check takes them rather than connecting again. */
+  links?: AgentLinks;
 }
 
 /** One call of the plan with its place in `doc.calls` (its result is `results[index]`). */
@@ -83,7 +85,7 @@ export async function applyPlan(doc: PlanDocument, opts: ApplyOptions): Promise<
       const mine = (perMachine.get(m) as Indexed[]).map((x) => x.call);
       let client: AgentClient;
       try {
-        client = await connectOne(opts.endpoints, m, opts.signer, timeoutMs);
+        client = await connectOne(opts.endpoints, m, opts.signer, timeoutMs, opts.links);
       } catch (err) {
         errors.set(m, asError(err));
         return;

@@ -2,10 +2,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ErrorCode, generateKeyPair, LowcloudError, parsePrivateKey, privateKeyPem, type ResolvedMachine } from '@lowcloud/api';
-import { AgentClient } from '@lowcloud/api/client';
+import { ErrorCode, generateKeyPair, LowcloudError, parsePrivateKey, privateKeyPem, type KeyPair, type ResolvedMachine } from '@lowcloud/api';
 import { AgentUnreachableError } from '../errors.js';
-import { DEFAULT_CONNECTIONS, type Endpoints } from './live.js';
+import { connectTo, DEFAULT_CONNECTIONS, type AgentLinks, type Endpoints } from './live.js';
 import { mapLimited } from './limit.js';
 
 /**
@@ -128,7 +127,7 @@ export interface LocalAgentsStarted {
  * missing ones started, at once (at most `limit` at a time). Never rejects: what failed is `error`,
  * and what did start is still listed.
  */
-export async function startLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, limit = DEFAULT_CONNECTIONS, how: LocalAgentOptions = {}): Promise<LocalAgentsStarted> {
+export async function startLocalAgents(dir: LocalDir, machines: Record<string, ResolvedMachine>, limit = DEFAULT_CONNECTIONS, how: LocalAgentOptions = {}, links?: LinkKeeping): Promise<LocalAgentsStarted> {
   const out: LocalAgentsStarted = { started: [], running: [], lines: [], error: null, madeKey: false };
   try {
     out.madeKey = ensureOperatorKey(dir);
@@ -139,7 +138,7 @@ export async function startLocalAgents(dir: LocalDir, machines: Record<string, R
   const local = Object.values(machines).filter((m) => m.agent === 'local');
   const results = await mapLimited(local, limit, async (m) => {
     const rec = readRecord(dir, m.name);
-    if (rec !== null && (await reachable(rec))) return { started: false, line: how.allowUnwalled === true ? `local agent for ${m.name} already runs (pid ${rec.pid}): --allow-unwalled applies to agents up starts (lowcloud down first)` : null };
+    if (rec !== null && (await reachable(rec, m.name, links))) return { started: false, line: how.allowUnwalled === true ? `local agent for ${m.name} already runs (pid ${rec.pid}): --allow-unwalled applies to agents up starts (lowcloud down first)` : null };
     return { started: true, line: await startLocalAgent(dir, m, how) };
   });
   results.forEach((r, i) => {
@@ -241,11 +240,30 @@ export async function awaitExit(pids: number[], ms: number): Promise<boolean> {
   return true;
 }
 
-async function reachable(rec: AgentRecord): Promise<boolean> {
+/** Where `startLocalAgents` leaves the connection its check made to an agent already running, signed with `signer`. */
+export interface LinkKeeping {
+  to: AgentLinks;
+  /** The key the command's calls are signed with (read when first asked; it may throw). */
+  signer(): KeyPair;
+}
+
+/**
+ * Whether the agent of a record runs and answers with the key it recorded. With `links`, the
+ * connection is made as the command's next steps make theirs (authenticated with its key) and
+ * kept for them; a key that cannot be read only makes the check connect without it.
+ */
+async function reachable(rec: AgentRecord, machine: string, links?: LinkKeeping): Promise<boolean> {
+  let signer: KeyPair | undefined;
+  try {
+    signer = links?.signer();
+  } catch {
+    signer = undefined;
+  }
   try {
     process.kill(rec.pid, 0);
-    const c = await AgentClient.connect(rec.url, { pinnedKey: rec.key, timeoutMs: 3000 });
-    c.close();
+    const c = await connectTo({ url: rec.url, key: rec.key }, signer, 3000);
+    if (links !== undefined && signer !== undefined) links.to.keep(machine, c);
+    else c.close();
     return true;
   } catch {
     return false;
