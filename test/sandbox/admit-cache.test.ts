@@ -29,6 +29,28 @@ function admitInChild(wasm: string, memory: number, cacheDir: string): Promise<{
   });
 }
 
+describe('admitting a module', () => {
+  it('starts made together read and hash the binary once, and all get the prepared module', async () => {
+    const cache = path.join(work, 'together');
+    const wasm = guest('sleeper');
+    // 50 admissions at once in one process (a group's acts): the binary's reads counted.
+    const script = `import fs from 'node:fs';
+      let reads = 0;
+      const read = fs.readFileSync;
+      fs.readFileSync = function (f, ...rest) { if (String(f) === ${JSON.stringify(wasm)}) reads++; return read.call(this, f, ...rest); };
+      const { admit } = await import(${dist('host/admission.js')});
+      const all = await Promise.all(Array.from({ length: 50 }, () => admit(${JSON.stringify(wasm)}, ${4 * MiB}, ${JSON.stringify(cache)})));
+      process.stdout.write(JSON.stringify({ reads, paths: [...new Set(all.map((a) => a.modulePath))], fresh: all.filter((a) => !a.cached).length }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { reads: number; paths: string[]; fresh: number };
+    expect(out.reads).toBe(1);
+    expect(out.fresh).toBe(1);
+    expect(out.paths).toHaveLength(1);
+    expect(existsSync(out.paths[0] as string)).toBe(true);
+  });
+});
+
 describe('admitting a component into a shared cache', () => {
   it('transpiles it once for every grant and process, and each grant gets its own memory maximum', async () => {
     const cache = path.join(work, 'shared');

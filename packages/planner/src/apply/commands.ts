@@ -10,7 +10,7 @@ import { loadForLivePlan, loadForPlan, loadFromWorkingTree, type LoadedInfra, ty
 import { AgentUnreachableError, asError, FlagError, MissingKeyError, PlanFormatError, UnknownNameError } from '../errors.js';
 import { applyPlan, readRelativeTo, type ApplyResult } from './engine.js';
 import { AgentLinks, connectAll, liveState, loadSigner, statusAll, type Endpoints } from './live.js';
-import { anyLocalAgentRecorded, awaitExit, localDir, removeMadeState, type LocalDir, localEndpoints, startLocalAgents, stopAgentsOf, stopLocalAgents, type LinkKeeping, type LocalAgentOptions, type LocalAgentsStarted } from './local-agents.js';
+import { anyLocalAgentRecorded, awaitExit, localDir, reachRecordedAgents, removeMadeState, type LocalDir, localEndpoints, startLocalAgents, stopAgentsOf, stopLocalAgents, type LinkKeeping, type LocalAgentOptions, type LocalAgentsStarted } from './local-agents.js';
 import { createReporter, formatMs } from './progress.js';
 import { own } from '../own.js';
 
@@ -138,10 +138,13 @@ async function upWith(
   // hashed (WordCount's 200 MB of input: ~0.9 s), from the machines of its parse. A file that then
   // does not load changes nothing: the agents this started are stopped again, before its error.
   const early = down ? null : startAgentsFromParse(infraFile, dir, limit, how, keeping);
+  // Agents already running (an `up` after the first): reached now, while the file loads.
+  const reaching = down || early !== null ? null : reachRecordedAgents(dir, keeping);
   let infra: LoadedInfra;
   try {
     infra = await loadFromWorkingTree(infraFile, opening);
   } catch (err) {
+    await reaching;
     const r = await early;
     if (r !== null) {
       // Stopped, and, where this `up` made .lowcloud/, what it made there (the operator key, the agents' state) removed.
@@ -151,6 +154,7 @@ async function upWith(
     throw err;
   }
   if (!down) {
+    await reaching;
     const r = await early;
     for (const line of r?.lines ?? []) log(line);
     if (r && r.error !== null) throw r.error;

@@ -89,6 +89,26 @@ export function anyLocalAgentRecorded(dir: LocalDir): boolean {
   });
 }
 
+/**
+ * Connect to every local agent of this directory whose record names a live process, keeping each
+ * connection in `links` (`reachable` finds it there): an `up` after the first reaches its agents
+ * while it loads the file, rather than after. Connects only: what to start is decided after the load.
+ */
+export async function reachRecordedAgents(dir: LocalDir, links: LinkKeeping): Promise<void> {
+  let machines: string[];
+  try {
+    machines = fs.readdirSync(path.join(dir.root, 'agents'));
+  } catch {
+    return;
+  }
+  await Promise.all(
+    machines.map(async (m) => {
+      const rec = readRecord(dir, m);
+      if (rec !== null && typeof rec.url === 'string' && typeof rec.key === 'string') await reachable(rec, m, links);
+    }),
+  );
+}
+
 /** Addresses of the local agents that are running now (for apply and status). */
 export function localEndpoints(dir: LocalDir, machines: Record<string, ResolvedMachine>): Endpoints {
   const out: Endpoints = {};
@@ -253,6 +273,13 @@ export interface LinkKeeping {
  * kept for them; a key that cannot be read only makes the check connect without it.
  */
 async function reachable(rec: AgentRecord, machine: string, links?: LinkKeeping): Promise<boolean> {
+  // Reached already, from its record, while the file loaded (`reachRecordedAgents`).
+  const kept = links?.to.take(machine);
+  if (kept !== undefined && kept.url === rec.url && kept.agent === rec.key) {
+    links?.to.keep(machine, kept);
+    return true;
+  }
+  kept?.close();
   let signer: KeyPair | undefined;
   try {
     signer = links?.signer();

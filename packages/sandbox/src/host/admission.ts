@@ -31,14 +31,26 @@ export async function admit(wasmPath: string, memoryBytes: number | undefined, c
   const seenKey = [wasmPath, st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, memoryBytes ?? '', cacheDir].join('\0');
   const seen = admittedHere.get(seenKey);
   if (seen !== undefined && fs.existsSync(seen.modulePath)) return { ...seen, cached: true };
-  const result = await admitFile(wasmPath, memoryBytes, cacheDir);
-  if (admittedHere.size >= 1000) admittedHere.clear();
-  admittedHere.set(seenKey, result);
-  return result;
+  // Starts made together (a group's 256 acts) wait for the one admission under way, rather than
+  // each reading, hashing and checking the same file again.
+  const pending = admitting.get(seenKey);
+  if (pending !== undefined) return { ...(await pending), cached: true };
+  const admission = admitFile(wasmPath, memoryBytes, cacheDir);
+  admitting.set(seenKey, admission);
+  try {
+    const result = await admission;
+    if (admittedHere.size >= 1000) admittedHere.clear();
+    admittedHere.set(seenKey, result);
+    return result;
+  } finally {
+    admitting.delete(seenKey);
+  }
 }
 
 /** What this process admitted, by file identity (path, inode, size, times) and grant. */
 const admittedHere = new Map<string, Admitted>();
+/** Admissions under way, by the same key. */
+const admitting = new Map<string, Promise<Admitted>>();
 
 async function admitFile(wasmPath: string, memoryBytes: number | undefined, cacheDir: string): Promise<Admitted> {
   const bytes = fs.readFileSync(wasmPath);
