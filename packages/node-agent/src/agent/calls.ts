@@ -24,6 +24,7 @@ import { RequestAuthenticator } from './auth.js';
 import type { Caller, Connection, ConnectionHost } from './connection.js';
 import type { AgentCore } from './core.js';
 import { streamLog } from './logs.js';
+import { mapBounded } from './map-bounded.js';
 import { processPaths } from './runner.js';
 import { byName, type CallRecord, type DesiredState } from './state-store.js';
 import { crashPoint, crashTicket, slowAct, type CrashTicket } from './test-hooks.js';
@@ -44,6 +45,13 @@ const MAX_GROUP = 1024;
  * write, so 32 at a time was eight round trips to the host per 256 starts).
  */
 const ACT_CONCURRENCY = 256;
+/**
+ * Acts begun in one turn of the event loop. Begun all at once, 256 acts each ran their first steps
+ * (run directory, admission, supervisor) before any reached its guest host, whose adds then went as
+ * one write ~70 ms later, the host idle meanwhile; in turns of this many, the first adds reach
+ * it after a few ms, and it starts guests while the agent makes the next.
+ */
+const ACTS_PER_TURN = 32;
 /**
  * At most this many starts and replaces of `process` guests in one group: each is a Node.js
  * start-up (~0.2 CPU-s), and every reply of a group waits for its slowest act, so a group of them
@@ -96,24 +104,6 @@ interface GroupChecks {
 /** The process a state-changing call names ('' for none). */
 function processOf(req: MutatingRequest): string {
   return req.type === 'start' ? req.spec.name : 'process' in req && typeof req.process === 'string' ? req.process : '';
-}
-
-/** Run `f` over `items`, at most `limit` at once; each item's error (undefined: it succeeded), in order. */
-async function mapBounded<T>(items: T[], limit: number, f: (item: T) => Promise<void>): Promise<unknown[]> {
-  const errors: unknown[] = new Array(items.length).fill(undefined);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      try {
-        await f(items[i] as T);
-      } catch (err) {
-        errors[i] = err ?? new Error('failed');
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return errors;
 }
 
 /**
@@ -390,10 +380,16 @@ export class AgentCalls implements ConnectionHost {
     // (the agent mostly waits on guest hosts here) the audit lines of 4 are signed ahead.
     const entries = steps.map((s) => ({ ...s.record, generation: s.generation }));
     const [errors, signed] = await Promise.all([
-      mapBounded(steps, ACT_CONCURRENCY, (s) => this.core.disk.guardAsync(`${s.pending.req.type} ${s.name}`, 0, async () => {
-        await slowAct(s.pending.req.type);
-        return s.act();
-      })),
+      mapBounded(
+        steps,
+        ACT_CONCURRENCY,
+        (s) =>
+          this.core.disk.guardAsync(`${s.pending.req.type} ${s.name}`, 0, async () => {
+            await slowAct(s.pending.req.type);
+            return s.act();
+          }),
+        ACTS_PER_TURN,
+      ),
       // Signing ahead is only a head start: if it fails (it reads no file; a broken key would),
       // `appendAll` signs the lines itself and any error is thrown there, refusing the group as
       // before. Ignored here so that a guest already started is never left without its undo.
