@@ -1,6 +1,7 @@
 // bench/agent: dense guests on one real local agent, through the real `lowcloud up`.
 //   (1) N idle guests (sleeper) brought up with `lowcloud up` on one local agent, timed from the
-//       command to the last guest running: starts/s and PSS per guest (the agent, and every process
+//       command to the last guest running (its code ran: its first line is in its log, and the
+//       command has returned): starts/s and PSS per guest (the agent, and every process
 //       its guests run in: guest hosts, launchers, walls, divided by the guests), `shared` at
 //       200, 500 and 1,000 next to `process` at 40 (each a Node.js start-up: 100 take about 47 s on
 //       2 busy cores; they complete since the client times out on the agent's silence, not on a

@@ -67,6 +67,9 @@ export async function connectOne(endpoints: Endpoints, machine: string, signer: 
   }
 }
 
+/** Connections an `AgentLinks` holds at most. */
+const KEPT_LINKS = 64;
+
 /**
  * Connections one command keeps open from one step to the next, at most one a machine: `up` reaches
  * each local agent once for its check that the agent runs, its live state and its apply. Each
@@ -74,9 +77,6 @@ export async function connectOne(endpoints: Endpoints, machine: string, signer: 
  * ~40 ms of a 1,000-start `up`'s serial path. A step takes a machine's connection (`take`), or
  * connects as it did without one, and gives it back (`keep`) when it is done with it.
  */
-/** Connections an `AgentLinks` holds at most. */
-const KEPT_LINKS = 64;
-
 export class AgentLinks {
   private readonly open = new Map<string, AgentClient>();
 
@@ -123,7 +123,8 @@ export async function connectAll(endpoints: Endpoints, machines: string[], signe
 
 /**
  * The status of every machine, at most `limit` connections open at once, each closed once it
- * answered (or, with `links`, kept there for the next step). Machines that could not be reached, failed their key check or refused are in `errors`.
+ * answered (with `links`, kept there for the command's next step). Machines that could not be
+ * reached, failed their key check or refused are in `errors`.
  */
 export async function statusAll(endpoints: Endpoints, machines: string[], signer: KeyPair, limit = DEFAULT_CONNECTIONS, timeoutMs = 15_000, links?: AgentLinks): Promise<{ statuses: Map<string, AgentStatus>; errors: Map<string, Error> }> {
   const statuses = new Map<string, AgentStatus>();
