@@ -87,6 +87,11 @@ export class AgentLinks {
     return c;
   }
 
+  /** The open connection kept for `machine`, left there. */
+  peek(machine: string): AgentClient | undefined {
+    return this.open.get(machine);
+  }
+
   keep(machine: string, client: AgentClient): void {
     this.open.get(machine)?.close();
     // Bounded as the apply bounds what it holds open: past it, a step connects again.

@@ -274,12 +274,8 @@ export interface LinkKeeping {
  */
 async function reachable(rec: AgentRecord, machine: string, links?: LinkKeeping): Promise<boolean> {
   // Reached already, from its record, while the file loaded (`reachRecordedAgents`).
-  const kept = links?.to.take(machine);
-  if (kept !== undefined && kept.url === rec.url && kept.agent === rec.key) {
-    links?.to.keep(machine, kept);
-    return true;
-  }
-  kept?.close();
+  const kept = links?.to.peek(machine);
+  if (kept !== undefined && kept.url === rec.url && kept.agent === rec.key) return true;
   let signer: KeyPair | undefined;
   try {
     signer = links?.signer();

@@ -1,11 +1,12 @@
 import { createRequire } from 'node:module';
+import type * as CliProgress from 'cli-progress';
 import type { MultiBar, SingleBar } from 'cli-progress';
 
 /**
  * cli-progress, loaded when a terminal shows bars: ~13 ms of every `up`'s and `apply`'s start-up
  * that a pipe or CI never used (it is CommonJS, so a synchronous require loads it on demand).
  */
-const cliProgress = () => createRequire(import.meta.url)('cli-progress') as typeof import('cli-progress');
+const cliProgress = () => createRequire(import.meta.url)('cli-progress') as typeof CliProgress;
 
 /** What an apply reports as it goes; one event stream feeds both displays and the final summary. */
 export type ApplyEvent =
